@@ -1,0 +1,129 @@
+"""The NumPy reference evaluator: the oracle every compiled backend is tested against.
+
+Vectorised over the batch, in float64 or float32. Feeds are checked before anything runs
+(a missing input, a wrong shape or dtype names the input and what it expected), and a
+node that produces NaN/inf stops evaluation with an error naming that first node.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import FeedError, NonFiniteError
+from .graph import Graph, Node
+from .ops.base import describe, fmt_shape
+
+DTYPES = {"float64": np.float64, "float32": np.float32}
+
+
+def resolve_dtype(dtype) -> type:
+    key = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    if key not in DTYPES:
+        raise ValueError(f"dtype must be float64 or float32, not {dtype!r}")
+    return DTYPES[key]
+
+
+class Evaluator:
+    """Evaluates a fixed set of outputs many times (the topological order is computed once)."""
+
+    def __init__(self, outputs):
+        self.single = isinstance(outputs, Node)
+        self.outputs = [outputs] if self.single else list(outputs)
+        self.graph = Graph(self.outputs)
+
+    def run(self, feeds=None, params=None, *, dtype="float64", check_finite=True) -> dict:
+        """Values of every node of the graph, as a dict node → array."""
+        dtype = resolve_dtype(dtype)
+        values = bind(self.graph, feeds, params, dtype)
+        for node in self.graph.nodes:
+            if node in values:
+                continue
+            args = [values[x] for x in node.inputs]
+            out = np.asarray(node.op.reference(node, *args))
+            if out.dtype != dtype:
+                out = out.astype(dtype)
+            if check_finite and out.size and not np.isfinite(out).all():
+                raise NonFiniteError(_nonfinite_message(node, args, out), node)
+            values[node] = out
+        return values
+
+    def __call__(self, feeds=None, params=None, **kw):
+        values = self.run(feeds, params, **kw)
+        outs = [values[o] for o in self.outputs]
+        return outs[0] if self.single else outs
+
+
+def evaluate(outputs, feeds=None, params=None, *, dtype="float64", check_finite=True,
+             return_values=False):
+    """Evaluate ``outputs`` (a node or a list) with NumPy.
+
+    ``feeds`` maps inputs (nodes or names) to arrays; ``params`` optionally overrides
+    parameter values (default: each parameter's own value). With ``return_values``
+    also returns the dict of every node's value (what drawings and derivations show).
+    """
+    ev = Evaluator(outputs)
+    values = ev.run(feeds, params, dtype=dtype, check_finite=check_finite)
+    outs = [values[o] for o in ev.outputs]
+    result = outs[0] if ev.single else outs
+    return (result, values) if return_values else result
+
+
+def bind(graph: Graph, feeds, params, dtype) -> dict:
+    """Check and convert the leaves' values: inputs from feeds, parameters, constants."""
+    feeds = _by_node(graph, feeds or {}, "feed")
+    params = _by_node(graph, params or {}, "parameter value")
+    values, batch = {}, {}
+    missing = [n for n in graph.inputs if n not in feeds]
+    if missing:
+        raise FeedError("missing feed for " + ", ".join(f"input {describe(n)} of shape {fmt_shape(n.shape)}"
+                                                        for n in missing))
+    for node in graph.nodes:
+        if node.kind == "input":
+            values[node] = _checked(node, feeds[node], dtype, batch, "input")
+        elif node.kind == "parameter":
+            values[node] = _checked(node, params.get(node, node.value), dtype, batch, "parameter")
+        elif node.kind == "constant":
+            values[node] = np.asarray(node.value, dtype=dtype)
+    return values
+
+
+def _by_node(graph, mapping, what):
+    out = {}
+    for key, value in mapping.items():
+        if isinstance(key, Node):
+            node = key
+        else:
+            node = next((n for n in graph.nodes if n.name == key and n.kind in ("input", "parameter")), None)
+            if node is None:
+                continue  # a feed this graph does not use (e.g. targets when predicting)
+        out[node] = value
+    return out
+
+
+def _checked(node, value, dtype, batch, what):
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "fiub":
+        raise FeedError(f"{what} {describe(node)} expects real numbers, got an array of dtype {arr.dtype}")
+    if node.dtype == "int" and arr.dtype.kind not in "iu":
+        raise FeedError(f"{what} {describe(node)} expects integers, got dtype {arr.dtype}")
+    if arr.ndim != len(node.shape) or any(d is not None and d != a for d, a in zip(node.shape, arr.shape)):
+        raise FeedError(f"{what} {describe(node)} expects shape {fmt_shape(node.shape)}, "
+                        f"got {fmt_shape(arr.shape)}")
+    if node.shape and node.shape[0] is None:
+        first = batch.setdefault("size", (arr.shape[0], node))
+        if first[0] != arr.shape[0]:
+            raise FeedError(f"batch sizes differ: {what} {describe(node)} has {arr.shape[0]} rows, "
+                            f"{describe(first[1])} has {first[0]}")
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def _nonfinite_message(node, args, out):
+    bad = "NaN" if np.isnan(out).any() else "inf"
+    ins = ", ".join(f"{describe(x)} (range {_range(v)})" for x, v in zip(node.inputs, args))
+    return (f"{node.op.label(node)} node {describe(node)} is the first to produce {bad}"
+            + (f"; its inputs: {ins}" if ins else "")
+            + ". Lower the learning rate, or check the inputs' scale.")
+
+
+def _range(v):
+    v = np.asarray(v)
+    return f"{v.min():.3g}..{v.max():.3g}" if v.size else "empty"

@@ -1,0 +1,93 @@
+"""Leaves of the graph: inputs (fed per run), parameters (learned or fixed), constants."""
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..graph import Node
+from .base import Op
+
+
+class _Leaf(Op):
+    def infer_shape(self, shapes, attrs):  # leaves are built directly, never via apply
+        raise AssertionError("leaves have no operands")
+
+    def vjp(self, node, g):
+        return []
+
+
+class Input(_Leaf):
+    name = "input"
+
+
+class Parameter(_Leaf):
+    name = "parameter"
+
+
+class Constant(_Leaf):
+    name = "constant"
+
+    def reference(self, node):
+        return node.value
+
+    def element_expr(self, node, index, sym, batch):
+        import sympy
+        return sympy.Float(float(node.value[index])) if node.value.ndim else sympy.Float(float(node.value))
+
+
+def _shape(shape, what):
+    shape = tuple(shape)
+    for d in shape:
+        if d is not None and (not isinstance(d, (int, np.integer)) or d < 0):
+            raise ShapeError(f"{what}: shape entries must be non-negative ints or None (batch), got {shape}")
+    if None in shape[1:]:
+        raise ShapeError(f"{what}: only the first axis may be the batch axis (None), got {shape}")
+    return tuple(None if d is None else int(d) for d in shape)
+
+
+def input(name: str, shape, *, names=None, dtype="float") -> Node:  # noqa: A001
+    """A value fed at run time. ``None`` in ``shape`` marks the batch axis: ``(None, 2)``."""
+    return Node(Input._instance(), (), {}, _shape(shape, f"input {name!r}"), dtype=dtype, name=name, names=names)
+
+
+INITIALIZERS = {
+    "zeros": lambda rng, shape: np.zeros(shape),
+    "ones": lambda rng, shape: np.ones(shape),
+    "normal": lambda rng, shape: rng.normal(0.0, 0.1, shape),
+    # Glorot/Xavier uniform: keeps tanh/sigmoid layers' variance steady
+    "glorot": lambda rng, shape: rng.uniform(-1, 1, shape) * np.sqrt(6.0 / (shape[0] + shape[-1]))
+    if len(shape) >= 2 else np.zeros(shape),
+    # He: for ReLU layers
+    "he": lambda rng, shape: rng.normal(0.0, np.sqrt(2.0 / shape[0]), shape) if len(shape) >= 2 else np.zeros(shape),
+}
+
+
+def parameter(name: str, value=None, *, shape=None, init="glorot", rng=None, names=None,
+              trainable=True) -> Node:
+    """A weight. Give its ``value``, or a ``shape`` and an initializer.
+
+    ``trainable=False`` makes a fixed parameter (Mazur's biases). ``rng`` defaults to one
+    seeded by the name, so a model builds the same weights every time.
+    """
+    if value is not None:
+        value = np.array(value, dtype=np.float64)
+        if shape is not None and tuple(shape) != value.shape:
+            raise ShapeError(f"parameter {name!r}: value has shape {value.shape}, shape says {tuple(shape)}")
+    else:
+        if shape is None:
+            raise ValueError(f"parameter {name!r} needs a value or a shape")
+        if init not in INITIALIZERS:
+            raise ValueError(f"parameter {name!r}: unknown init {init!r}; choose from {sorted(INITIALIZERS)}")
+        rng = rng if rng is not None else np.random.default_rng(zlib.crc32(name.encode()))
+        value = np.asarray(INITIALIZERS[init](rng, tuple(shape)), dtype=np.float64)
+    value.setflags(write=False)
+    return Node(Parameter._instance(), (), {"trainable": bool(trainable)}, _shape(value.shape, name),
+                name=name, names=names, value=value)
+
+
+def constant(value, name=None, names=None) -> Node:
+    value = np.array(value, dtype=np.float64)
+    value.setflags(write=False)
+    return Node(Constant._instance(), (), {}, value.shape, name=name, names=names, value=value)

@@ -1,0 +1,473 @@
+"""Structural ops: matmul, transpose, reshape, concat, indexing, reductions.
+
+``expand`` and ``count`` exist for gradients and means: ``expand`` broadcasts a reduced
+cotangent back to its operand's shape, ``count`` is the (run-time) number of elements a
+mean divides by, so a mean over the batch needs no batch size when the graph is built.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import sympy
+
+from ..errors import ShapeError
+from ..graph import Node
+from .base import Op, apply, broadcast_shapes, fmt_shape, normalize_axes
+
+
+def _fixed(shape, batch):
+    return tuple(batch if d is None else d for d in shape)
+
+
+# -- matmul ----------------------------------------------------------------------------
+
+class MatMul(Op):
+    name = "matmul"
+    symbol = "@"
+
+    def infer_shape(self, shapes, attrs):
+        a, b = shapes
+        if len(a) < 2 or len(b) < 2:
+            raise ShapeError("matmul needs operands with 2 or more dimensions (reshape vectors to rows or columns)")
+        if a[-1] != b[-2]:
+            raise ShapeError(f"inner dimensions differ: {fmt_shape(a)} @ {fmt_shape(b)} contracts "
+                             f"{'B' if a[-1] is None else a[-1]} with {'B' if b[-2] is None else b[-2]}")
+        return broadcast_shapes(a[:-2], b[:-2]) + (a[-2], b[-1])
+
+    def reference(self, node, a, b):
+        return np.matmul(a, b)
+
+    def vjp(self, node, g):
+        from .elementwise import unbroadcast
+
+        a, b = node.inputs
+        return [unbroadcast(matmul(g, swap_last(b)), a.shape), unbroadcast(matmul(swap_last(a), g), b.shape)]
+
+    def element_expr(self, node, index, sym, batch):
+        a, b = node.inputs[:2]
+        *lead, i, j = index
+        k_size = _fixed(a.shape, batch)[-1]
+        a_lead = _lead_index(lead, a.shape[:-2])
+        b_lead = _lead_index(lead, b.shape[:-2])
+        return sympy.Add(*[sym(0, a_lead + (i, k)) * sym(1, b_lead + (k, j)) for k in range(k_size)])
+
+
+def _lead_index(lead, shape):
+    offset = len(lead) - len(shape)
+    return tuple(0 if d == 1 else lead[offset + n] for n, d in enumerate(shape))
+
+
+def matmul(a, b, name=None, names=None):
+    return apply(MatMul._instance(), [a, b], name=name, names=names)
+
+
+class Linear(Op):
+    """x @ W + b in one node: the course's net_j = Σ_i w_ij a_i + b_j (a dense layer)."""
+
+    name = "linear"
+
+    def infer_shape(self, shapes, attrs):
+        x, w, b = shapes
+        out = MatMul.infer_shape(self, [x, w], attrs)
+        return broadcast_shapes(out, b)
+
+    def reference(self, node, x, w, b):
+        return np.matmul(x, w) + b
+
+    def vjp(self, node, g):
+        from .elementwise import unbroadcast
+
+        x, w, b = node.inputs
+        return [unbroadcast(matmul(g, swap_last(w)), x.shape),
+                unbroadcast(matmul(swap_last(x), g), w.shape), unbroadcast(g, b.shape)]
+
+    def element_expr(self, node, index, sym, batch):
+        from .base import broadcast_index
+
+        b = node.inputs[2]
+        bias = sym(2, broadcast_index(index, b.shape, len(node.shape)))
+        return MatMul.element_expr(self, node, index, sym, batch) + bias
+
+
+def linear(x, w, b, name=None, names=None):
+    return apply(Linear._instance(), [x, w, b], name=name, names=names)
+
+
+# -- transpose, reshape, concat ----------------------------------------------------------
+
+class Transpose(Op):
+    name = "transpose"
+    symbol = "ᵀ"
+
+    def infer_shape(self, shapes, attrs):
+        (s,) = shapes
+        if sorted(attrs["axes"]) != list(range(len(s))):
+            raise ShapeError(f"axes {attrs['axes']} are not a permutation of a {len(s)}-d operand's axes")
+        return tuple(s[a] for a in attrs["axes"])
+
+    def reference(self, node, x):
+        return np.ascontiguousarray(np.transpose(x, node.attrs["axes"]))
+
+    def vjp(self, node, g):
+        return [transpose(g, tuple(np.argsort(node.attrs["axes"]).tolist()))]
+
+    def element_expr(self, node, index, sym, batch):
+        src = [0] * len(index)
+        for out_axis, in_axis in enumerate(node.attrs["axes"]):
+            src[in_axis] = index[out_axis]
+        return sym(0, tuple(src))
+
+
+def transpose(x, axes=None, name=None):
+    """Permute axes; by default swap the last two (the matrix transpose, ``x.T``)."""
+    if axes is None:
+        axes = tuple(range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2) if x.ndim >= 2 else (0,)
+    return apply(Transpose._instance(), [x], {"axes": tuple(int(a) for a in axes)}, name=name)
+
+
+def swap_last(x):
+    return transpose(x)
+
+
+class Reshape(Op):
+    name = "reshape"
+
+    def infer_shape(self, shapes, attrs):
+        (s,), target = shapes, list(attrs["shape"])
+        batched = bool(s) and s[0] is None
+        if None in s[1:] or None in target[1:]:
+            raise ShapeError("only the first axis may be the batch axis")
+        if batched != (bool(target) and target[0] is None):
+            raise ShapeError(f"reshape to {fmt_shape(target)} must keep the batch axis first, as in the operand")
+        known = math.prod(d for d in s if d is not None)
+        rest = [d for d in target if d is not None]
+        if rest.count(-1) > 1:
+            raise ShapeError("at most one -1 in a reshape target")
+        if -1 in rest:
+            other = math.prod(d for d in rest if d != -1)
+            if other == 0 or known % other:
+                raise ShapeError(f"cannot infer -1: {known} elements do not divide by {other}")
+            target[target.index(-1)] = known // other
+        elif math.prod(rest) != known:
+            raise ShapeError(f"cannot reshape {known} elements into {fmt_shape(tuple(target))}")
+        return tuple(target)
+
+    def reference(self, node, x):
+        shape = tuple(x.shape[0] if d is None else d for d in node.shape)
+        return np.ascontiguousarray(x).reshape(shape)
+
+    def vjp(self, node, g):
+        return [reshape(g, node.inputs[0].shape)]
+
+    def element_expr(self, node, index, sym, batch):
+        out_shape, in_shape = _fixed(node.shape, batch), _fixed(node.inputs[0].shape, batch)
+        flat = np.ravel_multi_index(index, out_shape) if out_shape else 0
+        return sym(0, tuple(int(i) for i in np.unravel_index(flat, in_shape)))
+
+
+def reshape(x, shape, name=None):
+    return apply(Reshape._instance(), [x], {"shape": tuple(shape)}, name=name)
+
+
+def flatten(x, name=None):
+    """Keep the batch axis, flatten the rest (a CNN's feature maps into a dense layer)."""
+    lead = (None,) if x.shape and x.shape[0] is None else (x.shape[0],)
+    return reshape(x, lead + (-1,), name=name)
+
+
+class Concat(Op):
+    name = "concat"
+
+    def infer_shape(self, shapes, attrs):
+        axis = attrs["axis"]
+        first = shapes[0]
+        for s in shapes[1:]:
+            if len(s) != len(first) or any(a != b for k, (a, b) in enumerate(zip(s, first)) if k != axis):
+                raise ShapeError(f"operands must agree on every axis but {axis}")
+        if any(s[axis] is None for s in shapes):
+            raise ShapeError("cannot concatenate along the batch axis")
+        return first[:axis] + (sum(s[axis] for s in shapes),) + first[axis + 1:]
+
+    def reference(self, node, *xs):
+        return np.concatenate(xs, axis=node.attrs["axis"])
+
+    def vjp(self, node, g):
+        axis, start, out = node.attrs["axis"], 0, []
+        for x in node.inputs:
+            sl = [slice(None)] * g.ndim
+            sl[axis] = slice(start, start + x.shape[axis])
+            out.append(index(g, tuple(sl)))
+            start += x.shape[axis]
+        return out
+
+    def element_expr(self, node, index, sym, batch):
+        axis, k = node.attrs["axis"], index[node.attrs["axis"]]
+        for pos, x in enumerate(node.inputs):
+            if k < x.shape[axis]:
+                return sym(pos, index[:axis] + (k,) + index[axis + 1:])
+            k -= x.shape[axis]
+        raise IndexError(index)
+
+
+def concat(xs, axis=-1, name=None):
+    xs = list(xs)
+    return apply(Concat._instance(), xs, {"axis": axis % xs[0].ndim}, name=name)
+
+
+# -- indexing --------------------------------------------------------------------------
+
+def _normalize_index(index, shape):
+    """A basic NumPy index as a tuple of ('i', k) / ('s', start, stop, step) per axis."""
+    index = index if isinstance(index, tuple) else (index,)
+    if any(i is Ellipsis for i in index):
+        k = index.index(Ellipsis)
+        index = index[:k] + (slice(None),) * (len(shape) - len(index) + 1) + index[k + 1:]
+    if len(index) > len(shape):
+        raise ShapeError(f"too many indices ({len(index)}) for a {len(shape)}-d operand")
+    index = index + (slice(None),) * (len(shape) - len(index))
+    spec = []
+    for i, dim in zip(index, shape):
+        if dim is None:
+            if i != slice(None):
+                raise ShapeError("the batch axis can only be taken whole (':')")
+            spec.append(("s", None, None, None))
+        elif isinstance(i, (int, np.integer)):
+            if not -dim <= i < dim:
+                raise ShapeError(f"index {i} is out of range for an axis of size {dim}")
+            spec.append(("i", int(i) % dim))
+        elif isinstance(i, slice):
+            spec.append(("s",) + i.indices(dim))
+        else:
+            raise ShapeError(f"unsupported index {i!r}: use ints and slices")
+    return tuple(spec)
+
+
+def _numpy_index(spec):
+    return tuple(k[1] if k[0] == "i" else slice(k[1], k[2], k[3]) for k in spec)
+
+
+def _source_index(spec, out_index):
+    """The operand element that output element ``out_index`` reads."""
+    it, src = iter(out_index), []
+    for k in spec:
+        if k[0] == "i":
+            src.append(k[1])
+        else:
+            o = next(it)
+            src.append(o if k[1] is None else k[1] + o * k[3])
+    return tuple(src)
+
+
+class Index(Op):
+    name = "index"
+
+    def infer_shape(self, shapes, attrs):
+        (s,), out = shapes, []
+        for k, dim in zip(attrs["spec"], s):
+            if k[0] == "s":
+                out.append(None if dim is None else len(range(k[1], k[2], k[3])))
+        return tuple(out)
+
+    def reference(self, node, x):
+        return np.ascontiguousarray(x[_numpy_index(node.attrs["spec"])])
+
+    def vjp(self, node, g):
+        return [apply(IndexGrad._instance(), [g, node.inputs[0]], dict(node.attrs))]
+
+    def element_expr(self, node, index, sym, batch):
+        return sym(0, _source_index(node.attrs["spec"], index))
+
+
+class IndexGrad(Op):
+    """Scatter a cotangent into zeros shaped like the indexed operand."""
+
+    name = "index_grad"
+
+    def infer_shape(self, shapes, attrs):
+        return shapes[1]
+
+    def reference(self, node, g, like):
+        out = np.zeros(like.shape, dtype=g.dtype)
+        out[_numpy_index(node.attrs["spec"])] = g
+        return out
+
+    def vjp(self, node, g):
+        return [index_spec(g, node.attrs["spec"]), None]
+
+    def element_expr(self, node, index, sym, batch):
+        spec, out = node.attrs["spec"], []
+        for k, i in zip(spec, index):
+            if k[0] == "i":
+                if i != k[1]:
+                    return sympy.Integer(0)
+            elif k[1] is None:
+                out.append(i)
+            elif i in range(k[1], k[2], k[3]):
+                out.append((i - k[1]) // k[3])
+            else:
+                return sympy.Integer(0)
+        return sym(0, tuple(out))
+
+
+def index(x, idx, name=None):
+    return apply(Index._instance(), [x], {"spec": _normalize_index(idx, x.shape)}, name=name)
+
+
+def index_spec(x, spec, name=None):
+    return apply(Index._instance(), [x], {"spec": spec}, name=name)
+
+
+# -- reductions ------------------------------------------------------------------------
+
+def _reduced_shape(shape, axes, keepdims):
+    return tuple((1 if keepdims else None) if a in axes else d
+                 for a, d in enumerate(shape) if keepdims or a not in axes)
+
+
+class _Reduction(Op):
+    def infer_shape(self, shapes, attrs):
+        (s,) = shapes
+        return _reduced_shape(s, attrs["axes"], attrs["keepdims"])
+
+    def _terms(self, node, index, sym, batch):
+        """The operand elements that output element ``index`` reduces over."""
+        x, axes, keep = node.inputs[0], node.attrs["axes"], node.attrs["keepdims"]
+        shape, it, ranges = _fixed(x.shape, batch), iter(index), []
+        for a in range(x.ndim):
+            if a in axes:
+                if keep:
+                    next(it)
+                ranges.append(range(shape[a]))
+            else:
+                ranges.append((next(it),))
+        return [sym(0, idx) for idx in itertools.product(*ranges)]
+
+
+class Sum(_Reduction):
+    name = "sum"
+    symbol = "Σ"
+
+    def reference(self, node, x):
+        return np.asarray(np.sum(x, axis=node.attrs["axes"], keepdims=node.attrs["keepdims"]))
+
+    def vjp(self, node, g):
+        return [expand(g, node.inputs[0], node.attrs["axes"], node.attrs["keepdims"])]
+
+    def element_expr(self, node, index, sym, batch):
+        return sympy.Add(*self._terms(node, index, sym, batch))
+
+
+class Max(_Reduction):
+    name = "max"
+
+    def reference(self, node, x):
+        return np.asarray(np.max(x, axis=node.attrs["axes"], keepdims=node.attrs["keepdims"]))
+
+    def vjp(self, node, g):
+        from .elementwise import fmap
+
+        x = node.inputs[0]
+        axes, keep = node.attrs["axes"], node.attrs["keepdims"]
+        gs, xs, ms = sympy.symbols("g x m")
+        # Ties share the cotangent; max pooling (one winner per window) has its own op.
+        return [fmap(sympy.Piecewise((gs, sympy.Eq(xs, ms)), (0, True)),
+                     {gs: expand(g, x, axes, keep), xs: x, ms: expand(node, x, axes, keep)}, fn="∂max")]
+
+    def element_expr(self, node, index, sym, batch):
+        return sympy.Max(*self._terms(node, index, sym, batch))
+
+
+class Expand(Op):
+    """Broadcast a reduced value back to the shape of ``like`` (the reduced operand)."""
+
+    name = "expand"
+
+    def infer_shape(self, shapes, attrs):
+        g, like = shapes
+        if tuple(g) != _reduced_shape(like, attrs["axes"], attrs["keepdims"]):
+            raise ShapeError(f"{fmt_shape(g)} is not {fmt_shape(like)} reduced over {attrs['axes']}")
+        return like
+
+    def reference(self, node, g, like):
+        if not node.attrs["keepdims"]:
+            g = np.expand_dims(g, node.attrs["axes"])
+        return np.ascontiguousarray(np.broadcast_to(g, like.shape))
+
+    def vjp(self, node, g):
+        return [sum(g, node.attrs["axes"], node.attrs["keepdims"]), None]
+
+    def element_expr(self, node, index, sym, batch):
+        axes, keep = node.attrs["axes"], node.attrs["keepdims"]
+        src = tuple((0 if keep else None) if a in axes else i for a, i in enumerate(index))
+        return sym(0, tuple(i for i in src if i is not None))
+
+
+def expand(g, like, axes, keepdims=False):
+    return apply(Expand._instance(), [g, like], {"axes": tuple(axes), "keepdims": keepdims})
+
+
+class Count(Op):
+    """The number of elements of ``x`` over ``axes``, known at run time (for means)."""
+
+    name = "count"
+    symbol = "n"
+
+    def infer_shape(self, shapes, attrs):
+        return ()
+
+    def reference(self, node, x):
+        return np.asarray(math.prod(x.shape[a] for a in node.attrs["axes"]), dtype=x.dtype)
+
+    def vjp(self, node, g):
+        return [None]
+
+    def element_expr(self, node, index, sym, batch):
+        return sympy.Integer(math.prod(_fixed(node.inputs[0].shape, batch)[a] for a in node.attrs["axes"]))
+
+
+def count(x, axes):
+    return apply(Count._instance(), [x], {"axes": tuple(axes)})
+
+
+def _reduce(op, x, axis, keepdims, name):
+    axes = normalize_axes(axis, x.ndim)
+    return apply(op, [x], {"axes": axes, "keepdims": bool(keepdims)}, name=name)
+
+
+def sum(x, axis=None, keepdims=False, name=None):  # noqa: A001 - mirrors numpy
+    return _reduce(Sum._instance(), x, axis, keepdims, name)
+
+
+def max(x, axis=None, keepdims=False, name=None):  # noqa: A001
+    return _reduce(Max._instance(), x, axis, keepdims, name)
+
+
+def mean(x, axis=None, keepdims=False, name=None):
+    from .elementwise import div
+
+    axes = normalize_axes(axis, x.ndim)
+    return div(sum(x, axes, keepdims), count(x, axes), name=name)
+
+
+class StopGradient(Op):
+    """Identity forward; no gradient flows through it ("consider constant")."""
+
+    name = "stop_gradient"
+
+    def infer_shape(self, shapes, attrs):
+        return shapes[0]
+
+    def reference(self, node, x):
+        return x
+
+    def vjp(self, node, g):
+        return [None]
+
+    def element_expr(self, node, index, sym, batch):
+        return sym(0, index)
+
+
+def stop_gradient(x, name=None):
+    return apply(StopGradient._instance(), [x], name=name)
