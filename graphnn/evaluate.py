@@ -10,7 +10,7 @@ import numpy as np
 
 from .errors import FeedError, NonFiniteError
 from .graph import Graph, Node
-from .ops.base import describe, fmt_shape
+from .ops.base import contiguous, describe, fmt_shape
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
 
@@ -113,7 +113,7 @@ def _checked(node, value, dtype, batch, what):
         if first[0] != arr.shape[0]:
             raise FeedError(f"batch sizes differ: {what} {describe(node)} has {arr.shape[0]} rows, "
                             f"{describe(first[1])} has {first[0]}")
-    return np.ascontiguousarray(arr, dtype=dtype)
+    return contiguous(arr, dtype=dtype)
 
 
 def _nonfinite_message(node, args, out):

@@ -138,5 +138,7 @@ def broadcast_index(index, in_shape, out_ndim):
     return tuple(0 if d == 1 else index[offset + k] for k, d in enumerate(in_shape))
 
 
-def as_array(value, dtype):
-    return np.asarray(value, dtype=dtype)
+def contiguous(value, dtype=None):
+    """A C-contiguous array of the same rank (np.ascontiguousarray turns 0-d into 1-d)."""
+    arr = np.asarray(value, dtype=dtype)
+    return arr if arr.flags.c_contiguous and arr.flags.writeable else arr.copy()

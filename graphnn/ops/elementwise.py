@@ -16,7 +16,7 @@ import sympy
 
 from ..errors import GradientError
 from ..graph import Node
-from .base import Op, apply, broadcast_index, broadcast_shapes, get_op
+from .base import contiguous, Op, apply, broadcast_index, broadcast_shapes, get_op
 
 V = sympy.symbols("v0:16")      # operand placeholders inside a Map's expression
 Y = sympy.Symbol("y")           # the op's own output, usable in hand derivatives
@@ -41,7 +41,7 @@ class Map(Op):
         with np.errstate(over="ignore", divide="ignore", invalid="ignore", under="ignore"):
             out = fn(*values)
         dtype = np.result_type(*values) if values else np.float64
-        return np.ascontiguousarray(np.broadcast_to(np.asarray(out, dtype=dtype), _shape_of(values)))
+        return contiguous(np.broadcast_to(np.asarray(out, dtype=dtype), _shape_of(values)))
 
     def derivative(self, node, pos):
         """∂expr/∂v_pos, in v's and y: the hand form if given, else sympy's."""

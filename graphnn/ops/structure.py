@@ -14,7 +14,7 @@ import sympy
 
 from ..errors import ShapeError
 from ..graph import Node
-from .base import Op, apply, broadcast_shapes, fmt_shape, normalize_axes
+from .base import contiguous, Op, apply, broadcast_shapes, fmt_shape, normalize_axes
 
 
 def _fixed(shape, batch):
@@ -108,7 +108,7 @@ class Transpose(Op):
         return tuple(s[a] for a in attrs["axes"])
 
     def reference(self, node, x):
-        return np.ascontiguousarray(np.transpose(x, node.attrs["axes"]))
+        return contiguous(np.transpose(x, node.attrs["axes"]))
 
     def vjp(self, node, g):
         return [transpose(g, tuple(np.argsort(node.attrs["axes"]).tolist()))]
@@ -156,7 +156,7 @@ class Reshape(Op):
 
     def reference(self, node, x):
         shape = tuple(x.shape[0] if d is None else d for d in node.shape)
-        return np.ascontiguousarray(x).reshape(shape)
+        return contiguous(x).reshape(shape)
 
     def vjp(self, node, g):
         return [reshape(g, node.inputs[0].shape)]
@@ -271,7 +271,7 @@ class Index(Op):
         return tuple(out)
 
     def reference(self, node, x):
-        return np.ascontiguousarray(x[_numpy_index(node.attrs["spec"])])
+        return contiguous(x[_numpy_index(node.attrs["spec"])])
 
     def vjp(self, node, g):
         return [apply(IndexGrad._instance(), [g, node.inputs[0]], dict(node.attrs))]
@@ -393,7 +393,7 @@ class Expand(Op):
     def reference(self, node, g, like):
         if not node.attrs["keepdims"]:
             g = np.expand_dims(g, node.attrs["axes"])
-        return np.ascontiguousarray(np.broadcast_to(g, like.shape))
+        return contiguous(np.broadcast_to(g, like.shape))
 
     def vjp(self, node, g):
         return [sum(g, node.attrs["axes"], node.attrs["keepdims"]), None]

@@ -1,0 +1,1 @@
+"""Derivations: backprop rendered step by step."""

@@ -1,0 +1,51 @@
+"""A Model bundles one declared graph with what its uses need: data, feeds, defaults."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .data import Dataset
+from .graph import Graph, Node
+
+
+@dataclass
+class Model:
+    """A network declared once. ``loss`` is what training minimises, ``output`` what it predicts.
+
+    ``example`` holds feeds for one worked example (what derivations substitute);
+    ``defaults`` the training settings the course uses (lr, optimizer, steps/epochs,
+    batch_size); ``task`` is 'classification', 'regression', 'perceptron' or another
+    word a trainer knows.
+    """
+
+    name: str
+    loss: Node
+    output: Node
+    inputs: tuple
+    data: Dataset | None = None
+    example: dict | None = None
+    defaults: dict = field(default_factory=dict)
+    task: str = "regression"
+    description: str = ""
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def graph(self) -> Graph:
+        return Graph([self.loss, self.output])
+
+    @property
+    def params(self) -> list[Node]:
+        """Trainable parameters, in graph order."""
+        return self.graph.trainable
+
+    @property
+    def parameters(self) -> list[Node]:
+        return self.graph.parameters
+
+    def find(self, name: str) -> Node:
+        return self.graph.find(name)
+
+    def structural_hash(self) -> str:
+        return self.graph.structural_hash()
+
+    def initial_params(self) -> dict:
+        return {p: p.value.copy() for p in self.parameters}

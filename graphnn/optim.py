@@ -1,0 +1,119 @@
+"""Optimizers as elementwise update rules written in sympy.
+
+One definition serves every backend: the NumPy reference lambdifies the rules, the code
+generators print them into their kernels, and derivations print them
+(w₅⁺ = w₅ − η·∂E/∂w₅). A rule list is applied in order; a later rule sees the values
+that earlier rules assigned. Symbols: ``w`` (the parameter), ``g`` (its gradient), the
+optimizer's state names, its hyperparameters, and ``t`` (the 1-based step count).
+"""
+from __future__ import annotations
+
+from functools import cached_property
+
+import numpy as np
+import sympy
+
+w, g, t = sympy.symbols("w g t")
+
+
+class Optimizer:
+    """Base: subclasses set ``name``, ``state`` (per-parameter buffers) and ``rules``."""
+
+    name = "optimizer"
+    state: tuple = ()
+
+    def __init__(self, **hyper):
+        unknown = set(hyper) - set(self.defaults)
+        if unknown:
+            raise TypeError(f"{self.name} takes {sorted(self.defaults)}, not {sorted(unknown)}")
+        self.hyper = {**self.defaults, **hyper}
+        for k, v in self.hyper.items():
+            if not np.isfinite(v):
+                raise ValueError(f"{self.name}: {k} must be finite, got {v}")
+
+    defaults: dict = {}
+
+    def rules(self):
+        """[(assigned symbol, expression)], in order."""
+        raise NotImplementedError
+
+    def structural_key(self):
+        return (self.name, tuple(sorted(self.hyper.items())))
+
+    def __repr__(self):
+        return f"{type(self).__name__}({', '.join(f'{k}={v:g}' for k, v in self.hyper.items())})"
+
+    @cached_property
+    def hyper_symbols(self):
+        return {k: sympy.Symbol(k) for k in self.hyper}
+
+    def init_state(self, params: dict) -> dict:
+        """Zeroed buffers: {param: {state name: array}}."""
+        return {p: {s: np.zeros_like(v) for s in self.state} for p, v in params.items()}
+
+    @cached_property
+    def _compiled(self):
+        args = [w, g, t, *map(sympy.Symbol, self.state), *self.hyper_symbols.values()]
+        return [(str(target), sympy.lambdify(args, expr, modules="numpy")) for target, expr in self.rules()]
+
+    def update(self, params: dict, grads: dict, state: dict, step: int):
+        """Apply one update in place (the NumPy reference of every compiled update)."""
+        for p, value in params.items():
+            env = {"w": value, "g": grads[p], **state[p]}
+            for target, fn in self._compiled:
+                new = fn(env["w"], env["g"], step, *(env[s] for s in self.state), *self.hyper.values())
+                env[target] = np.asarray(new, dtype=value.dtype)
+            value[...] = env["w"]
+            for s in self.state:
+                state[p][s][...] = env[s]
+
+
+class SGD(Optimizer):
+    """Plain gradient descent: w ← w − η g (full-batch, mini-batch or stochastic)."""
+
+    name = "sgd"
+    defaults = {"lr": 0.1}
+
+    def rules(self):
+        lr = self.hyper_symbols["lr"]
+        return [(w, w - lr * g)]
+
+
+class Momentum(Optimizer):
+    """Heavy-ball momentum: v ← μ v − η g;  w ← w + v."""
+
+    name = "momentum"
+    state = ("v",)
+    defaults = {"lr": 0.1, "mu": 0.9}
+
+    def rules(self):
+        v, lr, mu = sympy.Symbol("v"), self.hyper_symbols["lr"], self.hyper_symbols["mu"]
+        return [(v, mu * v - lr * g), (w, w + v)]
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba) with bias correction."""
+
+    name = "adam"
+    state = ("m", "v")
+    defaults = {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
+
+    def rules(self):
+        m, v = sympy.symbols("m v")
+        h = self.hyper_symbols
+        b1, b2 = h["beta1"], h["beta2"]
+        return [(m, b1 * m + (1 - b1) * g),
+                (v, b2 * v + (1 - b2) * g ** 2),
+                (w, w - h["lr"] * (m / (1 - b1 ** t)) / (sympy.sqrt(v / (1 - b2 ** t)) + h["eps"]))]
+
+
+OPTIMIZERS = {cls.name: cls for cls in (SGD, Momentum, Adam)}
+
+
+def make_optimizer(spec, **hyper) -> Optimizer:
+    """An optimizer from a name ('sgd', 'momentum', 'adam') or an instance."""
+    if isinstance(spec, Optimizer):
+        return spec
+    if spec not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {spec!r}; choose from {', '.join(OPTIMIZERS)}")
+    return OPTIMIZERS[spec](**{k: v for k, v in hyper.items() if v is not None})
