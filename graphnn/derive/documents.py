@@ -1,18 +1,12 @@
 """Output formats for derivations: LaTeX, Markdown, offline HTML (MathML) and text.
 
-The derivation renderer produces math (LaTeX strings or sympy objects); this module
-only turns that math into documents. A document is a title plus a list of blocks:
-
-* ``Prose(text)`` -- plain text; inline math goes between single ``$...$``
-  (write ``\\$`` for a literal dollar sign).
-* ``MathBlock(lines)`` -- display math, one amsmath ``align*`` row per line, with
-  ``&`` marking the alignment point (``a &= b``). A line may also be a sympy
-  object; ``Eq(a, b)`` becomes ``a &= b``.
-
-The HTML writer needs no network at all: LaTeX is converted to presentation MathML
-(Chromium, Firefox and Safari render it natively) and the Latin Modern Math font is
-embedded as base64, because without an OpenType MATH table browsers draw fractions
-and stretchy delimiters poorly.
+The derivation renderer makes the math (LaTeX strings or sympy objects); this module
+turns it into documents: a title plus blocks, each ``Prose(text)`` (inline math
+between single ``$...$``; ``\\$`` is a literal dollar) or ``MathBlock(lines)`` (one
+amsmath ``align*`` row per line, ``&`` at the alignment point; sympy ``Eq(a, b)``
+becomes ``a &= b``). The HTML needs no network: MathML, which browsers render
+natively, plus the Latin Modern Math font as base64, because without an OpenType
+MATH table browsers draw fractions and stretchy delimiters poorly.
 """
 from __future__ import annotations
 
@@ -25,15 +19,11 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from xml.etree import ElementTree
 from typing import Any, Callable, Union
 
-__all__ = ["Prose", "MathBlock", "Document", "MissingToolError", "LatexError",
-           "to_latex_align", "to_latex_document", "to_markdown", "to_html",
-           "to_text", "compile_pdf", "RichMixin"]
-
-_ASSETS = Path(__file__).with_name("assets")
-_FONT_FILE = _ASSETS / "latinmodern-math.otf"
-
+__all__ = ["Prose", "MathBlock", "Document", "MissingToolError", "LatexError", "to_latex_align",
+           "to_latex_document", "to_markdown", "to_html", "to_text", "compile_pdf", "RichMixin"]
 
 @dataclass
 class Prose:
@@ -62,25 +52,22 @@ class LatexError(RuntimeError):
     """pdflatex ran but failed; the message carries the relevant log lines."""
 
 
-# --------------------------------------------------------------------------- helpers
 def _line_latex(line: Any) -> str:
     """LaTeX for one align row; sympy objects are printed lazily (sympy is optional here)."""
     if isinstance(line, str):
-        # A trailing ``\\`` would create an empty row once we join with ``\\``.
-        return re.sub(r"(\\\\\s*)+$", "", line.strip())
+        return re.sub(r"(\\\\|\s)*$", "", line.strip())  # a trailing \\ adds an empty row
     import sympy
     if isinstance(line, sympy.Equality):
         return f"{sympy.latex(line.lhs)} &= {sympy.latex(line.rhs)}"
     return sympy.latex(line)
 
 
-def _lines(block: MathBlock) -> list[str]:
-    # Blank rows are dropped: an empty line inside align* is a LaTeX error.
-    return [s for s in (_line_latex(x) for x in block.lines) if s]
+def _lines(block: MathBlock) -> list[str]:  # without blank rows: in align* an error
+    items = [block.lines] if isinstance(block.lines, str) else block.lines  # one bare line
+    return [s for s in map(_line_latex, items) if s]
 
 
-def _render(doc: Document, math: Callable[[MathBlock], str],
-            prose: Callable[[str], str]) -> list[str]:
+def _render(doc: Document, math: Callable[[MathBlock], str], prose: Callable[[str], str]):
     """One string per block, the shared walk of every writer; empty math is skipped."""
     return [math(b) if isinstance(b, MathBlock) else prose(b.text)
             for b in doc.blocks if not isinstance(b, MathBlock) or _lines(b)]
@@ -91,47 +78,31 @@ _INLINE = re.compile(r"(?<!\\)\$(.+?)(?<!\\)\$", re.S)
 
 
 def _split_prose(text: str) -> list[tuple[bool, str]]:
-    """Split prose into ``(is_math, piece)``; text pieces have ``\\$`` unescaped."""
-    out, pos = [], 0
-    for m in _INLINE.finditer(text):
-        out.append((False, text[pos:m.start()].replace(r"\$", "$")))
-        out.append((True, m.group(1)))
-        pos = m.end()
-    out.append((False, text[pos:].replace(r"\$", "$")))
-    return [(is_math, s) for is_math, s in out if s]
+    """``(is_math, piece)`` pairs: re.split with one group alternates text, math, text."""
+    return [(k % 2 == 1, p if k % 2 else p.replace(r"\$", "$"))  # text: \$ is a dollar
+            for k, p in enumerate(_INLINE.split(text)) if p]
 
 
 # ---------------------------------------------------------------------------- LaTeX
-_TEX_ESCAPES = {
-    "\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&",
-    "#": r"\#", "%": r"\%", "_": r"\_", "^": r"\textasciicircum{}",
-    "~": r"\textasciitilde{}", "<": r"\textless{}", ">": r"\textgreater{}",
-    "|": r"\textbar{}",
-}
+_TEX_ESCAPES = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&",
+                "#": r"\#", "%": r"\%", "_": r"\_", "^": r"\textasciicircum{}", "|": r"\textbar{}",
+                "~": r"\textasciitilde{}", "<": r"\textless{}", ">": r"\textgreater{}"}
 # Unicode that utf8 inputenc does not know (it would stop pdflatex) but that shows up
 # in lecture prose; typeset it as math instead.
-_TEX_UNICODE = {
-    "∂": r"\partial", "·": r"\cdot", "⊙": r"\odot", "×": r"\times", "−": "-",
-    "→": r"\rightarrow", "←": r"\leftarrow", "≈": r"\approx", "≤": r"\leq",
-    "≥": r"\geq", "≠": r"\neq", "∑": r"\sum", "Σ": r"\Sigma", "ᵀ": r"^{\top}",
-    "∇": r"\nabla", "∞": r"\infty", "∈": r"\in", "±": r"\pm",
-}
+_TEX_UNICODE = {"∂": r"\partial", "·": r"\cdot", "⊙": r"\odot", "×": r"\times", "−": "-",
+                "→": r"\rightarrow", "←": r"\leftarrow", "≈": r"\approx", "≤": r"\leq",
+                "≥": r"\geq", "≠": r"\neq", "∑": r"\sum", "Σ": r"\Sigma", "ᵀ": r"^{\top}",
+                "∇": r"\nabla", "∞": r"\infty", "∈": r"\in", "±": r"\pm"}
 _GREEK = dict(zip(("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu "
                    "xi pi rho sigma tau upsilon phi chi psi omega").split(),
                   "αβγδεζηθικλμνξπρστυφχψω"))
 _TEX_UNICODE.update({ch: "\\" + name for name, ch in _GREEK.items()})
+_TEX_TABLE = {**{ch: r"\ensuremath{%s}" % tex for ch, tex in _TEX_UNICODE.items()},
+              **_TEX_ESCAPES}
 
 
 def _tex_escape(text: str) -> str:
-    out = []
-    for ch in text:
-        if ch in _TEX_ESCAPES:
-            out.append(_TEX_ESCAPES[ch])
-        elif ch in _TEX_UNICODE:
-            out.append(r"\ensuremath{" + _TEX_UNICODE[ch] + "}")
-        else:
-            out.append(ch)
-    return "".join(out)
+    return "".join(_TEX_TABLE.get(ch, ch) for ch in text)
 
 
 def _tex_prose(text: str) -> str:
@@ -148,10 +119,9 @@ def to_latex_document(doc: Document) -> str:
     """A standalone article (amsmath/amssymb) that compiles with plain pdflatex."""
     parts = [r"\documentclass[11pt]{article}", r"\usepackage[utf8]{inputenc}",
              r"\usepackage{amsmath,amssymb}", r"\usepackage[margin=2.5cm]{geometry}",
-             # Long chain-rule rows would overflow the margin; allow breaks at = signs.
-             r"\allowdisplaybreaks",
-             r"\title{" + _tex_escape(doc.title) + "}", r"\date{}",
-             r"\begin{document}", r"\maketitle", ""]
+             r"\allowdisplaybreaks",  # a long derivation may page-break between rows
+             r"\title{" + _tex_escape(doc.title) + "}", r"\date{}", r"\begin{document}",
+             r"\maketitle", ""]
     parts += [p + "\n" for p in _render(doc, to_latex_align, _tex_prose)]
     return "\n".join(parts + [r"\end{document}", ""])
 
@@ -160,9 +130,8 @@ def compile_pdf(latex_source: str, out_path: Union[str, Path], timeout: float = 
     """Compile LaTeX source to ``out_path`` with pdflatex (run in a temporary directory)."""
     exe = shutil.which("pdflatex")
     if exe is None:
-        raise MissingToolError(
-            "pdflatex was not found on PATH; on Debian/Ubuntu "
-            "`apt-get install texlive-latex-base` installs it")
+        raise MissingToolError("pdflatex was not found on PATH; on Debian/Ubuntu "
+                               "`apt-get install texlive-latex-base` installs it")
     out_path = Path(out_path)
     with tempfile.TemporaryDirectory(prefix="graphnn-tex-") as tmp:
         (Path(tmp) / "doc.tex").write_text(latex_source, encoding="utf-8")
@@ -184,8 +153,7 @@ def compile_pdf(latex_source: str, out_path: Union[str, Path], timeout: float = 
 # ------------------------------------------------------------------------- Markdown
 def _md_escape(text: str) -> str:
     # Escape only what Markdown would turn into formatting; prose stays readable.
-    text = re.sub(r"([\\`*_\[\]])", r"\\\1", text)
-    return text.replace("<", "&lt;").replace(">", "&gt;")
+    return re.sub(r"([\\`*_\[\]])", r"\\\1", text).replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _aligned(block: MathBlock) -> str:
@@ -204,9 +172,9 @@ def to_markdown(doc: Document) -> str:
 # ----------------------------------------------------------------------------- HTML
 @functools.lru_cache(maxsize=1)
 def _font_css() -> str:
-    data = base64.b64encode(_FONT_FILE.read_bytes()).decode("ascii")
-    # A private family name, so a differently-versioned installed font cannot win.
-    return ('@font-face{font-family:"graphnn-math";'
+    font = Path(__file__).with_name("assets") / "latinmodern-math.otf"  # see assets/README
+    data = base64.b64encode(font.read_bytes()).decode("ascii")
+    return ('@font-face{font-family:"graphnn-math";'  # private name: no installed font wins
             f'src:url(data:font/otf;base64,{data}) format("opentype");}}\n')
 
 
@@ -215,33 +183,33 @@ _CSS = """
   line-height:1.45;max-width:60em;margin:1.5em auto;padding:0 1em;color:#111;background:#fff}
 .graphnn-doc math{font-family:"graphnn-math",math}
 .graphnn-doc .display{overflow-x:auto;overflow-y:hidden;margin:.5em 0;padding:.3em 0}
-.graphnn-doc math[display=block]{margin:0}
-/* Chromium (MathML Core) ignores columnalign/columnspacing, so amsmath's align*
-   layout (right, left, gap, right, left...) is restated in CSS. It aligns a cell
-   only when the cell holds a single <mrow> (so each cell gets one), and there it
-   honours start/center and -webkit-right but not plain "right" (measured, v156). */
-.graphnn-doc mtd{padding:.2em 0}
-.graphnn-doc mtd:nth-child(2n+3){padding-left:2em}
+/* Chromium (MathML Core) ignores columnalign/columnspacing, so align*'s layout (right,
+   left, gap, right, left...) is restated here. A cell is aligned only when it holds a
+   single <mrow> (each cell gets one), and then by -webkit-right but not "right". */
+.graphnn-doc mtd{padding:.2em 0} .graphnn-doc mtd:nth-child(2n+3){padding-left:2em}
 .graphnn-doc mtd[columnalign=right]{text-align:right;text-align:-webkit-right}
 .graphnn-doc mtd[columnalign=left]{text-align:left}
 """
 
 
 def _mathml(latex: str, display: bool = False, inner: bool = False) -> str:
-    """LaTeX -> MathML; ``inner`` returns just the content (to place inside a <mtd>)."""
-    from latex2mathml.converter import convert
-    out = convert(latex, display="block" if display else "inline")
-    # The namespace attribute is redundant in HTML and is the page's only URL.
-    out = out.replace(' xmlns="http://www.w3.org/1998/Math/MathML"', "")
-    # latex2mathml emits \partial as an operator, which gets operator spacing
-    # ("∂ E"); TeX treats it as an ordinary symbol, i.e. an upright identifier.
-    out = out.replace("<mo>&#x02202;</mo>", '<mi mathvariant="normal">&#x02202;</mi>')
-    # \operatorname{softmax} arrives as <mo>softmax</mo>, spaced like an operator
-    # ("softmax (z)"); as a multi-letter <mi> it stays upright and hugs its argument.
-    # Bases of limits (\max_i, \lim_{x}) keep their operator form.
-    out = re.sub(r"(?<!<msub>)(?<!<munder>)(?<!<msubsup>)(?<!<munderover>)"
-                 r"<mo>([A-Za-z]{2,})</mo>", r"<mi>\1</mi>", out)
-    return out[out.index(">") + 1:-len("</math>")] if inner else out
+    """LaTeX -> MathML; ``inner`` gives just the top ``<mrow>`` (to put in a ``<mtd>``)."""
+    from latex2mathml.converter import convert_to_element
+    root = convert_to_element(latex, display="block" if display else "inline")
+    root.attrib.pop("xmlns")  # redundant in HTML, and it would be the page's only URL
+    # latex2mathml unescapes its whole output (its text holds "&#x02202;"), letting "<"
+    # from \text{} through as markup: unescape per node; ElementTree escapes on output.
+    for el in root.iter():
+        el.text, el.tail = (t and html.unescape(t) for t in (el.text, el.tail))
+    for parent in root.iter():
+        for k, el in enumerate(parent):
+            word = el.text if el.tag == "mo" and not el.attrib else None
+            if word == "\u2202":  # \partial: an ordinary symbol in TeX, no operator spacing
+                el.tag, el.attrib["mathvariant"] = "mi", "normal"
+            elif word and len(word) > 1 and word.isalpha() and not (
+                    k == 0 and parent.tag.startswith(("msub", "munder"))):  # \max_i stays
+                el.tag = "mi"  # \operatorname{softmax}(z): upright, hugging its argument
+    return ElementTree.tostring(root[0] if inner else root, encoding="unicode")
 
 
 def _split_cells(line: str) -> list[str]:
@@ -261,19 +229,17 @@ def _split_cells(line: str) -> list[str]:
 
 def _mtd(cell: str, right: bool) -> str:
     cell = cell.strip()
-    if not right and cell[:1] in "=<>+-\\":
-        # amsmath's "&=" puts an empty atom before the relation so it keeps its spacing.
-        cell = "{}" + cell
+    if not right and cell[:1] in "=<>+-\\":  # like amsmath, an empty atom before "&=" so
+        cell = "{}" + cell                     # the relation keeps its spacing
     try:
         inner = _mathml(cell, display=True, inner=True) if cell else ""
     except Exception:  # noqa: BLE001 -- show the source rather than lose the derivation
-        inner = f"<mtext>{html.escape(cell)}</mtext>"
-    return f'<mtd columnalign="{"right" if right else "left"}"><mrow>{inner}</mrow></mtd>'
+        inner = f"<mrow><mtext>{html.escape(cell)}</mtext></mrow>"
+    return f'<mtd columnalign="{"right" if right else "left"}">{inner or "<mrow/>"}</mtd>'
 
 
 def _html_math_block(block: MathBlock) -> str:
-    # One <mtable> per block, cells alternating right/left like align*, so the
-    # relation after each "&" lines up down the rows.
+    # One <mtable> per block, cells right/left/right... like align*: "&"s line up.
     rows = ["<mtr>" + "".join(_mtd(c, k % 2 == 0) for k, c in enumerate(_split_cells(s)))
             + "</mtr>" for s in _lines(block)]
     return ('<math display="block"><mtable displaystyle="true">' + "".join(rows)
@@ -283,22 +249,23 @@ def _html_math_block(block: MathBlock) -> str:
 def _html_prose(text: str) -> str:
     out = []
     for is_math, s in _split_prose(text):
-        if is_math:
-            try:
-                out.append(_mathml(s, False))
-                continue
-            except Exception:  # noqa: BLE001 -- show the source rather than fail
-                s = f"${s}$"
-        out.append(html.escape(s))
+        try:
+            out.append(_mathml(s) if is_math else html.escape(s))
+        except Exception:  # noqa: BLE001 -- show the source rather than fail the page
+            out.append(html.escape(f"${s}$"))
     return "<p>" + "".join(out) + "</p>"
 
 
 def to_html(doc: Document, *, full_page: bool = True, embed_font: bool = True) -> str:
     """HTML with MathML math: no scripts, no external URLs, font embedded as base64.
 
-    ``full_page=False`` gives a ``<div>`` fragment (for Jupyter); ``embed_font=False``
-    drops the ~1 MB font and lets the browser pick its own math font.
+    ``full_page=False`` gives a fragment (for Jupyter); ``embed_font=False`` leaves out
+    the ~1 MB font and lets the browser pick its own math font.
     """
+    try:  # fail loudly here, not cell by cell in the fallbacks below
+        import latex2mathml.converter  # noqa: F401
+    except ImportError as exc:
+        raise MissingToolError("to_html needs latex2mathml: pip install latex2mathml") from exc
     body = [f"<h1>{html.escape(doc.title)}</h1>"] + _render(
         doc, lambda b: f'<div class="display">{_html_math_block(b)}</div>', _html_prose)
     style = "<style>" + (_font_css() if embed_font else "") + _CSS + "</style>"
@@ -312,35 +279,30 @@ def to_html(doc: Document, *, full_page: bool = True, embed_font: bool = True) -
 
 # ----------------------------------------------------------------------------- text
 # Symbols drawn as a letter: TeX swallows the spaces after them (``\partial E`` -> ∂E).
-_TEXT_ORD = {"partial": "∂", "top": "ᵀ", "prime": "′", "infty": "∞", "nabla": "∇",
-             "ell": "ℓ", "varepsilon": "ε", "varphi": "φ", "vartheta": "ϑ", "Delta": "Δ",
-             "Gamma": "Γ", "Theta": "Θ", "Lambda": "Λ", "Sigma": "Σ", "Phi": "Φ",
-             "Psi": "Ψ", "Omega": "Ω", "Pi": "Π", "ldots": "…", "cdots": "⋯", "dots": "…",
-             "lVert": "‖", "rVert": "‖", "sum": "Σ", "prod": "Π", **_GREEK}
+_TEXT_ORD = {"partial": "∂", "top": "ᵀ", "prime": "′", "infty": "∞", "nabla": "∇", "ell": "ℓ",
+             "varepsilon": "ε", "varphi": "φ", "vartheta": "ϑ", "Delta": "Δ", "Gamma": "Γ",
+             "Theta": "Θ", "Lambda": "Λ", "Sigma": "Σ", "Phi": "Φ", "Psi": "Ψ", "Omega": "Ω",
+             "Pi": "Π", "ldots": "…", "cdots": "⋯", "dots": "…", "lVert": "‖", "rVert": "‖",
+             "sum": "Σ", "prod": "Π", **_GREEK}
 # Binary operators and relations: always written with a space either side.
-_TEXT_BIN = {"cdot": "·", "odot": "⊙", "times": "×", "otimes": "⊗", "circ": "∘",
-             "pm": "±", "approx": "≈", "leftarrow": "←", "gets": "←", "rightarrow": "→",
-             "to": "→", "in": "∈", "leq": "≤", "le": "≤", "geq": "≥", "ge": "≥",
-             "neq": "≠", "mid": "|"}
+_TEXT_BIN = {"cdot": "·", "odot": "⊙", "times": "×", "otimes": "⊗", "circ": "∘", "pm": "±",
+             "approx": "≈", "leftarrow": "←", "gets": "←", "rightarrow": "→", "to": "→",
+             "in": "∈", "leq": "≤", "le": "≤", "geq": "≥", "ge": "≥", "neq": "≠", "mid": "|"}
 _TEXT_SPACE = {",": " ", ";": " ", ":": " ", "!": "", "quad": "  ", "qquad": "    ", " ": " "}
 _SUPERSCRIPTS = dict(zip("0123456789+-=()n", "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁼⁽⁾ⁿ"))
-_DROP = {"left", "right", "big", "Big", "bigg", "Bigg", "bigl", "bigr", "Bigl", "Bigr",
-         "displaystyle", "textstyle", "limits", "nolimits", "notag", "nonumber"}
+_DROP = set("left right big Big bigg Bigg bigl bigr Bigl Bigr displaystyle textstyle "
+            "limits nolimits notag nonumber".split())
 _ACCENTS = {"hat": "\u0302", "bar": "\u0304", "overline": "\u0305", "tilde": "\u0303",
             "vec": "\u20d7", "dot": "\u0307"}
-_FONTS = {"mathrm", "operatorname", "text", "mathbf", "boldsymbol", "mathit", "mathsf",
-          "mathcal", "mathbb", "textbf", "mbox"}
-# Needs no parentheses around it when used in a/b or as a script: a name, maybe a call.
+_FONTS = set("mathrm operatorname text mathbf boldsymbol mathit mathsf mathcal mathbb "
+             "textbf mbox".split())
 _ATOM = re.compile(r"^([\w∂′ᵀ⁺⁻.^]+(\([^()]*\))?|\([^()]*\))$")
 
 
 def _group(s: str, i: int) -> tuple[str, int]:
     """Read one argument at ``s[i:]``: a braced group, a command or one character."""
-    while i < len(s) and s[i] == " ":
-        i += 1
-    if i >= len(s):
-        return "", i
-    if s[i] == "{":
+    i += len(s[i:]) - len(s[i:].lstrip(" "))
+    if s[i:i + 1] == "{":
         depth, j = 0, i
         while j < len(s):
             depth += {"{": 1, "}": -1}.get(s[j], 0)
@@ -348,11 +310,11 @@ def _group(s: str, i: int) -> tuple[str, int]:
                 return s[i + 1:j], j + 1
             j += 1 if s[j] != "\\" else 2
         return s[i + 1:], len(s)
-    m = re.match(r"\\([A-Za-z]+|.)", s[i:])
-    return (m.group(0), i + m.end()) if m else (s[i], i + 1)
+    m = re.match(r"\\([A-Za-z]+|.)|.|$", s[i:], re.S)
+    return m.group(0), i + m.end()
 
 
-def _paren(t: str) -> str:
+def _paren(t: str) -> str:  # a/b and scripts need parentheses unless t is an atom
     return t if _ATOM.match(t) else f"({t})"
 
 
@@ -383,9 +345,8 @@ def _latex_text(s: str) -> str:
                 arg, i = _group(s, i)
                 out.append(_latex_text(arg) + _ACCENTS.get(name, ""))
             elif name in _TEXT_ORD:
-                out.append(_TEXT_ORD[name])
-                while i < len(s) and s[i] == " ":  # TeX drops spaces after a control word
-                    i += 1
+                out.append(_TEXT_ORD[name])  # TeX drops the spaces after a control word:
+                i += len(s[i:]) - len(s[i:].lstrip(" "))
             elif name in _TEXT_BIN:
                 out.append(f" {_TEXT_BIN[name]} ")
             elif name not in _DROP:  # \exp, \log, \tanh, \{, \% ... as written
@@ -404,14 +365,9 @@ def _latex_text(s: str) -> str:
 def _text_block(block: MathBlock, indent: str = "    ") -> str:
     # Pad every column to its widest cell so the "=" signs line up as in align*.
     rows = [[_latex_text(c).strip() for c in _split_cells(s)] for s in _lines(block)]
-    ncol = max(len(r) for r in rows)
-    widths = [max((len(r[k]) for r in rows if k < len(r)), default=0) for k in range(ncol)]
-    lines = []
-    for r in rows:
-        cells = [c.rjust(widths[k]) if k % 2 == 0 else c.ljust(widths[k])
-                 for k, c in enumerate(r)]
-        lines.append((indent + " ".join(cells)).rstrip())
-    return "\n".join(lines)
+    widths = [max(len(r[k]) for r in rows if k < len(r)) for k in range(max(map(len, rows)))]
+    return "\n".join((indent + " ".join(c.rjust(widths[k]) if k % 2 == 0 else c.ljust(widths[k])
+                                        for k, c in enumerate(r))).rstrip() for r in rows)
 
 
 def to_text(doc: Document) -> str:
@@ -426,8 +382,8 @@ def to_text(doc: Document) -> str:
 class RichMixin:
     """Jupyter rich display for anything with ``to_document() -> Document``."""
 
-    def to_document(self) -> Document:  # pragma: no cover - implemented by subclasses
-        raise NotImplementedError
+    def to_document(self) -> Document:  # pragma: no cover
+        raise NotImplementedError("subclasses build their Document here")
 
     def _repr_html_(self) -> str:
         return to_html(self.to_document(), full_page=False)
@@ -436,8 +392,7 @@ class RichMixin:
         return to_markdown(self.to_document())
 
     def _repr_latex_(self) -> str:
-        # Front ends hand this to MathJax, which only understands math mode:
-        # prose as text, display blocks as $$\begin{aligned}...$$.
+        # Front ends hand this to MathJax: prose as text, math as $$\begin{aligned}..$$.
         doc = self.to_document()
         blocks = _render(doc, lambda b: "$$" + _aligned(b) + "$$", lambda t: t)
         return "\n\n".join([doc.title] + blocks)
