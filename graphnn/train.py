@@ -43,6 +43,27 @@ class NumpyBackend:
                               dict(zip(self.trainable, grads)), self.state, self.steps)
         return float(loss)
 
+    # train_step split in two, for data-parallel training (graphnn/distributed.py): the
+    # gradients in ONE flat buffer (trainable order) that an all-reduce can sum in place,
+    # then the update from such a buffer. Compiled backends provide the same pair.
+    def gradients(self, feeds):
+        """Forward + backward on ``feeds``: (loss, flat gradient), no update."""
+        loss, *grads = self._step(feeds, self.params, dtype=self.dtype)
+        if not hasattr(self, "_flat"):
+            self._flat = np.empty(sum(self.params[p].size for p in self.trainable), self.dtype)
+        np.concatenate([np.ravel(g_) for g_ in grads], out=self._flat)
+        return float(loss), self._flat
+
+    def apply_gradients(self, flat_grad) -> None:
+        """The optimizer update from a flat gradient (the layout `gradients` returns)."""
+        grads, offset = {}, 0
+        for p in self.trainable:
+            value = self.params[p]
+            grads[p] = flat_grad[offset:offset + value.size].reshape(value.shape)
+            offset += value.size
+        self.steps += 1
+        self.optimizer.update({p: self.params[p] for p in self.trainable}, grads, self.state, self.steps)
+
     def train_epoch(self, feeds, batches) -> float:
         """One epoch over ``batches`` (index arrays); the mean loss per example."""
         total, count = 0.0, 0
@@ -98,7 +119,8 @@ class Trainer:
     """Train a `Model` with one backend: ``Trainer(model, backend='numpy').fit(epochs=20)``."""
 
     def __init__(self, model, *, backend="numpy", optimizer=None, lr=None, batch_size=None,
-                 dtype="float64", seed=0, data: Dataset | None = None, params=None, **hyper):
+                 dtype="float64", seed=0, data: Dataset | None = None, params=None, comm=None,
+                 **hyper):
         d = model.defaults
         self.model = model
         self.data = data or model.data
@@ -108,6 +130,13 @@ class Trainer:
         lr = lr if lr is not None else d.get("lr")
         self.optimizer = make_optimizer(optimizer or d.get("optimizer", "sgd"), lr=lr, **hyper)
         self.backend = make_backend(backend, model, self.optimizer, dtype, params)
+        # comm (graphnn/distributed.py): data-parallel over ranks; the same seed and batch
+        # order everywhere, each rank computes its shard of every batch. Rank 0 logs.
+        self.comm = comm
+        if comm is not None:
+            from .distributed import DataParallel
+            self.backend = DataParallel(self.backend, comm, self.data.train,
+                                        settings={"batch_size": self.batch_size, "seed": seed})
         self.rng = np.random.default_rng(seed)
         self.history = History()
         self.epoch = 0
@@ -159,7 +188,7 @@ class Trainer:
         if self.model.task == "classification" and self.data.test is not None:
             row["test_accuracy"] = self.accuracy("test")
         self.history.append(**row)
-        if log:
+        if log and (self.comm is None or self.comm.rank == 0):
             log(row)
 
     def loss(self, split="train") -> float:

@@ -27,6 +27,9 @@ def register(sub):
     p.add_argument("--optimizer", choices=["sgd", "momentum", "adam"], help="default: the model's (sgd)")
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     p.add_argument("--seed", type=int, default=0, help="seed of the batch order")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over MPI ranks: mpiexec -n N graphnn train ... --distributed "
+                        "(needs graphnn[mpi])")
     p.set_defaults(func=cmd_train)
 
 
@@ -64,13 +67,19 @@ def cmd_train(args):
     from .. import perceptron
     from ..train import TASK_TRAINERS, Trainer
 
+    if getattr(args, "distributed", False) and not hasattr(args, "comm"):
+        from ..distributed import run_cli  # imports mpi4py; rank 0 prints, a failure stops all
+        return run_cli(cmd_train, args)
     model = models.resolve(args.model)
+    if getattr(args, "comm", None) is not None and (model.task == "perceptron" or model.task in TASK_TRAINERS):
+        raise ValueError(f"--distributed trains gradient-descent models; {model.name!r} is task {model.task!r}")
     if model.task == "perceptron":
         return _train_perceptron(model, args, perceptron)
     if model.task in TASK_TRAINERS:
         return TASK_TRAINERS[model.task](model, args)
     trainer = Trainer(model, backend=args.backend, optimizer=args.optimizer, lr=args.lr,
-                      batch_size=args.batch_size, dtype=args.dtype, seed=args.seed)
+                      batch_size=args.batch_size, dtype=args.dtype, seed=args.seed,
+                      comm=getattr(args, "comm", None))
     loss_name = model.loss.label()
     print(f"training {model.name} on {args.backend} ({trainer.optimizer!r}, "
           f"batch {trainer.batch_size or 'full'}, {args.dtype})")

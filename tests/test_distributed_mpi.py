@@ -1,0 +1,185 @@
+"""Data-parallel training on real MPI ranks (mpiexec from the mpich wheel, localhost).
+
+Each test launches ``mpiexec -n N`` on a small worker script (written to tmp_path) and
+bounds its time: a failure must end the run, never hang it.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from graphnn.models import get_model
+from graphnn.train import Trainer
+
+WORKER = textwrap.dedent('''
+    import os, sys, time
+    import numpy as np
+    from graphnn.distributed import world
+    from graphnn.models import get_model
+    from graphnn.train import Trainer
+
+    scenario, out = sys.argv[1], sys.argv[2]
+    comm = world()
+    r = comm.rank
+
+    def save(name, trainer):
+        np.savez(os.path.join(out, f"{name}-rank{r}.npz"),
+                 **{p.name: v for p, v in trainer.params.items()},
+                 losses=np.array(trainer.history.losses))
+
+    if scenario == "train":
+        with comm.guard():
+            # uneven shards (37 -> 19 + 18, short last batch), momentum state, mean loss
+            t = Trainer(get_model("digits-mlp", hidden=16), comm=comm, batch_size=37,
+                        optimizer="momentum", lr=0.05, seed=3, backend=os.environ["BACKEND"])
+            t.fit(epochs=2)
+            save("digits", t)
+            # summed loss (quadratic), full batch of 4 rows
+            t = Trainer(get_model("xor"), comm=comm, seed=1)
+            t.fit(steps=30)
+            save("xor", t)
+            # one row: every rank but 0 has an empty shard
+            t = Trainer(get_model("mazur"), comm=comm)
+            t.fit(steps=5)
+            save("mazur", t)
+            comm.barrier()
+    elif scenario == "raise":
+        t = Trainer(get_model("digits-mlp", hidden=8), comm=comm, batch_size=64)
+        if r == 1:
+            t.backend.inner.gradients = lambda feeds: 1 / 0  # rank 1 breaks at its first step
+        with comm.guard():
+            t.fit(epochs=1)
+    elif scenario == "uncaught":  # no guard: the excepthook must still end the job
+        if r == 1:
+            raise RuntimeError("rank one gives up")
+        comm.barrier()
+    elif scenario == "mismatch":
+        with comm.guard():
+            Trainer(get_model("digits-mlp", hidden=16 if r == 0 else 17), comm=comm)
+    elif scenario == "hang":
+        with comm.guard():
+            if r == 1:
+                time.sleep(60)
+            comm.barrier()
+    elif scenario == "killed":
+        with comm.guard():
+            if r == 1:
+                os._exit(3)
+            comm.barrier()
+''')
+
+
+@pytest.fixture(scope="module")
+def mpiexec():
+    exe = Path(sys.executable).with_name("mpiexec")
+    exe = str(exe) if exe.exists() else shutil.which("mpiexec")
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        pytest.fail("distributed tests need the mpi extra: pip install 'graphnn[mpi]' (mpi4py mpich)")
+    assert exe, "mpiexec not found: pip install mpich"
+    return exe
+
+
+def launch(mpiexec, tmp_path, n, *args, timeout=90, env=None, worker=True):
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    cmd = [mpiexec, "-n", str(n), sys.executable] + ([str(script)] if worker else []) + list(args)
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+           "GRAPHNN_MPI_TIMEOUT": "60", **(env or {})}
+    start = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp_path)
+    return proc, time.monotonic() - start
+
+
+def single_process(name, steps=None, epochs=None, **kw):
+    model = get_model(name, **kw.pop("model_kw", {}))
+    t = Trainer(model, **kw)
+    t.fit(steps=steps, epochs=epochs)
+    moved = [p.name for p in model.params if not np.allclose(t.params[p], p.value)]
+    assert moved, f"{name}: training must move the weights for this test to mean anything"
+    return {p.name: v for p, v in t.params.items()}, t.history.losses
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_ranks_agree_with_single_process_training(mpiexec, tmp_path, n):
+    proc, _ = launch(mpiexec, tmp_path, n, "train", str(tmp_path), env={"BACKEND": "numpy"})
+    assert proc.returncode == 0, proc.stderr
+    expected = {
+        "digits": single_process("digits-mlp", epochs=2, model_kw={"hidden": 16}, batch_size=37,
+                                 optimizer="momentum", lr=0.05, seed=3),
+        "xor": single_process("xor", steps=30, seed=1),
+        "mazur": single_process("mazur", steps=5),
+    }
+    for name, (params, losses) in expected.items():
+        ranks = [np.load(tmp_path / f"{name}-rank{r}.npz") for r in range(n)]
+        for key, want in params.items():
+            for r in range(1, n):  # bit for bit the same weights on every rank
+                np.testing.assert_array_equal(ranks[r][key], ranks[0][key], err_msg=f"{name} {key} rank {r}")
+            np.testing.assert_allclose(ranks[0][key], want, rtol=0, atol=1e-12, err_msg=f"{name} {key}")
+        np.testing.assert_allclose(ranks[0]["losses"], losses, rtol=1e-12, err_msg=f"{name} losses")
+
+
+def test_cli_distributed_prints_once_and_matches_single_process(mpiexec, tmp_path):
+    args = ["-m", "graphnn", "train", "digits-mlp", "--epochs", "1", "--batch-size", "50", "--optimizer", "adam",
+            "--lr", "0.01"]
+    proc, _ = launch(mpiexec, tmp_path, 2, *args, "--distributed", worker=False)
+    assert proc.returncode == 0, proc.stderr
+    single = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=60)
+    assert single.returncode == 0, single.stderr
+    assert proc.stdout.count("final loss") == 1, proc.stdout  # rank 0 alone prints
+    assert "data-parallel over 2 MPI ranks" in proc.stdout
+
+    def final(text):
+        return float(re.search(r"final loss: (\S+)", text).group(1))
+
+    assert final(proc.stdout) == pytest.approx(final(single.stdout), rel=1e-9)
+
+
+def test_a_rank_that_raises_stops_every_rank_with_a_message(mpiexec, tmp_path):
+    proc, took = launch(mpiexec, tmp_path, 2, "raise", str(tmp_path))
+    assert proc.returncode != 0
+    err = proc.stderr
+    assert "rank 1 of 2: ZeroDivisionError: division by zero (stopping every rank)" in err, err
+    assert "rank 0 of 2: rank 1 failed: ZeroDivisionError: division by zero" in err, err
+    assert took < 30
+
+
+def test_an_uncaught_exception_does_not_hang_the_others(mpiexec, tmp_path):
+    proc, took = launch(mpiexec, tmp_path, 2, "uncaught", str(tmp_path))
+    assert proc.returncode != 0
+    assert "RuntimeError: rank one gives up" in proc.stderr
+    assert "rank 0 of 2: rank 1 failed: RuntimeError: rank one gives up" in proc.stderr, proc.stderr
+    assert took < 30
+
+
+def test_graph_hash_mismatch_is_reported_on_every_rank(mpiexec, tmp_path):
+    proc, took = launch(mpiexec, tmp_path, 2, "mismatch", str(tmp_path))
+    assert proc.returncode != 0
+    for r in (0, 1):
+        assert f"rank {r} of 2: the ranks disagree on the graph structure (structural hash)" in proc.stderr, \
+            proc.stderr
+    assert "graph: rank 0 has" in proc.stderr
+    assert took < 30
+
+
+def test_a_silent_rank_trips_the_timeout(mpiexec, tmp_path):
+    proc, took = launch(mpiexec, tmp_path, 2, "hang", str(tmp_path), env={"GRAPHNN_MPI_TIMEOUT": "2"})
+    assert proc.returncode != 0
+    assert "rank 0 of 2: rank 0: no answer from the other ranks for 2 s in barrier" in proc.stderr, proc.stderr
+    assert took < 30
+
+
+def test_a_rank_killed_outright_ends_the_job(mpiexec, tmp_path):
+    proc, took = launch(mpiexec, tmp_path, 2, "killed", str(tmp_path))
+    assert proc.returncode != 0
+    assert took < 30
