@@ -1,0 +1,339 @@
+"""The scalar view: one weight element, its chain(s) of partials, as Mazur writes them.
+
+dE_total/dw5 = ∂E_total/∂out_o1 · ∂out_o1/∂net_o1 · ∂net_o1/∂w5
+             = −(target_o1 − out_o1) · out_o1(1 − out_o1) · out_h1
+             = 0.741365 · 0.186816 · 0.593270 = 0.082167
+
+Paths come from `GradRecord.chains` (one per way the weight reaches the loss: w1 has
+two, through o1 and o2, listed as terms and summed). Links whose partial is exactly 1
+(a sum's E_total ← E_o1) are merged into their neighbour, as the course does. Then the
+delta form names the intermediates: δ_o1 = ∂E/∂net_o1, δ_h1 = (δ_o1·w5 + δ_o2·w7)·…,
+dE/dw = δ · input.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy
+
+from ..graph import Node
+from ..ops.base import all_indices, concrete_shape
+from .core import Form, Step, Target, register_view
+from .printing import Partial, Total, latex, signed
+from .update import update_steps
+
+#: ops whose outputs are a neuron's net input: where the delta form names a δ
+NET_OPS = ("linear", "matmul")
+
+
+@dataclass(frozen=True)
+class ShownLink:
+    """One displayed factor ∂of/∂wrt (possibly several record links merged)."""
+
+    of: sympy.Symbol
+    wrt: sympy.Symbol
+    partial: sympy.Expr          # as the record gives it
+    display: sympy.Expr          # the course's form (−(t − y), p − t)
+    consumer: Node
+    index: tuple
+    input: Node
+    in_index: tuple
+    value: float | None = None
+
+    @property
+    def key(self):
+        return (self.consumer, self.index, self.input, self.in_index, self.of)
+
+
+class ScalarContext:
+    """Shared state of one scalar derivation: the record, symbol values, special forms."""
+
+    def __init__(self, req):
+        self.req, self.record = req, req.record
+        self.values = req.values
+        self._sym_values = None
+
+    # -- numbers ---------------------------------------------------------------------------
+    def symbol_values(self) -> dict:
+        """Every element symbol of the forward graph → its value (batch of one)."""
+        if self._sym_values is None:
+            out = {}
+            for node in self.req.graph.nodes:
+                if node not in self.values:
+                    continue
+                for idx in all_indices(concrete_shape(node.shape, 1)):
+                    out[self.record.symbol(node, idx)] = self.values.element(node, idx)
+            self._sym_values = out
+        return self._sym_values
+
+    def number(self, expr) -> float:
+        value = sympy.sympify(expr).subs(self.symbol_values())
+        return float(sympy.N(value))
+
+    # -- links -----------------------------------------------------------------------------
+    def shown(self, path) -> list[ShownLink]:
+        """A record path as displayed: trivial (partial 1) links merged into the next one."""
+        out, carry = [], None
+        for k, link in enumerate(path):
+            of = carry if carry is not None else link.output_symbol
+            if link.partial == 1 and k < len(path) - 1:
+                carry = of
+                continue
+            carry = None
+            display, value = self.display(link)
+            out.append(ShownLink(of, link.input_symbol, link.partial, display, link.consumer,
+                                 link.index, link.input, link.in_index, value))
+        return out
+
+    def display(self, link):
+        """The course's form of a link's partial, and its value (None without values)."""
+        c = link.consumer
+        special = SPECIAL_LINKS.get(c.op.name)
+        if special is not None:
+            shown = special(self, link)
+            if shown is not None:
+                return shown
+        display = _factored(link, self.record)
+        return display, (self.number(link.partial) if self.values is not None else None)
+
+
+def _factored(link, record):
+    """−(target − out) rather than out − target: a partial that is a multiple of a
+    difference appearing in the consumer's own formula is printed as that multiple."""
+    p = link.partial
+    if not isinstance(p, sympy.Add):
+        return p
+    c = link.consumer
+    try:
+        forward = c.op.element_expr(c, link.index, lambda pos, i: record.symbol(c.inputs[pos], i), 1)
+    except NotImplementedError:
+        return p
+    for group in sorted(forward.atoms(sympy.Add), key=sympy.count_ops):
+        ratio = sympy.simplify(p / group)
+        if ratio.is_Number and ratio not in (0, 1):
+            return signed(ratio, group)
+    return p
+
+
+def _softmax_ce_link(ctx, link):
+    """Fused softmax cross-entropy: ∂CE/∂z_k = p_k − t_k, with p = softmax(z) named."""
+    if link.position != 0:
+        return None
+    c = link.consumer
+    t_sym = ctx.record.symbol(c.inputs[1], link.in_index)
+    p_sym = sympy.Symbol(f"p_{_suffix(link.input_symbol.name)}")
+    display = p_sym - t_sym
+    if ctx.values is None:
+        return display, None
+    p = _softmax_value(ctx, link)
+    return display, p - ctx.values.element(c.inputs[1], link.in_index)
+
+
+def _softmax_value(ctx, link):
+    """p_k from the gradient graph: the softmax node the fused op's gradient built."""
+    for term in ctx.record.terms_into(link.input):
+        if term.consumer is link.consumer:
+            for n in term.contribution.inputs:
+                if n.op.name == "softmax":
+                    return ctx.values.element(n, link.in_index)
+    raise AssertionError("softmax_cross_entropy's gradient has no softmax node")
+
+
+SPECIAL_LINKS = {"softmax_cross_entropy": _softmax_ce_link}
+
+
+def _suffix(name: str) -> str:
+    return name.split("_", 1)[1] if "_" in name else name
+
+
+def delta_symbol(sym: sympy.Symbol) -> sympy.Symbol:
+    """δ_o1 for net_o1 (the net input's suffix), δ_name otherwise."""
+    name = sym.name
+    if name.startswith("net_"):
+        return sympy.Symbol(f"delta_{name[4:]}")
+    return sympy.Symbol(f"delta_{{{name}}}")
+
+
+# -- the view ---------------------------------------------------------------------------------
+
+
+@register_view("scalar", one_example=True)
+def scalar_view(req) -> list:
+    ctx = ScalarContext(req)
+    items = []
+    if req.values is not None and req.batch == 1 and req.feeds is not None and _batched(req):
+        items.append("Values are those of the first example of the feeds.")
+    for target in req.targets:
+        if not target.node.shape and target.index is None:
+            target = Target(target.node, ())
+        for index in target.elements(batch=1):
+            items += element_derivation(ctx, target.node, index)
+    return items
+
+
+def _batched(req):
+    import numpy as np
+    return any(np.shape(v)[0] > 1 for k, v in req.feeds.items()
+               if np.ndim(v) and any(n.name == k and n.shape and n.shape[0] is None
+                                     for n in req.graph.inputs))
+
+
+def element_derivation(ctx, node, index) -> list:
+    """Chain rule, per-path terms, sum, delta form and update for one element."""
+    record = ctx.record
+    loss_sym = record.symbol(record.loss, ())
+    w_sym = record.symbol(node, index)
+    paths = [ctx.shown(p) for p in record.chains(node, index, batch=1)]
+    total = Total(loss_sym, w_sym)
+    have_values = ctx.values is not None
+    items = [f"How ${_tex(loss_sym)}$ changes with ${_tex(w_sym)}$: the chain rule along "
+             + ("the one path" if len(paths) == 1 else f"each of the {len(paths)} paths")
+             + f" from ${_tex(loss_sym)}$ down to ${_tex(w_sym)}$."]
+    chains = [[Partial(s.of, s.wrt) for s in p] for p in paths]
+    term_values = []
+    if len(paths) == 1:
+        items.append(_path_step(total, chains[0], paths[0], have_values, "chain", term_values))
+    else:
+        terms = [sympy.Symbol(f"term_{k}") for k in range(1, len(paths) + 1)]
+        items.append(Step(total, [Form(factors=chains[0])]
+                          + [Form(factors=c, lead=r"\quad +") for c in chains[1:]]
+                          + [Form(expr=sympy.Add(*terms, evaluate=False),
+                                  tex=" + ".join(latex(t) for t in terms))], kind="chain"))
+        for k, (chain, path) in enumerate(zip(chains, paths), 1):
+            via = ", ".join(f"${_tex(s.wrt)}$" for s in path[:-1])
+            step = _path_step(sympy.Symbol(f"term_{k}"), chain, path, have_values, "path", term_values)
+            step.note = f"Path {k} of {len(paths)} (through {via}):"
+            items.append(step)
+        if have_values:
+            value = sum(term_values)
+            items.append(Step(total, [Form(values=tuple(term_values), joiner=" + "), Form(expr=sympy.Float(value))],
+                              kind="sum", value=value, checks=[(("gradient", node, index), value)],
+                              note=f"Sum of the {len(paths)} path terms:"))
+    if term_values and len(paths) == 1:
+        items[-1].checks.append((("gradient", node, index), term_values[0]))
+    items += delta_form(ctx, node, index, paths)
+    if ctx.req.update:
+        grad_value = sum(term_values) if have_values else None
+        items += update_steps(ctx.req, node, index, w_sym, total, grad_value)
+    return items
+
+
+def _product(factors):
+    return sympy.Mul(*factors, evaluate=False)
+
+
+def _tex(sym):
+    from .printing import latex
+    return latex(sym)
+
+
+def _path_step(lhs, chain, path, have_values, kind, term_values):
+    forms = [Form(factors=chain)] if chain else []
+    forms.append(Form(factors=[s.display for s in path]))
+    checks = []
+    if have_values:
+        vals = [s.value for s in path]
+        term = 1.0
+        for v in vals:
+            term *= v
+        forms += [Form(values=tuple(vals)), Form(expr=sympy.Float(term))]
+        term_values.append(term)
+        checks = [(("local", str(s.of), str(s.wrt)), s.value) for s in path]
+        # the prefix product from the loss down to each element is ∂E/∂element
+        # along this path; with a single path into that element it is the adjoint
+        prefix = 1.0
+        for s in path[:-1]:
+            prefix *= s.value
+            checks.append((("path-prefix", s.input, s.in_index), prefix))
+    return Step(lhs, forms, kind=kind, value=term_values[-1] if have_values else None, checks=checks)
+
+
+# -- the delta form: named intermediates ----------------------------------------------------
+
+
+def delta_form(ctx, node, index, paths) -> list:
+    """δ's at every net input along the paths, then dE/dw = Σ δ · ∂net/∂w."""
+    deltas: dict = {}          # (node, index) → {'symbol', 'terms': {key: (upstream, links)}}
+    final: dict = {}
+    for path in paths:
+        upstream, start = None, 0
+        for k, s in enumerate(path):
+            if k == len(path) - 1 or s.input.op.name not in NET_OPS:
+                continue
+            key = (s.input, s.in_index)
+            d = deltas.setdefault(key, {"symbol": delta_symbol(s.wrt), "of": s.wrt, "terms": {},
+                                        "depth": k})
+            seg = tuple(path[start:k + 1])
+            d["terms"].setdefault((upstream, tuple(x.key for x in seg)), (upstream, seg))
+            upstream, start = key, k + 1
+        if upstream is None:
+            return []  # no net input on the way: the chain above says it all
+        seg = tuple(path[start:])
+        final.setdefault((upstream, tuple(x.key for x in seg)), (upstream, seg))
+    have_values = ctx.values is not None
+    loss_sym = ctx.record.symbol(ctx.record.loss, ())
+    ordered = sorted(deltas.items(), key=lambda kv: kv[1]["depth"])
+    items = ["With named intermediates (the delta rule): "
+             + ", ".join(f"${_tex(d['symbol'])} = \\partial {_tex(loss_sym)}/\\partial {_tex(d['of'])}$"
+                         for _, d in ordered) + "."]
+    dvalues = {}
+    for key, d in ordered:
+        sym_form, num_tex, value = _combine(list(d["terms"].values()), deltas, dvalues, have_values)
+        forms = [Form(expr=Partial(loss_sym, d["of"])), sym_form]
+        checks = []
+        if have_values:
+            dvalues[key] = value
+            forms += [Form(tex=num_tex), Form(expr=sympy.Float(value))]
+            checks = [(("adjoint", key[0], key[1]), value)]
+        items.append(Step(d["symbol"], forms, kind="delta", value=value, checks=checks))
+    sym_form, num_tex, value = _combine(list(final.values()), deltas, dvalues, have_values)
+    w_sym = ctx.record.symbol(node, index)
+    forms = [sym_form]
+    checks = []
+    if have_values:
+        forms += [Form(tex=num_tex), Form(expr=sympy.Float(value))]
+        checks = [(("gradient", node, index), value)]
+    items.append(Step(Total(loss_sym, w_sym), forms, kind="gradient", value=value, checks=checks))
+    return items
+
+
+def _combine(terms, deltas, dvalues, have_values):
+    """Σ upstream δ · Π partials, with a partial common to every term factored out."""
+    common = []
+    while all(len(seg) > len(common) for _, seg in terms) and len(terms) > 1:
+        last = [seg[len(seg) - 1 - len(common)] for _, seg in terms]
+        if all(x.key[:4] == last[0].key[:4] and x.display == last[0].display for x in last):
+            common.insert(0, last[0])
+        else:
+            break
+    sym_terms, num_terms, value = [], [], 0.0
+    for upstream, seg in terms:
+        links = seg[:len(seg) - len(common)]
+        factors = ([deltas[upstream]["symbol"]] if upstream is not None else []) + [s.display for s in links]
+        sym_terms.append(factors)
+        if have_values:
+            vals = ([dvalues[upstream]] if upstream is not None else []) + [s.value for s in links]
+            num_terms.append(vals)
+            v = 1.0
+            for x in vals:
+                v *= x
+            value += v
+    from .printing import numbers as fmt_numbers, product
+    inner_sym = " + ".join(product(f) for f in sym_terms)
+    inner_num = " + ".join(fmt_numbers(v) for v in num_terms)
+    expr = sympy.Add(*[_product(f) for f in sym_terms], evaluate=False)
+    if common:
+        cvals = [s.value for s in common]
+        tail_sym = product([s.display for s in common])
+        if len(sym_terms) > 1:
+            inner_sym, inner_num = rf"\left({inner_sym}\right)", rf"\left({inner_num}\right)"
+        sym_tex = inner_sym + r" \cdot " + tail_sym
+        num_tex = inner_num + (r" \cdot " + fmt_numbers(cvals) if have_values else "")
+        expr = sympy.Mul(expr, *[s.display for s in common], evaluate=False)
+        if have_values:
+            for v in cvals:
+                value *= v
+    else:
+        sym_tex, num_tex = inner_sym, inner_num
+    return Form(expr=expr, tex=sym_tex), num_tex, (value if have_values else None)
+
