@@ -11,10 +11,12 @@ from .errors import (FeedError, GradientError, GraphnnError, NonFiniteError, Sha
 from .evaluate import Evaluator, evaluate
 from .gradcheck import GradCheckResult, check_grad
 from .graph import BATCH, Graph, Node, element_name
+from .draw import draw
 from .ops import (ACTIVATIONS, absolute, activation, add, concat, constant, div, elementwise, exp,
                   flatten, identity, index, input, leaky_relu, linear, log, log_softmax, matmul, max, mean,
                   mul, neg, parameter, power, prelu, relu, reshape, sigmoid, sign, silu, softmax,
                   softmax_cross_entropy, softplus, sqrt, step, stop_gradient, sub, sum, tanh,
                   transpose)
+from .recurrent import BPTTTerms, Scan, bptt_terms, scan
 
 __version__ = "0.1.0"

@@ -6,6 +6,7 @@ mean divides by, so a mean over the batch needs no batch size when the graph is 
 """
 from __future__ import annotations
 
+import builtins
 import itertools
 import math
 
@@ -188,7 +189,8 @@ class Concat(Op):
                 raise ShapeError(f"operands must agree on every axis but {axis}")
         if any(s[axis] is None for s in shapes):
             raise ShapeError("cannot concatenate along the batch axis")
-        return first[:axis] + (sum(s[axis] for s in shapes),) + first[axis + 1:]
+        # builtins.sum: this module's own `sum` is the graph reduction
+        return first[:axis] + (builtins.sum(s[axis] for s in shapes),) + first[axis + 1:]
 
     def reference(self, node, *xs):
         return np.concatenate(xs, axis=node.attrs["axis"])
