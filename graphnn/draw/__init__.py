@@ -1,0 +1,70 @@
+"""Drawing graphs with Graphviz: ``draw(model_or_graph, view=...)`` returns a ``graphviz.Digraph``.
+
+Views (see `VIEWS`): 'ops' (every op and variable, layers as clusters), 'neurons' (the
+lecture picture: one circle per unit, bias units, named weights on the edges), 'backward'
+(the gradient graph beside the forward one). Other modules add views with `register_view`
+— the recurrence code adds 'unrolled' this way.
+
+A view is a function ``fn(ctx: DrawContext) -> graphviz.Digraph``. The context carries the
+graph, its loss and output, and computes values (``ctx.values``, from ``evaluate``) and
+gradients (``ctx.gradients(nodes)``, from ``grad`` + ``evaluate``) only when asked; it also
+formats numbers (``ctx.num``, ``ctx.arr``) and gives deterministic node ids (``ctx.node_id``).
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import Callable
+
+from ..errors import UnknownNameError
+from .context import DrawContext, DrawError, example_feeds, make_context
+from .render import MissingDotError, require_dot, save
+
+VIEWS: dict[str, Callable] = {}
+VIEW_HELP: dict[str, str] = {}
+
+
+def register_view(name: str, fn: Callable, help: str = "") -> Callable:
+    """Make ``draw(..., view=name)`` and ``graphnn draw --view name`` call ``fn(ctx)``."""
+    VIEWS[name] = fn
+    VIEW_HELP[name] = help
+    return fn
+
+
+def draw(subject, view: str = "ops", values=None, grads: bool = False, *, params=None,
+         example_index: int = 0, precision: int = 3, max_units: int = 10, collapse: bool = False,
+         output=None, **options):
+    """Draw a Model, Graph or Node; returns a ``graphviz.Digraph`` (Jupyter displays it).
+
+    ``values``: None (structure only), a dict of feeds, or 'example' (the model's worked
+    example). ``grads=True`` adds d(loss)/d(·) from graphnn's autodiff (and implies
+    values='example' when no values are given). ``params`` overrides parameter values
+    (e.g. trained weights). ``example_index`` picks the batch row units show;
+    ``precision`` is significant digits; layers wider than ``max_units`` collapse into
+    an ellipsis group (neurons view); ``collapse`` draws one box per layer (ops view).
+    Save with `save(digraph, 'net.svg')` or ``digraph.render``.
+    """
+    _load_views()
+    if view not in VIEWS:
+        raise UnknownNameError(f"unknown view {view!r}; views: {', '.join(sorted(VIEWS))}")
+    ctx = make_context(subject, values, grads, params=params, example_index=example_index,
+                       precision=precision, max_units=max_units, collapse=collapse, options=options)
+    if output is not None:
+        ctx.output = output
+    return VIEWS[view](ctx)
+
+
+def _load_views():
+    """Import every module of this package: view modules register themselves on import
+    (so graphnn/draw/unrolled.py, added by the recurrence code, needs no edit here)."""
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+        importlib.import_module(f"{__name__}.{info.name}")
+
+
+def available_views() -> dict:
+    _load_views()
+    return {name: VIEW_HELP.get(name, "") for name in sorted(VIEWS)}
+
+
+__all__ = ["draw", "save", "register_view", "available_views", "VIEWS", "DrawContext", "DrawError",
+           "MissingDotError", "require_dot", "example_feeds"]

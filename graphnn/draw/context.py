@@ -1,0 +1,172 @@
+"""What every view draws from: the graph, its loss and output, and (optionally) values
+and gradients computed by graphnn's own evaluator and autodiff.
+
+A view receives a `DrawContext` and returns a ``graphviz.Digraph``. Values come from
+``evaluate(..., return_values=True)``; gradients from ``grad(loss, wrt)`` evaluated the same
+way — nothing is re-implemented here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..autodiff import grad
+from ..errors import FeedError, GradientError, GraphnnError
+from ..evaluate import evaluate
+from ..graph import Graph, Node
+from ..model import Model
+from .style import fmt_array, fmt_number
+
+
+class DrawError(GraphnnError, ValueError):
+    """A drawing was asked for that this graph cannot give (wrong view, no loss, no feeds)."""
+
+
+@dataclass
+class DrawContext:
+    """The subject of a drawing and the options shared by all views."""
+
+    graph: Graph
+    loss: Node | None = None          # scalar node gradients are taken of
+    output: Node | None = None        # the network's prediction (where the net ends)
+    name: str = "graph"
+    feeds: dict | None = None         # None: draw structure only
+    params: dict | None = None        # parameter value overrides (e.g. trained weights)
+    show_grads: bool = False
+    example_index: int = 0            # which row of a batch the units show
+    precision: int = 3                # significant digits of numbers
+    max_units: int = 10                # wider layers collapse into an ellipsis group
+    collapse: bool = False            # ops view: one box per layer (CNNs, deep nets)
+    options: dict = field(default_factory=dict)   # view-specific extras
+    _values: dict | None = field(default=None, repr=False)
+    _grad_cache: dict = field(default_factory=dict, repr=False)
+
+    # -- ids: graph positions, never id(), so DOT text is the same in every process --
+    def node_id(self, node: Node) -> str:
+        return f"n{self.graph.index[node]}"
+
+    # -- values ---------------------------------------------------------------------
+    @property
+    def has_values(self) -> bool:
+        return self.feeds is not None
+
+    @property
+    def values(self) -> dict:
+        """node -> array for every node the feeds determine (empty without feeds)."""
+        if self.feeds is None:
+            return {}
+        if self._values is None:
+            outputs = [o for o in self.graph.outputs if self._fed(o)]
+            if not outputs:
+                missing = ", ".join(repr(n.name) for n in self.graph.inputs if not self._has_feed(n))
+                raise FeedError(f"cannot show values: no feed for input {missing}")
+            self._values = evaluate(outputs, self.feeds, self.params, return_values=True)[1]
+        return self._values
+
+    def value(self, node: Node):
+        return self.values.get(node)
+
+    def _has_feed(self, node):
+        return node in self.feeds or node.name in self.feeds
+
+    def _fed(self, out):
+        return all(self._has_feed(n) for n in Graph([out]).inputs)
+
+    @property
+    def nondiff_reason(self) -> str | None:
+        """Why the loss has no gradient (a step/sign unit's message), else None."""
+        if self.loss is None:
+            return None
+        for n in Graph([self.loss]).nodes:
+            if "nondiff" in n.attrs:
+                return n.attrs["nondiff"]
+        return None
+
+    # -- gradients ------------------------------------------------------------------
+    def gradients(self, wrt) -> dict:
+        """node -> value of d(loss)/d(node) for each node in ``wrt`` (autodiff + evaluate)."""
+        if self.loss is None:
+            raise DrawError(f"{self.name} has no scalar loss to take gradients of; "
+                            "draw a Model or a scalar node")
+        if self.feeds is None:
+            raise DrawError("gradients need values: pass values='example' or feeds")
+        wanted = [w for w in dict.fromkeys(wrt) if w not in self._grad_cache]
+        if wanted:
+            try:
+                grads = grad(self.loss, wanted, disconnected="zero")
+            except GradientError as e:
+                raise DrawError(f"cannot show gradients of {self.loss.label()}: {e}") from None
+            arrays = evaluate([grads[w] for w in wanted], self.feeds, self.params)
+            self._grad_cache.update(zip(wanted, arrays))
+        return {w: self._grad_cache[w] for w in wrt}
+
+    def evaluate_nodes(self, nodes) -> dict:
+        """Values of ``nodes`` and everything they read (e.g. a gradient graph's nodes)."""
+        if self.feeds is None:
+            return {}
+        return evaluate(list(nodes), self.feeds, self.params, return_values=True)[1]
+
+    # -- text -----------------------------------------------------------------------
+    def num(self, x) -> str:
+        return fmt_number(x, self.precision)
+
+    def arr(self, value) -> str:
+        return fmt_array(value, self.precision)
+
+    def row(self, value):
+        """The example row a unit shows (batched arrays), else the array itself."""
+        arr = np.asarray(value)
+        return arr[min(self.example_index, arr.shape[0] - 1)] if arr.ndim >= 2 else arr
+
+    def row_count(self, node) -> int:
+        """Rows of ``node``'s batch in the drawn values (1 when unbatched or not evaluated)."""
+        v = self.value(node)
+        return int(v.shape[0]) if v is not None and node.shape and node.shape[0] is None else 1
+
+    @property
+    def loss_name(self) -> str:
+        return self.loss.label() if self.loss is not None else "E"
+
+
+def example_feeds(model: Model) -> dict:
+    """The model's worked example, else the first training example (one row)."""
+    if model.example:
+        return dict(model.example)
+    if model.data is not None and model.data.train:
+        return {k: np.asarray(v)[:1] for k, v in model.data.train.items()}
+    raise DrawError(f"model {model.name!r} has no example feeds; pass values as a dict of feeds")
+
+
+def make_context(subject, values=None, grads=False, **options) -> DrawContext:
+    """Normalise a Model, Graph or Node (and values/grads requests) into a DrawContext."""
+    if isinstance(subject, Model):
+        graph, loss, output, name = subject.graph, subject.loss, subject.output, subject.name
+    elif isinstance(subject, Graph):
+        graph, name = subject, "graph"
+        scalars = [o for o in graph.outputs if tuple(o.shape) == ()]
+        loss = scalars[0] if len(scalars) == 1 else None
+        others = [o for o in graph.outputs if o is not loss]
+        output = others[0] if len(others) == 1 else None
+    elif isinstance(subject, Node):
+        graph, name = Graph([subject]), subject.label()
+        loss = subject if tuple(subject.shape) == () else None
+        output = None if loss is not None else subject
+    else:
+        raise TypeError(f"draw() takes a Model, Graph or Node, not {type(subject).__name__}")
+    if grads and values is None:
+        values = "example"   # gradients need an example; show its values too
+    if isinstance(values, str):
+        if values != "example":
+            raise DrawError(f"values must be None, a dict of feeds or 'example', not {values!r}")
+        if not isinstance(subject, Model):
+            raise DrawError("values='example' needs a Model (with an example); pass a dict of feeds")
+        values = example_feeds(subject)
+    elif values is not None and not isinstance(values, dict):
+        raise DrawError(f"values must be None, a dict of feeds or 'example', not {type(values).__name__}")
+    ctx = DrawContext(graph=graph, loss=loss, output=output, name=name, feeds=values,
+                      show_grads=bool(grads), **options)
+    if ctx.show_grads and ctx.loss is None:
+        raise DrawError(f"{name} has no scalar loss, so there are no gradients to show; "
+                        "draw a Model or a scalar node")
+    return ctx

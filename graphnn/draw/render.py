@@ -1,0 +1,58 @@
+"""Writing a drawing to a file: DOT is plain text; SVG/PNG/PDF need Graphviz's ``dot``."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import graphviz
+
+from ..errors import GraphnnError
+
+FORMATS = ("dot", "gv", "svg", "png", "pdf")
+INSTALL_HINT = ("install Graphviz: `apt-get install graphviz` (Debian/Ubuntu), `brew install graphviz` "
+                "(macOS), or run scripts/install_system_deps.sh; `.dot` output works without it")
+
+
+class MissingDotError(GraphnnError, RuntimeError):
+    """Rendering an image needs the Graphviz ``dot`` program, which is not on PATH."""
+
+
+def require_dot() -> str:
+    """The path of ``dot``; fail early, with how to install it, when it is missing."""
+    path = shutil.which("dot")
+    if path is None:
+        raise MissingDotError(f"the Graphviz program `dot` was not found on PATH, so SVG/PNG/PDF "
+                              f"cannot be rendered; {INSTALL_HINT}")
+    return path
+
+
+def output_format(path) -> str:
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in FORMATS:
+        raise ValueError(f"cannot tell the drawing format from {str(path)!r}: use a file ending in "
+                         + ", ".join(f".{f}" for f in FORMATS))
+    return suffix
+
+
+def render_bytes(digraph: graphviz.Digraph, fmt: str) -> bytes:
+    """The drawing as bytes in ``fmt`` (dot/gv: its DOT source)."""
+    if fmt in ("dot", "gv"):
+        return digraph.source.encode("utf-8")
+    require_dot()
+    try:
+        return digraph.pipe(format=fmt)
+    except graphviz.ExecutableNotFound as e:  # PATH changed between check and run
+        raise MissingDotError(f"{e}; {INSTALL_HINT}") from None
+    except graphviz.CalledProcessError as e:
+        stderr = (e.stderr or b"").decode(errors="replace").strip()
+        raise GraphnnError(f"Graphviz `dot` failed to render {fmt}: {stderr or e}") from None
+
+
+def save(digraph: graphviz.Digraph, path) -> Path:
+    """Write ``digraph`` to ``path``; the format comes from the suffix (.dot .svg .png .pdf)."""
+    path = Path(path)
+    data = render_bytes(digraph, output_format(path))
+    if path.parent and not path.parent.exists():
+        raise FileNotFoundError(f"cannot write {str(path)!r}: directory {str(path.parent)!r} does not exist")
+    path.write_bytes(data)
+    return path
