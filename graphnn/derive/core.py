@@ -392,10 +392,10 @@ def resolve_feeds(graph: Graph, values, model):
     if values is True:
         example = getattr(model, "example", None)
         if not example:
-            need = ", ".join(describe(n) for n in graph.inputs)
+            need = ", ".join(f"{describe(n)} {_shape(n)}" for n in graph.inputs)
             where = f"model {model.name!r}" if model is not None else "this loss (no model given)"
-            raise FeedError(f"{where} has no example feeds; values are needed for the inputs {need}: "
-                            "pass values={name: array, ...}")
+            raise FeedError(f"{where} has no example feeds, so values (--values) are missing for "
+                            f"the inputs {need}; pass values={{name: array, ...}} in Python")
         values = example
     if not isinstance(values, dict):
         raise TypeError(f"values must be None, True or a dict of feeds, not {type(values).__name__}")

@@ -171,7 +171,19 @@ def _transpose_rule(ctx, term, up):
     return None, _bracket(up.tex) + r"^{\top}", (lambda tm: _bracket(up.numeric(tm)) + r"^{\top}")
 
 
-TERM_RULES = {"map": _map_rule, "linear": _linear_rule, "softmax_cross_entropy": _softmax_ce_rule,
+def _concat_rule(ctx, term, up):
+    """Joining [1, y] (Boley's bias row): y's share is its block of columns."""
+    c, pos = term.consumer, term.position
+    axis = c.attrs["axis"]
+    if axis != len(c.shape) - 1:
+        return None, None, None
+    start = sum(x.shape[axis] for x in c.inputs[:pos])
+    stop = start + c.inputs[pos].shape[axis]
+    cols = r"_{[:,\,%d:%d]}" % (start, stop)
+    return None, _bracket(up.tex) + cols, (lambda tm: _bracket(up.numeric(tm)) + cols)
+
+
+TERM_RULES = {"concat": _concat_rule, "map": _map_rule, "linear": _linear_rule, "softmax_cross_entropy": _softmax_ce_rule,
               "transpose": _transpose_rule}
 
 
@@ -180,6 +192,17 @@ def _matmul_rule(ctx, term, up):
 
 
 TERM_RULES["matmul"] = _matmul_rule
+
+
+def _sum_rule(ctx, term, up):
+    """A full sum hands its adjoint to every element (broadcast)."""
+    c = term.consumer
+    if c.shape != ():
+        return None, None, None
+    return None, up.tex, (lambda tm: up.numeric(tm))
+
+
+TERM_RULES["sum"] = _sum_rule
 
 
 def _generic_rule(ctx, term, up):
@@ -216,7 +239,10 @@ def matrix_view(req) -> list:
             uses[t.consumer] = uses.get(t.consumer, 0) + 1
     updates = []
     ctx.adj[req.loss] = Adj("1", None if values is None else np.ones(()), one=True)
+    consumers = {t.consumer for n in record.order for t in record.terms_into(n)}
     for node in record.order[1:]:
+        if node not in consumers and node not in wrt:
+            continue  # nothing flows on from here (a mean's element count)
         terms = record.terms_into(node)
         value = None if values is None else values.adjoint(node)
         if all(_is_ones_sum(ctx, t) for t in terms):

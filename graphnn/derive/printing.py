@@ -169,7 +169,7 @@ def product(factors, names=None) -> str:
     out = []
     for f in factors:
         tex = f if isinstance(f, str) else latex(f, names)
-        if isinstance(f, sympy.Add) or (isinstance(f, str) and _needs_brackets(tex)):
+        if len(factors) > 1 and (isinstance(f, sympy.Add) or (isinstance(f, str) and _needs_brackets(tex))):
             tex = r"\left(%s\right)" % tex
         out.append(tex)
     return r" \cdot ".join(out) if out else "1"
@@ -190,8 +190,9 @@ def _needs_brackets(tex: str) -> bool:
 
 def numbers(values) -> str:
     """Numbers joined by ·, negative ones bracketed: 0.741365 \\cdot (-0.217072)."""
-    return r" \cdot ".join(f"\\left({number(v)}\\right)" if float(v) < 0 else number(v)
-                           for v in values)
+    values = list(values)
+    return r" \cdot ".join(f"\\left({number(v)}\\right)" if float(v) < 0 and len(values) > 1
+                           else number(v) for v in values)
 
 
 def matrix(value, text_mode: bool = False) -> str:

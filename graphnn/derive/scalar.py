@@ -72,17 +72,28 @@ class ScalarContext:
 
     # -- links -----------------------------------------------------------------------------
     def shown(self, path) -> list[ShownLink]:
-        """A record path as displayed: trivial (partial 1) links merged into the next one."""
-        out, carry = [], None
+        """A record path as displayed. A link is merged into the next one when its partial
+        is exactly 1 (a sum's E_total ← E_o1) or when it ends in an unnamed node (the
+        inside of a mean); the merged factor's partial is the product."""
+        out, pending = [], []
         for k, link in enumerate(path):
-            of = carry if carry is not None else link.output_symbol
-            if link.partial == 1 and k < len(path) - 1:
-                carry = of
+            last = k == len(path) - 1
+            if not last and (link.partial == 1 or _unnamed(link.input)):
+                pending.append(link)
                 continue
-            carry = None
-            display, value = self.display(link)
-            out.append(ShownLink(of, link.input_symbol, link.partial, display, link.consumer,
+            parts = [x for x in pending + [link] if x.partial != 1] or [link]
+            shown = [self.display(x) for x in parts]
+            display = shown[0][0] if len(shown) == 1 else sympy.Mul(*[d for d, _ in shown])
+            value = None
+            if self.values is not None:
+                value = 1.0
+                for _, v in shown:
+                    value *= v
+            of = (pending[0] if pending else link).output_symbol
+            partial = sympy.Mul(*[x.partial for x in parts])
+            out.append(ShownLink(of, link.input_symbol, partial, display, link.consumer,
                                  link.index, link.input, link.in_index, value))
+            pending = []
         return out
 
     def display(self, link):
@@ -93,8 +104,15 @@ class ScalarContext:
             shown = special(self, link)
             if shown is not None:
                 return shown
-        display = _factored(link, self.record)
+        display = _factored(link, self.record).subs(self.count_symbols())
         return display, (self.number(link.partial) if self.values is not None else None)
+
+    def count_symbols(self) -> dict:
+        """Element counts of means print as n (their node has no teaching name)."""
+        if not hasattr(self, "_counts"):
+            self._counts = {self.record.symbol(n, ()): sympy.Symbol("n")
+                            for n in self.req.graph.nodes if n.op.name == "count"}
+        return self._counts
 
 
 def _factored(link, record):
@@ -140,6 +158,10 @@ def _softmax_value(ctx, link):
 
 
 SPECIAL_LINKS = {"softmax_cross_entropy": _softmax_ce_link}
+
+
+def _unnamed(node) -> bool:
+    return node.name is None and node.names is None
 
 
 def _suffix(name: str) -> str:
@@ -236,15 +258,10 @@ def _path_step(lhs, chain, path, have_values, kind, term_values):
         term = 1.0
         for v in vals:
             term *= v
-        forms += [Form(values=tuple(vals)), Form(expr=sympy.Float(term))]
+        forms += ([Form(values=tuple(vals))] if len(vals) > 1 else []) + [Form(expr=sympy.Float(term))]
         term_values.append(term)
         checks = [(("local", str(s.of), str(s.wrt)), s.value) for s in path]
-        # the prefix product from the loss down to each element is ∂E/∂element
-        # along this path; with a single path into that element it is the adjoint
-        prefix = 1.0
-        for s in path[:-1]:
-            prefix *= s.value
-            checks.append((("path-prefix", s.input, s.in_index), prefix))
+        checks.append((("term",), term))
     return Step(lhs, forms, kind=kind, value=term_values[-1] if have_values else None, checks=checks)
 
 
@@ -283,7 +300,8 @@ def delta_form(ctx, node, index, paths) -> list:
         checks = []
         if have_values:
             dvalues[key] = value
-            forms += [Form(tex=num_tex), Form(expr=sympy.Float(value))]
+            forms += ([Form(tex=num_tex)] if num_tex != latex(sympy.Float(value)) else []) \
+                + [Form(expr=sympy.Float(value))]
             checks = [(("adjoint", key[0], key[1]), value)]
         items.append(Step(d["symbol"], forms, kind="delta", value=value, checks=checks))
     sym_form, num_tex, value = _combine(list(final.values()), deltas, dvalues, have_values)
