@@ -1,0 +1,176 @@
+"""`graphnn draw` as a user runs it: SVG content for Mazur's net (names, values, gradients
+checked against the reference numbers and our own autodiff), DOT determinism across
+processes, the missing-`dot` message, and readable digits-MLP pictures."""
+import json
+import os
+import struct
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import graphnn as gn
+from graphnn.cli import main
+from graphnn.draw.style import fmt_number
+from graphnn.models import get_model
+
+REFERENCE = json.loads(Path("/work/shared/reference/mazur_2_2_2.json").read_text()) \
+    if Path("/work/shared/reference/mazur_2_2_2.json").exists() else None
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def svg_groups(path, cls):
+    """{title: all text in the group} for the SVG's nodes or edges."""
+    root = ET.parse(path).getroot()
+    out = {}
+    for g in root.iter(f"{SVG}g"):
+        if g.get("class") == cls:
+            title = g.find(f"{SVG}title").text
+            out[title] = " ".join(t.text or "" for t in g.iter(f"{SVG}text"))
+    return out
+
+
+def mazur_gradients():
+    """dE/dw for w1..w8 from graphnn's autodiff + evaluator (not from the drawing code)."""
+    model = get_model("mazur")
+    grads = gn.grad(model.loss, model.params)
+    values = gn.evaluate([grads[p] for p in model.params], model.example)
+    out = {}
+    for p, g in zip(model.params, values):
+        for name, v in zip(p.names[0], np.ravel(g)):
+            out[name] = float(v)
+    return out
+
+
+@pytest.fixture(scope="module")
+def mazur_svg(tmp_path_factory):
+    path = tmp_path_factory.mktemp("draw") / "m.svg"
+    assert main(["draw", "mazur", "--view", "neurons", "--grads", "--values", "-o", str(path)]) == 0
+    return path
+
+
+def test_mazur_svg_shows_every_weight_with_value_and_gradient(mazur_svg):
+    edges, nodes = svg_groups(mazur_svg, "edge"), svg_groups(mazur_svg, "node")
+    ours = mazur_gradients()
+    model = get_model("mazur")
+    weights = {n: float(v) for p in model.params for n, v in zip(p.names[0], np.ravel(p.value))}
+    for k in range(1, 9):
+        name = f"w{k}"
+        hits = [(t, text) for t, text in edges.items() if f"{name} = " in text]
+        assert len(hits) == 1, f"{name} should label exactly one edge"
+        title, text = hits[0]
+        assert f"{name} = {fmt_number(weights[name], 3)}" in text
+        assert f"∂E_total/∂{name} = {fmt_number(ours[name], 3)}" in text
+        if REFERENCE is not None:   # our autodiff agrees with Mazur's numbers, and the edge joins
+            assert ours[name] == pytest.approx(REFERENCE["gradients"][f"dE_d{name}"], abs=1e-10)
+            src, dst = REFERENCE["conventions"]["weight_naming"][name].split("->")
+            tail, head = title.replace("&#45;", "-").split("->")
+            assert nodes[tail].split()[0].endswith(src) or nodes[tail].split()[0] == src
+            assert nodes[head].split()[0].endswith(dst)
+    # the issue's headline number, on w5's edge
+    w5 = next(text for text in edges.values() if "w5 = " in text)
+    assert "0.0822" in w5
+
+
+def test_mazur_svg_units_show_forward_values_and_deltas(mazur_svg):
+    nodes = svg_groups(mazur_svg, "node")
+    model = get_model("mazur")
+    _, values = gn.evaluate([model.loss], model.example, return_values=True)
+    net_o = model.find("net_o")
+    grads = gn.grad(model.loss, [net_o])
+    delta = gn.evaluate(grads[net_o], model.example)[0]
+    out_o1 = next(t for t in nodes.values() if t.startswith("out_o1"))
+    assert f"out {fmt_number(values[model.output][0, 0], 3)}" in out_o1
+    assert f"δ {fmt_number(delta[0], 3)}" in out_o1
+    if REFERENCE is not None:
+        assert delta[0] == pytest.approx(REFERENCE["chain_rule_factors"]["delta_o1"], abs=1e-10)
+    assert any("E_total = " + fmt_number(values[model.loss], 3) in t for t in nodes.values())
+    assert any("bias" in t for t in nodes.values())
+
+
+def test_values_without_grads_say_not_computed_yet_never_zero(tmp_path):
+    path = tmp_path / "m.svg"
+    assert main(["draw", "mazur", "--view", "neurons", "--values", "-o", str(path)]) == 0
+    edges = svg_groups(path, "edge")
+    w5 = next(text for text in edges.values() if "w5 = " in text)
+    assert "∂E_total/∂w5: not computed yet" in w5
+    assert "0.0822" not in path.read_text()
+    assert "∂E_total/∂w5 = 0" not in path.read_text()
+
+
+def test_dot_output_is_identical_across_processes():
+    def run(seed, *args):
+        env = dict(os.environ, PYTHONHASHSEED=str(seed))
+        return subprocess.run([sys.executable, "-m", "graphnn", "draw", *args], env=env,
+                              capture_output=True, check=True).stdout
+
+    for args in (["mazur", "--view", "backward", "--grads"], ["digits-mlp", "--view", "neurons", "--grads"]):
+        first, second = run(1, *args), run(2, *args)
+        assert first.startswith(b"digraph")
+        assert first == second, f"DOT differs between processes for {args}"
+
+
+def test_missing_dot_fails_early_with_install_hint(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path))     # an empty directory: no `dot`
+    assert main(["draw", "mazur", "-o", str(tmp_path / "m.svg")]) == 1
+    err = capsys.readouterr().err
+    assert "apt-get install graphviz" in err and "`dot`" in err
+    assert not (tmp_path / "m.svg").exists()
+    # .dot output is plain text and still works
+    assert main(["draw", "mazur", "-o", str(tmp_path / "m.dot")]) == 0
+    assert (tmp_path / "m.dot").read_text().startswith("digraph mazur")
+
+
+def test_missing_dot_error_type_from_python(tmp_path, monkeypatch):
+    from graphnn.draw import MissingDotError, save
+    from graphnn.errors import GraphnnError
+
+    digraph = gn.draw(get_model("xor"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(MissingDotError, match="apt-get install graphviz") as info:
+        save(digraph, tmp_path / "x.png")
+    assert isinstance(info.value, GraphnnError)
+    save(digraph, tmp_path / "x.dot")
+
+
+def png_size(path):
+    data = Path(path).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return struct.unpack(">II", data[16:24])
+
+
+@pytest.mark.parametrize("view", ["ops", "neurons"])
+def test_digits_mlp_pictures_are_pngs_of_readable_size(tmp_path, view):
+    path = tmp_path / f"d_{view}.png"
+    assert main(["draw", "digits-mlp", "--view", view, "--values", "-o", str(path)]) == 0
+    width, height = png_size(path)
+    # readable: one screen-ish picture, not a 64x128-unit wall or a sliver
+    assert 400 < width < 2600 and 300 < height < 2000, (width, height)
+
+
+def test_digits_neurons_collapse_wide_layers(tmp_path):
+    path = tmp_path / "d.svg"
+    assert main(["draw", "digits-mlp", "--view", "neurons", "-o", str(path)]) == 0
+    nodes = svg_groups(path, "node")
+    texts = " ".join(nodes.values())
+    assert "⋮" in texts
+    assert "59 more" in texts and "123 more" in texts     # 64 − 5 shown, 128 − 5 shown
+    assert "x[63]" in texts and "h[127]" in texts
+    assert len(nodes) < 40
+
+
+def test_stdout_without_output_and_cli_errors(capsys):
+    assert main(["draw", "xor", "--view", "neurons"]) == 0
+    assert capsys.readouterr().out.startswith("digraph xor")
+    assert main(["draw", "mazur", "--view", "sideways"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown view 'sideways'" in err and "backward, neurons, ops" in err
+    assert main(["draw", "mazur", "-o", "m.jpeg"]) == 1
+    assert ".svg" in capsys.readouterr().err
+    assert main(["draw", "perceptron-and", "--view", "neurons", "--grads"]) == 1
+    assert "perceptron" in capsys.readouterr().err
+    assert main(["draw", "no-such-model"]) == 1
+    assert "built-in models" in capsys.readouterr().err
