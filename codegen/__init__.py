@@ -1,3 +1,52 @@
-"""graphnn's Numba code generator: lowers a graph to one module of @njit functions,
-caches the generated source on disk and loads it (so Numba's cache=True works)."""
-from .cache import load_generated_module, cache_info, clear_cache
+"""graphnn's Numba code generator.
+
+Pipeline (each stage usable alone):
+
+1. ``lower(model, optimizer, dtype) -> ModelSchedule`` (plan.py): the forward graph, the
+   gradient graph from ``graphnn.grad`` and the optimizer's sympy rules become
+   emitter-independent schedules (schedule.py): `Program`s of plain dataclass steps —
+   fused elementwise `Loop`s, `MatMul`, `SoftmaxCE`, `View`, reductions carried by loops,
+   and one `Update` over the flat parameters. Programs: ``forward`` (output), ``loss``,
+   ``grad_step`` (loss + gradients). Buffers are named after the graph's nodes.
+2. ``register_lowering(op_name, fn)`` (lower.py): how an op becomes schedule; ``fn(node,
+   ctx) -> Lowered``. An op with no lowering is a `CodegenError` naming the op and node.
+3. ``emit_module(schedule)`` (emit_cpu.py): one readable module of ``@njit(cache=True,
+   fastmath=FASTMATH, error_model='numpy')`` functions: forward, loss, grad_step,
+   apply_update, train_step, train_epoch. ``register_emitter(StepType, fn)`` prints new
+   step types. A CUDA emitter can print the same schedules.
+4. ``load_generated_module`` (cache.py): the source is cached on disk under a stable module
+   name so Numba's cache works across processes ($GRAPHNN_CACHE_DIR moves it).
+5. `CpuBackend` (backend.py), registered as ``graphnn.train.BACKENDS['cpu']`` on import.
+
+Contracts others rely on:
+- flat layout: the trainable parameters of ``model.params`` (graph order), each raveled
+  C-order, concatenated; ``ModelSchedule.flat_layout`` = [(node, offset, size, shape)].
+  The gradient buffer and the optimizer state buffers use the same layout.
+- ``CpuBackend.gradients(feeds) -> (loss, flat_grad)`` and ``apply_gradients(flat_grad)``
+  (the NumPy backend has the same two methods and layout).
+- generated names: a node's buffer is its identifier (``h``, ``net_h``); gradients are
+  ``d_<name>``; the batch size is ``B`` (``nB`` as a float); a linear layer's x @ W is
+  ``<name>_xW``.
+"""
+from .cache import cache_info, clear_cache, load_generated_module
+from .emit_cpu import FASTMATH, emit_module, register_emitter
+from .lower import CodegenError, Lowered, available_lowerings, register_lowering
+from .plan import ModelSchedule, lower
+from .backend import CpuBackend
+from . import schedule
+
+
+def source(model, optimizer="sgd", dtype="float64", **hyper) -> str:
+    """The generated module's source for ``model`` (what ``graphnn codegen MODEL`` prints)."""
+    from graphnn.optim import make_optimizer
+
+    opt = make_optimizer(optimizer, **{"lr": model.defaults.get("lr"), **hyper})
+    return emit_module(lower(model, opt, dtype), opt)
+
+
+def _register():
+    from graphnn.train import BACKENDS
+    BACKENDS["cpu"] = CpuBackend
+
+
+_register()

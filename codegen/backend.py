@@ -1,0 +1,229 @@
+"""The 'cpu' training backend: the generated Numba module behind graphnn's backend protocol.
+
+Parameters live in one flat array (trainable ones, in `ModelSchedule.flat_layout` order);
+``backend.params[node]`` are views into it, so compiled updates are visible at once.
+Temporaries are allocated once per batch size and reused; a whole epoch is one call.
+"""
+from __future__ import annotations
+
+import contextlib
+import re
+
+import numpy as np
+
+from graphnn.evaluate import bind, resolve_dtype
+from graphnn.graph import Graph
+
+from .cache import load_generated_module
+from .emit_cpu import batched_inputs, emit_module, train_epoch_args, update_args
+from .lower import CodegenError
+from .plan import lower
+
+
+class CpuBackend:
+    """Compiled training on the CPU (see the module docstring). Protocol as NumpyBackend, plus
+    ``gradients(feeds) -> (loss, flat_grad)`` and ``apply_gradients(flat_grad)``."""
+
+    name = "cpu"
+
+    def __init__(self, model, optimizer, dtype="float64", params=None, *, verbose=False, blas_threads=None):
+        self.model, self.optimizer = model, optimizer
+        self.dtype = resolve_dtype(dtype)
+        self.dtype_name = np.dtype(self.dtype).name
+        self.schedule = lower(model, optimizer, self.dtype_name)
+        self.source = emit_module(self.schedule, optimizer)
+        key = {"graph": self.schedule.graph_hash, "dtype": self.dtype_name,
+               "optimizer": repr(optimizer.structural_key())}
+        self.module = load_generated_module(self.source, key, verbose=verbose)
+        self.blas_threads = blas_threads
+        self.trainable = list(self.schedule.trainable)
+        self._init_params(params or model.initial_params())
+        self.steps = 0
+        self._buffers: dict = {}
+        self._data: dict = {}
+        self._hyper = tuple(self.dtype(optimizer.hyper[h]) for h in self.schedule.update.hyper)
+
+    # -- storage -----------------------------------------------------------------------
+    def _init_params(self, start):
+        sched, dt = self.schedule, self.dtype
+        self.flat_params = np.zeros(sched.n_flat, dt)
+        self.flat_grad = np.zeros(sched.n_flat, dt)
+        self.flat_state = {s: np.zeros(sched.n_flat, dt) for s in sched.update.state}
+        self.params, self.grads, self.state = {}, {}, {}
+        for p, off, size, shape in sched.flat_layout:
+            view = self.flat_params[off:off + size].reshape(shape)
+            view[...] = start[p]
+            self.params[p] = view
+            self.grads[p] = self.flat_grad[off:off + size].reshape(shape)
+            self.state[p] = {s: a[off:off + size].reshape(shape) for s, a in self.flat_state.items()}
+        for p in self.model.parameters:
+            if p not in self.params:
+                self.params[p] = np.array(start[p], dtype=dt)
+        self._consts = {sched.names[c]: np.ascontiguousarray(c.value, dtype=dt) for c in sched.consts}
+
+    def _temps(self, batch: int) -> dict:
+        """name -> preallocated array for this batch size (shared by all programs)."""
+        bufs = self._buffers.get(batch)
+        if bufs is None:
+            bufs = {}
+            for prog in self.schedule.programs:
+                for a in prog.args:
+                    if a.role in ("temp", "output") and a.name not in bufs:
+                        bufs[a.name] = np.zeros(tuple(batch if d is None else d for d in a.shape), self.dtype)
+            for a in batched_inputs(self.schedule):
+                bufs[f"{a.name}"] = np.zeros((batch,) + tuple(a.shape[1:]), self.dtype)
+            self._buffers[batch] = bufs
+        return bufs
+
+    def _feeds(self, graph_nodes, feeds):
+        """Checked, converted feeds by name (the reference's own checks and errors)."""
+        values = bind(Graph(graph_nodes), feeds, None, self.dtype)
+        return {self.schedule.names[n]: v for n, v in values.items() if n.kind == "input"}
+
+    def _args(self, prog, feeds: dict, batch: int):
+        temps = self._temps(batch)
+        out = []
+        for a in prog.args:
+            if a.role == "input":
+                out.append(feeds[a.name])
+            elif a.role == "param":
+                out.append(self.params[a.node])
+            elif a.role == "const":
+                out.append(self._consts[a.name])
+            elif a.role == "grad":
+                out.append(self.grads[self._grad_owner(a.node)])
+            else:
+                out.append(temps[a.name])
+        return out
+
+    def _grad_owner(self, grad_node):
+        if not hasattr(self, "_owners"):
+            names = self.schedule.names
+            by_name = {f"d_{names[p]}": p for p in self.trainable}
+            self._owners = {a.node: by_name[a.name] for a in self.schedule.grad_step.args if a.role == "grad"}
+        return self._owners[grad_node]
+
+    def _named_state(self) -> dict:
+        """Parameters, gradients, constants and update arguments by their generated names."""
+        names = self.schedule.names
+        out = {names[p]: v for p, v in self.params.items()}
+        out.update({f"d_{names[p]}": g for p, g in self.grads.items()})
+        out.update(self._consts)
+        out.update(zip(update_args(self.schedule.update), self._update_args()))
+        return out
+
+    def _update_args(self):
+        return [self.flat_params, self.flat_grad, *self.flat_state.values(), self.steps, *self._hyper]
+
+    # -- protocol ----------------------------------------------------------------------
+    def train_step(self, feeds) -> float:
+        f = self._feeds([self.model.loss], feeds)
+        batch = _batch_of(f, self.schedule)
+        self.steps += 1
+        args = self._args(self.schedule.grad_step, f, batch) + self._update_args()
+        return float(self._call("train_step", args))
+
+    def gradients(self, feeds):
+        """(loss, flat gradient) for a batch; the array is this backend's own buffer, in
+        flat-layout order (overwritten by the next call)."""
+        f = self._feeds([self.model.loss], feeds)
+        loss = self._call("grad_step", self._args(self.schedule.grad_step, f, _batch_of(f, self.schedule)))
+        return float(loss), self.flat_grad
+
+    def apply_gradients(self, flat_grad) -> None:
+        """One optimizer step with the given flat gradient (e.g. averaged over MPI ranks)."""
+        flat_grad = np.asarray(flat_grad)
+        if flat_grad.shape != self.flat_grad.shape:
+            raise ValueError(f"apply_gradients: expected a flat gradient of {self.flat_grad.size} values, "
+                             f"got shape {flat_grad.shape}")
+        if flat_grad is not self.flat_grad:
+            self.flat_grad[...] = flat_grad
+        self.steps += 1
+        self._call("apply_update", self._update_args())
+
+    def train_epoch(self, feeds, batches) -> float:
+        """One epoch over ``batches`` (index arrays, equal sizes but a shorter last one) in one call."""
+        batches = [np.asarray(b) for b in batches]
+        size = len(batches[0])
+        if any(len(b) != size for b in batches[:-1]) or len(batches[-1]) > size:
+            return _per_batch(self, feeds, batches)
+        order = np.ascontiguousarray(np.concatenate(batches), dtype=np.int64)
+        values = {f"{k}_data": v for k, v in self._data_arrays(feeds).items()}
+        values.update(self._temps(size))   # includes the batch buffers named like the inputs
+        values.update(self._named_state())
+        values.update(order=order, batch_size=size)
+        args = [values[n] for n in train_epoch_args(self.schedule)]
+        with self._blas():
+            total = self._call("train_epoch", args)
+        self.steps += len(batches)
+        return float(total) / len(order)
+
+    def _data_arrays(self, feeds) -> dict:
+        """Whole training arrays in the backend's dtype, converted once and reused."""
+        out = {}
+        for a in batched_inputs(self.schedule):
+            value = feeds[a.name] if a.name in feeds else feeds[a.node]
+            cached = self._data.get(a.name)
+            if cached is None or cached[0] is not value:
+                converted = self._feeds([self.model.loss], {**feeds, a.node.name: value})[a.name]
+                cached = (value, converted)
+                self._data[a.name] = cached
+            out[a.name] = cached[1]
+        return out
+
+    def loss(self, feeds) -> float:
+        f = self._feeds([self.model.loss], feeds)
+        return float(self._call("loss", self._args(self.schedule.loss, f, _batch_of(f, self.schedule))))
+
+    def predict(self, feeds):
+        f = self._feeds([self.model.output], feeds)
+        prog = self.schedule.forward
+        batch = _batch_of(f, self.schedule)
+        self._call("forward", self._args(prog, f, batch))
+        return self._temps(batch)[self.schedule.names[self.model.output]].copy()
+
+    # -- calling compiled code -----------------------------------------------------------
+    def _blas(self):
+        if self.blas_threads is None:
+            return contextlib.nullcontext()
+        from threadpoolctl import threadpool_limits
+        return threadpool_limits(limits=self.blas_threads, user_api="blas")
+
+    def _call(self, fn_name, args):
+        from numba.core.errors import NumbaError
+
+        try:
+            return getattr(self.module, fn_name)(*args)
+        except NumbaError as e:
+            raise CodegenError(_explain(e, fn_name, self.source, self.module)) from None
+
+
+def _batch_of(feeds, schedule):
+    for a in batched_inputs(schedule):
+        if a.name in feeds:
+            return feeds[a.name].shape[0]
+    return 1
+
+
+def _per_batch(backend, feeds, batches):
+    total = 0.0
+    for idx in batches:
+        total += backend.train_step({k: v[idx] for k, v in feeds.items()}) * len(idx)
+    return total / sum(len(b) for b in batches)
+
+
+def _explain(error, fn_name, source, module) -> str:
+    """A Numba error as: which generated function, which line of its source, what Numba said."""
+    text = str(error)
+    lines = source.splitlines()
+    where = ""
+    path = getattr(module, "__file__", "")
+    hits = re.findall(r'File "([^"]+)", line (\d+)', text)
+    for file, line in hits:
+        if file == path or file.endswith(".py") and "graphnn_gen_" in file:
+            n = int(line)
+            if 1 <= n <= len(lines):
+                where = f"\n  generated line {n}: {lines[n - 1].strip()}"
+    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    return (f"codegen: Numba could not compile the generated function {fn_name!r} ({path}){where}\n"
+            f"  Numba says: {first}")

@@ -1,0 +1,15 @@
+"""graphnn's CUDA code generator: the CPU codegen's schedule printed as Numba ``@cuda.jit``
+kernels, and the 'cuda' training backend. Importing this package does not import
+``numba.cuda``; building the backend does (and says clearly what is missing)."""
+from graphnn.train import BACKENDS
+
+from .device import CudaUnavailableError, enable_simulator
+
+
+def cuda_backend(model, optimizer, dtype="float64", params=None, **options):
+    """Factory registered as ``BACKENDS['cuda']`` (imports the backend only when used)."""
+    from .backend import CudaBackend
+    return CudaBackend(model, optimizer, dtype, params, **options)
+
+
+BACKENDS.setdefault("cuda", cuda_backend)

@@ -1,0 +1,226 @@
+"""The 'cuda' training backend: the model's schedule printed as CUDA kernels, run on the GPU.
+
+Parameters (one flat device buffer, views per parameter), gradients (one flat buffer),
+optimizer state, temporaries and the training data live on the device. An epoch copies
+the batch order to the device once, gathers each mini-batch on the device, runs
+grad_step + update, and accumulates the loss there: one device→host copy per epoch.
+``train_step``/``loss``/``predict`` on host arrays copy their feeds in and results out.
+"""
+from __future__ import annotations
+
+import math
+import types
+
+import numpy as np
+
+from codegen.plan import lower
+from graphnn.evaluate import bind, resolve_dtype
+from graphnn.graph import Graph
+
+from . import kernels
+from .device import is_simulator, require_cuda
+from .emit import CudaEmitter
+from .module import LaunchOptions, load_module
+
+
+class CudaBackend:
+    """``Trainer(model, backend='cuda')``; see the module docstring."""
+
+    name = "cuda"
+
+    def __init__(self, model, optimizer, dtype="float64", params=None, *, tile=None, threads=None,
+                 verbose=False):
+        self.cuda = require_cuda()
+        self.model, self.optimizer = model, optimizer
+        self.dtype = resolve_dtype(dtype)
+        dname = np.dtype(self.dtype).name
+        self.schedule = sched = lower(model, optimizer, dname)
+        self.options = LaunchOptions.for_target(is_simulator(self.cuda), tile, threads)
+        em = CudaEmitter(dname)
+        for prog in sched.programs:
+            em.program(prog, {})
+        em.update(sched.update)
+        extra = [kernels.gather_rows("gather_rows"), kernels.scale_add("add_scaled"),
+                 kernels.fill("fill1d", 1)]
+        self.emitter = em
+        key = {"graph": sched.graph_hash, "optimizer": repr(optimizer.structural_key()),
+               "tile": self.options.tile, "threads": self.options.threads}
+        self.module, self.source = load_module(em.source_parts() + extra, dtype=dname, options=self.options,
+                                               key=key, title=f"graphnn CUDA kernels: model {model.name!r}, "
+                                                              f"{dname}, {optimizer!r}", verbose=verbose)
+        self._names = sched.names
+        self.trainable = list(sched.trainable)
+        self._init_device(params or model.initial_params())
+        self._sets: dict = {}
+        self._data: dict = {}
+        self.steps = 0
+
+    # -- device state --------------------------------------------------------------------
+    def _init_device(self, start):
+        cuda, dt = self.cuda, self.dtype
+        flat = np.zeros(self.schedule.n_flat, dt)
+        for p, off, size, shape in self.schedule.flat_layout:
+            flat[off:off + size] = np.asarray(start[p], dtype=dt).ravel()
+        self.flat_params = cuda.to_device(flat)
+        self.flat_grad = cuda.device_array(flat.shape, dt)
+        self.state = {s: cuda.to_device(np.zeros_like(flat)) for s in self.schedule.update.state}
+        self.views = {}
+        for p, off, size, shape in self.schedule.flat_layout:
+            self.views[p] = _shaped(self.flat_params[off:off + size], shape)
+        self.fixed = {p: cuda.to_device(_as_1elem(np.asarray(start[p], dt))) for p in self.schedule.fixed}
+        self.consts = {c: cuda.to_device(_as_1elem(np.asarray(c.value, dt))) for c in self.schedule.consts}
+        self.epoch_total = cuda.device_array(1, dt)
+
+    @property
+    def params(self) -> dict:
+        """Host copies of every parameter (one device→host copy of the flat buffer)."""
+        flat = self.flat_params.copy_to_host()
+        out = {}
+        for p, off, size, shape in self.schedule.flat_layout:
+            out[p] = flat[off:off + size].reshape(shape).copy()
+        for p, arr in self.fixed.items():
+            out[p] = arr.copy_to_host().reshape(p.shape)
+        return out
+
+    def buffers(self, batch: int):
+        """The device namespace for batch size ``batch`` (allocated once per size)."""
+        a = self._sets.get(batch)
+        if a is not None:
+            return a
+        cuda, dt, names = self.cuda, self.dtype, self._names
+        a = types.SimpleNamespace(flat_params=self.flat_params, flat_grad=self.flat_grad)
+        for s, arr in self.state.items():
+            setattr(a, f"state_{s}", arr)
+        shapes = {}
+        grad_bufs = [b for b in self.schedule.grad_step.args if b.role == "grad"]
+        if len(grad_bufs) != len(self.trainable):
+            raise RuntimeError("codegen (cuda): grad_step writes a different number of gradients than "
+                               "there are trainable parameters")
+        grad_of = {b.name: p for b, p in zip(grad_bufs, self.trainable)}
+        offsets = {p: (off, size, shape) for p, off, size, shape in self.schedule.flat_layout}
+        for prog in self.schedule.programs:
+            for buf in prog.args:
+                shape = tuple(batch if d is None else d for d in buf.shape)
+                if buf.name in shapes:
+                    if shapes[buf.name] != shape:
+                        raise RuntimeError(f"codegen (cuda): buffer {buf.name!r} is used with shapes "
+                                           f"{shapes[buf.name]} and {shape}")
+                    continue
+                shapes[buf.name] = shape
+                if buf.role == "param":
+                    arr = self.views.get(buf.node) if buf.node in self.views else self.fixed[buf.node]
+                elif buf.role == "const":
+                    arr = self.consts[buf.node]
+                elif buf.role == "grad":
+                    off, size, pshape = offsets[grad_of[buf.name]]
+                    arr = _shaped(self.flat_grad[off:off + size], pshape)
+                else:  # input, output, temp
+                    arr = cuda.device_array(shape or (1,), dt)
+                setattr(a, buf.name, arr)
+        for name in sorted(self.emitter.scalars):
+            if not hasattr(a, name):
+                setattr(a, name, cuda.device_array(1, dt))
+        # 2-d views of the batched inputs, for the on-device gather
+        a._gather = {}
+        for node in self.schedule.inputs:
+            name = names[node]
+            arr = getattr(a, name, None)
+            if arr is not None and node.shape and node.shape[0] is None:
+                a._gather[name] = arr.reshape(batch, max(1, math.prod(arr.shape[1:])))
+        for prog in self.schedule.programs:
+            getattr(self.module, f"bind_{prog.name}")(a)
+        self._sets[batch] = a
+        return a
+
+    # -- feeds -----------------------------------------------------------------------------
+    def _upload(self, program, feeds):
+        """Check ``feeds`` (graphnn's own feed errors) and copy them into a buffer set."""
+        nodes = [b.node for b in program.args if b.role == "input"]
+        values = bind(Graph(nodes), feeds, {}, self.dtype) if nodes else {}
+        batch = next((values[n].shape[0] for n in nodes if n.shape and n.shape[0] is None), 1)
+        a = self.buffers(batch)
+        for n in nodes:
+            getattr(a, self._names[n]).copy_to_device(_plain(values[n]))
+        return a, batch
+
+    def _device_data(self, feeds):
+        """Device copies of the training arrays, made once per (unchanged) host array."""
+        out = {}
+        for node in self.schedule.inputs:
+            if not (node.shape and node.shape[0] is None):
+                continue
+            host = feeds.get(node.name, feeds.get(node)) if hasattr(feeds, "get") else None
+            if host is None:
+                raise KeyError(f"train_epoch: missing feed for input {node.name!r}")
+            key = (node, id(host))
+            if key not in self._data:
+                arr = _plain(np.asarray(host, dtype=self.dtype))
+                self._data = {k: v for k, v in self._data.items() if k[0] is not node}
+                self._data[key] = (host, self.cuda.to_device(arr.reshape(arr.shape[0], -1)))
+            out[self._names[node]] = self._data[key][1]
+        return out
+
+    # -- the backend protocol -------------------------------------------------------------
+    def train_step(self, feeds) -> float:
+        a, batch = self._upload(self.schedule.grad_step, feeds)
+        loss = self.module.grad_step(a, batch)
+        self._update(a)
+        return float(loss.copy_to_host()[0])
+
+    def _update(self, a):
+        self.steps += 1
+        self.module.update(a, self.steps, self.optimizer.hyper)
+
+    def train_epoch(self, feeds, batches) -> float:
+        """One epoch on the device: one copy of the order in, one copy of the loss out."""
+        m = self.module
+        data = self._device_data(feeds)
+        order = np.concatenate([np.asarray(b, dtype=np.int64) for b in batches])
+        d_order = self.cuda.to_device(order)
+        m.run_fill1d(self.epoch_total, self.dtype(0))
+        start = 0
+        for idx in batches:
+            nb = len(idx)
+            a = self.buffers(nb)
+            for name, src in data.items():
+                m.run_gather_rows(src, d_order, start, a._gather[name])
+            loss = m.grad_step(a, nb)
+            self._update(a)
+            m.run_add_scaled(loss, self.dtype(nb), self.epoch_total)
+            start += nb
+        return float(self.epoch_total.copy_to_host()[0]) / max(start, 1)
+
+    def loss(self, feeds) -> float:
+        a, batch = self._upload(self.schedule.loss, feeds)
+        return float(self.module.loss(a, batch).copy_to_host()[0])
+
+    def predict(self, feeds):
+        a, batch = self._upload(self.schedule.forward, feeds)
+        self.module.forward(a, batch)
+        out = getattr(a, self._names[self.model.output])
+        return out.copy_to_host().reshape(tuple(batch if d is None else d for d in self.model.output.shape))
+
+    # data-parallel pair (graphnn/distributed.py): gradients out, summed gradients in
+    def gradients(self, feeds):
+        a, batch = self._upload(self.schedule.grad_step, feeds)
+        loss = self.module.grad_step(a, batch)
+        return float(loss.copy_to_host()[0]), self.flat_grad.copy_to_host()
+
+    def apply_gradients(self, flat_grad) -> None:
+        self.flat_grad.copy_to_device(_plain(np.asarray(flat_grad, dtype=self.dtype)))
+        self._update(next(iter(self._sets.values())) if self._sets else self.buffers(1))
+
+
+def _shaped(flat_view, shape):
+    """A flat device slice seen with a parameter's shape (0-d → 1-element)."""
+    return flat_view.reshape(tuple(shape)) if shape else flat_view
+
+
+def _as_1elem(arr):
+    return arr.reshape(1) if arr.ndim == 0 else _plain(arr)
+
+
+def _plain(arr):
+    """A fresh C-ordered copy: views like ``x[:, None]`` have 0 strides on size-1 axes, which
+    Numba's device copies treat as broadcast axes and drop."""
+    return np.array(arr, order="C", copy=True)

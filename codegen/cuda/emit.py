@@ -1,0 +1,361 @@
+"""The CUDA emitter: a `ModelSchedule` (codegen.plan.lower) printed as one module of
+``@cuda.jit`` kernels plus plain-Python host drivers that launch them.
+
+Only the printing differs from the CPU emitter; the schedule is the same. Per step:
+
+- ``Loop``       one kernel. Threads split the loop indices that every indexed reduction
+                 keeps (all indices when the loop has none); the other indices run inside
+                 the thread, so a bias gradient Σ_b δ[b, j] is one thread per column with no
+                 atomics. A loop that reduces to a scalar (the loss) runs as one block and
+                 finishes with a shared-memory tree: deterministic, no warp intrinsics.
+- ``Scalar``     a one-thread kernel (scalars live on the device as 1-element arrays).
+- ``MatMul``     the tiled shared-memory kernel, in its A@B, A@Bᵀ or Aᵀ@B form.
+- ``RowSoftmax``, ``SoftmaxCE``: one thread per row.
+- ``View``       made once per buffer set by ``bind_<program>`` (no per-step cost).
+- ``Fill``, ``Copy``, ``Scatter``, ``Concat``: elementwise kernels over views.
+- ``Update``     one kernel over the flat parameter buffer; the per-step scalars (β₁ᵗ …)
+                 are computed by the host driver from the step count and passed in.
+
+Drivers take ``a`` (a namespace of device arrays named after the schedule's buffers) and
+the batch size ``B``; they never copy between host and device.
+"""
+from __future__ import annotations
+
+import math
+
+import sympy
+
+from codegen.lower import CodegenError
+from codegen.printer import KernelPrinter
+from codegen.schedule import (BATCH, BATCH_F, Accumulate, Concat, Copy, Fill, Let, Loop, MatMul,
+                              RowSoftmax, Scalar, Scatter, SoftmaxCE, Store, Update, View)
+
+from . import kernels
+
+
+class CudaEmitter:
+    """Collects kernels (deduplicated by source) and driver functions for one module."""
+
+    def __init__(self, dtype="float64"):
+        self.dtype = dtype
+        self.kernels: list[str] = []
+        self.by_body: dict[str, str] = {}
+        self.drivers: list[str] = []
+        self.ranks: dict[str, int] = {}
+        self.scalars: set[str] = set()    # names that live on the device as 1-element arrays
+        self.count = 0
+        self.launches: list[tuple] = []   # (kernel name, [arg descriptors]) for PTX checks
+
+    # -- kernels -----------------------------------------------------------------------
+    def kernel(self, hint, make):
+        """A kernel from ``make(name) -> source``; an identical kernel is reused."""
+        probe = make("KERNEL")
+        if probe in self.by_body:
+            return self.by_body[probe]
+        name = f"k{self.count}_{hint}"
+        self.count += 1
+        self.kernels.append(make(name))
+        self.by_body[probe] = name
+        return name
+
+    def printer(self):
+        return KernelPrinter(self.dtype)
+
+    # -- programs ----------------------------------------------------------------------
+    def program(self, prog, args_ranks: dict):
+        """Driver ``<prog.name>(a, B)`` and ``bind_<prog.name>(a)`` (its views)."""
+        self.ranks.update(args_ranks)
+        self.ranks.update({a.name: len(a.shape) for a in prog.args})
+        body, binds = [], []
+        for step in prog.steps:
+            if isinstance(step, View):
+                binds.append(self._view(step))
+            else:
+                body += self._step(step, binds)
+        lines = [f"def {prog.name}(a, B):", f'    """{prog.doc or prog.name}"""', "    nB = F(B)"]
+        lines += ["    " + line for line in body]
+        if prog.returns is not None:
+            self.scalars.add(str(prog.returns))
+            lines.append(f"    return a.{prog.returns}")
+        self.drivers.append("\n".join(lines) + "\n")
+        bind = [f"def bind_{prog.name}(a):", f'    """The views {prog.name} reads and writes."""']
+        bind += ["    " + line for line in binds] or ["    pass"]
+        self.drivers.append("\n".join(bind) + "\n")
+
+    def update(self, upd: Update):
+        """Driver ``update(a, t, hyper)`` for the optimizer step over a.flat_params."""
+        p = self.printer()
+        state = list(upd.state)
+        consts = [str(s) for s, _ in upd.hoisted]
+        args = ["w", "g", *state, *consts, *upd.hyper, "t"]
+        rename = {sympy.Symbol(s): sympy.Symbol(s + "_") for s in ("w", "g", *state)}
+        loop = ["w_ = w[i]", "g_ = g[i]", *[f"{s}_ = {s}[i]" for s in state]]
+        for target, expr in upd.rules:
+            loop.append(f"{target}_ = {p.doprint(sympy.sympify(expr).xreplace(rename))}")
+        loop += ["w[i] = w_", *[f"{s}[i] = {s}_" for s in state]]
+
+        def make(name):
+            body = "\n".join("        " + line for line in loop)
+            return (f"@cuda.jit(cache=CACHE)\ndef {name}({', '.join(args)}):\n"
+                    f'    """The optimizer step, one element of the flat parameters per thread."""\n'
+                    f"    for i in range(cuda.grid(1), w.shape[0], cuda.gridsize(1)):\n{body}\n")
+        kname = self.kernel("update", make)
+        host = KernelPrinter("float64")
+        lines = ["def update(a, t, hyper):", '    """One optimizer step: a.flat_params -= … (in place)."""']
+        for h in upd.hyper:
+            lines.append(f"    {h} = hyper[{h!r}]")
+        for sym, expr in upd.hoisted:
+            lines.append(f"    {sym} = F({host.doprint(expr)})")
+        call = ", ".join(["a.flat_params", "a.flat_grad", *[f"a.state_{s}" for s in state],
+                          *consts, *[f"F({h})" for h in upd.hyper], "t"])
+        lines.append(f"    {kname}[blocks_for(a.flat_params.size), THREADS]({call})")
+        self.drivers.append("\n".join(lines) + "\n")
+        self.launches.append((kname, ["flat"] * (2 + len(state)) + ["scalar"] * (len(consts) + len(upd.hyper))
+                              + ["int"]))
+
+    def source_parts(self):
+        return self.kernels + self.drivers
+
+    # -- steps -------------------------------------------------------------------------
+    def _step(self, step, binds):
+        comment = getattr(step, "comment", "")
+        head = [f"# {comment}"] if comment else []
+        if isinstance(step, Loop):
+            return head + self._loop(step)
+        if isinstance(step, Scalar):
+            return head + self._scalar(step)
+        if isinstance(step, MatMul):
+            form = ("t" if step.trans_a else "n") + ("t" if step.trans_b else "n")
+            k = self.kernel(f"matmul_{form}", lambda n: kernels.matmul(n, step.trans_a, step.trans_b))
+            return head + [f"run_{k}(a.{step.a}, a.{step.b}, a.{step.out}, a.{step.out})"]
+        if isinstance(step, RowSoftmax):
+            self._need_rank(step.x, 2, "softmax")
+            k = self.kernel("log_softmax" if step.log else "softmax", lambda n: kernels.row_softmax(n, step.log))
+            return head + [f"run_{k}(a.{step.x}, a.{step.out})"]
+        if isinstance(step, SoftmaxCE):
+            self._need_rank(step.logits, 2, "softmax cross-entropy")
+            probs = step.probs is not None
+            k = self.kernel("softmax_ce", lambda n: kernels.softmax_ce_rows(n, probs))
+            args = [f"a.{step.logits}", f"a.{step.targets}", f"a.{step.loss}"] + ([f"a.{step.probs}"] if probs else [])
+            return head + [f"run_{k}({', '.join(args)})"]
+        if isinstance(step, Fill):
+            return head + [self._fill(step.out, step.value)]
+        if isinstance(step, Copy):
+            return head + [self._copy(step.out, step.src)]
+        if isinstance(step, Scatter):
+            view = f"{step.out}__at"
+            binds.append(f"a.{view} = a.{step.out}[{_index_code(step.spec)}]")
+            self.ranks[view] = sum(1 for k in step.spec if k[0] == "s")
+            return head + [self._fill(step.out, 0.0), self._copy(view, step.g)]
+        if isinstance(step, Concat):
+            out, start, lines = step.out, 0, [*head]
+            rank = self.ranks.get(out)
+            for n, x in enumerate(step.inputs):
+                view = f"{out}__part{n}"
+                binds.append(f"a.{view} = a.{out}[{', '.join([':'] * step.axis)}{', ' if step.axis else ''}"
+                             f"{start}:{start} + a.{x}.shape[{step.axis}]]")
+                self.ranks[view] = rank if rank is not None else self.ranks.get(x, 1)
+                lines.append(self._copy(view, x))
+            return lines
+        raise CodegenError(f"codegen (cuda): no CUDA printer for schedule step {type(step).__name__}")
+
+    def _need_rank(self, name, rank, what):
+        have = self.ranks.get(name)
+        if have is not None and have != rank:
+            raise CodegenError(f"codegen (cuda): {what} of {name!r} needs a {rank}-d operand, got {have}-d")
+
+    def _view(self, step: View):
+        src = f"a.{step.source}"
+        if step.kind == "alias":
+            code, rank = src, self.ranks.get(step.source)
+        elif step.kind == "transpose":
+            axes = tuple(step.args)
+            rank = len(axes)
+            code = f"{src}.T" if axes == (1, 0) else f"{src}.transpose({axes})"
+        elif step.kind == "reshape":
+            dims = ", ".join(f"a.{step.source}.shape[0]" if d is None else str(d) for d in step.args)
+            code, rank = f"{src}.reshape({dims}{',' if len(step.args) == 1 else ''})", len(step.args)
+        elif step.kind == "index":
+            code, rank = f"{src}[{_index_code(step.args)}]", sum(1 for k in step.args if k[0] == "s")
+        else:
+            raise CodegenError(f"codegen (cuda): unknown view kind {step.kind!r}")
+        self.ranks[step.name] = rank
+        return f"a.{step.name} = {code}"
+
+    def _fill(self, out, value):
+        rank = self.ranks.get(out, 1)
+        k = self.kernel(f"fill{rank}d", lambda n: kernels.fill(n, rank))
+        return f"run_{k}(a.{out}, F({float(value)!r}))"
+
+    def _copy(self, out, src):
+        rank = self.ranks.get(out, 1)
+        k = self.kernel(f"copy{rank}d", lambda n: kernels.copy(n, rank))
+        return f"run_{k}(a.{src}, a.{out})"
+
+    def _scalar(self, step: Scalar):
+        expr, arrays, scalars = self._device_expr(step.expr, set())
+        self.scalars.add(str(step.name))
+        args = sorted(arrays | scalars | {str(step.name)})
+        code = self.printer().doprint(expr)
+
+        def make(name):
+            return (f"@cuda.jit(cache=CACHE)\ndef {name}({', '.join(args + ['B', 'nB'])}):\n"
+                    f"    if cuda.grid(1) == 0:\n        {step.name}[0] = {code}\n")
+        k = self.kernel(f"scalar_{step.name}", make)
+        return [f"{k}[1, 1]({', '.join(f'a.{x}' for x in args)}, B, nB)"]
+
+    def _device_expr(self, expr, local):
+        """Scalars (1-element device arrays) read as ``s[0]``; returns (expr, arrays, scalars)."""
+        arrays = {str(i.base) for i in expr.atoms(sympy.Indexed)}
+        scalars = set()
+        subs = {}
+        for s in expr.free_symbols:
+            if isinstance(s, sympy.Symbol) and s not in local and s not in (BATCH, BATCH_F) \
+                    and not isinstance(s, sympy.Indexed) and str(s) not in arrays:
+                scalars.add(str(s))
+                subs[s] = sympy.Indexed(sympy.IndexedBase(str(s)), 0)
+        # free_symbols of an Indexed include its base label and indices: drop those
+        scalars -= arrays
+        self.scalars |= scalars
+        return (expr.xreplace(subs) if subs else expr), arrays, scalars
+
+    def _loop(self, loop: Loop):
+        p = self.printer()
+        indices = [sympy.Symbol(str(i)) for i in loop.indices]
+        extent = {i: ("B" if e == BATCH else str(int(e))) for i, e in zip(indices, loop.extents)}
+        lets = {b.name for b in loop.body if isinstance(b, Let)}
+        local = set(indices) | lets
+        accs = [b for b in loop.body if isinstance(b, Accumulate)]
+        indexed_accs = [b for b in accs if isinstance(b.target, sympy.Indexed)]
+        scalar_accs = [b for b in accs if not isinstance(b.target, sympy.Indexed)]
+        # threads split the indices every indexed reduction keeps
+        par = set(indices)
+        for b in indexed_accs:
+            par &= {s for s in b.target.indices if s in set(indices)}
+        par_idx = [i for i in indices if i in par]
+        serial = [i for i in indices if i not in par]
+        reg_targets = {}   # target -> register name (the target's indices are exactly par)
+        prefill = []
+        for b in indexed_accs:
+            kept = {s for s in b.target.indices if isinstance(s, sympy.Symbol)}
+            if kept == par and b.target not in reg_targets:
+                reg_targets[b.target] = f"acc{len(reg_targets)}"
+            elif kept != par and b.target not in prefill:
+                prefill.append((b.target, b.op))
+        sregs = {}
+        for b in scalar_accs:
+            sregs.setdefault(str(b.target), (f"sacc{len(sregs)}", b.op))
+        self.scalars |= set(sregs)
+        one_block = bool(scalar_accs)
+
+        arrays, scalars = set(), set()
+        lines = []
+
+        def pr(e):
+            e2, arr, sc = self._device_expr(e, local)
+            arrays.update(arr)
+            scalars.update(sc)
+            return p.doprint(e2)
+
+        ident = {"sum": "F(0)", "max": "F(-math.inf)"}
+        for reg, (target, op) in ((r, (t, next(b.op for b in indexed_accs if b.target == t)))
+                                  for t, r in reg_targets.items()):
+            lines.append(f"{reg} = {ident[op]}")
+        inner = []
+        for b in loop.body:
+            if isinstance(b, Let):
+                inner.append(f"{b.name} = {pr(b.expr)}")
+            elif isinstance(b, Store):
+                inner.append(f"{pr(b.target)} = {pr(b.expr)}")
+            elif isinstance(b, Accumulate):
+                value = pr(b.expr)
+                if isinstance(b.target, sympy.Indexed) and b.target in reg_targets:
+                    dest = reg_targets[b.target]
+                elif isinstance(b.target, sympy.Indexed):
+                    dest = pr(b.target)
+                else:
+                    dest = sregs[str(b.target)][0]
+                inner.append(f"{dest} += {value}" if b.op == "sum" else f"{dest} = max({dest}, {value})")
+        depth = 0
+        for s in serial:
+            lines.append("    " * depth + f"for {s} in range({extent[s]}):")
+            depth += 1
+        lines += ["    " * depth + line for line in inner]
+        for target, reg in reg_targets.items():
+            lines.append(f"{pr(target)} = {reg}")
+
+        args_arrays = sorted(arrays | scalars | set(sregs))
+        sig = args_arrays + ["B", "nB"]
+        body = []
+        for reg, op in sregs.values():
+            body.append(f"{reg} = {ident[op]}")
+        total = " * ".join(extent[i] for i in par_idx) or "1"
+        body.append(f"for flat in range(cuda.grid(1), {total}, cuda.gridsize(1)):")
+        unravel = []
+        rest = "flat"
+        for n, i in enumerate(reversed(par_idx)):
+            if n == len(par_idx) - 1:
+                unravel.append(f"{i} = {rest}")
+            else:
+                unravel.append(f"{i} = {rest} % {extent[i]}")
+                unravel.append(f"q{n} = {rest} // {extent[i]}")
+                rest = f"q{n}"
+        body += ["    " + line for line in unravel + lines]
+        if sregs:
+            body += self._tree(sregs)
+        comment = loop.comment.replace('"', "'")
+
+        def make(name):
+            src = [f"@cuda.jit(cache=CACHE)", f"def {name}({', '.join(sig)}):"]
+            if comment:
+                src.append(f'    """{comment}"""')
+            src += ["    " + line for line in body]
+            return "\n".join(src) + "\n"
+        hint = "loop"
+        k = self.kernel(hint, make)
+        out = []
+        for target, op in prefill:
+            base = str(target.base)
+            out.append(self._fill(base, 0.0 if op == "sum" else -math.inf))
+        grid = "1" if one_block else f"blocks_for({_host_extent(total)})"
+        out.append(f"{k}[{grid}, THREADS]({', '.join(f'a.{x}' for x in args_arrays)}, B, nB)")
+        return out
+
+    @staticmethod
+    def _tree(sregs):
+        """Shared-memory tree over one block's threads for each scalar accumulator."""
+        lines = ["t = cuda.threadIdx.x"]
+        for reg, op in sregs.values():
+            lines.append(f"{reg}_part = cuda.shared.array(THREADS, dtype=F)")
+            lines.append(f"{reg}_part[t] = {reg}")
+        lines.append("cuda.syncthreads()")
+        lines.append("s = THREADS // 2")
+        lines.append("while s > 0:")
+        lines.append("    if t < s:")
+        for reg, op in sregs.values():
+            if op == "sum":
+                lines.append(f"        {reg}_part[t] += {reg}_part[t + s]")
+            else:
+                lines.append(f"        {reg}_part[t] = max({reg}_part[t], {reg}_part[t + s])")
+        lines.append("    cuda.syncthreads()")
+        lines.append("    s //= 2")
+        lines.append("if t == 0:")
+        for target, (reg, _) in sregs.items():
+            lines.append(f"    {target}[0] = {reg}_part[0]")
+        return lines
+
+
+def _host_extent(total):
+    return total
+
+
+def _index_code(spec):
+    parts = []
+    for k in spec:
+        if k[0] == "i":
+            parts.append(str(k[1]))
+        elif k[1] is None:
+            parts.append(":")
+        else:
+            parts.append(f"{k[1]}:{k[2]}:{k[3]}" if k[2] is not None and k[2] >= 0 else f"{k[1]}::{k[3]}")
+    return ", ".join(parts) or "..."

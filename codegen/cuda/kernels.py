@@ -1,0 +1,264 @@
+"""CUDA kernel templates: each function returns the source of one ``@cuda.jit`` kernel
+plus its host launcher ``run_<name>(...)``, to be pasted into one generated module.
+
+Kernels are printed as source (not built by closures) so the generated module is a
+real file: readable, and cacheable by Numba (``cache=True`` needs a file). Every
+template avoids warp intrinsics (``shfl_*``, vote, ``syncwarp``): reductions use shared
+memory and ``syncthreads``, which Numba's CUDA simulator runs, so CI checks every kernel.
+
+Conventions inside generated modules: ``F`` is the float type (``np.float32`` or
+``np.float64``), ``TILE`` the matmul tile edge, ``THREADS`` the threads per block of 1-D
+launches (a power of two), ``cdiv`` ceiling division, ``CACHE`` the ``cache=`` flag.
+"""
+from __future__ import annotations
+
+import textwrap
+
+
+
+def _block(src: str) -> str:
+    return textwrap.dedent(src).strip("\n") + "\n"
+
+
+# -- module header -------------------------------------------------------------------
+
+def header(dtype: str, tile: int, threads: int, cache: bool) -> str:
+    """Imports and constants shared by every kernel of a generated module."""
+    if threads & (threads - 1):
+        raise ValueError(f"threads per block must be a power of two, got {threads}")
+    return _block(f"""
+        import math
+
+        import numpy as np
+        from numba import cuda
+
+        F = np.{dtype}
+        TILE = {tile}
+        THREADS = {threads}
+        CACHE = {cache}
+
+
+        def cdiv(a, b):
+            return (a + b - 1) // b
+
+
+        def blocks_for(n):
+            # grid-stride kernels: enough blocks to cover n, capped (each thread loops)
+            return max(1, min(cdiv(n, THREADS), 4096))
+        """)
+
+
+# -- tiled matmul ---------------------------------------------------------------------
+
+def matmul(name, trans_a=False, trans_b=False, bias=False, accumulate=False) -> str:
+    """C = op(A) @ op(B) [+ bias] [+ C], tiled through shared memory.
+
+    op(A) is A or Aᵀ (``trans_a``: A is stored (K, M)); op(B) is B or Bᵀ (``trans_b``:
+    B is stored (N, K)). The forward pass uses A@B (+ bias: a dense layer), the backward
+    pass g@Wᵀ (``trans_b``) and xᵀ@g (``trans_a``). Tiles are loaded so consecutive
+    threads read consecutive addresses in every form (coalesced).
+    """
+    if trans_a:
+        load_a = _block("""
+            k = t0 + ty
+            if k < K and bm + tx < M:
+                sA[tx, ty] = A[k, bm + tx]
+            else:
+                sA[tx, ty] = 0
+            """)
+    else:
+        load_a = _block("""
+            k = t0 + tx
+            if row < M and k < K:
+                sA[ty, tx] = A[row, k]
+            else:
+                sA[ty, tx] = 0
+            """)
+    if trans_b:
+        load_b = _block("""
+            k = t0 + tx
+            if bn + ty < N and k < K:
+                sB[tx, ty] = B[bn + ty, k]
+            else:
+                sB[tx, ty] = 0
+            """)
+    else:
+        load_b = _block("""
+            k = t0 + ty
+            if col < N and k < K:
+                sB[ty, tx] = B[k, col]
+            else:
+                sB[ty, tx] = 0
+            """)
+    k_dim = "A.shape[0]" if trans_a else "A.shape[1]"
+    epilogue = "acc"
+    if bias:
+        epilogue += " + bias[col]"
+    if accumulate:
+        epilogue = "C[row, col] + " + epilogue
+    loads = textwrap.indent(load_a + load_b, " " * 16).rstrip("\n")
+    return _block(f'''
+        @cuda.jit(cache=CACHE)
+        def {name}(A, B, bias, C):
+            """C = {'Aᵀ' if trans_a else 'A'} @ {'Bᵀ' if trans_b else 'B'}{' + bias' if bias else ''}{' (accumulated into C)' if accumulate else ''}."""
+            sA = cuda.shared.array((TILE, TILE), dtype=F)
+            sB = cuda.shared.array((TILE, TILE), dtype=F)
+            tx = cuda.threadIdx.x
+            ty = cuda.threadIdx.y
+            bm = cuda.blockIdx.y * TILE
+            bn = cuda.blockIdx.x * TILE
+            row = bm + ty
+            col = bn + tx
+            M = C.shape[0]
+            N = C.shape[1]
+            K = {k_dim}
+            acc = F(0)
+            for t0 in range(0, K, TILE):
+{loads}
+                cuda.syncthreads()
+                for kk in range(TILE):
+                    acc += sA[ty, kk] * sB[kk, tx]
+                cuda.syncthreads()
+            if row < M and col < N:
+                C[row, col] = {epilogue}
+
+
+        def run_{name}(A, B, bias, C):
+            {name}[(cdiv(C.shape[1], TILE), cdiv(C.shape[0], TILE)), (TILE, TILE)](A, B, bias, C)
+        ''')
+
+
+# -- softmax, softmax cross-entropy (one thread per row) -------------------------------
+
+def row_softmax(name, log=False) -> str:
+    """out[r] = softmax(x[r]) (or log-softmax), max-shifted, one thread per row."""
+    store = "x[r, k] - lse" if log else "math.exp(x[r, k] - lse)"
+    return _block(f'''
+        @cuda.jit(cache=CACHE)
+        def {name}(x, out):
+            """{'log-softmax' if log else 'softmax'} over the last axis, one row per thread."""
+            r = cuda.grid(1)
+            if r < x.shape[0]:
+                m = x[r, 0]
+                for k in range(1, x.shape[1]):
+                    m = max(m, x[r, k])
+                s = F(0)
+                for k in range(x.shape[1]):
+                    s += math.exp(x[r, k] - m)
+                lse = m + math.log(s)
+                for k in range(x.shape[1]):
+                    out[r, k] = {store}
+
+
+        def run_{name}(x, out):
+            {name}[blocks_for(x.shape[0]), THREADS](x, out)
+        ''')
+
+
+def softmax_ce_rows(name, probs=False) -> str:
+    """loss[r] = −Σ_k t[r,k] (z[r,k] − logsumexp(z[r])); with ``probs`` also p = softmax(z).
+
+    The schedule fuses the gradient g·(p − t) into the loop that follows, reading ``p``:
+    the loss, the probabilities and the gradient take one pass over z each.
+    """
+    sig = "z, t, loss, p" if probs else "z, t, loss"
+    write_p = "\n                    p[r, k] = math.exp(z[r, k] - lse)" if probs else ""
+    return _block(f'''
+        @cuda.jit(cache=CACHE)
+        def {name}({sig}):
+            """Softmax cross-entropy per row{' and the probabilities' if probs else ''}."""
+            r = cuda.grid(1)
+            if r < z.shape[0]:
+                m = z[r, 0]
+                for k in range(1, z.shape[1]):
+                    m = max(m, z[r, k])
+                s = F(0)
+                for k in range(z.shape[1]):
+                    s += math.exp(z[r, k] - m)
+                lse = m + math.log(s)
+                acc = F(0)
+                for k in range(z.shape[1]):
+                    acc -= t[r, k] * (z[r, k] - lse){write_p}
+                loss[r] = acc
+
+
+        def run_{name}({sig}):
+            {name}[blocks_for(z.shape[0]), THREADS]({sig})
+        ''')
+
+
+# -- fill and copy (any rank, any strides: they run over views) ----------------------------
+
+def _unravel(rank, dims_of):
+    lines, rest = [], "i"
+    for k in range(rank - 1, -1, -1):
+        if k == 0:
+            lines.append(f"i0 = {rest}")
+        else:
+            lines.append(f"i{k} = {rest} % {dims_of}.shape[{k}]")
+            lines.append(f"q{k} = {rest} // {dims_of}.shape[{k}]")
+            rest = f"q{k}"
+    return lines
+
+
+def fill(name, rank) -> str:
+    """out[...] = value over a ``rank``-d array (0-d buffers are 1-element arrays)."""
+    rank = max(rank, 1)
+    idx = ", ".join(f"i{k}" for k in range(rank))
+    body = "\n".join("        " + line for line in _unravel(rank, "out"))
+    return (f"@cuda.jit(cache=CACHE)\ndef {name}(out, value):\n"
+            f"    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):\n{body}\n"
+            f"        out[{idx}] = value\n\n\n"
+            f"def run_{name}(out, value):\n"
+            f"    {name}[blocks_for(out.size), THREADS](out, value)\n")
+
+
+def copy(name, rank) -> str:
+    """dst[...] = src[...] for two ``rank``-d arrays of one shape (views allowed)."""
+    rank = max(rank, 1)
+    idx = ", ".join(f"i{k}" for k in range(rank))
+    body = "\n".join("        " + line for line in _unravel(rank, "dst"))
+    return (f"@cuda.jit(cache=CACHE)\ndef {name}(src, dst):\n"
+            f"    for i in range(cuda.grid(1), dst.size, cuda.gridsize(1)):\n{body}\n"
+            f"        dst[{idx}] = src[{idx}]\n\n\n"
+            f"def run_{name}(src, dst):\n"
+            f"    {name}[blocks_for(dst.size), THREADS](src, dst)\n")
+
+
+# -- data movement ----------------------------------------------------------------------
+
+def gather_rows(name) -> str:
+    """dst[r, :] = src[order[start + r], :]: a mini-batch assembled on the device.
+
+    ``src`` and ``dst`` are 2-D views (rows, features); the index array ``order`` is
+    copied to the device once per epoch, so batches cost no host↔device copies.
+    """
+    return _block(f'''
+        @cuda.jit(cache=CACHE)
+        def {name}(src, order, start, dst):
+            """dst[r, :] = src[order[start + r], :]."""
+            ncol = dst.shape[1]
+            n = dst.shape[0] * ncol
+            for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+                r = i // ncol
+                c = i - r * ncol
+                dst[r, c] = src[order[start + r], c]
+
+
+        def run_{name}(src, order, start, dst):
+            {name}[blocks_for(dst.size), THREADS](src, order, start, dst)
+        ''')
+
+
+def scale_add(name) -> str:
+    """acc[0] += x[0] * w: accumulates a batch's loss into the epoch total on the device."""
+    return _block(f'''
+        @cuda.jit(cache=CACHE)
+        def {name}(x, w, total):
+            if cuda.grid(1) == 0:
+                total[0] += x[0] * w
+
+
+        def run_{name}(x, w, total):
+            {name}[1, 1](x, w, total)
+        ''')

@@ -1,0 +1,380 @@
+"""emit_cpu: a `ModelSchedule` → one readable Python module of Numba ``@njit`` functions.
+
+Functions (all ``@njit(cache=True, fastmath=FASTMATH, error_model='numpy')``):
+
+    forward(inputs, params, out, temps)          the model's output into ``out``
+    loss(inputs, targets, params, temps)         the loss of a batch
+    grad_step(inputs, params, grads, temps)      loss; gradients into the d_* views
+    apply_update(flat_params, flat_grad, state_*, step, hyper)
+    train_step(... grad_step's args, flat_params, flat_grad, state_*, step, hyper)
+    train_epoch(data arrays, order, batch_size, ... train_step's args with batch buffers)
+
+Every array is an argument (the caller preallocates temporaries per batch size; a short
+last batch uses the leading rows of the same buffers), so nothing is a global and Numba's
+``cache=True`` works. Each step type of the schedule has one printer here;
+`register_emitter` adds printers for step types other helpers define.
+"""
+from __future__ import annotations
+
+import sympy
+
+from . import schedule as S
+from .printer import KernelPrinter
+
+#: fastmath without nnan/ninf: isnan/isinf keep working
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+INDENT = "    "
+
+EMITTERS: dict = {}
+
+
+def register_emitter(step_type, fn):
+    """Print steps of ``step_type``: ``fn(step, out: Writer)`` appends source lines."""
+    EMITTERS[step_type] = fn
+    return fn
+
+
+class Writer:
+    """Accumulates indented source lines; knows the dtype and prints expressions."""
+
+    def __init__(self, dtype):
+        self.dtype = dtype
+        self.printer = KernelPrinter(dtype)
+        self.lines: list = []
+        self.depth = 1
+
+    def __call__(self, line=""):
+        self.lines.append(INDENT * self.depth + line if line else "")
+
+    def expr(self, e) -> str:
+        return self.printer.doprint(e)
+
+    def num(self, value) -> str:
+        return self.printer._number(value)
+
+    def indent(self, n=1):
+        self.depth += n
+
+    def dedent(self, n=1):
+        self.depth -= n
+
+
+def _dim(d) -> str:
+    return "B" if d is None or d == "B" or d == S.BATCH else str(d)
+
+
+def _shape(shape) -> str:
+    dims = [_dim(d) for d in shape]
+    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+
+
+# -- step printers ---------------------------------------------------------------------
+
+def _loop(step: S.Loop, w: Writer):
+    if step.comment:
+        w(f"# {step.comment}")
+    scalar_accs = []
+    for acc in step.accumulators():
+        init = w.num(float("-inf") if acc.op == "max" else 0.0)
+        if isinstance(acc.target, sympy.Indexed):
+            w(f"{acc.target.base}[:] = {init}")
+        else:
+            scalar_accs.append(acc.target)
+            w(f"{acc.target}_acc = {'-np.inf' if acc.op == 'max' else '0.0'}  # accumulated in float64")
+    for idx, ext in zip(step.indices, step.extents):
+        w(f"for {idx} in range({_dim(ext)}):")
+        w.indent()
+    for item in step.body:
+        if isinstance(item, S.Let):
+            w(f"{item.name} = {w.expr(item.expr)}")
+        elif isinstance(item, S.Store):
+            w(f"{w.expr(item.target)} = {w.expr(item.expr)}")
+        elif isinstance(item, S.Accumulate):
+            target = w.expr(item.target) if isinstance(item.target, sympy.Indexed) else f"{item.target}_acc"
+            if item.op == "sum":
+                w(f"{target} += {w.expr(item.expr)}")
+            else:
+                w(f"{target} = max({target}, {w.expr(item.expr)})")
+    w.dedent(len(step.indices))
+    for name in scalar_accs:
+        w(f"{name} = {_cast(w, f'{name}_acc')}")
+
+
+def _cast(w, text):
+    return text if w.dtype == "float64" else f"np.float32({text})"
+
+
+def _scalar(step: S.Scalar, w: Writer):
+    w(f"{step.name} = {w.expr(step.expr)}" + (f"  # {step.comment}" if step.comment else ""))
+
+
+def _matmul(step: S.MatMul, w: Writer):
+    a = f"{step.a}.T" if step.trans_a else step.a
+    b = f"{step.b}.T" if step.trans_b else step.b
+    if step.comment:
+        w(f"# {step.comment}")
+    if not step.tiny:
+        w(f"np.dot({a}, {b}, {step.out})")
+        return
+    m, k, n = (_dim(d) for d in step.shape)
+    ra = (lambda i, p: f"{step.a}[{p}, {i}]") if step.trans_a else (lambda i, p: f"{step.a}[{i}, {p}]")
+    rb = (lambda p, j: f"{step.b}[{j}, {p}]") if step.trans_b else (lambda p, j: f"{step.b}[{p}, {j}]")
+    w(f"for i in range({m}):  # tiny: loops beat a BLAS call")
+    w.indent()
+    w(f"for j in range({n}):")
+    w.indent()
+    w(f"acc = {w.num(0.0)}")
+    w(f"for p in range({k}):")
+    w(f"    acc += {ra('i', 'p')} * {rb('p', 'j')}")
+    w(f"{step.out}[i, j] = acc")
+    w.dedent(2)
+
+
+def _view(step: S.View, w: Writer):
+    src = step.source
+    if step.kind == "transpose":
+        axes = tuple(step.args)
+        text = f"{src}.T" if axes == (1, 0) else f"np.transpose({src}, {axes})"
+    elif step.kind == "reshape":
+        text = f"{src}.reshape({_shape(step.args)})"
+    elif step.kind == "index":
+        text = f"{src}[{_index_text(step.args)}]"
+    else:
+        text = src
+    w(f"{step.name} = {text}" + (f"  # {step.comment}" if step.comment else ""))
+
+
+def _index_text(spec):
+    parts = []
+    for k in spec:
+        if k[0] == "i":
+            parts.append(str(k[1]))
+        elif k[1] is None:
+            parts.append(":")
+        else:
+            start, stop, stride = k[1], k[2], k[3]
+            stop_text = "" if stop is None or stop < 0 else str(stop)
+            parts.append(f"{start}:{stop_text}" + (f":{stride}" if stride != 1 else ""))
+    return ", ".join(parts)
+
+
+def _rows(w, name, ndim):
+    return name if ndim is None or ndim <= 2 else f"{name}.reshape((-1, {name}.shape[-1]))"
+
+
+def _softmax_ce(step: S.SoftmaxCE, w: Writer):
+    if step.comment:
+        w(f"# {step.comment}")
+    z, t, p = step.logits, step.targets, step.probs
+    w(f"for r in range({z}.shape[0]):")
+    w.indent()
+    w(f"zmax = {z}[r, 0]")
+    w(f"for c in range(1, {z}.shape[1]):")
+    w(f"    zmax = max(zmax, {z}[r, c])")
+    w(f"s = {w.num(0.0)}")
+    w(f"for c in range({z}.shape[1]):")
+    w.indent()
+    if p:
+        w(f"e = math.exp({z}[r, c] - zmax)")
+        w(f"{p}[r, c] = e")
+        w("s += e")
+    else:
+        w(f"s += math.exp({z}[r, c] - zmax)")
+    w.dedent()
+    w("lse = math.log(s) + zmax")
+    w(f"acc = {w.num(0.0)}")
+    w(f"for c in range({z}.shape[1]):")
+    w(f"    acc += {t}[r, c] * (lse - {z}[r, c])  # −t·log softmax(z)")
+    w(f"{step.loss}[r] = acc")
+    if p:
+        w(f"inv = {w.num(1.0)} / s")
+        w(f"for c in range({z}.shape[1]):")
+        w(f"    {p}[r, c] *= inv")
+    w.dedent()
+
+
+def _row_softmax(step: S.RowSoftmax, w: Writer):
+    x, out = step.x, step.out
+    w(f"# {step.comment or ('log_softmax' if step.log else 'softmax')} over the last axis")
+    w(f"for r in range({x}.shape[0]):")
+    w.indent()
+    w(f"zmax = {x}[r, 0]")
+    w(f"for c in range(1, {x}.shape[1]):")
+    w(f"    zmax = max(zmax, {x}[r, c])")
+    w(f"s = {w.num(0.0)}")
+    w(f"for c in range({x}.shape[1]):")
+    w(f"    s += math.exp({x}[r, c] - zmax)")
+    if step.log:
+        w("lse = math.log(s) + zmax")
+        w(f"for c in range({x}.shape[1]):")
+        w(f"    {out}[r, c] = {x}[r, c] - lse")
+    else:
+        w(f"inv = {w.num(1.0)} / s")
+        w(f"for c in range({x}.shape[1]):")
+        w(f"    {out}[r, c] = math.exp({x}[r, c] - zmax) * inv")
+    w.dedent()
+
+
+def _fill(step: S.Fill, w: Writer):
+    w(f"{step.out}[...] = {w.num(step.value)}")
+
+
+def _scatter(step: S.Scatter, w: Writer):
+    w(f"{step.out}[...] = {w.num(0.0)}")
+    w(f"{step.out}[{_index_text(step.spec)}] = {step.g}")
+
+
+def _concat(step: S.Concat, w: Writer):
+    w(f"start = 0  # concatenate along axis {step.axis}")
+    for x in step.inputs:
+        lead = ":, " * step.axis
+        w(f"{step.out}[{lead}start:start + {x}.shape[{step.axis}]] = {x}")
+        w(f"start += {x}.shape[{step.axis}]")
+
+
+def _copy(step: S.Copy, w: Writer):
+    w(f"{step.out}[...] = {step.src}")
+
+
+for _type, _fn in {S.Loop: _loop, S.Scalar: _scalar, S.MatMul: _matmul, S.View: _view,
+                   S.SoftmaxCE: _softmax_ce, S.RowSoftmax: _row_softmax, S.Fill: _fill,
+                   S.Scatter: _scatter, S.Concat: _concat, S.Copy: _copy}.items():
+    register_emitter(_type, _fn)
+
+
+# -- the module --------------------------------------------------------------------------
+
+def _decorator():
+    return "@njit(**JIT)"
+
+
+def emit_program(prog: S.Program, dtype: str) -> str:
+    """One ``@njit`` function for a `Program`."""
+    w = Writer(dtype)
+    for step in prog.steps:
+        fn = EMITTERS.get(type(step))
+        if fn is None:
+            raise TypeError(f"emit_cpu: no printer for schedule step {type(step).__name__}; "
+                            "register one with codegen.emit_cpu.register_emitter")
+        fn(step, w)
+    body = w.lines
+    head = []
+    batched = next((a for a in prog.args if a.role == "input" and a.batched), None)
+    text = "\n".join(body)
+    if batched is not None and ("B" in _words(text) or "nB" in _words(text)):
+        head.append(f"{INDENT}B = {batched.name}.shape[0]")
+    if "nB" in _words(text):
+        head.append(f"{INDENT}nB = {_cast(w, 'B')}")
+    ret = [f"{INDENT}return {prog.returns}"] if prog.returns is not None else []
+    doc = [f'{INDENT}"""{prog.doc}"""'] if prog.doc else []
+    args = ", ".join(a.name for a in prog.args)
+    return "\n".join([_decorator(), f"def {prog.name}({args}):", *doc, *head, *body, *ret]) + "\n"
+
+
+def _words(text):
+    import re
+    return set(re.findall(r"[A-Za-z_][A-Za-z_0-9]*", text))
+
+
+def emit_update(update: S.Update, dtype: str) -> str:
+    """apply_update: the optimizer's rules in one loop over the flat arrays."""
+    w = Writer(dtype)
+    step_sym = sympy.Symbol("step")
+    tsym = sympy.Symbol("t")
+    states = [f"state_{s}" for s in update.state]
+    for sym, e in update.hoisted:
+        w(f"{sym} = {_cast(w, w.expr(e.xreplace({tsym: step_sym})))}")
+    w("for k in range(flat_params.shape[0]):")
+    w.indent()
+    w("w = flat_params[k]")
+    w("g = flat_grad[k]")
+    for s, arr in zip(update.state, states):
+        w(f"{s} = {arr}[k]")
+    for target, e in update.rules:
+        w(f"{target} = {w.expr(e.xreplace({tsym: step_sym}))}")
+    for s, arr in zip(update.state, states):
+        w(f"{arr}[k] = {s}")
+    w("flat_params[k] = w")
+    args = ", ".join(["flat_params", "flat_grad", *states, "step", *update.hyper])
+    doc = f'{INDENT}"""One optimizer step on the flat parameters (step = 1, 2, ... for Adam\'s bias correction)."""'
+    return "\n".join([_decorator(), f"def apply_update({args}):", doc, *w.lines]) + "\n"
+
+
+def update_args(update: S.Update):
+    return ["flat_params", "flat_grad", *[f"state_{s}" for s in update.state], "step", *update.hyper]
+
+
+def train_step_args(sched):
+    return [a.name for a in sched.grad_step.args] + update_args(sched.update)
+
+
+def emit_train_step(sched) -> str:
+    gargs = ", ".join(a.name for a in sched.grad_step.args)
+    uargs = ", ".join(update_args(sched.update))
+    return "\n".join([
+        _decorator(),
+        f"def train_step({', '.join(train_step_args(sched))}):",
+        f'{INDENT}"""grad_step then apply_update: the parameters change in place; returns the loss."""',
+        f"{INDENT}loss = grad_step({gargs})",
+        f"{INDENT}apply_update({uargs})",
+        f"{INDENT}return loss"]) + "\n"
+
+
+def batched_inputs(sched):
+    return [a for a in sched.grad_step.args if a.role == "input" and a.batched]
+
+
+def train_epoch_args(sched):
+    data = [f"{a.name}_data" for a in batched_inputs(sched)]
+    return data + ["order", "batch_size"] + train_step_args(sched)
+
+
+def emit_train_epoch(sched) -> str:
+    """Mini-batches of ``order`` (the caller's shuffled order) inside compiled code."""
+    w = Writer(sched.dtype)
+    batched = {a.name for a in sched.grad_step.args if a.batched and a.role in ("input", "temp")}
+    call = [f"{n}[:nb]" if n in batched else n for n in train_step_args(sched)]
+    call = ["step" if n == "step" else n for n in call]
+    w("n = order.shape[0]")
+    w("total = 0.0")
+    w("for start in range(0, n, batch_size):")
+    w.indent()
+    w("stop = min(start + batch_size, n)")
+    w("nb = stop - start  # the last batch may be short: it uses the buffers' leading rows")
+    w("for r in range(nb):")
+    w.indent()
+    for a in batched_inputs(sched):
+        w(f"{a.name}[r] = {a.name}_data[order[start + r]]")
+    w.dedent()
+    w("step += 1")
+    w(f"loss = train_step({', '.join(call)})")
+    w("total += loss * nb")
+    w.dedent()
+    w("return total")
+    doc = (f'{INDENT}"""One epoch: batches order[start:start + batch_size], gathered into the batch buffers; '
+           f'returns the summed loss."""')
+    return "\n".join([_decorator(), f"def train_epoch({', '.join(train_epoch_args(sched))}):", doc,
+                      *w.lines]) + "\n"
+
+
+def emit_module(sched, optimizer=None) -> str:
+    """The whole module's source text for a `ModelSchedule`."""
+    layout = "\n".join(f"    {sched.names[p]:<12} [{off}:{off + size}]  shape {_shape(shape)}"
+                       for p, off, size, shape in sched.flat_layout)
+    header = (f'"""graphnn generated kernels: model {sched.model_name!r}, {sched.dtype}'
+              + (f", {optimizer!r}" if optimizer is not None else "") + ".\n\n"
+              f"Graph {sched.graph_hash[:16]}. Generated by codegen.emit_cpu from the model's graph, its\n"
+              "gradient graph (graphnn.grad) and the optimizer's update rules. Every array is an\n"
+              "argument; temporaries are preallocated by the caller per batch size.\n\n"
+              "Flat layout of the trainable parameters (and of the gradient buffer):\n"
+              f"{layout}\n"
+              '"""\n')
+    imports = ("import math\n\nimport numpy as np\nfrom numba import njit\n\n"
+               f"JIT = dict(cache=True, fastmath={{{', '.join(repr(f) for f in sorted(FASTMATH))}}}, error_model='numpy')\n")
+    parts = [header, imports]
+    for prog in sched.programs:
+        parts.append(emit_program(prog, sched.dtype))
+    parts.append(emit_update(sched.update, sched.dtype))
+    parts.append(emit_train_step(sched))
+    parts.append(emit_train_epoch(sched))
+    return "\n\n".join(parts)

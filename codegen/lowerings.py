@@ -1,0 +1,154 @@
+"""The built-in lowerings: one function per op of graphnn's core catalog.
+
+Each is ``fn(node, ctx) -> Lowered`` (see lower.py). Elementwise ops give an element
+formula (fused and inlined by the scheduler); matmul, softmax and friends give steps.
+"""
+from __future__ import annotations
+
+import math
+
+import sympy
+
+from graphnn.ops.elementwise import V
+
+from .lower import CodegenError, Lowered, broadcast_read, register_lowering
+from .schedule import BATCH_F, Concat, MatMul, RowSoftmax, Scatter, SoftmaxCE
+
+#: matmuls whose fixed dimensions are all at most this are written as loops (BLAS call
+#: overhead dominates a 2×2 product)
+TINY = 16
+
+
+def _map(node, ctx):
+    expr = node.attrs.get("compute", node.attrs["expr"])
+
+    def element(index, read):
+        subs = {V[pos]: broadcast_read(read, pos, node, index) for pos in range(len(node.inputs))}
+        return expr.xreplace(subs)
+    return Lowered(element=element)
+
+
+def _expand(node, ctx):
+    axes, keep = node.attrs["axes"], node.attrs["keepdims"]
+
+    def element(index, read):
+        src = [(0 if keep else None) if a in axes else s for a, s in enumerate(index)]
+        return read(0, tuple(s for s in src if s is not None))
+    return Lowered(element=element, cheap=True, shape_only=(1,))
+
+
+def _count(node, ctx):
+    x, axes = node.inputs[0], node.attrs["axes"]
+    fixed = math.prod(x.shape[a] for a in axes if x.shape[a] is not None)
+    batched = any(x.shape[a] is None for a in axes)
+    value = sympy.Integer(fixed) * (BATCH_F if batched else 1)
+    return Lowered(element=lambda index, read: value, cheap=True, shape_only=(0,))
+
+
+def _reduction(op):
+    def lower(node, ctx):
+        return Lowered(reduction=(op, tuple(node.attrs["axes"]), bool(node.attrs["keepdims"])))
+    return lower
+
+
+def _operand(node, ctx):
+    """A matmul operand as (array name, transposed?): a 2-d transpose is read through."""
+    if node.op.name == "transpose" and node.ndim == 2 and tuple(node.attrs["axes"]) == (1, 0):
+        return ctx.array(node.inputs[0]), True
+    return ctx.array(node), False
+
+
+def _matmul_step(node, ctx, a, b, out):
+    if a.ndim != 2 or b.ndim != 2:
+        raise CodegenError(f"codegen: no CPU lowering for a batched matmul of {a.ndim}-d and {b.ndim}-d "
+                           f"operands (node {node.label()!r}); reshape to 2-d")
+    (an, ta), (bn, tb) = _operand(a, ctx), _operand(b, ctx)
+    m, k, n = a.shape[0], a.shape[1], b.shape[1]
+    fixed = [d for d in (m, k, n) if d is not None]
+    tiny = all(d <= TINY for d in fixed)
+    shape = tuple("B" if d is None else d for d in (m, k, n))
+    return MatMul(out, an, bn, ta, tb, tiny, shape, comment=f"{node.label()} = {a.label()} @ {b.label()}")
+
+
+def _matmul(node, ctx):
+    a, b = node.inputs
+    return Lowered(steps=[_matmul_step(node, ctx, a, b, ctx.name(node))])
+
+
+def _linear(node, ctx):
+    """x @ W into a scratch buffer (BLAS); the bias add is fused into the consumer's loop."""
+    x, w, _ = node.inputs
+    temp = ctx.temp(f"{ctx.name(node)}_xW", node.shape)
+    step = _matmul_step(node, ctx, x, w, temp)
+
+    def element(index, read):
+        return ctx.load(temp, index) + broadcast_read(read, 2, node, index)
+    return Lowered(steps=[step], element=element)
+
+
+def _view(kind, key=None):
+    def lower(node, ctx):
+        args = tuple(node.attrs[key]) if key else ()
+        if kind == "reshape":
+            args = tuple(node.shape)
+        return Lowered(view=(kind, args))
+    return lower
+
+
+def _softmax(node, ctx):
+    (x,) = node.inputs
+    fused = _fused_sce(x, ctx)
+    if fused is not None and node in fused.produces:
+        return fused
+    return Lowered(steps=[RowSoftmax(ctx.name(node), ctx.array(x), comment=f"{node.label()} = softmax")])
+
+
+def _log_softmax(node, ctx):
+    (x,) = node.inputs
+    return Lowered(steps=[RowSoftmax(ctx.name(node), ctx.array(x), log=True)])
+
+
+def _softmax_cross_entropy(node, ctx):
+    z, t = node.inputs
+    if tuple(z.shape) != tuple(t.shape):
+        raise CodegenError(f"codegen: softmax cross-entropy {node.label()!r} needs logits and targets of "
+                           f"one shape, got {z.shape} and {t.shape}")
+    return _fused_sce(z, ctx, node)
+
+
+def _fused_sce(z, ctx, sce=None):
+    """One row pass computes the loss and, if the gradient needs it, softmax(z) (p − t)."""
+    if sce is None:
+        sce = next((c for c, pos in ctx.consumers(z) if c.op.name == "softmax_cross_entropy" and pos == 0), None)
+        if sce is None:
+            return None
+    key = ("sce", sce)
+    if key not in ctx.shared:
+        sm = ctx.sibling(z, "softmax")
+        t = sce.inputs[1]
+        if sm is not None and ctx.graph.index[t] > ctx.graph.index[sm]:
+            sm = None  # targets computed after the softmax: keep them apart
+        step = SoftmaxCE(ctx.name(sce), ctx.array(z), ctx.array(t), ctx.name(sm) if sm is not None else None,
+                         comment=f"{sce.label()} = softmax cross-entropy"
+                         + (" and softmax (for p − t)" if sm is not None else ""))
+        ctx.shared[key] = Lowered(steps=[step], produces=(sm,) if sm is not None else ())
+    return ctx.shared[key]
+
+
+def _index_grad(node, ctx):
+    g, _ = node.inputs
+    return Lowered(steps=[Scatter(ctx.name(node), ctx.array(g), tuple(node.attrs["spec"]))], shape_only=(1,))
+
+
+def _concat(node, ctx):
+    return Lowered(steps=[Concat(ctx.name(node), tuple(ctx.array(x) for x in node.inputs), node.attrs["axis"])])
+
+
+for _name, _fn in {
+    "map": _map, "expand": _expand, "count": _count, "sum": _reduction("sum"), "max": _reduction("max"),
+    "matmul": _matmul, "linear": _linear, "transpose": _view("transpose", "axes"),
+    "reshape": _view("reshape"), "index": _view("index", "spec"), "stop_gradient": _view("alias"),
+    "softmax": _softmax, "log_softmax": _log_softmax, "softmax_cross_entropy": _softmax_cross_entropy,
+    "index_grad": _index_grad, "concat": _concat,
+}.items():
+    register_lowering(_name, _fn)

@@ -1,0 +1,100 @@
+"""sympy → Numba-ready Python source for one scalar expression, in one float dtype.
+
+sympy's own Python printer does the work (``math.tanh``, ``max``, ``a if c else b``); this
+subclass only keeps every number in the kernel's dtype (in float32 a bare ``1 - y**2``
+would be computed in float64: Numba promotes float32 with a Python float), writes small
+integer powers as products (no ``pow`` call) and prints array reads verbatim.
+"""
+from __future__ import annotations
+
+import sympy
+from sympy.printing.precedence import PRECEDENCE
+from sympy.printing.pycode import PythonCodePrinter
+
+PREC_MUL = PRECEDENCE["Mul"]
+
+
+class KernelPrinter(PythonCodePrinter):
+    """Prints expressions whose symbols are code (``h[i, j]``, ``d_z``) for dtype float64/float32."""
+
+    def __init__(self, dtype="float64"):
+        super().__init__({"standard": "python3", "fully_qualified_modules": True})
+        self.dtype = dtype
+
+    # numbers: in the kernel's dtype
+    def _number(self, value: float) -> str:
+        text = repr(float(value))
+        return text if self.dtype == "float64" else f"np.float32({text})"
+
+    def _print_Float(self, expr):
+        return self._number(float(expr))
+
+    def _print_Integer(self, expr):
+        return self._number(int(expr))
+
+    def _print_Rational(self, expr):
+        return self._number(float(expr))
+
+    def _print_Half(self, expr):
+        return self._number(0.5)
+
+    def _print_Exp1(self, expr):
+        return self._number(float(sympy.E))
+
+    def _print_Pi(self, expr):
+        return self._number(float(sympy.pi))
+
+    def _print_NaN(self, expr):
+        return self._number(float("nan"))
+
+    # symbols are already code: array reads, locals
+    def _print_Symbol(self, expr):
+        return expr.name
+
+    def _print_Indexed(self, expr):
+        return f"{expr.base}[{', '.join(str(i) for i in expr.indices)}]"
+
+    def _print_Pow(self, expr, rational=False):
+        base, exp = expr.as_base_exp()
+        if exp.is_Integer and 1 <= int(exp) <= 4:
+            factor = self.parenthesize(base, PREC_MUL)
+            return "*".join([factor] * int(exp))
+        if exp.is_Integer and -4 <= int(exp) <= -1:
+            if exp == -1:
+                return f"{self._number(1)}/{self.parenthesize(base, PREC_MUL + 1)}"
+            return f"{self._number(1)}/({self._print(sympy.Pow(base, -exp, evaluate=False))})"
+        if exp == sympy.S.Half:
+            return f"math.sqrt({self._print(base)})"
+        if exp == -sympy.S.Half:
+            return f"{self._number(1)}/math.sqrt({self._print(base)})"
+        return super()._print_Pow(expr, rational=rational)
+
+    def _print_Heaviside(self, expr):
+        x = self._print(expr.args[0])
+        at0 = expr.args[1] if len(expr.args) > 1 else sympy.S.Half
+        if at0 == 0:
+            return f"({self._number(1)} if {x} > 0 else {self._number(0)})"
+        return (f"({self._number(1)} if {x} > 0 else "
+                f"({self._print(at0)} if {x} == 0 else {self._number(0)}))")
+
+    def _print_sign(self, expr):
+        x = self._print(expr.args[0])
+        return f"({self._number(1)} if {x} > 0 else ({self._number(-1)} if {x} < 0 else {self._number(0)}))"
+
+    def _print_Max(self, expr):
+        return self._minmax("max", expr.args)
+
+    def _print_Min(self, expr):
+        return self._minmax("min", expr.args)
+
+    def _minmax(self, fn, args):
+        # nested two-argument calls: Numba types max(a, b) of equal dtypes as that dtype
+        out = self._print(args[0])
+        for a in args[1:]:
+            out = f"{fn}({out}, {self._print(a)})"
+        return out
+
+
+def print_expr(expr, dtype="float64") -> str:
+    """One expression as kernel code (see `KernelPrinter`)."""
+    return KernelPrinter(dtype).doprint(expr)
