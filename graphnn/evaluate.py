@@ -72,13 +72,13 @@ def bind(graph: Graph, feeds, params, dtype) -> dict:
     feeds = _by_node(graph, feeds or {}, "feed")
     params = _by_node(graph, params or {}, "parameter value")
     values, batch = {}, {}
-    missing = [n for n in graph.inputs if n not in feeds]
+    missing = [n for n in graph.inputs if n not in feeds and n.value is None]  # value: the default
     if missing:
         raise FeedError("missing feed for " + ", ".join(f"input {describe(n)} of shape {fmt_shape(n.shape)}"
                                                         for n in missing))
     for node in graph.nodes:
         if node.kind == "input":
-            values[node] = _checked(node, feeds[node], dtype, batch, "input")
+            values[node] = _checked(node, feeds[node] if node in feeds else node.value, dtype, batch, "input")
         elif node.kind == "parameter":
             values[node] = _checked(node, params.get(node, node.value), dtype, batch, "parameter")
         elif node.kind == "constant":

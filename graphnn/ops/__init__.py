@@ -7,3 +7,6 @@ from .leaves import INITIALIZERS, constant, input, parameter
 from .nn import log_softmax, softmax, softmax_cross_entropy
 from .structure import (concat, count, expand, flatten, index, linear, matmul, max, mean, reshape,
                         stop_gradient, sum, transpose)
+from .conv import avg_pool2d, conv2d, max_pool2d
+from .dropout import dropout, gaussian_noise, masking_noise
+from .attention import multi_head_attention, scaled_dot_product_attention

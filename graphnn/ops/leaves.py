@@ -47,9 +47,19 @@ def _shape(shape, what):
     return tuple(None if d is None else int(d) for d in shape)
 
 
-def input(name: str, shape, *, names=None, dtype="float") -> Node:  # noqa: A001
-    """A value fed at run time. ``None`` in ``shape`` marks the batch axis: ``(None, 2)``."""
-    return Node(Input._instance(), (), {}, _shape(shape, f"input {name!r}"), dtype=dtype, name=name, names=names)
+def input(name: str, shape, *, names=None, dtype="float", default=None) -> Node:  # noqa: A001
+    """A value fed at run time. ``None`` in ``shape`` marks the batch axis: ``(None, 2)``.
+
+    ``default``: the value used when nothing is fed (e.g. dropout's ``training`` flag, 0).
+    """
+    shape = _shape(shape, f"input {name!r}")
+    if default is not None:
+        default = np.array(default, dtype=np.float64)
+        if None in shape or default.shape != shape:
+            raise ShapeError(f"input {name!r}: a default needs a fixed shape equal to its own, "
+                             f"got {default.shape} for {shape}")
+        default.setflags(write=False)
+    return Node(Input._instance(), (), {}, shape, dtype=dtype, name=name, names=names, value=default)
 
 
 INITIALIZERS = {
