@@ -189,6 +189,8 @@ _CSS = """
 .graphnn-doc mtd{padding:.2em 0} .graphnn-doc mtd:nth-child(2n+3){padding-left:2em}
 .graphnn-doc mtd[columnalign=right]{text-align:right;text-align:-webkit-right}
 .graphnn-doc mtd[columnalign=left]{text-align:left}
+/* a matrix inside an align row: its own cells, evenly spaced (not align*'s gaps) */
+.graphnn-doc mtable mtable mtd,.graphnn-doc mtable mtable mtd:nth-child(2n+3){padding:.1em .4em}
 """
 
 

@@ -56,6 +56,8 @@ def update_steps(req, node, index, w_sym, grad_expr, grad_value=None, header=Tru
         shown = expr.subs({T_SYM: 1}).subs(subs, simultaneous=True)
         lhs = latex(subs.get(target, target) if target != W_SYM else w_sym) + "^{+}"
         forms = [Form(tex=latex(shown, names, mul_symbol="dot"))]
+        if target in state_syms:  # later rules read the new value: print it as v⁺
+            names[state_syms[target]] = lhs
         checks = []
         value = None
         if after is not None:
