@@ -172,21 +172,27 @@ class MPIComm:
             self._wait(self.comm.Ibarrier(), "barrier")
 
     def _wait(self, request, what):
-        """Poll ``request`` to completion, watching for failure notes and the timeout."""
+        """Poll ``request`` to completion, watching for failure notes and the timeout.
+
+        Spins (MPI progresses only inside MPI calls), yielding the core to any other runnable
+        process; after a second of waiting (a peer compiling, or gone) it sleeps between polls.
+        """
         start = time.perf_counter()
         polls = 0
         while not request.Test():
             polls += 1
-            if polls % 64 == 0:
-                self._check_failures()
-            if polls > 20000:  # a long wait (a peer compiling, or gone): stop burning a core
-                self._check_failures()
-                if time.perf_counter() - start > self.timeout:
+            if polls % 64:
+                os.sched_yield()
+                continue
+            self._check_failures()
+            waited = time.perf_counter() - start
+            if waited > 1.0:
+                if waited > self.timeout:
                     raise DistributedError(
                         f"rank {self.rank}: no answer from the other ranks for {self.timeout:g} s "
                         f"in {what}; a rank hung or died (raise GRAPHNN_MPI_TIMEOUT if it was "
                         f"only slow)")
-                time.sleep(0.0005)
+                time.sleep(0.001)
         self.wait_seconds += time.perf_counter() - start
 
     # -- faults ------------------------------------------------------------------------
@@ -425,6 +431,7 @@ def run_cli(command, args):
     with comm.guard(prefix=f"graphnn {args.command}"):
         if comm.rank != 0:
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (rank 0 alone prints)
+            os.environ["TQDM_DISABLE"] = "1"  # progress bars go to stderr: rank 0's alone
         elif comm.size == 1 and not launched_by_mpiexec():
             print("note: --distributed without mpiexec runs on 1 rank; "
                   "launch with: mpiexec -n N graphnn train ... --distributed")
