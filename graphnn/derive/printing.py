@@ -111,6 +111,14 @@ class TeachingPrinter(LatexPrinter):
     def _print_Float(self, expr):
         return number(expr)
 
+    def _print_Pow(self, expr):
+        base = expr.base
+        if isinstance(base, sympy.Symbol) and base in self.names and expr.exp.is_Integer \
+                and expr.exp > 0:
+            # a name printed as a fraction or a number: (dE/dw)², (6.75·10⁻⁶)²
+            return r"\left(%s\right)^{%s}" % (self.names[base], self._print(expr.exp))
+        return super()._print_Pow(expr)
+
     def _print_Add(self, expr, order=None):
         terms = self._as_ordered_terms(expr, order=order)
         terms = [t for t in terms if not t.could_extract_minus_sign()] + \
