@@ -3,6 +3,7 @@ checked against the reference numbers and our own autodiff), DOT determinism acr
 processes, the missing-`dot` message, and readable digits-MLP pictures."""
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -174,3 +175,26 @@ def test_stdout_without_output_and_cli_errors(capsys):
     assert "perceptron" in capsys.readouterr().err
     assert main(["draw", "no-such-model"]) == 1
     assert "built-in models" in capsys.readouterr().err
+
+
+def test_model_file_and_display_options(tmp_path, capsys):
+    model_file = tmp_path / "tiny.py"
+    model_file.write_text(
+        "import numpy as np\n"
+        "import graphnn as gn\n"
+        "from graphnn.model import Model\n"
+        "def build():\n"
+        "    x = gn.input('x', (None, 3))\n"
+        "    t = gn.input('t', (None, 1))\n"
+        "    h = gn.relu(gn.linear(x, gn.parameter('W', np.full((3, 12), 0.123456)),\n"
+        "                          gn.parameter('b', np.zeros(12)), name='net'), name='h')\n"
+        "    y = gn.linear(h, gn.parameter('V', np.ones((12, 1))), gn.parameter('c', [0.0]), name='y')\n"
+        "    ex = {'x': np.ones((1, 3)), 't': np.ones((1, 1))}\n"
+        "    return Model('tiny', gn.losses.mse(y, t), y, (x, t), example=ex)\n")
+    assert main(["draw", str(model_file), "--view", "neurons", "--max-units", "4",
+                 "--precision", "5", "--values"]) == 0
+    dot = capsys.readouterr().out
+    units = sorted(set(re.findall(r"^\s*(L1u\d+|L1more) \[", dot, flags=re.M)))
+    assert units == ["L1more", "L1u0", "L1u1", "L1u11"]       # first 2, ⋮, last
+    assert "9 more" in dot                                     # 12 − 3 shown
+    assert "net 0.37037" in dot                                # 3 × 0.123456, 5 digits
