@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 import graphnn as gn
-from graphnn import losses
 from graphnn.draw import VIEWS, DrawError, register_view
 from graphnn.draw.layers import dense_chain, find_layers
 from graphnn.draw.neurons_view import shown_units
@@ -193,3 +192,8 @@ def test_shown_units_and_number_format():
     assert fmt_number(0.0821670405642, 3) == "0.0822"
     assert fmt_number(-0.0226025404775, 3) == "-0.0226"
     assert fmt_number(0.0, 3) == "0"
+
+
+def test_example_index_out_of_range_is_an_error():
+    with pytest.raises(DrawError, match="example_index 7 is out of range"):
+        gn.draw(get_model("xor"), view="neurons", values="example", example_index=7)

@@ -117,7 +117,12 @@ class DrawContext:
     def row(self, value):
         """The example row a unit shows (batched arrays), else the array itself."""
         arr = np.asarray(value)
-        return arr[min(self.example_index, arr.shape[0] - 1)] if arr.ndim >= 2 else arr
+        if arr.ndim < 2:
+            return arr
+        if not 0 <= self.example_index < arr.shape[0]:
+            raise DrawError(f"example_index {self.example_index} is out of range: the values have "
+                            f"{arr.shape[0]} example(s) (0..{arr.shape[0] - 1})")
+        return arr[self.example_index]
 
     def row_count(self, node) -> int:
         """Rows of ``node``'s batch in the drawn values (1 when unbatched or not evaluated)."""

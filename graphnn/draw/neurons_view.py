@@ -10,7 +10,7 @@ from __future__ import annotations
 from ..graph import Graph, Node
 from ..ops.base import broadcast_index
 from .layers import dense_chain
-from .style import (CLUSTER_STYLE, ELLIPSIS_EDGE, FORWARD_EDGE, NODE_STYLES, NOT_COMPUTED, grad_line,
+from .style import (ELLIPSIS_EDGE, FORWARD_EDGE, NODE_STYLES, NOT_COMPUTED, grad_line,
                     html_label, new_digraph, small)
 
 FIXED_EDGE = {"color": "#777777", "style": "dashed", "fontcolor": "#555555"}
@@ -37,9 +37,8 @@ def element_label(node: Node, index: tuple, fallback: str) -> str:
         return flat[pos] if shape else flat[0]
     if node.op.name == "transpose" and node.inputs[0].names is not None and len(index) == 2:
         return element_label(node.inputs[0], index[::-1], fallback)
-    index = fixed if node.names is None and len(fixed) < len(index) else index
     base = node.name or fallback
-    return f"{base}[{','.join(map(str, index))}]" if index else base
+    return f"{base}[{','.join(map(str, fixed))}]" if fixed else base
 
 
 def _units(n):
