@@ -336,17 +336,18 @@ class DataParallel:
         """This rank's share of one global step; returns its weighted loss contribution."""
         n = len(next(iter(shard.values()))) if shard else 0
         weight = n / n_global if self.reduction == "mean" else 1.0
-        if n:
+        if n:  # scaled in place: the backend's buffer is rewritten by its next call anyway
             loss, g = self.inner.gradients(shard)
-            np.multiply(g, weight, out=self._buf)
+            if weight != 1.0:
+                g *= weight
         else:  # more ranks than rows in this batch: contribute nothing
-            loss = 0.0
-            self._buf.fill(0)
+            loss, g = 0.0, self._buf
+            g.fill(0)
         start = time.perf_counter()
-        self.comm.allreduce_sum_inplace(self._buf)
+        self.comm.allreduce_sum_inplace(g)
         self.allreduce_seconds += time.perf_counter() - start
         self.allreduce_calls += 1
-        self.inner.apply_gradients(self._buf)
+        self.inner.apply_gradients(g)
         self.steps += 1
         return weight * loss
 

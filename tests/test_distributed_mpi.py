@@ -44,11 +44,11 @@ WORKER = textwrap.dedent('''
             t.fit(epochs=2)
             save("digits", t)
             # summed loss (quadratic), full batch of 4 rows
-            t = Trainer(get_model("xor"), comm=comm, seed=1)
+            t = Trainer(get_model("xor"), comm=comm, seed=1, backend=os.environ["BACKEND"])
             t.fit(steps=30)
             save("xor", t)
             # one row: every rank but 0 has an empty shard
-            t = Trainer(get_model("mazur"), comm=comm)
+            t = Trainer(get_model("mazur"), comm=comm, backend=os.environ["BACKEND"])
             t.fit(steps=5)
             save("mazur", t)
             comm.barrier()
@@ -110,15 +110,15 @@ def single_process(name, steps=None, epochs=None, **kw):
     return {p.name: v for p, v in t.params.items()}, t.history.losses
 
 
-@pytest.mark.parametrize("n", [2, 3])
-def test_ranks_agree_with_single_process_training(mpiexec, tmp_path, n):
-    proc, _ = launch(mpiexec, tmp_path, n, "train", str(tmp_path), env={"BACKEND": "numpy"})
+@pytest.mark.parametrize("n,backend", [(2, "numpy"), (3, "numpy"), (2, "cpu")])
+def test_ranks_agree_with_single_process_training(mpiexec, tmp_path, n, backend):
+    proc, _ = launch(mpiexec, tmp_path, n, "train", str(tmp_path), env={"BACKEND": backend}, timeout=240)
     assert proc.returncode == 0, proc.stderr
     expected = {
         "digits": single_process("digits-mlp", epochs=2, model_kw={"hidden": 16}, batch_size=37,
-                                 optimizer="momentum", lr=0.05, seed=3),
-        "xor": single_process("xor", steps=30, seed=1),
-        "mazur": single_process("mazur", steps=5),
+                                 optimizer="momentum", lr=0.05, seed=3, backend=backend),
+        "xor": single_process("xor", steps=30, seed=1, backend=backend),
+        "mazur": single_process("mazur", steps=5, backend=backend),
     }
     for name, (params, losses) in expected.items():
         ranks = [np.load(tmp_path / f"{name}-rank{r}.npz") for r in range(n)]
