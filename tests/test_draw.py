@@ -197,3 +197,13 @@ def test_shown_units_and_number_format():
 def test_example_index_out_of_range_is_an_error():
     with pytest.raises(DrawError, match="example_index 7 is out of range"):
         gn.draw(get_model("xor"), view="neurons", values="example", example_index=7)
+
+
+def test_inputs_with_defaults_need_no_feed():
+    x = gn.input("x", (None, 2))
+    flag = gn.input("training", (), default=0.0)
+    W = gn.parameter("W", np.ones((2, 2)))
+    b = gn.parameter("b", np.zeros(2))
+    y = gn.linear(x, W, b) * (1 + flag)
+    src = gn.draw(y, values={"x": np.ones((1, 2))}).source
+    assert "= [2, 2]" in src

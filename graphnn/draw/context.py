@@ -68,7 +68,8 @@ class DrawContext:
         return self.values.get(node)
 
     def _has_feed(self, node):
-        return node in self.feeds or node.name in self.feeds
+        # an input with a default (dropout's `training` flag) needs no feed
+        return node in self.feeds or node.name in self.feeds or node.value is not None
 
     def _fed(self, out):
         return all(self._has_feed(n) for n in Graph([out]).inputs)
