@@ -50,3 +50,4 @@ def _register():
 
 
 _register()
+from . import cuda  # noqa: E402,F401  (registers the lazy "cuda" backend; numba.cuda loads only when one is built)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import types
+import unicodedata
 
 import numpy as np
 
@@ -116,15 +117,15 @@ class CudaBackend:
                     arr = _shaped(self.flat_grad[off:off + size], pshape)
                 else:  # input, output, temp
                     arr = cuda.device_array(shape or (1,), dt)
-                setattr(a, buf.name, arr)
+                setattr(a, _attr(buf.name), arr)
         for name in sorted(self.emitter.scalars):
-            if not hasattr(a, name):
-                setattr(a, name, cuda.device_array(1, dt))
+            if not hasattr(a, _attr(name)):
+                setattr(a, _attr(name), cuda.device_array(1, dt))
         # 2-d views of the batched inputs, for the on-device gather
         a._gather = {}
         for node in self.schedule.inputs:
             name = names[node]
-            arr = getattr(a, name, None)
+            arr = getattr(a, _attr(name), None)
             if arr is not None and node.shape and node.shape[0] is None:
                 a._gather[name] = arr.reshape(batch, max(1, math.prod(arr.shape[1:])))
         for prog in self.schedule.programs:
@@ -140,7 +141,7 @@ class CudaBackend:
         batch = next((values[n].shape[0] for n in nodes if n.shape and n.shape[0] is None), 1)
         a = self.buffers(batch)
         for n in nodes:
-            getattr(a, self._names[n]).copy_to_device(_plain(values[n]))
+            getattr(a, _attr(self._names[n])).copy_to_device(_plain(values[n]))
         return a, batch
 
     def _device_data(self, feeds):
@@ -197,7 +198,7 @@ class CudaBackend:
     def predict(self, feeds):
         a, batch = self._upload(self.schedule.forward, feeds)
         self.module.forward(a, batch)
-        out = getattr(a, self._names[self.model.output])
+        out = getattr(a, _attr(self._names[self.model.output]))
         return out.copy_to_host().reshape(tuple(batch if d is None else d for d in self.model.output.shape))
 
     # data-parallel pair (graphnn/distributed.py): gradients out, summed gradients in
@@ -209,6 +210,12 @@ class CudaBackend:
     def apply_gradients(self, flat_grad) -> None:
         self.flat_grad.copy_to_device(_plain(np.asarray(flat_grad, dtype=self.dtype)))
         self._update(next(iter(self._sets.values())) if self._sets else self.buffers(1))
+
+
+def _attr(name):
+    """The attribute a generated ``a.<name>`` refers to: Python NFKC-normalises identifiers
+    in source ('Wᵀ' is read as 'WT'), so buffers are stored under the normalised name."""
+    return unicodedata.normalize("NFKC", name)
 
 
 def _shaped(flat_view, shape):

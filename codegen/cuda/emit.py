@@ -22,15 +22,29 @@ the batch size ``B``; they never copy between host and device.
 from __future__ import annotations
 
 import math
+import re
 
 import sympy
 
 from codegen.lower import CodegenError
-from codegen.printer import KernelPrinter
+from codegen.printer import HELPERS, KernelPrinter
 from codegen.schedule import (BATCH, BATCH_F, Accumulate, Concat, Copy, Fill, Let, Loop, MatMul,
                               RowSoftmax, Scalar, Scatter, SoftmaxCE, Store, Update, View)
 
 from . import kernels
+
+
+class CudaPrinter(KernelPrinter):
+    """The CPU emitter's printer, but tanh is CUDA's own (libdevice ``tanhf`` is already fast
+    on the GPU; the CPU's rational float32 tanh exists to let loops vectorise)."""
+
+    def _print_tanh(self, expr):
+        return f"math.tanh({self._print(expr.args[0])})"
+
+
+def device_helper(source: str) -> str:
+    """A CPU helper (``@njit`` function from codegen.printer.HELPERS) as a CUDA device function."""
+    return re.sub(r"^@njit\(.*\)\s*$", "@cuda.jit(device=True)", source.strip(), flags=re.M) + "\n"
 
 
 class CudaEmitter:
@@ -44,7 +58,8 @@ class CudaEmitter:
         self.ranks: dict[str, int] = {}
         self.scalars: set[str] = set()    # names that live on the device as 1-element arrays
         self.count = 0
-        self.launches: list[tuple] = []   # (kernel name, [arg descriptors]) for PTX checks
+        self.helpers: set[str] = set()    # codegen.printer.HELPERS the printed code calls
+        self._printers: list = []
 
     # -- kernels -----------------------------------------------------------------------
     def kernel(self, hint, make):
@@ -58,8 +73,10 @@ class CudaEmitter:
         self.by_body[probe] = name
         return name
 
-    def printer(self):
-        return KernelPrinter(self.dtype)
+    def printer(self, dtype=None):
+        p = CudaPrinter(dtype or self.dtype)
+        self._printers.append(p)
+        return p
 
     # -- programs ----------------------------------------------------------------------
     def program(self, prog, args_ranks: dict):
@@ -100,7 +117,7 @@ class CudaEmitter:
                     f'    """The optimizer step, one element of the flat parameters per thread."""\n'
                     f"    for i in range(cuda.grid(1), w.shape[0], cuda.gridsize(1)):\n{body}\n")
         kname = self.kernel("update", make)
-        host = KernelPrinter("float64")
+        host = KernelPrinter("float64")  # host-side Python: plain floats
         lines = ["def update(a, t, hyper):", '    """One optimizer step: a.flat_params -= … (in place)."""']
         for h in upd.hyper:
             lines.append(f"    {h} = hyper[{h!r}]")
@@ -110,11 +127,14 @@ class CudaEmitter:
                           *consts, *[f"F({h})" for h in upd.hyper], "t"])
         lines.append(f"    {kname}[blocks_for(a.flat_params.size), THREADS]({call})")
         self.drivers.append("\n".join(lines) + "\n")
-        self.launches.append((kname, ["flat"] * (2 + len(state)) + ["scalar"] * (len(consts) + len(upd.hyper))
-                              + ["int"]))
 
     def source_parts(self):
-        return self.kernels + self.drivers
+        for p in self._printers:
+            self.helpers |= p.helpers
+        unknown = self.helpers - set(HELPERS)
+        if unknown:
+            raise CodegenError(f"codegen (cuda): the printed code calls unknown helpers {sorted(unknown)}")
+        return [device_helper(HELPERS[h]) for h in sorted(self.helpers)] + self.kernels + self.drivers
 
     # -- steps -------------------------------------------------------------------------
     def _step(self, step, binds):

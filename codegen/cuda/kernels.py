@@ -22,7 +22,7 @@ def _block(src: str) -> str:
 
 # -- module header -------------------------------------------------------------------
 
-def header(dtype: str, tile: int, threads: int, cache: bool) -> str:
+def header(dtype: str, tile: int, threads: int, cache: bool, max_blocks: int = 4096) -> str:
     """Imports and constants shared by every kernel of a generated module."""
     if threads & (threads - 1):
         raise ValueError(f"threads per block must be a power of two, got {threads}")
@@ -36,6 +36,7 @@ def header(dtype: str, tile: int, threads: int, cache: bool) -> str:
         TILE = {tile}
         THREADS = {threads}
         CACHE = {cache}
+        MAX_BLOCKS = {max_blocks}
 
 
         def cdiv(a, b):
@@ -44,7 +45,7 @@ def header(dtype: str, tile: int, threads: int, cache: bool) -> str:
 
         def blocks_for(n):
             # grid-stride kernels: enough blocks to cover n, capped (each thread loops)
-            return max(1, min(cdiv(n, THREADS), 4096))
+            return max(1, min(cdiv(n, THREADS), MAX_BLOCKS))
         """)
 
 
@@ -96,7 +97,7 @@ def matmul(name, trans_a=False, trans_b=False, bias=False, accumulate=False) -> 
         epilogue += " + bias[col]"
     if accumulate:
         epilogue = "C[row, col] + " + epilogue
-    loads = textwrap.indent(load_a + load_b, " " * 16).rstrip("\n")
+    loads = textwrap.indent(load_a + load_b, " " * 20).rstrip("\n")
     return _block(f'''
         @cuda.jit(cache=CACHE)
         def {name}(A, B, bias, C):
@@ -105,26 +106,32 @@ def matmul(name, trans_a=False, trans_b=False, bias=False, accumulate=False) -> 
             sB = cuda.shared.array((TILE, TILE), dtype=F)
             tx = cuda.threadIdx.x
             ty = cuda.threadIdx.y
-            bm = cuda.blockIdx.y * TILE
-            bn = cuda.blockIdx.x * TILE
-            row = bm + ty
-            col = bn + tx
             M = C.shape[0]
             N = C.shape[1]
             K = {k_dim}
-            acc = F(0)
-            for t0 in range(0, K, TILE):
+            tiles_n = (N + TILE - 1) // TILE
+            n_tiles = ((M + TILE - 1) // TILE) * tiles_n
+            # blocks stride over output tiles (every thread of a block runs the same
+            # iterations, so the barriers inside stay uniform)
+            for tile_id in range(cuda.blockIdx.x, n_tiles, cuda.gridDim.x):
+                bm = (tile_id // tiles_n) * TILE
+                bn = (tile_id % tiles_n) * TILE
+                row = bm + ty
+                col = bn + tx
+                acc = F(0)
+                for t0 in range(0, K, TILE):
 {loads}
-                cuda.syncthreads()
-                for kk in range(TILE):
-                    acc += sA[ty, kk] * sB[kk, tx]
-                cuda.syncthreads()
-            if row < M and col < N:
-                C[row, col] = {epilogue}
+                    cuda.syncthreads()
+                    for kk in range(TILE):
+                        acc += sA[ty, kk] * sB[kk, tx]
+                    cuda.syncthreads()
+                if row < M and col < N:
+                    C[row, col] = {epilogue}
 
 
         def run_{name}(A, B, bias, C):
-            {name}[(cdiv(C.shape[1], TILE), cdiv(C.shape[0], TILE)), (TILE, TILE)](A, B, bias, C)
+            tiles = cdiv(C.shape[0], TILE) * cdiv(C.shape[1], TILE)
+            {name}[min(tiles, MAX_BLOCKS), (TILE, TILE)](A, B, bias, C)
         ''')
 
 

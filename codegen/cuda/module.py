@@ -16,16 +16,19 @@ class LaunchOptions:
 
     tile: int = 16
     threads: int = 256
+    max_blocks: int = 4096
 
     @classmethod
     def for_target(cls, simulator: bool, tile=None, threads=None):
-        base = cls(4, 32) if simulator else cls()
-        return cls(tile or base.tile, threads or base.threads)
+        # the simulator pays per barrier and per thread started: one block, each thread
+        # loops longer (grid-stride), big tiles (fewer syncthreads)
+        base = cls(16, 16, 1) if simulator else cls()
+        return cls(tile or base.tile, threads or base.threads, base.max_blocks)
 
 
 def module_source(parts, dtype, options: LaunchOptions, cache: bool, title="") -> str:
     doc = f'"""{title or "graphnn generated CUDA module"} (generated: do not edit)."""\n'
-    return doc + kernels.header(dtype, options.tile, options.threads, cache) + "\n\n" + \
+    return doc + kernels.header(dtype, options.tile, options.threads, cache, options.max_blocks) + "\n\n" + \
         "\n\n".join(p.rstrip("\n") + "\n" for p in parts)
 
 
