@@ -310,7 +310,6 @@ class DataParallel:
         self.trainable = inner.trainable
         self.allreduce_seconds = 0.0
         self.allreduce_calls = 0
-        self.steps = 0
         check_agreement(comm, self._fingerprint(train, settings or {}))
         # Horovod's rule: rank 0's values win, even if a model's init drew unseeded randoms
         for p in self.model.parameters:
@@ -332,6 +331,14 @@ class DataParallel:
     def params(self):
         return self.inner.params
 
+    @property
+    def steps(self):  # the inner backend's count drives Adam's bias correction: one counter
+        return self.inner.steps
+
+    @steps.setter
+    def steps(self, value):
+        self.inner.steps = value
+
     def _step(self, shard, n_global) -> float:
         """This rank's share of one global step; returns its weighted loss contribution."""
         n = len(next(iter(shard.values()))) if shard else 0
@@ -348,7 +355,6 @@ class DataParallel:
         self.allreduce_seconds += time.perf_counter() - start
         self.allreduce_calls += 1
         self.inner.apply_gradients(g)
-        self.steps += 1
         return weight * loss
 
     def train_step(self, feeds) -> float:

@@ -70,6 +70,30 @@ WORKER = textwrap.dedent('''
             if r == 1:
                 time.sleep(60)
             comm.barrier()
+    elif scenario in ("crash", "resume"):
+        def trainer():
+            return Trainer(get_model("digits-mlp", hidden=16), comm=comm, batch_size=37,
+                           optimizer="adam", lr=0.01, seed=5)
+        ckpt = os.path.join(out, "ckpt.npz")
+        with comm.guard():
+            t = trainer()
+            if scenario == "crash":
+                t.fit(epochs=1)
+                t.save(ckpt)  # rank 0 writes
+                if r == 1:  # then rank 1 dies in the middle of epoch 2
+                    calls, real = [0], t.backend.inner.gradients
+                    def failing(feeds):
+                        calls[0] += 1
+                        if calls[0] == 10:
+                            raise MemoryError("simulated crash")
+                        return real(feeds)
+                    t.backend.inner.gradients = failing
+                t.fit(epochs=1)
+            else:
+                t.load(ckpt)
+                assert t.epoch == 1
+                t.fit(epochs=1)
+                save("resumed", t)
     elif scenario == "killed":
         with comm.guard():
             if r == 1:
@@ -183,3 +207,18 @@ def test_a_rank_killed_outright_ends_the_job(mpiexec, tmp_path):
     proc, took = launch(mpiexec, tmp_path, 2, "killed", str(tmp_path))
     assert proc.returncode != 0
     assert took < 45  # the workers would wait 60 s (GRAPHNN_MPI_TIMEOUT) if this failed
+
+
+def test_a_run_that_crashed_resumes_from_its_checkpoint(mpiexec, tmp_path):
+    crashed, took = launch(mpiexec, tmp_path, 2, "crash", str(tmp_path))
+    assert crashed.returncode != 0 and "rank 1 failed: MemoryError: simulated crash" in crashed.stderr
+    assert took < 45
+    resumed, _ = launch(mpiexec, tmp_path, 2, "resume", str(tmp_path))
+    assert resumed.returncode == 0, resumed.stderr
+    params, losses = single_process("digits-mlp", epochs=2, model_kw={"hidden": 16}, batch_size=37,
+                                    optimizer="adam", lr=0.01, seed=5)
+    ranks = [np.load(tmp_path / f"resumed-rank{r}.npz") for r in range(2)]
+    for key, want in params.items():  # as if it had never stopped: same batches, same Adam step
+        np.testing.assert_array_equal(ranks[1][key], ranks[0][key])
+        np.testing.assert_allclose(ranks[0][key], want, rtol=0, atol=1e-12, err_msg=key)
+    np.testing.assert_allclose(ranks[0]["losses"], losses[1:], rtol=1e-12)
