@@ -153,20 +153,26 @@ def test_ranks_agree_with_single_process_training(mpiexec, tmp_path, n, backend)
         np.testing.assert_allclose(ranks[0]["losses"], losses, rtol=1e-12, err_msg=f"{name} losses")
 
 
-def test_cli_distributed_prints_once_and_matches_single_process(mpiexec, tmp_path):
+def test_cli_distributed_prints_once_checkpoints_and_resumes(mpiexec, tmp_path):
     args = ["-m", "graphnn", "train", "digits-mlp", "--epochs", "1", "--batch-size", "50", "--optimizer", "adam",
-            "--lr", "0.01"]
-    proc, _ = launch(mpiexec, tmp_path, 2, *args, "--distributed", worker=False)
-    assert proc.returncode == 0, proc.stderr
-    single = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=60)
+            "--lr", "0.01", "--no-progress"]
+    ckpt = str(tmp_path / "ck.npz")
+    first, _ = launch(mpiexec, tmp_path, 2, *args, "--distributed", "--checkpoint", ckpt, worker=False)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.count("final loss") == 1, first.stdout  # rank 0 alone prints
+    assert "data-parallel over 2 MPI ranks" in first.stdout
+    second, _ = launch(mpiexec, tmp_path, 2, *args, "--distributed", "--resume", ckpt, worker=False)
+    assert second.returncode == 0, second.stderr
+    assert "(epoch 1)" in second.stdout
+    two_epochs = [("2" if a == "1" and args[i - 1] == "--epochs" else a) for i, a in enumerate(args)]
+    single = subprocess.run([sys.executable, *two_epochs], capture_output=True, text=True, timeout=60)
     assert single.returncode == 0, single.stderr
-    assert proc.stdout.count("final loss") == 1, proc.stdout  # rank 0 alone prints
-    assert "data-parallel over 2 MPI ranks" in proc.stdout
 
-    def final(text):
-        return float(re.search(r"final loss: (\S+)", text).group(1))
+    def losses(text):
+        return [float(v) for v in re.findall(r"epoch +\d+  CE (\S+)", text)]
 
-    assert final(proc.stdout) == pytest.approx(final(single.stdout), rel=1e-9)
+    assert losses(first.stdout) + losses(second.stdout) == pytest.approx(losses(single.stdout), rel=1e-9)
+    assert len(losses(single.stdout)) == 2
 
 
 def test_a_rank_that_raises_stops_every_rank_with_a_message(mpiexec, tmp_path):
