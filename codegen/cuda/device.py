@@ -91,7 +91,7 @@ def require_cuda():
     try:
         cuda.get_current_device()
     except Exception as e:
-        reason = " ".join(str(e).split())
+        reason = " ".join(str(e).split()).rstrip(" :.")
         if "driver" in reason.lower() and "cannot be found" in reason.lower():
             what = "the NVIDIA driver library (libcuda) was not found — is there an NVIDIA GPU and driver?"
         elif "no cuda-capable device" in reason.lower() or "no device" in reason.lower():
