@@ -99,6 +99,7 @@ class LocalComm:
 
 
 _FAIL_TAG, _ACK_TAG = 7301, 7302
+_yield = getattr(os, "sched_yield", lambda: None)  # let a co-located rank run (not on Windows)
 
 
 class MPIComm:
@@ -124,7 +125,6 @@ class MPIComm:
         self.timeout = float(timeout if timeout is not None else env if env else DEFAULT_TIMEOUT)
         self.grace = grace
         self.failed_peer = None
-        self.wait_seconds = 0.0  # time spent inside collectives (the all-reduce share)
         if self.size > 1:
             self._install_excepthook()
 
@@ -182,7 +182,7 @@ class MPIComm:
         while not request.Test():
             polls += 1
             if polls % 64:
-                os.sched_yield()
+                _yield()
                 continue
             self._check_failures()
             waited = time.perf_counter() - start
@@ -193,7 +193,6 @@ class MPIComm:
                         f"in {what}; a rank hung or died (raise GRAPHNN_MPI_TIMEOUT if it was "
                         f"only slow)")
                 time.sleep(0.001)
-        self.wait_seconds += time.perf_counter() - start
 
     # -- faults ------------------------------------------------------------------------
     def _check_failures(self):
@@ -325,6 +324,8 @@ class DataParallel:
                 "data": data_fingerprint(train), **settings}
 
     def __getattr__(self, name):  # params, state, dtype, optimizer, ... of the inner backend
+        if name == "inner":  # not set yet (copy, pickle): no recursion
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
     @property
