@@ -108,10 +108,13 @@ def default_backend():
 
 
 def run(args) -> list[dict]:
+    load_before = os.getloadavg()[0]
     rows = [launch(r, t, args) for r, t in ((1, 1), (1, 2), (2, 1))]
     one = rows[0]["epoch_s"]
     print(f"W2 784-256-256-10 ReLU, b128, {args.n} random examples, {args.dtype}, backend "
-          f"{rows[0]['backend']}; best of {args.epochs} epochs; gradient {rows[0]['gradient_mb']:.2f} MB")
+          f"{rows[0]['backend']}; best of {args.epochs} epochs; gradient {rows[0]['gradient_mb']:.2f} MB; "
+          f"{os.cpu_count()} cores, load average {load_before:.1f} before / {os.getloadavg()[0]:.1f} after "
+          "(other processes share these cores)")
     print(f"{'ranks x threads':>16} {'epoch s':>9} {'speed-up':>9} {'all-reduce s':>13} {'share':>7} "
           f"{'isolated ms':>12}")
     for r in rows:
