@@ -217,7 +217,8 @@ def _depends_on(graph, wrt):
     """Nodes of ``graph`` through which some ``wrt`` reaches the output."""
     hit = set(wrt)
     for n in graph.nodes:
-        if any(x in hit for x in n.inputs):
+        skip = n.op.nondiff_inputs
+        if any(x in hit for pos, x in enumerate(n.inputs) if pos not in skip):
             hit.add(n)
     return hit
 

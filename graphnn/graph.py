@@ -74,6 +74,7 @@ class Node:
     def __truediv__(self, other): return _ops().div(self, other)
     def __rtruediv__(self, other): return _ops().div(other, self)
     def __pow__(self, other): return _ops().power(self, other)
+    def __rpow__(self, other): return _ops().power(other, self)
     def __neg__(self): return _ops().neg(self)
     def __matmul__(self, other): return _ops().matmul(self, other)
     def __rmatmul__(self, other): return _ops().matmul(other, self)

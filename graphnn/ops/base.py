@@ -25,6 +25,8 @@ class Op:
     name = "op"
     #: the derivation/drawing label; may use attrs via `label`
     symbol = None
+    #: input positions read only for their shape or size: no gradient flows through them
+    nondiff_inputs: tuple = ()
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)

@@ -13,6 +13,7 @@ from functools import lru_cache
 
 import numpy as np
 import sympy
+from sympy.codegen.cfunctions import log1p
 
 from ..errors import GradientError
 from ..graph import Node
@@ -234,7 +235,7 @@ leaky_relu = activation("leaky_relu", sympy.Max(X, 0) + _a * sympy.Min(X, 0),
                         sympy.Piecewise((1, X > 0), (_a, True)), params=(("alpha", 0.01),))
 silu = activation("silu", X / (1 + sympy.exp(-X)), latex=r"\operatorname{SiLU}")
 softplus = activation("softplus", sympy.log(1 + sympy.exp(_b * X)) / _b, 1 / (1 + sympy.exp(-_b * X)),
-                      compute=sympy.Max(X, 0) + sympy.log(1 + sympy.exp(-_b * sympy.Abs(X))) / _b,
+                      compute=sympy.Max(X, 0) + log1p(sympy.exp(-_b * sympy.Abs(X))) / _b,
                       params=(("beta", 1.0),))
 
 

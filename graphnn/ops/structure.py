@@ -286,6 +286,7 @@ class IndexGrad(Op):
     """Scatter a cotangent into zeros shaped like the indexed operand."""
 
     name = "index_grad"
+    nondiff_inputs = (1,)
 
     def infer_shape(self, shapes, attrs):
         return shapes[1]
@@ -372,10 +373,13 @@ class Max(_Reduction):
 
         x = node.inputs[0]
         axes, keep = node.attrs["axes"], node.attrs["keepdims"]
-        gs, xs, ms = sympy.symbols("g x m")
-        # Ties share the cotangent; max pooling (one winner per window) has its own op.
-        return [fmap(sympy.Piecewise((gs, sympy.Eq(xs, ms)), (0, True)),
-                     {gs: expand(g, x, axes, keep), xs: x, ms: expand(node, x, axes, keep)}, fn="∂max")]
+        gs, xs, ms, ns = sympy.symbols("g x m n")
+        # Ties split the cotangent equally (a subgradient that sums to g); max pooling,
+        # which routes to one winner per window, has its own op.
+        hit = fmap(sympy.Piecewise((1, sympy.Eq(xs, ms)), (0, True)),
+                   {xs: x, ms: expand(node, x, axes, keep)}, fn="[x = max]")
+        ties = expand(sum(hit, axes, keep), x, axes, keep)
+        return [fmap(gs * xs / ns, {gs: expand(g, x, axes, keep), xs: hit, ns: ties}, fn="∂max")]
 
     def element_expr(self, node, index, sym, batch):
         return sympy.Max(*self._terms(node, index, sym, batch))
@@ -385,6 +389,7 @@ class Expand(Op):
     """Broadcast a reduced value back to the shape of ``like`` (the reduced operand)."""
 
     name = "expand"
+    nondiff_inputs = (1,)
 
     def infer_shape(self, shapes, attrs):
         g, like = shapes
@@ -415,6 +420,7 @@ class Count(Op):
 
     name = "count"
     symbol = "n"
+    nondiff_inputs = (0,)
 
     def infer_shape(self, shapes, attrs):
         return ()
