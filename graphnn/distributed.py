@@ -189,7 +189,7 @@ class MPIComm:
             if waited > 1.0:
                 if waited > self.timeout:
                     raise DistributedError(
-                        f"rank {self.rank}: no answer from the other ranks for {self.timeout:g} s "
+                        f"no answer from the other ranks for {self.timeout:g} s "
                         f"in {what}; a rank hung or died (raise GRAPHNN_MPI_TIMEOUT if it was "
                         f"only slow)")
                 time.sleep(0.001)
@@ -239,7 +239,7 @@ class MPIComm:
         try:
             yield self
         except BaseException as e:  # noqa: BLE001  (KeyboardInterrupt must end the job too)
-            if self.size == 1:
+            if self.size == 1 or isinstance(e, SystemExit) and not e.code:  # a clean exit stays one
                 raise
             if os.environ.get("GRAPHNN_DEBUG"):
                 import traceback
