@@ -59,6 +59,9 @@ class CpuBackend:
         for p in self.model.parameters:
             if p not in self.params:
                 self.params[p] = np.array(start[p], dtype=dt)
+        # kernels see a scalar (shape ()) as an array of one element
+        self._grad_buffers = {sched.names[sched.gradients[p]]: _one(g) for p, g in self.grads.items()}
+        self._kernel_params = {p: _one(v) for p, v in self.params.items()}
         self._consts = {sched.names[c]: np.ascontiguousarray(c.value, dtype=dt) for c in sched.consts}
 
     def _temps(self, batch: int) -> dict:
@@ -69,7 +72,8 @@ class CpuBackend:
             for prog in self.schedule.programs:
                 for a in prog.args:
                     if a.role in ("temp", "output") and a.name not in bufs:
-                        bufs[a.name] = np.zeros(tuple(batch if d is None else d for d in a.shape), self.dtype)
+                        bufs[a.name] = np.zeros(tuple(batch if d is None else d for d in a.shape) or (1,),
+                                                self.dtype)
             for a in batched_inputs(self.schedule):
                 bufs[f"{a.name}"] = np.zeros((batch,) + tuple(a.shape[1:]), self.dtype)
             self._buffers[batch] = bufs
@@ -78,7 +82,7 @@ class CpuBackend:
     def _feeds(self, graph_nodes, feeds):
         """Checked, converted feeds by name (the reference's own checks and errors)."""
         values = bind(Graph(graph_nodes), feeds, None, self.dtype)
-        return {self.schedule.names[n]: v for n, v in values.items() if n.kind == "input"}
+        return {self.schedule.names[n]: _one(v) for n, v in values.items() if n.kind == "input"}
 
     def _args(self, prog, feeds: dict, batch: int):
         temps = self._temps(batch)
@@ -87,27 +91,20 @@ class CpuBackend:
             if a.role == "input":
                 out.append(feeds[a.name])
             elif a.role == "param":
-                out.append(self.params[a.node])
+                out.append(self._kernel_params[a.node])
             elif a.role == "const":
                 out.append(self._consts[a.name])
             elif a.role == "grad":
-                out.append(self.grads[self._grad_owner(a.node)])
+                out.append(self._grad_buffers[a.name])
             else:
                 out.append(temps[a.name])
         return out
 
-    def _grad_owner(self, grad_node):
-        if not hasattr(self, "_owners"):
-            names = self.schedule.names
-            by_name = {f"d_{names[p]}": p for p in self.trainable}
-            self._owners = {a.node: by_name[a.name] for a in self.schedule.grad_step.args if a.role == "grad"}
-        return self._owners[grad_node]
-
     def _named_state(self) -> dict:
         """Parameters, gradients, constants and update arguments by their generated names."""
         names = self.schedule.names
-        out = {names[p]: v for p, v in self.params.items()}
-        out.update({f"d_{names[p]}": g for p, g in self.grads.items()})
+        out = {names[p]: v for p, v in self._kernel_params.items()}
+        out.update(self._grad_buffers)
         out.update(self._consts)
         out.update(zip(update_args(self.schedule.update), self._update_args()))
         return out
@@ -198,6 +195,10 @@ class CpuBackend:
             raise CodegenError(_explain(e, fn_name, self.source, self.module)) from None
 
 
+def _one(array):
+    return array.reshape(1) if array.ndim == 0 else array
+
+
 def _batch_of(feeds, schedule):
     for a in batched_inputs(schedule):
         if a.name in feeds:
@@ -214,16 +215,15 @@ def _per_batch(backend, feeds, batches):
 
 def _explain(error, fn_name, source, module) -> str:
     """A Numba error as: which generated function, which line of its source, what Numba said."""
-    text = str(error)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
     lines = source.splitlines()
+    path = getattr(module, "__file__", "") or ""
     where = ""
-    path = getattr(module, "__file__", "")
-    hits = re.findall(r'File "([^"]+)", line (\d+)', text)
-    for file, line in hits:
-        if file == path or file.endswith(".py") and "graphnn_gen_" in file:
-            n = int(line)
-            if 1 <= n <= len(lines):
-                where = f"\n  generated line {n}: {lines[n - 1].strip()}"
-    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    for file, line in re.findall(r'File "([^"]+)", line (\d+)', text):
+        if "graphnn_gen_" in file and 1 <= int(line) <= len(lines):
+            where = f"\n  generated line {line}: {lines[int(line) - 1].strip()}"
+            break   # the first reported line is the innermost one
+    said = [ln.strip() for ln in text.splitlines()
+            if ln.strip() and not ln.strip().startswith(("Failed in nopython", "During:", "File ", "<source"))]
     return (f"codegen: Numba could not compile the generated function {fn_name!r} ({path}){where}\n"
-            f"  Numba says: {first}")
+            f"  Numba says: {' '.join(said[:3])[:400]}")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import sympy
 
 from . import schedule as S
-from .printer import KernelPrinter
+from .printer import HELPERS, KernelPrinter
 
 #: fastmath without nnan/ninf: isnan/isinf keep working
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -71,13 +71,17 @@ def _shape(shape) -> str:
 # -- step printers ---------------------------------------------------------------------
 
 def _loop(step: S.Loop, w: Writer):
+    if not step.indices and not step.accumulators():
+        for item in step.body:   # a scalar store: out[0] = value
+            w(f"{w.expr(item.target)} = {w.expr(item.expr)}")
+        return
     if step.comment:
         w(f"# {step.comment}")
     scalar_accs = []
     for acc in step.accumulators():
         init = w.num(float("-inf") if acc.op == "max" else 0.0)
         if isinstance(acc.target, sympy.Indexed):
-            w(f"{acc.target.base}[:] = {init}")
+            _fill_loop(w, str(acc.target.base), len(acc.target.indices), init)
         else:
             scalar_accs.append(acc.target)
             w(f"{acc.target}_acc = {'-np.inf' if acc.op == 'max' else '0.0'}  # accumulated in float64")
@@ -98,6 +102,15 @@ def _loop(step: S.Loop, w: Writer):
     w.dedent(len(step.indices))
     for name in scalar_accs:
         w(f"{name} = {_cast(w, f'{name}_acc')}")
+
+
+def _fill_loop(w, name, ndim, value):
+    """name[...] = value as plain loops (a slice assignment costs Numba much more compile time)."""
+    if ndim == 1:
+        w(f"for k in range({name}.shape[0]):")
+        w(f"    {name}[k] = {value}")
+    else:
+        w(f"{name}.reshape(-1)[:] = {value}")
 
 
 def _cast(w, text):
@@ -158,14 +171,22 @@ def _index_text(spec):
     return ", ".join(parts)
 
 
-def _rows(w, name, ndim):
-    return name if ndim is None or ndim <= 2 else f"{name}.reshape((-1, {name}.shape[-1]))"
+def _as_rows(w, name):
+    """A 2-d (rows, last axis) view of a contiguous N-d array."""
+    w(f"{name}_rows = {name}.reshape((-1, {name}.shape[-1]))")
+    return f"{name}_rows"
 
 
 def _softmax_ce(step: S.SoftmaxCE, w: Writer):
     if step.comment:
         w(f"# {step.comment}")
     z, t, p = step.logits, step.targets, step.probs
+    if step.ndim != 2:   # rows of the last axis
+        z, t, loss = _as_rows(w, z), _as_rows(w, t), f"{step.loss}_rows"
+        w(f"{loss} = {step.loss}.reshape(-1)")
+        p = _as_rows(w, p) if p else p
+    else:
+        loss = step.loss
     w(f"for r in range({z}.shape[0]):")
     w.indent()
     w(f"zmax = {z}[r, 0]")
@@ -185,7 +206,7 @@ def _softmax_ce(step: S.SoftmaxCE, w: Writer):
     w(f"acc = {w.num(0.0)}")
     w(f"for c in range({z}.shape[1]):")
     w(f"    acc += {t}[r, c] * (lse - {z}[r, c])  # −t·log softmax(z)")
-    w(f"{step.loss}[r] = acc")
+    w(f"{loss}[r] = acc")
     if p:
         w(f"inv = {w.num(1.0)} / s")
         w(f"for c in range({z}.shape[1]):")
@@ -196,6 +217,8 @@ def _softmax_ce(step: S.SoftmaxCE, w: Writer):
 def _row_softmax(step: S.RowSoftmax, w: Writer):
     x, out = step.x, step.out
     w(f"# {step.comment or ('log_softmax' if step.log else 'softmax')} over the last axis")
+    if step.ndim != 2:
+        x, out = _as_rows(w, x), _as_rows(w, out)
     w(f"for r in range({x}.shape[0]):")
     w.indent()
     w(f"zmax = {x}[r, 0]")
@@ -233,7 +256,7 @@ def _concat(step: S.Concat, w: Writer):
 
 
 def _copy(step: S.Copy, w: Writer):
-    w(f"{step.out}[...] = {step.src}")
+    w(f"{step.out}.reshape({step.src}.shape)[...] = {step.src}  # a copy: {step.src} is a strided view")
 
 
 for _type, _fn in {S.Loop: _loop, S.Scalar: _scalar, S.MatMul: _matmul, S.View: _view,
@@ -248,8 +271,8 @@ def _decorator():
     return "@njit(**JIT)"
 
 
-def emit_program(prog: S.Program, dtype: str) -> str:
-    """One ``@njit`` function for a `Program`."""
+def emit_program(prog: S.Program, dtype: str, helpers: set | None = None) -> str:
+    """One ``@njit`` function for a `Program` (helper functions it calls are added to ``helpers``)."""
     w = Writer(dtype)
     for step in prog.steps:
         fn = EMITTERS.get(type(step))
@@ -264,7 +287,9 @@ def emit_program(prog: S.Program, dtype: str) -> str:
     if batched is not None and ("B" in _words(text) or "nB" in _words(text)):
         head.append(f"{INDENT}B = {batched.name}.shape[0]")
     if "nB" in _words(text):
-        head.append(f"{INDENT}nB = {_cast(w, 'B')}")
+        head.append(f"{INDENT}nB = {'float(B)' if dtype == 'float64' else 'np.float32(B)'}")
+    if helpers is not None:
+        helpers |= w.printer.helpers
     ret = [f"{INDENT}return {prog.returns}"] if prog.returns is not None else []
     doc = [f'{INDENT}"""{prog.doc}"""'] if prog.doc else []
     args = ", ".join(a.name for a in prog.args)
@@ -333,8 +358,7 @@ def emit_train_epoch(sched) -> str:
     """Mini-batches of ``order`` (the caller's shuffled order) inside compiled code."""
     w = Writer(sched.dtype)
     batched = {a.name for a in sched.grad_step.args if a.batched and a.role in ("input", "temp")}
-    call = [f"{n}[:nb]" if n in batched else n for n in train_step_args(sched)]
-    call = ["step" if n == "step" else n for n in call]
+    grad_call = ", ".join(f"{a.name}[:nb]" if a.name in batched else a.name for a in sched.grad_step.args)
     w("n = order.shape[0]")
     w("total = 0.0")
     w("for start in range(0, n, batch_size):")
@@ -343,11 +367,17 @@ def emit_train_epoch(sched) -> str:
     w("nb = stop - start  # the last batch may be short: it uses the buffers' leading rows")
     w("for r in range(nb):")
     w.indent()
+    w("row = order[start + r]")
     for a in batched_inputs(sched):
-        w(f"{a.name}[r] = {a.name}_data[order[start + r]]")
+        if len(a.shape) == 2:
+            w(f"for c in range({a.name}.shape[1]):")
+            w(f"    {a.name}[r, c] = {a.name}_data[row, c]")
+        else:
+            w(f"{a.name}[r] = {a.name}_data[row]")
     w.dedent()
+    w(f"loss = grad_step({grad_call})")
     w("step += 1")
-    w(f"loss = train_step({', '.join(call)})")
+    w(f"apply_update({', '.join(update_args(sched.update))})")
     w("total += loss * nb")
     w.dedent()
     w("return total")
@@ -371,9 +401,9 @@ def emit_module(sched, optimizer=None) -> str:
               '"""\n')
     imports = ("import math\n\nimport numpy as np\nfrom numba import njit\n\n"
                f"JIT = dict(cache=True, fastmath={{{', '.join(repr(f) for f in sorted(FASTMATH))}}}, error_model='numpy')\n")
-    parts = [header, imports]
-    for prog in sched.programs:
-        parts.append(emit_program(prog, sched.dtype))
+    helpers: set = set()
+    programs = [emit_program(prog, sched.dtype, helpers) for prog in sched.programs]
+    parts = [header, imports] + [HELPERS[h].strip() + "\n" for h in sorted(helpers)] + programs
     parts.append(emit_update(sched.update, sched.dtype))
     parts.append(emit_train_step(sched))
     parts.append(emit_train_epoch(sched))

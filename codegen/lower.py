@@ -218,7 +218,22 @@ class _Scheduler:
                 return low.element(index, lambda pos, idx: self.expr(node.inputs[pos], idx))
             finally:
                 self._computing = saved
+        if node.shape == ():
+            if mode == "scalar":
+                return self.ctx.load(self.local(node), ())
+            return self.ctx.load(self.ctx.name(node), (0,))   # a scalar array: one element
         return self.ctx.load(self.ctx.name(node), index)
+
+    def local(self, node) -> str:
+        """The local variable of a scalar node (an output also gets stored into its array)."""
+        name = self.ctx.name(node)
+        return f"{name}_s" if node in self.required else name
+
+    def _store_scalar(self, node):
+        if node in self.required:
+            name = self.ctx.name(node)
+            store = Store(sympy.Indexed(sympy.IndexedBase(name), 0), sympy.Symbol(self.local(node)))
+            self.ready[name] = self._emit(Loop((), (), [store]))
 
     _computing = None
 
@@ -260,7 +275,7 @@ class _Scheduler:
             if buf.role in ("temp", "grad", "output") and None in tuple(buf.shape)[1:]:
                 raise CodegenError(f"codegen: buffer {buf.name!r} has the batch axis in position "
                                    f"{tuple(buf.shape).index(None)}; only the first axis may be the batch")
-        ret = sympy.Symbol(self.ctx.name(self.returns)) if self.returns is not None else None
+        ret = sympy.Symbol(self.local(self.returns)) if self.returns is not None else None
         return Program(name, self.args, self.steps, ret, doc)
 
     def _emit(self, step):
@@ -287,15 +302,16 @@ class _Scheduler:
             return
         if mode == "view":
             kind, vargs = low.view
-            at = self._emit(View(name, self.ctx.name(node.inputs[0]), kind, tuple(vargs),
-                                 comment=_comment(node)))
+            at = self._emit(View(name, self.ctx.name(node.inputs[0]), kind, tuple(vargs)))
             self.ready[name] = at
             return
         if low.reduction is not None:
             self._schedule_reduction(node, low)
         elif mode == "scalar":
             e, _ = self._build(node, ())
-            self.ready[name] = self._emit(Scalar(sympy.Symbol(name), e, comment=_comment(node)))
+            local = self.local(node)
+            self.ready[local] = self._emit(Scalar(sympy.Symbol(local), e, comment=self._what(node)))
+            self._store_scalar(node)
         else:
             self._schedule_element(node)
 
@@ -311,6 +327,16 @@ class _Scheduler:
         loop.body.append(Store(sympy.Indexed(sympy.IndexedBase(name), *index), let))
         self.members[name] = (loop_at, let)
         self.ready[name] = loop_at
+        self._describe(loop, node)
+
+    def _what(self, node):
+        names = self.ctx.names
+        args = ", ".join(names.get(x, x.op.name) for x in node.inputs)
+        return f"{names[node]} = {node.op.label(node)}({args})"
+
+    def _describe(self, loop, node):
+        what = self._what(node)
+        loop.comment = f"{loop.comment}; {what}" if loop.comment else what
 
     def _schedule_reduction(self, node, low):
         op, axes, keepdims = low.reduction
@@ -323,10 +349,12 @@ class _Scheduler:
         name = self.ctx.name(node)
         out_index = tuple((0 if keepdims else None) if a in axes else s for a, s in enumerate(index))
         out_index = tuple(s for s in out_index if s is not None)
-        target = sympy.Indexed(sympy.IndexedBase(name), *out_index) if out_index else sympy.Symbol(name)
+        target = sympy.Indexed(sympy.IndexedBase(name), *out_index) if out_index else sympy.Symbol(self.local(node))
         loop.body.append(Accumulate(target, self._use_lets(expr, loop_at, index), op))
-        loop.comment = loop.comment or _comment(node)
-        self.ready[name] = loop_at
+        self._describe(loop, node)
+        self.ready[name if out_index else self.local(node)] = loop_at
+        if not out_index:
+            self._store_scalar(node)
         self.members.pop(name, None)
 
     def _loop_for(self, shape, index, deps):
@@ -385,10 +413,6 @@ def _names_read(step) -> set:
 
 def _loop_index(shape):
     return tuple(sympy.Symbol(LOOP_INDICES[a]) for a in range(len(shape)))
-
-
-def _comment(node):
-    return f"{node.label()} = {node.op.label(node)}({', '.join(x.label() for x in node.inputs)})"
 
 
 # -- helpers lowerings use ---------------------------------------------------------------

@@ -12,7 +12,7 @@ import sympy
 from graphnn.ops.elementwise import V
 
 from .lower import CodegenError, Lowered, broadcast_read, register_lowering
-from .schedule import BATCH_F, Concat, MatMul, RowSoftmax, Scatter, SoftmaxCE
+from .schedule import BATCH, BATCH_F, Accumulate, Concat, Copy, Loop, MatMul, RowSoftmax, Scatter, SoftmaxCE
 
 #: matmuls whose fixed dimensions are all at most this are written as loops (BLAS call
 #: overhead dominates a 2×2 product)
@@ -58,16 +58,42 @@ def _operand(node, ctx):
     return ctx.array(node), False
 
 
+def _blas_ready(x):
+    """Operands np.dot takes: whole buffers, and 2-d transposes of them (not strided slices)."""
+    if x.op.name == "transpose":
+        return x.ndim == 2 and tuple(x.attrs["axes"]) == (1, 0) and _blas_ready(x.inputs[0])
+    return x.op.name not in ("index", "stop_gradient")
+
+
 def _matmul_step(node, ctx, a, b, out):
-    if a.ndim != 2 or b.ndim != 2:
-        raise CodegenError(f"codegen: no CPU lowering for a batched matmul of {a.ndim}-d and {b.ndim}-d "
-                           f"operands (node {node.label()!r}); reshape to 2-d")
+    if a.ndim != 2 or b.ndim != 2 or not (_blas_ready(a) and _blas_ready(b)):
+        return _matmul_loops(node, ctx, a, b, out)
     (an, ta), (bn, tb) = _operand(a, ctx), _operand(b, ctx)
     m, k, n = a.shape[0], a.shape[1], b.shape[1]
     fixed = [d for d in (m, k, n) if d is not None]
     tiny = all(d <= TINY for d in fixed)
     shape = tuple("B" if d is None else d for d in (m, k, n))
-    return MatMul(out, an, bn, ta, tb, tiny, shape, comment=f"{node.label()} = {a.label()} @ {b.label()}")
+    text = f"{an}{'.T' if ta else ''} @ {bn}{'.T' if tb else ''}"
+    what = f"{out} = {text}" + ("" if out == ctx.name(node) else f"  ({ctx.name(node)} adds the bias in the loop below)")
+    return MatMul(out, an, bn, ta, tb, tiny, shape, comment=what)
+
+
+def _matmul_loops(node, ctx, a, b, out):
+    """Batched (N-d, broadcasting) matmul as one loop nest accumulating over k (j innermost)."""
+    an, bn = ctx.array(a), ctx.array(b)
+    lead_shape = tuple(node.shape[:-2])
+    lead = tuple(sympy.Symbol(f"n{d}") for d in range(len(lead_shape)))
+    i, k, j = sympy.symbols("i k j")
+
+    def operand(name, x, last_two):
+        offset = len(lead) - (x.ndim - 2)
+        idx = tuple(0 if d == 1 else lead[offset + n] for n, d in enumerate(x.shape[:-2]))
+        return sympy.Indexed(sympy.IndexedBase(name), *idx, *last_two)
+    extents = tuple(BATCH if d is None else sympy.Integer(d) for d in lead_shape + (a.shape[-2], a.shape[-1],
+                                                                                  b.shape[-1]))
+    body = [Accumulate(sympy.Indexed(sympy.IndexedBase(out), *lead, i, j),
+                       operand(an, a, (i, k)) * operand(bn, b, (k, j)))]
+    return Loop(lead + (i, k, j), extents, body, comment=f"{out} = {an} @ {bn} (batched, as loops)")
 
 
 def _matmul(node, ctx):
@@ -90,9 +116,20 @@ def _view(kind, key=None):
     def lower(node, ctx):
         args = tuple(node.attrs[key]) if key else ()
         if kind == "reshape":
+            if not _contiguous(node.inputs[0]):   # e.g. attention heads transposed then merged
+                return Lowered(steps=[Copy(ctx.name(node), ctx.array(node.inputs[0]))])
             args = tuple(node.shape)
         return Lowered(view=(kind, args))
     return lower
+
+
+def _contiguous(x):
+    """Whether x's array is C-contiguous (views of transposes and slices are not)."""
+    if x.op.name in ("transpose", "index"):
+        return False
+    if x.op.name in ("reshape", "stop_gradient"):
+        return _contiguous(x.inputs[0])
+    return True
 
 
 def _softmax(node, ctx):
@@ -100,12 +137,14 @@ def _softmax(node, ctx):
     fused = _fused_sce(x, ctx)
     if fused is not None and node in fused.produces:
         return fused
-    return Lowered(steps=[RowSoftmax(ctx.name(node), ctx.array(x), comment=f"{node.label()} = softmax")])
+    return Lowered(steps=[RowSoftmax(ctx.name(node), ctx.array(x), comment=f"{ctx.name(node)} = softmax({ctx.name(x)})",
+                                     ndim=x.ndim)])
 
 
 def _log_softmax(node, ctx):
     (x,) = node.inputs
-    return Lowered(steps=[RowSoftmax(ctx.name(node), ctx.array(x), log=True)])
+    return Lowered(steps=[RowSoftmax(ctx.name(node), ctx.array(x), log=True,
+                                     comment=f"{ctx.name(node)} = log_softmax({ctx.name(x)})", ndim=x.ndim)])
 
 
 def _softmax_cross_entropy(node, ctx):
@@ -129,8 +168,9 @@ def _fused_sce(z, ctx, sce=None):
         if sm is not None and ctx.graph.index[t] > ctx.graph.index[sm]:
             sm = None  # targets computed after the softmax: keep them apart
         step = SoftmaxCE(ctx.name(sce), ctx.array(z), ctx.array(t), ctx.name(sm) if sm is not None else None,
-                         comment=f"{sce.label()} = softmax cross-entropy"
-                         + (" and softmax (for p − t)" if sm is not None else ""))
+                         comment=f"{ctx.name(sce)} = softmax cross-entropy of {ctx.name(z)} against {ctx.name(t)}"
+                         + (f", and {ctx.name(sm)} = softmax({ctx.name(z)}) for the gradient p − t"
+                            if sm is not None else ""), ndim=z.ndim)
         ctx.shared[key] = Lowered(steps=[step], produces=(sm,) if sm is not None else ())
     return ctx.shared[key]
 

@@ -39,6 +39,7 @@ class ModelSchedule:
     consts: list          # array constants (passed as arguments, never globals)
     names: dict           # node -> identifier
     flat_layout: list     # [(param node, offset, size, shape)]
+    gradients: dict       # trainable param -> its gradient node (buffer names[gradient])
     forward: Program
     loss: Program
     grad_step: Program
@@ -89,7 +90,8 @@ def lower(model, optimizer, dtype="float64") -> ModelSchedule:
         layout.append((p, offset, size, p.shape))
         offset += size
     return ModelSchedule(model.name, model.structural_hash(), dtype, inputs, trainable, fixed, consts,
-                         names, layout, forward, loss, grad_step, update_step(optimizer))
+                         names, layout, {p: grads[p] for p in trainable}, forward, loss, grad_step,
+                         update_step(optimizer))
 
 
 def _ordered_inputs(model, graph):
@@ -108,6 +110,8 @@ def _names(model, grads) -> dict:
         if node in names:
             return
         base = identifier(hint)
+        if base in RESERVED:
+            base += "_"   # an input called 'i' becomes 'i_' (i, j, … index the loops)
         name, k = base, 2
         while name in taken:
             name, k = f"{base}_{k}", k + 1

@@ -20,6 +20,7 @@ class KernelPrinter(PythonCodePrinter):
     def __init__(self, dtype="float64"):
         super().__init__({"standard": "python3", "fully_qualified_modules": True})
         self.dtype = dtype
+        self.helpers: set = set()    # helper functions (HELPERS) the printed code calls
 
     # numbers: in the kernel's dtype
     def _number(self, value: float) -> str:
@@ -50,6 +51,12 @@ class KernelPrinter(PythonCodePrinter):
     # symbols are already code: array reads, locals
     def _print_Symbol(self, expr):
         return expr.name
+
+    def _print_tanh(self, expr):
+        if self.dtype == "float32":
+            self.helpers.add("tanh_f32")
+            return f"tanh_f32({self._print(expr.args[0])})"
+        return f"math.tanh({self._print(expr.args[0])})"
 
     def _print_Indexed(self, expr):
         return f"{expr.base}[{', '.join(str(i) for i in expr.indices)}]"
@@ -98,3 +105,28 @@ class KernelPrinter(PythonCodePrinter):
 def print_expr(expr, dtype="float64") -> str:
     """One expression as kernel code (see `KernelPrinter`)."""
     return KernelPrinter(dtype).doprint(expr)
+
+
+#: Small @njit helpers a module includes when its code calls them.
+HELPERS = {
+    "tanh_f32": '''
+@njit(inline="always", **JIT)
+def tanh_f32(x):
+    """tanh in float32 as a rational function (Eigen's fast tanh, error of a few ulp).
+
+    libm's tanhf is a scalar call; this is branch-free arithmetic, so loops vectorise.
+    """
+    x = max(np.float32(-7.90531110763549805), min(np.float32(7.90531110763549805), x))
+    x2 = x * x
+    p = x2 * np.float32(-2.76076847742355e-16) + np.float32(2.00018790482477e-13)
+    p = x2 * p + np.float32(-8.60467152213735e-11)
+    p = x2 * p + np.float32(5.12229709037114e-08)
+    p = x2 * p + np.float32(1.48572235717979e-05)
+    p = x2 * p + np.float32(6.37261928875436e-04)
+    p = x2 * p + np.float32(4.89352455891786e-03)
+    q = x2 * np.float32(1.19825839466702e-06) + np.float32(1.18534705686654e-04)
+    q = x2 * q + np.float32(2.26843463243900e-03)
+    q = x2 * q + np.float32(4.89352518554385e-03)
+    return x * p / q
+''',
+}

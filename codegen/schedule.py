@@ -125,6 +125,7 @@ class RowSoftmax:
     x: str
     log: bool = False
     comment: str = ""
+    ndim: int = 2           # > 2: rows of the last axis of a (…, n) array
 
 
 @dataclass
@@ -135,6 +136,7 @@ class SoftmaxCE:
     targets: str
     probs: str | None = None
     comment: str = ""
+    ndim: int = 2
 
 
 @dataclass

@@ -1,6 +1,9 @@
 """``graphnn models``, ``graphnn show MODEL``, ``graphnn train MODEL``."""
 from __future__ import annotations
 
+import argparse
+import time
+
 import numpy as np
 
 from .. import models
@@ -30,6 +33,16 @@ def register(sub):
     p.add_argument("--distributed", action="store_true",
                    help="data-parallel over MPI ranks: mpiexec -n N graphnn train ... --distributed "
                         "(needs graphnn[mpi])")
+    p.add_argument("--test-fraction", type=float,
+                   help="hold out this fraction of the data as a test set (data without one)")
+    p.add_argument("--patience", type=int,
+                   help="early stopping: stop after this many epochs without a better test loss")
+    p.add_argument("--checkpoint", metavar="PATH", help="save parameters (with the graph hash) here after every epoch and at the end")
+    p.add_argument("--resume", metavar="PATH", help="start from a checkpoint saved from the same graph")
+    p.add_argument("--plot", metavar="PNG", help="save the training curves as a PNG")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                   help="show a progress bar (default: on)")
+    p.add_argument("--verbose", action="store_true", help="say whether compiled code came from the cache")
     p.set_defaults(func=cmd_train)
 
 
@@ -77,9 +90,15 @@ def cmd_train(args):
         return _train_perceptron(model, args, perceptron)
     if model.task in TASK_TRAINERS:
         return TASK_TRAINERS[model.task](model, args)
+    options = {"verbose": True} if getattr(args, "verbose", False) and args.backend != "numpy" else {}
+    started = time.perf_counter()
     trainer = Trainer(model, backend=args.backend, optimizer=args.optimizer, lr=args.lr,
                       batch_size=args.batch_size, dtype=args.dtype, seed=args.seed,
-                      comm=getattr(args, "comm", None))
+                      comm=getattr(args, "comm", None), test_fraction=getattr(args, "test_fraction", None),
+                      backend_options=options)
+    if getattr(args, "resume", None):
+        trainer.load(args.resume)
+        print(f"resumed from {args.resume} (epoch {trainer.epoch})")
     loss_name = model.loss.label()
     print(f"training {model.name} on {args.backend} ({trainer.optimizer!r}, "
           f"batch {trainer.batch_size or 'full'}, {args.dtype})")
@@ -88,14 +107,28 @@ def cmd_train(args):
         where = f"step {row['step']:>7}" if "step" in row else f"epoch {row['epoch']:>4}"
         acc = f"  test accuracy {row['test_accuracy']:.4f}" if "test_accuracy" in row else ""
         print(f"{where}  {loss_name} {row['loss']:.10g}{acc}", flush=True)
+        if getattr(args, "checkpoint", None) and "epoch" in row:
+            trainer.save(args.checkpoint)  # every epoch: a crashed (MPI) run can --resume from it
 
     steps, epochs = args.steps, args.epochs
     if steps is None and epochs is None:
         steps, epochs = model.defaults.get("steps"), model.defaults.get("epochs")
-    trainer.fit(epochs=epochs, steps=steps, log=log)
+    trainer.fit(epochs=epochs, steps=steps, log=log, progress=getattr(args, "progress", False),
+                early_stopping=getattr(args, "patience", None))
+    if trainer.stopped_early:
+        best = trainer.early_stopping.best_row
+        where = f"epoch {best['epoch']}" if "epoch" in best else f"step {best['step']}"
+        print(f"early stopping: no better {trainer.early_stopping.monitor} for {args.patience} evaluations; "
+              f"kept the parameters of {where}")
+    if getattr(args, "verbose", False):
+        print(f"trained in {time.perf_counter() - started:.2f} s (including compilation)")
     print(f"final loss: {trainer.history.last():.10g}")
-    if model.task == "classification" and model.data.test is not None:
+    if model.task == "classification" and trainer.data.test is not None:
         print(f"test accuracy: {trainer.accuracy('test'):.4f}")
+    if getattr(args, "checkpoint", None):
+        print(f"checkpoint saved to {trainer.save(args.checkpoint)}")
+    if getattr(args, "plot", None):
+        print(f"training curves saved to {trainer.plot(args.plot)}")
 
 
 def _train_perceptron(model, args, perceptron):

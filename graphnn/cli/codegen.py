@@ -1,0 +1,64 @@
+"""``graphnn codegen MODEL``: print the Numba module graphnn generates for a model."""
+from __future__ import annotations
+
+
+def register(sub):
+    p = sub.add_parser("codegen", help="print the generated Numba source of a model (forward, "
+                                       "grad_step, apply_update, train_epoch)")
+    p.add_argument("model", nargs="?", help="a built-in model name or a Python file defining build()")
+    p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    p.add_argument("--optimizer", choices=["sgd", "momentum", "adam"], help="default: the model's (sgd)")
+    p.add_argument("--lr", type=float, help="learning rate (default: the model's)")
+    p.add_argument("--schedule", action="store_true", help="print the lowered schedule instead of the source")
+    p.add_argument("--compile", action="store_true",
+                   help="also load and compile it (through the cache) and report the time")
+    p.add_argument("--verbose", action="store_true", help="show cache hits and misses")
+    p.add_argument("--cache-info", action="store_true", help="print the cache directory and its contents")
+    p.add_argument("--clear-cache", action="store_true", help="delete every cached generated module")
+    p.set_defaults(func=cmd_codegen)
+
+
+def cmd_codegen(args):
+    import codegen
+
+    if args.clear_cache:
+        print(f"removed {codegen.clear_cache()} cached files")
+    if args.cache_info:
+        info = codegen.cache_info()
+        print(f"cache directory: {info['dir']}  ({info['modules']} modules, {info['numba_indexes']} "
+              f"compiled indexes, {info['bytes'] / 1e6:.1f} MB; set GRAPHNN_CACHE_DIR to move it)")
+    if args.model is None:
+        if not (args.cache_info or args.clear_cache):
+            raise ValueError("name a model (graphnn models lists them), or use --cache-info / --clear-cache")
+        return
+    from ..models import resolve
+    from ..optim import make_optimizer
+
+    model = resolve(args.model)
+    if model.task == "perceptron":
+        raise ValueError(f"{model.name!r} is trained by the perceptron rule, not by gradient descent: "
+                         "there is no compiled training code for it")
+    opt = make_optimizer(args.optimizer or model.defaults.get("optimizer", "sgd"),
+                         lr=args.lr if args.lr is not None else model.defaults.get("lr"))
+    schedule = codegen.lower(model, opt, args.dtype)
+    if args.schedule:
+        for prog in schedule.programs:
+            print(f"== {prog.name}({', '.join(a.name for a in prog.args)})")
+            for step in prog.steps:
+                print(f"   {step}")
+        print(f"== apply_update: {schedule.update}")
+        return
+    if args.compile or args.verbose:
+        import time
+
+        import numpy as np
+
+        started = time.perf_counter()
+        backend = codegen.CpuBackend(model, opt, args.dtype, verbose=True)
+        if model.data is not None:
+            feeds = {k: v[:2] for k, v in model.data.train.items()}
+            backend.train_epoch(feeds, [np.arange(len(next(iter(feeds.values()))))])
+        print(f"# loaded and compiled in {time.perf_counter() - started:.2f} s from {backend.module.__file__}")
+        print(backend.source)
+        return
+    print(codegen.emit_module(schedule, opt))

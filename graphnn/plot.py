@@ -1,0 +1,46 @@
+"""Training curves as a PNG (matplotlib's Agg canvas: no display needed, pyplot untouched)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def plot_history(history, path, *, title=None) -> str:
+    """Loss (and test loss) per epoch/step, and test accuracy when measured; returns the path."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = history.records
+    if not rows:
+        raise ValueError("nothing to plot: the history is empty (train first)")
+    xkey = "epoch" if "epoch" in rows[0] else "step"
+    xs = [r[xkey] for r in rows]
+    has_acc = any("test_accuracy" in r for r in rows)
+    fig = Figure(figsize=(10 if has_acc else 6, 4))
+    FigureCanvasAgg(fig)   # Agg: renders without a display, and leaves pyplot's state alone
+    axes = fig.subplots(1, 2 if has_acc else 1, squeeze=False)
+    ax = axes[0][0]
+    ax.plot(xs, [r["loss"] for r in rows], label="train loss")
+    if any("test_loss" in r for r in rows):
+        ax.plot([r[xkey] for r in rows if "test_loss" in r], history.column("test_loss"), label="test loss")
+    ax.set_xlabel(xkey)
+    ax.set_ylabel("loss")
+    if min(r["loss"] for r in rows) > 0:
+        ax.set_yscale("log")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    if has_acc:
+        ax2 = axes[0][1]
+        ax2.plot([r[xkey] for r in rows if "test_accuracy" in r], history.column("test_accuracy"),
+                 color="tab:green", label="test accuracy")
+        ax2.set_xlabel(xkey)
+        ax2.set_ylabel("accuracy")
+        ax2.set_ylim(0, 1.02)
+        ax2.legend()
+        ax2.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return str(path)
