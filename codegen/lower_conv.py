@@ -1,0 +1,332 @@
+"""Numba lowerings of the model zoo's ops: conv2d (and its two gradient ops), max/avg pooling
+(and theirs), dropout / masking noise and Gaussian noise.
+
+Each op becomes one schedule step printed as explicit loops (their locals start with an
+underscore, which no generated buffer name does) with its shapes, strides and
+padding as literals (at 8×8 images a loop nest beats an im2col copy plus a BLAS call).
+Max pooling's gradient goes to the FIRST maximum of each window (strict ``>``), exactly
+like the NumPy reference's argmax. Dropout's mask is the same splitmix64 counter hash as
+the reference (graphnn.ops.dropout), in uint64 arithmetic: compiled masks equal the
+reference's bit for bit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from graphnn.ops.dropout import _GOLDEN, _M1, _M2
+
+from .emit_cpu import register_emitter
+from .lower import CodegenError, Lowered, register_lowering
+from .printer import HELPERS
+
+
+# -- schedule steps ------------------------------------------------------------------------
+
+@dataclass
+class ConvLoop:
+    """kind 'forward': out = conv(x=a, w=b) (+ bias); 'grad_input': out = G_x(g=a, w=b);
+    'grad_filter': out = G_w(x=a, g=b). Shapes: x (B, C, H, W), w (F, C, KH, KW), g (B, F, HO, WO)."""
+    out: str
+    a: str
+    b: str
+    bias: str | None
+    kind: str
+    dims: tuple      # (C, H, W, F, KH, KW, HO, WO)
+    stride: tuple
+    pad: tuple
+    comment: str = ""
+
+
+@dataclass
+class PoolLoop:
+    """kind 'max' | 'avg' (forward: out from x=a), 'max_grad' (out shaped like x=b, g=a),
+    'max_gather' (out[b,c,i,j] = a at the window's first max of x=b), 'avg_grad'."""
+    out: str
+    a: str
+    b: str | None
+    kind: str
+    dims: tuple      # (C, H, W, HO, WO)
+    size: tuple
+    stride: tuple
+    comment: str = ""
+
+
+@dataclass
+class NoiseLoop:
+    """Dropout/masking (kind 'mask') or Gaussian noise (kind 'gaussian') of x=a into out."""
+    out: str
+    a: str
+    training: str
+    step: str
+    kind: str
+    shape: tuple     # the fixed axes after the batch
+    seed: int
+    rate: float = 0.0
+    scale: bool = True
+    sigma: float = 0.0
+    comment: str = ""
+
+
+# -- lowerings -------------------------------------------------------------------------------
+
+def _image_dims(node, what):
+    shape = node.shape
+    if len(shape) != 4 or shape[0] is not None:
+        raise CodegenError(f"codegen: {what} {node.label()!r} needs a batched (B, C, H, W) operand, got {shape}")
+    return shape[1:]
+
+
+def _conv(node, ctx):
+    x, w = node.inputs[:2]
+    c, h, wd = _image_dims(x, "conv2d")
+    f, _, kh, kw = w.shape
+    ho, wo = node.shape[2:]
+    bias = ctx.array(node.inputs[2]) if len(node.inputs) == 3 else None
+    step = ConvLoop(ctx.name(node), ctx.array(x), ctx.array(w), bias, "forward", (c, h, wd, f, kh, kw, ho, wo),
+                    node.attrs["stride"], node.attrs["pad"], comment=f"{node.label()} = {node.op.label(node)}")
+    return Lowered(steps=[step])
+
+
+def _conv_grad_input(node, ctx):
+    g, w = node.inputs
+    c, h, wd = node.shape[1:]
+    f, _, kh, kw = w.shape
+    ho, wo = g.shape[2:]
+    step = ConvLoop(ctx.name(node), ctx.array(g), ctx.array(w), None, "grad_input", (c, h, wd, f, kh, kw, ho, wo),
+                    node.attrs["stride"], node.attrs["pad"], comment=f"{node.label()} = {node.op.label(node)}")
+    return Lowered(steps=[step])
+
+
+def _conv_grad_filter(node, ctx):
+    x, g = node.inputs
+    c, h, wd = _image_dims(x, "conv2d_grad_filter")
+    f, _, kh, kw = node.shape
+    ho, wo = g.shape[2:]
+    step = ConvLoop(ctx.name(node), ctx.array(x), ctx.array(g), None, "grad_filter", (c, h, wd, f, kh, kw, ho, wo),
+                    node.attrs["stride"], node.attrs["pad"], comment=f"{node.label()} = {node.op.label(node)}")
+    return Lowered(steps=[step])
+
+
+def _pool(kind):
+    def lower(node, ctx):
+        if kind in ("max", "avg"):
+            x, a, b = node.inputs[0], ctx.array(node.inputs[0]), None
+            ho, wo = node.shape[2:]
+        elif kind == "max_gather":
+            x, a, b = node.inputs[1], ctx.array(node.inputs[0]), ctx.array(node.inputs[1])
+            ho, wo = node.shape[2:]
+        else:  # max_grad (g, x) and avg_grad (g, like): output shaped like input 1
+            x, a = node.inputs[1], ctx.array(node.inputs[0])
+            b = ctx.array(node.inputs[1]) if kind == "max_grad" else None
+            ho, wo = node.inputs[0].shape[2:]
+        c, h, wd = _image_dims(x, node.op.name)
+        step = PoolLoop(ctx.name(node), a, b, kind, (c, h, wd, ho, wo), node.attrs["size"], node.attrs["stride"],
+                        comment=f"{node.label()} = {node.op.label(node)}")
+        return Lowered(steps=[step], shape_only=(1,) if kind == "avg_grad" else ())
+    return lower
+
+
+def _noise(kind):
+    def lower(node, ctx):
+        x, training, step_in = node.inputs
+        if not x.shape or x.shape[0] is not None:
+            raise CodegenError(f"codegen: {node.op.name} {node.label()!r} needs a batched operand, got {x.shape}")
+        attrs = node.attrs
+        step = NoiseLoop(ctx.name(node), ctx.array(x), ctx.array(training), ctx.array(step_in), kind,
+                         tuple(x.shape[1:]), attrs["seed"], rate=attrs.get("rate", 0.0),
+                         scale=attrs.get("scale", True), sigma=attrs.get("sigma", 0.0),
+                         comment=f"{node.label()} = {node.op.label(node)}")
+        return Lowered(steps=[step])
+    return lower
+
+
+for _name, _fn in {"conv2d": _conv, "conv2d_grad_input": _conv_grad_input, "conv2d_grad_filter": _conv_grad_filter,
+                   "maxpool2d": _pool("max"), "maxpool2d_grad": _pool("max_grad"),
+                   "maxpool2d_gather": _pool("max_gather"), "avgpool2d": _pool("avg"),
+                   "avgpool2d_grad": _pool("avg_grad"), "dropout": _noise("mask"),
+                   "gaussian_noise": _noise("gaussian")}.items():
+    register_lowering(_name, _fn)
+
+
+# -- printers ------------------------------------------------------------------------------
+
+def _zero(w, name):
+    """name[...] = 0 as one flat loop (slice assignment of an n-d array costs Numba compile time)."""
+    w(f"_flat_{name} = {name}.reshape(-1)")
+    w(f"for _q in range(_flat_{name}.shape[0]):")
+    w(f"    _flat_{name}[_q] = {w.num(0.0)}")
+
+
+def _tap_range(var, pos, stride, pad, size, k, pad_after=0):
+    """The taps ``var`` of a window at output position ``pos`` that land inside the image
+    (no bounds test inside the loop): 0 <= pos·stride + var − pad < size."""
+    if not pad and not pad_after:
+        return f"range({k})"  # every window lies inside the image: a constant trip count
+    lo = f"max(0, {pad} - {pos} * {stride})" if pad else "0"
+    hi = f"min({k}, {size} + {pad} - {pos} * {stride})"
+    return f"range({lo}, {hi})"
+
+
+def _out_range(var, tap, stride, pad, size, out, pad_after=0):
+    """Output positions whose window's tap ``tap`` lands inside the image: 0 <= o·s + tap − pad < size."""
+    if not pad and not pad_after:
+        return f"range({out})"
+    lo = f"max(0, ({pad} - {tap} + {stride - 1}) // {stride})"
+    hi = f"min({out}, ({size - 1} + {pad} - {tap}) // {stride} + 1)"
+    return f"range({lo}, {hi})"
+
+
+def _emit_conv(step: ConvLoop, w):
+    c, h, wd, f, kh, kw, ho, wo = step.dims
+    (sh, sw), (pt, pb, pl, pr) = step.stride, step.pad
+    if step.comment:
+        w(f"# {step.comment}")
+    if step.kind == "forward":
+        # y[b,f,i,j] = bias[f] + Σ_{c,m,n} x[b,c,i·s+m−p, j·s+n−p] w[f,c,m,n]: one register per output
+        x, k = step.a, step.b
+        w(f"for _bb in range({x}.shape[0]):")
+        w(f"    for _ff in range({f}):")
+        w(f"        for _ii in range({ho}):")
+        w(f"            for _jj in range({wo}):")
+        w(f"                _acc = {step.bias + '[_ff]' if step.bias else w.num(0.0)}")
+        w(f"                for _cc in range({c}):")
+        w(f"                    for _mm in {_tap_range('_mm', '_ii', sh, pt, h, kh, pb)}:")
+        w(f"                        for _nn in {_tap_range('_nn', '_jj', sw, pl, wd, kw, pr)}:")
+        w(f"                            _acc += {x}[_bb, _cc, _ii * {sh} + _mm - {pt}, _jj * {sw} + _nn - {pl}]"
+          f" * {k}[_ff, _cc, _mm, _nn]")
+        w(f"                {step.out}[_bb, _ff, _ii, _jj] = _acc")
+    elif step.kind == "grad_filter":
+        # dw[f,c,m,n] = Σ_{b,i,j} g[b,f,i,j] x[b,c,i·s+m−p, j·s+n−p]: a reduction into one register
+        x, g = step.a, step.b
+        w(f"for _ff in range({f}):")
+        w(f"    for _cc in range({c}):")
+        w(f"        for _mm in range({kh}):")
+        w(f"            for _nn in range({kw}):")
+        w(f"                _acc = {w.num(0.0)}")
+        w(f"                for _bb in range({x}.shape[0]):")
+        w(f"                    for _ii in {_out_range('_ii', '_mm', sh, pt, h, ho, pb)}:")
+        w(f"                        for _jj in {_out_range('_jj', '_nn', sw, pl, wd, wo, pr)}:")
+        w(f"                            _acc += {g}[_bb, _ff, _ii, _jj] * {x}[_bb, _cc, _ii * {sh} + _mm - {pt}, "
+          f"_jj * {sw} + _nn - {pl}]")
+        w(f"                {step.out}[_ff, _cc, _mm, _nn] = _acc")
+    else:
+        # dx: every output position scatters g·w back over its window
+        g, k = step.a, step.b
+        _zero(w, step.out)
+        w(f"for _bb in range({g}.shape[0]):")
+        w(f"    for _ff in range({f}):")
+        w(f"        for _ii in range({ho}):")
+        w(f"            for _jj in range({wo}):")
+        w(f"                _gv = {g}[_bb, _ff, _ii, _jj]")
+        w(f"                for _cc in range({c}):")
+        w(f"                    for _mm in {_tap_range('_mm', '_ii', sh, pt, h, kh, pb)}:")
+        w(f"                        for _nn in {_tap_range('_nn', '_jj', sw, pl, wd, kw, pr)}:")
+        w(f"                            {step.out}[_bb, _cc, _ii * {sh} + _mm - {pt}, _jj * {sw} + _nn - {pl}] += "
+          f"_gv * {k}[_ff, _cc, _mm, _nn]")
+
+
+def _emit_pool(step: PoolLoop, w):
+    c, h, wd, ho, wo = step.dims
+    (ph, pw), (sh, sw) = step.size, step.stride
+    if step.comment:
+        w(f"# {step.comment}")
+    src = step.b if step.kind in ("max_grad", "max_gather") else step.a
+    if step.kind in ("max_grad", "avg_grad"):
+        _zero(w, step.out)
+    w(f"for _bb in range({step.a}.shape[0]):")
+    w.indent()
+    w(f"for _cc in range({c}):")
+    w.indent()
+    w(f"for _ii in range({ho}):")
+    w.indent()
+    w(f"for _jj in range({wo}):")
+    w.indent()
+    if step.kind in ("avg", "avg_grad"):
+        if step.kind == "avg":
+            w(f"_acc = {w.num(0.0)}")
+        else:
+            w(f"_share = {step.a}[_bb, _cc, _ii, _jj] * {w.num(1.0 / (ph * pw))}")
+        w(f"for _mm in range({ph}):")
+        w(f"    for _nn in range({pw}):")
+        if step.kind == "avg":
+            w(f"        _acc += {src}[_bb, _cc, _ii * {sh} + _mm, _jj * {sw} + _nn]")
+            w(f"{step.out}[_bb, _cc, _ii, _jj] = _acc * {w.num(1.0 / (ph * pw))}")
+        else:
+            w(f"        {step.out}[_bb, _cc, _ii * {sh} + _mm, _jj * {sw} + _nn] += _share")
+    else:
+        w(f"_rb = _ii * {sh}")
+        w(f"_sb = _jj * {sw}")
+        w(f"_best = {src}[_bb, _cc, _rb, _sb]")
+        w(f"for _mm in range({ph}):")
+        w(f"    for _nn in range({pw}):")
+        w(f"        _v = {src}[_bb, _cc, _ii * {sh} + _mm, _jj * {sw} + _nn]")
+        w("        if _v > _best:  # strict: the first maximum wins, as in the reference")
+        w("            _best = _v")
+        w(f"            _rb = _ii * {sh} + _mm")
+        w(f"            _sb = _jj * {sw} + _nn")
+        if step.kind == "max":
+            w(f"{step.out}[_bb, _cc, _ii, _jj] = _best")
+        elif step.kind == "max_grad":
+            w(f"{step.out}[_bb, _cc, _rb, _sb] += {step.a}[_bb, _cc, _ii, _jj]")
+        else:
+            w(f"{step.out}[_bb, _cc, _ii, _jj] = {step.a}[_bb, _cc, _rb, _sb]")
+    w.dedent(4)
+
+
+def _emit_noise(step: NoiseLoop, w):
+    if step.comment:
+        w(f"# {step.comment}")
+    w.printer.helpers.add("mix64")
+    fixed = step.shape
+    idx = [f"_a{k}" for k in range(len(fixed) + 1)]
+    flat = idx[0]
+    for k, d in enumerate(fixed):
+        flat = f"({flat}) * {d} + {idx[k + 1]}"
+    w(f"if {step.training}.reshape(1)[0] != 0:")
+    w.indent()
+    w(f"_key = mix64(np.uint64({step.seed}) * np.uint64({int(_GOLDEN)}) + np.uint64(int({step.step}.reshape(1)[0])))")
+    w(f"for {idx[0]} in range({step.a}.shape[0]):")
+    w.indent()
+    for k, d in enumerate(fixed):
+        w(f"for {idx[k + 1]} in range({d}):")
+        w.indent()
+    at = ", ".join(idx)
+    if step.kind == "mask":
+        w(f"_e = np.uint64({flat})")
+        w(f"_u = float(mix64(_key + (_e + np.uint64(1)) * np.uint64({int(_GOLDEN)})) >> np.uint64(11)) * {2.0 ** -53!r}")
+        keep = w.num(1.0 / (1.0 - step.rate)) if step.scale else w.num(1.0)
+        w(f"{step.out}[{at}] = {step.a}[{at}] * {keep} if _u >= {step.rate!r} else {w.num(0.0)}")
+    else:
+        w(f"_e = np.uint64(2 * ({flat}))")
+        w(f"_u1 = float(mix64(_key + (_e + np.uint64(1)) * np.uint64({int(_GOLDEN)})) >> np.uint64(11)) * {2.0 ** -53!r}")
+        w(f"_u2 = float(mix64(_key + (_e + np.uint64(2)) * np.uint64({int(_GOLDEN)})) >> np.uint64(11)) * {2.0 ** -53!r}")
+        z = "math.sqrt(-2.0 * math.log1p(-_u1)) * math.cos(2.0 * math.pi * _u2)"
+        w(f"{step.out}[{at}] = {step.a}[{at}] + {_cast(w, f'{step.sigma!r} * {z}')}")
+    w.dedent(len(idx) + 1)
+    w("else:  # evaluation: the identity")
+    w.indent()
+    w(f"for {idx[0]} in range({step.a}.shape[0]):")
+    w.indent()
+    for k, d in enumerate(fixed):
+        w(f"for {idx[k + 1]} in range({d}):")
+        w.indent()
+    w(f"{step.out}[{at}] = {step.a}[{at}]")
+    w.dedent(len(idx) + 1)
+
+
+def _cast(w, text):
+    return text if w.dtype == "float64" else f"np.float32({text})"
+
+
+register_emitter(ConvLoop, _emit_conv)
+register_emitter(PoolLoop, _emit_pool)
+register_emitter(NoiseLoop, _emit_noise)
+
+HELPERS.setdefault("mix64", f'''
+@njit(inline="always", **JIT)
+def mix64(z):
+    """splitmix64's finalizer in uint64 (wraps modulo 2**64): graphnn.ops.dropout.mix64."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64({int(_M1)})
+    z = (z ^ (z >> np.uint64(27))) * np.uint64({int(_M2)})
+    return z ^ (z >> np.uint64(31))
+''')
