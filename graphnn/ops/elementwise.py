@@ -19,9 +19,10 @@ from ..errors import GradientError
 from ..graph import Node
 from .base import contiguous, Op, apply, broadcast_index, broadcast_shapes, get_op
 
-V = sympy.symbols("v0:16")      # operand placeholders inside a Map's expression
-Y = sympy.Symbol("y")           # the op's own output, usable in hand derivatives
-X = sympy.Symbol("x")           # the variable activations are written in
+# Graph values are real: declaring it lets sympy differentiate |x| to sign(x), not re/im parts.
+V = sympy.symbols("v0:16", real=True)   # operand placeholders inside a Map's expression
+Y = sympy.Symbol("y", real=True)        # the op's own output, usable in hand derivatives
+X = sympy.Symbol("x", real=True)        # the variable activations are written in
 
 
 class Map(Op):

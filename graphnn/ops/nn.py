@@ -84,7 +84,11 @@ class SoftmaxCrossEntropy(Op):
         z, t = node.inputs
         gs, ps, ts, ls = sympy.symbols("g p t l")
         ge = expand(g, z, (z.ndim - 1,))
-        dz = fmap(gs * (ps - ts), {gs: ge, ps: softmax(z), ts: t}, fn="p − t")
+        # ∂/∂z of −Σ t log softmax(z) is p·Σt − t: the familiar p − t when targets sum to 1
+        # (one-hot, label smoothing), and still right when they do not.
+        ss = sympy.Symbol("s")
+        total = sum_(t, -1, keepdims=True)
+        dz = fmap(gs * (ps * ss - ts), {gs: ge, ps: softmax(z), ss: total, ts: t}, fn="p·Σt − t")
         dt = fmap(-gs * ls, {gs: ge, ls: log_softmax(z)}, fn="−log p")
         return [dz, dt]
 
