@@ -96,3 +96,29 @@ def test_shape_errors():
         scaled_dot_product_attention(q, q, gn.input("v", (None, 5, 3)))
     with pytest.raises(gn.ShapeError, match="batch, tokens, features"):
         multi_head_attention(gn.input("x", (None, 6)), 2, 3)
+
+
+def test_matrix_view_derives_attention_with_named_intermediates():
+    from graphnn import losses
+    from graphnn.derive import derive
+
+    q, k, v, t = (gn.input(n, (None, 2, 2)) for n in "QKVT")
+    out = scaled_dot_product_attention(q, k, v, name="att")
+    loss = losses.quadratic(out, t, name="E")
+    rng = np.random.default_rng(0)
+    feeds = {n: rng.normal(size=(1, 2, 2)) for n in "QKVT"}
+    g = gn.Graph(loss)
+    d = derive(loss, [g.find("att.A"), g.find("att.S"), q, k, v], values=feeds, view="matrix")
+    text = d.to_text()
+    # through both matmuls, softmax and the scaling, each intermediate by its name
+    for line in ["∂E/∂att.A = δ⁽²⁾ Vᵀ", "∂E/∂att.S = att.A ⊙ (∂E/∂att.A - Σ_cols ∂E/∂att.A ⊙ att.A)",
+                 "∂E/∂att.S ⊙ (1/2 · √2)", "∂E/∂V = att.Aᵀ δ⁽²⁾"]:
+        assert line in text, line
+    # every number the derivation prints is claimed as an adjoint or gradient: compare with autodiff
+    values = gn.evaluate([gn.grad(loss, [q, k, v])[n] for n in (q, k, v)], feeds)
+    checked = {claim[1]: value for s in d.steps for claim, value in getattr(s, "checks", [])}
+    for node, expected in zip((q, k, v), values):
+        np.testing.assert_allclose(checked[node], expected, rtol=1e-12)
+    adj = gn.grad(loss, [g.find("att.A"), g.find("att.S")])
+    for name in ("att.A", "att.S"):
+        np.testing.assert_allclose(checked[g.find(name)], gn.evaluate(adj[g.find(name)], feeds), rtol=1e-12)

@@ -46,7 +46,7 @@ def scaled_dot_product_attention(q, k, v, *, causal=False, name="attn", return_w
         raise ShapeError(f"attention {name!r}: K has {k.shape[-2]} positions but V has {v.shape[-2]} "
                          f"(K {fmt_shape(k.shape)}, V {fmt_shape(v.shape)})")
     d_k = q.shape[-1]
-    scores = matmul(q, transpose(k), name=f"{name}.scores")
+    scores = matmul(q, transpose(k, name=f"{name}.Kᵀ"), name=f"{name}.scores")
     s, m = sympy.symbols("s M")
     operands = {s: scores}
     expr = s / sympy.sqrt(d_k)
