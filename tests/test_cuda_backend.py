@@ -25,7 +25,14 @@ LOWERED = {
     "xor": {}, "mazur": {}, "linear-regression": {}, "rnn-scalar": {},
     "digits-mlp": {"hidden": 8}, "autoencoder": {"hidden": 4},
     "stacked-autoencoder": {"sizes": (64, 6, 4)},
+    "cnn": {"filters": (2, 3), "hidden": 4, "dropout_rate": 0.5},
+    "denoising-autoencoder": {"hidden": 4},
 }
+
+
+def _training(feeds, step):
+    """Training mode for dropout/corruption (graphs without those inputs ignore them)."""
+    return dict(feeds, training=1.0, step=float(step))
 
 
 def _small_feeds(model, n=4):
@@ -42,13 +49,14 @@ def _pair(model, optimizer, dtype, **hyper):
     return CudaBackend(model, opt_a, dtype), NumpyBackend(model, opt_b, dtype)
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered")  # the simulator runs the uint64 hash in NumPy
 @pytest.mark.parametrize("name", sorted(LOWERED))
 def test_train_steps_match_reference_float64(name):
     model = get_model(name, **LOWERED[name])
     dev, ref = _pair(model, "adam" if name == "digits-mlp" else "sgd", "float64")
-    feeds = _small_feeds(model)
-    for _ in range(2):
-        _close(dev.train_step(feeds), ref.train_step(feeds), TOL["float64"])
+    feeds = _small_feeds(model, 2 if name == "cnn" else 4)
+    for step in (1, 2):
+        _close(dev.train_step(_training(feeds, step)), ref.train_step(_training(feeds, step)), TOL["float64"])
     params = dev.params
     for p in model.parameters:
         _close(params[p], ref.params[p], TOL["float64"])
@@ -82,6 +90,14 @@ def test_epoch_on_device_matches_reference_with_short_last_batch():
         _close(params[p], ref.params[p], TOL["float64"])
     # the training arrays went to the device once and stay there
     assert len(dev._data) == 2
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered")
+def test_gaussian_corruption_matches_reference_bit_for_bit():
+    model = get_model("denoising-autoencoder", hidden=4, noise="gaussian")
+    dev, ref = _pair(model, "sgd", "float64")
+    feeds = _training(_small_feeds(model, 3), 7)
+    _close(dev.train_step(feeds), ref.train_step(feeds), TOL["float64"])
 
 
 def test_gradients_and_apply_gradients_match_train_step():
@@ -141,16 +157,22 @@ def test_every_launched_kernel_compiles_to_ptx():
 
     if not toolkit_available():
         pytest.skip("CUDA toolkit wheels not installed (pip install 'numba-cuda[cu12]')")
-    for name, dtype in [("digits-mlp", "float32"), ("xor", "float64")]:
-        model = get_model(name, **LOWERED[name])
+    modules, expected = [], []
+    cases = [("digits-mlp", "float32", {}), ("cnn", "float32", {}),
+             ("denoising-autoencoder", "float64", {"noise": "gaussian"})]
+    for name, dtype, extra in cases:
+        model = get_model(name, **LOWERED[name], **extra)
         dev = CudaBackend(model, make_optimizer("adam", lr=0.01), dtype)
-        feeds = _small_feeds(model, 4)
+        feeds = _small_feeds(model, 2)
         with record_launches(dev.module) as launched:
-            dev.train_epoch(feeds, [np.arange(3), np.arange(3, 4)])
+            dev.train_epoch(feeds, [np.arange(1), np.arange(1, 2)])
+            dev.train_step(_training(feeds, 1))
             dev.loss(feeds)
             dev.predict(feeds)
         defined = {n for n, v in vars(dev.module).items() if type(v).__name__ == "FakeCUDAKernel"
                    and not v._device}
         assert set(launched) == defined, f"kernels never launched: {defined - set(launched)}"
-        sizes = check_ptx(dev.module.__file__, launched)
+        modules.append((dev.module.__file__, launched))
+        expected.append(defined)
+    for sizes, defined in zip(check_ptx(modules), expected):
         assert set(sizes) == defined and all(v > 0 for v in sizes.values())

@@ -18,6 +18,7 @@ from codegen.plan import lower
 from graphnn.evaluate import bind, resolve_dtype
 from graphnn.graph import Graph
 
+from . import conv  # noqa: F401  (CUDA printers of the conv/pool/noise steps)
 from . import kernels
 from .device import is_simulator, require_cuda
 from .emit import CudaEmitter
@@ -141,7 +142,8 @@ class CudaBackend:
         batch = next((values[n].shape[0] for n in nodes if n.shape and n.shape[0] is None), 1)
         a = self.buffers(batch)
         for n in nodes:
-            getattr(a, _attr(self._names[n])).copy_to_device(_plain(values[n]))
+            dst = getattr(a, _attr(self._names[n]))
+            dst.copy_to_device(_plain(values[n]).reshape(dst.shape))
         return a, batch
 
     def _device_data(self, feeds):
@@ -161,6 +163,22 @@ class CudaBackend:
             out[self._names[node]] = self._data[key][1]
         return out
 
+    def _fixed_inputs(self, feeds, sizes):
+        """Unbatched inputs (dropout's ``training``/``step`` flags …): fed or default values,
+        copied once per epoch into each buffer set the epoch uses."""
+        for buf in self.schedule.grad_step.args:
+            node = buf.node
+            if buf.role != "input" or (node.shape and node.shape[0] is None):
+                continue
+            value = feeds.get(node.name, feeds.get(node)) if hasattr(feeds, "get") else None
+            if value is None:
+                value = node.value
+            if value is None:
+                raise KeyError(f"train_epoch: missing feed for input {node.name!r}")
+            for size in sizes:
+                dst = getattr(self.buffers(size), _attr(buf.name))
+                dst.copy_to_device(_plain(np.asarray(value, dtype=self.dtype)).reshape(dst.shape))
+
     # -- the backend protocol -------------------------------------------------------------
     def train_step(self, feeds) -> float:
         a, batch = self._upload(self.schedule.grad_step, feeds)
@@ -178,6 +196,7 @@ class CudaBackend:
         data = self._device_data(feeds)
         order = np.concatenate([np.asarray(b, dtype=np.int64) for b in batches])
         d_order = self.cuda.to_device(order)
+        self._fixed_inputs(feeds, {len(b) for b in batches})
         m.run_fill1d(self.epoch_total, self.dtype(0))
         start = 0
         for idx in batches:

@@ -34,6 +34,18 @@ from codegen.schedule import (BATCH, BATCH_F, Accumulate, Concat, Copy, Fill, Le
 from . import kernels
 
 
+#: step type -> fn(step, emitter) -> driver lines; for steps other helpers add to the
+#: schedule (convolution, pooling and noise: codegen/cuda/conv.py)
+CUDA_PRINTERS: dict = {}
+
+
+def register_cuda_printer(step_type, fn):
+    """Print schedule steps of ``step_type`` for CUDA: ``fn(step, emitter)`` returns the
+    driver's lines and adds its kernels with ``emitter.kernel(hint, make_source)``."""
+    CUDA_PRINTERS[step_type] = fn
+    return fn
+
+
 class CudaPrinter(KernelPrinter):
     """The CPU emitter's printer, but tanh is CUDA's own (libdevice ``tanhf`` is already fast
     on the GPU; the CPU's rational float32 tanh exists to let loops vectorise)."""
@@ -177,7 +189,11 @@ class CudaEmitter:
                 self.ranks[view] = rank if rank is not None else self.ranks.get(x, 1)
                 lines.append(self._copy(view, x))
             return lines
-        raise CodegenError(f"codegen (cuda): no CUDA printer for schedule step {type(step).__name__}")
+        fn = CUDA_PRINTERS.get(type(step))
+        if fn is not None:
+            return fn(step, self)
+        raise CodegenError(f"codegen (cuda): no CUDA printer for schedule step {type(step).__name__}; "
+                           "register one with codegen.cuda.emit.register_cuda_printer")
 
     def _need_rank(self, name, rank, what):
         have = self.ranks.get(name)

@@ -8,7 +8,7 @@ without a device. The signatures come from the simulator run itself:
 each kernel with them in a fresh process (the simulator and the real target cannot
 share one process).
 
-    python -m codegen.cuda.ptx MODULE.py SIGNATURES.json   # prints {kernel: PTX size}
+    python -m codegen.cuda.ptx SPEC.json   # {"modules": [{"path", "signatures"}], "cc"}
 """
 from __future__ import annotations
 
@@ -81,9 +81,16 @@ def compile_kernels(path, signatures, cc=(7, 5)) -> dict:
     Must run in a process whose ``numba.cuda`` is the real target (no simulator).
     Returns {kernel: total PTX characters}; raises naming the kernel that fails.
     """
-    from numba import cuda
+    import types
 
-    spec = importlib.util.spec_from_file_location("graphnn_ptx_check", path)
+    from numba import cuda
+    from numba.cuda import dispatcher
+
+    # numba-cuda compiles a kernel's device functions (mix64, …) for the *current device's*
+    # compute capability, which fails without a GPU; here there is none, so answer with the
+    # capability we compile for.
+    dispatcher.get_current_device = lambda: types.SimpleNamespace(compute_capability=tuple(cc))
+    spec = importlib.util.spec_from_file_location(f"graphnn_ptx_check_{abs(hash(str(path)))}", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
@@ -109,22 +116,23 @@ def toolkit_available() -> bool:
         return False
 
 
-def check_ptx(path, signatures, cc=(7, 5), timeout=600) -> dict:
-    """`compile_kernels` in a fresh process without the simulator; returns its result."""
+def check_ptx(modules, cc=(7, 5), timeout=600) -> list:
+    """`compile_kernels` for each (module path, signatures) in one fresh process without the
+    simulator; returns one {kernel: PTX size} per module."""
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
-    spec = json.dumps({"signatures": signatures, "cc": list(cc)})
-    proc = subprocess.run([sys.executable, "-m", "codegen.cuda.ptx", str(path), "-"], input=spec,
+    spec = json.dumps({"modules": [{"path": str(p), "signatures": s} for p, s in modules], "cc": list(cc)})
+    proc = subprocess.run([sys.executable, "-m", "codegen.cuda.ptx", "-"], input=spec,
                           capture_output=True, text=True, env=env, timeout=timeout)
     if proc.returncode != 0:
-        raise RuntimeError(f"PTX check of {path} failed:\n{proc.stderr.strip()[-3000:]}")
+        raise RuntimeError(f"PTX check failed:\n{proc.stderr.strip()[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    path, spec_file = argv
-    spec = json.load(sys.stdin if spec_file == "-" else open(spec_file))
-    print(json.dumps(compile_kernels(path, spec["signatures"], spec.get("cc", (7, 5)))))
+    spec = json.load(sys.stdin if argv[0] == "-" else open(argv[0]))
+    cc = spec.get("cc", (7, 5))
+    print(json.dumps([compile_kernels(m["path"], m["signatures"], cc) for m in spec["modules"]]))
 
 
 if __name__ == "__main__":
