@@ -22,3 +22,4 @@ from .recurrent import BPTTTerms, Scan, bptt_terms, scan
 __version__ = "0.1.0"
 from .ops import (avg_pool2d, conv2d, dropout, gaussian_noise, masking_noise, max_pool2d,  # noqa: E402
                   multi_head_attention, scaled_dot_product_attention)
+from .derive import Derivation, derive  # noqa: E402

@@ -332,3 +332,21 @@ def test_errors(mazur):
         derive(mazur, "w5", view="nope")
     with pytest.raises(TypeError):
         derive("E", "w5")
+
+
+def test_scalar_view_refuses_big_nets_and_unwritable_graphs():
+    from graphnn.derive import DerivationError
+    with pytest.raises(DerivationError, match="view='matrix'"):
+        derive(get_model("digits-mlp"), "W1")
+    m = derive(get_model("digits-mlp"), "W1", view="matrix")  # the matrix view is fine
+    assert r"\delta^{(1)}" in m.to_latex()
+
+    @register_view("needs-formula")
+    def needs_formula(req):
+        raise NotImplementedError("op 'x' has no element formula")
+
+    try:
+        with pytest.raises(DerivationError, match="needs-formula view cannot be written.*no element formula"):
+            derive(get_model("mazur"), "w1", view="needs-formula")
+    finally:
+        VIEWS.pop("needs-formula")

@@ -8,11 +8,11 @@ view) is available as soon as ``graphnn.derive`` is. Output formats: `documents`
 import importlib as _importlib
 import pkgutil as _pkgutil
 
-from .core import VIEWS, Derivation, Form, Request, Step, Target, Values, derive, register_view
+from .core import VIEWS, Derivation, DerivationError, Form, Request, Step, Target, Values, derive, register_view
 
 for _info in sorted(_pkgutil.iter_modules(__path__), key=lambda i: i.name):
     if _info.name not in ("core", "documents", "printing"):
         _importlib.import_module(f"{__name__}.{_info.name}")
 
-__all__ = ["derive", "Derivation", "Step", "Form", "Request", "Target", "Values", "VIEWS",
+__all__ = ["derive", "Derivation", "DerivationError", "Step", "Form", "Request", "Target", "Values", "VIEWS",
            "register_view"]

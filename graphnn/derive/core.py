@@ -19,12 +19,16 @@ import numpy as np
 import sympy
 
 from ..autodiff import grad
-from ..errors import FeedError, UnknownNameError
+from ..errors import FeedError, GraphnnError, UnknownNameError
 from ..evaluate import evaluate
 from ..graph import Graph, Node
 from ..ops.base import all_indices, concrete_shape, describe
 from . import documents as docs
 from .printing import latex, matrix, numbers, product
+
+class DerivationError(GraphnnError):
+    """A derivation that cannot be written (a view that does not fit this graph)."""
+
 
 # -- what a derivation is made of ---------------------------------------------------------
 
@@ -377,7 +381,11 @@ def derive(loss, wrt, values=None, view: str = "scalar", update: bool = False, l
                   one_example=getattr(fn, "one_example", False))
     names = ", ".join(_target_label(t) for t in targets)
     title = f"Backpropagation: d{loss.label()}/d{names} ({view} view)"
-    return Derivation(title, fn(req))
+    try:
+        items = fn(req)
+    except NotImplementedError as e:  # an op with no element formula, a looped scan, …
+        raise DerivationError(f"the {view} view cannot be written for this graph: {e}") from None
+    return Derivation(title, items)
 
 
 def _target_label(t: Target) -> str:

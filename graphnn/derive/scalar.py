@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import sympy
 
 from ..graph import Node
@@ -24,6 +25,9 @@ from .update import update_steps
 
 #: ops whose outputs are a neuron's net input: where the delta form names a δ
 NET_OPS = ("linear", "matmul")
+#: the scalar view enumerates every element path; beyond this many elements (one
+#: example) the listing is unreadable and slow: the matrix view is the one to use
+MAX_ELEMENTS = 2048
 
 
 @dataclass(frozen=True)
@@ -181,6 +185,13 @@ def delta_symbol(sym: sympy.Symbol) -> sympy.Symbol:
 
 @register_view("scalar", one_example=True)
 def scalar_view(req) -> list:
+    from .core import DerivationError
+
+    size = sum(int(np.prod([1 if d is None else d for d in n.shape])) for n in req.graph.nodes)
+    if size > MAX_ELEMENTS:
+        raise DerivationError(
+            f"the scalar view writes out every element and path, and this graph has {size} elements "
+            f"(more than {MAX_ELEMENTS}); use view='matrix' (--view matrix) for nets this size")
     ctx = ScalarContext(req)
     items = []
     if req.values is not None and req.batch == 1 and req.feeds is not None and _batched(req):
@@ -194,7 +205,6 @@ def scalar_view(req) -> list:
 
 
 def _batched(req):
-    import numpy as np
     return any(np.shape(v)[0] > 1 for k, v in req.feeds.items()
                if np.ndim(v) and any(n.name == k and n.shape and n.shape[0] is None
                                      for n in req.graph.inputs))
