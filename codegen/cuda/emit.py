@@ -207,7 +207,7 @@ class CudaEmitter:
         elif step.kind == "transpose":
             axes = tuple(step.args)
             rank = len(axes)
-            code = f"{src}.T" if axes == (1, 0) else f"{src}.transpose({axes})"
+            code = f"permuted({src}, {axes})"
         elif step.kind == "reshape":
             dims = ", ".join(f"a.{step.source}.shape[0]" if d is None else str(d) for d in step.args)
             code, rank = f"{src}.reshape({dims}{',' if len(step.args) == 1 else ''})", len(step.args)

@@ -43,6 +43,16 @@ def header(dtype: str, tile: int, threads: int, cache: bool, max_blocks: int = 4
             return (a + b - 1) // b
 
 
+        def permuted(arr, axes):
+            # a zero-copy view with permuted axes: numba-cuda's DeviceNDArray.T launches a
+            # copy kernel, and a copy bound once as a "view" would go stale
+            if hasattr(arr, "gpu_data"):
+                return type(arr)(shape=tuple(arr.shape[k] for k in axes),
+                                 strides=tuple(arr.strides[k] for k in axes),
+                                 dtype=arr.dtype, gpu_data=arr.gpu_data)
+            return arr.transpose(axes)  # the simulator's arrays are NumPy views already
+
+
         def blocks_for(n):
             # grid-stride kernels: enough blocks to cover n, capped (each thread loops)
             return max(1, min(cdiv(n, THREADS), MAX_BLOCKS))
