@@ -160,6 +160,19 @@ def test_user_model_file(tmp_path, capsys):
     assert code == 0 and "= 2 (y - t) · y (1 - y) · x_1" in out
 
 
+def test_example_model_files(capsys):
+    code, out, _ = run_cli(capsys, "derive", str(ROOT / "examples" / "boley_deltann.py"),
+                           "--wrt", "W,V", "--values", "--view", "matrix")
+    assert code == 0 and "(z - t) ⊙ (1 - z²)" in out and "∂E/∂V = x_bᵀ δ⁽¹⁾" in out
+    code, out, _ = run_cli(capsys, "derive", str(ROOT / "examples" / "single_neuron.py"), "--wrt", "w3")
+    assert code == 0 and "= 2 (y - t) · y (1 - y) · x_3" in out
+
+
+def test_scalar_view_of_a_big_net_points_to_matrix(capsys):
+    code, _, err = run_cli(capsys, "derive", "digits-mlp", "--wrt", "W2")
+    assert code == 1 and "--view matrix" in err
+
+
 # -- errors ------------------------------------------------------------------------------------------
 
 

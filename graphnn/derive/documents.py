@@ -298,7 +298,7 @@ _ACCENTS = {"hat": "\u0302", "bar": "\u0304", "overline": "\u0305", "tilde": "\u
             "vec": "\u20d7", "dot": "\u0307"}
 _FONTS = set("mathrm operatorname text mathbf boldsymbol mathit mathsf mathcal mathbb "
              "textbf mbox".split())
-_ATOM = re.compile(r"^([\w∂′ᵀ⁺⁻.^]+(\([^()]*\))?|\([^()]*\))$")
+_ATOM = re.compile(r"^([\w∂′ᵀ⁺⁻.^\u0300-\u036f\u20d7]+(\([^()]*\))?|\([^()]*\))$")  # + accents (ẑ)
 
 
 def _group(s: str, i: int) -> tuple[str, int]:

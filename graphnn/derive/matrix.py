@@ -268,7 +268,7 @@ def matrix_view(req) -> list:
         firsts = [p[0] for p in pieces if p[0]]
         if firsts and len(pieces) == 1 and not firsts[0].startswith("p ="):
             forms.append(Form(tex=firsts[0]))
-        forms.append(Form(tex=sym))
+        forms.append(Form(tex=sym + _operand_shapes(terms, req)))
         checks = []
         if values is not None:
             nums = [p[2] for p in pieces]
@@ -289,6 +289,22 @@ def matrix_view(req) -> list:
                                     Partial(sympy.Symbol(req.loss.label()), sympy.Symbol(node.label())),
                                     header=not updates)
     return items + updates
+
+
+def _operand_shapes(terms, req) -> str:
+    """(2 × 1)(1 × 2) after xᵀ δ: the shapes a matrix product multiplies."""
+    if len(terms) != 1 or terms[0].consumer.op.name not in NET_OPS or terms[0].position > 1:
+        return ""
+    t = terms[0]
+    x, w = t.consumer.inputs[:2]
+    g = _rows(t.consumer, req)
+    if len(g) != 2:
+        return ""
+    if t.position == 0:
+        pair = (g, tuple(reversed(w.shape)))
+    else:
+        pair = (tuple(reversed(_rows(x, req))), g)
+    return r" \quad " + "".join(r"(%s)" % shape_latex(s) for s in pair)
 
 
 def _rows(node, req):
