@@ -78,11 +78,13 @@ def test_train_steps_match_reference_float32(name):
 
 
 def test_epoch_on_device_matches_reference_with_short_last_batch():
+    # batches of 20 rows: more rows than the simulator's one 16-thread block has threads,
+    # so every kernel's grid-stride loop is exercised
     model = get_model("digits-mlp", hidden=8)
     dev, ref = _pair(model, "sgd", "float64")
-    feeds = _small_feeds(model, 10)
-    order = np.random.default_rng(0).permutation(10)
-    batches = [order[:4], order[4:8], order[8:]]
+    feeds = _small_feeds(model, 45)
+    order = np.random.default_rng(0).permutation(45)
+    batches = [order[:20], order[20:40], order[40:]]
     for _ in range(2):
         _close(dev.train_epoch(feeds, batches), ref.train_epoch(feeds, batches), TOL["float64"])
     params = dev.params

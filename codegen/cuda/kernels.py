@@ -148,14 +148,13 @@ def matmul(name, trans_a=False, trans_b=False, bias=False, accumulate=False) -> 
 # -- softmax, softmax cross-entropy (one thread per row) -------------------------------
 
 def row_softmax(name, log=False) -> str:
-    """out[r] = softmax(x[r]) (or log-softmax), max-shifted, one thread per row."""
+    """out[r] = softmax(x[r]) (or log-softmax), max-shifted, one thread per row (grid-stride)."""
     store = "x[r, k] - lse" if log else "math.exp(x[r, k] - lse)"
     return _block(f'''
         @cuda.jit(cache=CACHE)
         def {name}(x, out):
             """{'log-softmax' if log else 'softmax'} over the last axis, one row per thread."""
-            r = cuda.grid(1)
-            if r < x.shape[0]:
+            for r in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
                 m = x[r, 0]
                 for k in range(1, x.shape[1]):
                     m = max(m, x[r, k])
@@ -184,8 +183,7 @@ def softmax_ce_rows(name, probs=False) -> str:
         @cuda.jit(cache=CACHE)
         def {name}({sig}):
             """Softmax cross-entropy per row{' and the probabilities' if probs else ''}."""
-            r = cuda.grid(1)
-            if r < z.shape[0]:
+            for r in range(cuda.grid(1), z.shape[0], cuda.gridsize(1)):
                 m = z[r, 0]
                 for k in range(1, z.shape[1]):
                     m = max(m, z[r, k])
