@@ -350,3 +350,13 @@ def test_scalar_view_refuses_big_nets_and_unwritable_graphs():
             derive(get_model("mazur"), "w1", view="needs-formula")
     finally:
         VIEWS.pop("needs-formula")
+
+
+def test_matrix_view_of_a_real_sized_net_abbreviates_matrices():
+    model = get_model("digits-mlp")
+    feeds = {"x": model.data.train["x"][:1], "t": model.data.train["t"][:1]}
+    d = derive(model, ["W2", "W1"], values=feeds, view="matrix")
+    text = d.to_text()
+    assert "⋱" in text and "(128 × 1)(1 × 10)" in text and "p - t" in text
+    assert r"\ddots" in d.to_latex()
+    assert check_every_number(d, model, feeds) >= 3  # full arrays are checked, not the summary

@@ -203,11 +203,16 @@ def numbers(values) -> str:
                            else number(v) for v in values)
 
 
+#: rows/columns shown before a matrix is abbreviated with ⋯ (numpy-style summary)
+MATRIX_EDGE = 3
+
+
 def matrix(value, text_mode: bool = False) -> str:
     """A small array as a bracketed matrix (a row vector for 1-d, a number for 0-d).
 
-    ``text_mode`` writes [a, b; c, d], which the plain-text renderer can show (it does
-    not lay out LaTeX matrix environments).
+    Matrices with more than 2·MATRIX_EDGE + 1 rows or columns show their first
+    MATRIX_EDGE and last row/column around ⋯ / ⋮. ``text_mode`` writes [a, b; c, d],
+    which the plain-text renderer can show (it does not lay out LaTeX matrix environments).
     """
     arr = np.asarray(value, dtype=float)
     if arr.ndim == 0:
@@ -216,10 +221,18 @@ def matrix(value, text_mode: bool = False) -> str:
         arr = arr[None, :]
     if arr.ndim > 2:
         arr = arr.reshape(-1, arr.shape[-1])
+    dots = ("…", "⋮", "⋱") if text_mode else (r"\cdots", r"\vdots", r"\ddots")
+    rows = [[number(v) for v in row] for row in arr]
+    if arr.shape[1] > 2 * MATRIX_EDGE + 1:
+        rows = [r[:MATRIX_EDGE] + [dots[0]] + r[-1:] for r in rows]
+    if arr.shape[0] > 2 * MATRIX_EDGE + 1:
+        gap = [dots[1]] * len(rows[0])
+        if arr.shape[1] > 2 * MATRIX_EDGE + 1:
+            gap[MATRIX_EDGE] = dots[2]
+        rows = rows[:MATRIX_EDGE] + [gap] + rows[-1:]
     if text_mode:
-        return r"\left[" + "; ".join(", ".join(number(v) for v in row) for row in arr) + r"\right]"
-    rows = r" \\ ".join(" & ".join(number(v) for v in row) for row in arr)
-    return r"\begin{bmatrix} %s \end{bmatrix}" % rows
+        return r"\left[" + "; ".join(", ".join(r) for r in rows) + r"\right]"
+    return r"\begin{bmatrix} %s \end{bmatrix}" % r" \\ ".join(" & ".join(r) for r in rows)
 
 
 def shape_latex(shape) -> str:
