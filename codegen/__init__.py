@@ -52,3 +52,4 @@ def _register():
 _register()
 from . import lower_conv  # noqa: E402,F401  (conv, pooling, dropout lowerings: graphnn/ops/conv.py, dropout.py)
 from . import cuda  # noqa: E402,F401  (registers the lazy "cuda" backend; numba.cuda loads only when one is built)
+from . import lower_loop  # noqa: E402,F401  (recurrences: the loop node and its BPTT reverse loop, graphnn/looped.py)

@@ -15,10 +15,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import sympy
 
 from .cell import Cell, broadcast_carry
 from .errors import GradientError, ShapeError
-from .ops import index, reshape, sum as sum_
+from .ops import fmap, index, reshape, sum as sum_
 from .ops.base import Op, apply
 
 
@@ -50,9 +51,17 @@ class _Layout:
         batch = packed.shape[0]
         return [packed[:, off:off + size].reshape((batch,) + shape[1:]) for off, size, shape in self.parts]
 
-    def unpack_nodes(self, packed):
-        return [reshape(index(packed, (slice(None), slice(off, off + size))), shape)
-                for off, size, shape in self.parts]
+    def unpack_nodes(self, packed, names=None):
+        out = []
+        for k, (off, size, shape) in enumerate(self.parts):
+            part = index(packed, (slice(None), slice(off, off + size)))
+            v = sympy.Symbol("v")
+            if tuple(part.shape) != tuple(shape):
+                # a strided column block reshapes only after a copy (compiled code: no view)
+                part = reshape(fmap(v, {v: part}, fn="copy"), shape)
+            # the result is an array of its own, so it can be a model's output in compiled code
+            out.append(fmap(v, {v: part}, fn="copy", name=names[k] if names else None))
+        return out
 
 
 def _split(node, values):
@@ -238,4 +247,7 @@ def _unpack_grads(gnode, group, emit, attrs):
         else:
             out.append(reshape(index(gnode, slice(off, off + size)), x.shape))
         off += size
-    return out
+    # an elementwise copy, not a view: the gradient is an array of its own (codegen writes
+    # gradients into their own buffers; a reshape of a slice would only be a view)
+    g = sympy.Symbol("g")
+    return [fmap(g, {g: piece}, fn="BPTT total") for piece in out]

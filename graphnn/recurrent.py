@@ -104,7 +104,9 @@ def scan(step, init, xs=None, *, length=None, mode="looped", truncate=None, name
 def _looped(cell, inits, xs, T, truncate, name, structure):
     attrs = {"cell": cell, "length": T, "n_carry": len(inits), "n_xs": len(xs), "truncate": truncate}
     node = apply(Loop._instance(), list(inits) + list(xs) + list(cell.free), attrs, name=name)
-    parts = _Layout(cell, T).unpack_nodes(node)
+    labels = [_final_name(c, name, k) for k, c in enumerate(cell.carry_out)] + \
+        [f"{name}.ys{j}" if len(cell.y_out) > 1 else f"{name}.ys" for j in range(len(cell.y_out))]
+    parts = _Layout(cell, T).unpack_nodes(node, labels)
     nc = len(inits)
     carry, ys = tuple(parts[:nc]), tuple(parts[nc:])
     return Scan("looped", *_shape_result(carry, ys, structure), cell, T, inits, xs, truncate, node=node)
@@ -127,6 +129,12 @@ def _unrolled(call, cell, inits, xs, T, truncate, name, structure):
     for n in list(carry) + list(ys_stacked) + [y for o in outputs for y in o]:
         _UNROLLED[n] = result
     return result
+
+
+def _final_name(carry_out, name, k):
+    """The final carry's name: s_t → s_T; else rnn.carry0."""
+    n = carry_out.name or ""
+    return n[:-2] + "_T" if n.endswith("_t") else f"{name}.carry{k}"
 
 
 def _shape_result(carry, ys, structure):
