@@ -308,7 +308,9 @@ def _operand_shapes(terms, req) -> str:
 
 
 def _rows(node, req):
-    return tuple(req.batch if d is None else d for d in node.shape)
+    """The node's shape with the batch axis as the rows shown (B when symbolic)."""
+    batch = req.batch if req.feeds is not None else None
+    return tuple(batch if d is None else d for d in node.shape)
 
 
 def _is_ones_sum(ctx, term):
