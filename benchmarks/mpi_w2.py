@@ -107,9 +107,19 @@ def default_backend():
     return "cpu" if "cpu" in BACKENDS else "numpy"
 
 
+def wait_for_quiet(max_wait):
+    """On a shared machine, wait (up to max_wait s) until the 1-minute load is below the core count."""
+    deadline = time.monotonic() + max_wait
+    while os.getloadavg()[0] > os.cpu_count() and time.monotonic() < deadline:
+        time.sleep(5)
+
+
 def run(args) -> list[dict]:
     load_before = os.getloadavg()[0]
-    rows = [launch(r, t, args) for r, t in ((1, 1), (1, 2), (2, 1))]
+    rows = []
+    for ranks, threads in ((1, 1), (1, 2), (2, 1)):
+        wait_for_quiet(args.wait_quiet)
+        rows.append(launch(ranks, threads, args))
     one = rows[0]["epoch_s"]
     print(f"W2 784-256-256-10 ReLU, b128, {args.n} random examples, {args.dtype}, backend "
           f"{rows[0]['backend']}; best of {args.epochs} epochs; gradient {rows[0]['gradient_mb']:.2f} MB; "
@@ -132,6 +142,8 @@ def main(argv=None):
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--timeout", type=int, default=900, help="seconds per configuration")
     p.add_argument("--json", help="also write the rows to this file")
+    p.add_argument("--wait-quiet", type=float, default=120,
+                   help="before each configuration wait up to this many seconds for a load below the core count")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.backend = args.backend or default_backend()
