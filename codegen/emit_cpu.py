@@ -47,7 +47,11 @@ class Writer:
         self.lines.append(INDENT * self.depth + line if line else "")
 
     def expr(self, e) -> str:
-        return self.printer.doprint(e)
+        try:
+            return self.printer.doprint(e)
+        except Exception as err:   # sympy: a function with no Python/Numba spelling
+            from .lower import CodegenError
+            raise CodegenError(f"codegen: cannot print {e} as kernel code ({err})") from None
 
     def num(self, value) -> str:
         return self.printer._number(value)

@@ -24,7 +24,9 @@ class KernelPrinter(PythonCodePrinter):
 
     # numbers: in the kernel's dtype
     def _number(self, value: float) -> str:
-        text = repr(float(value))
+        value = float(value)
+        text = repr(value) if value == value and abs(value) != float("inf") else \
+            ("math.nan" if value != value else ("-math.inf" if value < 0 else "math.inf"))
         return text if self.dtype == "float64" else f"np.float32({text})"
 
     def _print_Float(self, expr):
@@ -65,7 +67,8 @@ class KernelPrinter(PythonCodePrinter):
         base, exp = expr.as_base_exp()
         if exp.is_Integer and 1 <= int(exp) <= 4:
             factor = self.parenthesize(base, PREC_MUL)
-            return "*".join([factor] * int(exp))
+            # parenthesised: sympy prints a/b**2 as a/<b**2>, which must stay a/(b*b)
+            return "*".join([factor] * int(exp)) if int(exp) == 1 else "(" + "*".join([factor] * int(exp)) + ")"
         if exp.is_Integer and -4 <= int(exp) <= -1:
             if exp == -1:
                 return f"{self._number(1)}/{self.parenthesize(base, PREC_MUL + 1)}"
