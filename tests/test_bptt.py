@@ -110,3 +110,17 @@ def test_bptt_terms_errors_name_the_problem():
     mazur = get_model("mazur")
     with pytest.raises(gn.GradientError, match="exactly one recurrence"):
         gn.bptt_terms(mazur.loss, mazur.find("W1"), mazur.example)
+
+
+def test_hand_written_bptt_of_the_w3_benchmark_matches_autodiff():
+    from benchmarks.w3_rnn import W3Baseline
+
+    m = get_model("rnn", steps=6, hidden=5)
+    feeds = {k: v[:9] for k, v in m.data.train.items()}
+    hand = W3Baseline({p.name: p.value for p in m.parameters}, dtype=np.float64)
+    loss, g = hand.gradients(feeds["x"], feeds["t"])
+    grads = gn.grad(m.loss, m.params)
+    values = gn.evaluate([m.loss] + [grads[p] for p in m.params], feeds)
+    assert loss == pytest.approx(float(values[0]), rel=1e-12)
+    for p, v in zip(m.params, values[1:]):
+        np.testing.assert_allclose(g[p.name], v, rtol=1e-10, atol=1e-14)

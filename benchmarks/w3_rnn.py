@@ -1,0 +1,134 @@
+"""Benchmark row W3: an Elman RNN trained by BPTT — s_t = tanh(s_{t−1}W + x_tU + b),
+z = s_T V + c, softmax cross-entropy — on the recall task (graphnn.models.recurrent):
+T = 10 steps, 8 one-hot inputs, 32 hidden units, 4 classes, 512 sequences, batch 32,
+SGD lr 0.05 — time per epoch.
+
+Three implementations from the same initial weights, data and batch order:
+
+- `W3Baseline`: hand-written vectorised NumPy, forward over T and BPTT backward by hand;
+- graphnn's NumPy reference backend (the ``loop`` node and its reverse loop);
+- graphnn compiled (``backend='cpu'``: the cell and its gradient cell as @njit functions,
+  codegen/lower_loop.py).
+
+``python -m benchmarks.w3_rnn`` prints the table; `run()` returns its rows.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+STEPS, HIDDEN, SYMBOLS, BATCH, LR = 10, 32, 4, 32, 0.05
+
+
+def w3_model():
+    from graphnn.models import get_model
+
+    return get_model("rnn", steps=STEPS, hidden=HIDDEN, symbols=SYMBOLS)
+
+
+class W3Baseline:
+    """Hand-written NumPy Elman RNN with BPTT, SGD, in ``dtype`` (parameters by name)."""
+
+    def __init__(self, params: dict, lr=LR, dtype=np.float32):
+        self.dtype = np.dtype(dtype)
+        self.lr = lr
+        self.p = {k: np.array(v, self.dtype) for k, v in params.items()}
+
+    def gradients(self, x, t):
+        """(mean loss, {name: gradient}) for a batch x (B, T, n), t (B, classes)."""
+        W, U, b, V, c = (self.p[k] for k in ("W", "U", "b", "V", "c"))
+        B, T = x.shape[:2]
+        s = [np.zeros((B, W.shape[0]), self.dtype)]
+        for k in range(T):
+            s.append(np.tanh(s[-1] @ W + x[:, k] @ U + b))
+        z = s[-1] @ V + c
+        z = z - z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        p = e / e.sum(axis=1, keepdims=True)
+        loss = float(-np.sum(t * np.log(p + 1e-30)) / B)
+        dz = (p - t) / B
+        g = {"V": s[-1].T @ dz, "c": dz.sum(axis=0), "W": np.zeros_like(W), "U": np.zeros_like(U),
+             "b": np.zeros_like(b)}
+        ds = dz @ V.T
+        for k in range(T, 0, -1):             # backprop through time
+            da = ds * (1.0 - s[k] ** 2)
+            g["W"] += s[k - 1].T @ da         # the explicit term of step k
+            g["U"] += x[:, k - 1].T @ da
+            g["b"] += da.sum(axis=0)
+            ds = da @ W.T                     # the implicit part: back to s_{k−1}
+        return loss, g
+
+    def step(self, x, t) -> float:
+        loss, g = self.gradients(x, t)
+        for k, v in g.items():
+            self.p[k] -= self.lr * v
+        return loss
+
+    def epoch(self, X, T, order, batch_size=BATCH) -> float:
+        X, T = X.astype(self.dtype), T.astype(self.dtype)
+        total = 0.0
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            total += self.step(X[idx], T[idx]) * len(idx)
+        return total / len(order)
+
+
+def _best(fn, repeats, clock=time.perf_counter):
+    times = []
+    for _ in range(repeats):
+        t0 = clock()
+        fn()
+        times.append(clock() - t0)
+    return min(times)
+
+
+def run(epochs=5, dtype="float32", seed=0, backends=("numpy", "cpu")) -> list[dict]:
+    """Seconds per epoch (best of ``epochs``) for the hand baseline and graphnn's backends."""
+    from benchmarks.baselines import numpy_threads_limited
+
+    with numpy_threads_limited(1):
+        return _run(epochs, dtype, seed, backends)
+
+
+def _run(epochs, dtype, seed, backends):
+    from graphnn.train import Trainer
+
+    model = w3_model()
+    params = {p.name: p.value for p in model.parameters}
+    data = model.data.train
+    X, T = data["x"], data["t"]
+    order = np.random.default_rng(seed).permutation(len(X))
+    batches = [order[i:i + BATCH] for i in range(0, len(order), BATCH)]
+    hand = W3Baseline(params, dtype=dtype)
+    hand.epoch(X, T, order)  # warm-up
+    rows = [{"workload": "W3", "impl": "hand NumPy", "dtype": dtype,
+             "s_per_epoch": _best(lambda: hand.epoch(X, T, order), epochs),
+             "cpu_s_per_epoch": _best(lambda: hand.epoch(X, T, order), epochs, time.process_time)}]
+    for backend in backends:
+        trainer = Trainer(model, backend=backend, dtype=dtype, optimizer="sgd", lr=LR, batch_size=BATCH)
+        feeds = {k: np.asarray(v, dtype=dtype) for k, v in data.items()}
+        t0 = time.perf_counter()
+        trainer.backend.train_epoch(feeds, batches)  # warm-up (compiles, or loads the cache)
+        first = time.perf_counter() - t0
+        epoch = lambda: trainer.backend.train_epoch(feeds, batches)  # noqa: E731
+        rows.append({"workload": "W3", "impl": f"graphnn {backend}", "dtype": dtype,
+                     "s_per_epoch": _best(epoch, epochs), "cpu_s_per_epoch": _best(epoch, epochs, time.process_time),
+                     "first_epoch_s": first})
+    for r in rows:
+        r["speedup_vs_hand_numpy"] = rows[0]["s_per_epoch"] / r["s_per_epoch"]
+        r["cpu_speedup_vs_hand_numpy"] = rows[0]["cpu_s_per_epoch"] / r["cpu_s_per_epoch"]
+    return rows
+
+
+def main():
+    rows = run()
+    print(f"W3 Elman RNN, T = {STEPS}, {HIDDEN} hidden, batch {BATCH}, 512 sequences (1 BLAS thread)")
+    print(f"{'implementation':<16} {'dtype':<8} {'s/epoch':>9} {'cpu s/epoch':>12} {'speed-up':>9}")
+    for r in rows:
+        print(f"{r['impl']:<16} {r['dtype']:<8} {r['s_per_epoch']:>9.4f} {r['cpu_s_per_epoch']:>12.4f} "
+              f"{r['speedup_vs_hand_numpy']:>8.2f}x")
+
+
+if __name__ == "__main__":
+    main()
