@@ -176,11 +176,118 @@ def _out_range(var, tap, stride, pad, size, out, pad_after=0):
     return f"range({lo}, {hi})"
 
 
+UNROLL = 49  #: filters with at most this many taps (7×7) are written out tap by tap
+
+
+def _padded_copy(w, x, c, h, wd, pad):
+    """A zero-padded copy of x (so the tap loops need no bounds tests); x itself if unpadded."""
+    pt, pb, pl, pr = pad
+    if not any(pad):
+        return x
+    name = f"_pad_{x}"
+    w(f"{name} = np.zeros(({x}.shape[0], {c}, {h + pt + pb}, {wd + pl + pr}), {x}.dtype)")
+    w(f"for _bb in range({x}.shape[0]):")
+    w(f"    for _cc in range({c}):")
+    w(f"        for _rr in range({h}):")
+    w(f"            for _ss in range({wd}):")
+    w(f"                {name}[_bb, _cc, _rr + {pt}, _ss + {pl}] = {x}[_bb, _cc, _rr, _ss]")
+    return name
+
+
+def _taps(kh, kw):
+    return [(m, n) for m in range(kh) for n in range(kw)]
+
+
+def _at(src, b, c, sh, sw, m, n):
+    """src[b, c, i·sh + m, j·sw + n] for the loop's output position (_ii, _jj)."""
+    row = f"_ii * {sh} + {m}" if sh != 1 else f"_ii + {m}"
+    col = f"_jj * {sw} + {n}" if sw != 1 else f"_jj + {n}"
+    return f"{src}[{b}, {c}, {row}, {col}]".replace(" + 0]", "]").replace(" + 0,", ",")
+
+
 def _emit_conv(step: ConvLoop, w):
     c, h, wd, f, kh, kw, ho, wo = step.dims
-    (sh, sw), (pt, pb, pl, pr) = step.stride, step.pad
+    (sh, sw), pad = step.stride, step.pad
     if step.comment:
         w(f"# {step.comment}")
+    if kh * kw > UNROLL:
+        return _emit_conv_loops(step, w)
+    taps = _taps(kh, kw)
+    if step.kind == "forward":
+        # y[b,f,i,j] = bias[f] + Σ_c Σ_{m,n} w[f,c,m,n] x[b,c,i·s+m, j·s+n] (x padded): the filter's
+        # taps are locals, each output one straight-line sum
+        src = _padded_copy(w, step.a, c, h, wd, pad)
+        w(f"for _ff in range({f}):")
+        w.indent()
+        for first in (True, False):
+            if not first and c == 1:
+                break
+            w(f"for _cc in range({0 if first else 1}, {1 if first else c}):")
+            w.indent()
+            for m, n in taps:
+                w(f"_k{m}_{n} = {step.b}[_ff, _cc, {m}, {n}]")
+            w(f"for _bb in range({step.a}.shape[0]):")
+            w(f"    for _ii in range({ho}):")
+            w(f"        for _jj in range({wo}):")
+            total = " + ".join(f"_k{m}_{n} * {_at(src, '_bb', '_cc', sh, sw, m, n)}" for m, n in taps)
+            if first:
+                lead = f"{step.bias}[_ff] + " if step.bias else ""
+                w(f"            {step.out}[_bb, _ff, _ii, _jj] = {lead}{total}")
+            else:
+                w(f"            {step.out}[_bb, _ff, _ii, _jj] += {total}")
+            w.dedent()
+        w.dedent()
+    elif step.kind == "grad_filter":
+        # dw[f,c,m,n] = Σ_{b,i,j} g[b,f,i,j] x[b,c,i·s+m, j·s+n]: one accumulator per tap
+        src = _padded_copy(w, step.a, c, h, wd, pad)
+        zero = w.num(0.0)
+        w(f"for _ff in range({f}):")
+        w(f"    for _cc in range({c}):")
+        w.indent(2)
+        for m, n in taps:
+            w(f"_a{m}_{n} = {zero}")
+        w(f"for _bb in range({step.a}.shape[0]):")
+        w(f"    for _ii in range({ho}):")
+        w(f"        for _jj in range({wo}):")
+        w(f"            _gv = {step.b}[_bb, _ff, _ii, _jj]")
+        for m, n in taps:
+            w(f"            _a{m}_{n} += _gv * {_at(src, '_bb', '_cc', sh, sw, m, n)}")
+        for m, n in taps:
+            w(f"{step.out}[_ff, _cc, {m}, {n}] = _a{m}_{n}")
+        w.dedent(2)
+    else:
+        # dx: each output position scatters g·w over its window (into a padded buffer, then cropped)
+        pt, pb, pl, pr = pad
+        padded = any(pad)
+        dst = f"_pad_{step.out}" if padded else step.out
+        if padded:
+            w(f"{dst} = np.zeros(({step.a}.shape[0], {c}, {h + pt + pb}, {wd + pl + pr}), {step.a}.dtype)")
+        else:
+            _zero(w, step.out)
+        w(f"for _ff in range({f}):")
+        w(f"    for _cc in range({c}):")
+        w.indent(2)
+        for m, n in taps:
+            w(f"_k{m}_{n} = {step.b}[_ff, _cc, {m}, {n}]")
+        w(f"for _bb in range({step.a}.shape[0]):")
+        w(f"    for _ii in range({ho}):")
+        w(f"        for _jj in range({wo}):")
+        w(f"            _gv = {step.a}[_bb, _ff, _ii, _jj]")
+        for m, n in taps:
+            w(f"            {_at(dst, '_bb', '_cc', sh, sw, m, n)} += _gv * _k{m}_{n}")
+        w.dedent(2)
+        if padded:
+            w(f"for _bb in range({step.a}.shape[0]):")
+            w(f"    for _cc in range({c}):")
+            w(f"        for _rr in range({h}):")
+            w(f"            for _ss in range({wd}):")
+            w(f"                {step.out}[_bb, _cc, _rr, _ss] = {dst}[_bb, _cc, _rr + {pt}, _ss + {pl}]")
+
+
+def _emit_conv_loops(step: ConvLoop, w):
+    """Large filters: tap loops with the image bounds in their ranges."""
+    c, h, wd, f, kh, kw, ho, wo = step.dims
+    (sh, sw), (pt, pb, pl, pr) = step.stride, step.pad
     if step.kind == "forward":
         # y[b,f,i,j] = bias[f] + Σ_{c,m,n} x[b,c,i·s+m−p, j·s+n−p] w[f,c,m,n]: one register per output
         x, k = step.a, step.b
