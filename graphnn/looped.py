@@ -130,7 +130,8 @@ class Loop(Op):
         return out
 
     def element_expr(self, node, index, sym, batch):
-        raise NotImplementedError("a looped recurrence has no element formula; derive its unrolled view "
+        raise NotImplementedError("a looped recurrence has no element formula; use the 'time' view "
+                                  "(--view time: the BPTT terms), or build it unrolled "
                                   "(graphnn.scan(..., mode='unrolled'))")
 
 

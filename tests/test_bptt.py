@@ -124,3 +124,32 @@ def test_hand_written_bptt_of_the_w3_benchmark_matches_autodiff():
     assert loss == pytest.approx(float(values[0]), rel=1e-12)
     for p, v in zip(m.params, values[1:]):
         np.testing.assert_allclose(g[p.name], v, rtol=1e-10, atol=1e-14)
+
+
+def test_per_step_softmax_loss_the_courses_sum_of_minus_log_y():
+    """Σ_t d_t with d_t = −log y_t,c, y_t = softmax(s_t V + c) computed inside the cell."""
+    rng = np.random.default_rng(4)
+    x = gn.input("x", (None, 5, 3))
+    t = gn.input("t", (None, 5, 2))
+    W = gn.parameter("W", rng.normal(0, 0.5, (4, 4)))
+    U = gn.parameter("U", rng.normal(0, 0.5, (3, 4)))
+    V = gn.parameter("V", rng.normal(0, 0.5, (4, 2)))
+    c = gn.parameter("c", np.zeros(2))
+
+    def step(s, x_t):
+        s = gn.tanh(s @ W + x_t @ U)
+        return s, gn.linear(s, V, c)          # z_t; y_t = softmax(z_t)
+
+    feeds = {"x": rng.normal(size=(3, 5, 3)), "t": np.eye(2)[rng.integers(0, 2, (3, 5))]}
+    values = {}
+    for mode in ("looped", "unrolled"):
+        rec = gn.scan(step, np.zeros((1, 4)), x, mode=mode)
+        loss = gn.sum(gn.softmax_cross_entropy(rec.ys, t))     # Σ_b Σ_t −log y_t,c
+        gn.check_grad(loss, [W, U, V, c], feeds)
+        terms = gn.bptt_terms(loss, W, feeds, index=(0, 1))
+        values[mode] = gn.evaluate(gn.grad(loss, [W, V])[W], feeds)
+        np.testing.assert_allclose(terms.total, values[mode], rtol=1e-10, atol=1e-14)
+        v_terms = gn.bptt_terms(loss, V, feeds, index=(1, 0))
+        assert v_terms.output_terms       # V reaches the loss through y_t directly, every step
+        np.testing.assert_allclose(v_terms.total, gn.evaluate(gn.grad(loss, [V])[V], feeds), rtol=1e-10)
+    np.testing.assert_allclose(values["looped"], values["unrolled"], rtol=1e-12)

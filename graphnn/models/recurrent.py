@@ -14,7 +14,7 @@ from .. import losses
 from ..data import Dataset, one_hot
 from ..hopfield import hopfield_model
 from ..model import Model
-from ..ops import input, linear, parameter, sigmoid, softmax, tanh
+from ..ops import constant, input, linear, parameter, sigmoid, softmax, tanh
 from ..recurrent import scan
 from . import register
 
@@ -33,7 +33,7 @@ def rnn_scalar(steps: int = 4, mode: str = "unrolled", w: float = 0.5, u: float 
         net = _named(net, f"net_{t}")
         return tanh(net, name=f"s_{t}", names=f"s_{t}"), None
 
-    rec = scan(step, 0.0, x, mode=mode, name="rnn")
+    rec = scan(step, constant(0.0, name="s_0", names="s_0"), x, mode=mode, name="rnn")
     E = losses.quadratic(rec.carry, t, name="E")
     xs = np.resize(np.array(LECTURE_X), steps)[None, :]
     example = {"x": xs, "t": np.array([1.0])}
