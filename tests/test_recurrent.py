@@ -94,3 +94,22 @@ def test_bad_recurrences_are_clear_errors():
     g = gn.grad(loss, [w])[w]
     with pytest.raises(GradientError, match="second derivatives"):
         gn.grad(gn.sum(g), [w])
+
+
+def test_scan_without_inputs_runs_length_steps():
+    s0 = gn.input("s0", (None, 2))
+    w = gn.parameter("w", np.array([0.5, -0.3]))
+    feeds = {"s0": np.array([[1.0, 2.0], [0.5, -1.0]])}
+    got = []
+    for mode in ("looped", "unrolled"):
+        rec = gn.scan(lambda s, _: (gn.tanh(s * w + 1.0), None), s0, length=3, mode=mode)
+        loss = gn.sum(rec.carry)
+        gn.check_grad(loss, [w, s0], feeds)
+        got.append(gn.evaluate(rec.carry, feeds))
+    ref = feeds["s0"]
+    for _ in range(3):
+        ref = np.tanh(ref * np.array([0.5, -0.3]) + 1.0)
+    np.testing.assert_allclose(got[0], ref, rtol=1e-12)
+    np.testing.assert_allclose(got[1], ref, rtol=1e-12)
+    with pytest.raises(ValueError, match="length"):
+        gn.scan(lambda s, _: (s, None), s0)

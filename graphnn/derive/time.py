@@ -56,6 +56,10 @@ def time_view(req):
         f"${w_tex}$ (the immediate partial $\\partial^{{+}}$, with ${state}_{{t-1}}$ held constant), and "
         f"implicitly, through ${state}_{{t-1}}$, which depends on ${w_tex}$ too. "
         f"$d$ is a total derivative, $\\partial^{{+}}$ an immediate one."]
+    if len(scan.cell.carry_out) > 1:
+        parts = ", ".join(_base_name(c) for c in scan.cell.carry_out)
+        items.append(f"The state is every carry together: ${state}_t = ({parts})$, so the step "
+                     f"Jacobians $\\partial {state}_t/\\partial {state}_{{t-1}}$ are block matrices.")
     items += _formulas(scan, w, index, state)
     items.append(Step(_d(_s(state, "t"), w_tex), [Form(tex=_d(_s(state, "t"), w_tex, "+") + " + "
                       + _d(_s(state, "t"), _s(state, "t-1"), "p") + r" \cdot " + _d(_s(state, "t-1"), w_tex))],
@@ -82,6 +86,11 @@ def time_view(req):
                       kind="sum", value=total, note="The total: the sum of the explicit and implicit terms",
                       checks=[(("gradient", w, index), total)]))
     return items
+
+
+def _base_name(node):
+    name = (node.name or "s").split("(")[0]
+    return (name[:-2] if name.endswith("_t") else name) + "_t"
 
 
 def _scan_from(terms):

@@ -129,7 +129,7 @@ def lstm(steps: int = 20, hidden: int = 16, symbols: int = 4, mode: str = "loope
                  defaults={"lr": 0.01, "optimizer": "adam", "batch_size": 32, "epochs": 6},
                  task="classification",
                  description=f"LSTM ({hidden} cells) recalling the first of {steps} symbols",
-                 extras={"scan": rec, "state": "h", "builder": lstm, "steps": steps})
+                 extras={"scan": rec, "state": "s", "builder": lstm, "steps": steps})
 
 
 @register("hopfield", "3 sign units, Hebbian W = p pᵀ (zero diagonal), the course's recall example")
