@@ -165,3 +165,22 @@ def test_shape_errors_name_the_problem():
         max_pool2d(x, 2, stride=0)
     with pytest.raises(gn.ShapeError, match="does not fit"):
         max_pool2d(x, 9)
+
+
+def test_w4_hand_numpy_baseline_equals_the_reference():
+    """The benchmark's hand-written NumPy W4 step computes what graphnn's graph computes."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.w4_cnn import W4Baseline, init_params, w4_model
+    from graphnn.train import Trainer
+
+    params = init_params()
+    model = w4_model(params)
+    hand, ref = W4Baseline(params, dtype=np.float64), Trainer(model, lr=0.1)
+    X, T = model.data.train["x"][:32], model.data.train["t"][:32]
+    for _ in range(3):
+        assert hand.step(X, T) == pytest.approx(ref.backend.train_step({"x": X, "t": T}), rel=1e-12)
+    for name in "KcWb":
+        np.testing.assert_allclose(hand.params[name], ref.params[model.find(name)], rtol=1e-10, atol=1e-14)
