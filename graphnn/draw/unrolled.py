@@ -35,8 +35,18 @@ def find_scan(graph):
 
 
 def state_name(cell) -> str:
-    names = [(n.name or "s").removesuffix("_t") for n in cell.carry_out]
-    return ", ".join(names) if all(n.name for n in cell.carry_out) else "s"
+    """'s' (or the carry's own name, h); several carries are one state s = (h, c)."""
+    if len(cell.carry_out) == 1 and cell.carry_out[0].name:
+        return cell.carry_out[0].name.split("(")[0].removesuffix("_t")
+    return "s"
+
+
+def _parts(cell, t):
+    """'(h_1, c_1)' for a state made of several carries, else None."""
+    if len(cell.carry_out) == 1:
+        return None
+    names = [(n.name or f"carry{k}").split("(")[0].removesuffix("_t") for k, n in enumerate(cell.carry_out)]
+    return "(" + ", ".join(f"{n}_{t}" for n in names) + ")"
 
 
 def draw_unrolled(ctx, wrt=None):
@@ -61,7 +71,7 @@ def draw_unrolled(ctx, wrt=None):
     with g.subgraph(name="states") as row:      # middle row: s_0 → s_1 → … → s_T → loss
         row.attr(rank="same")
         for t in range(T + 1):
-            lines = [(f"{s}_{t}", {"bold": True})]
+            lines = [(f"{s}_{t}", {"bold": True}), small(_parts(cell, t)) if _parts(cell, t) else None]
             if terms is not None:
                 lines.append(small(ctx.arr(terms.states[t][0])))
             row.node(sid[t], html_label(*lines), **NODE_STYLES["constant" if t == 0 else "op"])
