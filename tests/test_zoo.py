@@ -134,3 +134,23 @@ def test_cli_trains_and_shows_the_cnn(capsys):
     assert "conv2d 3×3×16, same" in out and "max-pool 2×2" in out
     assert main(["train", "cnn", "--epochs", "1"]) == 0
     assert "test accuracy:" in capsys.readouterr().out
+
+
+def test_tied_weights_derivation_shows_both_terms():
+    from graphnn import losses
+    from graphnn.derive import derive
+    from graphnn.models.zoo import tied_layer
+
+    rng = np.random.default_rng(0)
+    x = gn.input("x", (None, 3))
+    _, x_hat, _ = tied_layer(x, 3, 2, rng)
+    loss = losses.quadratic(x_hat, x, name="E")
+    text = derive(loss, ["W"], values={"x": rng.uniform(size=(1, 3))}, view="matrix").to_text()
+    assert "∂E/∂W = (hᵀ δ⁽²⁾)ᵀ + xᵀ δ⁽¹⁾" in text  # the decoder's use (through Wᵀ) + the encoder's
+
+
+def test_ops_view_of_the_cnn_is_readable(capsys):
+    assert main(["draw", "cnn"]) == 0
+    dot = capsys.readouterr().out
+    for label in ("conv2d 3×3×16, same", "conv2d 3×3×32, same", "max-pool 2×2", "layer 1: conv2d 3×3×16, same"):
+        assert label in dot
