@@ -1,7 +1,6 @@
 """The 'time' derivation view and the 'unrolled' drawing, from Python and the CLI."""
 import re
 
-import numpy as np
 import pytest
 
 import graphnn as gn
