@@ -32,6 +32,7 @@ class CellCall:
     helpers: set
     args: list            # [(kind, key, shape)]: kind 'carry'|'x'|'gc'|'gy'|'free'|'out'|'temp'
     aliases: list = field(default_factory=list)   # [(output k, output j)]: k is the same node as j
+    program: object = None   # the cell's schedule (a Program): what the CUDA emitter prints
 
 
 @dataclass
@@ -109,11 +110,12 @@ def _compile(fn_name, roles, outputs, dtype, doc):
             call.append(("out", out_pos[a.node], a.shape))
         else:
             call.append(("temp", a.name, a.shape))
-    return CellCall(fn_name, source, helpers, call, aliases)
+    return CellCall(fn_name, source, helpers, call, aliases, program=prog)
 
 
 def _cell_calls(cell, dtype, with_grad):
-    key = cell.graph.structural_hash()[:12]
+    # one function per cell and dtype (HELPERS is shared by every generated module)
+    key = cell.graph.structural_hash()[:12] + ("_f32" if dtype == "float32" else "")
     roles = {n: ("carry", k) for k, n in enumerate(cell.carry_in)}
     roles.update({n: ("x", k) for k, n in enumerate(cell.x_in)})
     roles.update({n: ("free", k) for k, n in enumerate(cell.free)})

@@ -22,7 +22,8 @@ TOL = {"float64": 1e-10, "float32": 1e-5}
 
 #: built-in models whose ops the schedule lowers, with small sizes for the simulator
 LOWERED = {
-    "xor": {}, "mazur": {}, "linear-regression": {}, "rnn-scalar": {},
+    "xor": {}, "mazur": {}, "linear-regression": {}, "rnn-scalar": {"mode": "looped"},
+    "rnn": {"steps": 2, "hidden": 3}, "lstm": {"steps": 2, "hidden": 2},
     "digits-mlp": {"hidden": 8}, "autoencoder": {"hidden": 4},
     "stacked-autoencoder": {"sizes": (64, 6, 4)},
     "cnn": {"filters": (2, 3), "hidden": 4, "dropout_rate": 0.5},
@@ -161,7 +162,7 @@ def test_every_launched_kernel_compiles_to_ptx():
         pytest.skip("CUDA toolkit wheels not installed (pip install 'numba-cuda[cu12]')")
     modules, expected = [], []
     cases = [("digits-mlp", "float32", {}), ("cnn", "float32", {}),
-             ("denoising-autoencoder", "float64", {"noise": "gaussian"})]
+             ("denoising-autoencoder", "float64", {"noise": "gaussian"}), ("rnn", "float32", {})]
     for name, dtype, extra in cases:
         model = get_model(name, **LOWERED[name], **extra)
         dev = CudaBackend(model, make_optimizer("adam", lr=0.01), dtype)

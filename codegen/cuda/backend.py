@@ -18,7 +18,7 @@ from codegen.plan import lower
 from graphnn.evaluate import bind, resolve_dtype
 from graphnn.graph import Graph
 
-from . import conv  # noqa: F401  (CUDA printers of the conv/pool/noise steps)
+from . import conv, recurrence  # noqa: F401  (CUDA printers of conv/pool/noise and loop steps)
 from . import kernels
 from .device import is_simulator, require_cuda
 from .emit import CudaEmitter
@@ -37,7 +37,11 @@ class CudaBackend:
         self.dtype = resolve_dtype(dtype)
         dname = np.dtype(self.dtype).name
         self.schedule = sched = lower(model, optimizer, dname)
-        self.options = LaunchOptions.for_target(is_simulator(self.cuda), tile, threads)
+        sim = is_simulator(self.cuda)
+        if sim and tile is None:
+            # the simulator pays per thread and per barrier: 4×4 tiles for small matrices
+            tile = 16 if _largest_matmul_dim(sched.programs) > 16 else 4
+        self.options = LaunchOptions.for_target(sim, tile, threads)
         em = CudaEmitter(dname)
         for prog in sched.programs:
             em.program(prog, {})
@@ -119,9 +123,13 @@ class CudaBackend:
                 else:  # input, output, temp
                     arr = cuda.device_array(shape or (1,), dt)
                 setattr(a, _attr(buf.name), arr)
-        for name in sorted(self.emitter.scalars):
+        for name in sorted(self.emitter.all_scalars(self.schedule.programs)):
             if not hasattr(a, _attr(name)):
                 setattr(a, _attr(name), cuda.device_array(1, dt))
+        for name, shape in self.emitter.extra_buffers.items():
+            setattr(a, _attr(name), cuda.device_array(tuple(batch if d is None else d for d in shape) or (1,), dt))
+        for fn, prog in self.emitter.cells.items():
+            setattr(a, _attr(f"cell_ns_{fn}"), self._cell_namespace(prog, batch))
         # 2-d views of the batched inputs, for the on-device gather
         a._gather = {}
         for node in self.schedule.inputs:
@@ -133,6 +141,20 @@ class CudaBackend:
             getattr(self.module, f"bind_{prog.name}")(a)
         self._sets[batch] = a
         return a
+
+    def _cell_namespace(self, prog, batch):
+        """A recurrence cell's own buffers (temporaries, scalars); the recurrence binds its
+        carries, inputs and outputs into it before each step."""
+        cuda, dt = self.cuda, self.dtype
+        c = types.SimpleNamespace()
+        for buf in prog.args:
+            if buf.role == "temp":
+                shape = tuple(batch if d is None else d for d in buf.shape)
+                setattr(c, _attr(buf.name), cuda.device_array(shape or (1,), dt))
+        for name in sorted(self.emitter.program_scalars.get(prog.name, ())):
+            if not hasattr(c, _attr(name)):
+                setattr(c, _attr(name), cuda.device_array(1, dt))
+        return c
 
     # -- feeds -----------------------------------------------------------------------------
     def _upload(self, program, feeds):
@@ -229,6 +251,21 @@ class CudaBackend:
     def apply_gradients(self, flat_grad) -> None:
         self.flat_grad.copy_to_device(_plain(np.asarray(flat_grad, dtype=self.dtype)))
         self._update(next(iter(self._sets.values())) if self._sets else self.buffers(1))
+
+
+def _largest_matmul_dim(programs) -> int:
+    """The largest fixed dimension of any matmul, recurrence cells included."""
+    from codegen.schedule import MatMul
+
+    best, todo = 0, [p.steps for p in programs]
+    while todo:
+        for step in todo.pop():
+            if isinstance(step, MatMul):
+                best = max([best] + [d for d in step.shape if isinstance(d, int)])
+            for call in (getattr(step, "cell", None), getattr(step, "grad", None)):
+                if getattr(call, "program", None) is not None:
+                    todo.append(call.program.steps)
+    return best
 
 
 def _attr(name):

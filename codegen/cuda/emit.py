@@ -67,8 +67,11 @@ class CudaEmitter:
         self.kernels: list[str] = []
         self.by_body: dict[str, str] = {}
         self.drivers: list[str] = []
-        self.ranks: dict[str, int] = {}
-        self.scalars: set[str] = set()    # names that live on the device as 1-element arrays
+        self.ranks: dict[str, int] = {}   # the current program's array ranks
+        self.scalars: set[str] = set()    # the current program's 1-element device scalars
+        self.program_scalars: dict[str, set] = {}   # program name -> its scalars
+        self.extra_buffers: dict[str, tuple] = {}    # name -> shape (None = batch): drivers' own buffers
+        self.cells: dict[str, object] = {}           # recurrence cell programs (their own namespaces)
         self.count = 0
         self.helpers: set[str] = set()    # codegen.printer.HELPERS the printed code calls
         self._printers: list = []
@@ -92,9 +95,23 @@ class CudaEmitter:
 
     # -- programs ----------------------------------------------------------------------
     def program(self, prog, args_ranks: dict):
-        """Driver ``<prog.name>(a, B)`` and ``bind_<prog.name>(a)`` (its views)."""
-        self.ranks.update(args_ranks)
+        """Driver ``<prog.name>(a, B)`` and ``bind_<prog.name>(a)`` (its views).
+
+        Re-entrant: a step may print another program (a recurrence's cell) meanwhile."""
+        saved = self.ranks, self.scalars
+        self.ranks = dict(args_ranks)
         self.ranks.update({a.name: len(a.shape) for a in prog.args})
+        self.scalars = set()
+        try:
+            self._program(prog)
+            self.program_scalars[prog.name] = self.scalars
+        finally:
+            self.ranks, self.scalars = saved
+
+    def all_scalars(self, programs) -> set:
+        return set().union(*(self.program_scalars.get(p.name, set()) for p in programs))
+
+    def _program(self, prog):
         body, binds = [], []
         for step in prog.steps:
             if isinstance(step, View):
@@ -173,7 +190,10 @@ class CudaEmitter:
         if isinstance(step, Fill):
             return head + [self._fill(step.out, step.value)]
         if isinstance(step, Copy):
-            return head + [self._copy(step.out, step.src)]
+            # out (contiguous) seen with src's shape: a strided view made contiguous (reshape)
+            rank = self.ranks.get(step.src, self.ranks.get(step.out, 1))
+            k = self.kernel(f"copy{rank}d", lambda n: kernels.copy(n, rank))
+            return head + [f"run_{k}(a.{step.src}, a.{step.out}.reshape(a.{step.src}.shape))"]
         if isinstance(step, Scatter):
             view = f"{step.out}__at"
             binds.append(f"a.{view} = a.{step.out}[{_index_code(step.spec)}]")

@@ -240,6 +240,33 @@ def copy(name, rank) -> str:
             f"    {name}[blocks_for(dst.size), THREADS](src, dst)\n")
 
 
+def add_into(name, rank) -> str:
+    """dst[...] += src[...] (a recurrence sums each step's weight gradient)."""
+    rank = max(rank, 1)
+    idx = ", ".join(f"i{k}" for k in range(rank))
+    body = "\n".join("        " + line for line in _unravel(rank, "dst"))
+    return (f"@cuda.jit(cache=CACHE)\ndef {name}(src, dst):\n"
+            f"    for i in range(cuda.grid(1), dst.size, cuda.gridsize(1)):\n{body}\n"
+            f"        dst[{idx}] += src[{idx}]\n\n\n"
+            f"def run_{name}(src, dst):\n"
+            f"    {name}[blocks_for(dst.size), THREADS](src, dst)\n")
+
+
+def repeat_row(name) -> str:
+    """dst[r, :] = src[0, :] for every row: a (1, n) initial state broadcast over the batch."""
+    return _block(f'''
+        @cuda.jit(cache=CACHE)
+        def {name}(src, dst):
+            ncol = dst.shape[1]
+            for i in range(cuda.grid(1), dst.shape[0] * ncol, cuda.gridsize(1)):
+                dst[i // ncol, i % ncol] = src[0, i % ncol]
+
+
+        def run_{name}(src, dst):
+            {name}[blocks_for(dst.size), THREADS](src, dst)
+        ''')
+
+
 # -- data movement ----------------------------------------------------------------------
 
 def gather_rows(name) -> str:
