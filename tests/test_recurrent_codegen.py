@@ -69,3 +69,12 @@ def test_truncated_bptt_is_not_compiled_and_says_so():
     model = Model("trunc", gn.losses.quadratic(rec.carry, t), rec.carry, (x, t))
     with pytest.raises(CodegenError, match="truncated BPTT"):
         CpuBackend(model, make_optimizer("sgd", lr=0.1))
+
+
+def test_float32_and_float64_cells_are_distinct_functions():
+    m = get_model("rnn", steps=3, hidden=4)
+    src64 = codegen.source(m, dtype="float64")
+    src32 = codegen.source(m, dtype="float32")
+    name64 = src64.split("def cell_")[1].split("(")[0]
+    name32 = src32.split("def cell_")[1].split("(")[0]
+    assert name64 != name32 and name32.endswith("_f32") and "np.float32" in src32.split("def cell_")[1]
