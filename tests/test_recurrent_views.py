@@ -85,3 +85,18 @@ def test_draw_cli_unrolled_svg(tmp_path, capsys):
     assert svg.startswith("<?xml") and "s_4" in svg and "s_5" not in svg
     assert main(["draw", "mazur", "--view", "unrolled"]) == 1
     assert "recurrent" in capsys.readouterr().err
+
+
+def test_time_view_compiles_to_pdf(tmp_path):
+    import os
+    import shutil
+
+    if shutil.which("pdflatex") is None:
+        msg = "pdflatex is not installed (scripts/install_system_deps.sh installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    out = tmp_path / "bptt.pdf"
+    assert main(["derive", "rnn-scalar", "--wrt", "w", "--values", "--view", "time", "--format", "pdf",
+                 "-o", str(out)]) == 0
+    assert out.read_bytes().startswith(b"%PDF")
