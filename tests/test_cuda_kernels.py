@@ -28,25 +28,21 @@ def _rand(rng, shape, dtype):
 @pytest.mark.parametrize("dtype,tol", DTYPES)
 def test_matmul_forms_match_numpy(dtype, tol):
     rng = np.random.default_rng(0)
-    m = _mod(kernels.matmul("mm_nn_bias", bias=True), kernels.matmul("mm_nt", trans_b=True),
-             kernels.matmul("mm_tn", trans_a=True), kernels.matmul("mm_acc", accumulate=True),
+    m = _mod(kernels.matmul("mm_nn"), kernels.matmul("mm_nt", trans_b=True), kernels.matmul("mm_tn", trans_a=True),
              dtype=dtype, options=LaunchOptions(tile=4, threads=16, max_blocks=2))
     # 4x4 tiles: 3x2 output tiles strided over 2 blocks, K = 7 ends in a partial tile
-    A, B, b = _rand(rng, (9, 7), dtype), _rand(rng, (7, 6), dtype), _rand(rng, (6,), dtype)
+    A, B = _rand(rng, (9, 7), dtype), _rand(rng, (7, 6), dtype)
     C = np.zeros((9, 6), dtype)
-    m.run_mm_nn_bias(A, B, b, C)
-    np.testing.assert_allclose(C, A @ B + b, rtol=tol, atol=tol)
+    m.run_mm_nn(A, B, C)
+    np.testing.assert_allclose(C, A @ B, rtol=tol, atol=tol)
     # backward forms: g @ Wᵀ and xᵀ @ g with the transposed operand stored as is
     G = _rand(rng, (9, 6), dtype)
     dX = np.zeros((9, 7), dtype)
-    m.run_mm_nt(G, B, b, dX)
+    m.run_mm_nt(G, B, dX)
     np.testing.assert_allclose(dX, G @ B.T, rtol=tol, atol=tol)
     dW = np.zeros((7, 6), dtype)
-    m.run_mm_tn(A, G, b, dW)
+    m.run_mm_tn(A, G, dW)
     np.testing.assert_allclose(dW, A.T @ G, rtol=tol, atol=tol)
-    C2 = C.copy()
-    m.run_mm_acc(A, B, b, C2)
-    np.testing.assert_allclose(C2, C + A @ B, rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("dtype,tol", DTYPES)
@@ -104,3 +100,38 @@ def test_gather_rows_and_loss_accumulator():
     m.run_add_loss(np.array([2.5]), 4.0, acc)
     m.run_add_loss(np.array([1.0]), 2.0, acc)
     assert acc[0] == 12.0
+
+
+def test_every_template_compiles_to_ptx():
+    """Type-check each template for a GPU (the simulator does not type kernels)."""
+    from codegen.cuda.ptx import check_ptx, record_launches, toolkit_available
+
+    if not toolkit_available():
+        pytest.skip("CUDA toolkit wheels not installed (pip install 'numba-cuda[cu12]')")
+    modules = []
+    for dtype in ("float32", "float64"):
+        m = _mod(kernels.matmul("mm_nn"), kernels.matmul("mm_nt", trans_b=True),
+                 kernels.matmul("mm_tn", trans_a=True), kernels.row_softmax("smax"),
+                 kernels.row_softmax("lsmax", log=True), kernels.softmax_ce_rows("sce"),
+                 kernels.softmax_ce_rows("sce_p", probs=True), kernels.fill("fill2", 2),
+                 kernels.copy("copy3", 3), kernels.add_into("add2", 2), kernels.repeat_row("rep"),
+                 kernels.gather_rows("gather"), kernels.scale_add("add_loss"), dtype=dtype)
+        f = np.dtype(dtype).type
+        z, t = np.ones((2, 3), dtype), np.ones((2, 3), dtype)
+        with record_launches(m) as launched:
+            m.run_mm_nn(z, z.T.copy(), np.zeros((2, 2), dtype))
+            m.run_mm_nt(z, z, np.zeros((2, 2), dtype))
+            m.run_mm_tn(z, z, np.zeros((3, 3), dtype))
+            m.run_smax(z, z.copy())
+            m.run_lsmax(z, z.copy())
+            m.run_sce(z, t, np.zeros(2, dtype))
+            m.run_sce_p(z, t, np.zeros(2, dtype), z.copy())
+            m.run_fill2(z.copy(), f(1))
+            m.run_copy3(np.ones((1, 2, 2), dtype), np.zeros((1, 2, 2), dtype))
+            m.run_add2(z, z.copy())
+            m.run_rep(z[:1].copy(), z.copy())
+            m.run_gather(cuda.to_device(z), cuda.to_device(np.arange(2)), 0, cuda.to_device(z.copy()))
+            m.run_add_loss(np.ones(1, dtype), f(2), np.zeros(1, dtype))
+        modules.append((m.__file__, launched))
+    for sizes, (_, launched) in zip(check_ptx(modules), modules):
+        assert set(sizes) == set(launched) and len(sizes) == 13

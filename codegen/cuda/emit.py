@@ -176,7 +176,7 @@ class CudaEmitter:
         if isinstance(step, MatMul):
             form = ("t" if step.trans_a else "n") + ("t" if step.trans_b else "n")
             k = self.kernel(f"matmul_{form}", lambda n: kernels.matmul(n, step.trans_a, step.trans_b))
-            return head + [f"run_{k}(a.{step.a}, a.{step.b}, a.{step.out}, a.{step.out})"]
+            return head + [f"run_{k}(a.{step.a}, a.{step.b}, a.{step.out})"]
         if isinstance(step, RowSoftmax):
             self._need_rank(step.x, 2, "softmax")
             k = self.kernel("log_softmax" if step.log else "softmax", lambda n: kernels.row_softmax(n, step.log))
@@ -373,7 +373,7 @@ class CudaEmitter:
         for target, op in prefill:
             base = str(target.base)
             out.append(self._fill(base, 0.0 if op == "sum" else -math.inf))
-        grid = "1" if one_block else f"blocks_for({_host_extent(total)})"
+        grid = "1" if one_block else f"blocks_for({total})"
         out.append(f"{k}[{grid}, THREADS]({', '.join(f'a.{x}' for x in args_arrays)}, B, nB)")
         return out
 
@@ -399,10 +399,6 @@ class CudaEmitter:
         for target, (reg, _) in sregs.items():
             lines.append(f"    {target}[0] = {reg}_part[0]")
         return lines
-
-
-def _host_extent(total):
-    return total
 
 
 def _index_code(spec):

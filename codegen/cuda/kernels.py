@@ -15,7 +15,6 @@ from __future__ import annotations
 import textwrap
 
 
-
 def _block(src: str) -> str:
     return textwrap.dedent(src).strip("\n") + "\n"
 
@@ -34,6 +33,7 @@ def header(dtype: str, tile: int, threads: int, cache: bool, max_blocks: int = 4
 
         F = np.{dtype}
         TILE = {tile}
+        TILE_PAD = {tile + 1}  # shared tiles' row length: +1 avoids bank conflicts
         THREADS = {threads}
         CACHE = {cache}
         MAX_BLOCKS = {max_blocks}
@@ -61,13 +61,14 @@ def header(dtype: str, tile: int, threads: int, cache: bool, max_blocks: int = 4
 
 # -- tiled matmul ---------------------------------------------------------------------
 
-def matmul(name, trans_a=False, trans_b=False, bias=False, accumulate=False) -> str:
-    """C = op(A) @ op(B) [+ bias] [+ C], tiled through shared memory.
+def matmul(name, trans_a=False, trans_b=False) -> str:
+    """C = op(A) @ op(B), tiled through shared memory.
 
     op(A) is A or Aᵀ (``trans_a``: A is stored (K, M)); op(B) is B or Bᵀ (``trans_b``:
-    B is stored (N, K)). The forward pass uses A@B (+ bias: a dense layer), the backward
-    pass g@Wᵀ (``trans_b``) and xᵀ@g (``trans_a``). Tiles are loaded so consecutive
-    threads read consecutive addresses in every form (coalesced).
+    B is stored (N, K)). The forward pass uses A@B, the backward pass g@Wᵀ (``trans_b``)
+    and xᵀ@g (``trans_a``), reading the transposed operand where it is. Tiles are loaded so
+    consecutive threads read consecutive addresses in every form (coalesced); the tiles'
+    rows are padded by one element so the transposing stores hit distinct shared banks.
     """
     if trans_a:
         load_a = _block("""
@@ -102,18 +103,13 @@ def matmul(name, trans_a=False, trans_b=False, bias=False, accumulate=False) -> 
                 sB[ty, tx] = 0
             """)
     k_dim = "A.shape[0]" if trans_a else "A.shape[1]"
-    epilogue = "acc"
-    if bias:
-        epilogue += " + bias[col]"
-    if accumulate:
-        epilogue = "C[row, col] + " + epilogue
     loads = textwrap.indent(load_a + load_b, " " * 20).rstrip("\n")
     return _block(f'''
         @cuda.jit(cache=CACHE)
-        def {name}(A, B, bias, C):
-            """C = {'Aᵀ' if trans_a else 'A'} @ {'Bᵀ' if trans_b else 'B'}{' + bias' if bias else ''}{' (accumulated into C)' if accumulate else ''}."""
-            sA = cuda.shared.array((TILE, TILE), dtype=F)
-            sB = cuda.shared.array((TILE, TILE), dtype=F)
+        def {name}(A, B, C):
+            """C = {'Aᵀ' if trans_a else 'A'} @ {'Bᵀ' if trans_b else 'B'}."""
+            sA = cuda.shared.array((TILE, TILE_PAD), dtype=F)
+            sB = cuda.shared.array((TILE, TILE_PAD), dtype=F)
             tx = cuda.threadIdx.x
             ty = cuda.threadIdx.y
             M = C.shape[0]
@@ -136,12 +132,12 @@ def matmul(name, trans_a=False, trans_b=False, bias=False, accumulate=False) -> 
                         acc += sA[ty, kk] * sB[kk, tx]
                     cuda.syncthreads()
                 if row < M and col < N:
-                    C[row, col] = {epilogue}
+                    C[row, col] = acc
 
 
-        def run_{name}(A, B, bias, C):
+        def run_{name}(A, B, C):
             tiles = cdiv(C.shape[0], TILE) * cdiv(C.shape[1], TILE)
-            {name}[min(tiles, MAX_BLOCKS), (TILE, TILE)](A, B, bias, C)
+            {name}[min(tiles, MAX_BLOCKS), (TILE, TILE)](A, B, C)
         ''')
 
 
