@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 ENV = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+GRAPHNN = [sys.executable, "-m", "graphnn"]   # the CLI of this interpreter (CI runs a venv)
 
 
 def _run(args, sim=False, timeout=300):
@@ -19,16 +20,16 @@ def _final_loss(text):
 
 
 def test_cli_train_cuda_in_simulator_matches_numpy():
-    sim = _run(["graphnn", "train", "xor", "--backend", "cuda", "--steps", "2"], sim=True)
+    sim = _run(GRAPHNN + ["train", "xor", "--backend", "cuda", "--steps", "2"], sim=True)
     assert sim.returncode == 0, sim.stderr
     assert "on cuda" in sim.stdout
-    ref = _run(["graphnn", "train", "xor", "--backend", "numpy", "--steps", "2"])
+    ref = _run(GRAPHNN + ["train", "xor", "--backend", "numpy", "--steps", "2"])
     assert ref.returncode == 0, ref.stderr
     assert abs(_final_loss(sim.stdout) - _final_loss(ref.stdout)) < 1e-9
 
 
 def test_cli_cuda_without_gpu_is_a_clear_error():
-    proc = _run(["graphnn", "train", "xor", "--backend", "cuda", "--steps", "2"])
+    proc = _run(GRAPHNN + ["train", "xor", "--backend", "cuda", "--steps", "2"])
     if proc.returncode == 0:   # a machine with a GPU: nothing to check here
         assert "on cuda" in proc.stdout
         return

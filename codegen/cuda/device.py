@@ -13,7 +13,7 @@ import sys
 from graphnn.errors import GraphnnError
 
 INSTALL_HINT = ("pip install 'graphnn[cuda]' (NVIDIA's numba-cuda; add the toolkit with "
-                "'graphnn[cuda12]' or 'graphnn[cuda13]' to match your driver)")
+                "'graphnn[cu12]' or 'graphnn[cu13]' to match your driver)")
 
 
 class CudaUnavailableError(GraphnnError):
