@@ -27,7 +27,7 @@ LOWERED = {
     "digits-mlp": {"hidden": 8}, "autoencoder": {"hidden": 4},
     "stacked-autoencoder": {"sizes": (64, 6, 4)},
     "cnn": {"filters": (2, 3), "hidden": 4, "dropout_rate": 0.5},
-    "denoising-autoencoder": {"hidden": 4},
+    "denoising-autoencoder": {"hidden": 4}, "attention": {"d_model": 4, "heads": 2},
 }
 
 

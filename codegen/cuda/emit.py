@@ -178,14 +178,13 @@ class CudaEmitter:
             k = self.kernel(f"matmul_{form}", lambda n: kernels.matmul(n, step.trans_a, step.trans_b))
             return head + [f"run_{k}(a.{step.a}, a.{step.b}, a.{step.out})"]
         if isinstance(step, RowSoftmax):
-            self._need_rank(step.x, 2, "softmax")
             k = self.kernel("log_softmax" if step.log else "softmax", lambda n: kernels.row_softmax(n, step.log))
-            return head + [f"run_{k}(a.{step.x}, a.{step.out})"]
+            return head + [f"run_{k}({self._rows(step.x)}, {self._rows(step.out)})"]
         if isinstance(step, SoftmaxCE):
-            self._need_rank(step.logits, 2, "softmax cross-entropy")
             probs = step.probs is not None
             k = self.kernel("softmax_ce", lambda n: kernels.softmax_ce_rows(n, probs))
-            args = [f"a.{step.logits}", f"a.{step.targets}", f"a.{step.loss}"] + ([f"a.{step.probs}"] if probs else [])
+            args = [self._rows(step.logits), self._rows(step.targets), f"a.{step.loss}.reshape(a.{step.loss}.size)"]
+            args += [self._rows(step.probs)] if probs else []
             return head + [f"run_{k}({', '.join(args)})"]
         if isinstance(step, Fill):
             return head + [self._fill(step.out, step.value)]
@@ -215,10 +214,11 @@ class CudaEmitter:
         raise CodegenError(f"codegen (cuda): no CUDA printer for schedule step {type(step).__name__}; "
                            "register one with codegen.cuda.emit.register_cuda_printer")
 
-    def _need_rank(self, name, rank, what):
-        have = self.ranks.get(name)
-        if have is not None and have != rank:
-            raise CodegenError(f"codegen (cuda): {what} of {name!r} needs a {rank}-d operand, got {have}-d")
+    def _rows(self, name):
+        """An array as 2-d rows over its last axis (softmax works row by row)."""
+        if self.ranks.get(name, 2) == 2:
+            return f"a.{name}"
+        return f"rows(a.{name})"
 
     def _view(self, step: View):
         src = f"a.{step.source}"

@@ -53,6 +53,12 @@ def header(dtype: str, tile: int, threads: int, cache: bool, max_blocks: int = 4
             return arr.transpose(axes)  # the simulator's arrays are NumPy views already
 
 
+        def rows(arr):
+            # an n-d array as (rows, last axis): softmax row by row (contiguous arrays only)
+            last = tuple(arr.shape)[-1]
+            return arr.reshape(arr.size // last, last)
+
+
         def blocks_for(n):
             # grid-stride kernels: enough blocks to cover n, capped (each thread loops)
             return max(1, min(cdiv(n, THREADS), MAX_BLOCKS))
