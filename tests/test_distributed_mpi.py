@@ -5,6 +5,7 @@ bounds its time: a failure must end the run, never hang it.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -237,3 +238,17 @@ def test_a_run_that_crashed_resumes_from_its_checkpoint(mpiexec, tmp_path):
         np.testing.assert_array_equal(ranks[1][key], ranks[0][key])
         np.testing.assert_allclose(ranks[0][key], want, rtol=0, atol=1e-12, err_msg=key)
     np.testing.assert_allclose(ranks[0]["losses"], losses[1:], rtol=1e-12)
+
+
+def test_w2_benchmark_script_runs_and_reports_the_allreduce_share(mpiexec, tmp_path):
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "mpi_w2.py"
+    out = tmp_path / "rows.json"
+    proc = subprocess.run([sys.executable, str(script), "--backend", "numpy", "--n", "640", "--epochs", "1",
+                           "--wait-quiet", "0", "--json", str(out)], capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    assert "ranks x threads" in proc.stdout and "share" in proc.stdout
+    rows = json.loads(out.read_text())
+    assert [(r["ranks"], r["threads"]) for r in rows] == [(1, 1), (1, 2), (2, 1)]
+    two = rows[2]
+    assert two["allreduce_s_per_epoch"] > 0 and 0 < two["allreduce_share"] < 1
+    assert two["gradient_mb"] == pytest.approx((784 * 256 + 256 + 256 * 256 + 256 + 256 * 10 + 10) * 4 / 1e6)
