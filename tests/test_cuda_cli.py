@@ -60,3 +60,13 @@ def test_importing_codegen_does_not_load_numba_cuda():
             "print('cuda' in BACKENDS, 'numba.cuda' in sys.modules)")
     proc = _run([sys.executable, "-c", code])
     assert proc.stdout.split() == ["True", "False"], proc.stderr
+
+
+def test_cli_codegen_prints_the_cuda_module_without_a_gpu():
+    proc = _run(GRAPHNN + ["codegen", "digits-mlp", "--cuda", "--dtype", "float32", "--optimizer", "adam"])
+    assert proc.returncode == 0, proc.stderr
+    src = proc.stdout
+    compile(src, "generated", "exec")                  # valid Python
+    for part in ("@cuda.jit", "def grad_step(a, B):", "def update(a, t, hyper):", "F = np.float32",
+                 "_matmul_tn", "softmax cross-entropy"):
+        assert part in src

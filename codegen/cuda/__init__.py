@@ -12,4 +12,13 @@ def cuda_backend(model, optimizer, dtype="float64", params=None, **options):
     return CudaBackend(model, optimizer, dtype, params, **options)
 
 
+def source(model, optimizer="sgd", dtype="float64", **hyper) -> str:
+    """The CUDA module's source for ``model`` (no GPU needed): ``graphnn codegen MODEL --cuda``."""
+    from graphnn.optim import make_optimizer
+
+    from .backend import cuda_source
+    opt = make_optimizer(optimizer, **{"lr": model.defaults.get("lr"), **hyper})
+    return cuda_source(model, opt, dtype)
+
+
 BACKENDS.setdefault("cuda", cuda_backend)

@@ -22,7 +22,30 @@ from . import conv, recurrence  # noqa: F401  (CUDA printers of conv/pool/noise 
 from . import kernels
 from .device import is_simulator, require_cuda
 from .emit import CudaEmitter
-from .module import LaunchOptions, load_module
+from .module import LaunchOptions, load_module, module_source
+
+
+def emit_schedule(sched):
+    """The CUDA emitter's output for a `ModelSchedule`: (emitter, module parts)."""
+    em = CudaEmitter(sched.dtype)
+    for prog in sched.programs:
+        em.program(prog, {})
+    em.update(sched.update)
+    extra = [kernels.gather_rows("gather_rows"), kernels.scale_add("add_scaled"), kernels.fill("fill1d", 1)]
+    return em, em.source_parts() + extra
+
+
+def cuda_source(model, optimizer, dtype="float64", *, tile=16, threads=256) -> str:
+    """The generated CUDA module for ``model`` as text (no GPU or numba-cuda needed):
+    what ``graphnn codegen MODEL --cuda`` prints."""
+    sched = lower(model, optimizer, dtype)
+    _, parts = emit_schedule(sched)
+    return module_source(parts, dtype, LaunchOptions(tile, threads), cache=True,
+                         title=_title(model, dtype, optimizer))
+
+
+def _title(model, dtype, optimizer):
+    return f"graphnn CUDA kernels: model {model.name!r}, {dtype}, {optimizer!r}"
 
 
 class CudaBackend:
@@ -42,18 +65,11 @@ class CudaBackend:
             # the simulator pays per thread and per barrier: 4×4 tiles for small matrices
             tile = 16 if _largest_matmul_dim(sched.programs) > 16 else 4
         self.options = LaunchOptions.for_target(sim, tile, threads)
-        em = CudaEmitter(dname)
-        for prog in sched.programs:
-            em.program(prog, {})
-        em.update(sched.update)
-        extra = [kernels.gather_rows("gather_rows"), kernels.scale_add("add_scaled"),
-                 kernels.fill("fill1d", 1)]
-        self.emitter = em
+        self.emitter, parts = emit_schedule(sched)
         key = {"graph": sched.graph_hash, "optimizer": repr(optimizer.structural_key()),
                "tile": self.options.tile, "threads": self.options.threads}
-        self.module, self.source = load_module(em.source_parts() + extra, dtype=dname, options=self.options,
-                                               key=key, title=f"graphnn CUDA kernels: model {model.name!r}, "
-                                                              f"{dname}, {optimizer!r}", verbose=verbose)
+        self.module, self.source = load_module(parts, dtype=dname, options=self.options, key=key,
+                                               title=_title(model, dname, optimizer), verbose=verbose)
         self._names = sched.names
         self.trainable = list(sched.trainable)
         self._init_device(params or model.initial_params())

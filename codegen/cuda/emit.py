@@ -183,7 +183,8 @@ class CudaEmitter:
         if isinstance(step, SoftmaxCE):
             probs = step.probs is not None
             k = self.kernel("softmax_ce", lambda n: kernels.softmax_ce_rows(n, probs))
-            args = [self._rows(step.logits), self._rows(step.targets), f"a.{step.loss}.reshape(a.{step.loss}.size)"]
+            loss = f"a.{step.loss}" if self.ranks.get(step.loss, 1) == 1 else f"a.{step.loss}.reshape(a.{step.loss}.size)"
+            args = [self._rows(step.logits), self._rows(step.targets), loss]
             args += [self._rows(step.probs)] if probs else []
             return head + [f"run_{k}({', '.join(args)})"]
         if isinstance(step, Fill):

@@ -10,6 +10,8 @@ def register(sub):
     p.add_argument("--optimizer", choices=["sgd", "momentum", "adam"], help="default: the model's (sgd)")
     p.add_argument("--lr", type=float, help="learning rate (default: the model's)")
     p.add_argument("--schedule", action="store_true", help="print the lowered schedule instead of the source")
+    p.add_argument("--cuda", action="store_true",
+                   help="print the CUDA module (@cuda.jit kernels and host drivers) instead; no GPU needed")
     p.add_argument("--compile", action="store_true",
                    help="also load and compile it (through the cache) and report the time")
     p.add_argument("--verbose", action="store_true", help="show cache hits and misses")
@@ -47,6 +49,10 @@ def cmd_codegen(args):
             for step in prog.steps:
                 print(f"   {step}")
         print(f"== apply_update: {schedule.update}")
+        return
+    if args.cuda:
+        from codegen.cuda.backend import cuda_source
+        print(cuda_source(model, opt, args.dtype))
         return
     if args.compile or args.verbose:
         import time
