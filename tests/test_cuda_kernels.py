@@ -135,3 +135,45 @@ def test_every_template_compiles_to_ptx():
         modules.append((m.__file__, launched))
     for sizes, (_, launched) in zip(check_ptx(modules), modules):
         assert set(sizes) == set(launched) and len(sizes) == 13
+
+
+def test_loop_kernel_reductions_registers_in_place_and_scalar_tree():
+    """A hand-made schedule Loop: every way the emitter maps reductions onto threads."""
+    import sympy
+    import types
+
+    from codegen.cuda.emit import CudaEmitter
+    from codegen.schedule import BATCH, Accumulate, Buffer, Let, Loop, Program, Store
+
+    i, j = sympy.symbols("i j")
+    X, Y = sympy.IndexedBase("X"), sympy.IndexedBase("Y")
+    rowmax, colsum, both = sympy.IndexedBase("rowmax"), sympy.IndexedBase("colsum"), sympy.IndexedBase("both")
+    e = sympy.Symbol("e_ij")
+    # loop 1: threads split i (kept by both reductions); rowmax[i] lives in a register, both[i, j]
+    # (indexed by the serial j too) is prefilled and updated in place. loop 2: threads over j,
+    # i serial (a bias gradient). loop 3: scalar reductions, one block and a shared-memory tree.
+    loops = [
+        Loop((i, j), (BATCH, sympy.Integer(5)), [
+            Let(e, sympy.exp(X[i, j]) * 2), Store(Y[i, j], e),
+            Accumulate(rowmax[i], X[i, j], "max"), Accumulate(both[i, j], e)], comment="rows"),
+        Loop((i, j), (BATCH, sympy.Integer(5)), [Accumulate(colsum[j], X[i, j] * X[i, j])], comment="cols"),
+        Loop((i, j), (BATCH, sympy.Integer(5)), [Accumulate(sympy.Symbol("total"), X[i, j]),
+                                                 Accumulate(sympy.Symbol("biggest"), X[i, j], "max")]),
+    ]
+    args = [Buffer("X", (None, 5), "input"), Buffer("Y", (None, 5), "temp"), Buffer("rowmax", (None,), "temp"),
+            Buffer("both", (None, 5), "temp"), Buffer("colsum", (5,), "temp")]
+    em = CudaEmitter("float64")
+    em.program(Program("prog", args, loops, sympy.Symbol("total")), {})
+    m = _mod(*em.source_parts(), dtype="float64")
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((23, 5))            # 23 rows: more than the simulator's threads
+    a = types.SimpleNamespace(X=x, Y=np.zeros((23, 5)), rowmax=np.zeros(23), both=np.zeros((23, 5)),
+                              colsum=np.zeros(5), total=np.zeros(1), biggest=np.zeros(1))
+    m.bind_prog(a)
+    total = m.prog(a, 23)
+    np.testing.assert_allclose(a.Y, 2 * np.exp(x), rtol=1e-12)
+    np.testing.assert_array_equal(a.rowmax, x.max(1))
+    np.testing.assert_allclose(a.both, 2 * np.exp(x), rtol=1e-12)     # prefilled, then += in place
+    np.testing.assert_allclose(a.colsum, (x * x).sum(0), rtol=1e-12)
+    np.testing.assert_allclose(total[0], x.sum(), rtol=1e-12)
+    assert a.biggest[0] == x.max()

@@ -242,7 +242,9 @@ class CudaEmitter:
     def _fill(self, out, value):
         rank = self.ranks.get(out, 1)
         k = self.kernel(f"fill{rank}d", lambda n: kernels.fill(n, rank))
-        return f"run_{k}(a.{out}, F({float(value)!r}))"
+        value = float(value)
+        text = repr(value) if math.isfinite(value) else ("-math.inf" if value < 0 else "math.inf")
+        return f"run_{k}(a.{out}, F({text}))"
 
     def _copy(self, out, src):
         rank = self.ranks.get(out, 1)
