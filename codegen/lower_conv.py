@@ -38,6 +38,15 @@ class ConvLoop:
 
 
 @dataclass
+class BiasGradLoop:
+    """out[f] = Σ_{b,i,j} g[b, f, i, j], one register per filter."""
+    out: str
+    g: str
+    dims: tuple      # (F, HO, WO)
+    comment: str = ""
+
+
+@dataclass
 class PoolLoop:
     """kind 'max' | 'avg' (forward: out from x=a), 'max_grad' (out shaped like x=b, g=a),
     'max_gather' (out[b,c,i,j] = a at the window's first max of x=b), 'avg_grad'."""
@@ -107,6 +116,13 @@ def _conv_grad_filter(node, ctx):
     return Lowered(steps=[step])
 
 
+def _conv_grad_bias(node, ctx):
+    (g,) = node.inputs
+    step = BiasGradLoop(ctx.name(node), ctx.array(g), tuple(g.shape[1:]),
+                        comment=f"{node.label()} = Σ over batch and positions of {g.label()}")
+    return Lowered(steps=[step])
+
+
 def _pool(kind):
     def lower(node, ctx):
         if kind in ("max", "avg"):
@@ -141,6 +157,7 @@ def _noise(kind):
 
 
 for _name, _fn in {"conv2d": _conv, "conv2d_grad_input": _conv_grad_input, "conv2d_grad_filter": _conv_grad_filter,
+                   "conv2d_grad_bias": _conv_grad_bias,
                    "maxpool2d": _pool("max"), "maxpool2d_grad": _pool("max_grad"),
                    "maxpool2d_gather": _pool("max_gather"), "avgpool2d": _pool("avg"),
                    "avgpool2d_grad": _pool("avg_grad"), "dropout": _noise("mask"),
@@ -332,6 +349,19 @@ def _emit_conv_loops(step: ConvLoop, w):
           f"_gv * {k}[_ff, _cc, _mm, _nn]")
 
 
+def _emit_bias_grad(step: BiasGradLoop, w):
+    f, ho, wo = step.dims
+    if step.comment:
+        w(f"# {step.comment}")
+    w(f"for _ff in range({f}):")
+    w(f"    _acc = {w.num(0.0)}")
+    w(f"    for _bb in range({step.g}.shape[0]):")
+    w(f"        for _ii in range({ho}):")
+    w(f"            for _jj in range({wo}):")
+    w(f"                _acc += {step.g}[_bb, _ff, _ii, _jj]")
+    w(f"    {step.out}[_ff] = _acc")
+
+
 def _emit_pool(step: PoolLoop, w):
     c, h, wd, ho, wo = step.dims
     (ph, pw), (sh, sw) = step.size, step.stride
@@ -427,6 +457,7 @@ def _cast(w, text):
 
 register_emitter(ConvLoop, _emit_conv)
 register_emitter(PoolLoop, _emit_pool)
+register_emitter(BiasGradLoop, _emit_bias_grad)
 register_emitter(NoiseLoop, _emit_noise)
 
 HELPERS.setdefault("mix64", f'''

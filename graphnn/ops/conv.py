@@ -115,8 +115,7 @@ class Conv2D(Op):
         attrs = dict(node.attrs)
         grads = [conv2d_grad_input(g, w, x.shape, attrs), conv2d_grad_filter(x, g, w.shape, attrs)]
         if len(node.inputs) == 3:
-            from .structure import sum as sum_
-            grads.append(sum_(g, (0, 2, 3)))
+            grads.append(apply(Conv2DGradBias._instance(), [g]))
         return grads
 
     def element_expr(self, node, index, sym, batch):
@@ -242,6 +241,34 @@ class Conv2DGradFilter(Op):
 
     def label(self, node):
         return conv_label("∂conv2d/∂w", (node.shape[0], None) + node.shape[2:], node.attrs)
+
+
+class Conv2DGradBias(Op):
+    """dL/db of a conv2d: the cotangent g (B, F, Ho, Wo) summed over batch and positions.
+
+    A sum over axes (0, 2, 3), as its own op so compiled code reduces it in a register per
+    filter instead of accumulating into memory inside the loop that computes g.
+    """
+
+    name = "conv2d_grad_bias"
+    symbol = "Σ_{b,i,j}"
+
+    def infer_shape(self, shapes, attrs):
+        (g,) = shapes
+        if len(g) != 4:
+            raise ShapeError(f"the cotangent must be 4-d (batch, filters, height, width), got {fmt_shape(g)}")
+        return (g[1],)
+
+    def reference(self, node, g):
+        return g.sum(axis=(0, 2, 3))
+
+    def vjp(self, node, u):
+        from .structure import expand
+        return [expand(u, node.inputs[0], (0, 2, 3))]
+
+    def element_expr(self, node, index, sym, batch):
+        bn, _, ho, wo = _fixed(node.inputs[0].shape, batch)
+        return sympy.Add(*[sym(0, (b, index[0], i, j)) for b in range(bn) for i in range(ho) for j in range(wo)])
 
 
 def _conv_attrs(attrs):
