@@ -137,7 +137,8 @@ def test_every_template_compiles_to_ptx():
         assert set(sizes) == set(launched) and len(sizes) == 13
 
 
-def test_loop_kernel_reductions_registers_in_place_and_scalar_tree():
+@pytest.mark.parametrize("split", [1, 3])
+def test_loop_kernel_reductions_registers_in_place_and_scalar_tree(split):
     """A hand-made schedule Loop: every way the emitter maps reductions onto threads."""
     import sympy
     import types
@@ -151,7 +152,8 @@ def test_loop_kernel_reductions_registers_in_place_and_scalar_tree():
     e = sympy.Symbol("e_ij")
     # loop 1: threads split i (kept by both reductions); rowmax[i] lives in a register, both[i, j]
     # (indexed by the serial j too) is prefilled and updated in place. loop 2: threads over j,
-    # i serial (a bias gradient). loop 3: scalar reductions, one block and a shared-memory tree.
+    # i serial (a bias gradient; with split > 1, `split` threads per column and a combining
+    # kernel). loop 3: scalar reductions, one block and a shared-memory tree.
     loops = [
         Loop((i, j), (BATCH, sympy.Integer(5)), [
             Let(e, sympy.exp(X[i, j]) * 2), Store(Y[i, j], e),
@@ -162,13 +164,16 @@ def test_loop_kernel_reductions_registers_in_place_and_scalar_tree():
     ]
     args = [Buffer("X", (None, 5), "input"), Buffer("Y", (None, 5), "temp"), Buffer("rowmax", (None,), "temp"),
             Buffer("both", (None, 5), "temp"), Buffer("colsum", (5,), "temp")]
-    em = CudaEmitter("float64")
+    em = CudaEmitter("float64", split)
     em.program(Program("prog", args, loops, sympy.Symbol("total")), {})
+    assert ("combine" in "".join(em.kernels)) == (split > 1)
     m = _mod(*em.source_parts(), dtype="float64")
     rng = np.random.default_rng(5)
     x = rng.standard_normal((23, 5))            # 23 rows: more than the simulator's threads
     a = types.SimpleNamespace(X=x, Y=np.zeros((23, 5)), rowmax=np.zeros(23), both=np.zeros((23, 5)),
                               colsum=np.zeros(5), total=np.zeros(1), biggest=np.zeros(1))
+    for name, shape in em.all_extras([Program("prog", [], [])]).items():
+        setattr(a, name, np.zeros(shape))
     m.bind_prog(a)
     total = m.prog(a, 23)
     np.testing.assert_allclose(a.Y, 2 * np.exp(x), rtol=1e-12)

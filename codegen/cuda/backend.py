@@ -25,9 +25,9 @@ from .emit import CudaEmitter
 from .module import LaunchOptions, load_module, module_source
 
 
-def emit_schedule(sched):
+def emit_schedule(sched, split=8):
     """The CUDA emitter's output for a `ModelSchedule`: (emitter, module parts)."""
-    em = CudaEmitter(sched.dtype)
+    em = CudaEmitter(sched.dtype, split)
     for prog in sched.programs:
         em.program(prog, {})
     em.update(sched.update)
@@ -35,12 +35,12 @@ def emit_schedule(sched):
     return em, em.source_parts() + extra
 
 
-def cuda_source(model, optimizer, dtype="float64", *, tile=16, threads=256) -> str:
+def cuda_source(model, optimizer, dtype="float64", *, tile=16, threads=256, split=8) -> str:
     """The generated CUDA module for ``model`` as text (no GPU or numba-cuda needed):
     what ``graphnn codegen MODEL --cuda`` prints."""
     sched = lower(model, optimizer, dtype)
-    _, parts = emit_schedule(sched)
-    return module_source(parts, dtype, LaunchOptions(tile, threads), cache=True,
+    _, parts = emit_schedule(sched, split)
+    return module_source(parts, dtype, LaunchOptions(tile, threads, split=split), cache=True,
                          title=_title(model, dtype, optimizer))
 
 
@@ -65,9 +65,9 @@ class CudaBackend:
             # the simulator pays per thread and per barrier: 4×4 tiles for small matrices
             tile = 16 if _largest_matmul_dim(sched.programs) > 16 else 4
         self.options = LaunchOptions.for_target(sim, tile, threads)
-        self.emitter, parts = emit_schedule(sched)
+        self.emitter, parts = emit_schedule(sched, self.options.split)
         key = {"graph": sched.graph_hash, "optimizer": repr(optimizer.structural_key()),
-               "tile": self.options.tile, "threads": self.options.threads}
+               "tile": self.options.tile, "threads": self.options.threads, "split": self.options.split}
         self.module, self.source = load_module(parts, dtype=dname, options=self.options, key=key,
                                                title=_title(model, dname, optimizer), verbose=verbose)
         self._names = sched.names
@@ -142,7 +142,7 @@ class CudaBackend:
         for name in sorted(self.emitter.all_scalars(self.schedule.programs)):
             if not hasattr(a, _attr(name)):
                 setattr(a, _attr(name), cuda.device_array(1, dt))
-        for name, shape in self.emitter.extra_buffers.items():
+        for name, shape in self.emitter.all_extras(self.schedule.programs).items():
             setattr(a, _attr(name), cuda.device_array(tuple(batch if d is None else d for d in shape) or (1,), dt))
         for fn, prog in self.emitter.cells.items():
             setattr(a, _attr(f"cell_ns_{fn}"), self._cell_namespace(prog, batch))
@@ -170,6 +170,8 @@ class CudaBackend:
         for name in sorted(self.emitter.program_scalars.get(prog.name, ())):
             if not hasattr(c, _attr(name)):
                 setattr(c, _attr(name), cuda.device_array(1, dt))
+        for name, shape in self.emitter.program_extras.get(prog.name, {}).items():
+            setattr(c, _attr(name), cuda.device_array(tuple(batch if d is None else d for d in shape), dt))
         return c
 
     # -- feeds -----------------------------------------------------------------------------

@@ -5,9 +5,10 @@ Only the printing differs from the CPU emitter; the schedule is the same. Per st
 
 - ``Loop``       one kernel. Threads split the loop indices that every indexed reduction
                  keeps (all indices when the loop has none); the other indices run inside
-                 the thread, so a bias gradient Σ_b δ[b, j] is one thread per column with no
-                 atomics. A loop that reduces to a scalar (the loss) runs as one block and
-                 finishes with a shared-memory tree: deterministic, no warp intrinsics.
+                 the thread, so a bias gradient Σ_b δ[b, j] needs no atomics — and is split
+                 over R threads per column plus a combining kernel (``split``). A loop that
+                 reduces to a scalar (the loss) runs as one block and finishes with a
+                 shared-memory tree: deterministic, no warp intrinsics.
 - ``Scalar``     a one-thread kernel (scalars live on the device as 1-element arrays).
 - ``MatMul``     the tiled shared-memory kernel, in its A@B, A@Bᵀ or Aᵀ@B form.
 - ``RowSoftmax``, ``SoftmaxCE``: one thread per row.
@@ -62,15 +63,17 @@ def device_helper(source: str) -> str:
 class CudaEmitter:
     """Collects kernels (deduplicated by source) and driver functions for one module."""
 
-    def __init__(self, dtype="float64"):
+    def __init__(self, dtype="float64", split=1):
         self.dtype = dtype
+        self.split = split    # row groups of a column reduction over the batch (see _loop)
         self.kernels: list[str] = []
         self.by_body: dict[str, str] = {}
         self.drivers: list[str] = []
         self.ranks: dict[str, int] = {}   # the current program's array ranks
         self.scalars: set[str] = set()    # the current program's 1-element device scalars
         self.program_scalars: dict[str, set] = {}   # program name -> its scalars
-        self.extra_buffers: dict[str, tuple] = {}    # name -> shape (None = batch): drivers' own buffers
+        self.extras: dict[str, tuple] = {}           # the current program's own buffers: name -> shape
+        self.program_extras: dict[str, dict] = {}    # program name -> its own buffers
         self.cells: dict[str, object] = {}           # recurrence cell programs (their own namespaces)
         self.count = 0
         self.helpers: set[str] = set()    # codegen.printer.HELPERS the printed code calls
@@ -98,18 +101,26 @@ class CudaEmitter:
         """Driver ``<prog.name>(a, B)`` and ``bind_<prog.name>(a)`` (its views).
 
         Re-entrant: a step may print another program (a recurrence's cell) meanwhile."""
-        saved = self.ranks, self.scalars
+        saved = self.ranks, self.scalars, self.extras
         self.ranks = dict(args_ranks)
         self.ranks.update({a.name: len(a.shape) for a in prog.args})
-        self.scalars = set()
+        self.scalars, self.extras = set(), {}
         try:
             self._program(prog)
             self.program_scalars[prog.name] = self.scalars
+            self.program_extras[prog.name] = self.extras
         finally:
-            self.ranks, self.scalars = saved
+            self.ranks, self.scalars, self.extras = saved
 
     def all_scalars(self, programs) -> set:
         return set().union(*(self.program_scalars.get(p.name, set()) for p in programs))
+
+    def all_extras(self, programs) -> dict:
+        """The buffers the drivers of ``programs`` allocate for themselves: name -> shape."""
+        out = {}
+        for p in programs:
+            out.update(self.program_extras.get(p.name, {}))
+        return out
 
     def _program(self, prog):
         body, binds = [], []
@@ -306,6 +317,13 @@ class CudaEmitter:
             sregs.setdefault(str(b.target), (f"sacc{len(sregs)}", b.op))
         self.scalars |= set(sregs)
         one_block = bool(scalar_accs)
+        # A reduction over the batch kept per column (a bias gradient: Σ_b δ[b, j]) gives one
+        # thread per column only; with ``split`` R > 1, R threads share each column, each
+        # summing every R-th row into its own slot of a scratch array, and a second kernel
+        # adds the R partial sums in a fixed order (deterministic, no atomics).
+        ptotal = math.prod(int(extent[i]) for i in par_idx) if all(extent[i] != "B" for i in par_idx) else 0
+        split = self.split if (self.split > 1 and reg_targets and not sregs and not prefill and par_idx
+                               and ptotal and serial and extent[serial[0]] == "B") else 1
 
         arrays, scalars = set(), set()
         lines = []
@@ -336,29 +354,36 @@ class CudaEmitter:
                     dest = sregs[str(b.target)][0]
                 inner.append(f"{dest} += {value}" if b.op == "sum" else f"{dest} = max({dest}, {value})")
         depth = 0
-        for s in serial:
-            lines.append("    " * depth + f"for {s} in range({extent[s]}):")
+        for n, s in enumerate(serial):
+            first = n == 0 and split > 1
+            rng = f"range(rr, {extent[s]}, {split})" if first else f"range({extent[s]})"
+            lines.append("    " * depth + f"for {s} in {rng}:")
             depth += 1
         lines += ["    " * depth + line for line in inner]
+        parts = {}
         for target, reg in reg_targets.items():
-            lines.append(f"{pr(target)} = {reg}")
+            if split > 1:
+                parts[target] = f"part{len(self.extras)}_{reg}"
+                self.extras[parts[target]] = (split, ptotal)
+                lines.append(f"{parts[target]}[rr, pf] = {reg}")
+            else:
+                lines.append(f"{pr(target)} = {reg}")
 
-        args_arrays = sorted(arrays | scalars | set(sregs))
+        args_arrays = sorted(arrays | scalars | set(sregs) | set(parts.values()))
         sig = args_arrays + ["B", "nB"]
         body = []
         for reg, op in sregs.values():
             body.append(f"{reg} = {ident[op]}")
         total = " * ".join(extent[i] for i in par_idx) or "1"
-        body.append(f"for flat in range(cuda.grid(1), {total}, cuda.gridsize(1)):")
-        unravel = []
-        rest = "flat"
-        for n, i in enumerate(reversed(par_idx)):
-            if n == len(par_idx) - 1:
-                unravel.append(f"{i} = {rest}")
-            else:
-                unravel.append(f"{i} = {rest} % {extent[i]}")
-                unravel.append(f"q{n} = {rest} // {extent[i]}")
-                rest = f"q{n}"
+        if split > 1:
+            total = f"{ptotal} * {split}"
+            body.append(f"for flat in range(cuda.grid(1), {total}, cuda.gridsize(1)):")
+            body.append(f"    pf = flat % {ptotal}")
+            body.append(f"    rr = flat // {ptotal}")
+            unravel = self._unravel(par_idx, extent, "pf")
+        else:
+            body.append(f"for flat in range(cuda.grid(1), {total}, cuda.gridsize(1)):")
+            unravel = self._unravel(par_idx, extent, "flat")
         body += ["    " + line for line in unravel + lines]
         if sregs:
             body += self._tree(sregs)
@@ -378,7 +403,42 @@ class CudaEmitter:
             out.append(self._fill(base, 0.0 if op == "sum" else -math.inf))
         grid = "1" if one_block else f"blocks_for({total})"
         out.append(f"{k}[{grid}, THREADS]({', '.join(f'a.{x}' for x in args_arrays)}, B, nB)")
+        if parts:
+            out.append(self._combine(parts, reg_targets, indexed_accs, par_idx, extent, ptotal, split, pr))
         return out
+
+    def _combine(self, parts, reg_targets, indexed_accs, par_idx, extent, ptotal, split, pr):
+        """The second kernel of a split reduction: each column adds its R partial sums."""
+        ops = {t: next(b.op for b in indexed_accs if b.target == t) for t in reg_targets}
+        body = [f"for pf in range(cuda.grid(1), {ptotal}, cuda.gridsize(1)):"]
+        body += ["    " + line for line in self._unravel(par_idx, extent, "pf")]
+        names = set(parts.values())
+        for target, part in parts.items():
+            body.append(f"    acc = {part}[0, pf]")
+            body.append(f"    for rr in range(1, {split}):")
+            body.append(f"        acc {'+= ' + part + '[rr, pf]' if ops[target] == 'sum' else '= max(acc, ' + part + '[rr, pf])'}")
+            body.append(f"    {pr(target)} = acc")
+            names.add(str(target.base))
+        args = sorted(names)
+
+        def make(name):
+            src = [f"@cuda.jit(cache=CACHE)", f"def {name}({', '.join(args)}):",
+                   f'    """The {split} partial sums of each column, added in order."""']
+            return "\n".join(src + ["    " + line for line in body]) + "\n"
+        k = self.kernel("combine", make)
+        return f"{k}[blocks_for({ptotal}), THREADS]({', '.join(f'a.{x}' for x in args)})"
+
+    @staticmethod
+    def _unravel(par_idx, extent, flat):
+        lines, rest = [], flat
+        for n, i in enumerate(reversed(par_idx)):
+            if n == len(par_idx) - 1:
+                lines.append(f"{i} = {rest}")
+            else:
+                lines.append(f"{i} = {rest} % {extent[i]}")
+                lines.append(f"q{n} = {rest} // {extent[i]}")
+                rest = f"q{n}"
+        return lines
 
     @staticmethod
     def _tree(sregs):

@@ -17,13 +17,15 @@ class LaunchOptions:
     tile: int = 16
     threads: int = 256
     max_blocks: int = 4096
+    split: int = 8     # threads sharing one column of a batch reduction (bias gradients)
 
     @classmethod
     def for_target(cls, simulator: bool, tile=None, threads=None):
         # the simulator pays per barrier and per thread started: one block, each thread
-        # loops longer (grid-stride), big tiles (fewer syncthreads)
-        base = cls(16, 16, 1) if simulator else cls()
-        return cls(tile or base.tile, threads or base.threads, base.max_blocks)
+        # loops longer (grid-stride), big tiles (fewer syncthreads); split 2 keeps the
+        # split-reduction path tested
+        base = cls(16, 16, 1, 2) if simulator else cls()
+        return cls(tile or base.tile, threads or base.threads, base.max_blocks, base.split)
 
 
 def module_source(parts, dtype, options: LaunchOptions, cache: bool, title="") -> str:

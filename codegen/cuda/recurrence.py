@@ -32,7 +32,7 @@ class _Writer:
 
     def buffer(self, name, shape):
         """A device buffer the backend allocates per batch size; returns its local name."""
-        self.em.extra_buffers.setdefault(name, tuple(shape))
+        self.em.extras.setdefault(name, tuple(shape))
         self(f"{name} = a.{name}")
         return name
 
