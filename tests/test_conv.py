@@ -185,3 +185,21 @@ def test_w4_hand_numpy_baseline_equals_the_reference():
         assert hand.step(X, T) == pytest.approx(ref.backend.train_step({"x": X, "t": T}), rel=1e-12)
     for name in "KcWb":
         np.testing.assert_allclose(hand.params[name], ref.params[model.find(name)], rtol=1e-10, atol=1e-14)
+
+
+def test_scalar_derivation_of_a_small_conv_net():
+    """The element formulas let the scalar view write the chain rule through conv, ReLU and max-pool."""
+    from graphnn import losses
+    from graphnn.derive import derive
+
+    x = gn.input("x", (None, 1, 3, 3))
+    K = gn.parameter("K", [[[[0.5, -0.2], [0.1, 0.3]]]])
+    pooled = max_pool2d(gn.relu(conv2d(x, K, name="conv"), name="a"), 2, name="pool")
+    E = losses.quadratic(gn.flatten(pooled, name="f"), gn.input("t", (None, 1)), name="E")
+    feeds = {"x": np.arange(9.0).reshape(1, 1, 3, 3) / 10, "t": np.array([[0.2]])}
+    expected = gn.evaluate(gn.grad(E, [K])[K], feeds)
+    for idx in [(0, 0, 0, 0), (0, 0, 1, 1)]:
+        d = derive(E, [(K, idx)], values=feeds, view="scalar")
+        assert "4 paths" in d.to_text()          # one per position of the 2×2 output
+        values = [v for s in d.steps for claim, v in getattr(s, "checks", []) if claim[0] == "gradient"]
+        assert values and float(values[-1]) == pytest.approx(expected[idx], rel=1e-12)
