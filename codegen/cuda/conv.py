@@ -8,7 +8,7 @@ result does not depend on thread order.
 """
 from __future__ import annotations
 
-from codegen.lower_conv import ConvLoop, NoiseLoop, PoolLoop, _GOLDEN
+from codegen.lower_conv import BiasGradLoop, ConvLoop, NoiseLoop, PoolLoop, _GOLDEN
 
 from .emit import register_cuda_printer
 
@@ -94,6 +94,39 @@ def _conv(step: ConvLoop, em):
         "conv2d input gradient, gathered: one input element per thread"))
     return head + [_launch(k, f"a.{step.out}.size",
                            [f"a.{step.a}", f"a.{step.b}", f"a.{step.out}", f"a.{step.a}.shape[0]"])]
+
+
+def _bias_grad(step: BiasGradLoop, em):
+    """out[f] = Σ_{b,i,j} g[b, f, i, j]: one block per filter, its threads striding over the
+    batch and positions, then a shared-memory tree (deterministic, no atomics)."""
+    f, ho, wo = step.dims
+    n = ho * wo
+    body = f'''@cuda.jit(cache=CACHE)
+def {{name}}(g, out):
+    """conv2d bias gradient: one block per filter, a tree over its threads."""
+    part = cuda.shared.array(THREADS, dtype=F)
+    t = cuda.threadIdx.x
+    for ff in range(cuda.blockIdx.x, {f}, cuda.gridDim.x):
+        acc = F(0)
+        for q in range(t, g.shape[0] * {n}, THREADS):
+            bb = q // {n}
+            ii = (q % {n}) // {wo}
+            acc += g[bb, ff, ii, q % {wo}]
+        part[t] = acc
+        cuda.syncthreads()
+        s = THREADS // 2
+        while s > 0:
+            if t < s:
+                part[t] += part[t + s]
+            cuda.syncthreads()
+            s //= 2
+        if t == 0:
+            out[ff] = part[0]
+        cuda.syncthreads()
+'''
+    k = em.kernel("conv2d_grad_bias", lambda name: body.replace("{name}", name))
+    head = [f"# {step.comment}"] if step.comment else []
+    return head + [f"{k}[min({f}, MAX_BLOCKS), THREADS](a.{step.g}, a.{step.out})"]
 
 
 def _first_max(src, sh, sw, ph, pw):
@@ -188,5 +221,6 @@ def _prod(dims):
 
 
 register_cuda_printer(ConvLoop, _conv)
+register_cuda_printer(BiasGradLoop, _bias_grad)
 register_cuda_printer(PoolLoop, _pool)
 register_cuda_printer(NoiseLoop, _noise)

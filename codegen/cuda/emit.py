@@ -123,12 +123,19 @@ class CudaEmitter:
         return out
 
     def _program(self, prog):
-        body, binds = [], []
+        body, binds, run = [], [], []
         for step in prog.steps:
             if isinstance(step, View):
                 binds.append(self._view(step))
+            elif isinstance(step, Scalar):
+                run.append(step)      # consecutive scalars: one single-thread kernel
             else:
+                if run:
+                    body += self._scalars(run)
+                    run = []
                 body += self._step(step, binds)
+        if run:
+            body += self._scalars(run)
         lines = [f"def {prog.name}(a, B):", f'    """{prog.doc or prog.name}"""', "    nB = F(B)"]
         lines += ["    " + line for line in body]
         if prog.returns is not None:
@@ -182,8 +189,6 @@ class CudaEmitter:
         head = [f"# {comment}"] if comment else []
         if isinstance(step, Loop):
             return head + self._loop(step)
-        if isinstance(step, Scalar):
-            return head + self._scalar(step)
         if isinstance(step, MatMul):
             form = ("t" if step.trans_a else "n") + ("t" if step.trans_b else "n")
             k = self.kernel(f"matmul_{form}", lambda n: kernels.matmul(n, step.trans_a, step.trans_b))
@@ -262,17 +267,23 @@ class CudaEmitter:
         k = self.kernel(f"copy{rank}d", lambda n: kernels.copy(n, rank))
         return f"run_{k}(a.{src}, a.{out})"
 
-    def _scalar(self, step: Scalar):
-        expr, arrays, scalars = self._device_expr(step.expr, set())
-        self.scalars.add(str(step.name))
-        args = sorted(arrays | scalars | {str(step.name)})
-        code = self.printer().doprint(expr)
+    def _scalars(self, steps):
+        """Scalar steps (1-element device arrays) computed in order by one thread."""
+        args, lines, comments = set(), [], []
+        for step in steps:
+            expr, arrays, scalars = self._device_expr(step.expr, set())
+            self.scalars.add(str(step.name))
+            args |= arrays | scalars | {str(step.name)}
+            lines.append(f"        {step.name}[0] = {self.printer().doprint(expr)}")
+            if step.comment:
+                comments.append(f"# {step.comment}")
+        args = sorted(args)
 
         def make(name):
             return (f"@cuda.jit(cache=CACHE)\ndef {name}({', '.join(args + ['B', 'nB'])}):\n"
-                    f"    if cuda.grid(1) == 0:\n        {step.name}[0] = {code}\n")
-        k = self.kernel(f"scalar_{step.name}", make)
-        return [f"{k}[1, 1]({', '.join(f'a.{x}' for x in args)}, B, nB)"]
+                    f"    if cuda.grid(1) == 0:\n" + "\n".join(lines) + "\n")
+        k = self.kernel("scalars_" + "_".join(str(s.name) for s in steps)[:40], make)
+        return comments + [f"{k}[1, 1]({', '.join(f'a.{x}' for x in args)}, B, nB)"]
 
     def _device_expr(self, expr, local):
         """Scalars (1-element device arrays) read as ``s[0]``; returns (expr, arrays, scalars)."""
