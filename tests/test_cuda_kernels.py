@@ -182,3 +182,15 @@ def test_loop_kernel_reductions_registers_in_place_and_scalar_tree(split):
     np.testing.assert_allclose(a.colsum, (x * x).sum(0), rtol=1e-12)
     np.testing.assert_allclose(total[0], x.sum(), rtol=1e-12)
     assert a.biggest[0] == x.max()
+
+
+def test_every_schedule_step_the_cpu_prints_has_a_cuda_printer():
+    """A step type added to the shared schedule (with its CPU printer) needs a CUDA printer
+    too (codegen.cuda.emit.register_cuda_printer); this names the ones missing."""
+    import codegen  # noqa: F401  (registers every lowering and CPU printer)
+    from codegen.cuda import backend  # noqa: F401  (registers the CUDA printers)
+    from codegen.cuda.emit import cuda_can_print
+    from codegen.emit_cpu import EMITTERS
+
+    missing = sorted(t.__name__ for t in EMITTERS if not cuda_can_print(t))
+    assert not missing, f"schedule steps without a CUDA printer: {missing}"

@@ -40,6 +40,14 @@ from . import kernels
 CUDA_PRINTERS: dict = {}
 
 
+#: the schedule's own step types, printed by CudaEmitter itself
+BUILTIN_STEPS = (Loop, Scalar, MatMul, RowSoftmax, SoftmaxCE, Fill, Copy, Scatter, Concat, View)
+
+
+def cuda_can_print(step_type) -> bool:
+    return issubclass(step_type, BUILTIN_STEPS) or step_type in CUDA_PRINTERS
+
+
 def register_cuda_printer(step_type, fn):
     """Print schedule steps of ``step_type`` for CUDA: ``fn(step, emitter)`` returns the
     driver's lines and adds its kernels with ``emitter.kernel(hint, make_source)``."""
