@@ -120,7 +120,7 @@ def test_elementwise_chain_is_one_loop_without_temporaries():
     assert fwd.startswith("(x, W, out, matmul):")     # no buffer for exp, ×0.5, sigmoid, +1
     assert fwd.count("_ij = ") == 1                    # the whole chain is one assignment …
     assert fwd.count("for i in range(B):") == 2        # … in one loop (the other is x @ W)
-    assert "math.tanh(" in fwd and "math.exp(" in fwd
+    assert "tanh_f64(" in fwd and "math.exp(" in fwd
 
 
 def test_generated_module_uses_blas_names_and_no_globals():
@@ -145,6 +145,17 @@ def test_rational_tanh_is_accurate_in_float32():
     xs = np.linspace(-12, 12, 20001).astype(np.float32)
     got = np.array([ns["tanh_f32"](v) for v in xs[::50]])
     np.testing.assert_allclose(got, np.tanh(xs[::50].astype(np.float64)), rtol=2e-6, atol=1e-7)
+
+
+def test_float64_tanh_is_within_a_few_ulp():
+    from codegen.printer import HELPERS
+    ns = {}
+    exec("import numpy as np\nfrom numba import njit\nJIT = dict(cache=False, fastmath={'nsz', 'arcp', "
+         "'contract', 'afn', 'reassoc'})\n" + HELPERS["tanh_f64"], ns)
+    xs = np.concatenate([np.linspace(-25, 25, 2001), np.logspace(-300, 1.5, 400), -np.logspace(-12, 1, 200)])
+    got = np.array([ns["tanh_f64"](v) for v in xs])
+    ref = np.tanh(xs)
+    assert np.max(np.abs(got - ref) / np.maximum(np.abs(ref), 1e-300)) < 1e-15
 
 
 def test_op_without_lowering_is_a_clear_error():
