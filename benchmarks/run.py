@@ -3,6 +3,7 @@
     python benchmarks/run.py            # W1 and W2, float32 and float64
     python benchmarks/run.py --quick    # a short version (fewer epochs, W2 on 12,000 rows)
     python benchmarks/run.py --cuda     # GPU: W2 with backend 'cuda' beside PyTorch (cuda_w2.py)
+    python benchmarks/run.py --mpi      # W2 on 1 and 2 MPI ranks, all-reduce share (mpi_w2.py)
 
 Columns: workload | dtype | hand NumPy | graphnn numpy | graphnn cpu | cpu vs hand NumPy |
 compile cold | compile warm. Times are seconds per epoch (best of several epochs, after a
@@ -261,10 +262,16 @@ def main(argv=None):
     p.add_argument("--cuda", action="store_true",
                    help="instead: the GPU rows — W2 beside PyTorch on the same GPU, digits accuracy "
                         "(cuda_w2.py; needs an NVIDIA GPU and graphnn[cuda])")
+    p.add_argument("--mpi", action="store_true",
+                   help="instead: W2 epoch time on 1 and 2 MPI ranks and the all-reduce share (mpi_w2.py)")
     args = p.parse_args(argv)
     if args.cuda:  # its own rows (backend 'cuda' vs PyTorch); says what is missing without a GPU
         import cuda_w2
         return cuda_w2.main(["--n", "12000", "--epochs", "1", "--no-accuracy"] if args.quick else [])
+    if args.mpi:  # its own table (ranks x threads); needs graphnn[mpi]
+        sys.path.insert(0, str(HERE))
+        import mpi_w2
+        return mpi_w2.main(["--n", "12000", "--epochs", "1"] if args.quick else [])
     with numpy_threads_limited(2):
         if args.probe:
             return probe(*args.probe, args.quick)
