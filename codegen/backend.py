@@ -69,7 +69,7 @@ class CpuBackend:
         bufs = self._buffers.get(batch)
         if bufs is None:
             bufs = {}
-            for prog in self.schedule.programs:
+            for prog in self.schedule.programs + [self.schedule.evaluate]:
                 for a in prog.args:
                     if a.role in ("temp", "output") and a.name not in bufs:
                         bufs[a.name] = np.zeros(tuple(batch if d is None else d for d in a.shape) or (1,),
@@ -172,8 +172,14 @@ class CpuBackend:
         return out
 
     def loss(self, feeds) -> float:
-        f = self._feeds([self.model.loss], feeds)
-        return float(self._call("loss", self._args(self.schedule.loss, f, _batch_of(f, self.schedule))))
+        return self.evaluate(feeds)[0]
+
+    def evaluate(self, feeds):
+        """(loss, output) of a batch in one compiled call."""
+        f = self._feeds([self.model.loss, self.model.output], feeds)
+        batch = _batch_of(f, self.schedule)
+        loss = self._call("evaluate", self._args(self.schedule.evaluate, f, batch))
+        return float(loss), self._temps(batch)[self.schedule.names[self.model.output]].copy()
 
     def predict(self, feeds):
         f = self._feeds([self.model.output], feeds)

@@ -3,7 +3,7 @@
 Functions (all ``@njit(cache=True, fastmath=FASTMATH, error_model='numpy')``):
 
     forward(inputs, params, out, temps)          the model's output into ``out``
-    loss(inputs, targets, params, temps)         the loss of a batch
+    evaluate(inputs, targets, params, out, temps)  the loss of a batch, and the output
     grad_step(inputs, params, grads, temps)      loss; gradients into the d_* views
     apply_update(flat_params, flat_grad, state_*, step, hyper)
     train_step(... grad_step's args, flat_params, flat_grad, state_*, step, hyper)
@@ -406,7 +406,7 @@ def emit_module(sched, optimizer=None) -> str:
     imports = ("import math\n\nimport numpy as np\nfrom numba import njit\n\n"
                f"JIT = dict(cache=True, fastmath={{{', '.join(repr(f) for f in sorted(FASTMATH))}}}, error_model='numpy')\n")
     helpers: set = set()
-    programs = [emit_program(prog, sched.dtype, helpers) for prog in sched.programs]
+    programs = [emit_program(prog, sched.dtype, helpers) for prog in sched.programs + [sched.evaluate]]
     parts = [header, imports] + [HELPERS[h].strip() + "\n" for h in sorted(helpers)] + programs
     parts.append(emit_update(sched.update, sched.dtype))
     parts.append(emit_train_step(sched))

@@ -5,6 +5,7 @@ sympy update rules become three `Program`s and one `Update`:
 
 - ``forward``:   inputs, params → the model's output (written into ``out``)
 - ``loss``:      inputs, params → the loss (returned)
+- ``evaluate``:  the loss (returned) and the output (written): test metrics in one function
 - ``grad_step``: inputs, params → the loss (returned) and every trainable gradient,
                  written into views of ONE flat gradient buffer (`flat_layout` order)
 - ``update``:    the optimizer's rules over the flat parameter / gradient / state arrays
@@ -44,6 +45,7 @@ class ModelSchedule:
     loss: Program
     grad_step: Program
     update: Update
+    evaluate: Program = None   # loss + output in one function (the CPU Trainer's test metrics)
 
     @property
     def n_flat(self) -> int:
@@ -79,6 +81,9 @@ def lower(model, optimizer, dtype="float64") -> ModelSchedule:
                             doc=f"The output {out_name!r} for a batch of inputs (written into {out_name}).")
     loss = lower_program("loss", [], leaf_args(Graph([model.loss])), names=names, dtype=dtype,
                          returns=model.loss, doc="The loss of a batch (nothing is written).")
+    evaluate = lower_program("evaluate", [(model.output, "output")], leaf_args(Graph([model.loss, model.output])),
+                             names=names, dtype=dtype, returns=model.loss,
+                             doc=f"The loss of a batch (returned) and the output {out_name!r} (written).")
     grad_outputs = [(grads[p], "grad") for p in trainable]
     grad_step = lower_program("grad_step", grad_outputs, leaf_args(full), names=names, dtype=dtype,
                               returns=model.loss,
@@ -91,7 +96,7 @@ def lower(model, optimizer, dtype="float64") -> ModelSchedule:
         offset += size
     return ModelSchedule(model.name, model.structural_hash(), dtype, inputs, trainable, fixed, consts,
                          names, layout, {p: grads[p] for p in trainable}, forward, loss, grad_step,
-                         update_step(optimizer))
+                         update_step(optimizer), evaluate)
 
 
 def _ordered_inputs(model, graph):
