@@ -6,12 +6,12 @@ Pipeline (each stage usable alone):
    gradient graph from ``graphnn.grad`` and the optimizer's sympy rules become
    emitter-independent schedules (schedule.py): `Program`s of plain dataclass steps —
    fused elementwise `Loop`s, `MatMul`, `SoftmaxCE`, `View`, reductions carried by loops,
-   and one `Update` over the flat parameters. Programs: ``forward`` (output), ``evaluate``
-   (loss + output), ``grad_step`` (loss + gradients). Buffers are named after the graph's nodes.
+   and one `Update` over the flat parameters. Programs: ``forward`` (output), ``loss``,
+   ``evaluate`` (loss + output), ``grad_step`` (loss + gradients). Buffers are named after the graph's nodes.
 2. ``register_lowering(op_name, fn)`` (lower.py): how an op becomes schedule; ``fn(node,
    ctx) -> Lowered``. An op with no lowering is a `CodegenError` naming the op and node.
 3. ``emit_module(schedule)`` (emit_cpu.py): one readable module of ``@njit(cache=True,
-   fastmath=FASTMATH, error_model='numpy')`` functions: forward, evaluate, grad_step,
+   fastmath=FASTMATH, error_model='numpy')`` functions: forward, loss, evaluate, grad_step,
    apply_update, train_step, train_epoch. ``register_emitter(StepType, fn)`` prints new
    step types. A CUDA emitter can print the same schedules.
 4. ``load_generated_module`` (cache.py): the source is cached on disk under a stable module
