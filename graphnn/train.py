@@ -294,7 +294,9 @@ class Trainer:
     def accuracy(self, split="test", out=None) -> float:
         """Fraction of examples whose largest output matches the one-hot target."""
         feeds = self._split(split)
-        out = self.backend.predict(feeds) if out is None else out
+        if out is None:   # evaluate (loss and output in one call) when the backend has it
+            out = self.backend.evaluate(feeds)[1] if hasattr(self.backend, "evaluate") else \
+                self.backend.predict(feeds)
         target = feeds[self.model.inputs[1].name]
         return float(np.mean(np.argmax(out, -1) == np.argmax(target, -1)))
 
