@@ -28,7 +28,7 @@ from graphnn.errors import GraphnnError
 from graphnn.graph import Graph, Node
 from graphnn.ops.base import broadcast_index
 
-from .schedule import (BATCH, Accumulate, Buffer, Copy, Let, Loop, Program, Scalar, Store, View)
+from .schedule import BATCH, Accumulate, Buffer, Let, Loop, Program, Scalar, Store, View
 
 
 class CodegenError(GraphnnError):

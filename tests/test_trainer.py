@@ -6,7 +6,6 @@ import sys
 import numpy as np
 import pytest
 
-import graphnn as gn
 from graphnn.checkpoint import CheckpointError, load_checkpoint
 from graphnn.cli import main
 from graphnn.models import get_model
