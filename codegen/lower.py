@@ -51,7 +51,10 @@ class Lowered:
 LOWERINGS: dict = {}
 RESERVED = {"np", "math", "numba", "njit", "B", "nB", "i", "j", "k", "l", "m", "n", "o", "q", "p", "r",
             "c", "s", "w", "g", "step", "order", "start", "stop", "nb", "total", "loss", "acc", "zmax",
-            "lse", "flat_params", "flat_grad", "sum", "max", "min", "abs", "range", "batch_size"}
+            "lse", "flat_params", "flat_grad", "sum", "max", "min", "abs", "range", "batch_size",
+            # locals the emitters assign (softmax/CE rows, reductions): a buffer named like
+            # one would clash in Numba's typing ("Cannot unify array and float64")
+            "e", "inv", "row", "nb"}
 LOOP_INDICES = ("i", "j", "k", "l", "m", "n", "o", "q")
 
 

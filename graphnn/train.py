@@ -181,6 +181,11 @@ class Trainer:
         lr = lr if lr is not None else d.get("lr")
         self.optimizer = make_optimizer(optimizer or d.get("optimizer", "sgd"), lr=lr, **hyper)
         self.backend = make_backend(backend, model, self.optimizer, dtype, params, **(backend_options or {}))
+        # Dropout and input corruption read `training`/`step` inputs (evaluation mode by
+        # default); training steps must switch them on, on every backend.
+        from .ops.dropout import TrainingFeeds, uses_training_mode
+        if uses_training_mode(model.graph.nodes):
+            self.backend = TrainingFeeds(self.backend)
         # comm (graphnn/distributed.py): data-parallel over ranks; the same seed and batch
         # order everywhere, each rank computes its shard of every batch. Rank 0 logs.
         self.comm = comm

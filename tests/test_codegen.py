@@ -233,3 +233,22 @@ def test_update_hoists_per_step_scalars():
     assert "1 - beta1" in hoisted and any("beta1**t" in h for h in hoisted)
     loop_exprs = " ".join(str(e) for _, e in sched.update.rules)
     assert "beta1**t" not in loop_exprs
+
+
+def test_unnamed_nodes_do_not_clash_with_emitter_locals():
+    """An unnamed exp node beside softmax-CE once got the buffer name `e`, the row loop's local."""
+    import graphnn as gn
+    from graphnn.data import Dataset
+    from graphnn.model import Model
+    from graphnn.train import Trainer
+
+    rng = np.random.default_rng(0)
+    x, t = gn.input("x", (None, 4)), gn.input("t", (None, 3))
+    W = gn.parameter("W", rng.normal(size=(4, 3)))
+    z = gn.exp(x @ W) * 0.5
+    data = Dataset({"x": rng.normal(size=(8, 4)), "t": np.eye(3)[rng.integers(0, 3, 8)]})
+    model = Model("clash", gn.losses.softmax_cross_entropy(z, t), z, (x, t), data, defaults={"lr": 0.1})
+    ref, cpu = Trainer(model, backend="numpy"), Trainer(model, backend="cpu")
+    ref.fit(steps=3)
+    cpu.fit(steps=3)
+    np.testing.assert_allclose(cpu.params[W], ref.params[W], rtol=1e-10, atol=1e-12)

@@ -112,3 +112,40 @@ def test_bad_arguments():
         dropout(x, 0.5, training=gn.input("flag", (None,)))
     with pytest.raises(ValueError, match="non-negative integer"):
         gn.evaluate(dropout(x, 0.5), {"x": np.ones((1, 3)), "training": 1, "step": 1.5})
+
+
+def _dropout_mlp():
+    import graphnn as gn
+    from graphnn.data import Dataset
+    from graphnn.model import Model
+
+    rng = np.random.default_rng(3)
+    x, t = gn.input("x", (None, 6)), gn.input("t", (None, 3))
+    W1, W2 = gn.parameter("W1", rng.normal(size=(6, 8)) * 0.5), gn.parameter("W2", rng.normal(size=(8, 3)) * 0.5)
+    h = gn.dropout(gn.relu(x @ W1, name="h"), 0.5, name="h_drop")
+    z = gn.matmul(h, W2, name="z")
+    data = Dataset({"x": rng.normal(size=(16, 6)), "t": np.eye(3)[rng.integers(0, 3, 16)]})
+    return Model("dropout-mlp", gn.losses.softmax_cross_entropy(z, t), z, (x, t), data,
+                 defaults={"lr": 0.1, "batch_size": 4}), W1
+
+
+def test_plain_trainer_trains_with_dropout_on_and_predicts_with_it_off():
+    from graphnn.train import Trainer
+
+    model, W1 = _dropout_mlp()
+    trainer = Trainer(model)                           # no helper call: the Trainer knows
+    eval_loss = trainer.loss("train")                  # evaluation mode: dropout off
+    step_loss = trainer.backend.train_step(model.data.train)
+    assert step_loss != pytest.approx(eval_loss)       # the step ran with a mask
+    p1, p2 = trainer.backend.predict(model.data.train), trainer.backend.predict(model.data.train)
+    np.testing.assert_array_equal(p1, p2)              # prediction is deterministic
+
+
+def test_compiled_dropout_training_equals_the_reference():
+    from graphnn.train import Trainer
+
+    model, W1 = _dropout_mlp()
+    ref, cpu = Trainer(model, backend="numpy"), Trainer(model, backend="cpu")
+    ref.fit(epochs=2, progress=False)
+    cpu.fit(epochs=2, progress=False)
+    np.testing.assert_allclose(cpu.params[W1], ref.params[W1], rtol=1e-10, atol=1e-12)

@@ -209,7 +209,13 @@ class TrainingFeeds:
         self.count += 1
         return self.inner.train_step({**feeds, **training_feeds(self.count)})
 
+    def gradients(self, feeds):
+        """For data-parallel training: one gradient per step, in training mode."""
+        self.count += 1
+        return self.inner.gradients({**feeds, **training_feeds(self.count)})
+
     def train_epoch(self, feeds, batches) -> float:
+        # Per batch from Python: each step needs its own step number fed.
         total, count = 0.0, 0
         for idx in batches:
             total += self.train_step({k: v[idx] for k, v in feeds.items()}) * len(idx)
