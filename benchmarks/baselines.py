@@ -165,6 +165,28 @@ class MLPBaseline:
         return total / len(order)
 
 
+def best_time(fn, repeats, clock=time.perf_counter) -> float:
+    """The fastest of ``repeats`` calls (the least disturbed by other load)."""
+    times = []
+    for _ in range(repeats):
+        t0 = clock()
+        fn()
+        times.append(clock() - t0)
+    return min(times)
+
+
+class MinibatchEpoch:
+    """For hand baselines with ``step(x, t) -> loss``: an epoch over a given sample order."""
+
+    def epoch(self, X, T, order, batch_size) -> float:
+        X, T = X.astype(self.dtype), T.astype(self.dtype)
+        total = 0.0
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            total += self.step(X[idx], T[idx]) * len(idx)
+        return total / len(order)
+
+
 def blas_roofline_gflops(dtype, n=1024, repeats=3) -> float:
     """Measured np.dot speed at n x n x n in GFLOP/s (best of `repeats`, after one warm-up)."""
     rng = np.random.default_rng(0)

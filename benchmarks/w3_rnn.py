@@ -18,6 +18,8 @@ import time
 
 import numpy as np
 
+from benchmarks.baselines import MinibatchEpoch, best_time
+
 STEPS, HIDDEN, SYMBOLS, BATCH, LR = 10, 32, 4, 32, 0.05
 
 
@@ -27,7 +29,7 @@ def w3_model():
     return get_model("rnn", steps=STEPS, hidden=HIDDEN, symbols=SYMBOLS)
 
 
-class W3Baseline:
+class W3Baseline(MinibatchEpoch):
     """Hand-written NumPy Elman RNN with BPTT, SGD, in ``dtype`` (parameters by name)."""
 
     def __init__(self, params: dict, lr=LR, dtype=np.float32):
@@ -66,21 +68,10 @@ class W3Baseline:
         return loss
 
     def epoch(self, X, T, order, batch_size=BATCH) -> float:
-        X, T = X.astype(self.dtype), T.astype(self.dtype)
-        total = 0.0
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            total += self.step(X[idx], T[idx]) * len(idx)
-        return total / len(order)
+        return MinibatchEpoch.epoch(self, X, T, order, batch_size)
 
 
-def _best(fn, repeats, clock=time.perf_counter):
-    times = []
-    for _ in range(repeats):
-        t0 = clock()
-        fn()
-        times.append(clock() - t0)
-    return min(times)
+_best = best_time
 
 
 def run(epochs=5, dtype="float32", seed=0, backends=("numpy", "cpu")) -> list[dict]:

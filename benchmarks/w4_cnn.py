@@ -16,6 +16,8 @@ import time
 
 import numpy as np
 
+from benchmarks.baselines import MinibatchEpoch, best_time
+
 from graphnn import losses
 from graphnn.data import digits_dataset
 from graphnn.model import Model
@@ -47,7 +49,7 @@ def w4_model(params=None) -> Model:
                  description="W4: conv 3×3×8 valid + ReLU + 2×2 max-pool + dense 72→10")
 
 
-class W4Baseline:
+class W4Baseline(MinibatchEpoch):
     """Hand-written NumPy: the same net, forward and backward, SGD, in ``dtype``."""
 
     def __init__(self, params, lr=LR, dtype=np.float32):
@@ -92,21 +94,10 @@ class W4Baseline:
         return loss
 
     def epoch(self, X, T, order, batch_size=BATCH) -> float:
-        X, T = X.astype(self.dtype), T.astype(self.dtype)
-        total = 0.0
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            total += self.step(X[idx], T[idx]) * len(idx)
-        return total / len(order)
+        return MinibatchEpoch.epoch(self, X, T, order, batch_size)
 
 
-def _best(fn, repeats, clock=time.perf_counter):
-    times = []
-    for _ in range(repeats):
-        t0 = clock()
-        fn()
-        times.append(clock() - t0)
-    return min(times)
+_best = best_time
 
 
 def _timed(fn, repeats):
