@@ -39,7 +39,7 @@ class ConvLoop:
 
 @dataclass
 class BiasGradLoop:
-    """out[f] = Σ_{b,i,j} g[b, f, i, j], one register per filter."""
+    """out[f] = Σ_{b,i,j} g[b, f, i, j]: per-position sums over the batch, then over the positions."""
     out: str
     g: str
     dims: tuple      # (F, HO, WO)
@@ -230,6 +230,8 @@ def _emit_conv(step: ConvLoop, w):
     if kh * kw > UNROLL:
         return _emit_conv_loops(step, w)
     taps = _taps(kh, kw)
+    if step.kind in ("forward", "grad_filter") and (sh, sw) == (1, 1) and not any(pad):
+        return _emit_conv_flat(step, w)
     if step.kind == "forward":
         # y[b,f,i,j] = bias[f] + Σ_c Σ_{m,n} w[f,c,m,n] x[b,c,i·s+m, j·s+n] (x padded): the filter's
         # taps are locals, each output one straight-line sum
@@ -301,6 +303,77 @@ def _emit_conv(step: ConvLoop, w):
             w(f"                {step.out}[_bb, _cc, _rr, _ss] = {dst}[_bb, _cc, _rr + {pt}, _ss + {pl}]")
 
 
+def _emit_conv_flat(step: ConvLoop, w):
+    """Stride 1, no padding: the batch read as one flat row x', so tap (m, n) of output position
+    (b, i, j) of channel c is x'[q + c·H·W + m·W + n] at q = b·C·H·W + i·W + j, and the tap sums
+    run over one contiguous range of q for the whole batch (the positions whose window would
+    leave its image are computed and dropped, or carry a zero gradient; no index ever leaves x):
+    loops the compiler vectorises. Same sums as the nested form up to float rounding."""
+    c, h, wd, f, kh, kw, ho, wo = step.dims
+    taps = _taps(kh, kw)
+    span = (ho - 1) * wd + wo
+    at = {t: (f" + {t[0] * wd + t[1]}" if t[0] * wd + t[1] else "") for t in taps}
+    x = step.a
+    if step.kind == "forward":
+        # y[b,f,i,j] = bias[f] + Σ_c Σ_{m,n} w[f,c,m,n] x'[q + c·H·W + m·W + n] at q = b·C·H·W + i·W + j,
+        # for the whole batch in one contiguous loop over q (x' is x as one flat row; the positions
+        # between windows are computed and dropped); the filter's taps are locals
+        pitch = c * h * wd
+        w(f"_xl_{step.out} = np.ascontiguousarray({x}).reshape(-1)")
+        w(f"_n_{step.out} = max(0, ({x}.shape[0] - 1) * {pitch} + {span})")
+        w(f"_t = np.empty(_n_{step.out}, {x}.dtype)")
+        w(f"for _ff in range({f}):")
+        w.indent()
+        for first in (True, False):
+            if not first and c == 1:
+                break
+            w(f"for _cc in range({0 if first else 1}, {1 if first else c}):")
+            w.indent()
+            for m, n in taps:
+                w(f"_k{m}_{n} = {step.b}[_ff, _cc, {m}, {n}]")
+            if first and step.bias:
+                w(f"_bias = {step.bias}[_ff]")
+            w(f"_xr = _xl_{step.out}[_cc * {h * wd}:]")
+            w(f"for _p in range(_n_{step.out}):")
+            total = " + ".join(f"_k{m}_{n} * _xr[_p{at[(m, n)]}]" for m, n in taps)
+            lead = "_bias + " if first and step.bias else ""
+            w(f"    _t[_p] = {lead}{total}")
+            w(f"for _bb in range({x}.shape[0]):")
+            w(f"    _o = {step.out}[_bb, _ff]")
+            w(f"    for _ii in range({ho}):")
+            w(f"        for _jj in range({wo}):")
+            w(f"            _o[_ii, _jj] {'=' if first else '+='} _t[_bb * {pitch} + _ii * {wd} + _jj]")
+            w.dedent()
+        w.dedent()
+    else:
+        # dw[f,c,m,n] = Σ_q g'[q] x'[q + c·H·W + m·W + n] over the whole batch at once: x' is x as one
+        # flat row, g' the filter's gradient laid out on x's pitches (zero past each output row and
+        # plane, and it is only read at positions whose taps stay inside the same image): one long
+        # contiguous reduction per tap
+        g, zero, pitch = step.b, w.num(0.0), c * h * wd
+        w(f"_xl_{step.out} = np.ascontiguousarray({x}).reshape(-1)")
+        w(f"_n_{step.out} = max(0, ({x}.shape[0] - 1) * {pitch} + {span})")
+        w(f"_gt = np.zeros(_n_{step.out}, {x}.dtype)")
+        w(f"for _ff in range({f}):")
+        w.indent()
+        w(f"for _bb in range({x}.shape[0]):")
+        w(f"    for _ii in range({ho}):")
+        w(f"        for _jj in range({wo}):")
+        w(f"            _gt[_bb * {pitch} + _ii * {wd} + _jj] = {g}[_bb, _ff, _ii, _jj]")
+        w(f"for _cc in range({c}):")
+        w.indent()
+        w(f"_xr = _xl_{step.out}[_cc * {h * wd}:]")
+        for m, n in taps:
+            w(f"_a{m}_{n} = {zero}")
+        w(f"for _p in range(_n_{step.out}):")
+        w("    _gv = _gt[_p]")
+        for m, n in taps:
+            w(f"    _a{m}_{n} += _gv * _xr[_p{at[(m, n)]}]")
+        for m, n in taps:
+            w(f"{step.out}[_ff, _cc, {m}, {n}] = _a{m}_{n}")
+        w.dedent(2)
+
+
 def _emit_conv_loops(step: ConvLoop, w):
     """Large filters: tap loops with the image bounds in their ranges."""
     c, h, wd, f, kh, kw, ho, wo = step.dims
@@ -353,12 +426,20 @@ def _emit_bias_grad(step: BiasGradLoop, w):
     f, ho, wo = step.dims
     if step.comment:
         w(f"# {step.comment}")
+    # per-position partial sums over the batch (a contiguous, vectorisable add), then one sum per filter
+    n, zero = ho * wo, w.num(0.0)
+    w(f"_gf_{step.out} = np.ascontiguousarray({step.g}).reshape(({step.g}.shape[0], {f}, {n}))")
+    w(f"_bs = np.empty({n}, {step.g}.dtype)")
     w(f"for _ff in range({f}):")
-    w(f"    _acc = {w.num(0.0)}")
+    w(f"    for _p in range({n}):")
+    w(f"        _bs[_p] = {zero}")
     w(f"    for _bb in range({step.g}.shape[0]):")
-    w(f"        for _ii in range({ho}):")
-    w(f"            for _jj in range({wo}):")
-    w(f"                _acc += {step.g}[_bb, _ff, _ii, _jj]")
+    w(f"        _r = _gf_{step.out}[_bb, _ff]")
+    w(f"        for _p in range({n}):")
+    w("            _bs[_p] += _r[_p]")
+    w(f"    _acc = {zero}")
+    w(f"    for _p in range({n}):")
+    w("        _acc += _bs[_p]")
     w(f"    {step.out}[_ff] = _acc")
 
 
