@@ -155,13 +155,14 @@ def _view(step: S.View, w: Writer):
     elif step.kind == "reshape":
         text = f"{src}.reshape({_shape(step.args)})"
     elif step.kind == "index":
-        text = f"{src}[{_index_text(step.args)}]"
+        text = f"{src}[{index_text(step.args)}]"
     else:
         text = src
     w(f"{step.name} = {text}" + (f"  # {step.comment}" if step.comment else ""))
 
 
-def _index_text(spec):
+def index_text(spec):
+    """A normalised basic index (ops.structure spec) as Python slice text; both emitters use it."""
     parts = []
     for k in spec:
         if k[0] == "i":
@@ -172,7 +173,7 @@ def _index_text(spec):
             start, stop, stride = k[1], k[2], k[3]
             stop_text = "" if stop is None or stop < 0 else str(stop)
             parts.append(f"{start}:{stop_text}" + (f":{stride}" if stride != 1 else ""))
-    return ", ".join(parts)
+    return ", ".join(parts) or "..."
 
 
 def _as_rows(w, name):
@@ -248,7 +249,7 @@ def _fill(step: S.Fill, w: Writer):
 
 def _scatter(step: S.Scatter, w: Writer):
     w(f"{step.out}[...] = {w.num(0.0)}")
-    w(f"{step.out}[{_index_text(step.spec)}] = {step.g}")
+    w(f"{step.out}[{index_text(step.spec)}] = {step.g}")
 
 
 def _concat(step: S.Concat, w: Writer):

@@ -337,9 +337,7 @@ def _reverse_loop(w, step, hist, xb, p):
     for pos in step.members:
         v = values[pos]
         if step.emit == "batched":
-            size = _size(step.carry_shapes[pos]) if pos < nc else \
-                _size((None, T) + tuple(step.x_shapes[pos - nc][1:])) if pos < nc + nx else \
-                _size(step.free_shapes[pos - nc - nx])
+            size = member_size(step, pos, T)
             w(f"{step.out}[:, {off}:{off + size}] = {v}.reshape((B, {size}))")
         else:
             size = math.prod(step.free_shapes[pos - nc - nx])
@@ -348,3 +346,13 @@ def _reverse_loop(w, step, hist, xb, p):
 
 
 register_emitter(Recurrence, _emit)
+
+
+def member_size(step, pos, T):
+    """Per-example size of gradient group member ``pos`` (carry, sequence input, or free)."""
+    nc, nx = len(step.carry_shapes), len(step.x_shapes)
+    if pos < nc:
+        return _size(step.carry_shapes[pos])
+    if pos < nc + nx:
+        return _size((None, T) + tuple(step.x_shapes[pos - nc][1:]))
+    return _size(step.free_shapes[pos - nc - nx])

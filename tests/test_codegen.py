@@ -18,12 +18,7 @@ from graphnn.optim import make_optimizer
 from graphnn.train import NumpyBackend
 
 
-@pytest.fixture(autouse=True, scope="module")
-def cache_dir(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("GRAPHNN_CACHE_DIR", str(tmp_path_factory.mktemp("gen")))
-    yield
-    mp.undo()
+pytestmark = pytest.mark.usefixtures("private_cache_dir")
 
 
 RNG = np.random.default_rng(3)

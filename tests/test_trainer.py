@@ -12,12 +12,7 @@ from graphnn.models import get_model
 from graphnn.train import Trainer, fit
 
 
-@pytest.fixture(autouse=True, scope="module")
-def cache_dir(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("GRAPHNN_CACHE_DIR", str(tmp_path_factory.mktemp("gen")))
-    yield
-    mp.undo()
+pytestmark = pytest.mark.usefixtures("private_cache_dir")
 
 
 def test_cpu_and_numpy_trainers_agree_for_every_schedule():

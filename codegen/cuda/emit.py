@@ -27,6 +27,7 @@ import re
 
 import sympy
 
+from codegen.emit_cpu import index_text
 from codegen.lower import CodegenError
 from codegen.printer import HELPERS, KernelPrinter
 from codegen.schedule import (BATCH, BATCH_F, Accumulate, Concat, Copy, Fill, Let, Loop, MatMul,
@@ -220,7 +221,7 @@ class CudaEmitter:
             return head + [f"run_{k}(a.{step.src}, a.{step.out}.reshape(a.{step.src}.shape))"]
         if isinstance(step, Scatter):
             view = f"{step.out}__at"
-            binds.append(f"a.{view} = a.{step.out}[{_index_code(step.spec)}]")
+            binds.append(f"a.{view} = a.{step.out}[{index_text(step.spec)}]")
             self.ranks[view] = sum(1 for k in step.spec if k[0] == "s")
             return head + [self._fill(step.out, 0.0), self._copy(view, step.g)]
         if isinstance(step, Concat):
@@ -257,7 +258,7 @@ class CudaEmitter:
             dims = ", ".join(f"a.{step.source}.shape[0]" if d is None else str(d) for d in step.args)
             code, rank = f"{src}.reshape({dims}{',' if len(step.args) == 1 else ''})", len(step.args)
         elif step.kind == "index":
-            code, rank = f"{src}[{_index_code(step.args)}]", sum(1 for k in step.args if k[0] == "s")
+            code, rank = f"{src}[{index_text(step.args)}]", sum(1 for k in step.args if k[0] == "s")
         else:
             raise CodegenError(f"codegen (cuda): unknown view kind {step.kind!r}")
         self.ranks[step.name] = rank
@@ -481,15 +482,3 @@ class CudaEmitter:
         for target, (reg, _) in sregs.items():
             lines.append(f"    {target}[0] = {reg}_part[0]")
         return lines
-
-
-def _index_code(spec):
-    parts = []
-    for k in spec:
-        if k[0] == "i":
-            parts.append(str(k[1]))
-        elif k[1] is None:
-            parts.append(":")
-        else:
-            parts.append(f"{k[1]}:{k[2]}:{k[3]}" if k[2] is not None and k[2] >= 0 else f"{k[1]}::{k[3]}")
-    return ", ".join(parts) or "..."

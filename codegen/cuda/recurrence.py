@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 from codegen.lower import CodegenError
-from codegen.lower_loop import Recurrence, _layout, _size
+from codegen.lower_loop import Recurrence, _layout, _size, member_size
 
 from . import kernels
 from .emit import register_cuda_printer
@@ -177,9 +177,7 @@ def _reverse(w, step, hist, xb, layout):
     for pos in step.members:
         v = values[pos]
         if step.emit == "batched":
-            size = _size(step.carry_shapes[pos]) if pos < nc else \
-                _size((None, T) + tuple(step.x_shapes[pos - nc][1:])) if pos < nc + nx else \
-                _size(step.free_shapes[pos - nc - nx])
+            size = member_size(step, pos, T)
             w.copy(f"{v}.reshape(B, {size})", f"a.{pre}[:, {off}:{off + size}]", 2)
         else:
             size = math.prod(step.free_shapes[pos - nc - nx])
