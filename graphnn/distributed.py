@@ -107,10 +107,11 @@ class MPIComm:
 
     ``timeout`` (seconds, default $GRAPHNN_MPI_TIMEOUT or 300) bounds each wait for the
     other ranks; ``grace`` bounds how long a failing rank waits for the others to read its
-    message before it aborts the job.
+    message before it aborts the job; ``drain`` is the pause before the abort that lets the
+    launcher forward what every rank printed.
     """
 
-    def __init__(self, comm=None, *, timeout=None, grace=5.0):
+    def __init__(self, comm=None, *, timeout=None, grace=5.0, drain=0.5):
         try:
             from mpi4py import MPI
         except ImportError as e:
@@ -123,7 +124,7 @@ class MPIComm:
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         env = os.environ.get("GRAPHNN_MPI_TIMEOUT")
         self.timeout = float(timeout if timeout is not None else env if env else DEFAULT_TIMEOUT)
-        self.grace = grace
+        self.grace, self.drain = grace, drain
         self.failed_peer = None
         if self.size > 1:
             self._install_excepthook()
@@ -231,6 +232,11 @@ class MPIComm:
     def abort(self, message="", code=1):
         sys.stdout.flush()
         sys.stderr.flush()
+        if self.size > 1:
+            # The launcher forwards each rank's output and handles an abort on separate
+            # channels; an abort at once can kill a peer's proxy before the line it just
+            # printed ("rank 0 of 2: rank 1 failed: ...") is forwarded. Give it a moment.
+            time.sleep(self.drain)
         self.MPI.COMM_WORLD.Abort(code)
 
     @contextlib.contextmanager

@@ -50,7 +50,6 @@ def _pair(model, optimizer, dtype, **hyper):
     return CudaBackend(model, opt_a, dtype), NumpyBackend(model, opt_b, dtype)
 
 
-@pytest.mark.filterwarnings("ignore:overflow encountered")  # the simulator runs the uint64 hash in NumPy
 @pytest.mark.parametrize("name", sorted(LOWERED))
 def test_train_steps_match_reference_float64(name):
     model = get_model(name, **LOWERED[name])
@@ -95,7 +94,7 @@ def test_epoch_on_device_matches_reference_with_short_last_batch():
     assert len(dev._data) == 2
 
 
-@pytest.mark.filterwarnings("ignore:overflow encountered")
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # the hash's uint64 wrap-around stays quiet
 def test_gaussian_corruption_matches_reference_bit_for_bit():
     model = get_model("denoising-autoencoder", hidden=4, noise="gaussian")
     dev, ref = _pair(model, "sgd", "float64")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import types
 import unicodedata
+import warnings
 
 import numpy as np
 
@@ -61,6 +62,8 @@ class CudaBackend:
         dname = np.dtype(self.dtype).name
         self.schedule = sched = lower(model, optimizer, dname)
         sim = is_simulator(self.cuda)
+        if sim:
+            _quiet_hash_wraparound()
         if sim and tile is None:
             # the simulator pays per thread and per barrier: 4×4 tiles for small matrices
             tile = 16 if _largest_matmul_dim(sched.programs) > 16 else 4
@@ -269,6 +272,14 @@ class CudaBackend:
     def apply_gradients(self, flat_grad) -> None:
         self.flat_grad.copy_to_device(_plain(np.asarray(flat_grad, dtype=self.dtype)))
         self._update(next(iter(self._sets.values())) if self._sets else self.buffers(1))
+
+
+def _quiet_hash_wraparound():
+    """The noise hash (splitmix64) multiplies modulo 2**64 by design. On a GPU that is plain
+    uint64 arithmetic; the simulator runs it as NumPy scalars, which warn on every wrap.
+    Silence exactly that warning, and only for code graphnn generated."""
+    warnings.filterwarnings("ignore", r"overflow encountered in scalar (multiply|add)",
+                            RuntimeWarning, r"graphnn_gen_")
 
 
 def _largest_matmul_dim(programs) -> int:
