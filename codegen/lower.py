@@ -54,7 +54,8 @@ RESERVED = {"np", "math", "numba", "njit", "B", "nB", "i", "j", "k", "l", "m", "
             "lse", "flat_params", "flat_grad", "sum", "max", "min", "abs", "range", "batch_size",
             # locals the emitters assign (softmax/CE rows, reductions): a buffer named like
             # one would clash in Numba's typing ("Cannot unify array and float64")
-            "e", "inv", "row", "nb"}
+            "e", "inv", "row", "nb",
+            "tt", "tau", "lo"}  # the recurrence loops (codegen/lower_loop.py)
 LOOP_INDICES = ("i", "j", "k", "l", "m", "n", "o", "q")
 
 

@@ -7,7 +7,8 @@ gradient cell (`Cell.grad_cell`, made by ``graphnn.grad``) likewise into
 once and calls the cell T times; ``loop_grad`` runs the cell forward again keeping every
 carry, then calls the gradient cell for t = T−1 … 0, carrying d(carry) and summing each
 step's contribution to the weights — the same algorithm as the NumPy reference
-(graphnn/looped.py), which the tests compare it with. Truncated BPTT is not compiled.
+(graphnn/looped.py), which the tests compare it with. With ``truncate=k`` each step's
+cotangent travels back through at most k cells (a short sweep per step, as the reference).
 """
 from __future__ import annotations
 
@@ -58,6 +59,7 @@ class Recurrence:
     members: tuple = ()           # grad: input positions in the packed output
     comment: str = ""
     reads: tuple = field(default=())
+    truncate: int | None = None   # grad: truncated BPTT, k steps back (None: full)
 
 
 # -- compiling a cell ------------------------------------------------------------------
@@ -137,9 +139,6 @@ def _cell_calls(cell, dtype, with_grad):
 def _lower(node, ctx, kind):
     a = node.attrs
     cell = a["cell"]
-    if kind == "grad" and a["truncate"] is not None:
-        raise CodegenError(f"codegen: truncated BPTT (truncate={a['truncate']}) of {node.label()!r} is "
-                           "not compiled; train it with the numpy backend")
     nc, nx, nf = a["n_carry"], a["n_xs"], len(cell.free)
     ins = node.inputs
     fwd, bwd = _cell_calls(cell, ctx.dtype, kind == "grad")
@@ -157,8 +156,10 @@ def _lower(node, ctx, kind):
                       a.get("emit", "batched"),
                       tuple(_group_members(a, ins[:-1])) if kind == "grad" else (),
                       comment=f"{ctx.name(node)}: {'BPTT over' if kind == 'grad' else 'loop over'} "
-                              f"T = {a['length']} steps of {fwd.fn}",
-                      reads=inits + xs + free + ((g,) if g else ()))
+                              f"T = {a['length']} steps of {fwd.fn}"
+                              + (f", truncated to {a['truncate']} steps" if kind == "grad" and a["truncate"] else ""),
+                      reads=inits + xs + free + ((g,) if g else ()),
+                      truncate=a["truncate"] if kind == "grad" else None)
     return Lowered(steps=[step])
 
 
@@ -304,8 +305,6 @@ def _reverse_loop(w, step, hist, xb, p):
     for k, shape in enumerate(step.carry_shapes):
         _alloc(w, gc[k], shape)
         _alloc(w, d_c[k], shape)
-        off, size = layout[k]
-        w(f"{gc[k]}.reshape((B, {size}))[:, :] = {step.g}[:, {off}:{off + size}]")
     for k, shape in enumerate(step.y_shapes):
         _alloc(w, gy[k], shape)
     for k, shape in enumerate(step.x_shapes):
@@ -314,25 +313,13 @@ def _reverse_loop(w, step, hist, xb, p):
     for k, shape in enumerate(step.free_shapes):
         _alloc(w, d_f[k], shape)
         _alloc(w, acc_f[k], shape, zero=True)
-    outs = d_c + d_x + d_f
-    carries = [f"{h}[tt]" for h in hist]
-    w(f"for tt in range({T - 1}, -1, -1):")
-    w.indent()
-    _copy_x(w, step, xb)
-    for j, g in enumerate(gy):
-        off, size = layout[nc + j]
-        f = size // T
-        w(f"{g}.reshape((B, {f}))[:, :] = {step.g}[:, {off} + tt * {f}:{off} + (tt + 1) * {f}]")
-    _call(w, p, step.grad, carries, xb, gc, gy, outs)
-    for k in range(nx):
-        w(f"{acc_x[k]}[:, tt] = {d_x[k]}")
-    for k in range(nf):
-        w(f"{acc_f[k]} += {d_f[k]}")
-    for k in range(nc):
-        w(f"{gc[k]}, {d_c[k]} = {d_c[k]}, {gc[k]}")
-    w.dedent()
+    bufs = dict(gc=gc, gy=gy, d_c=d_c, d_x=d_x, d_f=d_f, acc_x=acc_x, acc_f=acc_f)
+    if step.truncate is None:
+        acc_c = _full_sweep(w, step, hist, xb, p, layout, bufs)
+    else:
+        acc_c = _truncated_sweep(w, step, hist, xb, p, layout, bufs)
     # pack the group this node emits, in input order
-    values = gc + acc_x + acc_f
+    values = acc_c + acc_x + acc_f
     off = 0
     for pos in step.members:
         v = values[pos]
@@ -343,6 +330,84 @@ def _reverse_loop(w, step, hist, xb, p):
             size = math.prod(step.free_shapes[pos - nc - nx])
             w(f"{step.out}[{off}:{off + size}] = {v}.reshape(({size},))")
         off += size
+
+
+def _load_final(w, step, layout, dst):
+    """d(final carries): the packed cotangent's carry columns."""
+    for k in range(len(step.carry_shapes)):
+        off, size = layout[k]
+        w(f"{dst[k]}.reshape((B, {size}))[:, :] = {step.g}[:, {off}:{off + size}]")
+
+
+def _load_gy(w, step, layout, gy, t):
+    """d(y_t) for step ``t``: the packed cotangent's columns of output t."""
+    nc, T = len(step.carry_shapes), step.length
+    for j, g in enumerate(gy):
+        off, size = layout[nc + j]
+        f = size // T
+        w(f"{g}.reshape((B, {f}))[:, :] = {step.g}[:, {off} + {t} * {f}:{off} + ({t} + 1) * {f}]")
+
+
+def _back_step(w, step, hist, xb, p, b, accumulate_x):
+    """One call of the gradient cell at step ``tt``; sums into the accumulators, swaps d(carry)."""
+    _copy_x(w, step, xb)
+    _call(w, p, step.grad, [f"{h}[tt]" for h in hist], xb, b["gc"], b["gy"], b["d_c"] + b["d_x"] + b["d_f"])
+    for ax, dx in zip(b["acc_x"], b["d_x"]):
+        w(f"{ax}[:, tt] {'+=' if accumulate_x else '='} {dx}")
+    for af, df in zip(b["acc_f"], b["d_f"]):
+        w(f"{af} += {df}")
+    for g, d in zip(b["gc"], b["d_c"]):
+        w(f"{g}, {d} = {d}, {g}")
+
+
+def _full_sweep(w, step, hist, xb, p, layout, b):
+    """Full BPTT: one reverse sweep, each step's d(y_t) joining as it passes."""
+    _load_final(w, step, layout, b["gc"])
+    w(f"for tt in range({step.length - 1}, -1, -1):")
+    w.indent()
+    _load_gy(w, step, layout, b["gy"], "tt")
+    _back_step(w, step, hist, xb, p, b, accumulate_x=False)
+    w.dedent()
+    return b["gc"]
+
+
+def _truncated_sweep(w, step, hist, xb, p, layout, b):
+    """Truncated BPTT (k steps): what enters at step tau travels back through at most k cells.
+
+    A sweep per tau whose cotangent is not zero (the reference skips zero ones too), so a
+    loss on the last state costs k cell gradients, a loss at every step T·k."""
+    T, K = step.length, step.truncate
+    pre = step.out
+    acc_c = [f"{pre}_accc{k}" for k in range(len(step.carry_shapes))]
+    final = [f"{pre}_gfinal{k}" for k in range(len(step.carry_shapes))]
+    for k, shape in enumerate(step.carry_shapes):
+        _alloc(w, acc_c[k], shape, zero=True)
+        _alloc(w, final[k], shape)
+    _load_final(w, step, layout, final)
+    w(f"for tau in range({T - 1}, -1, -1):")
+    w.indent()
+    _load_gy(w, step, layout, b["gy"], "tau")
+    live = " or ".join([f"tau == {T - 1}"] + [f"np.any({g} != 0)" for g in b["gy"]])
+    w(f"if not ({live}):")
+    w("    continue")
+    for g, f in zip(b["gc"], final):
+        w(f"if tau == {T - 1}:")
+        w(f"    {g}[...] = {f}")
+        w("else:")
+        w(f"    {g}[...] = 0")
+    w(f"lo = max(0, tau - {K - 1})")
+    w("for tt in range(tau, lo - 1, -1):")
+    w.indent()
+    for g in b["gy"]:
+        w("if tt != tau:")
+        w(f"    {g}[...] = 0")
+    _back_step(w, step, hist, xb, p, b, accumulate_x=True)
+    w.dedent()
+    w("if lo == 0:")
+    for a, g in zip(acc_c, b["gc"]):
+        w(f"    {a} += {g}")
+    w.dedent()
+    return acc_c
 
 
 register_emitter(Recurrence, _emit)

@@ -102,6 +102,32 @@ def test_gaussian_corruption_matches_reference_bit_for_bit():
     _close(dev.train_step(feeds), ref.train_step(feeds), TOL["float64"])
 
 
+def _per_step_truncated_rnn():
+    """A small RNN with a loss at every step and BPTT truncated to 2 steps."""
+    import graphnn as gn
+    from graphnn.model import Model
+    from graphnn.data import Dataset
+    xs, t = gn.input("xs", (None, 4, 2)), gn.input("t", (None, 4, 3))
+    W, U = gn.parameter("W", shape=(3, 3)), gn.parameter("U", shape=(2, 3))
+    rec = gn.scan(lambda h, x_t: (gn.tanh(h @ W + x_t @ U),) * 2, np.zeros(3), xs, truncate=2)
+    rng = np.random.default_rng(2)
+    data = {"xs": rng.normal(size=(4, 4, 2)), "t": rng.normal(size=(4, 4, 3))}
+    return Model("trunc", gn.losses.mse(rec.ys, t), rec.ys, (xs, t), Dataset(data, data))
+
+
+@pytest.mark.parametrize("per_step", [False, True])
+def test_truncated_bptt_matches_reference(per_step):
+    """Loss on the last state (one sweep of k steps) and at every step (the live-step flags)."""
+    model = _per_step_truncated_rnn() if per_step else get_model("rnn", steps=3, hidden=3, truncate=2)
+    feeds = _small_feeds(model)
+    dev, ref = _pair(model, "sgd", "float64")
+    assert "truncated to 2 steps" in dev.source
+    for _ in range(2):
+        _close(dev.train_step(feeds), ref.train_step(feeds), TOL["float64"])
+    for p in model.params:
+        _close(dev.params[p], ref.params[p], TOL["float64"])
+
+
 def test_gradients_and_apply_gradients_match_train_step():
     model = get_model("xor")
     dev, ref = _pair(model, "sgd", "float64")
@@ -161,9 +187,11 @@ def test_every_launched_kernel_compiles_to_ptx():
         pytest.skip("CUDA toolkit wheels not installed (pip install 'numba-cuda[cu12]')")
     modules, expected = [], []
     cases = [("digits-mlp", "float32", {}), ("cnn", "float32", {}),
-             ("denoising-autoencoder", "float64", {"noise": "gaussian"}), ("rnn", "float32", {})]
+             ("denoising-autoencoder", "float64", {"noise": "gaussian"}), ("rnn", "float32", {}),
+             ("truncated", "float32", {})]
     for name, dtype, extra in cases:
-        model = get_model(name, **LOWERED[name], **extra)
+        model = (_per_step_truncated_rnn() if name == "truncated"
+                 else get_model(name, **LOWERED[name], **extra))
         dev = CudaBackend(model, make_optimizer("adam", lr=0.01), dtype)
         feeds = _small_feeds(model, 2)
         with record_launches(dev.module) as launched:

@@ -10,7 +10,6 @@ from graphnn.train import NumpyBackend, Trainer
 
 codegen = pytest.importorskip("codegen")
 from codegen.backend import CpuBackend  # noqa: E402
-from codegen.lower import CodegenError  # noqa: E402
 
 
 def _compare(model, feeds, dtype="float64", tol=1e-10, steps=3):
@@ -61,14 +60,32 @@ def test_compiled_per_step_outputs_tuple_carry_and_per_example_initial_state():
     _compare(model, feeds)
 
 
-def test_truncated_bptt_is_not_compiled_and_says_so():
-    x = gn.input("x", (None, 4))
-    t = gn.input("t", (None,))
-    w = gn.parameter("w", 0.5)
-    rec = gn.scan(lambda s, x_t: (gn.tanh(w * s + x_t), None), 0.0, x, truncate=2)
-    model = Model("trunc", gn.losses.quadratic(rec.carry, t), rec.carry, (x, t))
-    with pytest.raises(CodegenError, match="truncated BPTT"):
-        CpuBackend(model, make_optimizer("sgd", lr=0.1))
+@pytest.mark.parametrize("per_step", [False, True])
+def test_compiled_truncated_bptt_matches_the_reference(per_step):
+    """Loss on the last state (one short sweep) and at every step (a sweep per step), k = 2."""
+    xs = gn.input("xs", (None, 5, 3))
+    t = gn.input("t", (None, 5, 4) if per_step else (None, 4))
+    W = gn.parameter("W", shape=(4, 4))
+    U = gn.parameter("U", shape=(3, 4))
+    b = gn.parameter("b", shape=(4,), init="normal")
+
+    def step(h, x_t):
+        h2 = gn.tanh(gn.linear(h, W, b) + x_t @ U)
+        return h2, h2
+
+    rec = gn.scan(step, np.zeros(4), xs, truncate=2)
+    out = rec.ys if per_step else rec.carry
+    model = Model("trunc", gn.losses.mse(out, t), out, (xs, t))
+    rng = np.random.default_rng(1)
+    feeds = {"xs": rng.normal(size=(6, 5, 3)), "t": rng.normal(size=(6,) + t.shape[1:])}
+    cpu = _compare(model, feeds)
+    assert "truncated to 2 steps" in cpu.source
+    # truncation changes the gradient (else this test could not tell the two apart)
+    full = gn.scan(step, np.zeros(4), xs)
+    full_out = full.ys if per_step else full.carry
+    g_trunc = gn.evaluate(gn.grad(model.loss, [W])[W], feeds, dtype="float64")
+    g_full = gn.evaluate(gn.grad(gn.losses.mse(full_out, t), [W])[W], feeds, dtype="float64")
+    assert not np.allclose(g_trunc, g_full)
 
 
 def test_float32_and_float64_cells_are_distinct_functions():

@@ -65,3 +65,23 @@ def test_train_cli_runs_a_recurrent_model(capsys):
     out = capsys.readouterr().out
     first = float(out.split("step")[1].split("E")[1].split()[0])
     assert "final loss" in out and float(out.rsplit("final loss:", 1)[1]) < first
+
+
+def test_train_cli_truncate_rebuilds_the_model_with_truncated_bptt(capsys, monkeypatch):
+    import graphnn.train
+    trained = []
+
+    class Spy(graphnn.train.Trainer):
+        def __init__(self, model, **kw):
+            trained.append(model)
+            super().__init__(model, **kw)
+
+    monkeypatch.setattr(graphnn.train, "Trainer", Spy)
+    assert main(["train", "rnn", "--truncate", "2", "--steps", "3", "--no-progress"]) == 0
+    assert "final loss" in capsys.readouterr().out
+    assert trained[0].extras["scan"].truncate == 2          # the option reached the builder
+    assert get_model("rnn").extras["scan"].truncate is None  # and only for that command
+    assert main(["train", "mazur", "--truncate", "2"]) == 1
+    assert "model 'mazur' has no option --truncate (it applies to: rnn, lstm)" in capsys.readouterr().err
+    assert main(["train", "rnn", "--truncate", "0"]) == 1
+    assert "--truncate must be at least 1, got 0" in capsys.readouterr().err

@@ -64,7 +64,7 @@ def test_derive_cli_time_view_with_steps(capsys):
 
 def test_steps_option_refuses_models_without_time(capsys):
     assert main(["derive", "mazur", "--wrt", "w5", "--steps", "3"]) == 1
-    assert "no time steps" in capsys.readouterr().err
+    assert "model 'mazur' has no option --steps (it applies to: rnn-scalar, rnn, lstm)" in capsys.readouterr().err
 
 
 def test_unrolled_drawing_styles_explicit_and_implicit_paths_apart():

@@ -269,6 +269,23 @@ def repeat_row(name) -> str:
         ''')
 
 
+def mark_live_steps(name) -> str:
+    """flags[c // width] = 1 where g[r, c] != 0: which steps' output cotangents are not zero
+    (truncated BPTT runs a short reverse sweep only from those)."""
+    return _block(f'''
+        @cuda.jit(cache=CACHE)
+        def {name}(g, width, flags):
+            ncol = g.shape[1]
+            for i in range(cuda.grid(1), g.shape[0] * ncol, cuda.gridsize(1)):
+                if g[i // ncol, i % ncol] != 0:
+                    flags[(i % ncol) // width] = 1
+
+
+        def run_{name}(g, width, flags):
+            {name}[blocks_for(g.size), THREADS](g, width, flags)
+        ''')
+
+
 # -- data movement ----------------------------------------------------------------------
 
 def gather_rows(name) -> str:

@@ -6,7 +6,8 @@ The host loop over t launches it T times, binding the step's carries, inputs and
 into ``c``; carries swap by reference, x_t and the packed outputs move by copy kernels
 over views, so nothing crosses between host and device. BPTT keeps every carry on the
 device (T + 1 of them), runs the gradient cell for t = T−1 … 0 and sums the weights'
-gradients — the algorithm of the CPU printer and of the NumPy reference.
+gradients — the algorithm of the CPU printer and of the NumPy reference; truncated BPTT
+runs a sweep of at most k steps from each step whose cotangent is not zero.
 """
 from __future__ import annotations
 
@@ -139,40 +140,21 @@ def _recurrence(step: Recurrence, em):
 
 def _reverse(w, step, hist, xb, layout):
     pre, T = step.out, step.length
-    nc, nx, nf = len(step.carry_shapes), len(step.xs), len(step.free)
-    gc = [w.buffer(f"{pre}_gc{k}", s) for k, s in enumerate(step.carry_shapes)]
-    d_c = [w.buffer(f"{pre}_dc{k}", s) for k, s in enumerate(step.carry_shapes)]
-    gy = [w.buffer(f"{pre}_gy{k}", s) for k, s in enumerate(step.y_shapes)]
-    d_x = [w.buffer(f"{pre}_dx{k}", s) for k, s in enumerate(step.x_shapes)]
-    acc_x = [w.buffer(f"{pre}_accx{k}", (s[0], T) + tuple(s[1:])) for k, s in enumerate(step.x_shapes)]
-    d_f = [w.buffer(f"{pre}_df{k}", s) for k, s in enumerate(step.free_shapes)]
-    acc_f = [w.buffer(f"{pre}_accf{k}", s) for k, s in enumerate(step.free_shapes)]
-    for k, s in enumerate(step.carry_shapes):
-        off, size = layout[k]
-        w.copy(f"a.{step.g}[:, {off}:{off + size}]", f"{gc[k]}.reshape(B, {size})", 2)
+    nc, nx = len(step.carry_shapes), len(step.xs)
+    b = {"gc": [w.buffer(f"{pre}_gc{k}", s) for k, s in enumerate(step.carry_shapes)],
+         "d_c": [w.buffer(f"{pre}_dc{k}", s) for k, s in enumerate(step.carry_shapes)],
+         "gy": [w.buffer(f"{pre}_gy{k}", s) for k, s in enumerate(step.y_shapes)],
+         "d_x": [w.buffer(f"{pre}_dx{k}", s) for k, s in enumerate(step.x_shapes)],
+         "acc_x": [w.buffer(f"{pre}_accx{k}", (s[0], T) + tuple(s[1:])) for k, s in enumerate(step.x_shapes)],
+         "d_f": [w.buffer(f"{pre}_df{k}", s) for k, s in enumerate(step.free_shapes)],
+         "acc_f": [w.buffer(f"{pre}_accf{k}", s) for k, s in enumerate(step.free_shapes)]}
     for k, s in enumerate(step.free_shapes):
-        w.fill(acc_f[k], "0.0", _rank(s))
-    out_shapes = list(step.carry_shapes) + list(step.x_shapes) + list(step.free_shapes)
-    outs = d_c + d_x + d_f
-    w(f"for tt in range({T - 1}, -1, -1):")
-    w.depth += 1
-    for k, x in enumerate(step.xs):
-        w.copy(f"a.{x}[:, tt]", xb[k], _rank(step.x_shapes[k]))
-    for j, g in enumerate(gy):
-        off, size = layout[nc + j]
-        f = size // T
-        w.copy(f"a.{step.g}[:, {off} + tt * {f}:{off} + (tt + 1) * {f}]", f"{g}.reshape(B, {f})", 2)
-    _call(w, step.grad, {"carry": lambda k: f"{hist[k]}[tt]", "x": lambda k: xb[k],
-                         "free": lambda k: f"a.{step.free[k]}", "gc": lambda k: gc[k], "gy": lambda k: gy[k],
-                         "out": lambda k: outs[k], "out_shape": lambda k: out_shapes[k]})
-    for k in range(nx):
-        w.copy(d_x[k], f"{acc_x[k]}[:, tt]", _rank(step.x_shapes[k]))
-    for k in range(nf):
-        w.add(d_f[k], acc_f[k], _rank(step.free_shapes[k]))
-    for k in range(nc):
-        w(f"{gc[k]}, {d_c[k]} = {d_c[k]}, {gc[k]}")
-    w.depth -= 1
-    values = gc + acc_x + acc_f
+        w.fill(b["acc_f"][k], "0.0", _rank(s))
+    if step.truncate is None:
+        acc_c = _full_sweep(w, step, hist, xb, layout, b)
+    else:
+        acc_c = _truncated_sweep(w, step, hist, xb, layout, b)
+    values = acc_c + b["acc_x"] + b["acc_f"]
     off = 0
     for pos in step.members:
         v = values[pos]
@@ -183,6 +165,103 @@ def _reverse(w, step, hist, xb, layout):
             size = math.prod(step.free_shapes[pos - nc - nx])
             w.copy(f"{v}.reshape({size})", f"a.{pre}[{off}:{off + size}]", 1)
         off += size
+
+
+def _load_final(w, step, layout, dst):
+    for k in range(len(step.carry_shapes)):
+        off, size = layout[k]
+        w.copy(f"a.{step.g}[:, {off}:{off + size}]", f"{dst[k]}.reshape(B, {size})", 2)
+
+
+def _load_gy(w, step, layout, gy, t):
+    nc, T = len(step.carry_shapes), step.length
+    for j, g in enumerate(gy):
+        off, size = layout[nc + j]
+        f = size // T
+        w.copy(f"a.{step.g}[:, {off} + {t} * {f}:{off} + ({t} + 1) * {f}]", f"{g}.reshape(B, {f})", 2)
+
+
+def _back_step(w, step, hist, xb, b, accumulate_x):
+    """One launch of the gradient cell at step ``tt``; sums into the accumulators."""
+    for k, x in enumerate(step.xs):
+        w.copy(f"a.{x}[:, tt]", xb[k], _rank(step.x_shapes[k]))
+    out_shapes = list(step.carry_shapes) + list(step.x_shapes) + list(step.free_shapes)
+    outs = b["d_c"] + b["d_x"] + b["d_f"]
+    _call(w, step.grad, {"carry": lambda k: f"{hist[k]}[tt]", "x": lambda k: xb[k],
+                         "free": lambda k: f"a.{step.free[k]}", "gc": lambda k: b["gc"][k],
+                         "gy": lambda k: b["gy"][k], "out": lambda k: outs[k],
+                         "out_shape": lambda k: out_shapes[k]})
+    for k, s in enumerate(step.x_shapes):
+        (w.add if accumulate_x else w.copy)(b["d_x"][k], f"{b['acc_x'][k]}[:, tt]", _rank(s))
+    for k, s in enumerate(step.free_shapes):
+        w.add(b["d_f"][k], b["acc_f"][k], _rank(s))
+    for g, d in zip(b["gc"], b["d_c"]):
+        w(f"{g}, {d} = {d}, {g}")
+
+
+def _full_sweep(w, step, hist, xb, layout, b):
+    _load_final(w, step, layout, b["gc"])
+    w(f"for tt in range({step.length - 1}, -1, -1):")
+    w.depth += 1
+    _load_gy(w, step, layout, b["gy"], "tt")
+    _back_step(w, step, hist, xb, b, accumulate_x=False)
+    w.depth -= 1
+    return b["gc"]
+
+
+def _truncated_sweep(w, step, hist, xb, layout, b):
+    """Truncated BPTT (k steps): a short sweep from each step whose cotangent is not zero.
+
+    Which steps those are is found on the device in one pass and read back once (T flags),
+    so a loss on the last state launches k cell gradients, not T·k."""
+    pre, T, K = step.out, step.length, step.truncate
+    nc = len(step.carry_shapes)
+    acc_c = [w.buffer(f"{pre}_accc{k}", s) for k, s in enumerate(step.carry_shapes)]
+    final = [w.buffer(f"{pre}_gfinal{k}", s) for k, s in enumerate(step.carry_shapes)]
+    for k, s in enumerate(step.carry_shapes):
+        w.fill(acc_c[k], "0.0", _rank(s))
+    for k, s in enumerate(step.x_shapes):
+        w.fill(b["acc_x"][k], "0.0", _rank(s) + 1)
+    _load_final(w, step, layout, final)
+    flags = w.buffer(f"{pre}_live", (T,))
+    w.fill(flags, "0.0", 1)
+    mark = w.em.kernel("mark_live_steps", kernels.mark_live_steps)
+    for j in range(len(step.y_shapes)):
+        off, size = layout[nc + j]
+        w(f"run_{mark}(a.{step.g}[:, {off}:{off + size}], {size // T}, {flags})")
+    w(f"live = {flags}.copy_to_host()")
+    w(f"for tau in range({T - 1}, -1, -1):")
+    w.depth += 1
+    w(f"if not (tau == {T - 1} or live[tau] != 0):")
+    w("    continue")
+    _load_gy(w, step, layout, b["gy"], "tau")
+    for k, s in enumerate(step.carry_shapes):
+        w(f"if tau == {T - 1}:")
+        w.depth += 1
+        w.copy(final[k], b["gc"][k], _rank(s))
+        w.depth -= 1
+        w("else:")
+        w.depth += 1
+        w.fill(b["gc"][k], "0.0", _rank(s))
+        w.depth -= 1
+    w(f"lo = max(0, tau - {K - 1})")
+    w("for tt in range(tau, lo - 1, -1):")
+    w.depth += 1
+    if b["gy"]:
+        w("if tt != tau:")
+        w.depth += 1
+        for k, s in enumerate(step.y_shapes):
+            w.fill(b["gy"][k], "0.0", _rank(s))
+        w.depth -= 1
+    _back_step(w, step, hist, xb, b, accumulate_x=True)
+    w.depth -= 1
+    w("if lo == 0:")
+    w.depth += 1
+    for k, s in enumerate(step.carry_shapes):
+        w.add(b["gc"][k], acc_c[k], _rank(s))
+    w.depth -= 1
+    w.depth -= 1
+    return acc_c
 
 
 register_cuda_printer(Recurrence, _recurrence)

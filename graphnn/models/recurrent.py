@@ -63,7 +63,9 @@ def _recall_dataset(steps, symbols, n_train=512, n_test=256, seed=0):
 
 
 @register("rnn", "Elman net s_t = tanh(s_{t-1}W + x_tU + b), y = softmax(s_T V + c): recall the first symbol")
-def rnn(steps: int = 5, hidden: int = 16, symbols: int = 4, mode: str = "looped", seed: int = 0):
+def rnn(steps: int = 5, hidden: int = 16, symbols: int = 4, mode: str = "looped", seed: int = 0,
+        truncate: int | None = None):
+    """``truncate=k``: BPTT back through at most k steps (the looped view)."""
     rng = np.random.default_rng(seed)
     x = input("x", (None, steps, 2 * symbols))
     t = input("t", (None, symbols))
@@ -76,7 +78,7 @@ def rnn(steps: int = 5, hidden: int = 16, symbols: int = 4, mode: str = "looped"
     def step(s, x_t, t):
         return tanh(linear(s, W, b) + x_t @ U, name=f"s_{t}"), None
 
-    rec = scan(step, np.zeros((1, hidden)), x, mode=mode, name="elman")
+    rec = scan(step, np.zeros((1, hidden)), x, mode=mode, name="elman", truncate=truncate)
     z = linear(rec.carry, V, c, name="z")
     y = softmax(z, name="y")
     loss = losses.softmax_cross_entropy(z, t, name="CE")
@@ -90,10 +92,11 @@ def rnn(steps: int = 5, hidden: int = 16, symbols: int = 4, mode: str = "looped"
 
 @register("lstm", "LSTM cell (input unit, input/forget/output gates, gated self-loop): recall over 20 steps")
 def lstm(steps: int = 20, hidden: int = 16, symbols: int = 4, mode: str = "looped", seed: int = 0,
-         forget_bias: float = 2.0):
+         forget_bias: float = 2.0, truncate: int | None = None):
     """Goodfellow et al.'s cell: g = tanh(x U_g + h W_g + b_g) (the input unit),
     i, f, o = σ(x U_* + h W_* + b_*) (gates), c_t = f ⊙ c_{t−1} + i ⊙ g (the state's
-    self-loop, weighted by the forget gate), h_t = o ⊙ tanh(c_t)."""
+    self-loop, weighted by the forget gate), h_t = o ⊙ tanh(c_t). ``truncate=k``: BPTT back
+    through at most k steps (the looped view)."""
     rng = np.random.default_rng(seed)
     x = input("x", (None, steps, 2 * symbols))
     t = input("t", (None, symbols))
@@ -119,7 +122,7 @@ def lstm(steps: int = 20, hidden: int = 16, symbols: int = 4, mode: str = "loope
         return (h_new, c_new), None
 
     zeros = np.zeros((1, hidden))
-    rec = scan(step, (zeros, zeros), x, mode=mode, name="lstm")
+    rec = scan(step, (zeros, zeros), x, mode=mode, name="lstm", truncate=truncate)
     h_T, _ = rec.carry
     z = linear(h_T, V, c_out, name="z")
     loss = losses.softmax_cross_entropy(z, t, name="CE")
