@@ -133,18 +133,41 @@ def _matmul(step: S.MatMul, w: Writer):
     if not step.tiny:
         w(f"np.dot({a}, {b}, {step.out})")
         return
-    m, k, n = (_dim(d) for d in step.shape)
-    ra = (lambda i, p: f"{step.a}[{p}, {i}]") if step.trans_a else (lambda i, p: f"{step.a}[{i}, {p}]")
-    rb = (lambda p, j: f"{step.b}[{j}, {p}]") if step.trans_b else (lambda p, j: f"{step.b}[{p}, {j}]")
-    w(f"for i in range({m}):  # tiny: loops beat a BLAS call")
-    w.indent()
-    w(f"for j in range({n}):")
-    w.indent()
-    w(f"acc = {w.num(0.0)}")
-    w(f"for p in range({k}):")
-    w(f"    acc += {ra('i', 'p')} * {rb('p', 'j')}")
-    w(f"{step.out}[i, j] = acc")
-    w.dedent(2)
+    fn = _small_matmul(step.trans_a, step.trans_b, step.shape, w.dtype)
+    w.printer.helpers.add(fn)
+    w(f"{fn}({step.a}, {step.b}, {step.out})  # tiny: loops beat a BLAS call")
+
+
+def _small_matmul(trans_a, trans_b, shape, dtype) -> str:
+    """A loop nest for tiny products of one shape, shared by every product of that shape.
+
+    Written out inline, the forty small products of an LSTM's gradient cell cost tens of
+    seconds of compilation; as calls they cost one compilation per distinct shape. The
+    fixed sizes stay literals, so LLVM still unrolls and vectorises as it did inline."""
+    m, k, n = (_dim(d) for d in shape)
+    name = (f"matmul_{'t' if trans_a else 'n'}{'t' if trans_b else 'n'}_{m}x{k}x{n}"
+            + ("_f32" if dtype == "float32" else ""))
+    if name in HELPERS:
+        return name
+    batch = ("a.shape[1]" if trans_a else "a.shape[0]") if m == "B" else \
+            ("a.shape[0]" if trans_a else "a.shape[1]") if k == "B" else \
+            ("b.shape[0]" if trans_b else "b.shape[1]")
+    m, k, n = (batch if d == "B" else d for d in (m, k, n))
+    ra = "a[p, i]" if trans_a else "a[i, p]"
+    rb = "b[j, p]" if trans_b else "b[p, j]"
+    what = f"out = {'a.T' if trans_a else 'a'} @ {'b.T' if trans_b else 'b'}"
+    HELPERS[name] = f'''
+@njit(**JIT)
+def {name}(a, b, out):
+    """{what}, {shape[0]}×{shape[1]} by {shape[1]}×{shape[2]}, as plain loops (a BLAS call costs more)."""
+    for i in range({m}):
+        for j in range({n}):
+            acc = {"np.float32(0.0)" if dtype == "float32" else "0.0"}
+            for p in range({k}):
+                acc += {ra} * {rb}
+            out[i, j] = acc
+'''
+    return name
 
 
 def _view(step: S.View, w: Writer):
@@ -278,6 +301,15 @@ def _decorator():
 
 def emit_program(prog: S.Program, dtype: str, helpers: set | None = None) -> str:
     """One ``@njit`` function for a `Program` (helper functions it calls are added to ``helpers``)."""
+    lines = program_lines(prog, dtype, helpers)
+    ret = [f"{INDENT}return {prog.returns}"] if prog.returns is not None else []
+    doc = [f'{INDENT}"""{prog.doc}"""'] if prog.doc else []
+    args = ", ".join(a.name for a in prog.args)
+    return "\n".join([_decorator(), f"def {prog.name}({args}):", *doc, *lines, *ret]) + "\n"
+
+
+def program_lines(prog: S.Program, dtype: str, helpers: set | None = None) -> list:
+    """The statements of a `Program`'s function body (one indent), without its return."""
     w = Writer(dtype)
     for step in prog.steps:
         fn = EMITTERS.get(type(step))
@@ -295,10 +327,7 @@ def emit_program(prog: S.Program, dtype: str, helpers: set | None = None) -> str
         head.append(f"{INDENT}nB = {'float(B)' if dtype == 'float64' else 'np.float32(B)'}")
     if helpers is not None:
         helpers |= w.printer.helpers
-    ret = [f"{INDENT}return {prog.returns}"] if prog.returns is not None else []
-    doc = [f'{INDENT}"""{prog.doc}"""'] if prog.doc else []
-    args = ", ".join(a.name for a in prog.args)
-    return "\n".join([_decorator(), f"def {prog.name}({args}):", *doc, *head, *body, *ret]) + "\n"
+    return head + body
 
 
 def _words(text):
@@ -359,37 +388,58 @@ def train_epoch_args(sched):
     return data + ["order", "batch_size"] + train_step_args(sched)
 
 
-def emit_train_epoch(sched) -> str:
-    """Mini-batches of ``order`` (the caller's shuffled order) inside compiled code."""
+def emit_train_epoch(sched, helpers: set | None = None) -> str:
+    """Mini-batches of ``order`` (the caller's shuffled order) inside compiled code.
+
+    The gradient step's statements are written into the batch loop rather than called:
+    Numba re-optimises and re-emits a callee's whole code inside each caller, so a call
+    would compile grad_step twice (alone, then again inside train_epoch).
+    """
     w = Writer(sched.dtype)
-    batched = {a.name for a in sched.grad_step.args if a.batched and a.role in ("input", "temp")}
-    grad_call = ", ".join(f"{a.name}[:nb]" if a.name in batched else a.name for a in sched.grad_step.args)
-    w("n = order.shape[0]")
+    prog = sched.grad_step
+    taken = {a.name for a in prog.args}
+    whole = {}   # batched buffer -> the train_epoch argument holding all its rows
+    for a in prog.args:
+        if a.batched and a.role in ("input", "temp"):
+            name = f"{a.name}_all"
+            while name in taken:
+                name += "_"
+            whole[a.name] = name
+            taken.add(name)
     w("total = 0.0")
-    w("for start in range(0, n, batch_size):")
+    w("for start in range(0, order.shape[0], batch_size):")
     w.indent()
-    w("stop = min(start + batch_size, n)")
+    w("stop = min(start + batch_size, order.shape[0])")
     w("nb = stop - start  # the last batch may be short: it uses the buffers' leading rows")
     w("for r in range(nb):")
     w.indent()
     w("row = order[start + r]")
     for a in batched_inputs(sched):
         if len(a.shape) == 2:
-            w(f"for c in range({a.name}.shape[1]):")
-            w(f"    {a.name}[r, c] = {a.name}_data[row, c]")
+            w(f"for c in range({whole[a.name]}.shape[1]):")
+            w(f"    {whole[a.name]}[r, c] = {a.name}_data[row, c]")
         else:
-            w(f"{a.name}[r] = {a.name}_data[row]")
+            w(f"{whole[a.name]}[r] = {a.name}_data[row]")
     w.dedent()
-    w(f"loss = grad_step({grad_call})")
-    w("step += 1")
-    w(f"apply_update({', '.join(update_args(sched.update))})")
-    w("total += loss * nb")
+    for name, all_rows in whole.items():
+        w(f"{name} = {all_rows}[:nb]")
+    w("# -- grad_step's statements --")
+    lines = [INDENT + line if line else "" for line in program_lines(prog, sched.dtype, helpers)]
     w.dedent()
-    w("return total")
+    tail = Writer(sched.dtype)
+    tail.indent()
+    tail(f"loss = {prog.returns}")
+    tail("step += 1")
+    tail(f"apply_update({', '.join(update_args(sched.update))})")
+    tail("total += loss * nb")
+    tail.dedent()
+    tail("return total")
     doc = (f'{INDENT}"""One epoch: batches order[start:start + batch_size], gathered into the batch buffers; '
            f'returns the summed loss."""')
-    return "\n".join([_decorator(), f"def train_epoch({', '.join(train_epoch_args(sched))}):", doc,
-                      *w.lines]) + "\n"
+    params = [f"{a.name}_data" for a in batched_inputs(sched)] + ["order", "batch_size"]
+    params += [whole.get(a.name, a.name) for a in prog.args] + update_args(sched.update)
+    return "\n".join([_decorator(), f"def train_epoch({', '.join(params)}):", doc,
+                      *w.lines, *lines, *tail.lines]) + "\n"
 
 
 def emit_module(sched, optimizer=None) -> str:
@@ -411,5 +461,5 @@ def emit_module(sched, optimizer=None) -> str:
     parts = [header, imports] + [HELPERS[h].strip() + "\n" for h in sorted(helpers)] + programs
     parts.append(emit_update(sched.update, sched.dtype))
     parts.append(emit_train_step(sched))
-    parts.append(emit_train_epoch(sched))
+    parts.append(emit_train_epoch(sched, helpers))
     return "\n\n".join(parts)

@@ -60,6 +60,7 @@ class Recurrence:
     comment: str = ""
     reads: tuple = field(default=())
     truncate: int | None = None   # grad: truncated BPTT, k steps back (None: full)
+    buffers: dict = field(default_factory=dict)   # role ('s0', 'gc0', ('temp', fn, key)…) -> buffer
 
 
 # -- compiling a cell ------------------------------------------------------------------
@@ -160,7 +161,38 @@ def _lower(node, ctx, kind):
                               + (f", truncated to {a['truncate']} steps" if kind == "grad" and a["truncate"] else ""),
                       reads=inits + xs + free + ((g,) if g else ()),
                       truncate=a["truncate"] if kind == "grad" else None)
+    step.buffers = _declare_buffers(step, ctx)
     return Lowered(steps=[step])
+
+
+def _declare_buffers(step, ctx):
+    """Every per-batch array of the loop, as a temporary of the program: the caller
+    allocates it once per batch size (no allocation per batch, and none for Numba to
+    compile). Only the (T + 1)-deep carry history of BPTT is allocated in the loop."""
+    pre, T = step.out, step.length
+    wanted = {}
+    for call in [step.cell] + ([step.grad] if step.grad else []):
+        for kind, key, shape in call.args:
+            if kind == "temp":
+                wanted[("temp", call.fn, key)] = shape
+    for k, shape in enumerate(step.carry_shapes):
+        wanted[f"s{k}"] = wanted[f"s{k}_new"] = shape
+    wanted.update({f"x{k}": shape for k, shape in enumerate(step.x_shapes)})
+    wanted.update({f"y{k}": shape for k, shape in enumerate(step.y_shapes)})
+    if step.kind == "grad":
+        for k, shape in enumerate(step.carry_shapes):
+            wanted[f"gc{k}"] = wanted[f"dc{k}"] = wanted[f"accc{k}"] = wanted[f"gfinal{k}"] = shape
+        wanted.update({f"gy{k}": shape for k, shape in enumerate(step.y_shapes)})
+        for k, shape in enumerate(step.x_shapes):
+            wanted[f"dx{k}"] = shape
+            wanted[f"accx{k}"] = (shape[0], T) + tuple(shape[1:])
+        for k, shape in enumerate(step.free_shapes):
+            wanted[f"df{k}"] = wanted[f"accf{k}"] = shape
+    out = {}
+    for role, shape in wanted.items():
+        hint = f"{pre}_{role[1]}_{role[2]}" if isinstance(role, tuple) else f"{pre}_{role}"
+        out[role] = ctx.temp(hint, tuple(shape) or (1,))
+    return out
 
 
 register_lowering("loop", lambda node, ctx: _lower(node, ctx, "loop"))
@@ -169,11 +201,66 @@ register_lowering("loop_grad", lambda node, ctx: _lower(node, ctx, "grad"))
 
 # -- printing ---------------------------------------------------------------------------
 
-def _dims(shape, batch="B"):
-    # 0-d values are 1-element arrays in generated code (as codegen passes scalar parameters)
-    dims = [batch if d is None else str(d) for d in shape] or ["1"]
-    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
 
+# Array statements go through these few helpers: Numba compiles an array expression
+# (``a[...] = b``, ``a += b``) into its own kernel at every place it is written, so an
+# LSTM's recurrence spelled out inline cost it seconds per statement. A helper compiles
+# once per array type and each use is a call.
+ARRAY_HELPERS = {
+    "copy_into": '''
+@njit(**JIT)
+def copy_into(dst, src):
+    """dst[...] = src."""
+    dst[...] = src
+''',
+    "add_into": '''
+@njit(**JIT)
+def add_into(dst, src):
+    """dst += src."""
+    dst += src
+''',
+    "fill_array": '''
+@njit(**JIT)
+def fill_array(dst, value):
+    """dst[...] = value."""
+    dst[...] = value
+''',
+    "any_nonzero": '''
+@njit(**JIT)
+def any_nonzero(a):
+    """True if an element of a is not zero."""
+    for v in a.flat:
+        if v != 0:
+            return True
+    return False
+''',
+}
+HELPERS.update(ARRAY_HELPERS)
+
+
+def _array_op(w, helper, *args):
+    w.printer.helpers.add(helper)
+    w(f"{helper}({', '.join(args)})")
+
+
+def _copy(w, dst, src):
+    _array_op(w, "copy_into", dst, src)
+
+
+def _add(w, dst, src):
+    _array_op(w, "add_into", dst, src)
+
+
+def _fill(w, dst, value):
+    _array_op(w, "fill_array", dst, value)
+
+
+def _is_literal(text):
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
 
 def _size(shape):
     return math.prod(d for d in shape[1:])
@@ -181,10 +268,6 @@ def _size(shape):
 
 def _np_dtype(w):
     return "np.float64" if w.dtype == "float64" else "np.float32"
-
-
-def _alloc(w, name, shape, zero=False):
-    w(f"{name} = np.{'zeros' if zero else 'empty'}({_dims(shape)}, {_np_dtype(w)})")
 
 
 def _register_cell(w, call: CellCall):
@@ -201,7 +284,7 @@ def _call(w, p, call: CellCall, carries, xb, gcs=(), gys=(), outs=None):
                      "temp": lambda: p["temps"][call.fn][key]}[kind]())
     w(f"{call.fn}({', '.join(args)})")
     for k, j in call.aliases:
-        w(f"{outs[k]}[...] = {outs[j]}")
+        _copy(w, outs[k], outs[j])
 
 
 def _emit(step: Recurrence, w):
@@ -212,25 +295,16 @@ def _emit(step: Recurrence, w):
     calls = [step.cell] + ([step.grad] if step.grad else [])
     for call in calls:
         _register_cell(w, call)
-        p["temps"][call.fn] = {}
-        for kind, key, shape in call.args:
-            if kind == "temp":
-                name = f"{pre}_{call.fn}_{key}"
-                p["temps"][call.fn][key] = name
-                _alloc(w, name, shape)
+        p["temps"][call.fn] = {key: step.buffers[("temp", call.fn, key)]
+                               for kind, key, _ in call.args if kind == "temp"}
     nc = len(step.carry_shapes)
-    cur = [f"{pre}_s{k}" for k in range(nc)]
-    nxt = [f"{pre}_s{k}_new" for k in range(nc)]
-    xb = [f"{pre}_x{k}" for k in range(len(step.xs))]
-    ys = [f"{pre}_y{k}" for k in range(len(step.y_shapes))]
+    buf = step.buffers
+    cur = [buf[f"s{k}"] for k in range(nc)]
+    nxt = [buf[f"s{k}_new"] for k in range(nc)]
+    xb = [buf[f"x{k}"] for k in range(len(step.xs))]
+    ys = [buf[f"y{k}"] for k in range(len(step.y_shapes))]
     for k, shape in enumerate(step.carry_shapes):
-        _alloc(w, cur[k], shape)
-        _alloc(w, nxt[k], shape)
         _init_carry(w, cur[k], step.inits[k], step.init_shapes[k], shape)
-    for k, shape in enumerate(step.x_shapes):
-        _alloc(w, xb[k], shape)
-    for k, shape in enumerate(step.y_shapes):
-        _alloc(w, ys[k], shape)
     outs = nxt + ys
     if step.kind == "loop":
         _forward_loop(w, step, cur, nxt, xb, ys, outs, p, pack=True)
@@ -238,23 +312,25 @@ def _emit(step: Recurrence, w):
     hist = [f"{pre}_hist{k}" for k in range(nc)]
     for k, shape in enumerate(step.carry_shapes):
         w(f"{hist[k]} = np.empty(({T + 1}, B) + {cur[k]}.shape[1:], {_np_dtype(w)})")
-        w(f"{hist[k]}[0] = {cur[k]}")
+        _copy(w, f"{hist[k]}[0]", cur[k])
     _forward_loop(w, step, cur, nxt, xb, ys, outs, p, pack=False, hist=hist)
     _reverse_loop(w, step, hist, xb, p)
 
 
 def _init_carry(w, name, init, init_shape, carry_shape):
     if tuple(init_shape) == tuple(carry_shape):
-        w(f"{name}[...] = {init}")
+        (_fill if _is_literal(init) else _copy)(w, name, init)
     else:
         src = f"{init}[0]" if init_shape == (1,) + tuple(carry_shape[1:]) else init
         w("for r in range(B):")
-        w(f"    {name}[r] = {src}")
+        w.indent()
+        _copy(w, f"{name}[r]", src)
+        w.dedent()
 
 
 def _copy_x(w, step, xb):
     for k, x in enumerate(step.xs):
-        w(f"{xb[k]}[...] = {x}[:, tt]")
+        _copy(w, xb[k], f"{x}[:, tt]")
 
 
 def _forward_loop(w, step, cur, nxt, xb, ys, outs, p, pack, hist=None):
@@ -268,16 +344,16 @@ def _forward_loop(w, step, cur, nxt, xb, ys, outs, p, pack, hist=None):
         for j, y in enumerate(ys):
             off, size = layout[nc + j]
             f = size // step.length
-            w(f"{step.out}[:, {off} + tt * {f}:{off} + (tt + 1) * {f}] = {y}.reshape((B, {f}))")
+            _copy(w, f"{step.out}[:, {off} + tt * {f}:{off} + (tt + 1) * {f}]", f"{y}.reshape((B, {f}))")
     for k in range(nc):
         w(f"{cur[k]}, {nxt[k]} = {nxt[k]}, {cur[k]}")
         if hist is not None:
-            w(f"{hist[k]}[tt + 1] = {cur[k]}")
+            _copy(w, f"{hist[k]}[tt + 1]", cur[k])
     w.dedent()
     if pack:
         for k in range(nc):
             off, size = layout[k]
-            w(f"{step.out}[:, {off}:{off + size}] = {cur[k]}.reshape((B, {size}))")
+            _copy(w, f"{step.out}[:, {off}:{off + size}]", f"{cur[k]}.reshape((B, {size}))")
 
 
 def _layout(step):
@@ -292,27 +368,19 @@ def _layout(step):
 
 
 def _reverse_loop(w, step, hist, xb, p):
-    pre, T = step.out, step.length
+    T = step.length
     nc, nx, nf = len(step.carry_shapes), len(step.xs), len(step.free)
     layout = _layout(step)
-    gc = [f"{pre}_gc{k}" for k in range(nc)]
-    gy = [f"{pre}_gy{k}" for k in range(len(step.y_shapes))]
-    d_c = [f"{pre}_dc{k}" for k in range(nc)]
-    d_x = [f"{pre}_dx{k}" for k in range(nx)]
-    d_f = [f"{pre}_df{k}" for k in range(nf)]
-    acc_x = [f"{pre}_accx{k}" for k in range(nx)]
-    acc_f = [f"{pre}_accf{k}" for k in range(nf)]
-    for k, shape in enumerate(step.carry_shapes):
-        _alloc(w, gc[k], shape)
-        _alloc(w, d_c[k], shape)
-    for k, shape in enumerate(step.y_shapes):
-        _alloc(w, gy[k], shape)
-    for k, shape in enumerate(step.x_shapes):
-        _alloc(w, d_x[k], shape)
-        w(f"{acc_x[k]} = np.zeros((B, {T}) + {d_x[k]}.shape[1:], {_np_dtype(w)})")
-    for k, shape in enumerate(step.free_shapes):
-        _alloc(w, d_f[k], shape)
-        _alloc(w, acc_f[k], shape, zero=True)
+    buf = step.buffers
+    gc = [buf[f"gc{k}"] for k in range(nc)]
+    gy = [buf[f"gy{k}"] for k in range(len(step.y_shapes))]
+    d_c = [buf[f"dc{k}"] for k in range(nc)]
+    d_x = [buf[f"dx{k}"] for k in range(nx)]
+    d_f = [buf[f"df{k}"] for k in range(nf)]
+    acc_x = [buf[f"accx{k}"] for k in range(nx)]
+    acc_f = [buf[f"accf{k}"] for k in range(nf)]
+    for a in acc_f + (acc_x if step.truncate is not None else []):  # full BPTT writes every acc_x[:, t]
+        _fill(w, a, "0.0")
     bufs = dict(gc=gc, gy=gy, d_c=d_c, d_x=d_x, d_f=d_f, acc_x=acc_x, acc_f=acc_f)
     if step.truncate is None:
         acc_c = _full_sweep(w, step, hist, xb, p, layout, bufs)
@@ -325,10 +393,10 @@ def _reverse_loop(w, step, hist, xb, p):
         v = values[pos]
         if step.emit == "batched":
             size = member_size(step, pos, T)
-            w(f"{step.out}[:, {off}:{off + size}] = {v}.reshape((B, {size}))")
+            _copy(w, f"{step.out}[:, {off}:{off + size}]", f"{v}.reshape((B, {size}))")
         else:
             size = math.prod(step.free_shapes[pos - nc - nx])
-            w(f"{step.out}[{off}:{off + size}] = {v}.reshape(({size},))")
+            _copy(w, f"{step.out}[{off}:{off + size}]", f"{v}.reshape(({size},))")
         off += size
 
 
@@ -336,7 +404,7 @@ def _load_final(w, step, layout, dst):
     """d(final carries): the packed cotangent's carry columns."""
     for k in range(len(step.carry_shapes)):
         off, size = layout[k]
-        w(f"{dst[k]}.reshape((B, {size}))[:, :] = {step.g}[:, {off}:{off + size}]")
+        _copy(w, f"{dst[k]}.reshape((B, {size}))", f"{step.g}[:, {off}:{off + size}]")
 
 
 def _load_gy(w, step, layout, gy, t):
@@ -345,7 +413,7 @@ def _load_gy(w, step, layout, gy, t):
     for j, g in enumerate(gy):
         off, size = layout[nc + j]
         f = size // T
-        w(f"{g}.reshape((B, {f}))[:, :] = {step.g}[:, {off} + {t} * {f}:{off} + ({t} + 1) * {f}]")
+        _copy(w, f"{g}.reshape((B, {f}))", f"{step.g}[:, {off} + {t} * {f}:{off} + ({t} + 1) * {f}]")
 
 
 def _back_step(w, step, hist, xb, p, b, accumulate_x):
@@ -353,9 +421,9 @@ def _back_step(w, step, hist, xb, p, b, accumulate_x):
     _copy_x(w, step, xb)
     _call(w, p, step.grad, [f"{h}[tt]" for h in hist], xb, b["gc"], b["gy"], b["d_c"] + b["d_x"] + b["d_f"])
     for ax, dx in zip(b["acc_x"], b["d_x"]):
-        w(f"{ax}[:, tt] {'+=' if accumulate_x else '='} {dx}")
+        (_add if accumulate_x else _copy)(w, f"{ax}[:, tt]", dx)
     for af, df in zip(b["acc_f"], b["d_f"]):
-        w(f"{af} += {df}")
+        _add(w, af, df)
     for g, d in zip(b["gc"], b["d_c"]):
         w(f"{g}, {d} = {d}, {g}")
 
@@ -377,35 +445,42 @@ def _truncated_sweep(w, step, hist, xb, p, layout, b):
     A sweep per tau whose cotangent is not zero (the reference skips zero ones too), so a
     loss on the last state costs k cell gradients, a loss at every step T·k."""
     T, K = step.length, step.truncate
-    pre = step.out
-    acc_c = [f"{pre}_accc{k}" for k in range(len(step.carry_shapes))]
-    final = [f"{pre}_gfinal{k}" for k in range(len(step.carry_shapes))]
-    for k, shape in enumerate(step.carry_shapes):
-        _alloc(w, acc_c[k], shape, zero=True)
-        _alloc(w, final[k], shape)
+    acc_c = [step.buffers[f"accc{k}"] for k in range(len(step.carry_shapes))]
+    final = [step.buffers[f"gfinal{k}"] for k in range(len(step.carry_shapes))]
+    for a in acc_c:
+        _fill(w, a, "0.0")
     _load_final(w, step, layout, final)
     w(f"for tau in range({T - 1}, -1, -1):")
     w.indent()
     _load_gy(w, step, layout, b["gy"], "tau")
-    live = " or ".join([f"tau == {T - 1}"] + [f"np.any({g} != 0)" for g in b["gy"]])
+    w.printer.helpers.add("any_nonzero")
+    live = " or ".join([f"tau == {T - 1}"] + [f"any_nonzero({g})" for g in b["gy"]])
     w(f"if not ({live}):")
     w("    continue")
     for g, f in zip(b["gc"], final):
         w(f"if tau == {T - 1}:")
-        w(f"    {g}[...] = {f}")
+        w.indent()
+        _copy(w, g, f)
+        w.dedent()
         w("else:")
-        w(f"    {g}[...] = 0")
+        w.indent()
+        _fill(w, g, "0.0")
+        w.dedent()
     w(f"lo = max(0, tau - {K - 1})")
     w("for tt in range(tau, lo - 1, -1):")
     w.indent()
     for g in b["gy"]:
         w("if tt != tau:")
-        w(f"    {g}[...] = 0")
+        w.indent()
+        _fill(w, g, "0.0")
+        w.dedent()
     _back_step(w, step, hist, xb, p, b, accumulate_x=True)
     w.dedent()
     w("if lo == 0:")
+    w.indent()
     for a, g in zip(acc_c, b["gc"]):
-        w(f"    {a} += {g}")
+        _add(w, a, g)
+    w.dedent()
     w.dedent()
     return acc_c
 

@@ -94,4 +94,7 @@ def test_float32_and_float64_cells_are_distinct_functions():
     src32 = codegen.source(m, dtype="float32")
     name64 = src64.split("def cell_")[1].split("(")[0]
     name32 = src32.split("def cell_")[1].split("(")[0]
-    assert name64 != name32 and name32.endswith("_f32") and "np.float32" in src32.split("def cell_")[1]
+    body32 = src32.split("def cell_")[1].split("\n\n\n")[0]
+    assert name64 != name32 and name32.endswith("_f32")
+    assert "tanh_f32(" in body32 and "_f32(" in body32.split("matmul_", 1)[1]   # float32 helpers only
+    assert "_f32" not in src64.split("def cell_")[1].split("\n\n\n")[0]

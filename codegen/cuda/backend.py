@@ -162,14 +162,10 @@ class CudaBackend:
         return a
 
     def _cell_namespace(self, prog, batch):
-        """A recurrence cell's own buffers (temporaries, scalars); the recurrence binds its
-        carries, inputs and outputs into it before each step."""
+        """A recurrence cell's own scalars and extras; the recurrence binds its carries,
+        inputs, outputs and temporaries into it before each step."""
         cuda, dt = self.cuda, self.dtype
-        c = types.SimpleNamespace()
-        for buf in prog.args:
-            if buf.role == "temp":
-                shape = tuple(batch if d is None else d for d in buf.shape)
-                setattr(c, _attr(buf.name), cuda.device_array(shape or (1,), dt))
+        c = types.SimpleNamespace()   # (its temporaries are the loop's, bound before each step)
         for name in sorted(self.emitter.program_scalars.get(prog.name, ())):
             if not hasattr(c, _attr(name)):
                 setattr(c, _attr(name), cuda.device_array(1, dt))

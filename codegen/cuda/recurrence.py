@@ -31,6 +31,12 @@ class _Writer:
     def __call__(self, line):
         self.lines.append("    " * self.depth + line)
 
+    def temp(self, role):
+        """One of the loop's buffers (a temporary of the program, codegen.lower_loop)."""
+        name = self.step.buffers[role]
+        self(f"{name} = a.{name}")
+        return name
+
     def buffer(self, name, shape):
         """A device buffer the backend allocates per batch size; returns its local name."""
         self.em.extras.setdefault(name, tuple(shape))
@@ -64,7 +70,9 @@ def _call(w, call, values):
     """Bind the step's arrays into the cell's namespace and run it."""
     c = f"c_{call.fn}"
     for buf, (kind, key, _shape) in zip(call.program.args, call.args):
-        if kind != "temp":
+        if kind == "temp":   # the cell's scratch: this loop's own (lower_loop declares them)
+            w(f"{c}.{buf.name} = a.{w.step.buffers[('temp', call.fn, key)]}")
+        else:
             w(f"{c}.{buf.name} = {values[kind](key)}")
     w(f"bind_{call.fn}({c})")
     w(f"{call.fn}({c}, B)")
@@ -98,10 +106,10 @@ def _recurrence(step: Recurrence, em):
         _cell(w, call)
         w(f"c_{call.fn} = a.cell_ns_{call.fn}")
     nc = len(step.carry_shapes)
-    cur = [w.buffer(f"{pre}_s{k}", s) for k, s in enumerate(step.carry_shapes)]
-    nxt = [w.buffer(f"{pre}_s{k}_new", s) for k, s in enumerate(step.carry_shapes)]
-    xb = [w.buffer(f"{pre}_x{k}", s) for k, s in enumerate(step.x_shapes)]
-    ys = [w.buffer(f"{pre}_y{k}", s) for k, s in enumerate(step.y_shapes)]
+    cur = [w.temp(f"s{k}") for k in range(len(step.carry_shapes))]
+    nxt = [w.temp(f"s{k}_new") for k in range(len(step.carry_shapes))]
+    xb = [w.temp(f"x{k}") for k in range(len(step.x_shapes))]
+    ys = [w.temp(f"y{k}") for k in range(len(step.y_shapes))]
     for k, shape in enumerate(step.carry_shapes):
         _init_carry(w, cur[k], step.inits[k], step.init_shapes[k], shape)
     layout = _layout(step)
@@ -141,13 +149,13 @@ def _recurrence(step: Recurrence, em):
 def _reverse(w, step, hist, xb, layout):
     pre, T = step.out, step.length
     nc, nx = len(step.carry_shapes), len(step.xs)
-    b = {"gc": [w.buffer(f"{pre}_gc{k}", s) for k, s in enumerate(step.carry_shapes)],
-         "d_c": [w.buffer(f"{pre}_dc{k}", s) for k, s in enumerate(step.carry_shapes)],
-         "gy": [w.buffer(f"{pre}_gy{k}", s) for k, s in enumerate(step.y_shapes)],
-         "d_x": [w.buffer(f"{pre}_dx{k}", s) for k, s in enumerate(step.x_shapes)],
-         "acc_x": [w.buffer(f"{pre}_accx{k}", (s[0], T) + tuple(s[1:])) for k, s in enumerate(step.x_shapes)],
-         "d_f": [w.buffer(f"{pre}_df{k}", s) for k, s in enumerate(step.free_shapes)],
-         "acc_f": [w.buffer(f"{pre}_accf{k}", s) for k, s in enumerate(step.free_shapes)]}
+    b = {"gc": [w.temp(f"gc{k}") for k in range(len(step.carry_shapes))],
+         "d_c": [w.temp(f"dc{k}") for k in range(len(step.carry_shapes))],
+         "gy": [w.temp(f"gy{k}") for k in range(len(step.y_shapes))],
+         "d_x": [w.temp(f"dx{k}") for k in range(len(step.x_shapes))],
+         "acc_x": [w.temp(f"accx{k}") for k in range(len(step.x_shapes))],
+         "d_f": [w.temp(f"df{k}") for k in range(len(step.free_shapes))],
+         "acc_f": [w.temp(f"accf{k}") for k in range(len(step.free_shapes))]}
     for k, s in enumerate(step.free_shapes):
         w.fill(b["acc_f"][k], "0.0", _rank(s))
     if step.truncate is None:
@@ -216,8 +224,8 @@ def _truncated_sweep(w, step, hist, xb, layout, b):
     so a loss on the last state launches k cell gradients, not T·k."""
     pre, T, K = step.out, step.length, step.truncate
     nc = len(step.carry_shapes)
-    acc_c = [w.buffer(f"{pre}_accc{k}", s) for k, s in enumerate(step.carry_shapes)]
-    final = [w.buffer(f"{pre}_gfinal{k}", s) for k, s in enumerate(step.carry_shapes)]
+    acc_c = [w.temp(f"accc{k}") for k in range(len(step.carry_shapes))]
+    final = [w.temp(f"gfinal{k}") for k in range(len(step.carry_shapes))]
     for k, s in enumerate(step.carry_shapes):
         w.fill(acc_c[k], "0.0", _rank(s))
     for k, s in enumerate(step.x_shapes):
