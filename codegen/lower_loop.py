@@ -202,57 +202,58 @@ register_lowering("loop_grad", lambda node, ctx: _lower(node, ctx, "grad"))
 # -- printing ---------------------------------------------------------------------------
 
 
-# Array statements go through these few helpers: Numba compiles an array expression
-# (``a[...] = b``, ``a += b``) into its own kernel at every place it is written, so an
-# LSTM's recurrence spelled out inline cost it seconds per statement. A helper compiles
-# once per array type and each use is a call.
-ARRAY_HELPERS = {
-    "copy_into": '''
-@njit(**JIT)
-def copy_into(dst, src):
-    """dst[...] = src."""
-    dst[...] = src
-''',
-    "add_into": '''
-@njit(**JIT)
-def add_into(dst, src):
-    """dst += src."""
-    dst += src
-''',
-    "fill_array": '''
-@njit(**JIT)
-def fill_array(dst, value):
-    """dst[...] = value."""
-    dst[...] = value
-''',
-    "any_nonzero": '''
+# Array statements go through a few helpers, written as plain loops per rank: Numba
+# compiles an array expression (``a[...] = b``, ``a += b``) into its own broadcasting
+# kernel at every place it is written, so an LSTM's recurrence spelled out inline cost it
+# seconds per statement. A helper compiles once per array type; each use is a call.
+def _rank(shape):
+    return max(1, len(shape))   # 0-d values are 1-element arrays in generated code
+
+
+def _loops(rank, statement):
+    idx = ", ".join(f"i{d}" for d in range(rank))
+    lines = [f"{'    ' * (d + 1)}for i{d} in range(dst.shape[{d}]):" for d in range(rank)]
+    return "\n".join(lines + ["    " * (rank + 1) + statement.format(idx=idx)])
+
+
+def _array_helper(kind, rank):
+    name = f"{kind}_{rank}d"
+    if name not in HELPERS:
+        args, doc, statement = {"copy": ("dst, src", "dst[...] = src", "dst[{idx}] = src[{idx}]"),
+                                "add": ("dst, src", "dst += src", "dst[{idx}] += src[{idx}]"),
+                                "fill": ("dst, value", "dst[...] = value", "dst[{idx}] = value")}[kind]
+        HELPERS[name] = (f'\n@njit(**JIT)\ndef {name}({args}):\n    """{doc} ({rank}-d)."""\n'
+                         + _loops(rank, statement) + "\n")
+    return name
+
+
+HELPERS["any_nonzero"] = '''
 @njit(**JIT)
 def any_nonzero(a):
-    """True if an element of a is not zero."""
+    """True if an element of a (contiguous) is not zero."""
     for v in a.flat:
         if v != 0:
             return True
     return False
-''',
-}
-HELPERS.update(ARRAY_HELPERS)
+'''
 
 
-def _array_op(w, helper, *args):
+def _array_op(w, kind, shape, *args):
+    helper = _array_helper(kind, _rank(shape))
     w.printer.helpers.add(helper)
     w(f"{helper}({', '.join(args)})")
 
 
-def _copy(w, dst, src):
-    _array_op(w, "copy_into", dst, src)
+def _copy(w, dst, src, shape):
+    _array_op(w, "copy", shape, dst, src)
 
 
-def _add(w, dst, src):
-    _array_op(w, "add_into", dst, src)
+def _add(w, dst, src, shape):
+    _array_op(w, "add", shape, dst, src)
 
 
-def _fill(w, dst, value):
-    _array_op(w, "fill_array", dst, value)
+def _fill(w, dst, value, shape):
+    _array_op(w, "fill", shape, dst, value)
 
 
 def _is_literal(text):
@@ -283,8 +284,9 @@ def _call(w, p, call: CellCall, carries, xb, gcs=(), gys=(), outs=None):
                      "gc": lambda: gcs[key], "gy": lambda: gys[key], "out": lambda: outs[key],
                      "temp": lambda: p["temps"][call.fn][key]}[kind]())
     w(f"{call.fn}({', '.join(args)})")
+    out_shapes = {key: shape for kind, key, shape in call.args if kind == "out"}
     for k, j in call.aliases:
-        _copy(w, outs[k], outs[j])
+        _copy(w, outs[k], outs[j], out_shapes[j])
 
 
 def _emit(step: Recurrence, w):
@@ -312,25 +314,30 @@ def _emit(step: Recurrence, w):
     hist = [f"{pre}_hist{k}" for k in range(nc)]
     for k, shape in enumerate(step.carry_shapes):
         w(f"{hist[k]} = np.empty(({T + 1}, B) + {cur[k]}.shape[1:], {_np_dtype(w)})")
-        _copy(w, f"{hist[k]}[0]", cur[k])
+        _copy(w, f"{hist[k]}[0]", cur[k], shape)
     _forward_loop(w, step, cur, nxt, xb, ys, outs, p, pack=False, hist=hist)
     _reverse_loop(w, step, hist, xb, p)
 
 
 def _init_carry(w, name, init, init_shape, carry_shape):
-    if tuple(init_shape) == tuple(carry_shape):
-        (_fill if _is_literal(init) else _copy)(w, name, init)
-    else:
+    if _is_literal(init):
+        _fill(w, name, init, carry_shape)
+    elif tuple(init_shape) == tuple(carry_shape):
+        _copy(w, name, init, carry_shape)
+    else:   # one initial state for every row of the batch
         src = f"{init}[0]" if init_shape == (1,) + tuple(carry_shape[1:]) else init
         w("for r in range(B):")
-        w.indent()
-        _copy(w, f"{name}[r]", src)
-        w.dedent()
+        if len(carry_shape) > 1:
+            w.indent()
+            _copy(w, f"{name}[r]", src, carry_shape[1:])
+            w.dedent()
+        else:
+            w(f"    {name}[r] = {src}")
 
 
 def _copy_x(w, step, xb):
     for k, x in enumerate(step.xs):
-        _copy(w, xb[k], f"{x}[:, tt]")
+        _copy(w, xb[k], f"{x}[:, tt]", step.x_shapes[k])
 
 
 def _forward_loop(w, step, cur, nxt, xb, ys, outs, p, pack, hist=None):
@@ -344,16 +351,16 @@ def _forward_loop(w, step, cur, nxt, xb, ys, outs, p, pack, hist=None):
         for j, y in enumerate(ys):
             off, size = layout[nc + j]
             f = size // step.length
-            _copy(w, f"{step.out}[:, {off} + tt * {f}:{off} + (tt + 1) * {f}]", f"{y}.reshape((B, {f}))")
+            _copy(w, f"{step.out}[:, {off} + tt * {f}:{off} + (tt + 1) * {f}]", f"{y}.reshape((B, {f}))", (None, f))
     for k in range(nc):
         w(f"{cur[k]}, {nxt[k]} = {nxt[k]}, {cur[k]}")
         if hist is not None:
-            _copy(w, f"{hist[k]}[tt + 1]", cur[k])
+            _copy(w, f"{hist[k]}[tt + 1]", cur[k], step.carry_shapes[k])
     w.dedent()
     if pack:
         for k in range(nc):
             off, size = layout[k]
-            _copy(w, f"{step.out}[:, {off}:{off + size}]", f"{cur[k]}.reshape((B, {size}))")
+            _copy(w, f"{step.out}[:, {off}:{off + size}]", f"{cur[k]}.reshape((B, {size}))", (None, size))
 
 
 def _layout(step):
@@ -379,8 +386,11 @@ def _reverse_loop(w, step, hist, xb, p):
     d_f = [buf[f"df{k}"] for k in range(nf)]
     acc_x = [buf[f"accx{k}"] for k in range(nx)]
     acc_f = [buf[f"accf{k}"] for k in range(nf)]
-    for a in acc_f + (acc_x if step.truncate is not None else []):  # full BPTT writes every acc_x[:, t]
-        _fill(w, a, "0.0")
+    for a, shape in zip(acc_f, step.free_shapes):
+        _fill(w, a, "0.0", shape)
+    if step.truncate is not None:   # (full BPTT writes every acc_x[:, t])
+        for a, shape in zip(acc_x, step.x_shapes):
+            _fill(w, a, "0.0", (None,) + tuple(shape))
     bufs = dict(gc=gc, gy=gy, d_c=d_c, d_x=d_x, d_f=d_f, acc_x=acc_x, acc_f=acc_f)
     if step.truncate is None:
         acc_c = _full_sweep(w, step, hist, xb, p, layout, bufs)
@@ -393,10 +403,10 @@ def _reverse_loop(w, step, hist, xb, p):
         v = values[pos]
         if step.emit == "batched":
             size = member_size(step, pos, T)
-            _copy(w, f"{step.out}[:, {off}:{off + size}]", f"{v}.reshape((B, {size}))")
+            _copy(w, f"{step.out}[:, {off}:{off + size}]", f"{v}.reshape((B, {size}))", (None, size))
         else:
             size = math.prod(step.free_shapes[pos - nc - nx])
-            _copy(w, f"{step.out}[{off}:{off + size}]", f"{v}.reshape(({size},))")
+            _copy(w, f"{step.out}[{off}:{off + size}]", f"{v}.reshape(({size},))", (size,))
         off += size
 
 
@@ -404,7 +414,7 @@ def _load_final(w, step, layout, dst):
     """d(final carries): the packed cotangent's carry columns."""
     for k in range(len(step.carry_shapes)):
         off, size = layout[k]
-        _copy(w, f"{dst[k]}.reshape((B, {size}))", f"{step.g}[:, {off}:{off + size}]")
+        _copy(w, f"{dst[k]}.reshape((B, {size}))", f"{step.g}[:, {off}:{off + size}]", (None, size))
 
 
 def _load_gy(w, step, layout, gy, t):
@@ -413,17 +423,17 @@ def _load_gy(w, step, layout, gy, t):
     for j, g in enumerate(gy):
         off, size = layout[nc + j]
         f = size // T
-        _copy(w, f"{g}.reshape((B, {f}))", f"{step.g}[:, {off} + {t} * {f}:{off} + ({t} + 1) * {f}]")
+        _copy(w, f"{g}.reshape((B, {f}))", f"{step.g}[:, {off} + {t} * {f}:{off} + ({t} + 1) * {f}]", (None, f))
 
 
 def _back_step(w, step, hist, xb, p, b, accumulate_x):
     """One call of the gradient cell at step ``tt``; sums into the accumulators, swaps d(carry)."""
     _copy_x(w, step, xb)
     _call(w, p, step.grad, [f"{h}[tt]" for h in hist], xb, b["gc"], b["gy"], b["d_c"] + b["d_x"] + b["d_f"])
-    for ax, dx in zip(b["acc_x"], b["d_x"]):
-        (_add if accumulate_x else _copy)(w, f"{ax}[:, tt]", dx)
-    for af, df in zip(b["acc_f"], b["d_f"]):
-        _add(w, af, df)
+    for ax, dx, shape in zip(b["acc_x"], b["d_x"], step.x_shapes):
+        (_add if accumulate_x else _copy)(w, f"{ax}[:, tt]", dx, shape)
+    for af, df, shape in zip(b["acc_f"], b["d_f"], step.free_shapes):
+        _add(w, af, df, shape)
     for g, d in zip(b["gc"], b["d_c"]):
         w(f"{g}, {d} = {d}, {g}")
 
@@ -447,8 +457,8 @@ def _truncated_sweep(w, step, hist, xb, p, layout, b):
     T, K = step.length, step.truncate
     acc_c = [step.buffers[f"accc{k}"] for k in range(len(step.carry_shapes))]
     final = [step.buffers[f"gfinal{k}"] for k in range(len(step.carry_shapes))]
-    for a in acc_c:
-        _fill(w, a, "0.0")
+    for a, shape in zip(acc_c, step.carry_shapes):
+        _fill(w, a, "0.0", shape)
     _load_final(w, step, layout, final)
     w(f"for tau in range({T - 1}, -1, -1):")
     w.indent()
@@ -457,29 +467,29 @@ def _truncated_sweep(w, step, hist, xb, p, layout, b):
     live = " or ".join([f"tau == {T - 1}"] + [f"any_nonzero({g})" for g in b["gy"]])
     w(f"if not ({live}):")
     w("    continue")
-    for g, f in zip(b["gc"], final):
+    for g, f, shape in zip(b["gc"], final, step.carry_shapes):
         w(f"if tau == {T - 1}:")
         w.indent()
-        _copy(w, g, f)
+        _copy(w, g, f, shape)
         w.dedent()
         w("else:")
         w.indent()
-        _fill(w, g, "0.0")
+        _fill(w, g, "0.0", shape)
         w.dedent()
     w(f"lo = max(0, tau - {K - 1})")
     w("for tt in range(tau, lo - 1, -1):")
     w.indent()
-    for g in b["gy"]:
+    for g, shape in zip(b["gy"], step.y_shapes):
         w("if tt != tau:")
         w.indent()
-        _fill(w, g, "0.0")
+        _fill(w, g, "0.0", shape)
         w.dedent()
     _back_step(w, step, hist, xb, p, b, accumulate_x=True)
     w.dedent()
     w("if lo == 0:")
     w.indent()
-    for a, g in zip(acc_c, b["gc"]):
-        _add(w, a, g)
+    for a, g, shape in zip(acc_c, b["gc"], step.carry_shapes):
+        _add(w, a, g, shape)
     w.dedent()
     w.dedent()
     return acc_c
