@@ -113,8 +113,13 @@ def _fill_loop(w, name, ndim, value):
     if ndim == 1:
         w(f"for k in range({name}.shape[0]):")
         w(f"    {name}[k] = {value}")
-    else:
-        w(f"{name}.reshape(-1)[:] = {value}")
+        return
+    idx = [f"f{d}" for d in range(ndim)]
+    for d, i in enumerate(idx):
+        w(f"for {i} in range({name}.shape[{d}]):")
+        w.indent()
+    w(f"{name}[{', '.join(idx)}] = {value}")
+    w.dedent(ndim)
 
 
 def _cast(w, text):

@@ -55,7 +55,8 @@ RESERVED = {"np", "math", "numba", "njit", "B", "nB", "i", "j", "k", "l", "m", "
             # locals the emitters assign (softmax/CE rows, reductions): a buffer named like
             # one would clash in Numba's typing ("Cannot unify array and float64")
             "e", "inv", "row", "nb",
-            "tt", "tau", "lo"}  # the recurrence loops (codegen/lower_loop.py)
+            "tt", "tau", "lo",  # the recurrence loops (codegen/lower_loop.py)
+            *(f"f{d}" for d in range(8)), *(f"n{d}" for d in range(8))}  # fill / batched-matmul loops
 LOOP_INDICES = ("i", "j", "k", "l", "m", "n", "o", "q")
 
 
