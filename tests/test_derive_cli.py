@@ -272,3 +272,19 @@ def test_mazur_lecture_example(tmp_path):
     proc = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", tex.name],
                           cwd=tmp_path, capture_output=True, timeout=120)
     assert proc.returncode == 0, proc.stdout.decode(errors="replace")[-2000:]
+
+
+def test_the_title_is_typeset_in_every_format(capsys, tmp_path):
+    """dE_total/dw5 in the course's notation: math in LaTeX, MathML in HTML, plain in text."""
+    code, out, _ = run_cli(capsys, "derive", "mazur", "--wrt", "w5", "--format", "text")
+    assert code == 0 and out.startswith("Backpropagation: dE_total/dw_5 (scalar view)\n=====")
+    tex = tmp_path / "d.tex"
+    assert run_cli(capsys, "derive", "mazur", "--wrt", "w5", "--format", "latex", "-o", str(tex))[0] == 0
+    assert r"\title{Backpropagation: $dE_{\mathrm{total}}/dw_{5}$ (scalar view)}" in tex.read_text()
+    page = tmp_path / "d.html"
+    assert run_cli(capsys, "derive", "mazur", "--wrt", "w5", "--format", "html", "-o", str(page))[0] == 0
+    text = page.read_text()
+    assert "<title>Backpropagation: dE_total/dw_5 (scalar view)</title>" in text
+    assert re.search(r"<h1>Backpropagation: <math[^>]*>.*</math> \(scalar view\)</h1>", text)
+    code, out, _ = run_cli(capsys, "derive", "mazur", "--wrt", "w5", "--format", "markdown")
+    assert out.startswith(r"# Backpropagation: $dE_{\mathrm{total}}/dw_{5}$ (scalar view)")

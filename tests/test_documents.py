@@ -216,7 +216,7 @@ def test_html_renders_math_in_chromium(doc, tmp_path):
 # ----------------------------------------------------------------- Markdown and text
 def test_markdown(doc):
     md = to_markdown(doc)
-    assert md.startswith("# Backprop for w_5")
+    assert md.startswith(r"# Backprop for w\_5")   # the title is prose: escaped like any
     assert md.count("$$\n\\begin{aligned}") == 3 and "align*" not in md
     assert CHAIN[0] + " \\\\\n" + CHAIN[1] in md
     assert "$w_{5}$" in md and r"under\_scores" in md and "$5" in md

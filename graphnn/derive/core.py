@@ -379,13 +379,21 @@ def derive(loss, wrt, values=None, view: str = "scalar", update: bool = False, l
     fn = VIEWS[view]
     req = Request(loss, targets, feeds, model, update, lr, optimizer,
                   one_example=getattr(fn, "one_example", False))
-    names = ", ".join(_target_label(t) for t in targets)
-    title = f"Backpropagation: d{loss.label()}/d{names} ({view} view)"
+    title = f"Backpropagation: {_derivative_titles(loss, targets)} ({view} view)"
     try:
         items = fn(req)
     except NotImplementedError as e:  # an op with no element formula, a looped scan, …
         raise DerivationError(f"the {view} view cannot be written for this graph: {e}") from None
     return Derivation(title, items)
+
+
+def _derivative_titles(loss, targets) -> str:
+    """``$dE_{total}/dw_{5}$, …`` in the course's notation (inline math: every format
+    typesets it, the text format as dE_total/dw_5)."""
+    import sympy
+    from .printing import latex
+    num = latex(sympy.Symbol(loss.label()))
+    return ", ".join(f"$d{num}/d{latex(sympy.Symbol(_target_label(t)))}$" for t in targets)
 
 
 def _target_label(t: Target) -> str:

@@ -39,7 +39,7 @@ class MathBlock:
 
 @dataclass
 class Document:
-    """A title and an ordered list of ``Prose`` / ``MathBlock`` blocks."""
+    """A title (prose: ``$...$`` is inline math) and ``Prose`` / ``MathBlock`` blocks."""
     title: str
     blocks: list = field(default_factory=list)
 
@@ -120,7 +120,7 @@ def to_latex_document(doc: Document) -> str:
     parts = [r"\documentclass[11pt]{article}", r"\usepackage[utf8]{inputenc}",
              r"\usepackage{amsmath,amssymb}", r"\usepackage[margin=2.5cm]{geometry}",
              r"\allowdisplaybreaks",  # a long derivation may page-break between rows
-             r"\title{" + _tex_escape(doc.title) + "}", r"\date{}", r"\begin{document}",
+             r"\title{" + _tex_prose(doc.title) + "}", r"\date{}", r"\begin{document}",
              r"\maketitle", ""]
     parts += [p + "\n" for p in _render(doc, to_latex_align, _tex_prose)]
     return "\n".join(parts + [r"\end{document}", ""])
@@ -166,7 +166,7 @@ def to_markdown(doc: Document) -> str:
     def prose(text: str) -> str:
         return "".join(f"${s.strip()}$" if m else _md_escape(s) for m, s in _split_prose(text))
     blocks = _render(doc, lambda b: "$$\n" + _aligned(b) + "\n$$", prose)
-    return "\n\n".join(["# " + doc.title.strip()] + blocks) + "\n"
+    return "\n\n".join(["# " + prose(doc.title.strip())] + blocks) + "\n"
 
 
 # ----------------------------------------------------------------------------- HTML
@@ -248,14 +248,14 @@ def _html_math_block(block: MathBlock) -> str:
             + "</mtable></math>")
 
 
-def _html_prose(text: str) -> str:
+def _html_prose(text: str, tag: str = "p") -> str:
     out = []
     for is_math, s in _split_prose(text):
         try:
             out.append(_mathml(s) if is_math else html.escape(s))
         except Exception:  # noqa: BLE001 -- show the source rather than fail the page
             out.append(html.escape(f"${s}$"))
-    return "<p>" + "".join(out) + "</p>"
+    return f"<{tag}>" + "".join(out) + f"</{tag}>"
 
 
 def to_html(doc: Document, *, full_page: bool = True, embed_font: bool = True) -> str:
@@ -268,14 +268,14 @@ def to_html(doc: Document, *, full_page: bool = True, embed_font: bool = True) -
         import latex2mathml.converter  # noqa: F401
     except ImportError as exc:
         raise MissingToolError("to_html needs latex2mathml: pip install latex2mathml") from exc
-    body = [f"<h1>{html.escape(doc.title)}</h1>"] + _render(
+    body = [_html_prose(doc.title, "h1")] + _render(
         doc, lambda b: f'<div class="display">{_html_math_block(b)}</div>', _html_prose)
     style = "<style>" + (_font_css() if embed_font else "") + _CSS + "</style>"
     main = '<div class="graphnn-doc">\n' + "\n".join(body) + "\n</div>"
     if not full_page:
         return style + "\n" + main
     return ('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            f"<title>{html.escape(doc.title)}</title>\n{style}\n</head>\n"
+            f"<title>{html.escape(_text_prose(doc.title))}</title>\n{style}\n</head>\n"
             f"<body>\n{main}\n</body>\n</html>\n")
 
 
@@ -372,12 +372,15 @@ def _text_block(block: MathBlock, indent: str = "    ") -> str:
                                         for k, c in enumerate(r))).rstrip() for r in rows)
 
 
+def _text_prose(text: str) -> str:
+    return "".join(_latex_text(s).strip() if m else s for m, s in _split_prose(text))
+
+
 def to_text(doc: Document) -> str:
     """Plain Unicode for a terminal: Greek, ∂, ·, ⊙, ᵀ, a/b fractions, aligned rows."""
-    def prose(text: str) -> str:
-        return "".join(_latex_text(s).strip() if m else s for m, s in _split_prose(text))
-    blocks = _render(doc, _text_block, prose)
-    return "\n\n".join([doc.title + "\n" + "=" * len(doc.title)] + blocks) + "\n"
+    blocks = _render(doc, _text_block, _text_prose)
+    title = _text_prose(doc.title)
+    return "\n\n".join([title + "\n" + "=" * len(title)] + blocks) + "\n"
 
 
 # --------------------------------------------------------------------- rich display
