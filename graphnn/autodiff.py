@@ -64,6 +64,7 @@ class GradRecord:
         self.order = order               # nodes with adjoints, loss first
         self._symbols: dict = {}
         self._names: dict = {}
+        self._unnamed: dict = {}          # an unnamed node -> its readable base name
 
     def adjoint(self, node: Node) -> Adjoint:
         return self.adjoints[node]
@@ -83,13 +84,31 @@ class GradRecord:
         """A unique teaching symbol per element (names from the graph, made unique)."""
         key = (node, tuple(index))
         if key not in self._symbols:
-            name = element_name(node, index)
+            base = self._unnamed_base(node)
+            name = element_name(node, index) if base is None else (
+                f"{base}[{','.join(str(i) for i in index)}]" if index else base)
             owner = self._names.setdefault(name, node)
             if owner is not node:
                 name = f"{name}'{sum(1 for n in self._names if n.startswith(name))}"
                 self._names[name] = node
             self._symbols[key] = sympy.Symbol(name)
         return self._symbols[key]
+
+    def _unnamed_base(self, node: Node):
+        """'sigmoid', 'sigmoid2', … for a node the user did not name (None if named): what
+        its op computes, never an id like 'map#3882'."""
+        if node.name or node.names is not None:
+            return None
+        if node not in self._unnamed:
+            label = node.op.label(node)
+            base = label if label.isidentifier() else node.op.name
+            taken = set(self._unnamed.values()) | {n.name for n in Graph([self.loss]).nodes if n.name}
+            name, k = base, 1
+            while name in taken:
+                k += 1
+                name = f"{base}{k}"
+            self._unnamed[node] = name
+        return self._unnamed[node]
 
     def chains(self, wrt: Node, index: tuple = (), batch: int = 1) -> list[list[Link]]:
         """Every path from the loss down to element ``index`` of ``wrt``.

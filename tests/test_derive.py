@@ -360,3 +360,20 @@ def test_matrix_view_of_a_real_sized_net_abbreviates_matrices():
     assert "⋱" in text and "(128 × 1)(1 × 10)" in text and "p - t" in text
     assert r"\ddots" in d.to_latex()
     assert check_every_number(d, model, feeds) >= 3  # full arrays are checked, not the summary
+
+
+def test_unnamed_nodes_and_max_pool_read_well_in_text():
+    """Unnamed nodes are called what they compute ('sigmoid', never 'map#3882'); max-pool's
+    one-winner partial prints as '{1 if …; 0 otherwise}', not raw LaTeX cases."""
+    x = gn.input("x", (1, 1, 2, 2))
+    w = gn.parameter("w", 2.0)
+    E = gn.sum(gn.max_pool2d(gn.sigmoid(x * w), 2), name="E")
+    feeds = {"x": np.array([[[[0.1, 0.5], [0.3, 0.2]]]])}
+    text = gn.derive(E, wrt=[w], values=feeds).to_text()
+    assert "#" not in text and "begin" not in text and "cases" not in text
+    assert "Path 2 of 4:\n" in text and "(through )" not in text
+    assert ("{1 if sigmoid[0,0,0,1] ≥ sigmoid[0,0,1,0] ∧ sigmoid[0,0,0,1] ≥ sigmoid[0,0,1,1] ∧ "
+            "sigmoid[0,0,0,0] < sigmoid[0,0,0,1]; 0 otherwise}") in text
+    total = float(text.rsplit("= ", 1)[1])
+    autodiff = float(gn.evaluate(gn.grad(E, [w])[w], feeds))
+    assert total == pytest.approx(autodiff, rel=1e-5)

@@ -289,7 +289,8 @@ _TEXT_ORD = {"partial": "∂", "top": "ᵀ", "prime": "′", "infty": "∞", "na
 # Binary operators and relations: always written with a space either side.
 _TEXT_BIN = {"cdot": "·", "odot": "⊙", "times": "×", "otimes": "⊗", "circ": "∘", "pm": "±",
              "approx": "≈", "leftarrow": "←", "gets": "←", "rightarrow": "→", "to": "→",
-             "in": "∈", "leq": "≤", "le": "≤", "geq": "≥", "ge": "≥", "neq": "≠", "mid": "|"}
+             "in": "∈", "leq": "≤", "le": "≤", "geq": "≥", "ge": "≥", "neq": "≠", "mid": "|",
+             "wedge": "∧", "land": "∧", "vee": "∨", "lor": "∨", "lt": "<", "gt": ">"}
 _TEXT_SPACE = {",": " ", ";": " ", ":": " ", "!": "", "quad": "  ", "qquad": "    ", " ": " "}
 _SUPERSCRIPTS = dict(zip("0123456789+-=()n", "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁼⁽⁾ⁿ"))
 _DROP = set("left right big Big bigg Bigg bigl bigr Bigl Bigr displaystyle textstyle "
@@ -343,6 +344,12 @@ def _latex_text(s: str) -> str:
             elif name == "sqrt":
                 arg, i = _group(s, i)
                 out.append("√" + _paren(_latex_text(arg)))
+            elif name == "begin":
+                env, i = _group(s, i)
+                end = s.find(r"\end{%s}" % env, i)
+                end = len(s) if end < 0 else end
+                out.append(_environment_text(env, s[i:end]))
+                i = min(len(s), end + len(r"\end{%s}" % env))
             elif name in _ACCENTS or name in _FONTS:
                 arg, i = _group(s, i)
                 out.append(_latex_text(arg) + _ACCENTS.get(name, ""))
@@ -360,8 +367,24 @@ def _latex_text(s: str) -> str:
             out.append("" if ch in "{}" else ch)
             i += 1
     text = re.sub(r"[ \t]+", " ", "".join(out))
+    text = re.sub(r"\((\{[^{}()]*\})\)", r"\1", text)   # \left( cases \right): one bracket is enough
     # "\partial^{+} E" -> "∂⁺E": a derivative symbol binds to what follows.
     return re.sub(r"(∂[⁺⁻⁰¹²³⁴⁵⁶⁷⁸⁹]*) +", r"\1", text)
+
+
+def _environment_text(env: str, body: str) -> str:
+    """``cases`` as ``{1 if a ≥ b; 0 otherwise}``; any other environment as its content."""
+    if env != "cases":
+        return _latex_text(body)
+    rows = []
+    for row in re.split(r"\\\\", body):
+        value, _, condition = row.partition("&")
+        value, condition = _latex_text(value).strip(), _latex_text(condition).strip()
+        if not value:
+            continue
+        condition = re.sub(r"^(for|if)\b\s*", "", condition)
+        rows.append(f"{value} otherwise" if condition in ("", "otherwise") else f"{value} if {condition}")
+    return "{" + "; ".join(rows) + "}"
 
 
 def _text_block(block: MathBlock, indent: str = "    ") -> str:

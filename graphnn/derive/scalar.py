@@ -234,7 +234,7 @@ def element_derivation(ctx, node, index) -> list:
         for k, (chain, path) in enumerate(zip(chains, paths), 1):
             via = ", ".join(f"${_tex(s.wrt)}$" for s in path[:-1])
             step = _path_step(sympy.Symbol(f"term_{k}"), chain, path, have_values, "path", term_values)
-            step.note = f"Path {k} of {len(paths)} (through {via}):"
+            step.note = f"Path {k} of {len(paths)}" + (f" (through {via}):" if via else ":")
             items.append(step)
         if have_values:
             value = sum(term_values)
