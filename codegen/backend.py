@@ -13,6 +13,7 @@ import numpy as np
 
 from graphnn.evaluate import bind, resolve_dtype
 from graphnn.graph import Graph
+from graphnn.train import epoch_by_steps
 
 from .cache import load_generated_module
 from .emit_cpu import batched_inputs, emit_module, train_epoch_args, update_args
@@ -146,7 +147,7 @@ class CpuBackend:
         batches = [np.asarray(b) for b in batches]
         size = len(batches[0])
         if any(len(b) != size for b in batches[:-1]) or len(batches[-1]) > size:
-            return _per_batch(self, feeds, batches)
+            return epoch_by_steps(self.train_step, feeds, batches)   # unequal batches
         order = np.ascontiguousarray(np.concatenate(batches), dtype=np.int64)
         values = {f"{k}_data": v for k, v in self._data_arrays(feeds).items()}
         values.update(self._temps(size))   # includes the batch buffers named like the inputs
@@ -213,13 +214,6 @@ def _batch_of(feeds, schedule):
         if a.name in feeds:
             return feeds[a.name].shape[0]
     return 1
-
-
-def _per_batch(backend, feeds, batches):
-    total = 0.0
-    for idx in batches:
-        total += backend.train_step({k: v[idx] for k, v in feeds.items()}) * len(idx)
-    return total / sum(len(b) for b in batches)
 
 
 def _explain(error, fn_name, source, module) -> str:

@@ -18,6 +18,15 @@ from .evaluate import Evaluator, resolve_dtype
 from .optim import make_optimizer
 
 
+def epoch_by_steps(train_step, feeds, batches) -> float:
+    """An epoch as one ``train_step`` call per batch from Python; the mean loss per example."""
+    total, count = 0.0, 0
+    for idx in batches:
+        total += train_step({k: v[idx] for k, v in feeds.items()}) * len(idx)
+        count += len(idx)
+    return total / count
+
+
 class NumpyBackend:
     """The reference backend: the evaluator runs forward and backward, NumPy updates."""
 
@@ -66,11 +75,7 @@ class NumpyBackend:
 
     def train_epoch(self, feeds, batches) -> float:
         """One epoch over ``batches`` (index arrays); the mean loss per example."""
-        total, count = 0.0, 0
-        for idx in batches:
-            total += self.train_step({k: v[idx] for k, v in feeds.items()}) * len(idx)
-            count += len(idx)
-        return total / count
+        return epoch_by_steps(self.train_step, feeds, batches)
 
     def loss(self, feeds) -> float:
         return float(self._loss(feeds, self.params, dtype=self.dtype))

@@ -1,5 +1,7 @@
-"""Test-wide settings: headless plotting, and a private compiled-code cache on request."""
+"""Test-wide settings: headless plotting, a private compiled-code cache on request, and
+require_program (a system tool: skipped locally when missing, a failure on CI)."""
 import os
+import shutil
 
 import pytest
 
@@ -13,3 +15,15 @@ def private_cache_dir(tmp_path_factory):
     mp.setenv("GRAPHNN_CACHE_DIR", str(tmp_path_factory.mktemp("gen")))
     yield
     mp.undo()
+
+
+def require_program(*names: str) -> str:
+    """Path of the first program found; skip locally, fail on CI, when none is."""
+    for name in names:
+        path = shutil.which(name)
+        if path:
+            return path
+    msg = f"{names[0]} not found; scripts/install_system_deps.sh installs it"
+    if os.environ.get("CI"):
+        pytest.fail(msg + " (CI is set, so this is an error)")
+    pytest.skip(msg)

@@ -7,7 +7,6 @@ skipped locally but FAILS when the CI variable is set.
 from __future__ import annotations
 
 import json
-import os
 import re
 import runpy
 import shutil
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require_program
 
 import graphnn as gn
 from graphnn.cli import main
@@ -36,15 +36,6 @@ def ref():
     pytest.skip("reference JSON not found")
 
 
-def _require(*names: str) -> str:
-    for name in names:
-        path = shutil.which(name)
-        if path:
-            return path
-    msg = f"{names[0]} not found; scripts/install_system_deps.sh installs it"
-    if os.environ.get("CI"):
-        pytest.fail(msg + " (CI is set, so this is an error)")
-    pytest.skip(msg)
 
 
 def run_cli(capsys, *argv):
@@ -112,7 +103,7 @@ def test_every_format_carries_the_numbers(capsys, fmt, wrt, ref):
 
 
 def test_output_files_and_pdf(tmp_path, capsys):
-    pdflatex = _require("pdflatex")
+    pdflatex = require_program("pdflatex")
     tex = tmp_path / "w5.tex"
     code, _, err = run_cli(capsys, "derive", "mazur", "--wrt", "w5", "--values", "--update",
                            "--format", "latex", "-o", str(tex))
@@ -229,7 +220,7 @@ document.fonts.ready.then(() => {
 
 
 def test_html_renders_in_chromium(tmp_path, capsys):
-    browser = _require("chromium", "chromium-browser", "google-chrome")
+    browser = require_program("chromium", "chromium-browser", "google-chrome")
     code, page, _ = run_cli(capsys, "derive", "mazur", "--wrt", "w1", "--values", "--format", "html")
     assert code == 0
     files = {"real": page, "nomath": re.sub(r"<math.*?</math>", "", page, flags=re.S),
@@ -268,7 +259,7 @@ def test_mazur_lecture_example(tmp_path):
     for piece in ["0.082167", "0.000438568", "0.358916", "0.149781"]:  # w5, w1, updates
         assert piece in page and piece in src
     assert r"\delta^{(2)}" in src and "Path 2 of 2" in src
-    pdflatex = _require("pdflatex")
+    pdflatex = require_program("pdflatex")
     proc = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", tex.name],
                           cwd=tmp_path, capture_output=True, timeout=120)
     assert proc.returncode == 0, proc.stdout.decode(errors="replace")[-2000:]

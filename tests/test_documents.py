@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -16,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from conftest import require_program
 
 from graphnn.derive.documents import (
     Document, LatexError, MathBlock, MissingToolError, Prose, RichMixin, compile_pdf,
@@ -53,16 +53,6 @@ def doc() -> Document:
     ])
 
 
-def _require(*names: str) -> str:
-    """Path of the first program found; skip locally, fail on CI, when none is."""
-    for name in names:
-        path = shutil.which(name)
-        if path:
-            return path
-    msg = f"{names[0]} not found; scripts/install_system_deps.sh installs it"
-    if os.environ.get("CI"):
-        pytest.fail(msg + " (CI is set, so this is an error)")
-    pytest.skip(msg)
 
 
 # ----------------------------------------------------------------------------- LaTeX
@@ -88,7 +78,7 @@ def test_latex_document_escapes_prose_not_math(doc):
 
 
 def test_latex_compiles_to_pdf(doc, tmp_path):
-    _require("pdflatex")
+    require_program("pdflatex")
     pdf = compile_pdf(to_latex_document(doc), tmp_path / "out" / "derivation.pdf")
     assert pdf.read_bytes()[:5] == b"%PDF-"
     if shutil.which("pdftotext"):
@@ -98,7 +88,7 @@ def test_latex_compiles_to_pdf(doc, tmp_path):
 
 
 def test_latex_error_is_reported(tmp_path):
-    _require("pdflatex")
+    require_program("pdflatex")
     with pytest.raises(LatexError, match="Undefined control sequence"):
         compile_pdf("\\documentclass{article}\\begin{document}\\nosuchmacro\\end{document}",
                     tmp_path / "bad.pdf")
@@ -186,7 +176,7 @@ def _ink_rows(png: Path) -> int:
 
 
 def test_html_renders_math_in_chromium(doc, tmp_path):
-    browser = _require("chromium", "chromium-browser", "google-chrome")
+    browser = require_program("chromium", "chromium-browser", "google-chrome")
     page = to_html(doc)
     without_math = re.sub(r"<math.*?</math>", "", page, flags=re.S)
     files = {}

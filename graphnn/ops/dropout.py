@@ -216,11 +216,8 @@ class TrainingFeeds:
 
     def train_epoch(self, feeds, batches) -> float:
         # Per batch from Python: each step needs its own step number fed.
-        total, count = 0.0, 0
-        for idx in batches:
-            total += self.train_step({k: v[idx] for k, v in feeds.items()}) * len(idx)
-            count += len(idx)
-        return total / count
+        from ..train import epoch_by_steps
+        return epoch_by_steps(self.train_step, feeds, batches)
 
 
 def with_training_feeds(trainer):
