@@ -16,6 +16,10 @@ last batch uses the leading rows of the same buffers), so nothing is a global an
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import re
+
 import sympy
 
 from . import schedule as S
@@ -75,6 +79,56 @@ def _shape(shape) -> str:
 # -- step printers ---------------------------------------------------------------------
 
 def _loop(step: S.Loop, w: Writer):
+    if _outlinable(step):
+        return _outlined_loop(step, w)
+    _loop_inline(step, w)
+
+
+def _outlinable(step: S.Loop) -> bool:
+    """A deep nest of array sums only (a batched matmul, an axis reduction): self-contained,
+    so one helper can serve every nest of the same shape."""
+    if len(step.indices) < 3 or not all(isinstance(b, S.Accumulate) and b.op == "sum"
+                                        and isinstance(b.target, sympy.Indexed) for b in step.body):
+        return False
+    for b in step.body:
+        for e in (b.expr, b.target):
+            reads = e.atoms(sympy.Indexed)
+            loose = e.free_symbols - reads - set(step.indices) - {r.base.label for r in reads}
+            if any(s not in step.indices for r in reads for s in r.indices if isinstance(s, sympy.Symbol)) \
+                    or loose:
+                return False   # a scalar from outside the nest: keep it inline
+    return True
+
+
+def _outlined_loop(step: S.Loop, w: Writer):
+    """Deep loop nests cost Numba seconds each to compile: identical ones (same shapes, same
+    index pattern) become one helper, called with the arrays."""
+    inner = Writer(w.dtype)
+    _loop_inline(dataclasses.replace(step, comment=""), inner)
+    text = "\n".join(inner.lines)
+    names = {str(i.base) for b in step.body for i in (b.expr.atoms(sympy.Indexed) | {b.target})}
+    first = {n: re.search(rf"(?<![\w]){re.escape(n)}(?![\w])", text).start() for n in names}
+    arrays = sorted(names, key=first.get)   # in order of appearance: equal nests, equal helpers
+    for k, name in enumerate(arrays):
+        text = re.sub(rf"(?<![\w]){re.escape(name)}(?![\w])", f"a{k}", text)
+    params = [f"a{k}" for k in range(len(arrays))] + (["B"] if re.search(r"(?<![\w])B(?![\w])", text) else [])
+    digest = hashlib.sha1(text.encode()).hexdigest()[:10]
+    name = f"loops_{digest}" + ("_f32" if w.dtype == "float32" else "")
+    if name not in HELPERS:
+        HELPERS[name] = (f"\n@njit(**JIT)\ndef {name}({', '.join(params)}):\n"
+                         f'    """{_loop_doc(step)}"""\n{text}\n')
+    w.printer.helpers.add(name)
+    if step.comment:
+        w(f"# {step.comment}")
+    w(f"{name}({', '.join(arrays + params[len(arrays):])})")
+
+
+def _loop_doc(step):
+    dims = " × ".join("B" if d is S.BATCH or str(d) == "B" else str(d) for d in step.extents)
+    return f"A {len(step.indices)}-deep accumulation nest ({dims}), shared by every nest of this shape."
+
+
+def _loop_inline(step: S.Loop, w: Writer):
     if not step.indices and not step.accumulators():
         for item in step.body:   # a scalar store: out[0] = value
             w(f"{w.expr(item.target)} = {w.expr(item.expr)}")

@@ -248,3 +248,18 @@ def test_unnamed_nodes_do_not_clash_with_emitter_locals():
     ref.fit(steps=3)
     cpu.fit(steps=3)
     np.testing.assert_allclose(cpu.params[W], ref.params[W], rtol=1e-10, atol=1e-12)
+
+
+def test_equal_batched_matmul_nests_share_one_helper():
+    """Two 3-d products of one shape are one compiled loop-nest helper, called twice; the
+    compiled gradients still equal the reference."""
+    x = gn.input("x", (None, 3, 4))
+    A = gn.parameter("A", RNG.normal(size=(4, 4)))
+    C = gn.parameter("C", RNG.normal(size=(4, 4)))
+    out = gn.tanh(x @ A) + gn.sigmoid(x @ C)
+    model = Model("bmm", gn.sum(out), out, (x,), Dataset({"x": RNG.normal(size=(5, 3, 4))}))
+    cpu = _compare(model, model.data.train)
+    fwd = cpu.source.split("def forward")[1].split("@njit")[0]
+    calls = [line.split("(")[0].strip() for line in fwd.splitlines() if line.strip().startswith("loops_")]
+    assert len(calls) == 2 and calls[0] == calls[1]
+    assert cpu.source.count(f"def {calls[0]}(") == 1
