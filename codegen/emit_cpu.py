@@ -17,13 +17,12 @@ last batch uses the leading rows of the same buffers), so nothing is a global an
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import re
 
 import sympy
 
 from . import schedule as S
 from .printer import HELPERS, KernelPrinter
+from .shared_loops import share_nest, shareable_nest, small_matmul
 
 #: fastmath without nnan/ninf: isnan/isinf keep working
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -79,53 +78,19 @@ def _shape(shape) -> str:
 # -- step printers ---------------------------------------------------------------------
 
 def _loop(step: S.Loop, w: Writer):
-    if _outlinable(step):
+    if shareable_nest(step):
         return _outlined_loop(step, w)
     _loop_inline(step, w)
 
 
-def _outlinable(step: S.Loop) -> bool:
-    """A deep nest of array sums only (a batched matmul, an axis reduction): self-contained,
-    so one helper can serve every nest of the same shape."""
-    if len(step.indices) < 3 or not all(isinstance(b, S.Accumulate) and b.op == "sum"
-                                        and isinstance(b.target, sympy.Indexed) for b in step.body):
-        return False
-    for b in step.body:
-        for e in (b.expr, b.target):
-            reads = e.atoms(sympy.Indexed)
-            loose = e.free_symbols - reads - set(step.indices) - {r.base.label for r in reads}
-            if any(s not in step.indices for r in reads for s in r.indices if isinstance(s, sympy.Symbol)) \
-                    or loose:
-                return False   # a scalar from outside the nest: keep it inline
-    return True
-
-
 def _outlined_loop(step: S.Loop, w: Writer):
-    """Deep loop nests cost Numba seconds each to compile: identical ones (same shapes, same
-    index pattern) become one helper, called with the arrays."""
     inner = Writer(w.dtype)
     _loop_inline(dataclasses.replace(step, comment=""), inner)
-    text = "\n".join(inner.lines)
-    names = {str(i.base) for b in step.body for i in (b.expr.atoms(sympy.Indexed) | {b.target})}
-    first = {n: re.search(rf"(?<![\w]){re.escape(n)}(?![\w])", text).start() for n in names}
-    arrays = sorted(names, key=first.get)   # in order of appearance: equal nests, equal helpers
-    for k, name in enumerate(arrays):
-        text = re.sub(rf"(?<![\w]){re.escape(name)}(?![\w])", f"a{k}", text)
-    params = [f"a{k}" for k in range(len(arrays))] + (["B"] if re.search(r"(?<![\w])B(?![\w])", text) else [])
-    digest = hashlib.sha1(text.encode()).hexdigest()[:10]
-    name = f"loops_{digest}" + ("_f32" if w.dtype == "float32" else "")
-    if name not in HELPERS:
-        HELPERS[name] = (f"\n@njit(**JIT)\ndef {name}({', '.join(params)}):\n"
-                         f'    """{_loop_doc(step)}"""\n{text}\n')
+    name, args = share_nest(step, "\n".join(inner.lines), w.dtype)
     w.printer.helpers.add(name)
     if step.comment:
         w(f"# {step.comment}")
-    w(f"{name}({', '.join(arrays + params[len(arrays):])})")
-
-
-def _loop_doc(step):
-    dims = " × ".join("B" if d is S.BATCH or str(d) == "B" else str(d) for d in step.extents)
-    return f"A {len(step.indices)}-deep accumulation nest ({dims}), shared by every nest of this shape."
+    w(f"{name}({', '.join(args)})")
 
 
 def _loop_inline(step: S.Loop, w: Writer):
@@ -192,41 +157,9 @@ def _matmul(step: S.MatMul, w: Writer):
     if not step.tiny:
         w(f"np.dot({a}, {b}, {step.out})")
         return
-    fn = _small_matmul(step.trans_a, step.trans_b, step.shape, w.dtype)
+    fn = small_matmul(step.trans_a, step.trans_b, tuple(_dim(d) for d in step.shape), w.dtype)
     w.printer.helpers.add(fn)
     w(f"{fn}({step.a}, {step.b}, {step.out})  # tiny: loops beat a BLAS call")
-
-
-def _small_matmul(trans_a, trans_b, shape, dtype) -> str:
-    """A loop nest for tiny products of one shape, shared by every product of that shape.
-
-    Written out inline, the forty small products of an LSTM's gradient cell cost tens of
-    seconds of compilation; as calls they cost one compilation per distinct shape. The
-    fixed sizes stay literals, so LLVM still unrolls and vectorises as it did inline."""
-    m, k, n = (_dim(d) for d in shape)
-    name = (f"matmul_{'t' if trans_a else 'n'}{'t' if trans_b else 'n'}_{m}x{k}x{n}"
-            + ("_f32" if dtype == "float32" else ""))
-    if name in HELPERS:
-        return name
-    batch = ("a.shape[1]" if trans_a else "a.shape[0]") if m == "B" else \
-            ("a.shape[0]" if trans_a else "a.shape[1]") if k == "B" else \
-            ("b.shape[0]" if trans_b else "b.shape[1]")
-    m, k, n = (batch if d == "B" else d for d in (m, k, n))
-    ra = "a[p, i]" if trans_a else "a[i, p]"
-    rb = "b[j, p]" if trans_b else "b[p, j]"
-    what = f"out = {'a.T' if trans_a else 'a'} @ {'b.T' if trans_b else 'b'}"
-    HELPERS[name] = f'''
-@njit(**JIT)
-def {name}(a, b, out):
-    """{what}, {shape[0]}×{shape[1]} by {shape[1]}×{shape[2]}, as plain loops (a BLAS call costs more)."""
-    for i in range({m}):
-        for j in range({n}):
-            acc = {"np.float32(0.0)" if dtype == "float32" else "0.0"}
-            for p in range({k}):
-                acc += {ra} * {rb}
-            out[i, j] = acc
-'''
-    return name
 
 
 def _view(step: S.View, w: Writer):

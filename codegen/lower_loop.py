@@ -21,6 +21,7 @@ from graphnn.looped import _group_members
 from .emit_cpu import emit_program, register_emitter
 from .lower import RESERVED, CodegenError, Lowered, identifier, lower_program, register_lowering
 from .printer import HELPERS
+from .shared_loops import ANY_NONZERO, array_helper
 from .schedule import Buffer
 
 
@@ -202,44 +203,8 @@ register_lowering("loop_grad", lambda node, ctx: _lower(node, ctx, "grad"))
 # -- printing ---------------------------------------------------------------------------
 
 
-# Array statements go through a few helpers, written as plain loops per rank: Numba
-# compiles an array expression (``a[...] = b``, ``a += b``) into its own broadcasting
-# kernel at every place it is written, so an LSTM's recurrence spelled out inline cost it
-# seconds per statement. A helper compiles once per array type; each use is a call.
-def _rank(shape):
-    return max(1, len(shape))   # 0-d values are 1-element arrays in generated code
-
-
-def _loops(rank, statement):
-    idx = ", ".join(f"i{d}" for d in range(rank))
-    lines = [f"{'    ' * (d + 1)}for i{d} in range(dst.shape[{d}]):" for d in range(rank)]
-    return "\n".join(lines + ["    " * (rank + 1) + statement.format(idx=idx)])
-
-
-def _array_helper(kind, rank):
-    name = f"{kind}_{rank}d"
-    if name not in HELPERS:
-        args, doc, statement = {"copy": ("dst, src", "dst[...] = src", "dst[{idx}] = src[{idx}]"),
-                                "add": ("dst, src", "dst += src", "dst[{idx}] += src[{idx}]"),
-                                "fill": ("dst, value", "dst[...] = value", "dst[{idx}] = value")}[kind]
-        HELPERS[name] = (f'\n@njit(**JIT)\ndef {name}({args}):\n    """{doc} ({rank}-d)."""\n'
-                         + _loops(rank, statement) + "\n")
-    return name
-
-
-HELPERS["any_nonzero"] = '''
-@njit(**JIT)
-def any_nonzero(a):
-    """True if an element of a (contiguous) is not zero."""
-    for v in a.flat:
-        if v != 0:
-            return True
-    return False
-'''
-
-
 def _array_op(w, kind, shape, *args):
-    helper = _array_helper(kind, _rank(shape))
+    helper = array_helper(kind, shape)
     w.printer.helpers.add(helper)
     w(f"{helper}({', '.join(args)})")
 
@@ -463,8 +428,8 @@ def _truncated_sweep(w, step, hist, xb, p, layout, b):
     w(f"for tau in range({T - 1}, -1, -1):")
     w.indent()
     _load_gy(w, step, layout, b["gy"], "tau")
-    w.printer.helpers.add("any_nonzero")
-    live = " or ".join([f"tau == {T - 1}"] + [f"any_nonzero({g})" for g in b["gy"]])
+    w.printer.helpers.add(ANY_NONZERO)
+    live = " or ".join([f"tau == {T - 1}"] + [f"{ANY_NONZERO}({g})" for g in b["gy"]])
     w(f"if not ({live}):")
     w("    continue")
     for g, f, shape in zip(b["gc"], final, step.carry_shapes):

@@ -1,0 +1,123 @@
+"""Loop nests the generated functions share: each is compiled once per array type and
+called from every place that needs it.
+
+Numba's compile time grows with the code it types and lowers, and it compiles an array
+expression (``a[...] = b``, ``a += b``) as a broadcasting kernel of its own at every place
+it is written. Written out inline, an LSTM's forty small products and its recurrence's
+copies cost it tens of seconds; as calls to these helpers they cost one compilation per
+distinct shape. The helpers are registered in `codegen.printer.HELPERS` by name and
+emitted into the module of any program that uses them.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+
+import sympy
+
+from . import schedule as S
+from .printer import HELPERS
+
+__all__ = ["small_matmul", "shareable_nest", "share_nest", "array_helper", "ANY_NONZERO"]
+
+
+def small_matmul(trans_a, trans_b, shape, dtype) -> str:
+    """A loop nest for tiny products of one shape, shared by every product of that shape.
+
+    Written out inline, the forty small products of an LSTM's gradient cell cost tens of
+    seconds of compilation; as calls they cost one compilation per distinct shape. The
+    fixed sizes stay literals, so LLVM still unrolls and vectorises as it did inline.
+    ``shape`` is (m, k, n) as printed: an int's text, or "B" for the batch."""
+    m, k, n = (str(d) for d in shape)
+    name = (f"matmul_{'t' if trans_a else 'n'}{'t' if trans_b else 'n'}_{m}x{k}x{n}"
+            + ("_f32" if dtype == "float32" else ""))
+    if name in HELPERS:
+        return name
+    batch = ("a.shape[1]" if trans_a else "a.shape[0]") if m == "B" else \
+            ("a.shape[0]" if trans_a else "a.shape[1]") if k == "B" else \
+            ("b.shape[0]" if trans_b else "b.shape[1]")
+    m, k, n = (batch if d == "B" else d for d in (m, k, n))
+    ra = "a[p, i]" if trans_a else "a[i, p]"
+    rb = "b[j, p]" if trans_b else "b[p, j]"
+    what = f"out = {'a.T' if trans_a else 'a'} @ {'b.T' if trans_b else 'b'}"
+    HELPERS[name] = f'''
+@njit(**JIT)
+def {name}(a, b, out):
+    """{what}, {shape[0]}×{shape[1]} by {shape[1]}×{shape[2]}, as plain loops (a BLAS call costs more)."""
+    for i in range({m}):
+        for j in range({n}):
+            acc = {"np.float32(0.0)" if dtype == "float32" else "0.0"}
+            for p in range({k}):
+                acc += {ra} * {rb}
+            out[i, j] = acc
+'''
+    return name
+
+
+def shareable_nest(step: S.Loop) -> bool:
+    """A deep nest of array sums only (a batched matmul, an axis reduction): self-contained,
+    so one helper can serve every nest of the same shape."""
+    if len(step.indices) < 3 or not all(isinstance(b, S.Accumulate) and b.op == "sum"
+                                        and isinstance(b.target, sympy.Indexed) for b in step.body):
+        return False
+    for b in step.body:
+        for e in (b.expr, b.target):
+            reads = e.atoms(sympy.Indexed)
+            loose = e.free_symbols - reads - set(step.indices) - {r.base.label for r in reads}
+            if loose:
+                return False   # a scalar from outside the nest: keep it inline
+    return True
+
+
+def share_nest(step: S.Loop, text: str, dtype: str):
+    """The helper for a nest printed as ``text`` (its arrays renamed a0, a1… in order of
+    appearance, so equal nests share one) and the arguments to call it with."""
+    names = {str(i.base) for b in step.body for i in (b.expr.atoms(sympy.Indexed) | {b.target})}
+    first = {n: re.search(rf"(?<![\w]){re.escape(n)}(?![\w])", text).start() for n in names}
+    arrays = sorted(names, key=first.get)
+    for k, name in enumerate(arrays):
+        text = re.sub(rf"(?<![\w]){re.escape(name)}(?![\w])", f"a{k}", text)
+    batch = ["B"] if re.search(r"(?<![\w])B(?![\w])", text) else []
+    params = [f"a{k}" for k in range(len(arrays))] + batch
+    name = f"loops_{hashlib.sha1(text.encode()).hexdigest()[:10]}" + ("_f32" if dtype == "float32" else "")
+    if name not in HELPERS:
+        dims = " × ".join("B" if str(d) == "B" else str(d) for d in step.extents)
+        doc = f"A {len(step.indices)}-deep accumulation nest ({dims}), shared by every nest of this shape."
+        HELPERS[name] = f"\n@njit(**JIT)\ndef {name}({', '.join(params)}):\n    \"\"\"{doc}\"\"\"\n{text}\n"
+    return name, arrays + batch
+
+
+# -- the recurrence's array statements, as plain loops per rank ----------------------------
+def _rank(shape):
+    return max(1, len(shape))   # 0-d values are 1-element arrays in generated code
+
+
+def _loops(rank, statement):
+    idx = ", ".join(f"i{d}" for d in range(rank))
+    lines = [f"{'    ' * (d + 1)}for i{d} in range(dst.shape[{d}]):" for d in range(rank)]
+    return "\n".join(lines + ["    " * (rank + 1) + statement.format(idx=idx)])
+
+
+def array_helper(kind, shape):
+    """``copy_2d`` / ``add_2d`` / ``fill_2d``… for arrays of ``shape``'s rank (made once)."""
+    rank = _rank(shape)
+    name = f"{kind}_{rank}d"
+    if name not in HELPERS:
+        args, doc, statement = {"copy": ("dst, src", "dst[...] = src", "dst[{idx}] = src[{idx}]"),
+                                "add": ("dst, src", "dst += src", "dst[{idx}] += src[{idx}]"),
+                                "fill": ("dst, value", "dst[...] = value", "dst[{idx}] = value")}[kind]
+        HELPERS[name] = (f'\n@njit(**JIT)\ndef {name}({args}):\n    """{doc} ({rank}-d)."""\n'
+                         + _loops(rank, statement) + "\n")
+    return name
+
+
+ANY_NONZERO = "any_nonzero"
+HELPERS[ANY_NONZERO] = '''
+@njit(**JIT)
+def any_nonzero(a):
+    """True if an element of a (contiguous) is not zero."""
+    for v in a.flat:
+        if v != 0:
+            return True
+    return False
+'''
