@@ -10,18 +10,13 @@ from __future__ import annotations
 
 from codegen.lower_conv import BiasGradLoop, ConvLoop, NoiseLoop, PoolLoop, _GOLDEN
 
+from . import kernels
 from .emit import register_cuda_printer
 
 
 def _unravel(names, dims):
     """Lines splitting ``flat`` into per-axis indices ``names`` over ``dims`` (C order)."""
-    lines, rest = [], "flat"
-    for k in range(len(names) - 1, 0, -1):
-        lines.append(f"{names[k]} = {rest} % {dims[k]}")
-        lines.append(f"q{k} = {rest} // {dims[k]}")
-        rest = f"q{k}"
-    lines.append(f"{names[0]} = {rest}")
-    return lines
+    return kernels.unravel(names, [str(d) for d in dims], "flat")
 
 
 def _kernel(name, args, total, index_lines, body, doc):

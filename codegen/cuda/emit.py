@@ -450,15 +450,7 @@ class CudaEmitter:
 
     @staticmethod
     def _unravel(par_idx, extent, flat):
-        lines, rest = [], flat
-        for n, i in enumerate(reversed(par_idx)):
-            if n == len(par_idx) - 1:
-                lines.append(f"{i} = {rest}")
-            else:
-                lines.append(f"{i} = {rest} % {extent[i]}")
-                lines.append(f"q{n} = {rest} // {extent[i]}")
-                rest = f"q{n}"
-        return lines
+        return kernels.unravel(par_idx, [extent[i] for i in par_idx], flat)
 
     @staticmethod
     def _tree(sregs):

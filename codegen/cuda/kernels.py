@@ -206,52 +206,48 @@ def softmax_ce_rows(name, probs=False) -> str:
 
 # -- fill and copy (any rank, any strides: they run over views) ----------------------------
 
-def _unravel(rank, dims_of):
-    lines, rest = [], "i"
-    for k in range(rank - 1, -1, -1):
-        if k == 0:
-            lines.append(f"i0 = {rest}")
+def unravel(indices, sizes, flat):
+    """Lines splitting the flat position ``flat`` into ``indices`` (row-major over ``sizes``,
+    each an expression); the last index varies fastest."""
+    lines, rest = [], flat
+    for n, (i, size) in enumerate(zip(reversed(indices), reversed(sizes))):
+        if n == len(indices) - 1:
+            lines.append(f"{i} = {rest}")
         else:
-            lines.append(f"i{k} = {rest} % {dims_of}.shape[{k}]")
-            lines.append(f"q{k} = {rest} // {dims_of}.shape[{k}]")
-            rest = f"q{k}"
+            lines.append(f"{i} = {rest} % {size}")
+            lines.append(f"q{n} = {rest} // {size}")
+            rest = f"q{n}"
     return lines
 
 
+def _over_elements(name, rank, params, over, statement, doc) -> str:
+    """A grid-stride kernel running ``statement`` at every element of the ``rank``-d array
+    ``over`` (any strides: views allowed), and its launcher ``run_<name>``."""
+    rank = max(rank, 1)   # 0-d buffers are 1-element arrays
+    idx = [f"i{k}" for k in range(rank)]
+    body = "\n".join("        " + line
+                     for line in unravel(idx, [f"{over}.shape[{k}]" for k in range(rank)], "i"))
+    return (f"@cuda.jit(cache=CACHE)\ndef {name}({params}):\n"
+            f'    """{doc}"""\n'
+            f"    for i in range(cuda.grid(1), {over}.size, cuda.gridsize(1)):\n{body}\n"
+            f"        {statement.format(idx=', '.join(idx))}\n\n\n"
+            f"def run_{name}({params}):\n"
+            f"    {name}[blocks_for({over}.size), THREADS]({params})\n")
+
+
 def fill(name, rank) -> str:
-    """out[...] = value over a ``rank``-d array (0-d buffers are 1-element arrays)."""
-    rank = max(rank, 1)
-    idx = ", ".join(f"i{k}" for k in range(rank))
-    body = "\n".join("        " + line for line in _unravel(rank, "out"))
-    return (f"@cuda.jit(cache=CACHE)\ndef {name}(out, value):\n"
-            f"    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):\n{body}\n"
-            f"        out[{idx}] = value\n\n\n"
-            f"def run_{name}(out, value):\n"
-            f"    {name}[blocks_for(out.size), THREADS](out, value)\n")
+    """out[...] = value over a ``rank``-d array."""
+    return _over_elements(name, rank, "out, value", "out", "out[{idx}] = value", "out[...] = value")
 
 
 def copy(name, rank) -> str:
     """dst[...] = src[...] for two ``rank``-d arrays of one shape (views allowed)."""
-    rank = max(rank, 1)
-    idx = ", ".join(f"i{k}" for k in range(rank))
-    body = "\n".join("        " + line for line in _unravel(rank, "dst"))
-    return (f"@cuda.jit(cache=CACHE)\ndef {name}(src, dst):\n"
-            f"    for i in range(cuda.grid(1), dst.size, cuda.gridsize(1)):\n{body}\n"
-            f"        dst[{idx}] = src[{idx}]\n\n\n"
-            f"def run_{name}(src, dst):\n"
-            f"    {name}[blocks_for(dst.size), THREADS](src, dst)\n")
+    return _over_elements(name, rank, "src, dst", "dst", "dst[{idx}] = src[{idx}]", "dst[...] = src")
 
 
 def add_into(name, rank) -> str:
     """dst[...] += src[...] (a recurrence sums each step's weight gradient)."""
-    rank = max(rank, 1)
-    idx = ", ".join(f"i{k}" for k in range(rank))
-    body = "\n".join("        " + line for line in _unravel(rank, "dst"))
-    return (f"@cuda.jit(cache=CACHE)\ndef {name}(src, dst):\n"
-            f"    for i in range(cuda.grid(1), dst.size, cuda.gridsize(1)):\n{body}\n"
-            f"        dst[{idx}] += src[{idx}]\n\n\n"
-            f"def run_{name}(src, dst):\n"
-            f"    {name}[blocks_for(dst.size), THREADS](src, dst)\n")
+    return _over_elements(name, rank, "src, dst", "dst", "dst[{idx}] += src[{idx}]", "dst += src")
 
 
 def repeat_row(name) -> str:
