@@ -27,7 +27,7 @@ from mpi_w2 import SIZES, w2_model  # noqa: E402  (the same W2 model and data)
 
 
 def _graphnn_epochs(model, epochs, seed=0):
-    from graphnn.train import Trainer
+    from graphnn.training import Trainer
 
     trainer = Trainer(model, backend="cuda", dtype="float32", batch_size=128, lr=0.01, seed=seed)
     start = time.perf_counter()
@@ -87,7 +87,7 @@ def _torch_epochs(model, epochs, seed=0):
 
 def _accuracy(name, epochs):
     from graphnn.models import get_model
-    from graphnn.train import Trainer
+    from graphnn.training import Trainer
 
     trainer = Trainer(get_model(name), backend="cuda", dtype="float32")
     start = time.perf_counter()

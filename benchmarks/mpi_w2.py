@@ -51,8 +51,8 @@ def w2_model(n=60000, seed=0):
 
 def worker(args):
     """One rank's part (run under mpiexec): time epochs and the all-reduce."""
-    from graphnn.distributed import world
-    from graphnn.train import Trainer
+    from graphnn.training.distributed import world
+    from graphnn.training import Trainer
 
     comm = world()
     trainer = Trainer(w2_model(args.n), backend=args.backend, comm=comm, batch_size=128, lr=0.01,
@@ -102,9 +102,12 @@ def launch(ranks, threads, args):
 
 
 def default_backend():
-    from graphnn.train import BACKENDS, _load_plugins
-    _load_plugins()
-    return "cpu" if "cpu" in BACKENDS else "numpy"
+    from graphnn.training import BackendUnavailableError, backend_factory
+    try:
+        backend_factory("cpu")
+        return "cpu"
+    except BackendUnavailableError:
+        return "numpy"
 
 
 def wait_for_quiet(max_wait):

@@ -151,7 +151,7 @@ def _setup(name, dtype, quick):
 
 def mlp_row(name):
     def run(dtype, quick):
-        from graphnn.train import NumpyBackend
+        from graphnn.training import NumpyBackend
 
         from codegen import CpuBackend
 

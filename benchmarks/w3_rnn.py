@@ -83,7 +83,7 @@ def run(epochs=5, dtype="float32", seed=0, backends=("numpy", "cpu")) -> list[di
 
 
 def _run(epochs, dtype, seed, backends):
-    from graphnn.train import Trainer
+    from graphnn.training import Trainer
 
     model = w3_model()
     params = {p.name: p.value for p in model.parameters}

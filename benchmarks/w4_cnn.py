@@ -108,7 +108,7 @@ def _timed(fn, repeats):
 
 def run(epochs=5, dtype="float32", seed=0, backends=("numpy", "cpu")) -> list[dict]:
     """Seconds per epoch (best of ``epochs``) for the hand baseline and graphnn's backends."""
-    from graphnn.train import Trainer
+    from graphnn.training import Trainer
 
     from benchmarks.baselines import numpy_threads_limited
 

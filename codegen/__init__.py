@@ -8,15 +8,17 @@ Pipeline (each stage usable alone):
    fused elementwise `Loop`s, `MatMul`, `SoftmaxCE`, `View`, reductions carried by loops,
    and one `Update` over the flat parameters. Programs: ``forward`` (output), ``loss``,
    ``evaluate`` (loss + output), ``grad_step`` (loss + gradients). Buffers are named after the graph's nodes.
-2. ``register_lowering(op_name, fn)`` (lower.py): how an op becomes schedule; ``fn(node,
-   ctx) -> Lowered``. An op with no lowering is a `CodegenError` naming the op and node.
+2. ``register_lowering(OpClass, fn)`` (lower.py): how an op class's nodes become schedule;
+   ``fn(node, ctx) -> Lowered``. An op with no lowering is a `CodegenError` naming the op
+   and node.
 3. ``emit_module(schedule)`` (emit_cpu.py): one readable module of ``@njit(cache=True,
    fastmath=FASTMATH, error_model='numpy')`` functions: forward, loss, evaluate, grad_step,
    apply_update, train_step, train_epoch. ``register_emitter(StepType, fn)`` prints new
    step types. A CUDA emitter can print the same schedules.
 4. ``load_generated_module`` (cache.py): the source is cached on disk under a stable module
    name so Numba's cache works across processes ($GRAPHNN_CACHE_DIR moves it).
-5. `CpuBackend` (backend.py), registered as ``graphnn.train.BACKENDS['cpu']`` on import.
+5. `CpuBackend` (backend.py): the 'cpu' training backend, which graphnn.training's registry
+   names ('codegen.backend:CpuBackend') and loads on first use; importing it imports Numba.
 
 Contracts others rely on:
 - flat layout: the trainable parameters of ``model.params`` (graph order), each raveled
@@ -32,8 +34,8 @@ from .cache import cache_info, clear_cache, load_generated_module
 from .emit_cpu import FASTMATH, emit_module, register_emitter
 from .lower import CodegenError, Lowered, available_lowerings, register_lowering
 from .plan import ModelSchedule, lower
-from .backend import CpuBackend
 from . import schedule
+from . import lowerings, lower_conv, lower_loop  # noqa: F401  (the lowerings register themselves by op class)
 
 
 def source(model, optimizer="sgd", dtype="float64", **hyper) -> str:
@@ -44,12 +46,9 @@ def source(model, optimizer="sgd", dtype="float64", **hyper) -> str:
     return emit_module(lower(model, opt, dtype), opt)
 
 
-def _register():
-    from graphnn.train import BACKENDS
-    BACKENDS["cpu"] = CpuBackend
-
-
-_register()
-from . import lower_conv  # noqa: E402,F401  (conv, pooling, dropout lowerings: graphnn/ops/conv.py, dropout.py)
-from . import cuda  # noqa: E402,F401  (registers the lazy "cuda" backend; numba.cuda loads only when one is built)
-from . import lower_loop  # noqa: E402,F401  (recurrences: the loop node and its BPTT reverse loop, graphnn/looped.py)
+def __getattr__(name):
+    # CpuBackend imports Numba: only when asked for (``graphnn codegen`` prints source without it)
+    if name == "CpuBackend":
+        from .backend import CpuBackend
+        return CpuBackend
+    raise AttributeError(f"module 'codegen' has no attribute {name!r}")

@@ -9,11 +9,12 @@ from __future__ import annotations
 import contextlib
 import re
 
+import numba  # noqa: F401  (this backend compiles with Numba: a missing one fails here, named)
 import numpy as np
 
 from graphnn.evaluate import bind, resolve_dtype
 from graphnn.graph import Graph
-from graphnn.train import epoch_by_steps
+from graphnn.training.backends import epoch_by_steps
 
 from .cache import load_generated_module
 from .emit_cpu import batched_inputs, emit_module, train_epoch_args, update_args

@@ -1,6 +1,6 @@
 """Lowering: graph nodes → a `Program` (schedule.py), with elementwise chains fused.
 
-Each op has a lowering (`register_lowering(op_name, fn)`); ``fn(node, ctx)`` returns a
+Each op class has a lowering (`register_lowering(OpClass, fn)`); ``fn(node, ctx)`` returns a
 `Lowered` saying how the node is computed:
 
 - ``element(index, read)``: the node is elementwise — one output element as a sympy
@@ -26,7 +26,7 @@ import sympy
 
 from graphnn.errors import GraphnnError
 from graphnn.graph import Graph, Node
-from graphnn.ops.base import broadcast_index
+from graphnn.ops.base import OpTable, broadcast_index
 
 from .schedule import BATCH, Accumulate, Buffer, Let, Loop, Program, Scalar, Store, View
 
@@ -48,7 +48,8 @@ class Lowered:
     shape_only: tuple = ()          # input positions read for their shape only (not values)
 
 
-LOWERINGS: dict = {}
+#: op class -> fn(node, ctx) -> Lowered (a subclass of a lowered op inherits its lowering)
+LOWERINGS = OpTable("a CPU/CUDA lowering")
 RESERVED = {"np", "math", "numba", "njit", "B", "nB", "i", "j", "k", "l", "m", "n", "o", "q", "p", "r",
             "c", "s", "w", "g", "step", "order", "start", "stop", "nb", "total", "loss", "acc", "zmax",
             "lse", "flat_params", "flat_grad", "sum", "max", "min", "abs", "range", "batch_size",
@@ -60,15 +61,16 @@ RESERVED = {"np", "math", "numba", "njit", "B", "nB", "i", "j", "k", "l", "m", "
 LOOP_INDICES = ("i", "j", "k", "l", "m", "n", "o", "q")
 
 
-def register_lowering(op_name: str, fn):
-    """Register ``fn(node, ctx) -> Lowered`` as the CPU/CUDA lowering of op ``op_name``."""
-    LOWERINGS[op_name] = fn
+def register_lowering(op_class, fn):
+    """Register ``fn(node, ctx) -> Lowered`` as the CPU/CUDA lowering of ``op_class``'s nodes."""
+    LOWERINGS[op_class] = fn
     return fn
 
 
 def available_lowerings():
+    """The names of the ops that have a lowering."""
     from . import lowerings  # noqa: F401  (the built-in ones register on import)
-    return sorted(LOWERINGS)
+    return sorted(cls.name for cls in LOWERINGS.classes())
 
 
 def identifier(text: str) -> str:
@@ -123,9 +125,9 @@ class Context:
     def consumers(self, node):
         return self._consumers.get(node, [])
 
-    def sibling(self, x: Node, op_name: str):
-        """Another node of the graph applying ``op_name`` to ``x`` alone (for fusion)."""
-        return next((c for c, pos in self.consumers(x) if c.op.name == op_name and c.inputs == (x,)), None)
+    def sibling(self, x: Node, op_class):
+        """Another node of the graph applying ``op_class`` to ``x`` alone (for fusion)."""
+        return next((c for c, pos in self.consumers(x) if isinstance(c.op, op_class) and c.inputs == (x,)), None)
 
 
 def lower_program(name: str, outputs: list, args: list, *, names: dict, dtype: str,
@@ -145,7 +147,7 @@ def lower_program(name: str, outputs: list, args: list, *, names: dict, dtype: s
     for node in graph.nodes:
         if node.kind != "op":
             continue
-        fn = LOWERINGS.get(node.op.name)
+        fn = LOWERINGS.get(node.op)
         if fn is None:
             raise CodegenError(f"codegen: no CPU lowering for op {node.op.name!r} (node {_describe(node, names)}); "
                                f"available: {', '.join(available_lowerings())}")

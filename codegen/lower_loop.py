@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 
 from graphnn.graph import Graph
-from graphnn.looped import _group_members
+from graphnn.looped import Loop, LoopGrad, grad_group_members
 
 from .emit_cpu import emit_program, register_emitter
 from .lower import RESERVED, CodegenError, Lowered, identifier, lower_program, register_lowering
@@ -156,7 +156,7 @@ def _lower(node, ctx, kind):
                       tuple(tuple(f.shape) for f in cell.free),
                       tuple(bool(f.shape) and f.shape[0] is None for f in cell.free), fwd, bwd,
                       a.get("emit", "batched"),
-                      tuple(_group_members(a, ins[:-1])) if kind == "grad" else (),
+                      tuple(grad_group_members(a, ins[:-1])) if kind == "grad" else (),
                       comment=f"{ctx.name(node)}: {'BPTT over' if kind == 'grad' else 'loop over'} "
                               f"T = {a['length']} steps of {fwd.fn}"
                               + (f", truncated to {a['truncate']} steps" if kind == "grad" and a["truncate"] else ""),
@@ -196,8 +196,8 @@ def _declare_buffers(step, ctx):
     return out
 
 
-register_lowering("loop", lambda node, ctx: _lower(node, ctx, "loop"))
-register_lowering("loop_grad", lambda node, ctx: _lower(node, ctx, "grad"))
+register_lowering(Loop, lambda node, ctx: _lower(node, ctx, "loop"))
+register_lowering(LoopGrad, lambda node, ctx: _lower(node, ctx, "grad"))
 
 
 # -- printing ---------------------------------------------------------------------------
@@ -228,7 +228,7 @@ def _is_literal(text):
     except ValueError:
         return False
 
-def _size(shape):
+def row_size(shape):
     return math.prod(d for d in shape[1:])
 
 
@@ -306,7 +306,7 @@ def _copy_x(w, step, xb):
 
 
 def _forward_loop(w, step, cur, nxt, xb, ys, outs, p, pack, hist=None):
-    layout = _layout(step)
+    layout = packed_layout(step)
     nc = len(cur)
     w(f"for tt in range({step.length}):")
     w.indent()
@@ -328,21 +328,21 @@ def _forward_loop(w, step, cur, nxt, xb, ys, outs, p, pack, hist=None):
             _copy(w, f"{step.out}[:, {off}:{off + size}]", f"{cur[k]}.reshape((B, {size}))", (None, size))
 
 
-def _layout(step):
+def packed_layout(step):
     parts, off = [], 0
     for s in step.carry_shapes:
-        parts.append((off, _size(s)))
-        off += _size(s)
+        parts.append((off, row_size(s)))
+        off += row_size(s)
     for s in step.y_shapes:
-        parts.append((off, step.length * _size(s)))
-        off += step.length * _size(s)
+        parts.append((off, step.length * row_size(s)))
+        off += step.length * row_size(s)
     return parts
 
 
 def _reverse_loop(w, step, hist, xb, p):
     T = step.length
     nc, nx, nf = len(step.carry_shapes), len(step.xs), len(step.free)
-    layout = _layout(step)
+    layout = packed_layout(step)
     buf = step.buffers
     gc = [buf[f"gc{k}"] for k in range(nc)]
     gy = [buf[f"gy{k}"] for k in range(len(step.y_shapes))]
@@ -467,7 +467,7 @@ def member_size(step, pos, T):
     """Per-example size of gradient group member ``pos`` (carry, sequence input, or free)."""
     nc, nx = len(step.carry_shapes), len(step.x_shapes)
     if pos < nc:
-        return _size(step.carry_shapes[pos])
+        return row_size(step.carry_shapes[pos])
     if pos < nc + nx:
-        return _size((None, T) + tuple(step.x_shapes[pos - nc][1:]))
-    return _size(step.free_shapes[pos - nc - nx])
+        return row_size((None, T) + tuple(step.x_shapes[pos - nc][1:]))
+    return row_size(step.free_shapes[pos - nc - nx])

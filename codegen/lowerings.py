@@ -9,6 +9,7 @@ import math
 
 import sympy
 
+from graphnn import ops
 from graphnn.ops.elementwise import V
 
 from .lower import CodegenError, Lowered, broadcast_read, register_lowering
@@ -53,16 +54,16 @@ def _reduction(op):
 
 def _operand(node, ctx):
     """A matmul operand as (array name, transposed?): a 2-d transpose is read through."""
-    if node.op.name == "transpose" and node.ndim == 2 and tuple(node.attrs["axes"]) == (1, 0):
+    if isinstance(node.op, ops.Transpose) and node.ndim == 2 and tuple(node.attrs["axes"]) == (1, 0):
         return ctx.array(node.inputs[0]), True
     return ctx.array(node), False
 
 
 def _blas_ready(x):
     """Operands np.dot takes: whole buffers, and 2-d transposes of them (not strided slices)."""
-    if x.op.name == "transpose":
+    if isinstance(x.op, ops.Transpose):
         return x.ndim == 2 and tuple(x.attrs["axes"]) == (1, 0) and _blas_ready(x.inputs[0])
-    return x.op.name not in ("index", "stop_gradient")
+    return not isinstance(x.op, (ops.Index, ops.StopGradient))
 
 
 def _matmul_step(node, ctx, a, b, out):
@@ -125,9 +126,9 @@ def _view(kind, key=None):
 
 def _contiguous(x):
     """Whether x's array is C-contiguous (views of transposes and slices are not)."""
-    if x.op.name in ("transpose", "index"):
+    if isinstance(x.op, (ops.Transpose, ops.Index)):
         return False
-    if x.op.name in ("reshape", "stop_gradient"):
+    if isinstance(x.op, (ops.Reshape, ops.StopGradient)):
         return _contiguous(x.inputs[0])
     return True
 
@@ -158,12 +159,12 @@ def _softmax_cross_entropy(node, ctx):
 def _fused_sce(z, ctx, sce=None):
     """One row pass computes the loss and, if the gradient needs it, softmax(z) (p − t)."""
     if sce is None:
-        sce = next((c for c, pos in ctx.consumers(z) if c.op.name == "softmax_cross_entropy" and pos == 0), None)
+        sce = next((c for c, pos in ctx.consumers(z) if isinstance(c.op, ops.SoftmaxCrossEntropy) and pos == 0), None)
         if sce is None:
             return None
     key = ("sce", sce)
     if key not in ctx.shared:
-        sm = ctx.sibling(z, "softmax")
+        sm = ctx.sibling(z, ops.Softmax)
         t = sce.inputs[1]
         if sm is not None and ctx.graph.index[t] > ctx.graph.index[sm]:
             sm = None  # targets computed after the softmax: keep them apart
@@ -184,11 +185,11 @@ def _concat(node, ctx):
     return Lowered(steps=[Concat(ctx.name(node), tuple(ctx.array(x) for x in node.inputs), node.attrs["axis"])])
 
 
-for _name, _fn in {
-    "map": _map, "expand": _expand, "count": _count, "sum": _reduction("sum"), "max": _reduction("max"),
-    "matmul": _matmul, "linear": _linear, "transpose": _view("transpose", "axes"),
-    "reshape": _view("reshape"), "index": _view("index", "spec"), "stop_gradient": _view("alias"),
-    "softmax": _softmax, "log_softmax": _log_softmax, "softmax_cross_entropy": _softmax_cross_entropy,
-    "index_grad": _index_grad, "concat": _concat,
+for _op, _fn in {
+    ops.Map: _map, ops.Expand: _expand, ops.Count: _count, ops.Sum: _reduction("sum"),
+    ops.Max: _reduction("max"), ops.MatMul: _matmul, ops.Linear: _linear, ops.Transpose: _view("transpose", "axes"),
+    ops.Reshape: _view("reshape"), ops.Index: _view("index", "spec"), ops.StopGradient: _view("alias"),
+    ops.Softmax: _softmax, ops.LogSoftmax: _log_softmax, ops.SoftmaxCrossEntropy: _softmax_cross_entropy,
+    ops.IndexGrad: _index_grad, ops.Concat: _concat,
 }.items():
-    register_lowering(_name, _fn)
+    register_lowering(_op, _fn)

@@ -22,6 +22,8 @@ import sympy
 
 from graphnn.autodiff import grad
 from graphnn.graph import Graph
+from graphnn.ops import Constant, Map, Max, SoftmaxCrossEntropy, Sum, Transpose
+from graphnn.ops.base import OpTable
 
 from .lower import RESERVED, CodegenError, identifier, lower_program
 from .schedule import Buffer, Program, Update
@@ -144,12 +146,18 @@ def _names(model, grads) -> dict:
     return names
 
 
+#: how an unnamed node's buffer is called, by op class: fn(node, "_of_<operand>") -> hint
+NAME_HINTS = OpTable("a buffer-name hint", {
+    Sum: lambda node, of: f"sum{of}", Max: lambda node, of: f"max{of}",
+    SoftmaxCrossEntropy: lambda node, of: "sce", Constant: lambda node, of: "c", Map: lambda node, of: "e",
+    Transpose: lambda node, of: f"{node.inputs[0].name or 'x'}T",
+})
+
+
 def _op_hint(node, names):
     of = f"_of_{names[node.inputs[0]]}" if node.inputs and node.inputs[0] in names else ""
-    hints = {"sum": f"sum{of}", "max": f"max{of}", "count": "count", "softmax_cross_entropy": "sce",
-             "transpose": f"{node.inputs[0].name or 'x'}T" if node.inputs else "T", "expand": "expand",
-             "constant": "c", "map": "e"}
-    return hints.get(node.op.name, node.op.name)
+    hint = NAME_HINTS.get(node.op)
+    return hint(node, of) if hint is not None else node.op.name
 
 
 def update_step(optimizer) -> Update:

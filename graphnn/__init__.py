@@ -1,30 +1,69 @@
 """graphnn: declare a network once as a symbolic graph; derive it, draw it, train it compiled.
 
-The core: the graph IR (`Node`, `Graph`), the op catalog (`graphnn.ops`, re-exported
-here), reverse-mode autodiff with its record (`grad`), the NumPy reference evaluator
-(`evaluate`) and gradient checking (`check_grad`). On top of it: derivations (`derive`),
-drawings (`draw`), recurrence (`scan`, `bptt_terms`), training (`Trainer`, `fit`; the
-compiled backends live in the `codegen` package) and the built-in models (`models`).
+The vocabulary a user needs, in one namespace:
+
+- declare: `input`, `parameter`, `constant`, the activations and structural ops (re-exported
+  from `graphnn.ops`), `losses`, `scan` for recurrences, `Model`, `Dataset`;
+- compute: `grad` (gradient nodes in the same graph, with a record), `evaluate` (the NumPy
+  reference), `check_grad`, `bptt_terms`;
+- use: `Trainer` / `fit` (training, `graphnn.training`), `derive` (derivations), `draw`
+  (pictures), `models` (the built-in nets).
+
+``import graphnn`` is light: `derive` and `draw` load on first use, and the Numba code
+generator (the `codegen` package) only when a compiled backend is asked for.
+``graphnn.derive`` and ``graphnn.draw`` are both the subpackage and its function:
+``graphnn.derive(model, "w5")`` calls it, ``from graphnn.derive import Derivation`` imports.
 """
+import importlib
+
 from . import losses, models, ops
-from .autodiff import Adjoint, GradRecord, Gradients, Link, Term, grad
-from .errors import (FeedError, GradientError, GraphnnError, NonFiniteError, ShapeError,
-                     UnknownNameError)
-from .evaluate import Evaluator, evaluate
-from .gradcheck import GradCheckResult, check_grad
-from .graph import BATCH, Graph, Node, element_name
+from .autodiff import grad
+from .bptt import bptt_terms
+from .data import Dataset
+from .errors import FeedError, GradientError, GraphnnError, NonFiniteError, ShapeError, UnknownNameError
+from .evaluate import evaluate
+from .gradcheck import check_grad
+from .graph import Graph, Node
 from .model import Model
-from .ops import (ACTIVATIONS, absolute, activation, add, avg_pool2d, concat, constant, conv2d, div,
-                  dropout, elementwise, exp, flatten, gaussian_noise, identity, index, input, leaky_relu,
-                  linear, log, log_softmax, masking_noise, matmul, max, max_pool2d, mean, mul,
-                  multi_head_attention, neg, parameter, power, prelu, relu, reshape,
-                  scaled_dot_product_attention, sigmoid, sign, silu, softmax, softmax_cross_entropy,
-                  softplus, sqrt, step, stop_gradient, sub, sum, tanh, transpose)
-from .recurrent import BPTTTerms, Scan, bptt_terms, scan
-from .train import Trainer, fit
-# `derive` and `draw` are both subpackages and their main functions; the functions win here
-# (``from graphnn.derive import …`` still reaches the subpackage).
-from .derive import Derivation, derive  # noqa: E402  (after the core it builds on)
-from .draw import draw  # noqa: E402
+from .ops import (absolute, activation, add, avg_pool2d, concat, constant, conv2d, div, dropout, elementwise, exp,
+                  flatten, gaussian_noise, identity, index, input, leaky_relu, linear, log, log_softmax,
+                  masking_noise, matmul, max, max_pool2d, mean, mul, multi_head_attention, neg, parameter, power,
+                  prelu, relu, reshape, scaled_dot_product_attention, sigmoid, sign, silu, softmax,
+                  softmax_cross_entropy, softplus, sqrt, step, stop_gradient, sub, sum, tanh, transpose)
+from .recurrent import scan
+from .training import Trainer, fit
 
 __version__ = "0.1.0"
+
+#: names that load their module on first use: name -> (module, attribute or None for the module)
+_LAZY = {"derive": ("graphnn.derive", None), "draw": ("graphnn.draw", None),
+         "Derivation": ("graphnn.derive", "Derivation")}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        module_name, attr = _LAZY[name]
+        module = importlib.import_module(module_name)
+        return module if attr is None else getattr(module, attr)
+    raise AttributeError(f"module 'graphnn' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)
+
+
+__all__ = [
+    # declare
+    "input", "parameter", "constant", "Model", "Dataset", "losses", "scan",
+    "absolute", "activation", "add", "avg_pool2d", "concat", "conv2d", "div", "dropout", "elementwise", "exp",
+    "flatten", "gaussian_noise", "identity", "index", "leaky_relu", "linear", "log", "log_softmax",
+    "masking_noise", "matmul", "max", "max_pool2d", "mean", "mul", "multi_head_attention", "neg", "power",
+    "prelu", "relu", "reshape", "scaled_dot_product_attention", "sigmoid", "sign", "silu", "softmax",
+    "softmax_cross_entropy", "softplus", "sqrt", "step", "stop_gradient", "sub", "sum", "tanh", "transpose",
+    # compute
+    "grad", "evaluate", "check_grad", "bptt_terms", "Graph", "Node",
+    # use
+    "Trainer", "fit", "derive", "Derivation", "draw", "models", "ops",
+    # errors
+    "GraphnnError", "ShapeError", "FeedError", "GradientError", "NonFiniteError", "UnknownNameError",
+]

@@ -16,7 +16,7 @@ import sympy
 
 from .errors import GradientError, UnknownNameError
 from .graph import Graph, Node, element_name
-from .ops import constant, fmap, get_op
+from .ops import Map, constant, fmap
 from .ops.base import all_indices, apply, concrete_shape, describe
 
 
@@ -225,7 +225,7 @@ def grad(loss: Node, wrt, *, disconnected: str = "raise") -> Gradients:
             if disconnected == "raise":
                 raise GradientError(f"{describe(w)} does not influence the loss {describe(loss)} "
                                     "(pass disconnected='zero' for a zero gradient)")
-            grads[w] = apply(get_op("map"), [w], {"expr": sympy.Integer(0), "fn": "0"},
+            grads[w] = apply(Map.instance(), [w], {"expr": sympy.Integer(0), "fn": "0"},
                              name=f"d{loss.label()}/d{w.label()}")
         else:
             grads[w] = adj.total

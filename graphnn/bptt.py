@@ -22,7 +22,8 @@ from .autodiff import grad
 from .errors import GradientError
 from .evaluate import Evaluator
 from .graph import Graph, Node
-from .looped import _Layout, _forward
+from .looped import Layout, run_forward
+from .recurrent import scans_in
 from .ops.base import describe
 
 
@@ -98,16 +99,13 @@ def bptt_terms(loss: Node, wrt: Node, feeds=None, params=None, *, index=None, sc
     per-element factors — the term values are always full arrays). ``scan`` is the
     `graphnn.recurrent.Scan` to explain if the graph has several recurrences.
     """
-    from .recurrent import _UNROLLED
-
     graph = Graph([loss])
     if scan is None:
-        found = {id(s): s for n in graph.nodes for s in [_UNROLLED.get(n)] if s is not None}
-        loops = [n for n in graph.nodes if n.op.name == "loop"]
-        if len(found) + len(loops) != 1:
+        found = scans_in(graph)
+        if len(found) != 1:
             raise GradientError(f"bptt_terms needs exactly one recurrence in the graph of {describe(loss)}, "
-                                f"found {len(found) + len(loops)}; pass scan=")
-        scan = next(iter(found.values())) if found else _scan_of(loops[0])
+                                f"found {len(found)}; pass scan=")
+        scan = found[0]
     cell = scan.cell
     if wrt not in cell.free:
         raise GradientError(f"{describe(wrt)} is not used by the recurrence's cell "
@@ -122,7 +120,7 @@ def bptt_terms(loss: Node, wrt: Node, feeds=None, params=None, *, index=None, sc
     xs = [ev_values[n] for n in scan.xs]
     free = [ev_values.get(f, _param_value(f, params)) for f in cell.free]
     fake = _FakeLoop(scan)
-    _, _, history, dtype, B = _forward(fake, inits, xs, free, keep_history=True)
+    _, _, history, dtype, B = run_forward(fake, inits, xs, free, keep_history=True)
     states = [_flat(c) for c in history]
     w_pos = cell.free.index(wrt)
 
@@ -142,20 +140,11 @@ def bptt_terms(loss: Node, wrt: Node, feeds=None, params=None, *, index=None, sc
 
 
 class _FakeLoop:
-    """Just enough of a loop node for `_forward` (attrs and input batchedness)."""
+    """Just enough of a loop node for `run_forward` (attrs and input batchedness)."""
 
     def __init__(self, scan):
         self.attrs = {"cell": scan.cell, "length": scan.length}
         self.inputs = list(scan.inits)
-
-
-def _scan_of(loop: Node):
-    from .recurrent import Scan
-
-    a = loop.attrs
-    nc, nx = a["n_carry"], a["n_xs"]
-    return Scan("looped", None, None, a["cell"], a["length"], tuple(loop.inputs[:nc]),
-                tuple(loop.inputs[nc:nc + nx]), a["truncate"], node=loop)
 
 
 def _param_value(node, params):
@@ -209,7 +198,7 @@ def _adjoints(scan, loss, graph, feeds, params, history, xs, free, w_pos, dtype)
     nc = len(cell.carry_in)
     if scan.mode == "looped":
         g_packed = Evaluator(grad(loss, [scan.node])[scan.node])(feeds, params)
-        parts = _Layout(cell, T).unpack_values(g_packed)
+        parts = Layout(cell, T).unpack_values(g_packed)
         g_final, g_ys = parts[:nc], parts[nc:]
     else:
         g_final, g_ys = _unrolled_cotangents(scan, loss, feeds, params, B, dtype)

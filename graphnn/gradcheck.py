@@ -9,7 +9,7 @@ from .autodiff import grad
 from .errors import GradientError
 from .evaluate import Evaluator, bind
 from .graph import Graph, Node
-from .ops import get_op, sum as sum_
+from .ops import Input, sum as sum_
 from .ops.base import describe
 
 
@@ -39,7 +39,7 @@ def check_grad(output: Node, wrt, feeds=None, params=None, *, eps=1e-6, rtol=1e-
     loss, proj = output, None
     if output.shape != ():
         # built directly: a projection may carry the batch axis anywhere (e.g. xᵀ)
-        proj = Node(get_op("input"), (), {}, output.shape, name="__projection")
+        proj = Node(Input.instance(), (), {}, output.shape, name="__projection")
         loss = sum_(output * proj)
     base = bind(Graph([loss]), {**feeds, **({proj: _projection(output, feeds, params, seed)} if proj is not None else {})},
                 params, np.float64)

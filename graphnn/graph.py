@@ -45,7 +45,7 @@ class Node:
     @property
     def kind(self) -> str:
         """'input', 'parameter', 'constant' or 'op'."""
-        return self.op.name if self.op.name in ("input", "parameter", "constant") else "op"
+        return self.op.kind
 
     @property
     def trainable(self) -> bool:

@@ -23,22 +23,22 @@ from .ops import fmap, index, reshape, sum as sum_
 from .ops.base import Op, apply
 
 
-def _size(shape):
+def row_size(shape):
     return math.prod(d for d in shape[1:])
 
 
-class _Layout:
+class Layout:
     """Where each part sits in the loop's packed row (per example)."""
 
     def __init__(self, cell: Cell, length: int):
         self.parts, offset = [], 0
         for s in cell.carry_shapes:
-            self.parts.append((offset, _size(s), tuple(s)))
-            offset += _size(s)
+            self.parts.append((offset, row_size(s), tuple(s)))
+            offset += row_size(s)
         for s in cell.y_shapes:
             shape = (None, length) + tuple(s[1:])
-            self.parts.append((offset, length * _size(s), shape))
-            offset += length * _size(s)
+            self.parts.append((offset, length * row_size(s), shape))
+            offset += length * row_size(s)
         self.width = offset
 
     def pack(self, arrays, batch, dtype):
@@ -77,7 +77,7 @@ def _batch(node, inits, xs):
     return 1
 
 
-def _forward(node, inits, xs, free, keep_history=False):
+def run_forward(node, inits, xs, free, keep_history=False):
     """Iterate the cell; returns final carries, stacked outputs, and optionally every carry."""
     cell, T = node.attrs["cell"], node.attrs["length"]
     dtype = np.result_type(*(list(inits) + list(xs) + list(free)))
@@ -105,12 +105,12 @@ class Loop(Op):
         for s, want, ph in zip(shapes[:n_c], cell.carry_shapes, cell.carry_in):
             if not _init_fits(tuple(s), tuple(want)):
                 raise ShapeError(f"initial carry of shape {s} does not fit the carry {ph.name!r} {want}")
-        return (None, _Layout(cell, attrs["length"]).width)
+        return (None, Layout(cell, attrs["length"]).width)
 
     def reference(self, node, *values):
         inits, xs, free, _ = _split(node, values)
-        carries, ys, _, dtype, B = _forward(node, inits, xs, free)
-        return _Layout(node.attrs["cell"], node.attrs["length"]).pack(carries + ys, B, dtype)
+        carries, ys, _, dtype, B = run_forward(node, inits, xs, free)
+        return Layout(node.attrs["cell"], node.attrs["length"]).pack(carries + ys, B, dtype)
 
     def vjp(self, node, g):
         a = node.attrs
@@ -123,7 +123,7 @@ class Loop(Op):
             if not group:
                 continue
             width = sum(_grad_width(group, emit, a))
-            gnode = apply(LoopGrad._instance(), inputs + [g], {**a, "emit": emit, "width": width},
+            gnode = apply(LoopGrad.instance(), inputs + [g], {**a, "emit": emit, "width": width},
                           name=f"BPTT({node.label()})")
             for (pos, x), part in zip(group, _unpack_grads(gnode, group, emit, a)):
                 out[pos] = part
@@ -149,8 +149,8 @@ class LoopGrad(Op):
         a = node.attrs
         cell, T, k = a["cell"], a["length"], a["truncate"]
         gcell = cell.grad_cell
-        _, _, history, dtype, B = _forward(node, inits, xs, free, keep_history=True)
-        parts = _Layout(cell, T).unpack_values(g)
+        _, _, history, dtype, B = run_forward(node, inits, xs, free, keep_history=True)
+        parts = Layout(cell, T).unpack_values(g)
         nc = len(cell.carry_in)
         g_final, g_ys = parts[:nc], parts[nc:]
         acc = {"init": [np.zeros_like(c) for c in history[0]],
@@ -203,7 +203,7 @@ def _init_fits(init, carry):
     return init == carry or init == carry[1:] or init == (1,) + carry[1:]
 
 
-def _group_members(attrs, inputs):
+def grad_group_members(attrs, inputs):
     nc, nx = attrs["n_carry"], attrs["n_xs"]
     members = []
     for pos, x in enumerate(inputs):
@@ -215,7 +215,7 @@ def _group_members(attrs, inputs):
 
 def _group_values(node, d_init, d_xs, d_free):
     everything = list(d_init) + list(d_xs) + list(d_free)
-    return [everything[pos] for pos in _group_members(node.attrs, node.inputs[:-1])]
+    return [everything[pos] for pos in grad_group_members(node.attrs, node.inputs[:-1])]
 
 
 def _grad_width(group, emit, attrs):
@@ -223,9 +223,9 @@ def _grad_width(group, emit, attrs):
     sizes = []
     for pos, x in group:
         if pos < nc:
-            sizes.append(_size(cell.carry_shapes[pos]))
+            sizes.append(row_size(cell.carry_shapes[pos]))
         elif emit == "batched":
-            sizes.append(_size(x.shape))
+            sizes.append(row_size(x.shape))
         else:
             sizes.append(math.prod(x.shape))
     return sizes

@@ -10,6 +10,9 @@ views of the same thing:
   drawings of small T). The ordinary autodiff of this graph *is* BPTT: the oracle.
 
 The graph IR has no cycles; the recurrence lives inside the loop node's cell.
+
+Dependencies point one way: cell ← looped ← recurrent ← bptt (the BPTT terms explain a
+`Scan`; `scans_in` finds the scans of a graph for them and for the drawings).
 """
 from __future__ import annotations
 
@@ -19,14 +22,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .bptt import BPTTTerms, PathTerm, bptt_terms  # noqa: F401  (re-exported: graphnn.bptt_terms)
 from .cell import Cell
 from .errors import ShapeError
 from .graph import Node
-from .looped import Loop, _Layout
-from .ops import concat, constant, get_op, input as input_, reshape
+from .looped import Loop, Layout
+from .ops import Index, concat, constant, input as input_, reshape
 from .ops.base import apply, describe, fmt_shape
-from .ops.structure import _normalize_index
+from .ops.structure import normalize_index
 
 #: final carry / output nodes of unrolled scans → their Scan (so bptt_terms can find them)
 _UNROLLED: "weakref.WeakKeyDictionary[Node, Scan]" = weakref.WeakKeyDictionary()
@@ -103,10 +105,10 @@ def scan(step, init, xs=None, *, length=None, mode="looped", truncate=None, name
 
 def _looped(cell, inits, xs, T, truncate, name, structure):
     attrs = {"cell": cell, "length": T, "n_carry": len(inits), "n_xs": len(xs), "truncate": truncate}
-    node = apply(Loop._instance(), list(inits) + list(xs) + list(cell.free), attrs, name=name)
+    node = apply(Loop.instance(), list(inits) + list(xs) + list(cell.free), attrs, name=name)
     labels = [_final_name(c, name, k) for k, c in enumerate(cell.carry_out)] + \
         [f"{name}.ys{j}" if len(cell.y_out) > 1 else f"{name}.ys" for j in range(len(cell.y_out))]
-    parts = _Layout(cell, T).unpack_nodes(node, labels)
+    parts = Layout(cell, T).unpack_nodes(node, labels)
     nc = len(inits)
     carry, ys = tuple(parts[:nc]), tuple(parts[nc:])
     return Scan("looped", *_shape_result(carry, ys, structure), cell, T, inits, xs, truncate, node=node)
@@ -179,8 +181,8 @@ def _step_input(x, t):
     """x[:, t−1], named x_t (scalar elements get the teaching name x_t too)."""
     base = _base(x)
     names = f"{base}_{t}" if len(x.shape) == 2 else None
-    spec = _normalize_index((slice(None), t - 1), x.shape)
-    return apply(get_op("index"), [x], {"spec": spec}, name=f"{base}_{t}", names=names)
+    spec = normalize_index((slice(None), t - 1), x.shape)
+    return apply(Index.instance(), [x], {"spec": spec}, name=f"{base}_{t}", names=names)
 
 
 def _base(node):
@@ -203,3 +205,24 @@ def _new_nodes(outputs, seen, leaves):
             built.add(n)
     seen |= built
     return built
+
+
+def scans_in(graph) -> list:
+    """The recurrences of ``graph`` (a `Graph`): unrolled scans found by their nodes, and
+    one `Scan` per loop node (rebuilt from its attributes), in graph order."""
+    found, seen = [], set()
+    for n in graph.nodes:
+        s = _UNROLLED.get(n)
+        if s is not None and id(s) not in seen:
+            seen.add(id(s))
+            found.append(s)
+        elif isinstance(n.op, Loop):
+            found.append(_scan_of_loop(n))
+    return found
+
+
+def _scan_of_loop(loop: Node) -> Scan:
+    a = loop.attrs
+    nc, nx = a["n_carry"], a["n_xs"]
+    return Scan("looped", None, None, a["cell"], a["length"], tuple(loop.inputs[:nc]),
+                tuple(loop.inputs[nc:nc + nx]), a["truncate"], node=loop)

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 
 import graphnn as gn
-from graphnn import perceptron
+from graphnn.training import perceptron
 from graphnn.models import get_model
-from graphnn.train import Trainer
+from graphnn.training import Trainer
 
 
 @pytest.mark.parametrize("name,gate", [("perceptron-and", np.logical_and), ("perceptron-or", np.logical_or)])

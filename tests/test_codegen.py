@@ -12,10 +12,11 @@ import codegen
 import graphnn as gn
 from codegen import CodegenError, register_lowering
 from codegen.lower import LOWERINGS
+from graphnn.ops import Map
 from graphnn.model import Model
 from graphnn.data import Dataset
 from graphnn.optim import make_optimizer
-from graphnn.train import NumpyBackend
+from graphnn.training import NumpyBackend
 
 
 pytestmark = pytest.mark.usefixtures("private_cache_dir")
@@ -158,12 +159,12 @@ def test_op_without_lowering_is_a_clear_error():
     x = gn.input("x", (None, 4))
     W = gn.parameter("W", RNG.normal(size=(4, 3)))
     h = gn.tanh(x @ W, name="h3")
-    saved = LOWERINGS.pop("map")
+    saved = LOWERINGS.pop(Map)
     try:
         with pytest.raises(CodegenError, match=r"no CPU lowering for op 'map' \(node 'h3'\); available: .*matmul"):
             codegen.lower(Model("m", gn.sum(h), h, (x,)), make_optimizer("sgd"))
     finally:
-        register_lowering("map", saved)
+        register_lowering(Map, saved)
 
 
 def test_numba_typing_error_names_function_and_generated_line(monkeypatch):
@@ -179,7 +180,7 @@ def test_numba_typing_error_names_function_and_generated_line(monkeypatch):
         x: str
 
     monkeypatch.setitem(EMITTERS, Broken, lambda step, w: w(f"{step.out}[...] = {step.x}.no_such_attribute"))
-    monkeypatch.setitem(LOWERINGS, "map", lambda node, ctx: Lowered(
+    monkeypatch.setitem(LOWERINGS, Map, lambda node, ctx: Lowered(
         steps=[Broken(ctx.name(node), ctx.array(node.inputs[0]))]))
     x = gn.input("x", (None, 4))
     W = gn.parameter("W", RNG.normal(size=(4, 3)))
@@ -236,7 +237,7 @@ def test_unnamed_nodes_do_not_clash_with_emitter_locals():
     import graphnn as gn
     from graphnn.data import Dataset
     from graphnn.model import Model
-    from graphnn.train import Trainer
+    from graphnn.training import Trainer
 
     rng = np.random.default_rng(0)
     x, t = gn.input("x", (None, 4)), gn.input("t", (None, 3))

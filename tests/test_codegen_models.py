@@ -13,7 +13,7 @@ from codegen import CodegenError
 from graphnn.errors import GradientError
 from graphnn.models import available
 from graphnn.optim import make_optimizer
-from graphnn.train import NumpyBackend
+from graphnn.training import NumpyBackend
 
 
 pytestmark = pytest.mark.usefixtures("private_cache_dir")

@@ -175,7 +175,7 @@ def test_w4_hand_numpy_baseline_equals_the_reference():
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from benchmarks.w4_cnn import W4Baseline, init_params, w4_model
-    from graphnn.train import Trainer
+    from graphnn.training import Trainer
 
     params = init_params()
     model = w4_model(params)

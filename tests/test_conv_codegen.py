@@ -13,7 +13,7 @@ from graphnn.ops import flatten, input, linear, parameter, relu, tanh  # noqa: E
 from graphnn.ops.conv import avg_pool2d, conv2d, max_pool2d  # noqa: E402
 from graphnn.ops.dropout import dropout, gaussian_noise, masking_noise  # noqa: E402
 from graphnn.optim import make_optimizer  # noqa: E402
-from graphnn.train import make_backend  # noqa: E402
+from graphnn.training import make_backend  # noqa: E402
 
 
 def every_op_model():
@@ -105,9 +105,9 @@ def test_w4_epoch_compiled_equals_reference():
 
 def test_large_filter_loop_form(monkeypatch):
     """Filters too large to write out tap by tap use bounds-checked tap loops: same results."""
-    from codegen import lower_conv
+    from codegen import emit_conv
 
-    monkeypatch.setattr(lower_conv, "UNROLL", 0)
+    monkeypatch.setattr(emit_conv, "UNROLL", 0)
     model, feeds = every_op_model()
     feeds = {**feeds, "training": 1.0, "step": 5}
     opt = make_optimizer("sgd", lr=0.1)

@@ -16,7 +16,7 @@ from codegen.lower import CodegenError  # noqa: E402
 from graphnn.errors import GraphnnError  # noqa: E402
 from graphnn.models import available, get_model  # noqa: E402
 from graphnn.optim import make_optimizer  # noqa: E402
-from graphnn.train import NumpyBackend, Trainer  # noqa: E402
+from graphnn.training import NumpyBackend, Trainer  # noqa: E402
 
 TOL = {"float64": 1e-10, "float32": 1e-5}
 

@@ -44,7 +44,7 @@ def test_python_api_without_numba_cuda_says_what_to_install():
         "import codegen.cuda.device as d\n"
         "d.numba_cuda_installed = lambda: False\n"
         "from graphnn.models import get_model\n"
-        "from graphnn.train import Trainer\n"
+        "from graphnn.training import Trainer\n"
         "try:\n"
         "    Trainer(get_model('xor'), backend='cuda')\n"
         "except d.CudaUnavailableError as e:\n"
@@ -56,7 +56,7 @@ def test_python_api_without_numba_cuda_says_what_to_install():
 
 
 def test_importing_codegen_does_not_load_numba_cuda():
-    code = ("import sys, codegen\nfrom graphnn.train import BACKENDS\n"
+    code = ("import sys, codegen\nfrom graphnn.training import BACKENDS\n"
             "print('cuda' in BACKENDS, 'numba.cuda' in sys.modules)")
     proc = _run([sys.executable, "-c", code])
     assert proc.stdout.split() == ["True", "False"], proc.stderr

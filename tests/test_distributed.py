@@ -10,12 +10,12 @@ import pytest
 
 from graphnn import input, losses, parameter, sigmoid, linear, sum as sum_, mul, add
 from graphnn.data import Dataset
-from graphnn.distributed import (DataParallel, DistributedError, LocalComm, batch_reduction,
+from graphnn.training.distributed import (DataParallel, DistributedError, LocalComm, batch_reduction,
                                  check_agreement, shard_bounds)
 from graphnn.model import Model
 from graphnn.models import get_model
 from graphnn.optim import make_optimizer
-from graphnn.train import NumpyBackend, Trainer
+from graphnn.training import NumpyBackend, Trainer
 
 
 @pytest.mark.parametrize("n,size", [(10, 3), (4, 4), (1, 2), (128, 2), (7, 1), (0, 2)])
@@ -112,7 +112,7 @@ def test_a_backend_without_the_gradient_split_is_refused():
 def test_plain_training_never_imports_mpi():
     code = ("import sys; from graphnn.cli import main; "
             "assert main(['train', 'xor', '--steps', '3']) == 0; "
-            "from graphnn.train import Trainer; from graphnn.models import get_model; "
+            "from graphnn.training import Trainer; from graphnn.models import get_model; "
             "Trainer(get_model('mazur')).fit(steps=2); "
             "assert 'mpi4py' not in sys.modules, 'mpi4py was imported'; print('no mpi')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

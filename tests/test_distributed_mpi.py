@@ -20,14 +20,14 @@ import numpy as np
 import pytest
 
 from graphnn.models import get_model
-from graphnn.train import Trainer
+from graphnn.training import Trainer
 
 WORKER = textwrap.dedent('''
     import os, sys, time
     import numpy as np
-    from graphnn.distributed import world
+    from graphnn.training.distributed import world
     from graphnn.models import get_model
-    from graphnn.train import Trainer
+    from graphnn.training import Trainer
 
     scenario, out = sys.argv[1], sys.argv[2]
     comm = world()

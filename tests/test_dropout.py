@@ -6,8 +6,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import graphnn as gn
-from graphnn.ops.dropout import (STEP, TRAINING, TrainingFeeds, dropout, gaussian_noise, masking_noise,
-                                 training_feeds, uniform)
+from graphnn.ops.dropout import STEP, TRAINING, dropout, gaussian_noise, masking_noise, uniform
+from graphnn.training import TrainingFeeds, training_feeds
 
 ON = {"training": 1.0, "step": 3}
 
@@ -65,7 +65,7 @@ def test_gaussian_noise_statistics():
 
 def test_counter_hash_is_bit_identical_in_numba():
     numba = pytest.importorskip("numba")
-    from graphnn.ops.dropout import _GOLDEN as golden, _M1 as m1, _M2 as m2
+    from graphnn.ops.dropout import GOLDEN as golden, MIX1 as m1, MIX2 as m2
 
     @numba.njit
     def mix(z):
@@ -130,7 +130,7 @@ def _dropout_mlp():
 
 
 def test_plain_trainer_trains_with_dropout_on_and_predicts_with_it_off():
-    from graphnn.train import Trainer
+    from graphnn.training import Trainer
 
     model, W1 = _dropout_mlp()
     trainer = Trainer(model)                           # no helper call: the Trainer knows
@@ -142,7 +142,7 @@ def test_plain_trainer_trains_with_dropout_on_and_predicts_with_it_off():
 
 
 def test_compiled_dropout_training_equals_the_reference():
-    from graphnn.train import Trainer
+    from graphnn.training import Trainer
 
     model, W1 = _dropout_mlp()
     ref, cpu = Trainer(model, backend="numpy"), Trainer(model, backend="cpu")

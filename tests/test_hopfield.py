@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 
 from graphnn.cli import main
-from graphnn.hopfield import hebbian, hopfield_model, recall
+from graphnn.models.hopfield import hebbian, hopfield_model, recall
 from graphnn.models import get_model
-from graphnn.train import TASK_TRAINERS
+from graphnn.training import TASKS
 
 
 def test_hebbian_weights_are_the_courses_example():
@@ -52,7 +52,7 @@ def test_larger_net_recalls_patterns_from_noisy_probes():
 
 
 def test_train_hopfield_cli_stores_and_recalls(capsys):
-    assert "hopfield" in TASK_TRAINERS
+    assert "hopfield" in TASKS
     assert main(["train", "hopfield"]) == 0
     out = capsys.readouterr().out
     assert "W = Σ p pᵀ" in out and "synchronous recall" in out and "asynchronous recall" in out

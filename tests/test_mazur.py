@@ -8,7 +8,7 @@ import pytest
 
 import graphnn as gn
 from graphnn.models import get_model
-from graphnn.train import Trainer
+from graphnn.training import Trainer
 
 REF_PATH = Path(__file__).resolve().parents[2] / "shared" / "reference" / "mazur_2_2_2.json"
 

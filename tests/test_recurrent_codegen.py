@@ -6,7 +6,7 @@ import graphnn as gn
 from graphnn.model import Model
 from graphnn.models import get_model
 from graphnn.optim import make_optimizer
-from graphnn.train import NumpyBackend, Trainer
+from graphnn.training import NumpyBackend, Trainer
 
 codegen = pytest.importorskip("codegen")
 from codegen.backend import CpuBackend  # noqa: E402

@@ -6,7 +6,7 @@ import graphnn as gn
 from graphnn.cli import main
 from graphnn.models import get_model
 from graphnn.models.recurrent import recall_task
-from graphnn.train import Trainer
+from graphnn.training import Trainer
 
 
 def test_models_command_lists_the_recurrent_models(capsys):
@@ -68,15 +68,15 @@ def test_train_cli_runs_a_recurrent_model(capsys):
 
 
 def test_train_cli_truncate_rebuilds_the_model_with_truncated_bptt(capsys, monkeypatch):
-    import graphnn.train
+    import graphnn.training.tasks
     trained = []
 
-    class Spy(graphnn.train.Trainer):
+    class Spy(graphnn.training.tasks.Trainer):
         def __init__(self, model, **kw):
             trained.append(model)
             super().__init__(model, **kw)
 
-    monkeypatch.setattr(graphnn.train, "Trainer", Spy)
+    monkeypatch.setattr(graphnn.training.tasks, "Trainer", Spy)
     assert main(["train", "rnn", "--truncate", "2", "--steps", "3", "--no-progress"]) == 0
     assert "final loss" in capsys.readouterr().out
     assert trained[0].extras["scan"].truncate == 2          # the option reached the builder

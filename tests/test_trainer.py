@@ -6,10 +6,10 @@ import sys
 import numpy as np
 import pytest
 
-from graphnn.checkpoint import CheckpointError, load_checkpoint
+from graphnn.training.checkpoint import CheckpointError, load_checkpoint
 from graphnn.cli import main
 from graphnn.models import get_model
-from graphnn.train import Trainer, fit
+from graphnn.training import Trainer, fit
 
 
 pytestmark = pytest.mark.usefixtures("private_cache_dir")

@@ -7,8 +7,8 @@ import graphnn as gn
 from graphnn.cli import main
 from graphnn.models import available, get_model
 from graphnn.models.zoo import attention, autoencoder, cnn, denoising_autoencoder, stacked_autoencoder
-from graphnn.models.zoo_training import compare_pretraining, make_trainer, reconstruction_errors
-from graphnn.train import Trainer
+from graphnn.training.pretraining import compare_pretraining, make_trainer, reconstruction_errors
+from graphnn.training import Trainer
 
 ZOO = ["cnn", "autoencoder", "denoising-autoencoder", "stacked-autoencoder", "attention"]
 

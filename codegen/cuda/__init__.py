@@ -1,13 +1,12 @@
 """graphnn's CUDA code generator: the CPU codegen's schedule printed as Numba ``@cuda.jit``
 kernels, and the 'cuda' training backend. Importing this package does not import
 ``numba.cuda``; building the backend does (and says clearly what is missing)."""
-from graphnn.train import BACKENDS
-
 from .device import CudaUnavailableError, enable_simulator
 
 
 def cuda_backend(model, optimizer, dtype="float64", params=None, **options):
-    """Factory registered as ``BACKENDS['cuda']`` (imports the backend only when used)."""
+    """The 'cuda' backend (graphnn.training's registry names 'codegen.cuda:cuda_backend'); it
+    imports the backend, and numba.cuda, only when one is built."""
     from .backend import CudaBackend
     return CudaBackend(model, optimizer, dtype, params, **options)
 
@@ -20,5 +19,3 @@ def source(model, optimizer="sgd", dtype="float64", **hyper) -> str:
     opt = make_optimizer(optimizer, **{"lr": model.defaults.get("lr"), **hyper})
     return cuda_source(model, opt, dtype)
 
-
-BACKENDS.setdefault("cuda", cuda_backend)

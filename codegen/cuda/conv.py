@@ -8,7 +8,8 @@ result does not depend on thread order.
 """
 from __future__ import annotations
 
-from codegen.lower_conv import BiasGradLoop, ConvLoop, NoiseLoop, PoolLoop, _GOLDEN
+from codegen.lower_conv import BiasGradLoop, ConvLoop, NoiseLoop, PoolLoop
+from graphnn.ops.dropout import GOLDEN
 
 from . import kernels
 from .emit import register_cuda_printer
@@ -184,7 +185,7 @@ def _noise(step: NoiseLoop, em):
     names = [f"a{k}" for k in range(len(fixed) + 1)]
     idx = _unravel(names, ["B", *fixed])
     at = ", ".join(names)
-    golden = int(_GOLDEN)
+    golden = int(GOLDEN)
     key = (f"key = mix64(np.uint64({step.seed}) * np.uint64({golden}) + np.uint64(int(stepv[0])))")
     if step.kind == "mask":
         keep = repr(1.0 / (1.0 - step.rate)) if step.scale else "1.0"

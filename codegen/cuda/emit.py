@@ -23,6 +23,7 @@ the batch size ``B``; they never copy between host and device.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 import re
 
 import sympy
@@ -67,6 +68,27 @@ class CudaPrinter(KernelPrinter):
 def device_helper(source: str) -> str:
     """A CPU helper (``@njit`` function from codegen.printer.HELPERS) as a CUDA device function."""
     return re.sub(r"^@njit\(.*\)\s*$", "@cuda.jit(device=True)", source.strip(), flags=re.M) + "\n"
+
+
+#: the start value of a register reduction
+IDENTITY = {"sum": "F(0)", "max": "F(-math.inf)"}
+
+
+@dataclass
+class LoopPlan:
+    """How one fused loop maps onto threads (see `CudaEmitter._plan_loop`)."""
+
+    extent: dict          # index symbol -> its extent as text ("B" or a literal)
+    local: set            # the loop's own symbols (indices and lets)
+    par_idx: list         # indices the threads split
+    serial: list          # indices each thread loops over
+    reg_targets: dict     # indexed reduction target -> register name
+    prefill: list         # (target, op) of reductions that need their buffer filled first
+    sregs: dict           # scalar reduction target name -> (register, op)
+    indexed_accs: list
+    one_block: bool       # scalar reductions: one block, reduced by a tree
+    ptotal: int
+    split: int
 
 
 class CudaEmitter:
@@ -309,12 +331,11 @@ class CudaEmitter:
         self.scalars |= scalars
         return (expr.xreplace(subs) if subs else expr), arrays, scalars
 
-    def _loop(self, loop: Loop):
-        p = self.printer()
+    def _plan_loop(self, loop: Loop) -> "LoopPlan":
+        """Which indices threads split, which reductions live in registers, and the split."""
         indices = [sympy.Symbol(str(i)) for i in loop.indices]
         extent = {i: ("B" if e == BATCH else str(int(e))) for i, e in zip(indices, loop.extents)}
         lets = {b.name for b in loop.body if isinstance(b, Let)}
-        local = set(indices) | lets
         accs = [b for b in loop.body if isinstance(b, Accumulate)]
         indexed_accs = [b for b in accs if isinstance(b.target, sympy.Indexed)]
         scalar_accs = [b for b in accs if not isinstance(b.target, sympy.Indexed)]
@@ -336,7 +357,6 @@ class CudaEmitter:
         for b in scalar_accs:
             sregs.setdefault(str(b.target), (f"sacc{len(sregs)}", b.op))
         self.scalars |= set(sregs)
-        one_block = bool(scalar_accs)
         # A reduction over the batch kept per column (a bias gradient: Σ_b δ[b, j]) gives one
         # thread per column only; with ``split`` R > 1, R threads share each column, each
         # summing every R-th row into its own slot of a scratch array, and a second kernel
@@ -344,20 +364,13 @@ class CudaEmitter:
         ptotal = math.prod(int(extent[i]) for i in par_idx) if all(extent[i] != "B" for i in par_idx) else 0
         split = self.split if (self.split > 1 and reg_targets and not sregs and not prefill and par_idx
                                and ptotal and serial and extent[serial[0]] == "B") else 1
+        return LoopPlan(extent, set(indices) | lets, par_idx, serial, reg_targets, prefill, sregs, indexed_accs,
+                        bool(scalar_accs), ptotal, split)
 
-        arrays, scalars = set(), set()
-        lines = []
-
-        def pr(e):
-            e2, arr, sc = self._device_expr(e, local)
-            arrays.update(arr)
-            scalars.update(sc)
-            return p.doprint(e2)
-
-        ident = {"sum": "F(0)", "max": "F(-math.inf)"}
-        for reg, (target, op) in ((r, (t, next(b.op for b in indexed_accs if b.target == t)))
-                                  for t, r in reg_targets.items()):
-            lines.append(f"{reg} = {ident[op]}")
+    def _loop_lines(self, loop: Loop, plan: "LoopPlan", pr):
+        """The per-thread body: register inits, the serial loops over the body, the stores."""
+        lines = [f"{reg} = {IDENTITY[next(b.op for b in plan.indexed_accs if b.target == t)]}"
+                 for t, reg in plan.reg_targets.items()]
         inner = []
         for b in loop.body:
             if isinstance(b, Let):
@@ -366,47 +379,58 @@ class CudaEmitter:
                 inner.append(f"{pr(b.target)} = {pr(b.expr)}")
             elif isinstance(b, Accumulate):
                 value = pr(b.expr)
-                if isinstance(b.target, sympy.Indexed) and b.target in reg_targets:
-                    dest = reg_targets[b.target]
+                if isinstance(b.target, sympy.Indexed) and b.target in plan.reg_targets:
+                    dest = plan.reg_targets[b.target]
                 elif isinstance(b.target, sympy.Indexed):
                     dest = pr(b.target)
                 else:
-                    dest = sregs[str(b.target)][0]
+                    dest = plan.sregs[str(b.target)][0]
                 inner.append(f"{dest} += {value}" if b.op == "sum" else f"{dest} = max({dest}, {value})")
         depth = 0
-        for n, s in enumerate(serial):
-            first = n == 0 and split > 1
-            rng = f"range(rr, {extent[s]}, {split})" if first else f"range({extent[s]})"
+        for n, s in enumerate(plan.serial):
+            first = n == 0 and plan.split > 1
+            rng = f"range(rr, {plan.extent[s]}, {plan.split})" if first else f"range({plan.extent[s]})"
             lines.append("    " * depth + f"for {s} in {rng}:")
             depth += 1
         lines += ["    " * depth + line for line in inner]
         parts = {}
-        for target, reg in reg_targets.items():
-            if split > 1:
+        for target, reg in plan.reg_targets.items():
+            if plan.split > 1:
                 parts[target] = f"part{len(self.extras)}_{reg}"
-                self.extras[parts[target]] = (split, ptotal)
+                self.extras[parts[target]] = (plan.split, plan.ptotal)
                 lines.append(f"{parts[target]}[rr, pf] = {reg}")
             else:
                 lines.append(f"{pr(target)} = {reg}")
+        return lines, parts
 
-        args_arrays = sorted(arrays | scalars | set(sregs) | set(parts.values()))
+    def _loop(self, loop: Loop):
+        p = self.printer()
+        plan = self._plan_loop(loop)
+        arrays, scalars = set(), set()
+
+        def pr(e):
+            e2, arr, sc = self._device_expr(e, plan.local)
+            arrays.update(arr)
+            scalars.update(sc)
+            return p.doprint(e2)
+
+        lines, parts = self._loop_lines(loop, plan, pr)
+        args_arrays = sorted(arrays | scalars | set(plan.sregs) | set(parts.values()))
         sig = args_arrays + ["B", "nB"]
-        body = []
-        for reg, op in sregs.values():
-            body.append(f"{reg} = {ident[op]}")
-        total = " * ".join(extent[i] for i in par_idx) or "1"
-        if split > 1:
-            total = f"{ptotal} * {split}"
+        body = [f"{reg} = {IDENTITY[op]}" for reg, op in plan.sregs.values()]
+        total = " * ".join(plan.extent[i] for i in plan.par_idx) or "1"
+        if plan.split > 1:
+            total = f"{plan.ptotal} * {plan.split}"
             body.append(f"for flat in range(cuda.grid(1), {total}, cuda.gridsize(1)):")
-            body.append(f"    pf = flat % {ptotal}")
-            body.append(f"    rr = flat // {ptotal}")
-            unravel = self._unravel(par_idx, extent, "pf")
+            body.append(f"    pf = flat % {plan.ptotal}")
+            body.append(f"    rr = flat // {plan.ptotal}")
+            unravel = self._unravel(plan.par_idx, plan.extent, "pf")
         else:
             body.append(f"for flat in range(cuda.grid(1), {total}, cuda.gridsize(1)):")
-            unravel = self._unravel(par_idx, extent, "flat")
+            unravel = self._unravel(plan.par_idx, plan.extent, "flat")
         body += ["    " + line for line in unravel + lines]
-        if sregs:
-            body += self._tree(sregs)
+        if plan.sregs:
+            body += self._tree(plan.sregs)
         comment = loop.comment.replace('"', "'")
 
         def make(name):
@@ -415,16 +439,13 @@ class CudaEmitter:
                 src.append(f'    """{comment}"""')
             src += ["    " + line for line in body]
             return "\n".join(src) + "\n"
-        hint = "loop"
-        k = self.kernel(hint, make)
-        out = []
-        for target, op in prefill:
-            base = str(target.base)
-            out.append(self._fill(base, 0.0 if op == "sum" else -math.inf))
-        grid = "1" if one_block else f"blocks_for({total})"
+        k = self.kernel("loop", make)
+        out = [self._fill(str(target.base), 0.0 if op == "sum" else -math.inf) for target, op in plan.prefill]
+        grid = "1" if plan.one_block else f"blocks_for({total})"
         out.append(f"{k}[{grid}, THREADS]({', '.join(f'a.{x}' for x in args_arrays)}, B, nB)")
         if parts:
-            out.append(self._combine(parts, reg_targets, indexed_accs, par_idx, extent, ptotal, split, pr))
+            out.append(self._combine(parts, plan.reg_targets, plan.indexed_accs, plan.par_idx, plan.extent,
+                                     plan.ptotal, plan.split, pr))
         return out
 
     def _combine(self, parts, reg_targets, indexed_accs, par_idx, extent, ptotal, split, pr):

@@ -75,6 +75,7 @@ def matmul(name, trans_a=False, trans_b=False) -> str:
     and xᵀ@g (``trans_a``), reading the transposed operand where it is. Tiles are loaded so
     consecutive threads read consecutive addresses in every form (coalesced); the tiles'
     rows are padded by one element so the transposing stores hit distinct shared banks.
+    Long: most of it is the kernel's own source, one template read top to bottom.
     """
     if trans_a:
         load_a = _block("""

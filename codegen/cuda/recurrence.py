@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 
 from codegen.lower import CodegenError
-from codegen.lower_loop import Recurrence, _layout, _size, member_size
+from codegen.lower_loop import Recurrence, packed_layout, row_size, member_size
 
 from . import kernels
 from .emit import register_cuda_printer
@@ -91,7 +91,7 @@ def _init_carry(w, dst, init, init_shape, carry_shape):
     elif tuple(init_shape) == tuple(carry_shape):
         w.copy(f"a.{init}", dst, _rank(carry_shape))
     else:  # a (1, …) initial state for every row of the batch
-        size = _size(carry_shape)
+        size = row_size(carry_shape)
         k = w.em.kernel("repeat_row", kernels.repeat_row)
         w(f"run_{k}(a.{init}.reshape(1, {size}), {dst}.reshape(B, {size}))")
 
@@ -112,7 +112,7 @@ def _recurrence(step: Recurrence, em):
     ys = [w.temp(f"y{k}") for k in range(len(step.y_shapes))]
     for k, shape in enumerate(step.carry_shapes):
         _init_carry(w, cur[k], step.inits[k], step.init_shapes[k], shape)
-    layout = _layout(step)
+    layout = packed_layout(step)
     hist = None
     if step.kind == "grad":
         hist = [w.buffer(f"{pre}_hist{k}", (T + 1,) + tuple(s)) for k, s in enumerate(step.carry_shapes)]

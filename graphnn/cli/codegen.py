@@ -1,11 +1,16 @@
 """``graphnn codegen MODEL``: print the Numba module graphnn generates for a model."""
 from __future__ import annotations
 
+from .common import MODEL_OPTIONS, resolve_model
+
 
 def register(sub):
     p = sub.add_parser("codegen", help="print the generated Numba source of a model (forward, "
                                        "grad_step, apply_update, train_epoch)")
     p.add_argument("model", nargs="?", help="a built-in model name or a Python file defining build()")
+    for option, (flag, dest, metavar, commands) in MODEL_OPTIONS.items():
+        if "codegen" in commands:
+            p.add_argument(flag, type=int, metavar=metavar, dest=dest, help=f"the model's {option} option")
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     p.add_argument("--optimizer", choices=["sgd", "momentum", "adam"], help="default: the model's (sgd)")
     p.add_argument("--lr", type=float, help="learning rate (default: the model's)")
@@ -33,10 +38,9 @@ def cmd_codegen(args):
         if not (args.cache_info or args.clear_cache):
             raise ValueError("name a model (graphnn models lists them), or use --cache-info / --clear-cache")
         return
-    from ..models import resolve
     from ..optim import make_optimizer
 
-    model = resolve(args.model)
+    model = resolve_model(args)
     if model.task == "perceptron":
         raise ValueError(f"{model.name!r} is trained by the perceptron rule, not by gradient descent: "
                          "there is no compiled training code for it")

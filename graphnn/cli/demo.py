@@ -22,7 +22,7 @@ def cmd_demo(args):
     from ..derive import derive
     from ..draw import draw, save
     from ..models import get_model
-    from ..train import Trainer
+    from ..training import Trainer
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -2,9 +2,10 @@
 HTML or PDF."""
 from __future__ import annotations
 
+from .common import add_model_arguments, resolve_model
+
 import sys
 
-from .. import models
 from ..errors import GraphnnError
 
 FORMATS = ("text", "latex", "markdown", "html", "pdf")
@@ -12,7 +13,7 @@ FORMATS = ("text", "latex", "markdown", "html", "pdf")
 
 def register(sub):
     p = sub.add_parser("derive", help="write out backpropagation for a weight, step by step")
-    p.add_argument("model", help="a built-in model name or a Python file defining build()")
+    add_model_arguments(p, "derive")
     p.add_argument("--wrt", required=True, action="append",
                    help="what to differentiate by: an element (w5) or a parameter (W2); "
                         "repeat or separate by commas for several")
@@ -40,7 +41,7 @@ def cmd_derive(args):
     from ..derive import derive
     from ..derive.documents import LatexError, MissingToolError
 
-    model = models.resolve(args.model)
+    model = resolve_model(args)
     wrt = [w.strip() for item in args.wrt for w in item.split(",") if w.strip()]
     d = derive(model, wrt, values=True if args.values else None, view=args.view,
                update=args.update, lr=args.lr, optimizer=args.optimizer)

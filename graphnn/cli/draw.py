@@ -1,6 +1,8 @@
 """``graphnn draw MODEL [--view ops|neurons|backward] [--values] [--grads] [-o FILE]``."""
 from __future__ import annotations
 
+from .common import add_model_arguments, resolve_model
+
 import sys
 
 
@@ -8,7 +10,7 @@ def register(sub):
     p = sub.add_parser("draw", help="draw a model's graph with Graphviz (ops, neurons, backward views)",
                        description="Draw a model. Without -o, print its DOT text. SVG/PNG/PDF need "
                                    "Graphviz's `dot` program; .dot output does not.")
-    p.add_argument("model", help="a built-in model name or a Python file defining build()")
+    add_model_arguments(p, "draw")
     p.add_argument("--view", default="ops",
                    help="ops (default), neurons, backward, or a view another module registered")
     p.add_argument("--values", action="store_true", help="show values for the model's worked example")
@@ -25,14 +27,13 @@ def register(sub):
 
 
 def cmd_draw(args):
-    from .. import models
     from ..draw import draw, save
     from ..draw.render import output_format, require_dot
 
     if args.output:   # fail before any work: unknown suffix, or no `dot` for an image
         if output_format(args.output) not in ("dot", "gv"):
             require_dot()
-    model = models.resolve(args.model)
+    model = resolve_model(args)
     digraph = draw(model, view=args.view, values="example" if args.values or args.grads else None,
                    grads=args.grads, example_index=args.example, precision=args.precision,
                    max_units=args.max_units, collapse=args.collapse)

@@ -8,6 +8,8 @@ view) is available as soon as ``graphnn.derive`` is. Output formats: `documents`
 import importlib as _importlib
 import pkgutil as _pkgutil
 
+from ..callable_module import make_callable
+
 from .core import VIEWS, Derivation, DerivationError, Form, Request, Step, Target, Values, derive, register_view
 
 for _info in sorted(_pkgutil.iter_modules(__path__), key=lambda i: i.name):
@@ -16,3 +18,5 @@ for _info in sorted(_pkgutil.iter_modules(__path__), key=lambda i: i.name):
 
 __all__ = ["derive", "Derivation", "DerivationError", "Step", "Form", "Request", "Target", "Values", "VIEWS",
            "register_view"]
+
+make_callable(__name__, derive)   # graphnn.derive(...) is this package's derive()

@@ -8,7 +8,7 @@ W: n_in × n_out), so
 
 — the column-vector texts' δ^l = (W^{l+1})ᵀ δ^{l+1} ⊙ f′ and ∂E/∂W^l = δ^l (a^{l−1})ᵀ,
 transposed. Each node's adjoint is one of the record's `Adjoint`s; each term is printed
-by the rule of the consumer's op (`TERM_RULES`), and every matrix shown is a value of
+by the rule of the consumer's op class (`TERM_RULES`), and every matrix shown is a value of
 the forward or the gradient graph. Adjoints used once on the way down are inlined
 (∂E/∂out_o into δ); net inputs get a δ^{(l)}, parameters their gradient.
 """
@@ -19,12 +19,13 @@ from dataclasses import dataclass
 import numpy as np
 import sympy
 
+from ..ops import (NET_OPS, Concat, Linear, Map, MatMul, OpTable, Softmax, SoftmaxCrossEntropy, Sum,
+                   Transpose)
 from ..ops.elementwise import ACTIVATIONS, V, Y
 from .core import Form, Step, register_view
 from .printing import Partial, latex, matrix, shape_latex, signed, symbol_latex
 from .update import update_steps
 
-NET_OPS = ("linear", "matmul")
 HADAMARD = r" \odot "
 
 
@@ -69,7 +70,7 @@ def _atomic(tex: str) -> bool:
 class MatrixContext:
     def __init__(self, req):
         self.req, self.record, self.values = req, req.record, req.values
-        nets = [n for n in req.graph.nodes if n.op.name in NET_OPS]
+        nets = [n for n in req.graph.nodes if isinstance(n.op, NET_OPS)]
         self.layer = {n: k for k, n in enumerate(nets, 1)}
         self.adj: dict = {}
         self.loss_tex = latex(sympy.Symbol(req.loss.label()))
@@ -159,7 +160,7 @@ def _softmax_ce_rule(ctx, term, up):
     sym = rf"p - {_name(t)}" if up.one else rf"{_bracket(up.tex)} \odot \left(p - {_name(t)}\right)"
     p_value = None
     if ctx.values is not None:
-        p_node = next(n for n in term.contribution.inputs if n.op.name == "softmax")
+        p_node = next(n for n in term.contribution.inputs if isinstance(n.op, Softmax))
         p_value = ctx.values.all[p_node]
     num = (lambda tm: ctx.mat(p_value, tm) + " - " + ctx.mat(ctx.value(t), tm)) if up.one else \
         (lambda tm: _bracket(up.numeric(tm)) + HADAMARD + r"\left(" + ctx.mat(p_value, tm) + " - "
@@ -183,17 +184,6 @@ def _concat_rule(ctx, term, up):
     return None, _bracket(up.tex) + cols, (lambda tm: _bracket(up.numeric(tm)) + cols)
 
 
-TERM_RULES = {"concat": _concat_rule, "map": _map_rule, "linear": _linear_rule, "softmax_cross_entropy": _softmax_ce_rule,
-              "transpose": _transpose_rule}
-
-
-def _matmul_rule(ctx, term, up):
-    return _linear_rule(ctx, term, up)
-
-
-TERM_RULES["matmul"] = _matmul_rule
-
-
 def _sum_rule(ctx, term, up):
     """A full sum hands its adjoint to every element (broadcast)."""
     c = term.consumer
@@ -202,7 +192,24 @@ def _sum_rule(ctx, term, up):
     return None, up.tex, (lambda tm: up.numeric(tm))
 
 
-TERM_RULES["sum"] = _sum_rule
+def _softmax_rule(ctx, term, up):
+    """∂E/∂s = a ⊙ (g − Σ_k g_k a_k) per row, for a = softmax(s) and upstream g: the gradient
+    of attention's softmax(QKᵀ/√d_k)V through its softmax."""
+    a = _name(term.consumer)
+    g = _bracket(up.tex)
+    sym = rf"{a}{HADAMARD}\left({g} - \sum_{{\mathrm{{cols}}}} {g}{HADAMARD}{a}\right)"
+
+    def num(tm):
+        return ctx.mat(ctx.values.all[term.contribution], tm)
+    return None, sym, num
+
+
+#: op class -> rule(ctx, term, upstream Adj) -> (first form or None, symbolic tex, numeric tex fn)
+TERM_RULES = OpTable("a matrix-view term rule", {
+    Concat: _concat_rule, Map: _map_rule, Linear: _linear_rule, MatMul: _linear_rule,
+    SoftmaxCrossEntropy: _softmax_ce_rule, Transpose: _transpose_rule, Sum: _sum_rule,
+    Softmax: _softmax_rule,
+})
 
 
 def _generic_rule(ctx, term, up):
@@ -214,11 +221,8 @@ def _generic_rule(ctx, term, up):
 # -- the view --------------------------------------------------------------------------------------
 
 
-@register_view("matrix")
-def matrix_view(req) -> list:
-    ctx = MatrixContext(req)
-    record, values = req.record, req.values
-    wrt = {t.node for t in req.targets}
+def _preamble(ctx, req) -> list:
+    """The convention the view writes in, and the deltas it names."""
     items = ["Row-vector convention (as computed: $z = a W + b$, $a$ is batch × inputs, "
              "$W$ is inputs × outputs): "
              r"$\delta^{L} = \partial E/\partial a^{L} \odot f'(z^{L})$, "
@@ -228,11 +232,57 @@ def matrix_view(req) -> list:
              r"Column-vector texts write $\delta^{l} = (W^{l+1})^{\top} \delta^{l+1} \odot f'(z^{l})$ "
              r"and $\partial E/\partial W^{l} = \delta^{l} (a^{l-1})^{\top}$: the same, transposed. "
              r"Products written $\odot$ are elementwise."]
-    nets = [n for n in ctx.layer if n in record.adjoints]
+    nets = [n for n in ctx.layer if n in req.record.adjoints]
     if nets:
         items.append("Deltas: " + ", ".join(
             rf"${ctx.adjoint_name(n)} = \partial {ctx.loss_tex}/\partial {_name(n)}$ "
             rf"(${shape_latex(_rows(n, req))}$)" for n in nets) + ".")
+    return items
+
+
+def _pieces(ctx, terms):
+    """(first form, symbolic tex, numeric tex fn) of each term, by its consumer's rule."""
+    pieces = []
+    for t in terms:
+        rule = TERM_RULES.get(t.consumer.op, _generic_rule)
+        first, sym, num = rule(ctx, t, ctx.adj[t.consumer])
+        if sym is None:
+            first, sym, num = _generic_rule(ctx, t, ctx.adj[t.consumer])
+        pieces.append((first, sym, num))
+    return pieces
+
+
+def _named_step(ctx, req, node, terms, pieces, value, wrt) -> Step:
+    """The step that names a node's adjoint: its forms, shapes and numbers."""
+    sym = " + ".join(p[1] for p in pieces)
+    forms = []
+    if node in ctx.layer:
+        forms.append(Form(tex=latex(Partial(sympy.Symbol(req.loss.label()), sympy.Symbol(node.label())))))
+    firsts = [p[0] for p in pieces if p[0]]
+    if firsts and len(pieces) == 1 and not firsts[0].startswith("p ="):
+        forms.append(Form(tex=firsts[0]))
+    forms.append(Form(tex=sym + _operand_shapes(terms, req)))
+    checks = []
+    if ctx.values is not None:
+        nums = [p[2] for p in pieces]
+        forms.append(Form(tex=(lambda tm, nums=nums: " + ".join(n(tm) for n in nums))))
+        forms.append(Form(array=value))
+        claim = ("gradient", node, None) if node in wrt else ("adjoint", node, None)
+        checks = [(claim, value)]
+    note = None
+    if any(p[0] and p[0].startswith("p =") for p in pieces):
+        note = "With $p = \\operatorname{softmax}(z)$ the fused softmax cross-entropy gives $p - t$:"
+    return Step(ctx.adjoint_name(node), forms, kind="gradient" if node in wrt else "delta", value=value,
+                shape=shape_latex(node.shape if node.kind == "parameter" else _rows(node, req)),
+                checks=checks, note=note)
+
+
+@register_view("matrix")
+def matrix_view(req) -> list:
+    ctx = MatrixContext(req)
+    record, values = req.record, req.values
+    wrt = {t.node for t in req.targets}
+    items = _preamble(ctx, req)
     uses = {}
     for n in record.order:
         for t in record.terms_into(n):
@@ -248,42 +298,15 @@ def matrix_view(req) -> list:
         if all(_is_ones_sum(ctx, t) for t in terms):
             ctx.adj[node] = Adj("1", value, one=True)
             continue
-        pieces = []
-        for t in terms:
-            rule = TERM_RULES.get(t.consumer.op.name, _generic_rule)
-            first, sym, num = rule(ctx, t, ctx.adj[t.consumer])
-            if sym is None:
-                first, sym, num = _generic_rule(ctx, t, ctx.adj[t.consumer])
-            pieces.append((first, sym, num))
-        sym = " + ".join(p[1] for p in pieces)
+        pieces = _pieces(ctx, terms)
         named = node in ctx.layer or node in wrt or len(terms) > 1 or uses.get(node, 0) != 1
         if not named:
             nums = [p[2] for p in pieces]
-            ctx.adj[node] = Adj(sym, value, num=(lambda tm, nums=nums: " + ".join(n(tm) for n in nums)))
+            ctx.adj[node] = Adj(" + ".join(p[1] for p in pieces), value,
+                                num=(lambda tm, nums=nums: " + ".join(n(tm) for n in nums)))
             continue
-        lhs = ctx.adjoint_name(node)
-        forms = []
-        if node in ctx.layer:
-            forms.append(Form(tex=latex(Partial(sympy.Symbol(req.loss.label()), sympy.Symbol(node.label())))))
-        firsts = [p[0] for p in pieces if p[0]]
-        if firsts and len(pieces) == 1 and not firsts[0].startswith("p ="):
-            forms.append(Form(tex=firsts[0]))
-        forms.append(Form(tex=sym + _operand_shapes(terms, req)))
-        checks = []
-        if values is not None:
-            nums = [p[2] for p in pieces]
-            forms.append(Form(tex=(lambda tm, nums=nums: " + ".join(n(tm) for n in nums))))
-            forms.append(Form(array=value))
-            claim = ("gradient", node, None) if node in wrt else ("adjoint", node, None)
-            checks = [(claim, value)]
-        note = None
-        if any(p[0] and p[0].startswith("p =") for p in pieces):
-            note = "With $p = \\operatorname{softmax}(z)$ the fused softmax cross-entropy gives $p - t$:"
-        step = Step(lhs, forms, kind="gradient" if node in wrt else "delta", value=value,
-                    shape=shape_latex(node.shape if node.kind == "parameter" else _rows(node, req)),
-                    checks=checks, note=note)
-        items.append(step)
-        ctx.adj[node] = Adj(lhs, value)
+        items.append(_named_step(ctx, req, node, terms, pieces, value, wrt))
+        ctx.adj[node] = Adj(ctx.adjoint_name(node), value)
         if node in wrt and req.update:
             updates += update_steps(req, node, None, sympy.Symbol(node.label()),
                                     Partial(sympy.Symbol(req.loss.label()), sympy.Symbol(node.label())),
@@ -293,7 +316,7 @@ def matrix_view(req) -> list:
 
 def _operand_shapes(terms, req) -> str:
     """(2 × 1)(1 × 2) after xᵀ δ: the shapes a matrix product multiplies."""
-    if len(terms) != 1 or terms[0].consumer.op.name not in NET_OPS or terms[0].position > 1:
+    if len(terms) != 1 or not isinstance(terms[0].consumer.op, NET_OPS) or terms[0].position > 1:
         return ""
     t = terms[0]
     x, w = t.consumer.inputs[:2]
@@ -316,4 +339,4 @@ def _rows(node, req):
 def _is_ones_sum(ctx, term):
     """A full sum whose own adjoint is 1 hands 1 to every element: nothing to show."""
     c = term.consumer
-    return c.op.name == "sum" and ctx.adj.get(c) is not None and ctx.adj[c].one
+    return isinstance(c.op, Sum) and ctx.adj.get(c) is not None and ctx.adj[c].one

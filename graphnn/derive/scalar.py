@@ -18,13 +18,12 @@ import numpy as np
 import sympy
 
 from ..graph import Node
+from ..ops import NET_OPS, Count, OpTable, Softmax, SoftmaxCrossEntropy
 from ..ops.base import all_indices, concrete_shape
 from .core import Form, Step, Target, register_view
 from .printing import Partial, Total, latex, signed
 from .update import update_steps
 
-#: ops whose outputs are a neuron's net input: where the delta form names a δ
-NET_OPS = ("linear", "matmul")
 #: the scalar view enumerates every element path; beyond this many elements (one
 #: example) the listing is unreadable and slow: the matrix view is the one to use
 MAX_ELEMENTS = 2048
@@ -103,7 +102,7 @@ class ScalarContext:
     def display(self, link):
         """The course's form of a link's partial, and its value (None without values)."""
         c = link.consumer
-        special = SPECIAL_LINKS.get(c.op.name)
+        special = SPECIAL_LINKS.get(c.op)
         if special is not None:
             shown = special(self, link)
             if shown is not None:
@@ -115,7 +114,7 @@ class ScalarContext:
         """Element counts of means print as n (their node has no teaching name)."""
         if not hasattr(self, "_counts"):
             self._counts = {self.record.symbol(n, ()): sympy.Symbol("n")
-                            for n in self.req.graph.nodes if n.op.name == "count"}
+                            for n in self.req.graph.nodes if isinstance(n.op, Count)}
         return self._counts
 
 
@@ -156,12 +155,13 @@ def _softmax_value(ctx, link):
     for term in ctx.record.terms_into(link.input):
         if term.consumer is link.consumer:
             for n in term.contribution.inputs:
-                if n.op.name == "softmax":
+                if isinstance(n.op, Softmax):
                     return ctx.values.element(n, link.in_index)
     raise AssertionError("softmax_cross_entropy's gradient has no softmax node")
 
 
-SPECIAL_LINKS = {"softmax_cross_entropy": _softmax_ce_link}
+#: op class -> fn(ctx, link) -> (the course's form, value) or None: links shown specially
+SPECIAL_LINKS = OpTable("a scalar-view link form", {SoftmaxCrossEntropy: _softmax_ce_link})
 
 
 def _unnamed(node) -> bool:
@@ -285,7 +285,7 @@ def delta_form(ctx, node, index, paths) -> list:
     for path in paths:
         upstream, start = None, 0
         for k, s in enumerate(path):
-            if k == len(path) - 1 or s.input.op.name not in NET_OPS:
+            if k == len(path) - 1 or not isinstance(s.input.op, NET_OPS):
                 continue
             key = (s.input, s.in_index)
             d = deltas.setdefault(key, {"symbol": delta_symbol(s.wrt), "of": s.wrt, "terms": {},

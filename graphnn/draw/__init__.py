@@ -16,6 +16,7 @@ import importlib
 import pkgutil
 from typing import Callable
 
+from ..callable_module import make_callable
 from ..errors import UnknownNameError
 from .context import DrawContext, DrawError, example_feeds, make_context
 from .render import MissingDotError, require_dot, save
@@ -68,3 +69,5 @@ def available_views() -> dict:
 
 __all__ = ["draw", "save", "register_view", "available_views", "VIEWS", "DrawContext", "DrawError",
            "MissingDotError", "require_dot", "example_feeds"]
+
+make_callable(__name__, draw)   # graphnn.draw(...) is this package's draw()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..graph import Graph, Node
+from ..ops import Linear, Map, Transpose
 from .context import DrawError
 
 
@@ -27,7 +28,7 @@ class Layer:
         return [m for m in self.members if m.kind == "op"][-1]
 
     def title(self) -> str:
-        ops = " → ".join(m.op.label(m) for m in self.members if m.kind == "op" and m.op.name != "transpose")
+        ops = " → ".join(m.op.label(m) for m in self.members if m.kind == "op" and not isinstance(m.op, Transpose))
         return f"layer {self.number}: {ops}"
 
 
@@ -60,7 +61,7 @@ def find_layers(graph: Graph, end: Node | None = None) -> list[Layer]:
             others = [x for x in c.inputs if x is not current]
             if c in taken or any(x.kind not in ("parameter", "constant") for x in others):
                 break
-            if any(x.kind == "parameter" for x in others) and c.op.name != "map":
+            if any(x.kind == "parameter" for x in others) and not isinstance(c.op, Map):
                 break   # a second parametric op starts its own layer
             layer.members += [x for x in others if x.kind == "parameter" and x not in taken]
             layer.members.append(c)
@@ -102,7 +103,7 @@ class DenseLayer:
 
 
 def _is_dense(node: Node, source: Node) -> bool:
-    if node.op.name != "linear" or node.inputs[0] is not source:
+    if not isinstance(node.op, Linear) or node.inputs[0] is not source:
         return False
     x, w, b = node.inputs
     return (len(x.shape) == 2 and x.shape[0] is None and len(w.shape) == 2
@@ -110,7 +111,7 @@ def _is_dense(node: Node, source: Node) -> bool:
 
 
 def _activation_of(lin: Node, users) -> Node | None:
-    acts = [c for c, pos in users[lin] if c.op.name == "map" and pos == 0 and len(c.shape) == 2
+    acts = [c for c, pos in users[lin] if isinstance(c.op, Map) and pos == 0 and len(c.shape) == 2
             and tuple(c.shape) == tuple(lin.shape)
             and all(x.kind in ("parameter", "constant") for x in c.inputs[1:])]
     return acts[0] if len(acts) == 1 else None
@@ -122,7 +123,7 @@ def dense_chain(graph: Graph, output: Node | None = None, name: str = "this grap
     Raises DrawError, suggesting the ops view, when the graph does not have that shape.
     """
     users = graph.consumers()
-    starts = [n for n in graph.nodes if n.op.name == "linear" and n.inputs[0].kind == "input"
+    starts = [n for n in graph.nodes if isinstance(n.op, Linear) and n.inputs[0].kind == "input"
               and _is_dense(n, n.inputs[0])]
     if not starts:
         ops = sorted({n.op.name for n in graph.nodes if n.kind == "op"})

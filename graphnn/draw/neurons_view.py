@@ -8,6 +8,7 @@ last unit, so a 64-128-10 net stays one readable picture.
 from __future__ import annotations
 
 from ..graph import Graph, Node
+from ..ops import Count, Transpose
 from ..ops.base import broadcast_index
 from .layers import dense_chain
 from .style import (ELLIPSIS_EDGE, FORWARD_EDGE, NODE_STYLES, NOT_COMPUTED, grad_line,
@@ -35,7 +36,7 @@ def element_label(node: Node, index: tuple, fallback: str) -> str:
         for i, d in zip(fixed, shape):
             pos = pos * d + i
         return flat[pos] if shape else flat[0]
-    if node.op.name == "transpose" and node.inputs[0].names is not None and len(index) == 2:
+    if isinstance(node.op, Transpose) and node.inputs[0].names is not None and len(index) == 2:
         return element_label(node.inputs[0], index[::-1], fallback)
     base = node.name or fallback
     return f"{base}[{','.join(map(str, fixed))}]" if fixed else base
@@ -212,7 +213,7 @@ class _Neurons:
         if ctx.loss is None or end not in Graph([ctx.loss]):
             return
         after = [n for n in Graph([ctx.loss]).nodes if n.kind == "op" and n is not end
-                 and n.op.name != "count" and end in Graph([n])]
+                 and not isinstance(n.op, Count) and end in Graph([n])]
         lines = [(ctx.loss_name, {"bold": True}), small(" → ".join(n.op.label(n) for n in after))]
         for t in Graph([ctx.loss]).inputs:
             if t is not self.source and ctx.value(t) is not None:

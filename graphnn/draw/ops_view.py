@@ -7,11 +7,13 @@ a deep or convolutional net's picture readable.
 from __future__ import annotations
 
 from ..graph import Graph, Node
+from ..ops import Count, Linear, MatMul, OpTable
 from .layers import find_layers
 from .style import (CLUSTER_STYLE, FORWARD_EDGE, NODE_STYLES, NOT_COMPUTED, fmt_shape, grad_line,
                     html_label, new_digraph, small)
 
-EDGE_NAMES = {"linear": ("x", "W", "b"), "matmul": ("a", "b")}
+#: op class -> the names its input edges are labelled with
+EDGE_NAMES = OpTable("edge labels", {Linear: ("x", "W", "b"), MatMul: ("a", "b")})
 
 
 def node_style(ctx, node: Node) -> dict:
@@ -59,7 +61,7 @@ def _gradients(ctx) -> dict:
         return {}
     # parameters and ops; not inputs (targets) nor run-time counts, whose "gradients" only confuse
     wrt = [n for n in Graph([ctx.loss]).nodes
-           if n.kind == "parameter" or (n.kind == "op" and n.op.name != "count")]
+           if n.kind == "parameter" or (n.kind == "op" and not isinstance(n.op, Count))]
     return ctx.gradients(wrt)
 
 
@@ -115,7 +117,7 @@ def add_forward(ctx, g, grads: dict, prefix: str = ""):
             if ids[x] == ids[n] or (ctx.collapse and edge in seen):
                 continue
             seen.add(edge)
-            names = EDGE_NAMES.get(n.op.name)
+            names = EDGE_NAMES.get(n.op)
             label = names[pos] if names and not ctx.collapse else None
             g.edge(*edge, label=label, **FORWARD_EDGE)
     return ids

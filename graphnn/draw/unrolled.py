@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..bptt import _scan_of, bptt_terms
+from ..bptt import bptt_terms
+from ..recurrent import scans_in
 from ..errors import GraphnnError
 from .context import DrawError
 from .style import BACKWARD_EDGE, FORWARD_EDGE, NODE_STYLES, READ_EDGE, html_label, new_digraph, small
@@ -22,14 +23,9 @@ IMPLICIT_EDGE = {**BACKWARD_EDGE, "constraint": "false"}
 
 def find_scan(graph):
     """The recurrence in ``graph``: an unrolled scan's record, or a loop node's."""
-    from ..recurrent import _UNROLLED
-
-    for n in graph.nodes:
-        if n in _UNROLLED:
-            return _UNROLLED[n]
-    loops = [n for n in graph.nodes if n.op.name == "loop"]
-    if loops:
-        return _scan_of(loops[0])
+    found = scans_in(graph)
+    if found:
+        return found[0]
     raise DrawError("the unrolled view draws recurrent nets (built with graphnn.scan): "
                     "try rnn-scalar, rnn or lstm")
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import losses
 from ..data import Dataset, one_hot
-from ..hopfield import hopfield_model
+from .hopfield import hopfield_model
 from ..model import Model
 from ..ops import constant, input, linear, parameter, sigmoid, softmax, tanh
 from ..recurrent import scan
@@ -21,7 +21,8 @@ from . import register
 LECTURE_X = (1.0, -1.0, 0.5, 2.0)
 
 
-@register("rnn-scalar", "s_t = tanh(w s_{t-1} + u x_t + b), s_0 = 0, E = ½(t − s_T)²; the BPTT lecture case")
+@register("rnn-scalar", "s_t = tanh(w s_{t-1} + u x_t + b), s_0 = 0, E = ½(t − s_T)²; the BPTT lecture case",
+          options={"steps": "unroll over T time steps"})
 def rnn_scalar(steps: int = 4, mode: str = "unrolled", w: float = 0.5, u: float = 1.0, b: float = 0.1):
     """x = (1, −1, 0.5, 2) (repeated for longer T), target t = 1, w = 0.5, u = 1, b = 0.1."""
     x = input("x", (None, steps))
@@ -62,7 +63,8 @@ def _recall_dataset(steps, symbols, n_train=512, n_test=256, seed=0):
                    classes=symbols)
 
 
-@register("rnn", "Elman net s_t = tanh(s_{t-1}W + x_tU + b), y = softmax(s_T V + c): recall the first symbol")
+@register("rnn", "Elman net s_t = tanh(s_{t-1}W + x_tU + b), y = softmax(s_T V + c): recall the first symbol",
+          options={"steps": "unroll over T time steps", "truncate": "truncated BPTT, K steps back"})
 def rnn(steps: int = 5, hidden: int = 16, symbols: int = 4, mode: str = "looped", seed: int = 0,
         truncate: int | None = None):
     """``truncate=k``: BPTT back through at most k steps (the looped view)."""
@@ -90,7 +92,8 @@ def rnn(steps: int = 5, hidden: int = 16, symbols: int = 4, mode: str = "looped"
                  extras={"scan": rec, "state": "s", "builder": rnn, "steps": steps})
 
 
-@register("lstm", "LSTM cell (input unit, input/forget/output gates, gated self-loop): recall over 20 steps")
+@register("lstm", "LSTM cell (input unit, input/forget/output gates, gated self-loop): recall over 20 steps",
+          options={"steps": "unroll over T time steps", "truncate": "truncated BPTT, K steps back"})
 def lstm(steps: int = 20, hidden: int = 16, symbols: int = 4, mode: str = "looped", seed: int = 0,
          forget_bias: float = 2.0, truncate: int | None = None):
     """Goodfellow et al.'s cell: g = tanh(x U_g + h W_g + b_g) (the input unit),

@@ -1,12 +1,22 @@
-"""The op catalog. Every op is defined once (see base.Op); these are the builders."""
-from .base import Op, apply, get_op, registered_ops
-from .elementwise import (ACTIVATIONS, Activation, X, Y, absolute, activation, add, div, elementwise,
+"""The op catalog. Every op is defined once (see base.Op); these are the builders.
+
+The op classes are exported too: other layers key what they attach to an op (a lowering,
+a derivation rule, a drawing label) by its class, in an `OpTable`.
+"""
+from .base import Op, OpTable, apply, get_op, registered_ops
+from .elementwise import (ACTIVATIONS, Activation, Map, X, Y, absolute, activation, add, div, elementwise,
                           exp, fmap, identity, leaky_relu, log, mul, neg, power, prelu, relu, sigmoid,
                           sign, silu, softplus, sqrt, step, sub, tanh, unbroadcast)
-from .leaves import INITIALIZERS, constant, input, parameter
-from .nn import log_softmax, softmax, softmax_cross_entropy
-from .structure import (concat, count, expand, flatten, index, linear, matmul, max, mean, reshape,
-                        stop_gradient, sum, transpose)
-from .conv import avg_pool2d, conv2d, max_pool2d
-from .dropout import dropout, gaussian_noise, masking_noise
+from .leaves import INITIALIZERS, Constant, Input, Parameter, constant, input, parameter
+from .nn import LogSoftmax, Softmax, SoftmaxCrossEntropy, log_softmax, softmax, softmax_cross_entropy
+from .structure import (Concat, Count, Expand, Index, IndexGrad, Linear, MatMul, Max, Reshape, StopGradient,
+                        Sum, Transpose, concat, count, expand, flatten, index, linear, matmul, max, mean,
+                        reshape, stop_gradient, sum, transpose)
+from .conv import (AvgPool2D, AvgPool2DGrad, Conv2D, Conv2DGradBias, Conv2DGradFilter, Conv2DGradInput,
+                   MaxPool2D, MaxPool2DGather, MaxPool2DGrad, avg_pool2d, conv2d, max_pool2d)
+from .dropout import STEP, TRAINING, Dropout, GaussianNoise, dropout, gaussian_noise, masking_noise
 from .attention import multi_head_attention, scaled_dot_product_attention
+
+#: the ops whose output is a neuron's net input (Σ w x + b): where derivations name a δ
+#: and drawings draw a layer
+NET_OPS = (Linear, MatMul)

@@ -5,6 +5,11 @@
 - ``vjp``          the gradient rule, building *graph nodes* (gradients are graphs too);
 - ``element_expr`` one output element as a sympy expression of input elements —
                    what the scalar derivations print and differentiate locally.
+
+What other layers attach to an op (a CPU lowering, a derivation rule, a drawing label)
+lives beside those layers in an `OpTable`: keyed by the op's *class*, looked up along its
+MRO, so a user's subclass of `Map` inherits Map's lowering and no code anywhere tests
+``op.name == "…"``.
 """
 from __future__ import annotations
 
@@ -23,6 +28,8 @@ class Op:
     """Base class of ops. Subclasses are singletons registered under ``name``."""
 
     name = "op"
+    #: 'op' for an op application; the leaves say 'input', 'parameter' or 'constant'
+    kind = "op"
     #: the derivation/drawing label; may use attrs via `label`
     symbol = None
     #: input positions read only for their shape or size: no gradient flows through them
@@ -62,12 +69,62 @@ class Op:
         return self.name
 
     @classmethod
-    def _instance(cls):
+    def instance(cls) -> "Op":
+        """The op's one instance (ops are singletons; nodes hold it)."""
         return _REGISTRY[cls.name]
 
 
 def get_op(name: str) -> Op:
     return _REGISTRY[name]
+
+
+class OpTable:
+    """One facet of the ops (a lowering, a derivation rule, …), keyed by op class.
+
+    ``table[MapClass] = fn`` registers; ``table.get(op)`` finds the entry of the op's class
+    or of the nearest base class that has one (None if none does). ``what`` names the
+    facet in error messages.
+    """
+
+    def __init__(self, what: str, entries=None):
+        self.what = what
+        self._by_class: dict = {}
+        for cls, value in (entries or {}).items():
+            self[cls] = value
+
+    def __setitem__(self, op_class, value):
+        if not (isinstance(op_class, type) and issubclass(op_class, Op)):
+            raise TypeError(f"{self.what} is keyed by an Op class, not {op_class!r}")
+        self._by_class[op_class] = value
+
+    def register(self, op_class):
+        """Decorator form: ``@table.register(Softmax)``."""
+        def wrap(value):
+            self[op_class] = value
+            return value
+        return wrap
+
+    def __getitem__(self, op_class):
+        return self._by_class[op_class]
+
+    def __delitem__(self, op_class):
+        del self._by_class[op_class]
+
+    def pop(self, op_class, *default):
+        return self._by_class.pop(op_class, *default)
+
+    def get(self, op, default=None):
+        cls = op if isinstance(op, type) else type(op)
+        for base in cls.__mro__:
+            if base in self._by_class:
+                return self._by_class[base]
+        return default
+
+    def __contains__(self, op):
+        return self.get(op) is not None
+
+    def classes(self) -> list:
+        return list(self._by_class)
 
 
 def registered_ops():

@@ -115,7 +115,7 @@ class Conv2D(Op):
         attrs = dict(node.attrs)
         grads = [conv2d_grad_input(g, w, x.shape, attrs), conv2d_grad_filter(x, g, w.shape, attrs)]
         if len(node.inputs) == 3:
-            grads.append(apply(Conv2DGradBias._instance(), [g]))
+            grads.append(apply(Conv2DGradBias.instance(), [g]))
         return grads
 
     def element_expr(self, node, index, sym, batch):
@@ -176,7 +176,7 @@ class Conv2DGradInput(Op):
         # <u, G_x(g, w)> = <conv(u, w), g> = <w, G_w(u, g)>: both cotangents are convolutions again.
         g, w = node.inputs
         attrs = _conv_attrs(node.attrs)
-        return [apply(Conv2D._instance(), [u, w], attrs), conv2d_grad_filter(u, g, w.shape, attrs)]
+        return [apply(Conv2D.instance(), [u, w], attrs), conv2d_grad_filter(u, g, w.shape, attrs)]
 
     def element_expr(self, node, index, sym, batch):
         g, w = node.inputs
@@ -222,7 +222,7 @@ class Conv2DGradFilter(Op):
         # <u, G_w(x, g)> = <conv(x, u), g> = <x, G_x(g, u)>
         x, g = node.inputs
         attrs = _conv_attrs(node.attrs)
-        return [conv2d_grad_input(g, u, x.shape, attrs), apply(Conv2D._instance(), [x, u], attrs)]
+        return [conv2d_grad_input(g, u, x.shape, attrs), apply(Conv2D.instance(), [x, u], attrs)]
 
     def element_expr(self, node, index, sym, batch):
         x, g = node.inputs
@@ -277,12 +277,12 @@ def _conv_attrs(attrs):
 
 def conv2d_grad_input(g, w, x_shape, attrs):
     attrs = {**_conv_attrs(attrs), "in_hw": tuple(x_shape[2:])}
-    return apply(Conv2DGradInput._instance(), [g, w], attrs)
+    return apply(Conv2DGradInput.instance(), [g, w], attrs)
 
 
 def conv2d_grad_filter(x, g, w_shape, attrs):
     attrs = {**_conv_attrs(attrs), "ksize": tuple(w_shape[2:])}
-    return apply(Conv2DGradFilter._instance(), [x, g], attrs)
+    return apply(Conv2DGradFilter.instance(), [x, g], attrs)
 
 
 def conv2d(x, w, b=None, *, stride=1, padding="valid", name=None):
@@ -299,7 +299,7 @@ def conv2d(x, w, b=None, *, stride=1, padding="valid", name=None):
                          f"width) and filters (filters, channels, kh, kw) — operands: {operands}")
     pad = _padding(padding, x.shape[2:], w.shape[2:], stride)
     attrs = {"stride": stride, "pad": pad, "padding": padding if isinstance(padding, str) else "explicit"}
-    return apply(Conv2D._instance(), inputs, attrs, name=name)
+    return apply(Conv2D.instance(), inputs, attrs, name=name)
 
 
 # -- pooling -------------------------------------------------------------------------
@@ -347,7 +347,7 @@ class MaxPool2D(_Pool):
         return np.max(_window_view(x, node.attrs["size"], node.attrs["stride"], node.shape[2:]), axis=-1)
 
     def vjp(self, node, g):
-        return [apply(MaxPool2DGrad._instance(), [g, node.inputs[0]], dict(node.attrs))]
+        return [apply(MaxPool2DGrad.instance(), [g, node.inputs[0]], dict(node.attrs))]
 
     def element_expr(self, node, index, sym, batch):
         return sympy.Max(*self._window_elems(node, index, sym))
@@ -380,7 +380,7 @@ class MaxPool2DGrad(_Pool):
         return out
 
     def vjp(self, node, u):
-        return [apply(MaxPool2DGather._instance(), [u, node.inputs[1]], dict(node.attrs)), None]
+        return [apply(MaxPool2DGather.instance(), [u, node.inputs[1]], dict(node.attrs)), None]
 
 
 class MaxPool2DGather(_Pool):
@@ -399,7 +399,7 @@ class MaxPool2DGather(_Pool):
         return contiguous(u[bi, ci, rows, cols])
 
     def vjp(self, node, g):
-        return [apply(MaxPool2DGrad._instance(), [g, node.inputs[1]], dict(node.attrs)), None]
+        return [apply(MaxPool2DGrad.instance(), [g, node.inputs[1]], dict(node.attrs)), None]
 
 
 class AvgPool2D(_Pool):
@@ -410,7 +410,7 @@ class AvgPool2D(_Pool):
         return np.mean(_window_view(x, node.attrs["size"], node.attrs["stride"], node.shape[2:]), axis=-1)
 
     def vjp(self, node, g):
-        return [apply(AvgPool2DGrad._instance(), [g, node.inputs[0]], dict(node.attrs))]
+        return [apply(AvgPool2DGrad.instance(), [g, node.inputs[0]], dict(node.attrs))]
 
     def element_expr(self, node, index, sym, batch):
         window = self._window_elems(node, index, sym)
@@ -437,7 +437,7 @@ class AvgPool2DGrad(_Pool):
         return out
 
     def vjp(self, node, u):
-        return [apply(AvgPool2D._instance(), [u], dict(node.attrs)), None]
+        return [apply(AvgPool2D.instance(), [u], dict(node.attrs)), None]
 
     def element_expr(self, node, index, sym, batch):
         b, c, r, s = index
@@ -457,9 +457,9 @@ def _pool(op, x, size, stride, name):
 
 def max_pool2d(x, size=2, stride=None, name=None):
     """Max pooling over size×size windows (stride defaults to size); gradient to one maximum per window."""
-    return _pool(MaxPool2D._instance(), x, size, stride, name)
+    return _pool(MaxPool2D.instance(), x, size, stride, name)
 
 
 def avg_pool2d(x, size=2, stride=None, name=None):
     """Average pooling over size×size windows (stride defaults to size)."""
-    return _pool(AvgPool2D._instance(), x, size, stride, name)
+    return _pool(AvgPool2D.instance(), x, size, stride, name)

@@ -12,9 +12,7 @@ Mode and step are two ordinary scalar inputs that every such op shares:
   evaluation (the default, e.g. ``predict``) they are the identity.
 - ``step`` (`STEP`, default 0): a new mask for every training step.
 
-A backend feeds both during training steps (`training_feeds`); until train.py's
-backends do that themselves, `with_training_feeds(trainer)` wraps a Trainer's backend
-(the zoo's CLI trainers use it).
+Training feeds both during training steps (graphnn.training.backends.TrainingFeeds).
 """
 from __future__ import annotations
 
@@ -33,28 +31,29 @@ TRAINING = _input("training", (), default=0.0)
 #: the training step: a new mask per step
 STEP = _input("step", (), default=0.0)
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
+#: splitmix64's constants (the compiled backends print the same hash)
+GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+MIX2 = np.uint64(0x94D049BB133111EB)
 _S30, _S27, _S31, _S11 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11)
 _TO_UNIT = 2.0 ** -53
 
 
 def mix64(z):
     """splitmix64's finalizer on uint64 (scalars or arrays; wraps modulo 2⁶⁴ by design)."""
-    z = (z ^ (z >> _S30)) * _M1
-    z = (z ^ (z >> _S27)) * _M2
+    z = (z ^ (z >> _S30)) * MIX1
+    z = (z ^ (z >> _S27)) * MIX2
     return z ^ (z >> _S31)
 
 
 def stream_key(seed, step):
     """The key of one op's numbers at one step (seed and step as non-negative integers)."""
-    return mix64(np.uint64(seed) * _GOLDEN + np.uint64(step))
+    return mix64(np.uint64(seed) * GOLDEN + np.uint64(step))
 
 
 def uniform_bits(key, index):
     """53 random bits for element ``index`` (uint64) of the stream ``key``."""
-    return mix64(key + (index + np.uint64(1)) * _GOLDEN) >> _S11
+    return mix64(key + (index + np.uint64(1)) * GOLDEN) >> _S11
 
 
 def uniform(seed, step, shape):
@@ -166,7 +165,7 @@ def dropout(x, rate=0.5, *, seed=None, training=None, step=None, name=None):
     if not 0.0 <= float(rate) < 1.0:
         raise ValueError(f"dropout rate must lie in [0, 1), got {rate}")
     attrs = {"rate": float(rate), "seed": _seed(seed, name, "dropout"), "scale": True}
-    return apply(Dropout._instance(), _operands(x, training, step, "dropout"), attrs, name=name)
+    return apply(Dropout.instance(), _operands(x, training, step, "dropout"), attrs, name=name)
 
 
 def masking_noise(x, rate=0.25, *, seed=None, training=None, step=None, name=None):
@@ -174,7 +173,7 @@ def masking_noise(x, rate=0.25, *, seed=None, training=None, step=None, name=Non
     if not 0.0 <= float(rate) < 1.0:
         raise ValueError(f"masking rate must lie in [0, 1), got {rate}")
     attrs = {"rate": float(rate), "seed": _seed(seed, name, "masking"), "scale": False}
-    return apply(Dropout._instance(), _operands(x, training, step, "masking_noise"), attrs, name=name)
+    return apply(Dropout.instance(), _operands(x, training, step, "masking_noise"), attrs, name=name)
 
 
 def gaussian_noise(x, sigma=0.1, *, seed=None, training=None, step=None, name=None):
@@ -182,50 +181,4 @@ def gaussian_noise(x, sigma=0.1, *, seed=None, training=None, step=None, name=No
     if not float(sigma) >= 0.0:
         raise ValueError(f"sigma must be >= 0, got {sigma}")
     attrs = {"sigma": float(sigma), "seed": _seed(seed, name, "gaussian")}
-    return apply(GaussianNoise._instance(), _operands(x, training, step, "gaussian_noise"), attrs, name=name)
-
-
-# -- feeding the mode --------------------------------------------------------------------
-
-def training_feeds(step: int) -> dict:
-    """What a backend adds to a training step's feeds (inputs a graph lacks are ignored)."""
-    return {TRAINING.name: 1.0, STEP.name: float(step)}
-
-
-class TrainingFeeds:
-    """Wrap a backend so that each training step runs in training mode with its step number.
-
-    Everything else (loss, predict, params) is the wrapped backend's, in evaluation mode.
-    """
-
-    def __init__(self, backend):
-        self.inner = backend
-        self.count = 0
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def train_step(self, feeds) -> float:
-        self.count += 1
-        return self.inner.train_step({**feeds, **training_feeds(self.count)})
-
-    def gradients(self, feeds):
-        """For data-parallel training: one gradient per step, in training mode."""
-        self.count += 1
-        return self.inner.gradients({**feeds, **training_feeds(self.count)})
-
-    def train_epoch(self, feeds, batches) -> float:
-        # Per batch from Python: each step needs its own step number fed.
-        from ..train import epoch_by_steps
-        return epoch_by_steps(self.train_step, feeds, batches)
-
-
-def with_training_feeds(trainer):
-    """Make ``trainer`` feed training=1 and the step number (idempotent); returns it."""
-    if not isinstance(trainer.backend, TrainingFeeds):
-        trainer.backend = TrainingFeeds(trainer.backend)
-    return trainer
-
-
-def uses_training_mode(graph_nodes) -> bool:
-    return any(n is TRAINING or n is STEP for n in graph_nodes)
+    return apply(GaussianNoise.instance(), _operands(x, training, step, "gaussian_noise"), attrs, name=name)

@@ -17,7 +17,7 @@ from sympy.codegen.cfunctions import log1p
 
 from ..errors import GradientError
 from ..graph import Node
-from .base import contiguous, Op, apply, broadcast_index, broadcast_shapes, get_op
+from .base import contiguous, Op, apply, broadcast_index, broadcast_shapes
 
 # Graph values are real: declaring it lets sympy differentiate |x| to sign(x), not re/im parts.
 V = sympy.symbols("v0:16", real=True)   # operand placeholders inside a Map's expression
@@ -129,7 +129,7 @@ def fmap(expr, operands: dict, *, fn=None, name=None, names=None, dexprs=None,
         attrs["nondiff"] = nondiff
     if not inputs:
         raise ValueError(f"elementwise expression {expr} has no graph operand")
-    return apply(get_op("map"), inputs, attrs, name=name, names=names)
+    return apply(Map.instance(), inputs, attrs, name=name, names=names)
 
 
 def unbroadcast(g: Node, shape) -> Node:

@@ -19,15 +19,15 @@ class _Leaf(Op):
 
 
 class Input(_Leaf):
-    name = "input"
+    name = kind = "input"
 
 
 class Parameter(_Leaf):
-    name = "parameter"
+    name = kind = "parameter"
 
 
 class Constant(_Leaf):
-    name = "constant"
+    name = kind = "constant"
 
     def reference(self, node):
         return node.value
@@ -59,7 +59,7 @@ def input(name: str, shape, *, names=None, dtype="float", default=None) -> Node:
             raise ShapeError(f"input {name!r}: a default needs a fixed shape equal to its own, "
                              f"got {default.shape} for {shape}")
         default.setflags(write=False)
-    return Node(Input._instance(), (), {}, shape, dtype=dtype, name=name, names=names, value=default)
+    return Node(Input.instance(), (), {}, shape, dtype=dtype, name=name, names=names, value=default)
 
 
 INITIALIZERS = {
@@ -93,11 +93,11 @@ def parameter(name: str, value=None, *, shape=None, init="glorot", rng=None, nam
         rng = rng if rng is not None else np.random.default_rng(zlib.crc32(name.encode()))
         value = np.asarray(INITIALIZERS[init](rng, tuple(shape)), dtype=np.float64)
     value.setflags(write=False)
-    return Node(Parameter._instance(), (), {"trainable": bool(trainable)}, _shape(value.shape, name),
+    return Node(Parameter.instance(), (), {"trainable": bool(trainable)}, _shape(value.shape, name),
                 name=name, names=names, value=value)
 
 
 def constant(value, name=None, names=None) -> Node:
     value = np.array(value, dtype=np.float64)
     value.setflags(write=False)
-    return Node(Constant._instance(), (), {}, value.shape, name=name, names=names, value=value)
+    return Node(Constant.instance(), (), {}, value.shape, name=name, names=names, value=value)

@@ -102,12 +102,12 @@ class SoftmaxCrossEntropy(Op):
 
 
 def softmax(x, name=None, names=None):
-    return apply(Softmax._instance(), [x], name=name, names=names)
+    return apply(Softmax.instance(), [x], name=name, names=names)
 
 
 def log_softmax(x, name=None, names=None):
-    return apply(LogSoftmax._instance(), [x], name=name, names=names)
+    return apply(LogSoftmax.instance(), [x], name=name, names=names)
 
 
 def softmax_cross_entropy(logits, targets, name=None):
-    return apply(SoftmaxCrossEntropy._instance(), [logits, targets], name=name)
+    return apply(SoftmaxCrossEntropy.instance(), [logits, targets], name=name)

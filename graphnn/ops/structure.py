@@ -61,7 +61,7 @@ def _lead_index(lead, shape):
 
 
 def matmul(a, b, name=None, names=None):
-    return apply(MatMul._instance(), [a, b], name=name, names=names)
+    return apply(MatMul.instance(), [a, b], name=name, names=names)
 
 
 class Linear(Op):
@@ -93,7 +93,7 @@ class Linear(Op):
 
 
 def linear(x, w, b, name=None, names=None):
-    return apply(Linear._instance(), [x, w, b], name=name, names=names)
+    return apply(Linear.instance(), [x, w, b], name=name, names=names)
 
 
 # -- transpose, reshape, concat ----------------------------------------------------------
@@ -125,7 +125,7 @@ def transpose(x, axes=None, name=None):
     """Permute axes; by default swap the last two (the matrix transpose, ``x.T``)."""
     if axes is None:
         axes = tuple(range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2) if x.ndim >= 2 else (0,)
-    return apply(Transpose._instance(), [x], {"axes": tuple(int(a) for a in axes)}, name=name)
+    return apply(Transpose.instance(), [x], {"axes": tuple(int(a) for a in axes)}, name=name)
 
 
 def swap_last(x):
@@ -169,7 +169,7 @@ class Reshape(Op):
 
 
 def reshape(x, shape, name=None):
-    return apply(Reshape._instance(), [x], {"shape": tuple(shape)}, name=name)
+    return apply(Reshape.instance(), [x], {"shape": tuple(shape)}, name=name)
 
 
 def flatten(x, name=None):
@@ -215,12 +215,12 @@ class Concat(Op):
 
 def concat(xs, axis=-1, name=None):
     xs = list(xs)
-    return apply(Concat._instance(), xs, {"axis": axis % xs[0].ndim}, name=name)
+    return apply(Concat.instance(), xs, {"axis": axis % xs[0].ndim}, name=name)
 
 
 # -- indexing --------------------------------------------------------------------------
 
-def _normalize_index(index, shape):
+def normalize_index(index, shape):
     """A basic NumPy index as a tuple of ('i', k) / ('s', start, stop, step) per axis."""
     index = index if isinstance(index, tuple) else (index,)
     if any(i is Ellipsis for i in index):
@@ -276,7 +276,7 @@ class Index(Op):
         return contiguous(x[_numpy_index(node.attrs["spec"])])
 
     def vjp(self, node, g):
-        return [apply(IndexGrad._instance(), [g, node.inputs[0]], dict(node.attrs))]
+        return [apply(IndexGrad.instance(), [g, node.inputs[0]], dict(node.attrs))]
 
     def element_expr(self, node, index, sym, batch):
         return sym(0, _source_index(node.attrs["spec"], index))
@@ -315,11 +315,11 @@ class IndexGrad(Op):
 
 
 def index(x, idx, name=None):
-    return apply(Index._instance(), [x], {"spec": _normalize_index(idx, x.shape)}, name=name)
+    return apply(Index.instance(), [x], {"spec": normalize_index(idx, x.shape)}, name=name)
 
 
 def index_spec(x, spec, name=None):
-    return apply(Index._instance(), [x], {"spec": spec}, name=name)
+    return apply(Index.instance(), [x], {"spec": spec}, name=name)
 
 
 # -- reductions ------------------------------------------------------------------------
@@ -412,7 +412,7 @@ class Expand(Op):
 
 
 def expand(g, like, axes, keepdims=False):
-    return apply(Expand._instance(), [g, like], {"axes": tuple(axes), "keepdims": keepdims})
+    return apply(Expand.instance(), [g, like], {"axes": tuple(axes), "keepdims": keepdims})
 
 
 class Count(Op):
@@ -436,7 +436,7 @@ class Count(Op):
 
 
 def count(x, axes):
-    return apply(Count._instance(), [x], {"axes": tuple(axes)})
+    return apply(Count.instance(), [x], {"axes": tuple(axes)})
 
 
 def _reduce(op, x, axis, keepdims, name):
@@ -445,11 +445,11 @@ def _reduce(op, x, axis, keepdims, name):
 
 
 def sum(x, axis=None, keepdims=False, name=None):  # noqa: A001 - mirrors numpy
-    return _reduce(Sum._instance(), x, axis, keepdims, name)
+    return _reduce(Sum.instance(), x, axis, keepdims, name)
 
 
 def max(x, axis=None, keepdims=False, name=None):  # noqa: A001
-    return _reduce(Max._instance(), x, axis, keepdims, name)
+    return _reduce(Max.instance(), x, axis, keepdims, name)
 
 
 def mean(x, axis=None, keepdims=False, name=None):
@@ -478,4 +478,4 @@ class StopGradient(Op):
 
 
 def stop_gradient(x, name=None):
-    return apply(StopGradient._instance(), [x], name=name)
+    return apply(StopGradient.instance(), [x], name=name)

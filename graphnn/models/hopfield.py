@@ -2,8 +2,8 @@
 
 The net is an ordinary graph: net = v W (row vectors), v' = sign(net) with the course's
 rule net ≥ 0 → +1, and the energy E = −½ v W vᵀ. Storage is Hebbian, W = Σ_p p pᵀ with a
-zero diagonal (no gradient descent: `graphnn train hopfield` runs `train_hopfield`, the
-trainer registered for the task 'hopfield'). Recall evaluates the graph: all units at
+zero diagonal (no gradient descent: `graphnn train hopfield` runs the task runner
+registered for 'hopfield', graphnn.training.tasks.train_hopfield). Recall evaluates the graph: all units at
 once (synchronous — it may oscillate between two states) or one unit at a time
 (asynchronous — the energy never increases, so it settles in a stored minimum).
 """
@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy
 
-from .data import Dataset
-from .evaluate import Evaluator
-from .model import Model
-from .ops import fmap, input as input_, matmul, parameter, sign, sum as sum_
-from .train import TASK_TRAINERS
+from ..data import Dataset
+from ..evaluate import Evaluator
+from ..model import Model
+from ..ops import fmap, input as input_, matmul, parameter, sign, sum as sum_
 
 #: the course's example: 3 units, the stored pattern, and the probe it recalls from
 COURSE_PATTERN = np.array([[-1.0, 1.0, -1.0]])
@@ -125,45 +124,3 @@ def recall(model: Model, probe, *, mode="async", max_steps=20, order=None) -> Re
                 result.converged = True
                 return result
     return result
-
-
-def _fmt(v):
-    return "(" + ", ".join(f"{x:+g}" if x else "0" for x in v) + ")"
-
-
-def train_hopfield(model: Model, args=None) -> dict:
-    """Store the model's patterns (Hebb) and recall from its probe, both ways; prints it."""
-    P = model.extras["patterns"]
-    W = hebbian(P)
-    print(f"storing {len(P)} pattern(s) of {P.shape[1]} units by the Hebbian rule W = Σ p pᵀ, w_ii = 0:")
-    for p in P:
-        print(f"  p = {_fmt(p)}")
-    print("W =")
-    for row in W:
-        print("  [" + " ".join(f"{x:+3g}" if x else "  0" for x in row) + "]")
-    results = {}
-    probe = model.example["v"][0]
-    steps = getattr(args, "steps", None) or model.defaults.get("steps", 10)
-    for mode in ("sync", "async"):
-        r = recall(model, probe, mode=mode, max_steps=steps)
-        results[mode] = r
-        print(f"\n{mode}hronous recall from v = {_fmt(probe)}  (E = {r.energies[0]:g})")
-        for k, (net, state, e, i) in enumerate(zip(r.nets, r.states[1:], r.energies[1:], r.updated), 1):
-            who = f"unit {i + 1}" if i is not None else "all units"
-            print(f"  step {k:>2} ({who}): net = {_fmt(net)} -> v = {_fmt(state)}  E = {e:g}")
-        status = "converged" if r.converged else "cycles between states" if r.cycle else "stopped"
-        if any(np.array_equal(r.final, p) for p in P):
-            found = " = a stored pattern"
-        elif any(np.array_equal(r.final, -p) for p in P):
-            found = " = the negative of a stored pattern (also a minimum of E)"
-        else:
-            found = ""
-        print(f"  {status}; final state {_fmt(r.final)}{found}")
-    return results
-
-
-def _cli_trainer(model, args):
-    train_hopfield(model, args)   # the CLI prints; its return value would be the exit code
-
-
-TASK_TRAINERS["hopfield"] = _cli_trainer

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import GraphnnError
+from ..errors import GraphnnError
 
 FORMAT = "graphnn-checkpoint-1"
 

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .evaluate import Evaluator
-from .graph import Node
+from ..evaluate import Evaluator
+from ..graph import Node
+from ..ops import Linear
 
 
 @dataclass
@@ -49,7 +50,7 @@ def train(model, X=None, T=None, *, lr=0.1, max_epochs=100, zero_init=True) -> P
 
 def _linear_node(output: Node) -> Node:
     node = output
-    while node.op.name != "linear":
+    while not isinstance(node.op, Linear):
         if len(node.inputs) != 1:
             raise ValueError("the perceptron rule needs output = step(linear(x, w, w0))")
         node = node.inputs[0]

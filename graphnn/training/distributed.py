@@ -27,7 +27,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .errors import GraphnnError
+from ..errors import GraphnnError
 
 #: seconds a rank waits in one collective before it calls the run hung
 DEFAULT_TIMEOUT = 300.0

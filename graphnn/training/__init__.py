@@ -1,0 +1,24 @@
+"""Everything about running training, in one place.
+
+- trainer.py      `Trainer` (schedule, history, metrics, early stopping), `fit`
+- backends.py     the backend protocol, the NumPy reference backend, the registry of
+                  backends by name (compiled ones load lazily from codegen/), training mode
+- tasks.py        task runners by ``model.task``: gradient descent, the perceptron rule,
+                  Hopfield storage and recall, autoencoders and greedy pretraining
+- perceptron.py   Rosenblatt's rule;  pretraining.py  reconstruction errors, greedy pretraining
+- distributed.py  data-parallel training over MPI;  checkpoint.py  save/load;  plot.py  curves
+
+Depends on the core (graph, ops, autodiff, evaluate) and on nothing above it: codegen
+imports the backend protocol from here, never the other way round.
+"""
+from .backends import (BACKENDS, Backend, BackendUnavailableError, NumpyBackend, TrainingFeeds, backend_factory,
+                       epoch_by_steps, make_backend, register_backend, training_feeds, uses_training_mode,
+                       with_training_feeds)
+from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from .tasks import TASKS, TrainOptions, register_task
+from .trainer import EarlyStopping, History, Trainer, fit
+
+__all__ = ["BACKENDS", "Backend", "BackendUnavailableError", "Checkpoint", "CheckpointError", "EarlyStopping",
+           "History", "NumpyBackend", "TASKS", "TrainOptions", "Trainer", "TrainingFeeds", "backend_factory",
+           "epoch_by_steps", "fit", "load_checkpoint", "make_backend", "register_backend", "register_task",
+           "save_checkpoint", "training_feeds", "uses_training_mode", "with_training_feeds"]

@@ -1,0 +1,228 @@
+"""Task runners: how a model is trained, chosen by its ``task``, for ``graphnn train``.
+
+Gradient descent trains 'classification' and 'regression' models (and any task no runner
+claims). Other tasks have their own rule, registered the same way by task name
+(`register_task`): 'perceptron' (Rosenblatt's rule), 'hopfield' (Hebbian storage, then
+recall), 'reconstruction' (autoencoders, with reconstruction errors), 'stacked-autoencoder'
+(greedy layer-wise pretraining, then fine-tuning). A runner takes the model and
+`TrainOptions`, reports each line through ``options.report(text)`` (print by default) and
+returns what it trained (a Trainer, or the rule's result).
+"""
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ..models.hopfield import hebbian, recall
+from . import perceptron, pretraining
+from .trainer import Trainer
+
+
+@dataclass
+class TrainOptions:
+    """What a training run is asked for (the ``graphnn train`` options); None: the model's default."""
+
+    backend: str = "numpy"
+    optimizer: str | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    dtype: str = "float64"
+    seed: int = 0
+    epochs: int | None = None
+    steps: int | None = None
+    test_fraction: float | None = None
+    patience: int | None = None
+    checkpoint: str | None = None
+    resume: str | None = None
+    plot: str | None = None
+    progress: bool = False
+    verbose: bool = False
+    comm: object = None                 # a communicator: data-parallel (gradient descent only)
+    report: Callable = functools.partial(print, flush=True)   # report(text): one line of output
+
+    def trainer_kwargs(self) -> dict:
+        return dict(backend=self.backend, optimizer=self.optimizer, lr=self.lr, batch_size=self.batch_size,
+                    dtype=self.dtype, seed=self.seed)
+
+    def schedule(self, model) -> tuple:
+        """(epochs, steps): the asked ones, else the model's defaults."""
+        if self.epochs is None and self.steps is None:
+            return model.defaults.get("epochs"), model.defaults.get("steps")
+        return self.epochs, self.steps
+
+
+#: task name -> runner(model, TrainOptions)
+TASKS: dict = {}
+
+
+def register_task(task: str, runner: Callable) -> None:
+    """Train models whose ``task`` is ``task`` with ``runner(model, options)``."""
+    TASKS[task] = runner
+
+
+def run(model, options: TrainOptions):
+    """Train ``model`` by the runner of its task (gradient descent when none is registered)."""
+    runner = TASKS.get(model.task, train_by_gradient_descent)
+    if options.comm is not None and runner is not train_by_gradient_descent:
+        raise ValueError(f"--distributed trains gradient-descent models; {model.name!r} is task {model.task!r}")
+    return runner(model, options)
+
+
+def _row_printer(loss_name, report):
+    def log(row):
+        where = f"step {row['step']:>7}" if "step" in row else f"epoch {row['epoch']:>4}"
+        acc = f"  test accuracy {row['test_accuracy']:.4f}" if "test_accuracy" in row else ""
+        report(f"{where}  {loss_name} {row['loss']:.10g}{acc}")
+    return log
+
+
+# -- gradient descent ----------------------------------------------------------------------------
+
+def train_by_gradient_descent(model, opts: TrainOptions):
+    """The Trainer with the options: progress, early stopping, checkpoints, curves."""
+    report = opts.report
+    started = time.perf_counter()
+    options = {"verbose": True} if opts.verbose and opts.backend != "numpy" else {}
+    trainer = Trainer(model, **opts.trainer_kwargs(), comm=opts.comm, test_fraction=opts.test_fraction,
+                      backend_options=options)
+    if opts.resume:
+        trainer.load(opts.resume)
+        report(f"resumed from {opts.resume} (epoch {trainer.epoch})")
+    report(f"training {model.name} on {opts.backend} ({trainer.optimizer!r}, "
+           f"batch {trainer.batch_size or 'full'}, {opts.dtype})")
+    printer = _row_printer(model.loss.label(), report)
+
+    def log(row):
+        printer(row)
+        if opts.checkpoint and "epoch" in row:
+            trainer.save(opts.checkpoint)  # every epoch: a crashed (MPI) run can --resume from it
+
+    epochs, steps = opts.schedule(model)
+    trainer.fit(epochs=epochs, steps=steps, log=log, progress=opts.progress, early_stopping=opts.patience)
+    if trainer.stopped_early:
+        best = trainer.early_stopping.best_row
+        where = f"epoch {best['epoch']}" if "epoch" in best else f"step {best['step']}"
+        report(f"early stopping: no better {trainer.early_stopping.monitor} for {opts.patience} evaluations; "
+               f"kept the parameters of {where}")
+    if opts.verbose:
+        report(f"trained in {time.perf_counter() - started:.2f} s (including compilation)")
+    report(f"final loss: {trainer.history.last():.10g}")
+    if model.task == "classification" and trainer.data.test is not None:
+        report(f"test accuracy: {trainer.accuracy('test'):.4f}")
+    if opts.checkpoint:
+        report(f"checkpoint saved to {trainer.save(opts.checkpoint)}")
+    if opts.plot:
+        report(f"training curves saved to {trainer.plot(opts.plot)}")
+    return trainer
+
+
+# -- the perceptron rule -------------------------------------------------------------------------
+
+def train_perceptron(model, opts: TrainOptions):
+    """Rosenblatt's rule from zero weights; the misclassified count per epoch and the truth table."""
+    report = opts.report
+    epochs = opts.epochs or model.defaults.get("epochs", 20)
+    result = perceptron.train(model, lr=opts.lr or model.defaults.get("lr", 0.1), max_epochs=epochs)
+    for epoch, wrong in enumerate(result.errors, 1):
+        report(f"epoch {epoch:>4}  misclassified {wrong}")
+    weights = ", ".join(f"{n}={v:g}" for p, arr in result.weights.items()
+                        for n, v in zip(p.names[0], np.ravel(arr)))
+    state = "converged" if result.converged else "did not converge"
+    report(f"perceptron rule {state} after {result.epochs} epochs: {weights}")
+    X, T = model.data.train["x"], model.data.train["t"]
+    out = perceptron.predict(model, result.weights, X)
+    report("truth table (x1 x2 -> o / t):")
+    for x, o, t in zip(X, out, T):
+        report(f"  {x[0]:g} {x[1]:g} -> {o[0]:g} / {t[0]:g}")
+    report(f"final loss: {float(np.sum((out - T) ** 2) / 2):.10g}")
+    return result
+
+
+# -- Hopfield: storage and recall ----------------------------------------------------------------
+
+def _fmt(v):
+    return "(" + ", ".join(f"{x:+g}" if x else "0" for x in v) + ")"
+
+
+def train_hopfield(model, opts: TrainOptions):
+    """Store the model's patterns (Hebb) and recall from its probe, both ways."""
+    report = opts.report
+    P = model.extras["patterns"]
+    W = hebbian(P)
+    report(f"storing {len(P)} pattern(s) of {P.shape[1]} units by the Hebbian rule W = Σ p pᵀ, w_ii = 0:")
+    for p in P:
+        report(f"  p = {_fmt(p)}")
+    report("W =")
+    for row in W:
+        report("  [" + " ".join(f"{x:+3g}" if x else "  0" for x in row) + "]")
+    results = {}
+    probe = model.example["v"][0]
+    steps = opts.steps or model.defaults.get("steps", 10)
+    for mode in ("sync", "async"):
+        r = recall(model, probe, mode=mode, max_steps=steps)
+        results[mode] = r
+        report(f"\n{mode}hronous recall from v = {_fmt(probe)}  (E = {r.energies[0]:g})")
+        for k, (net, state, e, i) in enumerate(zip(r.nets, r.states[1:], r.energies[1:], r.updated), 1):
+            who = f"unit {i + 1}" if i is not None else "all units"
+            report(f"  step {k:>2} ({who}): net = {_fmt(net)} -> v = {_fmt(state)}  E = {e:g}")
+        status = "converged" if r.converged else "cycles between states" if r.cycle else "stopped"
+        if any(np.array_equal(r.final, p) for p in P):
+            found = " = a stored pattern"
+        elif any(np.array_equal(r.final, -p) for p in P):
+            found = " = the negative of a stored pattern (also a minimum of E)"
+        else:
+            found = ""
+        report(f"  {status}; final state {_fmt(r.final)}{found}")
+    return results
+
+
+# -- autoencoders --------------------------------------------------------------------------------
+
+def train_reconstruction(model, opts: TrainOptions):
+    """The (denoising) autoencoders: train, then report reconstruction errors."""
+    report = opts.report
+    trainer = pretraining.make_trainer(model, **opts.trainer_kwargs())
+    report(f"training {model.name} on {opts.backend} ({trainer.optimizer!r}, "
+           f"batch {trainer.batch_size or 'full'}, {opts.dtype})")
+    epochs, steps = opts.schedule(model)
+    trainer.fit(epochs=epochs, steps=steps, log=_row_printer(model.loss.label(), report))
+    report(f"final loss: {trainer.history.last():.10g}")
+    errs = pretraining.reconstruction_errors(model, trainer.params)
+    report(f"test reconstruction error (MSE per pixel): {errs['reconstruction']:.5f}   "
+           f"predicting the mean image: {errs['mean image']:.5f}")
+    if "noise" in model.extras:
+        noisy = pretraining.reconstruction_errors(model, trainer.params, corrupted=True)
+        report(f"denoising ({model.extras['noise']} {model.extras['level']:g}) test MSE: corrupted input "
+               f"{noisy['corrupted input']:.5f} -> reconstruction {noisy['reconstruction']:.5f}")
+    return trainer
+
+
+def train_stacked(model, opts: TrainOptions):
+    """Pretrain greedily, fine-tune, and compare with the same net not pretrained."""
+    report = opts.report
+    report(f"greedy layer-wise pretraining of {len(model.extras['stages'])} tied autoencoders "
+           f"({'-'.join(map(str, model.extras['sizes']))}) on {opts.backend}")
+
+    def log(label, row):
+        report(f"[{label}] epoch {row['epoch']:>4}  CE {row['loss']:.6g}  test accuracy "
+               f"{row['test_accuracy']:.4f}")
+
+    results, errors = pretraining.compare_pretraining(model, backend=opts.backend, epochs=opts.epochs,
+                                                      lr=opts.lr, seed=opts.seed, log=log)
+    for k, (rec, mean_img) in enumerate(errors, start=1):
+        report(f"stage {k}: test reconstruction error {rec:.5f} (predicting the mean: {mean_img:.5f})")
+    report(f"test accuracy: {results['pretrained']:.4f}")
+    report(f"without pretraining: test accuracy {results['no pretraining']:.4f}")
+    return results
+
+
+for _task, _runner in {"perceptron": train_perceptron, "hopfield": train_hopfield,
+                       "reconstruction": train_reconstruction, "stacked-autoencoder": train_stacked}.items():
+    register_task(_task, _runner)
+
+__all__ = ["TASKS", "TrainOptions", "register_task", "run", "train_by_gradient_descent", "train_hopfield",
+           "train_perceptron", "train_reconstruction", "train_stacked"]
