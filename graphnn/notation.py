@@ -1,0 +1,201 @@
+"""The course's notation for names and numbers, in every output: LaTeX, HTML, Graphviz, text.
+
+One function per target reads a *teaching name* as the graph carries it and writes it the
+way the course does; derivations and drawings both call these, so a name looks the same on
+a slide, in a page and in a picture:
+
+    name          LaTeX                       Graphviz HTML label        text
+    w5            w_{5}                       w<SUB>5</SUB>              w5
+    out_h1        \\mathrm{out}_{h1}           out<SUB>h1</SUB>           out_h1
+    E_total       E_{\\mathrm{total}}          E<SUB>total</SUB>          E_total
+    x̂  x_hat      \\hat{x}                     x̂                         x̂
+    Wᵀ            W^{\\top}                    W<SUP>T</SUP>              Wᵀ
+    δ⁽¹⁾          \\delta^{(1)}                δ<SUP>(1)</SUP>            δ⁽¹⁾
+    W1[0,1]       W_{1}[0,1]                  W<SUB>1</SUB>[0,1]         W1[0,1]
+
+`parse` splits a name into its parts (`Name`); numbers have `significant` (N significant
+digits, exact values exactly) and its LaTeX/HTML forms with × 10ⁿ for small and large ones.
+"""
+from __future__ import annotations
+
+import html
+import math
+import re
+from dataclasses import dataclass
+
+GREEK = set("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi pi rho "
+            "sigma tau upsilon phi chi psi omega Gamma Delta Theta Lambda Xi Pi Sigma Phi Psi "
+            "Omega".split())
+_GREEK_LETTERS = dict(zip("αβγδεζηθικλμνξπρστυφχψωΓΔΘΛΞΠΣΦΨΩ",
+                          "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi pi rho "
+                          "sigma tau upsilon phi chi psi omega Gamma Delta Theta Lambda Xi Pi Sigma Phi Psi "
+                          "Omega".split()))
+_ACCENTS = {"\u0302": "hat", "\u0303": "tilde", "\u0304": "bar", "\u0307": "dot"}
+_WORD_ACCENTS = {"hat", "tilde", "bar", "dot"}
+_SUPERSCRIPT = dict(zip("⁰¹²³⁴⁵⁶⁷⁸⁹⁽⁾⁺⁻ᵀ", "0123456789()+-T"))
+_SUBSCRIPT = dict(zip("₀₁₂₃₄₅₆₇₈₉", "0123456789"))
+
+
+@dataclass(frozen=True)
+class Name:
+    """A teaching name in parts: base (a word or one letter), subscript, superscript,
+    accent ('hat', 'tilde', 'bar', 'dot' or ''), transposed, primes, element index text."""
+
+    base: str
+    sub: str = ""
+    sup: str = ""
+    accent: str = ""
+    transposed: bool = False
+    primes: int = 0
+    index: str = ""
+
+
+def parse(name: str) -> Name:
+    """Read a teaching name (see the module docstring's table)."""
+    text = str(name)
+    primes = 0
+    m = re.fullmatch(r"(.*?)'(\d*)", text)
+    if m and m.group(1):          # GradRecord makes clashing names unique as name'k
+        text, primes = m.group(1), min(int(m.group(2) or 1), 3)
+    index = ""
+    m = re.fullmatch(r"(.+?)\[([\d,\s:]+)\]", text)
+    if m:
+        text, index = m.group(1), m.group(2)
+    transposed = False
+    while text.endswith("ᵀ") and len(text) > 1:
+        text, transposed = text[:-1], not transposed
+    sup = ""
+    m = re.fullmatch(r"(.+?)([⁰¹²³⁴⁵⁶⁷⁸⁹⁽⁾⁺⁻]+)", text)
+    if m:
+        text, sup = m.group(1), "".join(_SUPERSCRIPT[c] for c in m.group(2))
+    m = re.fullmatch(r"(.+?)\^\{?([^{}]+)\}?", text)
+    if m and not sup:
+        text, sup = m.group(1), m.group(2)
+    accent = ""
+    for mark, word in _ACCENTS.items():
+        if mark in text:
+            text, accent = text.replace(mark, ""), word
+    head, _, sub = text.partition("_")
+    if sub in _WORD_ACCENTS and not accent:
+        return Name(head, "", sup, sub, transposed, primes, index)
+    if not sub:
+        m = re.fullmatch(r"([A-Za-z]+|[α-ωΑ-Ω])(\d+)", head)
+        if m:
+            head, sub = m.group(1), m.group(2)
+        elif re.fullmatch(r".+[₀-₉]+", head):
+            i = next(k for k, c in enumerate(head) if c in _SUBSCRIPT)
+            head, sub = head[:i], "".join(_SUBSCRIPT[c] for c in head[i:])
+    sub = sub.strip("{}")
+    return Name(head, sub, sup, accent, transposed, primes, index)
+
+
+# -- LaTeX ----------------------------------------------------------------------------------------
+
+def _latex_word(word: str) -> str:
+    if word in GREEK:
+        return "\\" + word
+    if word in _GREEK_LETTERS:
+        return "\\" + _GREEK_LETTERS[word]
+    word = latex_escape(word)
+    return word if len(word) == 1 else r"\mathrm{%s}" % word
+
+
+def latex_escape(text: str) -> str:
+    """Text safe inside LaTeX math: specials escaped, Greek letters as commands."""
+    out = []
+    for ch in str(text):
+        if ch in "_&%$#{}":
+            out.append("\\" + ch)
+        elif ch in _GREEK_LETTERS:
+            out.append("\\" + _GREEK_LETTERS[ch] + " ")
+        elif ch == "\\":
+            out.append(r"\backslash ")
+        else:
+            out.append(ch)
+    return "".join(out).rstrip()
+
+
+def latex_name(name: str) -> str:
+    """A teaching name as LaTeX math (every character LaTeX can compile)."""
+    n = parse(name)
+    tex = _latex_word(n.base)
+    if n.accent:
+        tex = r"\%s{%s}" % (n.accent if n.accent != "bar" else "bar", tex)
+    if n.sub:
+        sub = r"\mathrm{%s}" % latex_escape(n.sub) if re.search(r"[A-Za-z]{2,}", n.sub) else latex_escape(n.sub)
+        tex += "_{%s}" % sub
+    sups = ([latex_escape(n.sup)] if n.sup else []) + ([r"\top"] if n.transposed else [])
+    if sups:
+        tex += "^{%s}" % " ".join(sups)
+    if n.index:
+        tex += "[%s]" % n.index
+    return tex + "'" * n.primes
+
+
+# -- Graphviz HTML-like labels -------------------------------------------------------------------
+
+_HTML_ACCENT = {"hat": "\u0302", "tilde": "\u0303", "bar": "\u0304", "dot": "\u0307"}
+_HTML_GREEK = {v: k for k, v in _GREEK_LETTERS.items()}
+
+
+def html_name(name: str) -> str:
+    """A teaching name as Graphviz HTML-like label text: real subscripts and superscripts."""
+    n = parse(name)
+    base = _HTML_GREEK.get(n.base, n.base)
+    text = html.escape(base, quote=False)
+    if n.accent:
+        text += _HTML_ACCENT[n.accent]
+    if n.sub:
+        text += f"<SUB>{html.escape(n.sub, quote=False)}</SUB>"
+    sups = n.sup + ("T" if n.transposed else "") + "′" * n.primes
+    if sups:
+        text += f"<SUP>{html.escape(sups, quote=False)}</SUP>"
+    if n.index:
+        text += f"[{n.index}]"
+    return text
+
+
+# -- numbers --------------------------------------------------------------------------------------
+
+def significant(value, digits: int = 6) -> str:
+    """``value`` with ``digits`` significant digits, exact values exactly: 0.4, 0.5, 0.00877092,
+    −0.00172048, 1.01134e-05 (outside 1e-4 … 1e6 the exponent form)."""
+    v = float(value)
+    if v == 0 or not math.isfinite(v):
+        return "0" if v == 0 else ("inf" if v > 0 else "-inf") if math.isinf(v) else "nan"
+    if 1e-4 <= abs(v) < 1e6:
+        text = f"{v:.{digits}g}"
+        if "e" in text:      # %g switches to exponents for large values: write them out
+            text = f"{v:.{max(0, digits - 1 - int(math.floor(math.log10(abs(v)))))}f}"
+        return text
+    return f"{v:.{digits}g}" if "e" in f"{v:.{digits}g}" else f"{v:.{digits - 1}e}"
+
+
+def _mantissa_exponent(text: str):
+    mant, _, exp = text.partition("e")
+    return mant, int(exp)
+
+
+def number_latex(value, digits: int = 6) -> str:
+    """A number for LaTeX: 0.0822, −0.0190491, 1.01134 \\times 10^{-5}."""
+    text = significant(value, digits)
+    if "e" in text:
+        mant, exp = _mantissa_exponent(text)
+        return rf"{mant} \times 10^{{{exp}}}"
+    if text in ("inf", "-inf"):
+        return r"\infty" if text == "inf" else r"-\infty"
+    return text
+
+
+def number_html(value, digits: int = 6) -> str:
+    """A number for an HTML-like label: 1.01134×10<SUP>−5</SUP>."""
+    text = significant(value, digits)
+    if "e" in text:
+        mant, exp = _mantissa_exponent(text)
+        return f"{mant}×10<SUP>{'−' if exp < 0 else ''}{abs(exp)}</SUP>"
+    return text.replace("-", "−")
+
+
+def number_text(value, digits: int = 6) -> str:
+    """A number in plain text: 1.01134e-05 (the form Python and NumPy read back)."""
+    return significant(value, digits)
