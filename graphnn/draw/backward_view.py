@@ -32,6 +32,13 @@ def _wrt(ctx):
     return params
 
 
+def _grad(ctx):
+    try:
+        return grad(ctx.loss, _wrt(ctx), disconnected="zero")
+    except GradientError as e:
+        raise DrawError(f"the backward view of {ctx.name} needs gradients: {e}") from None
+
+
 class _Backward:
     """The record, read once: gradient nodes, which adjoint or term each one is, values."""
 
@@ -39,14 +46,12 @@ class _Backward:
         if ctx.loss is None:
             raise DrawError(f"{ctx.name} has no scalar loss, so it has no backward graph; "
                             "draw a Model or a scalar node (or use view='ops')")
-        try:
-            self.grads = grad(ctx.loss, _wrt(ctx), disconnected="zero")
-        except GradientError as e:
-            raise DrawError(f"the backward view of {ctx.name} needs gradients: {e}") from None
         self.ctx = ctx
+        self.grads = ctx.memo("backward", lambda: _grad(ctx))
         record = self.grads.record
         self.nodes = record.gradient_nodes()
-        self.values = ctx.evaluate_nodes(list(self.grads.values())) if ctx.show_grads else {}
+        self.values = ctx.memo("backward values", lambda: ctx.evaluate_nodes(list(self.grads.values()))) \
+            if ctx.show_grads else {}
         self.total_of = {a.total: a.node for a in record.adjoints.values() if a.total is not None}
         self.term_of = {t.contribution: t for a in record.adjoints.values() for t in a.terms}
         self.results = {self.grads[w]: w for w in self.grads}

@@ -81,7 +81,7 @@ class _Cell:
         self.step = int(ctx.options.get("step") or self.scan.length)
         if not 1 <= self.step <= self.scan.length:
             raise DrawError(f"step {self.step} is out of range: the sequence has steps 1 … {self.scan.length}")
-        self.values = self._step_values() if ctx.has_values else {}
+        self.values = ctx.memo(("cell", self.step), self._step_values) if ctx.has_values else {}
 
     # -- names ------------------------------------------------------------------------
     def base(self, node) -> str:

@@ -119,6 +119,12 @@ class DrawContext:
             self._grad_cache[key] = {(t.consumer, t.position): v for t, v in zip(terms, arrays)}
         return self._grad_cache[key]
 
+    def memo(self, key, compute):
+        """``compute()`` once per context and ``key`` (a slide fit draws a view several times)."""
+        if key not in self._grad_cache:
+            self._grad_cache[key] = compute()
+        return self._grad_cache[key]
+
     def evaluate_nodes(self, nodes) -> dict:
         """Values of ``nodes`` and everything they read (e.g. a gradient graph's nodes)."""
         if self.feeds is None:

@@ -73,9 +73,11 @@ class _Unrolled:
         scan = find_scan(ctx.graph)
         self.cell, self.T = scan.cell, scan.length
         trainable = [f for f in self.cell.free if f.kind == "parameter" and f.trainable]
-        wrt = wrt or ctx.options.get("wrt") or (trainable[0] if trainable else None)
+        for choice in (ctx.options.get("wrt"), trainable[0] if trainable else None):
+            wrt = choice if wrt is None else wrt
         if isinstance(wrt, str):
-            wrt = next((f for f in self.cell.free if f.name == wrt), None) or _unknown(wrt, self.cell)
+            found = [f for f in self.cell.free if f.name == wrt]
+            wrt = found[0] if found else _unknown(wrt, self.cell)
         self.wrt = wrt
         self.s = state_name(self.cell)
         self.terms = _terms(ctx, wrt, scan)
@@ -213,14 +215,19 @@ class _Unrolled:
 
 
 def _terms(ctx, wrt, scan):
+    """The BPTT terms (computed once per context: a slide fit draws several layouts)."""
     if not ctx.has_values or ctx.loss is None or wrt is None:
         return None
-    try:
-        terms = bptt_terms(ctx.loss, wrt, ctx.feeds, ctx.params, scan=scan)
-    except GraphnnError as e:
-        raise DrawError(f"cannot show the BPTT terms: {e}") from None
-    terms.loss_value = float(ctx.values[ctx.loss]) if ctx.loss in ctx.values else float("nan")
-    return terms
+
+    def compute():
+        try:
+            terms = bptt_terms(ctx.loss, wrt, ctx.feeds, ctx.params, scan=scan)
+        except GraphnnError as e:
+            raise DrawError(f"cannot show the BPTT terms: {e}") from None
+        terms.loss_value = float(ctx.values[ctx.loss]) if ctx.loss in ctx.values else float("nan")
+        return terms
+
+    return ctx.memo(("bptt", wrt), compute)
 
 
 def draw_unrolled(ctx, wrt=None):
