@@ -194,16 +194,23 @@ def test_attention_block_view_names_the_shapes():
 def test_cnn_maps_view_shows_the_evaluated_feature_maps(tmp_path):
     model = get_model("cnn")
     fig = gn.draw(model, view="maps", values="example")
-    images = [a.get_images()[0].get_array() for a in fig.axes if a.get_images()]
+    images = [np.ma.filled(a.get_images()[0].get_array().astype(float), np.nan) for a in fig.axes if a.get_images()]
     feeds = example_feeds(model)                                  # the first training digit
     a1 = gn.evaluate(model.find("a1"), feeds)[0]                  # (16, 8, 8)
-    x = np.asarray(feeds["x"])[0, 0]
-    assert np.allclose(images[0], x)
-    assert sum(1 for img in images if img.shape == (3, 3)) == 16 + 32
-    maps_a1 = [img for img in images if img.shape == (8, 8)][1:]
-    assert len(maps_a1) == 16 and all(np.allclose(m, a) for m, a in zip(maps_a1, a1))
+    K1 = model.find("K1").value
+    assert np.allclose(images[0], np.asarray(feeds["x"])[0, 0])
+    filters, maps = images[1], images[2]          # 16 tiles each, 8 high, 2 wide, blank gaps
+    k = ((maps.shape[0] + 1) // 8 - 1) // 8       # each value drawn as a k×k block
+    tile = lambda img, j, size: img[(j % 8) * (size + 1):(j % 8) * (size + 1) + size,  # noqa: E731
+                                    (j // 8) * (size + 1):(j // 8) * (size + 1) + size]
+    for j in (0, 1, 8, 15):
+        assert np.allclose(tile(maps, j, 8 * k)[::k, ::k], a1[j])
+    drawn = np.sort(filters[~np.isnan(filters)])
+    kf2 = drawn.size // K1[:, 0].size                # each weight drawn as a block of kf2 pixels
+    assert np.allclose(drawn, np.sort(np.repeat(K1[:, 0].ravel(), kf2)))
+    assert np.allclose(np.sort(maps[~np.isnan(maps)]), np.sort(np.repeat(a1.ravel(), k * k)))
     assert main(["draw", "cnn", "--view", "maps", "-o", str(tmp_path / "m.svg")]) == 0
-    assert (tmp_path / "m.svg").read_text().count("<image") == 16 + 32    # filters only, no values
-    assert main(["draw", "cnn", "--view", "maps"]) == 1                     # no DOT text to print
+    assert (tmp_path / "m.svg").read_text().count("<image") == 2        # the two filter banks: no values
+    assert main(["draw", "cnn", "--view", "maps"]) == 1                 # no DOT text to print
     with pytest.raises(DrawError, match="conv2d"):
         gn.draw(get_model("mazur"), view="maps")

@@ -15,7 +15,7 @@ from ..autodiff import grad
 from ..errors import GradientError
 from .context import DrawError
 from .groups import find_groups
-from .labels import name_html
+from .labels import name_html, op_label
 from .ops_view import add_forward
 from .style import (BACKWARD_EDGE, CLUSTER_STYLE, NODE_STYLES, READ_EDGE, Html, bold, fmt_shape, grad_line,
                     h, html_label, new_digraph, nm, small)
@@ -69,9 +69,9 @@ class _Backward:
 
     def label(self, n):
         compact = self.ctx.options.get("compact")    # a slide: names and numbers only
-        head = [bold(n.op.label(n) if n.kind == "op" else name_html(n))]
+        head = [bold(op_label(n) if n.kind == "op" else name_html(n))]
         if n in self.total_of:
-            head = [bold(self.name_of(self.total_of[n])), None if compact else small(n.op.label(n))]
+            head = [bold(self.name_of(self.total_of[n])), None if compact else small(op_label(n))]
         lines = head + [None if compact else small(fmt_shape(n.shape))]
         if n in self.values:
             lines.append(grad_line(h("= ", self.ctx.arr(self.values[n]))))
@@ -101,9 +101,9 @@ def draw_backward(ctx):
     """The forward graph (black, left) and its gradient graph (red, dashed, right)."""
     b = _Backward(ctx)
     g = new_digraph(ctx.name, "TB", ranksep="0.4", newrank="true")
-    g.attr(label=html_label(h(ctx.name, ": backward view — forward graph (black) and the gradient graph "
-                                        "autodiff built (red, dashed); red edges carry d", nm(ctx.loss_name),
-                              "/d·")))
+    g.attr(label=html_label(h(ctx.name, ": backward view"),
+                            small(h("forward graph (black) and the gradient graph autodiff built (red, dashed); "
+                                    "red edges carry d", nm(ctx.loss_name), "/d·"))))
     with g.subgraph(name="cluster_forward") as f:
         f.attr(label="forward", **CLUSTER_STYLE)
         f.node("fwd_anchor", "", style="invis", width="0", height="0", fixedsize="true")

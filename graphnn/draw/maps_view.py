@@ -25,6 +25,7 @@ from .context import DrawError
 from .fit import DPI, SLIDE
 
 ROWS = 8                 # tiles per column
+TILE_PX = 12             # tiles are enlarged to at least this many image pixels
 TEXT_PT = 13             # the figure's smallest text, in points (at 100 dpi: 18 px)
 FIG_DPI = 100
 
@@ -97,26 +98,42 @@ def draw_maps(ctx):
     return fig
 
 
+def mosaic(tiles: np.ndarray, rows: int) -> np.ndarray:
+    """The tiles (n, h, w) in one image, column by column, ``rows`` high, with a NaN gap
+    (drawn blank) between them; small tiles are enlarged (each value a k×k block) so
+    the gap stays thin beside them. One image per stage is what keeps the figure quick to draw."""
+    k = max(1, math.ceil(TILE_PX / tiles.shape[1]))
+    gap = max(1, k // 2)
+    tiles = np.kron(tiles, np.ones((1, k, k)))
+    n, th, tw = tiles.shape
+    cols = math.ceil(n / rows)
+    out = np.full((rows * (th + gap) - gap, cols * (tw + gap) - gap), np.nan)
+    for j, tile in enumerate(tiles):
+        r, c = (j % rows) * (th + gap), (j // rows) * (tw + gap)
+        out[r:r + th, c:c + tw] = tile
+    return out
+
+
 def _stage(fig, cell, title, tiles, kind, ncols):
+    import matplotlib
+
+    ax = fig.add_subplot(cell)
+    ax.set_xticks([])
+    ax.set_yticks([])
     if kind == "input":
-        ax = fig.add_subplot(cell)
         ax.imshow(tiles.reshape(tiles.shape[-2:]), cmap="gray_r")
         ax.set_title(title, fontsize=TEXT_PT)
-        ax.set_xticks([])
-        ax.set_yticks([])
         return
-    rows = min(ROWS, len(tiles))
-    sub = cell.subgridspec(rows, ncols, wspace=0.08, hspace=0.08)
+    for side in ax.spines.values():
+        side.set_visible(False)
     lim = float(np.abs(tiles).max()) or 1.0
-    norm = {"cmap": "RdBu_r", "vmin": -lim, "vmax": lim} if kind == "filter" else \
-        {"cmap": "magma", "vmin": float(tiles.min()), "vmax": float(tiles.max()) or 1.0}
-    for j, tile in enumerate(tiles):
-        ax = fig.add_subplot(sub[j % rows, j // rows])
-        ax.imshow(tile, **norm)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        if j == 0:
-            ax.set_title(title, fontsize=TEXT_PT, loc="left", y=1.12)
+    # gaps: light grey between filters (whose near-zero weights are white), white between maps
+    cmap = matplotlib.colormaps["RdBu_r" if kind == "filter" else "magma"].with_extremes(
+        bad="#d5d5d5" if kind == "filter" else "white")
+    norm = {"vmin": -lim, "vmax": lim} if kind == "filter" else \
+        {"vmin": float(tiles.min()), "vmax": float(tiles.max()) or 1.0}
+    ax.imshow(np.ma.masked_invalid(mosaic(tiles, min(ROWS, len(tiles)))), cmap=cmap, **norm)
+    ax.set_title(title, fontsize=TEXT_PT, loc="left")
 
 
 def _scores(fig, cell, ctx, z):

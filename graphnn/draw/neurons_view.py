@@ -10,6 +10,8 @@ layer caption gives). Layers wider than ``ctx.max_units`` show their first units
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..graph import Graph, Node
 from ..ops import Count, Transpose
 from ..ops.base import broadcast_index
@@ -243,6 +245,8 @@ class _Neurons:
                 if t.names is not None and len(t.names[0]) <= 4:
                     lines.append(small(h(*[x for k, (n, v) in enumerate(zip(t.names[0], row))
                                            for x in (", " if k else None, nm(n), " = ", ctx.num(v))])))
+                elif row.ndim == 1 and set(np.unique(row)) <= {0.0, 1.0} and row.sum() == 1:
+                    lines.append(small(h(name_html(t), f" = one-hot, class {int(np.argmax(row))}")))
                 else:
                     lines.append(small(h(name_html(t), " = ", ctx.arr(row))))
         if ctx.value(ctx.loss) is not None:

@@ -125,7 +125,7 @@ class _Unrolled:
                     continue
                 lines = [bold(nm(f"{s}_{t}")), small(_parts(self.cell, t))]
                 if terms is not None:
-                    lines.append(value_line(ctx.arr(terms.states[t][0])))
+                    lines += [value_line(v) for v in _vector(ctx, terms.states[t][0])]
                 row.node(self.sid(t), html_label(*lines), **NODE_STYLES["constant" if t == 0 else "op"])
             formula = loss_formula(ctx.loss, ctx.output)
             lines = [bold(nm(ctx.loss_name)), small(h("= ", formula)) if formula is not None else None]
@@ -212,6 +212,14 @@ class _Unrolled:
             (h("╍╍ implicit ∂", nm(f"{s}_t"), "/∂", nm(f"{s}_t−1"), ": back through the earlier states"),
              {"color": IMPLICIT_EDGE["color"], "size": DETAIL_PT})),
             **{**NODE_STYLES["caption"], "shape": "box", "style": "rounded", "color": "#bbbbbb"})
+
+
+def _vector(ctx, v) -> list:
+    """A state's numbers on narrow lines: in full when short, else its range and its mean."""
+    v = np.asarray(v).ravel()
+    if v.size <= 3:
+        return [ctx.arr(v)]
+    return [h(ctx.num(v.min()), " … ", ctx.num(v.max())), h("mean ", ctx.num(v.mean()))]
 
 
 def _terms(ctx, wrt, scan):
