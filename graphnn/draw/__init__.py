@@ -1,9 +1,12 @@
 """Drawing graphs with Graphviz: ``draw(model_or_graph, view=...)`` returns a ``graphviz.Digraph``.
 
-Views (see `VIEWS`): 'ops' (every op and variable, layers as clusters), 'neurons' (the
-lecture picture: one circle per unit, bias units, named weights on the edges), 'backward'
-(the gradient graph beside the forward one). Other modules add views with `register_view`
-— the recurrence code adds 'unrolled' this way.
+Views (see `VIEWS`; each module of this package registers its own with `register_view`):
+'ops' (every op and variable, grouped by layer, time step or attention block), 'neurons'
+(the lecture picture: one unit per neuron, bias units, named weights on the edges),
+'backward' (the gradient graph on the forward one's right), 'unrolled' (a recurrence over
+its time steps, BPTT paths), 'cell' (an LSTM cell, Goodfellow's block diagram), 'block'
+(softmax(QKᵀ/√d_k)V with shapes) and 'maps' (a CNN's filters and feature maps, a matplotlib
+figure). ``size='slide'`` fits any of them to 1920×1080 at a readable font (`fit`).
 
 A view is a function ``fn(ctx: DrawContext) -> graphviz.Digraph``. The context carries the
 graph, its loss and output, and computes values (``ctx.values``, from ``evaluate``) and

@@ -12,7 +12,7 @@ from __future__ import annotations
 from ..graph import Graph, Node
 from ..ops import Count, Linear, MatMul, OpTable
 from .groups import find_groups
-from .labels import op_label
+from .labels import name_html, op_label
 from .style import (CLUSTER_STYLE, FORWARD_EDGE, NODE_STYLES, Html, bold, d_of, fmt_shape, grad_line, h,
                     html_label, new_digraph, nm, small, value_line)
 
@@ -159,10 +159,14 @@ def _merge_params(groups, boxed, ids, prefix) -> dict:
 
 
 def _collapsed_label(ctx, group) -> str:
-    params = [m for m in group.members if m.kind == "parameter"]
+    # its parameters, and weights it borrows (a tied decoder's Wᵀ: an op on parameters alone)
+    params = [m for m in group.members if m.kind == "parameter" or
+              (m.kind == "op" and m.inputs and all(x.kind == "parameter" and x not in group.members
+                                                   for x in m.inputs))]
     shown = params[:6]
-    weights = h(*[x for k, p in enumerate(shown) for x in (", " if k else None, nm(p.name), " ",
-                                                          fmt_shape(p.shape), "" if p.trainable else " fixed")])
+    weights = h(*[x for k, p in enumerate(shown) for x in (
+        ", " if k else None, name_html(p), " ", fmt_shape(p.shape),
+        " tied" if p.kind == "op" else "" if p.trainable else " fixed")])
     if len(params) > len(shown):
         weights = h(weights, f", … ({len(params)} in all)")
     last = group.last
