@@ -199,3 +199,107 @@ def number_html(value, digits: int = 6) -> str:
 def number_text(value, digits: int = 6) -> str:
     """A number in plain text: 1.01134e-05 (the form Python and NumPy read back)."""
     return significant(value, digits)
+
+
+# -- formulas (appended for the drawings: an op's formula with its constants, a loss in the
+#    model's names) --------------------------------------------------------------------------------
+
+_FRACTIONS = {(1, 2): "½", (1, 3): "⅓", (2, 3): "⅔", (1, 4): "¼", (3, 4): "¾"}
+_SUP_DIGITS = dict(zip("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻"))
+
+
+def expr_text(expr, names=None) -> str:
+    """A sympy expression as the course writes it in plain text: ``1 − 3·v``, ``½(t − y)²``.
+
+    ``names`` maps symbols to the names to print (e.g. v0 → 'target'); positive terms come
+    first, products use '·', squares and cubes superscripts."""
+    return _Formula(names or {}, html_out=False).print(expr)
+
+
+def expr_html(expr, names=None) -> str:
+    """The same formula for a Graphviz HTML-like label: names by `html_name`, powers in <SUP>."""
+    return _Formula(names or {}, html_out=True).print(expr)
+
+
+class _Formula:
+    """A small printer for the formulas of elementwise ops (Add, Mul, Pow, numbers, functions)."""
+
+    def __init__(self, names, html_out):
+        self.names, self.html = names, html_out
+
+    def print(self, e) -> str:
+        import sympy
+
+        if isinstance(e, sympy.Symbol):
+            name = str(self.names.get(e, e))
+            return html_name(name) if self.html else name
+        if isinstance(e, sympy.Rational) and not isinstance(e, sympy.Integer):
+            return _FRACTIONS.get((int(e.p), int(e.q)), f"{e.p}/{e.q}")
+        if isinstance(e, sympy.Number):
+            return (number_html if self.html else number_text)(float(e), 6)
+        if isinstance(e, sympy.Add):
+            return self._add(e)
+        if isinstance(e, sympy.Mul):
+            return self._mul(e)
+        if isinstance(e, sympy.Pow):
+            return self._pow(e)
+        if isinstance(e, sympy.Function):
+            return f"{type(e).__name__}({', '.join(self.print(a) for a in e.args)})"
+        text = str(e)
+        return html.escape(text, quote=False) if self.html else text
+
+    def _add(self, e):
+        terms = sorted(e.args, key=lambda a: a.could_extract_minus_sign())   # positive terms first
+        out = self.print(terms[0])
+        for a in terms[1:]:
+            out += f" − {self.print(-a)}" if a.could_extract_minus_sign() else f" + {self.print(a)}"
+        return out
+
+    def _mul(self, e):
+        import sympy
+
+        coeff, rest = e.as_coeff_Mul()
+        if coeff < 0:
+            return "−" + (self._factor(-e) if isinstance(-e, sympy.Add) else self.print(-e))
+        num, den = [], []
+        for f in sympy.Mul.make_args(rest):
+            if isinstance(f, sympy.Pow) and f.exp.is_negative:
+                den.append(f.base if f.exp == -1 else sympy.Pow(f.base, -f.exp))
+            else:
+                num.append(f)
+        body = "·".join(self._factor(f) for f in num) or "1"
+        if isinstance(coeff, sympy.Rational) and coeff.q != 1 and num and not body.startswith("("):
+            body = (f"{self.print(sympy.Integer(coeff.p))}·" if coeff.p != 1 else "") + body
+            den.insert(0, sympy.Integer(coeff.q))         # x/2, not ½·x
+        elif coeff != 1:
+            c = self.print(coeff)
+            glue = "" if c in _FRACTIONS.values() and body.startswith("(") else "·"
+            body = c + glue + body if num else c
+        if den:
+            d = "·".join(self._factor(f) for f in den)
+            body += "/" + (f"({d})" if len(den) > 1 else d)
+        return body
+
+    def _pow(self, e):
+        import sympy
+
+        base, exp = e.args
+        if exp == sympy.Rational(1, 2):
+            return "√" + self._factor(base)
+        if exp.is_negative:
+            return "1/" + self._factor(sympy.Pow(base, -exp))
+        b = self._factor(base)
+        if isinstance(exp, sympy.Integer):
+            x = str(int(exp))
+            return b + (f"<SUP>{x}</SUP>" if self.html else "".join(_SUP_DIGITS[c] for c in x))
+        x = self.print(exp)
+        return b + (f"<SUP>{x}</SUP>" if self.html else f"^({x})")
+
+    def _factor(self, e):
+        """``e`` printed as one factor: sums, negative numbers and products in parentheses."""
+        import sympy
+
+        text = self.print(e)
+        if isinstance(e, (sympy.Add, sympy.Mul)) or (isinstance(e, sympy.Number) and e < 0):
+            return f"({text})"
+        return text

@@ -10,6 +10,7 @@ from graphnn.draw import VIEWS, DrawError, register_view
 from graphnn.draw.layers import dense_chain, find_layers
 from graphnn.draw.neurons_view import shown_units
 from graphnn.draw.style import fmt_number
+from graphnn.notation import html_name, number_html
 from graphnn.errors import UnknownNameError
 from graphnn.models import get_model
 
@@ -25,12 +26,12 @@ def test_draw_returns_a_digraph_for_model_graph_and_node():
     for subject in (model, model.graph, model.loss):
         d = gn.draw(subject)
         assert isinstance(d, graphviz.Digraph)
-        assert "W1" in d.source and "(B, 2)" in d.source
+        assert html_name("W1") in d.source and "(B, 2)" in d.source
     assert hasattr(d, "_repr_mimebundle_")   # Jupyter shows it
 
 
 def test_unknown_view_lists_the_views():
-    with pytest.raises(UnknownNameError, match="backward, neurons, ops"):
+    with pytest.raises(UnknownNameError, match="backward, block, cell, maps, neurons, ops, unrolled"):
         gn.draw(get_model("xor"), view="sideways")
 
 
@@ -53,7 +54,7 @@ def test_registered_view_is_reachable_from_draw_and_cli(capsys):
 def test_ops_view_clusters_layers_and_styles_kinds():
     src = gn.draw(get_model("mazur")).source
     assert src.count("subgraph cluster_layer") == 2
-    assert 'label="layer 1: linear → sigmoid"' in src
+    assert "label=<layer 1: linear → sigmoid>" in src
     assert "cluster_loss" in src and "½(t−y)²" in src and "Σ" in src
     # trainable parameters, fixed parameters (Mazur's biases) and inputs look different
     w1 = re.search(r"n1 \[label=.*", src).group(0)
@@ -61,7 +62,7 @@ def test_ops_view_clusters_layers_and_styles_kinds():
     i = re.search(r"n0 \[label=.*", src).group(0)
     assert "fixed parameter" in b1 and "dashed" in b1 and "dashed" not in w1
     assert "ellipse" in i and "box" in w1
-    assert "w1, w3; w2, w4" in w1
+    assert ", ".join(map(html_name, ("w1", "w3"))) + "; " + ", ".join(map(html_name, ("w2", "w4"))) in w1
 
 
 def test_ops_view_values_and_gradients_come_from_evaluate_and_grad():
@@ -69,17 +70,18 @@ def test_ops_view_values_and_gradients_come_from_evaluate_and_grad():
     grads = gn.grad(model.loss, model.params)
     dW2 = gn.evaluate(grads["W2"], model.example)
     src = gn.draw(model, values="example", grads=True).source
-    expected = "; ".join(", ".join(fmt_number(v, 3) for v in row) for row in dW2)
-    assert f"∂E_total/∂W2 = [{expected}]" in src
+    expected = "; ".join(", ".join(number_html(v, 3) for v in row) for row in dW2)
+    assert f"∂{html_name('E_total')}/∂{html_name('W2')} = [{expected}]" in src
     plain = gn.draw(model, values="example").source
-    assert "∂E_total/∂W2: not computed yet" in plain and "0.0822" not in plain
+    # values only: a clean forward picture, no gradient text at all
+    assert "not computed" not in plain and "∂" not in plain and "0.0822" not in plain
 
 
 def test_ops_view_collapse_draws_one_box_per_layer():
     src = gn.draw(get_model("digits-mlp"), collapse=True).source
     assert node_ids(src, "layer") == ["layer1", "layer2"]
     assert "cluster_layer" not in src
-    assert "W1 (64, 128)" in src
+    assert html_name("W1") + " (64, 128)" in src
 
 
 @pytest.mark.parametrize("name", CLASSIC)
@@ -106,7 +108,7 @@ def test_neurons_view_unit_names_and_tied_weights():
     # the decoder's weight Wᵀ[i, j] is W[j, i]: edge h1 → y[2] carries W's element (2, 0) = 'e'
     edge = re.search(r"L1u0 -> L2u2 \[label=<(.*)>", d.source).group(1)
     assert "e = 0.4" in edge
-    assert "h1" in d.source and "x3" in d.source
+    assert html_name("h1") in d.source and html_name("x3") in d.source
 
 
 def test_neurons_view_refuses_graphs_that_are_not_unit_chains():
@@ -125,10 +127,10 @@ def test_neurons_view_refuses_graphs_that_are_not_unit_chains():
 def test_neurons_view_example_index_and_param_override():
     model = get_model("xor")
     src = gn.draw(model, view="neurons", values="example", example_index=3).source
-    assert re.search(r"L0u0 \[label=<<B>x1</B><BR/><FONT[^>]*>1</FONT>", src)
+    assert f"L0u0 [label=<<B>{html_name('x1')} = 1</B>>" in src
     W2 = model.find("W2")
     src = gn.draw(model, view="neurons", values="example", params={W2: np.array([[0.25], [0.5]])}).source
-    assert "w5 = 0.25" in src and "w6 = 0.5" in src
+    assert f"{html_name('w5')} = 0.25" in src and f"{html_name('w6')} = 0.5" in src
 
 
 def test_backward_view_draws_the_recorded_gradient_graph():
@@ -141,11 +143,12 @@ def test_backward_view_draws_the_recorded_gradient_graph():
     assert back and all('color="#c0392b"' in l and "dashed" in l for l in back)
     fwd = [l for l in d.source.splitlines() if re.match(r"\s*n\d+ -> n\d+", l)]
     assert fwd and not any("dashed" in l for l in fwd)
-    for carried in ("dE_total/dout_o", "dE_total/dnet_o", "dE_total/dout_h", "dE_total/dnet_h"):
-        assert f"label={carried}" in d.source or f'label="{carried}"' in d.source
+    for carried in ("out_o", "net_o", "out_h", "net_h"):
+        assert f"label=<d{html_name('E_total')}/d{html_name(carried)}>" in d.source
     dW2 = gn.evaluate(grads["W2"], model.example)
-    assert fmt_number(dW2[0, 0], 3) in d.source
-    assert "not computed yet" in gn.draw(model, view="backward", values="example").source
+    assert number_html(dW2[0, 0], 3) in d.source
+    plain = gn.draw(model, view="backward", values="example").source
+    assert "not computed" not in plain and number_html(dW2[0, 0], 3) not in plain
 
 
 def test_backward_view_needs_a_loss():
@@ -190,8 +193,9 @@ def test_shown_units_and_number_format():
     assert shown_units(64, 10) == [0, 1, 2, 3, None, 63]
     assert shown_units(12, 4) == [0, 1, None, 11]
     assert fmt_number(0.0821670405642, 3) == "0.0822"
-    assert fmt_number(-0.0226025404775, 3) == "-0.0226"
+    assert fmt_number(-0.0226025404775, 3) == "−0.0226"      # a real minus sign, as derivations print
     assert fmt_number(0.0, 3) == "0"
+    assert fmt_number(1.01134e-05, 3) == "1.01×10<SUP>−5</SUP>"
 
 
 def test_example_index_out_of_range_is_an_error():

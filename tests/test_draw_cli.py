@@ -15,23 +15,38 @@ import pytest
 
 import graphnn as gn
 from graphnn.cli import main
-from graphnn.draw.style import fmt_number
 from graphnn.models import get_model
+from graphnn.notation import number_html
 
 REFERENCE = json.loads(Path("/work/shared/reference/mazur_2_2_2.json").read_text()) \
     if Path("/work/shared/reference/mazur_2_2_2.json").exists() else None
 SVG = "{http://www.w3.org/2000/svg}"
 
 
-def svg_groups(path, cls):
-    """{title: all text in the group} for the SVG's nodes or edges."""
+def svg_groups(path, cls, subscripts=False):
+    """{title: all text in the group} for the SVG's nodes or edges: the runs of one line joined
+    (out + subscript h1 reads 'outh1'), lines joined by newlines. ``subscripts``: instead,
+    {title: [the runs drawn as subscripts]}."""
     root = ET.parse(path).getroot()
     out = {}
     for g in root.iter(f"{SVG}g"):
-        if g.get("class") == cls:
-            title = g.find(f"{SVG}title").text
-            out[title] = " ".join(t.text or "" for t in g.iter(f"{SVG}text"))
+        if g.get("class") != cls:
+            continue
+        title = g.find(f"{SVG}title").text
+        runs = list(g.iter(f"{SVG}text"))
+        if subscripts:
+            out[title] = [t.text for t in runs if t.get("baseline-shift") == "sub"]
+            continue
+        lines = {}
+        for t in runs:
+            lines.setdefault(t.get("y"), []).append(t.text or "")
+        out[title] = "\n".join("".join(parts) for parts in lines.values())
     return out
+
+
+def num(x):
+    """A number as the drawings (and derivations) print it: 3 significant digits, real minus."""
+    return number_html(x, 3)
 
 
 def mazur_gradients():
@@ -63,8 +78,9 @@ def test_mazur_svg_shows_every_weight_with_value_and_gradient(mazur_svg):
         hits = [(t, text) for t, text in edges.items() if f"{name} = " in text]
         assert len(hits) == 1, f"{name} should label exactly one edge"
         title, text = hits[0]
-        assert f"{name} = {fmt_number(weights[name], 3)}" in text
-        assert f"∂E_total/∂{name} = {fmt_number(ours[name], 3)}" in text
+        assert f"{name} = {num(weights[name])}" in text
+        assert f"∂Etotal/∂{name} = {num(ours[name])}" in text
+        assert "total" in svg_groups(mazur_svg, "edge", subscripts=True)[title]   # E_total: a real subscript
         if REFERENCE is not None:   # our autodiff agrees with Mazur's numbers, and the edge joins
             assert ours[name] == pytest.approx(REFERENCE["gradients"][f"dE_d{name}"], abs=1e-10)
             src, dst = REFERENCE["conventions"]["weight_naming"][name].split("->")
@@ -83,23 +99,26 @@ def test_mazur_svg_units_show_forward_values_and_deltas(mazur_svg):
     net_o = model.find("net_o")
     grads = gn.grad(model.loss, [net_o])
     delta = gn.evaluate(grads[net_o], model.example)[0]
-    out_o1 = next(t for t in nodes.values() if t.startswith("out_o1"))
-    assert f"out {fmt_number(values[model.output][0, 0], 3)}" in out_o1
-    assert f"δ {fmt_number(delta[0], 3)}" in out_o1
+    out_o1 = next(t for t in nodes.values() if t.startswith("outo1"))
+    assert out_o1.startswith(f"outo1 = {num(values[model.output][0, 0])}")
+    assert out_o1.count("outo1") == 1          # the unit's title carries its value: no "out 0.751" again
+    assert f"neto1 = {num(values[model.find('net_o')][0, 0])}" in out_o1
+    assert f"δ = {num(delta[0])}" in out_o1
     if REFERENCE is not None:
         assert delta[0] == pytest.approx(REFERENCE["chain_rule_factors"]["delta_o1"], abs=1e-10)
-    assert any("E_total = " + fmt_number(values[model.loss], 3) in t for t in nodes.values())
+    assert any("Etotal = " + num(values[model.loss]) in t for t in nodes.values())
     assert any("bias" in t for t in nodes.values())
 
 
-def test_values_without_grads_say_not_computed_yet_never_zero(tmp_path):
+def test_values_without_grads_are_a_clean_forward_picture(tmp_path):
     path = tmp_path / "m.svg"
     assert main(["draw", "mazur", "--view", "neurons", "--values", "-o", str(path)]) == 0
     edges = svg_groups(path, "edge")
     w5 = next(text for text in edges.values() if "w5 = " in text)
-    assert "∂E_total/∂w5: not computed yet" in w5
-    assert "0.0822" not in path.read_text()
-    assert "∂E_total/∂w5 = 0" not in path.read_text()
+    assert w5 == "w5 = 0.4"
+    svg = path.read_text()
+    for clutter in ("not computed", "∂", "δ", "0.0822"):
+        assert clutter not in svg, clutter
 
 
 def test_dot_output_is_identical_across_processes():
@@ -168,7 +187,7 @@ def test_stdout_without_output_and_cli_errors(capsys):
     assert capsys.readouterr().out.startswith("digraph xor")
     assert main(["draw", "mazur", "--view", "sideways"]) == 1
     err = capsys.readouterr().err
-    assert "unknown view 'sideways'" in err and "backward, neurons, ops" in err
+    assert "unknown view 'sideways'" in err and "backward, block, cell, maps, neurons, ops, unrolled" in err
     assert main(["draw", "mazur", "-o", "m.jpeg"]) == 1
     assert ".svg" in capsys.readouterr().err
     assert main(["draw", "perceptron-and", "--view", "neurons", "--grads"]) == 1
@@ -197,4 +216,4 @@ def test_model_file_and_display_options(tmp_path, capsys):
     units = sorted(set(re.findall(r"^\s*(L1u\d+|L1more) \[", dot, flags=re.M)))
     assert units == ["L1more", "L1u0", "L1u1", "L1u11"]       # first 2, ⋮, last
     assert "9 more" in dot                                     # 12 − 3 shown
-    assert "net 0.37037" in dot                                # 3 × 0.123456, 5 digits
+    assert "net = 0.37037" in dot                              # 3 × 0.123456, 5 digits

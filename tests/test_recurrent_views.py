@@ -71,8 +71,8 @@ def test_unrolled_drawing_styles_explicit_and_implicit_paths_apart():
     g = draw(get_model("rnn-scalar"), view="unrolled", values="example")
     src = g.source
     edges = re.findall(r"(\w+) -> (\w+) \[([^\]]*)\]", src, re.S)
-    explicit = [attrs for a, b, attrs in edges if "∂⁺s_" in attrs]
-    implicit = [attrs for a, b, attrs in edges if re.search(r"∂s_\d/∂s_\d", attrs)]
+    explicit = [attrs for a, b, attrs in edges if "∂⁺s<SUB>" in attrs]
+    implicit = [attrs for a, b, attrs in edges if re.search(r"∂s<SUB>\d</SUB>/∂s<SUB>\d</SUB>", attrs)]
     assert len(explicit) == 4 and len(implicit) == 3
     assert all("dashed" in l for l in implicit) and not any("dashed" in l for l in explicit)
     assert "term 4 = " in src and "Σ terms" in src
@@ -82,7 +82,8 @@ def test_draw_cli_unrolled_svg(tmp_path, capsys):
     out = tmp_path / "r.svg"
     assert main(["draw", "rnn", "--view", "unrolled", "--steps", "4", "-o", str(out)]) == 0
     svg = out.read_text()
-    assert svg.startswith("<?xml") and "s_4" in svg and "s_5" not in svg
+    states = re.findall(r'>s</text>\s*<text[^>]*baseline-shift="sub"[^>]*>(\d+)</text>', svg)
+    assert svg.startswith("<?xml") and "4" in states and "5" not in states
     assert main(["draw", "mazur", "--view", "unrolled"]) == 1
     assert "recurrent" in capsys.readouterr().err
 

@@ -60,11 +60,16 @@ def cmd_show(args):
 
 
 def graph_text(graph: Graph) -> str:
-    """One line per node: %k = op(operands)  name (shape)  [element names]."""
+    """One line per node: %k = op(operands)  name (shape)  [element names]; an op that holds
+    a number shows its formula (``%4 = 1 − %3``, ``%3 = 3·%2``), the same text the ops view draws."""
+    from ..draw.labels import op_label, shows_formula
+
     ids = {n: f"%{i}" for i, n in enumerate(graph.nodes)}
     lines = []
     for n in graph.nodes:
-        if n.inputs:
+        if n.inputs and shows_formula(n):
+            what = op_label(n, ids, html=False)
+        elif n.inputs:
             args = ", ".join(ids[x] for x in n.inputs)
             what = f"{n.op.label(n)}({args})"
         else:

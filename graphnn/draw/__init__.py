@@ -1,9 +1,12 @@
 """Drawing graphs with Graphviz: ``draw(model_or_graph, view=...)`` returns a ``graphviz.Digraph``.
 
-Views (see `VIEWS`): 'ops' (every op and variable, layers as clusters), 'neurons' (the
-lecture picture: one circle per unit, bias units, named weights on the edges), 'backward'
-(the gradient graph beside the forward one). Other modules add views with `register_view`
-— the recurrence code adds 'unrolled' this way.
+Views (see `VIEWS`; each module of this package registers its own with `register_view`):
+'ops' (every op and variable, grouped by layer, time step or attention block), 'neurons'
+(the lecture picture: one unit per neuron, bias units, named weights on the edges),
+'backward' (the gradient graph on the forward one's right), 'unrolled' (a recurrence over
+its time steps, BPTT paths), 'cell' (an LSTM cell, Goodfellow's block diagram), 'block'
+(softmax(QKᵀ/√d_k)V with shapes) and 'maps' (a CNN's filters and feature maps, a matplotlib
+figure). ``size='slide'`` fits any of them to 1920×1080 at a readable font (`fit`).
 
 A view is a function ``fn(ctx: DrawContext) -> graphviz.Digraph``. The context carries the
 graph, its loss and output, and computes values (``ctx.values``, from ``evaluate``) and
@@ -19,22 +22,30 @@ from typing import Callable
 from ..callable_module import make_callable
 from ..errors import UnknownNameError
 from .context import DrawContext, DrawError, example_feeds, make_context
+from .fit import MIN_FONT_PX, SLIDE, fit, slide_size
 from .render import MissingDotError, require_dot, save
 
 VIEWS: dict[str, Callable] = {}
 VIEW_HELP: dict[str, str] = {}
+VIEW_FITS: dict[str, list] = {}
 
 
-def register_view(name: str, fn: Callable, help: str = "") -> Callable:
-    """Make ``draw(..., view=name)`` and ``graphnn draw --view name`` call ``fn(ctx)``."""
+def register_view(name: str, fn: Callable, help: str = "", fits=None) -> Callable:
+    """Make ``draw(..., view=name)`` and ``graphnn draw --view name`` call ``fn(ctx)``.
+
+    ``fits``: levels of detail for ``size=`` (see `graphnn.draw.fit`), each a list of option
+    sets (DrawContext fields such as ``max_units``, or view options) from the most detailed
+    to the most compact; without it, a sized drawing is the plain one scaled into the box.
+    """
     VIEWS[name] = fn
     VIEW_HELP[name] = help
+    VIEW_FITS[name] = list(fits) if fits else [[{}]]
     return fn
 
 
 def draw(subject, view: str = "ops", values=None, grads: bool = False, *, params=None,
          example_index: int = 0, precision: int = 3, max_units: int = 10, collapse: bool = False,
-         output=None, **options):
+         size=None, output=None, **options):
     """Draw a Model, Graph or Node; returns a ``graphviz.Digraph`` (Jupyter displays it).
 
     ``values``: None (structure only), a dict of feeds, or 'example' (the model's worked
@@ -42,17 +53,42 @@ def draw(subject, view: str = "ops", values=None, grads: bool = False, *, params
     values='example' when no values are given). ``params`` overrides parameter values
     (e.g. trained weights). ``example_index`` picks the batch row units show;
     ``precision`` is significant digits; layers wider than ``max_units`` collapse into
-    an ellipsis group (neurons view); ``collapse`` draws one box per layer (ops view).
-    Save with `save(digraph, 'net.svg')` or ``digraph.render``.
+    an ellipsis group (neurons view); ``collapse`` draws one box per group (ops view).
+    ``size``: 'slide' (1920×1080) or (width, height) in pixels — the picture is made to fit
+    that box at a readable font (wide layers collapsed, middle time steps elided, …).
+    Save with `save(digraph, 'net.svg')` or ``digraph.render``. The 'maps' view returns a
+    matplotlib Figure instead (`save` writes it too).
     """
     _load_views()
     if view not in VIEWS:
         raise UnknownNameError(f"unknown view {view!r}; views: {', '.join(sorted(VIEWS))}")
     ctx = make_context(subject, values, grads, params=params, example_index=example_index,
-                       precision=precision, max_units=max_units, collapse=collapse, options=options)
+                       precision=precision, max_units=max_units, collapse=collapse,
+                       size=None if size is None else slide_size(size), options=options)
     if output is not None:
         ctx.output = output
-    return VIEWS[view](ctx)
+    fn = VIEWS[view]
+    if ctx.size is None or getattr(fn, "fits_itself", False):
+        return fn(ctx)
+    return fit(lambda opts: _with_options(ctx, opts, fn), ctx.size, VIEW_FITS[view])
+
+
+def _with_options(ctx, options: dict, fn):
+    """``fn(ctx)`` with ``options`` set (context fields, else view options), then restored."""
+    saved_fields, saved_options = {}, dict(ctx.options)
+    for key, value in options.items():
+        if hasattr(ctx, key) and not key.startswith("_"):
+            saved_fields[key] = getattr(ctx, key)
+            setattr(ctx, key, value)
+        else:
+            ctx.options[key] = value
+    try:
+        return fn(ctx)
+    finally:
+        for key, value in saved_fields.items():
+            setattr(ctx, key, value)
+        ctx.options.clear()
+        ctx.options.update(saved_options)
 
 
 def _load_views():
@@ -68,6 +104,6 @@ def available_views() -> dict:
 
 
 __all__ = ["draw", "save", "register_view", "available_views", "VIEWS", "DrawContext", "DrawError",
-           "MissingDotError", "require_dot", "example_feeds"]
+           "MissingDotError", "require_dot", "example_feeds", "SLIDE", "MIN_FONT_PX"]
 
 make_callable(__name__, draw)   # graphnn.draw(...) is this package's draw()

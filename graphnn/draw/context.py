@@ -16,7 +16,7 @@ from ..errors import FeedError, GradientError, GraphnnError
 from ..evaluate import evaluate
 from ..graph import Graph, Node
 from ..model import Model
-from .style import fmt_array, fmt_number
+from .style import Html, fmt_array, fmt_number
 
 
 class DrawError(GraphnnError, ValueError):
@@ -38,6 +38,7 @@ class DrawContext:
     precision: int = 3                # significant digits of numbers
     max_units: int = 10                # wider layers collapse into an ellipsis group
     collapse: bool = False            # ops view: one box per layer (CNNs, deep nets)
+    size: tuple | None = None         # (width, height) in pixels the picture must fit, or None
     options: dict = field(default_factory=dict)   # view-specific extras
     _values: dict | None = field(default=None, repr=False)
     _grad_cache: dict = field(default_factory=dict, repr=False)
@@ -102,6 +103,28 @@ class DrawContext:
             self._grad_cache.update(zip(wanted, arrays))
         return {w: self._grad_cache[w] for w in wrt}
 
+    def contributions(self, node: Node) -> dict:
+        """(consumer, input position) -> value of that use's term of d(loss)/d(node): the
+        autodiff record's split of a gradient over the node's uses (a tied W's encoder and
+        decoder shares)."""
+        key = ("terms", node)
+        if key not in self._grad_cache:
+            self.gradients([node])
+            try:
+                record = grad(self.loss, [node], disconnected="zero").record
+            except GradientError as e:
+                raise DrawError(f"cannot show gradients of {self.loss.label()}: {e}") from None
+            terms = record.terms_into(node)
+            arrays = evaluate([t.contribution for t in terms], self.feeds, self.params) if terms else []
+            self._grad_cache[key] = {(t.consumer, t.position): v for t, v in zip(terms, arrays)}
+        return self._grad_cache[key]
+
+    def memo(self, key, compute):
+        """``compute()`` once per context and ``key`` (a slide fit draws a view several times)."""
+        if key not in self._grad_cache:
+            self._grad_cache[key] = compute()
+        return self._grad_cache[key]
+
     def evaluate_nodes(self, nodes) -> dict:
         """Values of ``nodes`` and everything they read (e.g. a gradient graph's nodes)."""
         if self.feeds is None:
@@ -109,10 +132,11 @@ class DrawContext:
         return evaluate(list(nodes), self.feeds, self.params, return_values=True)[1]
 
     # -- text -----------------------------------------------------------------------
-    def num(self, x) -> str:
+    def num(self, x) -> Html:
+        """A number as labels show it (`notation.number_html`, ``precision`` digits)."""
         return fmt_number(x, self.precision)
 
-    def arr(self, value) -> str:
+    def arr(self, value) -> Html:
         return fmt_array(value, self.precision)
 
     def row(self, value):

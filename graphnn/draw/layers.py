@@ -36,14 +36,21 @@ def _only_leaves(node: Node, kinds=("parameter", "constant")) -> bool:
     return node.kind == "op" and all(x.kind in kinds for x in node.inputs)
 
 
-def find_layers(graph: Graph, end: Node | None = None) -> list[Layer]:
-    """The layers of ``graph`` in graph order; ``end`` (the network's output) closes the last."""
+def find_layers(graph: Graph, end: Node | None = None, taken: set | None = None) -> list[Layer]:
+    """The layers of ``graph`` in graph order; ``end`` (the network's output) closes the last.
+
+    Nodes in ``taken`` (already grouped otherwise) join no layer; the set is updated. A
+    weight's preparation (a tied decoder's Wᵀ) joins the layer that reads it, never
+    starts one of its own.
+    """
     users = graph.consumers()
-    taken: set = set()
+    taken = set() if taken is None else taken
     layers = []
     for node in graph.nodes:
         if node.kind != "op" or node in taken or not any(x.kind == "parameter" for x in node.inputs):
             continue
+        if _only_leaves(node) and len(users[node]) == 1 and users[node][0][0] not in taken:
+            continue   # weight preparation: its consumer's layer takes it
         layer = Layer(len(layers) + 1, node)
         for x in node.inputs:   # its weights, and weight preparation used only here (tied Wᵀ)
             if x in taken:

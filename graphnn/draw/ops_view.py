@@ -1,19 +1,24 @@
 """The ops view: every node of the graph — op boxes, inputs, parameters, constants — with
-names and shapes, layers as clusters, and optionally values and gradients on the nodes.
+names and shapes, grouped the way the model is built (layers, time steps, attention
+blocks, the loss; see `groups`), and optionally values and gradients on the nodes.
 
-``collapse=True`` draws each layer as one box (op chain, weights, output shape): what keeps
-a deep or convolutional net's picture readable.
+``collapse=True`` draws each group as one box (op chain, weights, output shape): what keeps
+a deep or convolutional net's picture readable. Option ``merge_params=True`` draws a
+group's many parameters (an LSTM's twelve) as one box; ``rankdir='LR'`` lays it out left
+to right.
 """
 from __future__ import annotations
 
 from ..graph import Graph, Node
 from ..ops import Count, Linear, MatMul, OpTable
-from .layers import find_layers
-from .style import (CLUSTER_STYLE, FORWARD_EDGE, NODE_STYLES, NOT_COMPUTED, fmt_shape, grad_line,
-                    html_label, new_digraph, small)
+from .groups import find_groups
+from .labels import name_html, op_label
+from .style import (CLUSTER_STYLE, FORWARD_EDGE, NODE_STYLES, Html, bold, d_of, fmt_shape, grad_line, h,
+                    html_label, new_digraph, nm, small, value_line)
 
 #: op class -> the names its input edges are labelled with
 EDGE_NAMES = OpTable("edge labels", {Linear: ("x", "W", "b"), MatMul: ("a", "b")})
+MERGE_AT = 4   # merge_params: groups with this many parameters draw them as one box
 
 
 def node_style(ctx, node: Node) -> dict:
@@ -21,38 +26,37 @@ def node_style(ctx, node: Node) -> dict:
         return NODE_STYLES["loss"]
     if node.kind == "parameter":
         return NODE_STYLES["parameter" if node.trainable else "fixed"]
+    if isinstance(node.op, Count):
+        return NODE_STYLES["caption"]
     return NODE_STYLES[node.kind]
 
 
 def element_names_text(node: Node, limit: int = 8):
-    """'w1, w3; w2, w4' for small named parameters (the names lectures use)."""
+    """'w₁, w₃; w₂, w₄' for small named parameters (the names lectures use), as HTML."""
     if node.names is None or len(node.names[0]) > limit or node.names[0] == (node.name,):
         return None
     flat, shape = node.names
     per_row = shape[-1] if shape else 1
     rows = [flat[i:i + per_row] for i in range(0, len(flat), per_row)]
-    return "; ".join(", ".join(r) for r in rows)
+    return Html("; ".join(", ".join(nm(n) for n in r) for r in rows))
 
 
 def node_label(ctx, node: Node, grads: dict) -> str:
-    shape = fmt_shape(node.shape)
     if node.kind == "op":
-        head = [(node.op.label(node), {"bold": True})]
-        if node.name:
-            head.append(node.name)
+        head = [bold(op_label(node)), nm(node.name) if node.name else None]
     else:
         kind = node.kind if node.kind != "parameter" or node.trainable else "fixed parameter"
-        head = [(node.name or node.kind, {"bold": True}), small(kind)]
-    lines = head + [small(shape)]
+        # compact (a slide): the colour and border already say input/parameter/fixed
+        head = [bold(nm(node.name) if node.name else node.kind), None if ctx.options.get("compact") else small(kind)]
+    lines = head + [small(fmt_shape(node.shape))]
     names = element_names_text(node)
     if names:
         lines.append(small(names))
     if ctx.has_values and node in ctx.values:
-        lines.append(small("= " + ctx.arr(ctx.values[node]), "#1a5276"))
+        lines.append(value_line(h("= ", ctx.arr(ctx.values[node]))))
     if node in grads:
-        lines.append(grad_line(f"∂{ctx.loss_name}/∂{node.label()} = {ctx.arr(grads[node])}"))
-    elif ctx.has_values and not ctx.show_grads and node.trainable and ctx.nondiff_reason is None:
-        lines.append(grad_line(f"∂{ctx.loss_name}/∂{node.label()}: {NOT_COMPUTED}"))
+        of = nm(node.name) if node.name else Html("·")     # an unnamed op: "∂E/∂·", not "∂E/∂×"
+        lines.append(grad_line(h(d_of(ctx.loss_name, of), " = ", ctx.arr(grads[node]))))
     return html_label(*lines)
 
 
@@ -67,8 +71,8 @@ def _gradients(ctx) -> dict:
 
 def draw_ops(ctx, graph_name: str | None = None):
     """The ops view as a graphviz Digraph."""
-    g = new_digraph(graph_name or ctx.name, ctx.options.get("rankdir", "TB"))
-    g.attr(label=f"{ctx.name}: ops view" + _value_note(ctx))
+    g = new_digraph(graph_name or ctx.name, ctx.options.get("rankdir", "TB"), newrank="true", ranksep="0.3")
+    g.attr(label=html_label(h(ctx.name, ": ops view", _value_note(ctx))))
     add_forward(ctx, g, _gradients(ctx))
     return g
 
@@ -80,69 +84,111 @@ def _value_note(ctx) -> str:
 
 
 def add_forward(ctx, g, grads: dict, prefix: str = ""):
-    """Add the forward graph's nodes (clustered by layer) and edges to ``g``; returns node→id."""
+    """Add the forward graph's nodes (clustered by group) and edges to ``g``; returns node→id."""
     graph = ctx.graph
-    layers = find_layers(graph, end=ctx.output)
-    in_layer = {m: layer for layer in layers for m in layer.members}
-    loss_part = _loss_part(ctx, in_layer)
+    groups = find_groups(graph, ctx.output, ctx.loss)
+    boxed = _boxed(ctx, groups)
     ids = {}
-    if ctx.collapse:
-        for layer in layers:
-            lid = f"{prefix}layer{layer.number}"
-            for m in layer.members:
-                ids[m] = lid
-            g.node(lid, _collapsed_label(ctx, layer), **NODE_STYLES["op"])
+    for group in groups:
+        if group.key in boxed:
+            gid = f"{prefix}{group.key}"
+            ids.update((m, gid) for m in group.members)
+            g.node(gid, _collapsed_label(ctx, group), **NODE_STYLES["loss" if group.kind == "loss" else "op"])
+    merged = _merge_params(groups, boxed, ids, prefix) if ctx.options.get("merge_params") else {}
     for n in graph.nodes:
         ids.setdefault(n, prefix + ctx.node_id(n))
-    placed = set()
-    for layer in ([] if ctx.collapse else layers):
-        with g.subgraph(name=f"cluster_{prefix}layer{layer.number}") as c:
-            c.attr(label=layer.title(), **CLUSTER_STYLE)
-            for m in layer.members:
-                c.node(ids[m], node_label(ctx, m, grads), **node_style(ctx, m))
-                placed.add(m)
-    if loss_part:
-        with g.subgraph(name=f"cluster_{prefix}loss") as c:
-            c.attr(label="loss", **CLUSTER_STYLE)
-            for m in loss_part:
-                c.node(ids[m], node_label(ctx, m, grads), **node_style(ctx, m))
+    placed = set(merged)
+    for group in groups:
+        if group.key in boxed:
+            placed.update(group.members)
+            continue
+        with g.subgraph(name=f"cluster_{prefix}{group.key}") as c:
+            c.attr(label=html_label(group.title), **CLUSTER_STYLE)
+            for m in group.members:
+                if m in merged:
+                    c.node(ids[m], merged[m], **NODE_STYLES["parameter"])
+                else:
+                    c.node(ids[m], node_label(ctx, m, grads), **node_style(ctx, m))
                 placed.add(m)
     for n in graph.nodes:
-        if n not in placed and not (ctx.collapse and n in in_layer):
+        if n not in placed:
             g.node(ids[n], node_label(ctx, n, grads), **node_style(ctx, n))
-    seen = set()
-    for n in graph.nodes:
-        for pos, x in enumerate(n.inputs):
-            edge = (ids[x], ids[n])
-            if ids[x] == ids[n] or (ctx.collapse and edge in seen):
-                continue
-            seen.add(edge)
-            names = EDGE_NAMES.get(n.op)
-            label = names[pos] if names and not ctx.collapse else None
-            g.edge(*edge, label=label, **FORWARD_EDGE)
+    _edges(ctx, g, ids, named=not boxed and not merged)
     return ids
 
 
-def _loss_part(ctx, in_layer) -> list:
-    """Nodes after the network's output up to the loss, with the targets they read."""
-    if ctx.loss is None or ctx.output is None or ctx.loss not in ctx.graph:
-        return []
-    net = set(Graph([ctx.output]).nodes)
-    return [n for n in Graph([ctx.loss]).nodes if n not in net and n not in in_layer]
+def _boxed(ctx, groups) -> set:
+    """Keys of the groups drawn as one box: all but the loss with ``collapse``; with option
+    ``expand_steps=k``, every time step but the first ⌈k/2⌉ and the last ⌊k/2⌋."""
+    if ctx.collapse:
+        return {grp.key for grp in groups}
+    k = ctx.options.get("expand_steps")
+    steps = [grp.key for grp in groups if grp.kind == "step"]
+    if k is None or len(steps) <= k:
+        return set()
+    return set(steps[(k + 1) // 2:len(steps) - k // 2])
 
 
-def _collapsed_label(ctx, layer) -> str:
-    params = [m for m in layer.members if m.kind == "parameter"]
-    weights = ", ".join(f"{p.name} {fmt_shape(p.shape)}" + ("" if p.trainable else " fixed") for p in params)
-    lines = [(layer.title(), {"bold": True}), small(weights), small("→ " + fmt_shape(layer.last.shape))]
-    if ctx.has_values and layer.last in ctx.values:
-        lines.append(small("= " + ctx.arr(ctx.values[layer.last]), "#1a5276"))
-    return html_label(*lines)
+def _edges(ctx, g, ids, named: bool):
+    """One edge per pair of boxes; a Linear's inputs labelled x, W, b (``named``)."""
+    seen = set()
+    for n in ctx.graph.nodes:
+        for pos, x in enumerate(n.inputs):
+            edge = (ids[x], ids[n])
+            if ids[x] == ids[n] or edge in seen:
+                continue
+            seen.add(edge)
+            names = EDGE_NAMES.get(n.op) if named else None
+            g.edge(*edge, label=names[pos] if names else None, **FORWARD_EDGE)
+
+
+def _merge_params(groups, boxed, ids, prefix) -> dict:
+    """One box for a group's many parameters (an LSTM's twelve); returns param → its label."""
+    merged = {}
+    for group in groups:
+        params = [m for m in group.members if m.kind == "parameter"]
+        if len(params) < MERGE_AT or group.key in boxed:
+            continue
+        pid = f"{prefix}{group.key}_params"
+        names = h(*[x for k, p in enumerate(params) for x in (", " if k else None, nm(p.name))])
+        label = html_label(bold(f"{len(params)} parameters"), small(names))
+        for p in params:
+            ids[p] = pid
+            merged[p] = label
+    return merged
+
+
+def _collapsed_label(ctx, group) -> str:
+    # its parameters, and weights it borrows (a tied decoder's Wᵀ: an op on parameters alone)
+    params = [m for m in group.members if m.kind == "parameter" or
+              (m.kind == "op" and m.inputs and all(x.kind == "parameter" and x not in group.members
+                                                   for x in m.inputs))]
+    shown = params[:6]
+    weights = h(*[x for k, p in enumerate(shown) for x in (
+        ", " if k else None, name_html(p), " ", fmt_shape(p.shape),
+        " tied" if p.kind == "op" else "" if p.trainable else " fixed")])
+    if len(params) > len(shown):
+        weights = h(weights, f", … ({len(params)} in all)")
+    last = group.last
+    if group.kind == "loss":
+        last = ctx.loss if ctx.loss in group.members else last
+        params = []
+    out = h("→ ", nm(last.name) if last.name else None, " ", fmt_shape(last.shape))
+    if ctx.has_values and last in ctx.values:
+        out = h(out, " = ", ctx.arr(ctx.values[last]))
+    return html_label(bold(group.title), small(weights) if params else None, value_line(out))
 
 
 def _register():
     from . import register_view
-    register_view("ops", draw_ops, "op and variable nodes with names and shapes, layers as clusters")
+    register_view("ops", draw_ops, "op and variable nodes with names and shapes, grouped by layer, "
+                  "time step or attention block",
+                  fits=[[{}, {"rankdir": "LR"}],
+                        [{"compact": True, **o} for o in ({}, {"rankdir": "LR"})],
+                        [{"compact": True, "merge_params": True, **o} for o in ({}, {"rankdir": "LR"})],
+                        *[[{"compact": True, "merge_params": True, "expand_steps": k, **o}
+                           for o in ({}, {"rankdir": "LR"})] for k in (2, 1)],
+                        [{"collapse": True}, {"collapse": True, "rankdir": "LR"}]])
 
 
 _register()

@@ -1,6 +1,7 @@
 """Writing a drawing to a file: DOT is plain text; SVG/PNG/PDF need Graphviz's ``dot``."""
 from __future__ import annotations
 
+import io
 import shutil
 from pathlib import Path
 
@@ -11,6 +12,10 @@ from ..errors import GraphnnError
 FORMATS = ("dot", "gv", "svg", "png", "pdf")
 INSTALL_HINT = ("install Graphviz: `apt-get install graphviz` (Debian/Ubuntu), `brew install graphviz` "
                 "(macOS), or run scripts/install_system_deps.sh; `.dot` output works without it")
+
+
+# no creation dates in the files, so the same figure gives the same bytes
+_FIXED_METADATA = {"png": {"Software": None}, "svg": {"Date": None}, "pdf": {"CreationDate": None}}
 
 
 class MissingDotError(GraphnnError, RuntimeError):
@@ -35,7 +40,15 @@ def output_format(path) -> str:
 
 
 def render_bytes(digraph: graphviz.Digraph, fmt: str) -> bytes:
-    """The drawing as bytes in ``fmt`` (dot/gv: its DOT source)."""
+    """The drawing as bytes in ``fmt`` (dot/gv: its DOT source). A matplotlib Figure (the
+    'maps' view) is written by matplotlib, offline, images embedded."""
+    if hasattr(digraph, "savefig"):
+        if fmt in ("dot", "gv"):
+            raise GraphnnError("this drawing is a picture (a matplotlib figure), not a graph: write it "
+                               "as .png, .svg or .pdf")
+        buf = io.BytesIO()
+        digraph.savefig(buf, format=fmt, dpi=digraph.dpi, metadata=_FIXED_METADATA.get(fmt))
+        return buf.getvalue()
     if fmt in ("dot", "gv"):
         return digraph.source.encode("utf-8")
     require_dot()
@@ -54,5 +67,7 @@ def save(digraph: graphviz.Digraph, path) -> Path:
     data = render_bytes(digraph, output_format(path))
     if path.parent and not path.parent.exists():
         raise FileNotFoundError(f"cannot write {str(path)!r}: directory {str(path.parent)!r} does not exist")
-    path.write_bytes(data)
+    tmp = path.with_name(f".{path.name}.tmp")     # atomic: no half-written file on failure
+    tmp.write_bytes(data)
+    tmp.replace(path)
     return path

@@ -40,7 +40,8 @@ def rnn_scalar(steps: int = 4, mode: str = "unrolled", w: float = 0.5, u: float 
     example = {"x": xs, "t": np.array([1.0])}
     return Model("rnn-scalar", E, rec.carry, (x, t), Dataset(example), example=example,
                  defaults={"lr": 0.5, "steps": 200}, task="regression",
-                 description=f"scalar RNN over T = {steps} steps (x = {tuple(xs[0])}), loss ½(t − s_T)²",
+                 description=f"scalar RNN over T = {steps} steps (x = {tuple(float(v) for v in xs[0])}), "
+                             "loss ½(t − s_T)²",
                  extras={"scan": rec, "state": "s", "builder": rnn_scalar, "steps": steps})
 
 

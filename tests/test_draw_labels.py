@@ -1,0 +1,216 @@
+"""What the drawings say, model by model: names with real subscripts (the derivations'
+notation), no gradient clutter without --grads, groups that follow the model's structure,
+each edge's own gradient share, the loss in the model's names, constants kept in `show`
+and the ops view, the unrolled view's --wrt and elided steps, and the new views (LSTM cell,
+attention block, CNN feature maps) checked against the reference evaluator."""
+import re
+
+import numpy as np
+import pytest
+import sympy
+from hypothesis import given, settings, strategies as st
+from sympy.parsing.sympy_parser import implicit_multiplication, parse_expr, standard_transformations
+
+import graphnn as gn
+from graphnn.cli import main
+from graphnn.cli.core import graph_text
+from graphnn.draw import DrawError, example_feeds
+from graphnn.models import available, get_model
+from graphnn.notation import expr_text, html_name, number_html
+
+GRAPH_VIEWS = ("ops", "neurons", "backward", "unrolled", "cell", "block")
+
+
+def labels(source: str) -> list[str]:
+    """Every label of a DOT source (HTML-like or quoted)."""
+    return re.findall(r"label=<(.*?)>(?=[ \]])", source) + re.findall(r'label="((?:[^"\\]|\\.)*)"', source)
+
+
+def html_number(text: str) -> float:
+    """A number as `notation.number_html` writes it (−0.0226, 1.01×10<SUP>−5</SUP>) read back."""
+    text = text.replace("−", "-")
+    m = re.fullmatch(r"(-?[\d.]+)(?:×10<SUP>(-?\d+)</SUP>)?", text)
+    return float(m.group(1)) * 10.0 ** int(m.group(2) or 0)
+
+
+def names_with_underscores(model) -> set:
+    out = set()
+    for n in model.graph.nodes:
+        out.update(x for x in [n.name] + list(n.names[0] if n.names else []) if x and "_" in x)
+    return out
+
+
+def drawings(model, values):
+    """(view, DOT source) for every graph view that applies to ``model``."""
+    for view in GRAPH_VIEWS:
+        try:
+            yield view, gn.draw(model, view=view, values=values if view != "unrolled" else None).source
+        except DrawError:
+            continue
+
+
+@pytest.mark.parametrize("name", list(available()))
+def test_names_are_real_subscripts_and_values_come_without_gradient_clutter(name):
+    model = get_model(name)
+    values = "example" if (model.example or model.data) else None
+    underscored = names_with_underscores(model)
+    for view, source in drawings(model, values):
+        text = "\n".join(labels(source))
+        for raw in underscored:      # out_h1 is drawn out<SUB>h1</SUB>, never with its underscore
+            assert not re.search(rf"(?<![\w.]){re.escape(raw)}(?![\w<])", text), (view, raw)
+        assert "not computed" not in text and "δ ?" not in text, view
+        if view in ("ops", "neurons"):   # a values-only picture shows no gradient at all
+            assert "∂" not in text and "δ" not in text, view
+    if name == "mazur":
+        assert html_name("out_h1") == "out<SUB>h1</SUB>"
+        assert "out<SUB>h1</SUB>" in gn.draw(model, view="neurons").source
+
+
+def test_rnn_scalar_ops_view_groups_time_steps_in_order():
+    src = gn.draw(get_model("rnn-scalar"), values="example").source
+    titles = re.findall(r"subgraph cluster_\w+ \{\n[^\n]*label=<(.*?)> style", src)
+    assert [t for t in titles if t.startswith("time step")] == [f"time step {t}" for t in range(1, 5)]
+    assert not any(t.startswith("layer") for t in titles)    # no "layer 8: ×" beside the steps
+    for t in range(1, 5):    # each step's cluster holds its own input x_t
+        body = src.split(f"subgraph cluster_step{t} {{")[1].split("}")[0]
+        assert f"x<SUB>{t}</SUB>" in body
+
+
+def test_attention_projections_are_one_block_and_layers_never_empty():
+    src = gn.draw(get_model("attention")).source
+    body = src.split("subgraph cluster_proj1 {")[1].split("}")[0]
+    for w in ("attn.W_Q", "attn.W_K", "attn.W_V"):
+        assert html_name(w) in body
+    assert "cluster_attn1" in src and "softmax" in src.split("subgraph cluster_attn1 {")[1].split("}")[0]
+    for name in available():
+        for title in re.findall(r"label=<layer \d+:([^>]*)>", gn.draw(get_model(name)).source):
+            assert title.strip(), name        # the tied autoencoder's Wᵀ no longer makes "layer 2:"
+
+
+def test_mazur_bias_edges_show_their_own_share_and_the_loss_its_names():
+    model = get_model("mazur")
+    net_h, net_o = model.find("net_h"), model.find("net_o")
+    grads = gn.grad(model.loss, [net_h, net_o, model.find("b1")])
+    delta_h = gn.evaluate(grads[net_h], model.example)[0]       # δ of each hidden unit
+    total_b1 = float(np.ravel(gn.evaluate(grads[model.find("b1")], model.example))[0])
+    src = gn.draw(model, view="neurons", grads=True).source
+    d_b1 = f"∂{html_name('E_total')}/∂{html_name('b1')}"
+    for j in (0, 1):
+        edge = re.search(rf"L0bias -> L1u{j} \[label=<(.*)>", src).group(1)
+        assert f"{d_b1} via {html_name(f'net_h{j + 1}')} = {number_html(delta_h[j], 3)}" in edge
+        assert number_html(total_b1, 3) not in edge          # not the total, 0.0187, on every edge
+    assert f"{d_b1} = {number_html(total_b1, 3)} (sum of its edges)" in src
+    loss = re.search(r"\tloss \[label=<(.*)>", src).group(1)
+    assert f"= Σ ½(target − {html_name('out_o')})<SUP>2</SUP>" in loss and "t−y" not in loss
+
+
+def test_tied_weights_edges_show_each_uses_term():
+    x = gn.input("x", (None, 3))
+    W = gn.parameter("W", np.arange(6.0).reshape(3, 2) / 10 - 0.2)
+    b, c = gn.parameter("b", [0.1, 0.2]), gn.parameter("c", [0.0, 0.1, 0.0])
+    h = gn.sigmoid(gn.linear(x, W, b, name="net_h"), name="h")
+    y = gn.sigmoid(gn.linear(h, W.T, c, name="net_y"), name="y")
+    loss = gn.losses.quadratic(y, x, name="E")
+    feeds = {"x": np.array([[0.2, 0.5, 0.9]])}
+    total = gn.evaluate(gn.grad(loss, [W])[W], feeds)
+    src = gn.draw(gn.Graph([loss, y]), view="neurons", values=feeds, grads=True, output=y, precision=6).source
+    encoder = re.search(r"L0u0 -> L1u0 \[label=<(.*)>", src).group(1)
+    share = html_number(re.search(r"∂E/∂W\[0,0\] = (\S+)</FONT>", encoder).group(1))
+    # the encoder edge shows x_0 δ_h0, the encoder's term: not the total (which adds the decoder's)
+    assert share != pytest.approx(total[0, 0], rel=1e-2)
+    net_h = h.inputs[0]
+    delta = gn.evaluate(gn.grad(loss, [net_h])[net_h], feeds)
+    assert share == pytest.approx(0.2 * delta[0, 0], rel=1e-5)
+
+
+def test_show_and_ops_view_keep_constants(capsys):
+    y = gn.input("y", (None, 2))
+    out = 1 - 3 * y
+    text = graph_text(gn.Graph([out]))
+    assert re.search(r"%1 = 3·%0", text) and re.search(r"%2 = 1 − %1", text), text
+    src = gn.draw(out).source
+    assert "3·y" in src and "1 − v" in src
+    assert main(["show", "rnn-scalar"]) == 0
+    assert "np.float64" not in capsys.readouterr().out
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["+", "-", "*", "/"]), st.integers(1, 9)), min_size=1, max_size=4))
+def test_formula_text_reads_back_as_the_same_expression(ops):
+    v = sympy.Symbol("v", real=True)
+    expr = v
+    for op, k in ops:
+        expr = {"+": expr + k, "-": k - expr, "*": expr * k, "/": expr / k}[op]
+    text = expr_text(expr, {v: "v"})
+    back = text.replace("·", "*").replace("−", "-")
+    for glyph, frac in zip("½⅓⅔¼¾", ("1/2", "1/3", "2/3", "1/4", "3/4")):
+        back = back.replace(glyph, f"({frac})")
+    back = re.sub("[⁰¹²³⁴⁵⁶⁷⁸⁹]+", lambda m: "**" + m.group(0).translate(str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789")),
+                  back)
+    parsed = parse_expr(back, {"v": v}, transformations=standard_transformations + (implicit_multiplication,))
+    assert sympy.simplify(parsed - expr) == 0, text
+
+
+def test_unrolled_wrt_and_elided_steps_from_the_cli(capsys):
+    assert main(["draw", "rnn-scalar", "--view", "unrolled", "--wrt", "u"]) == 0
+    dot = capsys.readouterr().out
+    assert "∂⁺s<SUB>4</SUB>/∂u" in dot and "/∂w" not in dot
+    assert main(["draw", "rnn-scalar", "--view", "unrolled", "--steps", "12", "--values", "--precision", "6"]) == 0
+    dot = capsys.readouterr().out
+    shown = sorted(set(int(t) for t in re.findall(r"<B>s<SUB>(\d+)</SUB></B>", dot)))
+    assert shown == [0, 1, 2, 3, 10, 11, 12] and "⋯" in dot
+    model = get_model("rnn-scalar", steps=12)
+    w = model.find("w")
+    dw = float(gn.evaluate(gn.grad(model.loss, [w])[w], model.example))
+    terms = [html_number(m) for m in re.findall(r"(?:term \d+|Σ) = ([−-]?[\d.]+(?:×10<SUP>[−-]?\d+</SUP>)?)", dot)]
+    assert len(terms) == 7 and sum(terms) == pytest.approx(dw, rel=1e-4)   # 6 shown + the elided sum
+    assert main(["draw", "rnn", "--view", "unrolled", "--wrt", "nope"]) == 1
+    assert "uses no parameter 'nope'" in capsys.readouterr().err
+
+
+def test_lstm_cell_view_values_agree_with_the_unrolled_graph():
+    looped = get_model("lstm", steps=3)
+    unrolled = get_model("lstm", steps=3, mode="unrolled")
+    src = gn.draw(looped, view="cell", values="example", precision=6).source
+    for role, node in (("forget gate", "f_3"), ("input gate", "i_3"), ("output gate", "o_3"),
+                       ("input unit", "g_3"), ("state", "c_3")):
+        value = gn.evaluate(unrolled.find(node), unrolled.example)[0]
+        box = re.search(rf"<B>{role} [^<]*<SUB>t</SUB></B>.*?mean ([^ ]+) ", src).group(1)
+        assert html_number(box) == pytest.approx(value.mean(), rel=1e-5), role
+    assert "fig. 10.16" in src and "self-loop" in src
+    with pytest.raises(DrawError, match="LSTM"):
+        gn.draw(get_model("rnn"), view="cell")
+
+
+def test_attention_block_view_names_the_shapes():
+    src = gn.draw(get_model("attention"), view="block").source
+    for text in ("A = softmax(S)", "S = Q K<SUP>T</SUP> / √8", "B × h=2 × T=8 × d_k=8", "B × h=2 × T=8 × T=8",
+                 "concatenate the heads", html_name("attn.W_O")):
+        assert text in src, text
+    with pytest.raises(DrawError, match="attention"):
+        gn.draw(get_model("mazur"), view="block")
+
+
+def test_cnn_maps_view_shows_the_evaluated_feature_maps(tmp_path):
+    model = get_model("cnn")
+    fig = gn.draw(model, view="maps", values="example")
+    images = [np.ma.filled(a.get_images()[0].get_array().astype(float), np.nan) for a in fig.axes if a.get_images()]
+    feeds = example_feeds(model)                                  # the first training digit
+    a1 = gn.evaluate(model.find("a1"), feeds)[0]                  # (16, 8, 8)
+    K1 = model.find("K1").value
+    assert np.allclose(images[0], np.asarray(feeds["x"])[0, 0])
+    filters, maps = images[1], images[2]          # 16 tiles each, 8 high, 2 wide, blank gaps
+    k = ((maps.shape[0] + 1) // 8 - 1) // 8       # each value drawn as a k×k block
+    tile = lambda img, j, size: img[(j % 8) * (size + 1):(j % 8) * (size + 1) + size,  # noqa: E731
+                                    (j // 8) * (size + 1):(j // 8) * (size + 1) + size]
+    for j in (0, 1, 8, 15):
+        assert np.allclose(tile(maps, j, 8 * k)[::k, ::k], a1[j])
+    drawn = np.sort(filters[~np.isnan(filters)])
+    kf2 = drawn.size // K1[:, 0].size                # each weight drawn as a block of kf2 pixels
+    assert np.allclose(drawn, np.sort(np.repeat(K1[:, 0].ravel(), kf2)))
+    assert np.allclose(np.sort(maps[~np.isnan(maps)]), np.sort(np.repeat(a1.ravel(), k * k)))
+    assert main(["draw", "cnn", "--view", "maps", "-o", str(tmp_path / "m.svg")]) == 0
+    assert (tmp_path / "m.svg").read_text().count("<image") == 2        # the two filter banks: no values
+    assert main(["draw", "cnn", "--view", "maps"]) == 1                 # no DOT text to print
+    with pytest.raises(DrawError, match="conv2d"):
+        gn.draw(get_model("mazur"), view="maps")
