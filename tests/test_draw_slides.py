@@ -86,6 +86,8 @@ def test_every_view_fits_a_slide_at_a_readable_font(name):
         else:
             svg = render_bytes(drawing, "svg")
             smallest = svg_smallest_text_px(svg)
+            words = re.findall(r">([^<>]+)<", drawing.source)
+            assert not [w for w in words if w.strip() in ("None", "nan", "NaN")], (view, "a label says None")
             if view == "backward":   # the gradient graph always on the right of the forward graph
                 boxes = svg_cluster_boxes(svg)
                 assert boxes["cluster_forward"][1] <= boxes["cluster_backward"][0], boxes

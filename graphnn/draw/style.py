@@ -77,9 +77,9 @@ def html_label(*lines) -> str:
     """An HTML-like label from lines; a line is text or (text, {'size':, 'color':, 'bold':})."""
     parts = []
     for line in lines:
-        if line is None:
+        text, fmt = (line, {}) if line is None or isinstance(line, str) else line
+        if text is None:   # a line with nothing to say (small(None)): left out, never "None"
             continue
-        text, fmt = (line, {}) if isinstance(line, str) else line
         t = esc(text)
         if fmt.get("bold"):
             t = f"<B>{t}</B>"
