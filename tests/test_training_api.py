@@ -147,10 +147,14 @@ def test_cli_trains_a_model_file_on_a_data_file_and_reports_the_kept_model(tmp_p
     kept_acc = sk.accuracy_score(a.data.test["label"][:, 0], a.predict(a.data.test["x"])[:, 0] > 0.5)
     assert test_acc == pytest.approx(kept_acc, abs=5e-5) and kept_acc == a.kept_row["test_accuracy"]
     assert outs[0].split("final loss")[1] == outs[1].split("final loss")[1]      # .npz: the same run
-    # a regression model reports its metrics by name
-    assert main(["train", "linear-regression", "--steps", "5", "--test-fraction", "0.4"]) == 0
+    # a regression model reports its metrics by name; a schedule from the command line
+    assert main(["train", "linear-regression", "--steps", "5", "--test-fraction", "0.4",
+                 "--lr-schedule", "0.02*0.5**t"]) == 0
     out = capsys.readouterr().out
     assert "test mse:" in out and "test mae:" in out and "test r2:" in out
+    assert "SGD(lr=schedule(0.02*0.5**t))" in out.replace(" ", "")
+    assert main(["train", "linear-regression", "--lr-schedule", "0.1*epoch"]) == 1
+    assert "in the step count t only" in capsys.readouterr().err
     assert main(["train", "blobs-missing.py", "--data", str(tmp_path / "blobs.csv")]) == 1
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
     assert main(["train", str(tmp_path / "blobs.py"), "--data", str(tmp_path / "bad.csv")]) == 1
