@@ -34,8 +34,9 @@ class CpuBackend:
         self.dtype_name = np.dtype(self.dtype).name
         self.schedule = lower(model, optimizer, self.dtype_name)
         self.source = emit_module(self.schedule, optimizer)
+        # hyperparameter values (and schedules) are run-time arguments: not part of the key
         key = {"graph": self.schedule.graph_hash, "dtype": self.dtype_name,
-               "optimizer": repr(optimizer.structural_key())}
+               "optimizer": repr(optimizer.code_key())}
         self.module = load_generated_module(self.source, key, verbose=verbose)
         self.blas_threads = blas_threads
         self.trainable = list(self.schedule.trainable)
@@ -43,7 +44,6 @@ class CpuBackend:
         self.steps = 0
         self._buffers: dict = {}
         self._data: dict = {}
-        self._hyper = tuple(self.dtype(optimizer.hyper[h]) for h in self.schedule.update.hyper)
 
     # -- storage -----------------------------------------------------------------------
     def _init_params(self, start):
@@ -112,7 +112,10 @@ class CpuBackend:
         return out
 
     def _update_args(self):
-        return [self.flat_params, self.flat_grad, *self.flat_state.values(), self.steps, *self._hyper]
+        """apply_update's arguments for update number ``self.steps`` (schedules evaluated there)."""
+        hyper = self.optimizer.hyper_at(max(self.steps, 1))
+        return [self.flat_params, self.flat_grad, *self.flat_state.values(), self.steps,
+                *(self.dtype(hyper[h]) for h in self.schedule.update.hyper)]
 
     # -- protocol ----------------------------------------------------------------------
     def train_step(self, feeds) -> float:
@@ -143,8 +146,14 @@ class CpuBackend:
         self.steps += 1
         self._call("apply_update", self._update_args())
 
+    #: train_epoch feeds each batch its own ``step`` (training.backends.TrainingFeeds relies on it)
+    epoch_feeds_steps = True
+
     def train_epoch(self, feeds, batches) -> float:
-        """One epoch over ``batches`` (index arrays, equal sizes but a shorter last one) in one call."""
+        """One epoch over ``batches`` (index arrays, equal sizes but a shorter last one) in one call.
+
+        Unbatched inputs are fed once (dropout's ``training``); a fed ``step`` is the first
+        batch's, and each later batch gets the next number, as single steps would."""
         batches = [np.asarray(b) for b in batches]
         size = len(batches[0])
         if any(len(b) != size for b in batches[:-1]) or len(batches[-1]) > size:
@@ -153,12 +162,26 @@ class CpuBackend:
         values = {f"{k}_data": v for k, v in self._data_arrays(feeds).items()}
         values.update(self._temps(size))   # includes the batch buffers named like the inputs
         values.update(self._named_state())
+        values.update(self._unbatched_inputs(feeds))
+        values.update({f"{h}_per_step": v.astype(self.dtype) for h, v in
+                       self.optimizer.hyper_table(self.steps + 1, len(batches)).items()})
         values.update(order=order, batch_size=size)
         args = [values[n] for n in train_epoch_args(self.schedule)]
         with self._blas():
             total = self._call("train_epoch", args)
         self.steps += len(batches)
         return float(total) / len(order)
+
+    def _unbatched_inputs(self, feeds) -> dict:
+        """Fresh one-element (or fixed-shape) arrays of the unbatched inputs: fed, else their default."""
+        out = {}
+        for a in self.schedule.grad_step.args:
+            if a.role == "input" and not a.batched:
+                value = feeds.get(a.node.name, feeds.get(a.node, a.node.value))
+                if value is None:
+                    raise KeyError(f"train_epoch: no value fed for input {a.node.name!r}")
+                out[a.name] = _one(np.array(value, dtype=self.dtype).reshape(a.node.shape))
+        return out
 
     def _data_arrays(self, feeds) -> dict:
         """Whole training arrays in the backend's dtype, converted once and reused."""

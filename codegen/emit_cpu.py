@@ -376,33 +376,22 @@ def batched_inputs(sched):
 
 
 def train_epoch_args(sched):
+    """train_epoch's parameters: the data, the order, then train_step's arguments with each
+    hyperparameter as an array of its values per batch (``<h>_per_step``: schedules)."""
     data = [f"{a.name}_data" for a in batched_inputs(sched)]
-    return data + ["order", "batch_size"] + train_step_args(sched)
+    return data + ["order", "batch_size"] + train_step_args(sched)[:-len(sched.update.hyper) or None] + \
+        [f"{h}_per_step" for h in sched.update.hyper]
 
 
-def emit_train_epoch(sched, helpers: set | None = None) -> str:
-    """Mini-batches of ``order`` (the caller's shuffled order) inside compiled code.
+def _step_input(prog):
+    """The grad_step argument fed the training step (dropout's and noise's ``step``), if any."""
+    from graphnn.ops.dropout import STEP
 
-    The gradient step's statements are written into the batch loop rather than called:
-    Numba re-optimises and re-emits a callee's whole code inside each caller, so a call
-    would compile grad_step twice (alone, then again inside train_epoch).
-    """
-    w = Writer(sched.dtype)
-    prog = sched.grad_step
-    taken = {a.name for a in prog.args}
-    whole = {}   # batched buffer -> the train_epoch argument holding all its rows
-    for a in prog.args:
-        if a.batched and a.role in ("input", "temp"):
-            name = f"{a.name}_all"
-            while name in taken:
-                name += "_"
-            whole[a.name] = name
-            taken.add(name)
-    w("total = 0.0")
-    w("for start in range(0, order.shape[0], batch_size):")
-    w.indent()
-    w("stop = min(start + batch_size, order.shape[0])")
-    w("nb = stop - start  # the last batch may be short: it uses the buffers' leading rows")
+    return next((a.name for a in prog.args if a.role == "input" and a.node is STEP), None)
+
+
+def _gather_batch(w, sched, whole):
+    """The batch's rows of the data into the batch buffers; the buffers' leading ``nb`` rows."""
     w("for r in range(nb):")
     w.indent()
     w("row = order[start + r]")
@@ -415,6 +404,43 @@ def emit_train_epoch(sched, helpers: set | None = None) -> str:
     w.dedent()
     for name, all_rows in whole.items():
         w(f"{name} = {all_rows}[:nb]")
+
+
+def emit_train_epoch(sched, helpers: set | None = None) -> str:
+    """Mini-batches of ``order`` (the caller's shuffled order) inside compiled code.
+
+    The gradient step's statements are written into the batch loop rather than called:
+    Numba re-optimises and re-emits a callee's whole code inside each caller, so a call
+    would compile grad_step twice (alone, then again inside train_epoch). Batch k (from 0)
+    runs with the hyperparameters ``<h>_per_step[k]`` and, when the graph reads the
+    training ``step`` input, with step = (the fed step) + k: what k single steps would feed.
+    """
+    w = Writer(sched.dtype)
+    prog = sched.grad_step
+    taken = {a.name for a in prog.args} | set(sched.update.hyper)
+
+    def unique(name):
+        while name in taken:
+            name += "_"
+        taken.add(name)
+        return name
+
+    whole = {a.name: unique(f"{a.name}_all") for a in prog.args if a.batched and a.role in ("input", "temp")}
+    k, step_in = unique("k_batch"), _step_input(prog)
+    w("total = 0.0")
+    if step_in:
+        first = unique("first_step")
+        w(f"{first} = {step_in}[0]  # the step fed for the first batch")
+    w("for start in range(0, order.shape[0], batch_size):")
+    w.indent()
+    w("stop = min(start + batch_size, order.shape[0])")
+    w("nb = stop - start  # the last batch may be short: it uses the buffers' leading rows")
+    w(f"{k} = start // batch_size")
+    if step_in:
+        w(f"{step_in}[0] = {first} + {k}")
+    for h in sched.update.hyper:
+        w(f"{h} = {h}_per_step[{k}]")
+    _gather_batch(w, sched, whole)
     w("# -- grad_step's statements --")
     lines = [INDENT + line if line else "" for line in program_lines(prog, sched.dtype, helpers)]
     w.dedent()
@@ -428,8 +454,7 @@ def emit_train_epoch(sched, helpers: set | None = None) -> str:
     tail("return total")
     doc = (f'{INDENT}"""One epoch: batches order[start:start + batch_size], gathered into the batch buffers; '
            f'returns the summed loss."""')
-    params = [f"{a.name}_data" for a in batched_inputs(sched)] + ["order", "batch_size"]
-    params += [whole.get(a.name, a.name) for a in prog.args] + update_args(sched.update)
+    params = [whole.get(n, n) for n in train_epoch_args(sched)]
     return "\n".join([_decorator(), f"def train_epoch({', '.join(params)}):", doc,
                       *w.lines, *lines, *tail.lines]) + "\n"
 
@@ -439,7 +464,8 @@ def emit_module(sched, optimizer=None) -> str:
     layout = "\n".join(f"    {sched.names[p]:<12} [{off}:{off + size}]  shape {_shape(shape)}"
                        for p, off, size, shape in sched.flat_layout)
     header = (f'"""graphnn generated kernels: model {sched.model_name!r}, {sched.dtype}'
-              + (f", {optimizer!r}" if optimizer is not None else "") + ".\n\n"
+              # the optimizer's rules and hyperparameter names: their values are run-time arguments
+              + (f", {optimizer.name}({', '.join(optimizer.hyper)})" if optimizer is not None else "") + ".\n\n"
               f"Graph {sched.graph_hash[:16]}. Generated by codegen.emit_cpu from the model's graph, its\n"
               "gradient graph (graphnn.grad) and the optimizer's update rules. Every array is an\n"
               "argument; temporaries are preallocated by the caller per batch size.\n\n"

@@ -3,11 +3,13 @@
 The vocabulary a user needs, in one namespace:
 
 - declare: `input`, `parameter`, `constant`, the activations and structural ops (re-exported
-  from `graphnn.ops`), `losses`, `scan` for recurrences, `Model`, `Dataset`;
+  from `graphnn.ops`), layers (`dense`, `multi_head_attention`), `losses`, `scan` for
+  recurrences, `Model`, `Dataset`;
 - compute: `grad` (gradient nodes in the same graph, with a record), `evaluate` (the NumPy
   reference), `check_grad`, `bptt_terms`;
-- use: `Trainer` / `fit` (training, `graphnn.training`), `derive` (derivations), `draw`
-  (pictures), `models` (the built-in nets).
+- use: `Trainer` / `fit` (training, `graphnn.training`: arrays in, `predict`, `evaluate`),
+  learning-rate `schedules`, callbacks (`EarlyStopping`, `ModelCheckpoint`, `LambdaCallback`),
+  `derive` (derivations), `draw` (pictures), `models` (the built-in nets).
 
 ``import graphnn`` is light: `derive` and `draw` load on first use, and the Numba code
 generator (the `codegen` package) only when a compiled backend is asked for.
@@ -16,7 +18,7 @@ generator (the `codegen` package) only when a compiled backend is asked for.
 """
 import importlib
 
-from . import losses, models, ops
+from . import losses, models, ops, schedules
 from .autodiff import grad
 from .bptt import bptt_terms
 from .data import Dataset
@@ -25,13 +27,13 @@ from .evaluate import evaluate
 from .gradcheck import check_grad
 from .graph import Graph, Node
 from .model import Model
-from .ops import (absolute, activation, add, avg_pool2d, concat, constant, conv2d, div, dropout, elementwise, exp,
-                  flatten, gaussian_noise, identity, index, input, leaky_relu, linear, log, log_softmax,
+from .ops import (absolute, activation, add, avg_pool2d, concat, constant, conv2d, dense, div, dropout, elementwise,
+                  exp, flatten, gaussian_noise, identity, index, input, leaky_relu, linear, log, log_softmax,
                   masking_noise, matmul, max, max_pool2d, mean, mul, multi_head_attention, neg, parameter, power,
                   prelu, relu, reshape, scaled_dot_product_attention, sigmoid, sign, silu, softmax,
                   softmax_cross_entropy, softplus, sqrt, step, stop_gradient, sub, sum, tanh, transpose)
 from .recurrent import scan
-from .training import Trainer, fit
+from .training import Callback, EarlyStopping, LambdaCallback, ModelCheckpoint, Trainer, fit
 
 __version__ = "0.1.0"
 
@@ -55,7 +57,7 @@ def __dir__():
 __all__ = [
     # declare
     "input", "parameter", "constant", "Model", "Dataset", "losses", "scan",
-    "absolute", "activation", "add", "avg_pool2d", "concat", "conv2d", "div", "dropout", "elementwise", "exp",
+    "absolute", "activation", "add", "avg_pool2d", "concat", "conv2d", "dense", "div", "dropout", "elementwise", "exp",
     "flatten", "gaussian_noise", "identity", "index", "leaky_relu", "linear", "log", "log_softmax",
     "masking_noise", "matmul", "max", "max_pool2d", "mean", "mul", "multi_head_attention", "neg", "power",
     "prelu", "relu", "reshape", "scaled_dot_product_attention", "sigmoid", "sign", "silu", "softmax",
@@ -63,7 +65,8 @@ __all__ = [
     # compute
     "grad", "evaluate", "check_grad", "bptt_terms", "Graph", "Node",
     # use
-    "Trainer", "fit", "derive", "Derivation", "draw", "models", "ops",
+    "Trainer", "fit", "schedules", "Callback", "EarlyStopping", "LambdaCallback", "ModelCheckpoint",
+    "derive", "Derivation", "draw", "models", "ops",
     # errors
     "GraphnnError", "ShapeError", "FeedError", "GradientError", "NonFiniteError", "UnknownNameError",
 ]

@@ -5,6 +5,10 @@ generators print them into their kernels, and derivations print them
 (w₅⁺ = w₅ − η·∂E/∂w₅). A rule list is applied in order; a later rule sees the values
 that earlier rules assigned. Symbols: ``w`` (the parameter), ``g`` (its gradient), the
 optimizer's state names, its hyperparameters, and ``t`` (the 1-based step count).
+
+Hyperparameters are run-time values of the compiled update, never constants in its code:
+any of them may be a `graphnn.schedules.Schedule` (a sympy expression in ``t``), which is
+evaluated per step and fed in, so changing a rate or a schedule recompiles nothing.
 """
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ from functools import cached_property
 
 import numpy as np
 import sympy
+
+from .schedules import Schedule
 
 w, g, t = sympy.symbols("w g t")
 
@@ -26,7 +32,9 @@ class Optimizer:
         unknown = set(hyper) - set(self.defaults)
         if unknown:
             raise TypeError(f"{self.name} takes {sorted(self.defaults)}, not {sorted(unknown)}")
-        self.hyper = {**self.defaults, **hyper}
+        self.schedules = {k: v for k, v in hyper.items() if isinstance(v, Schedule)}
+        # a scheduled hyperparameter's entry is its value at the first step
+        self.hyper = {**self.defaults, **hyper, **{k: v(1) for k, v in self.schedules.items()}}
         for k, v in self.hyper.items():
             if not np.isfinite(v):
                 raise ValueError(f"{self.name}: {k} must be finite, got {v}")
@@ -38,10 +46,26 @@ class Optimizer:
         raise NotImplementedError
 
     def structural_key(self):
-        return (self.name, tuple(sorted(self.hyper.items())))
+        return (self.name, tuple(sorted(self.hyper.items())),
+                tuple(sorted((k, str(v.expr)) for k, v in self.schedules.items())))
+
+    def code_key(self):
+        """What compiled code depends on: the rules and the hyperparameters' names, not values."""
+        return (self.name, tuple(self.hyper))
+
+    def hyper_at(self, step) -> dict:
+        """The hyperparameters of update number ``step`` (1-based): schedules evaluated."""
+        return {**self.hyper, **{k: v(step) for k, v in self.schedules.items()}}
+
+    def hyper_table(self, first, n) -> dict:
+        """name -> array of the values for updates ``first`` … ``first + n − 1``."""
+        steps = np.arange(first, first + n)
+        return {k: self.schedules[k].values(steps) if k in self.schedules else np.full(n, float(v))
+                for k, v in self.hyper.items()}
 
     def __repr__(self):
-        return f"{type(self).__name__}({', '.join(f'{k}={v:g}' for k, v in self.hyper.items())})"
+        shown = {**{k: f"{v:g}" for k, v in self.hyper.items()}, **{k: repr(v) for k, v in self.schedules.items()}}
+        return f"{type(self).__name__}({', '.join(f'{k}={v}' for k, v in shown.items())})"
 
     @cached_property
     def hyper_symbols(self):
@@ -58,10 +82,11 @@ class Optimizer:
 
     def update(self, params: dict, grads: dict, state: dict, step: int):
         """Apply one update in place (the NumPy reference of every compiled update)."""
+        hyper = list(self.hyper_at(step).values())
         for p, value in params.items():
             env = {"w": value, "g": grads[p], **state[p]}
             for target, fn in self._compiled:
-                new = fn(env["w"], env["g"], step, *(env[s] for s in self.state), *self.hyper.values())
+                new = fn(env["w"], env["g"], step, *(env[s] for s in self.state), *hyper)
                 env[target] = np.asarray(new, dtype=value.dtype)
             value[...] = env["w"]
             for s in self.state:
@@ -111,7 +136,8 @@ OPTIMIZERS = {cls.name: cls for cls in (SGD, Momentum, Adam)}
 
 
 def make_optimizer(spec, **hyper) -> Optimizer:
-    """An optimizer from a name ('sgd', 'momentum', 'adam') or an instance."""
+    """An optimizer from a name ('sgd', 'momentum', 'adam') or an instance; hyperparameters
+    are numbers or schedules (`graphnn.schedules`)."""
     if isinstance(spec, Optimizer):
         return spec
     if spec not in OPTIMIZERS:

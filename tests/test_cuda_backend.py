@@ -143,12 +143,19 @@ def test_gradients_and_apply_gradients_match_train_step():
 
 
 def test_trainer_fit_with_backend_cuda():
+    from graphnn.schedules import exponential
+
     model = get_model("xor")
-    a = Trainer(model, backend="cuda", lr=2.0)
-    b = Trainer(model, backend="numpy", lr=2.0)
+    lr = exponential(2.0, 0.5)               # a schedule: the update's rate per step, at run time
+    a = Trainer(model, backend="cuda", lr=lr)
+    b = Trainer(model, backend="numpy", lr=lr)
     a.fit(steps=3)
     b.fit(steps=3)
     _close(a.history.losses, b.history.losses, TOL["float64"])
+    b.fit(steps=2)
+    a.set_params(b.params)                   # host values onto the device (restoring a best epoch)
+    x = model.data.train["x"]
+    _close(a.predict(x), b.predict(x), TOL["float64"])
 
 
 def test_models_not_lowered_fail_clearly():

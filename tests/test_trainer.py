@@ -48,12 +48,14 @@ def test_digits_cpu_reaches_95_percent_with_history():
 
 def test_early_stopping_restores_the_best_parameters():
     model = get_model("digits-mlp")
-    trainer = Trainer(model, backend="cpu", lr=3.0, batch_size=16)   # too large: the test loss wanders
+    trainer = Trainer(model, backend="cpu", lr=3.0, batch_size=16,   # too large: the loss wanders
+                      validation_split=0.2)
     trainer.fit(epochs=30, early_stopping=2, progress=False)
     stop = trainer.early_stopping
     assert trainer.stopped_early and len(trainer.history) < 30
-    assert stop.monitor == "test_loss"
-    assert trainer.loss("test") == pytest.approx(stop.best, rel=1e-9)   # best parameters put back
+    assert stop.monitor == "val_loss"         # model selection on the validation set, never the test set
+    assert trainer.loss("validation") == pytest.approx(stop.best, rel=1e-9)   # best parameters put back
+    assert trainer.kept_row == stop.best_row
     with pytest.raises(ValueError, match="patience"):
         Trainer(model, backend="numpy").fit(epochs=1, early_stopping=-1)
 

@@ -46,7 +46,8 @@ def cuda_source(model, optimizer, dtype="float64", *, tile=16, threads=256, spli
 
 
 def _title(model, dtype, optimizer):
-    return f"graphnn CUDA kernels: model {model.name!r}, {dtype}, {optimizer!r}"
+    # the optimizer's rules and hyperparameter names only: their values are run-time arguments
+    return f"graphnn CUDA kernels: model {model.name!r}, {dtype}, {optimizer.name}({', '.join(optimizer.hyper)})"
 
 
 class CudaBackend:
@@ -69,7 +70,7 @@ class CudaBackend:
             tile = 16 if _largest_matmul_dim(sched.programs) > 16 else 4
         self.options = LaunchOptions.for_target(sim, tile, threads)
         self.emitter, parts = emit_schedule(sched, self.options.split)
-        key = {"graph": sched.graph_hash, "optimizer": repr(optimizer.structural_key()),
+        key = {"graph": sched.graph_hash, "optimizer": repr(optimizer.code_key()),
                "tile": self.options.tile, "threads": self.options.threads, "split": self.options.split}
         self.module, self.source = load_module(parts, dtype=dname, options=self.options, key=key,
                                                title=_title(model, dname, optimizer), verbose=verbose)
@@ -106,6 +107,17 @@ class CudaBackend:
         for p, arr in self.fixed.items():
             out[p] = arr.copy_to_host().reshape(p.shape)
         return out
+
+    def set_params(self, values: dict) -> None:
+        """Overwrite parameters ({node: array}) on the device (``params`` are host copies)."""
+        flat = self.flat_params.copy_to_host()
+        for p, off, size, shape in self.schedule.flat_layout:
+            if p in values:
+                flat[off:off + size] = np.asarray(values[p], dtype=self.dtype).ravel()
+        self.flat_params.copy_to_device(flat)
+        for p, arr in self.fixed.items():
+            if p in values:
+                arr.copy_to_device(_as_1elem(np.asarray(values[p], dtype=self.dtype)))
 
     def buffers(self, batch: int):
         """The device namespace for batch size ``batch`` (allocated once per size)."""
@@ -227,7 +239,7 @@ class CudaBackend:
 
     def _update(self, a):
         self.steps += 1
-        self.module.update(a, self.steps, self.optimizer.hyper)
+        self.module.update(a, self.steps, self.optimizer.hyper_at(self.steps))
 
     def train_epoch(self, feeds, batches) -> float:
         """One epoch on the device: one copy of the order in, one copy of the loss out."""

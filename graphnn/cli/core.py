@@ -34,8 +34,19 @@ def register(sub):
                         "(needs graphnn[mpi])")
     p.add_argument("--test-fraction", type=float,
                    help="hold out this fraction of the data as a test set (data without one)")
+    p.add_argument("--data", metavar="FILE",
+                   help="train on your own data: a .npz (one array per input name) or .csv (columns named "
+                        "in the model: see docs/own-data.md)")
+    p.add_argument("--test-data", metavar="FILE", help="a test set in the same format (with --data)")
+    p.add_argument("--validation-split", type=float,
+                   help="hold out this fraction of the training data as a validation set (early stopping "
+                        "watches it)")
+    p.add_argument("--lr-schedule", metavar="EXPR",
+                   help="the learning rate as an expression in the step count t, e.g. '0.5*0.99**t' "
+                        "(no recompilation)")
     p.add_argument("--patience", type=int,
-                   help="early stopping: stop after this many epochs without a better test loss")
+                   help="early stopping: stop after this many epochs without a better validation loss "
+                        "(validation split 0.1 unless --validation-split)")
     p.add_argument("--checkpoint", metavar="PATH", help="save parameters (with the graph hash) here after every epoch and at the end")
     p.add_argument("--resume", metavar="PATH", help="start from a checkpoint saved from the same graph")
     p.add_argument("--plot", metavar="PNG", help="save the training curves as a PNG")

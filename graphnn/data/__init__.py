@@ -1,5 +1,8 @@
 """Embedded data: the 8×8 handwritten digits, and small helpers (split, one-hot, batches).
 
+Users' data: `arrays` (NumPy arrays → feeds, class-index labels, held-out splits) and
+`files` (.npz and .csv files, their columns named in the model).
+
 The digits (1797 images, 64 pixels with values 0..16, labels 0..9) are the UCI "Optical
 Recognition of Handwritten Digits" test set as scikit-learn ships it; see LICENSE.digits.
 They live inside the package: no download, no scikit-learn at run time.
@@ -14,11 +17,16 @@ import numpy as np
 
 @dataclass
 class Dataset:
-    """Train and test feeds: dicts mapping input names to arrays (rows are examples)."""
+    """Train, test and validation feeds: dicts mapping input names to arrays (rows are examples).
+
+    The validation set is what model selection looks at (early stopping, best checkpoints);
+    the test set is only reported.
+    """
 
     train: dict
     test: dict | None = None
     classes: int | None = None
+    validation: dict | None = None
 
     @property
     def n_train(self):
@@ -64,3 +72,7 @@ def minibatches(n, batch_size, rng):
     """Index arrays of a shuffled epoch (the last batch may be smaller)."""
     order = rng.permutation(n)
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+
+
+from .arrays import as_feeds, hold_out, targets_for  # noqa: E402  (they use Dataset and split)
+from .files import load_file  # noqa: E402

@@ -60,12 +60,14 @@ def scaled_dot_product_attention(q, k, v, *, causal=False, name="attn", return_w
 
 
 def multi_head_attention(x, heads, d_k, d_v=None, d_out=None, *, context=None, causal=False,
-                         name="mha", rng=None):
+                         name="mha", rng=None, init="glorot", return_params=False):
     """Multi-head attention of x (B, T, D) over ``context`` (default: x itself, self-attention).
 
     Per head h: Q_h = x W_Q[h], K_h = c W_K[h], V_h = c W_V[h]; the heads' outputs are
     concatenated and projected by W_O to ``d_out`` (default D). The weights are parameters
-    named ``<name>.W_Q`` etc.; heads are a reshape + transpose, not separate nodes.
+    named ``<name>.W_Q`` etc., initialised by ``init`` and, without ``rng``, each seeded by
+    its own name (layers named apart start apart); heads are a reshape + transpose, not
+    separate nodes. ``return_params=True``: ``(output, {"W_Q": node, "W_K": …, "W_O": …})``.
     """
     if x.ndim != 3 or x.shape[0] is not None:
         raise ShapeError(f"multi-head attention {name!r}: x must be (batch, tokens, features), got "
@@ -74,11 +76,10 @@ def multi_head_attention(x, heads, d_k, d_v=None, d_out=None, *, context=None, c
     d_v = d_k if d_v is None else d_v
     d_model, t, s = x.shape[-1], x.shape[1], context.shape[1]
     d_out = d_model if d_out is None else d_out
-    rng = rng if rng is not None else np.random.default_rng(0)
-    wq = parameter(f"{name}.W_Q", shape=(d_model, heads * d_k), rng=rng)
-    wk = parameter(f"{name}.W_K", shape=(context.shape[-1], heads * d_k), rng=rng)
-    wv = parameter(f"{name}.W_V", shape=(context.shape[-1], heads * d_v), rng=rng)
-    wo = parameter(f"{name}.W_O", shape=(heads * d_v, d_out), rng=rng)
+    wq = parameter(f"{name}.W_Q", shape=(d_model, heads * d_k), rng=rng, init=init)
+    wk = parameter(f"{name}.W_K", shape=(context.shape[-1], heads * d_k), rng=rng, init=init)
+    wv = parameter(f"{name}.W_V", shape=(context.shape[-1], heads * d_v), rng=rng, init=init)
+    wo = parameter(f"{name}.W_O", shape=(heads * d_v, d_out), rng=rng, init=init)
 
     def split(node, n, d, what):  # (B, n, heads·d) → (B, heads, n, d)
         return transpose(reshape(node, (None, n, heads, d)), (0, 2, 1, 3), name=f"{name}.{what}")
@@ -88,5 +89,6 @@ def multi_head_attention(x, heads, d_k, d_v=None, d_out=None, *, context=None, c
     v = split(matmul(context, wv), s, d_v, "V")
     heads_out = scaled_dot_product_attention(q, k, v, causal=causal, name=f"{name}.head")
     merged = reshape(transpose(heads_out, (0, 2, 1, 3)), (None, t, heads * d_v), name=f"{name}.concat")
-    return matmul(merged, wo, name=name)
+    out = matmul(merged, wo, name=name)
+    return (out, {"W_Q": wq, "W_K": wk, "W_V": wv, "W_O": wo}) if return_params else out
 

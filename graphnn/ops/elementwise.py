@@ -194,6 +194,7 @@ class Activation:
     nondiff: str | None = None
     params: tuple = ()                     # (symbol name, default) pairs, e.g. alpha
     latex: str | None = None
+    bounds: tuple | None = None            # (low, high) of its values, e.g. (0, 1) for sigmoid
 
     def __call__(self, node, name=None, names=None, **params):
         values = dict(self.params)
@@ -213,11 +214,27 @@ class Activation:
 ACTIVATIONS: dict[str, Activation] = {}
 
 
-def activation(name, expr, derivative=None, *, compute=None, params=(), nondiff=None, latex=None):
-    """Register an activation given as a sympy expression in ``graphnn.ops.X``; returns it."""
+def activation(name, expr, derivative=None, *, compute=None, params=(), nondiff=None, latex=None, bounds=None):
+    """Register an activation given as a sympy expression in ``graphnn.ops.X``; returns it.
+
+    ``bounds=(low, high)``: the range of its values, which metrics read (a one-unit sigmoid
+    output is a probability, thresholded at 0.5; an unbounded one a logit, thresholded at 0).
+    """
     act = Activation(name, sympy.sympify(expr), None if derivative is None else sympy.sympify(derivative),
-                     None if compute is None else sympy.sympify(compute), nondiff, tuple(params), latex)
+                     None if compute is None else sympy.sympify(compute), nondiff, tuple(params), latex,
+                     None if bounds is None else tuple(bounds))
     ACTIVATIONS[name] = act
+    return act
+
+
+def activation_of(node) -> Activation | None:
+    """The registered activation a node applies (its Map carries the activation's label and
+    expression), or None."""
+    if not isinstance(node.op, Map) or len(node.inputs) != 1:
+        return None
+    act = ACTIVATIONS.get(node.attrs.get("fn", ""))
+    if act is None or (not act.params and node.attrs["expr"] != act.expr.subs(X, V[0])):
+        return None
     return act
 
 
@@ -227,10 +244,10 @@ _a, _b = sympy.Symbol("alpha"), sympy.Symbol("beta")
 
 identity = activation("identity", X, 1)
 sign = activation("sign", sympy.Piecewise((1, X >= 0), (-1, True)), nondiff="sign " + _PERCEPTRON_HINT,
-                  latex=r"\operatorname{sgn}")
-step = activation("step", sympy.Heaviside(X, 0), nondiff="step " + _PERCEPTRON_HINT)
-sigmoid = activation("sigmoid", 1 / (1 + sympy.exp(-X)), Y * (1 - Y), latex=r"\sigma")
-tanh = activation("tanh", sympy.tanh(X), 1 - Y ** 2)
+                  latex=r"\operatorname{sgn}", bounds=(-1, 1))
+step = activation("step", sympy.Heaviside(X, 0), nondiff="step " + _PERCEPTRON_HINT, bounds=(0, 1))
+sigmoid = activation("sigmoid", 1 / (1 + sympy.exp(-X)), Y * (1 - Y), latex=r"\sigma", bounds=(0, 1))
+tanh = activation("tanh", sympy.tanh(X), 1 - Y ** 2, bounds=(-1, 1))
 relu = activation("relu", sympy.Max(X, 0), sympy.Heaviside(X, 0), latex=r"\operatorname{ReLU}")
 leaky_relu = activation("leaky_relu", sympy.Max(X, 0) + _a * sympy.Min(X, 0),
                         sympy.Piecewise((1, X > 0), (_a, True)), params=(("alpha", 0.01),))

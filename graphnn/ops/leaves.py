@@ -62,21 +62,60 @@ def input(name: str, shape, *, names=None, dtype="float", default=None) -> Node:
     return Node(Input.instance(), (), {}, shape, dtype=dtype, name=name, names=names, value=default)
 
 
+def fans(shape) -> tuple:
+    """(fan_in, fan_out) of a weight: a dense matrix is (in, out); a conv filter
+    (out_channels, in_channels, kh, kw) has in_channels·kh·kw inputs per output."""
+    if len(shape) == 2:
+        return shape[0], shape[1]
+    field = int(np.prod(shape[2:]))
+    return shape[1] * field, shape[0] * field
+
+
+def _fan_init(draw):
+    """An initializer that needs fans: biases and scalars (ndim < 2) start at zero."""
+    return lambda rng, shape: draw(rng, shape, *fans(shape)) if len(shape) >= 2 else np.zeros(shape)
+
+
+_glorot_uniform = _fan_init(lambda rng, shape, i, o: rng.uniform(-1, 1, shape) * np.sqrt(6.0 / (i + o)))
+_glorot_normal = _fan_init(lambda rng, shape, i, o: rng.normal(0.0, np.sqrt(2.0 / (i + o)), shape))
+_he_normal = _fan_init(lambda rng, shape, i, o: rng.normal(0.0, np.sqrt(2.0 / i), shape))
+
+#: initializers by name: fn(rng, shape) -> array. Fans as `fans` defines them.
 INITIALIZERS = {
     "zeros": lambda rng, shape: np.zeros(shape),
     "ones": lambda rng, shape: np.ones(shape),
     "normal": lambda rng, shape: rng.normal(0.0, 0.1, shape),
-    # Glorot/Xavier uniform: keeps tanh/sigmoid layers' variance steady
-    "glorot": lambda rng, shape: rng.uniform(-1, 1, shape) * np.sqrt(6.0 / (shape[0] + shape[-1]))
-    if len(shape) >= 2 else np.zeros(shape),
-    # He: for ReLU layers
-    "he": lambda rng, shape: rng.normal(0.0, np.sqrt(2.0 / shape[0]), shape) if len(shape) >= 2 else np.zeros(shape),
+    # Glorot/Xavier: keeps tanh/sigmoid layers' variance steady, U(±√(6/(fan_in + fan_out)))
+    "glorot": _glorot_uniform, "glorot_uniform": _glorot_uniform, "xavier": _glorot_uniform,
+    "xavier_uniform": _glorot_uniform,
+    "glorot_normal": _glorot_normal, "xavier_normal": _glorot_normal,   # N(0, 2/(fan_in + fan_out))
+    # He/Kaiming: for ReLU layers, N(0, 2/fan_in) or U(±√(6/fan_in))
+    "he": _he_normal, "he_normal": _he_normal, "kaiming": _he_normal, "kaiming_normal": _he_normal,
+    "he_uniform": _fan_init(lambda rng, shape, i, o: rng.uniform(-1, 1, shape) * np.sqrt(6.0 / i)),
+    # the course's (and torch.nn.Linear's) U(±1/√fan_in)
+    "uniform_fan_in": _fan_init(lambda rng, shape, i, o: rng.uniform(-1, 1, shape) / np.sqrt(i)),
 }
+
+
+def initial_value(init, shape, rng, what="parameter"):
+    """Values from ``init`` (a name of `INITIALIZERS` or a function (rng, shape) -> array)."""
+    if callable(init):
+        fn = init
+    elif init in INITIALIZERS:
+        fn = INITIALIZERS[init]
+    else:
+        raise ValueError(f"{what}: unknown init {init!r}; choose from {', '.join(sorted(INITIALIZERS))} "
+                         "or pass a function (rng, shape) -> array")
+    value = np.asarray(fn(rng, tuple(shape)), dtype=np.float64)
+    if value.shape != tuple(shape):
+        raise ShapeError(f"{what}: init {init!r} gave shape {value.shape}, expected {tuple(shape)}")
+    return value
 
 
 def parameter(name: str, value=None, *, shape=None, init="glorot", rng=None, names=None,
               trainable=True) -> Node:
-    """A weight. Give its ``value``, or a ``shape`` and an initializer.
+    """A weight. Give its ``value``, or a ``shape`` and an initializer ``init`` (a name of
+    `INITIALIZERS` — 'glorot'/'xavier', 'he', 'uniform_fan_in', … — or fn(rng, shape)).
 
     ``trainable=False`` makes a fixed parameter (Mazur's biases). ``rng`` defaults to one
     seeded by the name, so a model builds the same weights every time.
@@ -88,10 +127,8 @@ def parameter(name: str, value=None, *, shape=None, init="glorot", rng=None, nam
     else:
         if shape is None:
             raise ValueError(f"parameter {name!r} needs a value or a shape")
-        if init not in INITIALIZERS:
-            raise ValueError(f"parameter {name!r}: unknown init {init!r}; choose from {sorted(INITIALIZERS)}")
         rng = rng if rng is not None else np.random.default_rng(zlib.crc32(name.encode()))
-        value = np.asarray(INITIALIZERS[init](rng, tuple(shape)), dtype=np.float64)
+        value = initial_value(init, shape, rng, f"parameter {name!r}")
     value.setflags(write=False)
     return Node(Parameter.instance(), (), {"trainable": bool(trainable)}, _shape(value.shape, name),
                 name=name, names=names, value=value)

@@ -9,7 +9,7 @@ import numpy as np
 import sympy
 
 from .base import Op, apply
-from .elementwise import fmap
+from .elementwise import activation_of, fmap
 from .structure import expand, sum as sum_
 
 
@@ -111,3 +111,13 @@ def log_softmax(x, name=None, names=None):
 
 def softmax_cross_entropy(logits, targets, name=None):
     return apply(SoftmaxCrossEntropy.instance(), [logits, targets], name=name)
+
+
+def output_bounds(node):
+    """(low, high) of the values ``node`` can take when its op bounds them — a registered
+    activation with ``bounds`` (sigmoid (0, 1), tanh and sign (−1, 1)) or softmax (0, 1) —
+    else None (a linear output: logits, regression values)."""
+    if isinstance(node.op, Softmax):
+        return (0, 1)
+    act = activation_of(node)
+    return None if act is None else act.bounds

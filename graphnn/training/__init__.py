@@ -1,6 +1,7 @@
 """Everything about running training, in one place.
 
-- trainer.py      `Trainer` (schedule, history, metrics, early stopping), `fit`
+- trainer.py      `Trainer` (data, schedule, history, predict/evaluate/gradients), `fit`
+- metrics.py      metrics by task, by name;  callbacks.py  early stopping, checkpoints, hooks
 - backends.py     the backend protocol, the NumPy reference backend, the registry of
                   backends by name (compiled ones load lazily from codegen/), training mode
 - tasks.py        task runners by ``model.task``: gradient descent, the perceptron rule,
@@ -14,11 +15,14 @@ imports the backend protocol from here, never the other way round.
 from .backends import (BACKENDS, Backend, BackendUnavailableError, NumpyBackend, TrainingFeeds, backend_factory,
                        epoch_by_steps, make_backend, register_backend, training_feeds, uses_training_mode,
                        with_training_feeds)
+from .callbacks import Callback, EarlyStopping, LambdaCallback, ModelCheckpoint
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from .keywords import KeywordError
 from .tasks import TASKS, TrainOptions, register_task
-from .trainer import EarlyStopping, History, Trainer, fit
+from .trainer import History, Trainer, fit
 
-__all__ = ["BACKENDS", "Backend", "BackendUnavailableError", "Checkpoint", "CheckpointError", "EarlyStopping",
-           "History", "NumpyBackend", "TASKS", "TrainOptions", "Trainer", "TrainingFeeds", "backend_factory",
-           "epoch_by_steps", "fit", "load_checkpoint", "make_backend", "register_backend", "register_task",
-           "save_checkpoint", "training_feeds", "uses_training_mode", "with_training_feeds"]
+__all__ = ["BACKENDS", "Backend", "BackendUnavailableError", "Callback", "Checkpoint", "CheckpointError",
+           "EarlyStopping", "History", "KeywordError", "LambdaCallback", "ModelCheckpoint", "NumpyBackend", "TASKS",
+           "TrainOptions", "Trainer", "TrainingFeeds", "backend_factory", "epoch_by_steps", "fit", "load_checkpoint",
+           "make_backend", "register_backend", "register_task", "save_checkpoint", "training_feeds",
+           "uses_training_mode", "with_training_feeds"]

@@ -202,8 +202,13 @@ class TrainingFeeds:
         return self.inner.gradients({**feeds, **training_feeds(self.count)})
 
     def train_epoch(self, feeds, batches) -> float:
-        # Per batch from Python: each step needs its own step number fed.
-        return epoch_by_steps(self.train_step, feeds, batches)
+        # A backend whose epoch numbers the steps itself (``epoch_feeds_steps``: the fed step
+        # is the first batch's) runs it whole, compiled; others step per batch from Python.
+        if not getattr(self.inner, "epoch_feeds_steps", False):
+            return epoch_by_steps(self.train_step, feeds, batches)
+        loss = self.inner.train_epoch({**feeds, **training_feeds(self.count + 1)}, batches)
+        self.count += len(batches)
+        return loss
 
 
 def with_training_feeds(trainer):

@@ -3,9 +3,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+SETS = (("val", "validation"), ("test", "test"))
+
+
+def _curve(ax, rows, xkey, key, label, **style):
+    if any(key in r for r in rows):
+        ax.plot([r[xkey] for r in rows if key in r], [r[key] for r in rows if key in r], label=label, **style)
+
 
 def plot_history(history, path, *, title=None) -> str:
-    """Loss (and test loss) per epoch/step, and test accuracy when measured; returns the path."""
+    """Loss (train, validation, test) per epoch/step, and the first metric (accuracy, mse, …)
+    of the validation and test sets when measured; returns the path."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -13,28 +21,29 @@ def plot_history(history, path, *, title=None) -> str:
     if not rows:
         raise ValueError("nothing to plot: the history is empty (train first)")
     xkey = "epoch" if "epoch" in rows[0] else "step"
-    xs = [r[xkey] for r in rows]
-    has_acc = any("test_accuracy" in r for r in rows)
-    fig = Figure(figsize=(10 if has_acc else 6, 4))
+    metric = next((k.split("_", 1)[1] for k in rows[-1] if k.startswith(("val_", "test_"))
+                   and not k.endswith("_loss")), None)
+    fig = Figure(figsize=(10 if metric else 6, 4))
     FigureCanvasAgg(fig)   # Agg: renders without a display, and leaves pyplot's state alone
-    axes = fig.subplots(1, 2 if has_acc else 1, squeeze=False)
+    axes = fig.subplots(1, 2 if metric else 1, squeeze=False)
     ax = axes[0][0]
-    ax.plot(xs, [r["loss"] for r in rows], label="train loss")
-    if any("test_loss" in r for r in rows):
-        ax.plot([r[xkey] for r in rows if "test_loss" in r], history.column("test_loss"), label="test loss")
+    _curve(ax, rows, xkey, "loss", "train loss")
+    for prefix, name in SETS:
+        _curve(ax, rows, xkey, f"{prefix}_loss", f"{name} loss")
     ax.set_xlabel(xkey)
     ax.set_ylabel("loss")
     if min(r["loss"] for r in rows) > 0:
         ax.set_yscale("log")
     ax.legend()
     ax.grid(alpha=0.3)
-    if has_acc:
+    if metric:
         ax2 = axes[0][1]
-        ax2.plot([r[xkey] for r in rows if "test_accuracy" in r], history.column("test_accuracy"),
-                 color="tab:green", label="test accuracy")
+        for (prefix, name), color in zip(SETS, ("tab:purple", "tab:green")):
+            _curve(ax2, rows, xkey, f"{prefix}_{metric}", f"{name} {metric}", color=color)
         ax2.set_xlabel(xkey)
-        ax2.set_ylabel("accuracy")
-        ax2.set_ylim(0, 1.02)
+        ax2.set_ylabel(metric)
+        if metric == "accuracy":
+            ax2.set_ylim(0, 1.02)
         ax2.legend()
         ax2.grid(alpha=0.3)
     if title:

@@ -16,9 +16,13 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+import sympy
 
+from ..data import Dataset, load_file
 from ..models.hopfield import hebbian, recall
+from ..schedules import schedule, t as step_symbol
 from . import perceptron, pretraining
+from .callbacks import ModelCheckpoint
 from .trainer import Trainer
 
 
@@ -35,6 +39,10 @@ class TrainOptions:
     epochs: int | None = None
     steps: int | None = None
     test_fraction: float | None = None
+    validation_split: float | None = None
+    data: str | None = None             # a .npz/.csv file of training data (graphnn.data.files)
+    test_data: str | None = None
+    lr_schedule: str | None = None      # a sympy expression in the step count t
     patience: int | None = None
     checkpoint: str | None = None
     resume: str | None = None
@@ -45,8 +53,25 @@ class TrainOptions:
     report: Callable = functools.partial(print, flush=True)   # report(text): one line of output
 
     def trainer_kwargs(self) -> dict:
-        return dict(backend=self.backend, optimizer=self.optimizer, lr=self.lr, batch_size=self.batch_size,
+        lr = self.lr
+        if self.lr_schedule:
+            try:
+                lr = schedule(sympy.sympify(self.lr_schedule, locals={"t": step_symbol}))
+            except (sympy.SympifyError, TypeError, ValueError) as e:
+                raise ValueError(f"--lr-schedule {self.lr_schedule!r} is not an expression in the step count t "
+                                 f"({e})") from None
+        return dict(backend=self.backend, optimizer=self.optimizer, lr=lr, batch_size=self.batch_size,
                     dtype=self.dtype, seed=self.seed)
+
+    def dataset(self, model):
+        """The user's files as a Dataset (None without --data): columns named in the model."""
+        if self.data is None:
+            if self.test_data is not None:
+                raise ValueError("--test-data needs --data (the training data)")
+            return None
+        columns = model.extras.get("columns")
+        test = None if self.test_data is None else load_file(self.test_data, model.inputs, columns)
+        return Dataset(load_file(self.data, model.inputs, columns), test)
 
     def schedule(self, model) -> tuple:
         """(epochs, steps): the asked ones, else the model's defaults."""
@@ -67,16 +92,26 @@ def register_task(task: str, runner: Callable) -> None:
 def run(model, options: TrainOptions):
     """Train ``model`` by the runner of its task (gradient descent when none is registered)."""
     runner = TASKS.get(model.task, train_by_gradient_descent)
-    if options.comm is not None and runner is not train_by_gradient_descent:
-        raise ValueError(f"--distributed trains gradient-descent models; {model.name!r} is task {model.task!r}")
+    if runner is not train_by_gradient_descent:
+        for flag, given in (("--distributed", options.comm), ("--data", options.data),
+                            ("--validation-split", options.validation_split)):
+            if given is not None:
+                raise ValueError(f"{flag} applies to gradient-descent models; {model.name!r} is task {model.task!r}")
     return runner(model, options)
+
+
+def _shown(key):
+    """'val_accuracy' → 'validation accuracy', 'test_loss' → 'test loss'."""
+    prefix, _, name = key.partition("_")
+    return f"{'validation' if prefix == 'val' else prefix} {name}"
 
 
 def _row_printer(loss_name, report):
     def log(row):
         where = f"step {row['step']:>7}" if "step" in row else f"epoch {row['epoch']:>4}"
-        acc = f"  test accuracy {row['test_accuracy']:.4f}" if "test_accuracy" in row else ""
-        report(f"{where}  {loss_name} {row['loss']:.10g}{acc}")
+        measured = "".join(f"  {_shown(k)} {v:.4f}" for k, v in row.items()
+                           if k not in ("epoch", "step", "loss", "test_loss"))
+        report(f"{where}  {loss_name} {row['loss']:.10g}{measured}")
     return log
 
 
@@ -87,32 +122,36 @@ def train_by_gradient_descent(model, opts: TrainOptions):
     report = opts.report
     started = time.perf_counter()
     options = {"verbose": True} if opts.verbose and opts.backend != "numpy" else {}
-    trainer = Trainer(model, **opts.trainer_kwargs(), comm=opts.comm, test_fraction=opts.test_fraction,
-                      backend_options=options)
+    validation = opts.validation_split
+    if opts.patience and validation is None:
+        validation = 0.1
+        report("early stopping watches a validation set: 10% of the training data (--validation-split)")
+    trainer = Trainer(model, **opts.trainer_kwargs(), comm=opts.comm, data=opts.dataset(model),
+                      test_fraction=opts.test_fraction, validation_split=validation, backend_options=options)
     if opts.resume:
         trainer.load(opts.resume)
         report(f"resumed from {opts.resume} (epoch {trainer.epoch})")
     report(f"training {model.name} on {opts.backend} ({trainer.optimizer!r}, "
            f"batch {trainer.batch_size or 'full'}, {opts.dtype})")
-    printer = _row_printer(model.loss.label(), report)
-
-    def log(row):
-        printer(row)
-        if opts.checkpoint and "epoch" in row:
-            trainer.save(opts.checkpoint)  # every epoch: a crashed (MPI) run can --resume from it
-
+    # every epoch: a crashed (MPI) run can --resume from it
+    callbacks = [ModelCheckpoint(opts.checkpoint)] if opts.checkpoint else []
     epochs, steps = opts.schedule(model)
-    trainer.fit(epochs=epochs, steps=steps, log=log, progress=opts.progress, early_stopping=opts.patience)
-    if trainer.stopped_early:
-        best = trainer.early_stopping.best_row
-        where = f"epoch {best['epoch']}" if "epoch" in best else f"step {best['step']}"
-        report(f"early stopping: no better {trainer.early_stopping.monitor} for {opts.patience} evaluations; "
-               f"kept the parameters of {where}")
+    trainer.fit(epochs=epochs, steps=steps, log=_row_printer(model.loss.label(), report), progress=opts.progress,
+                early_stopping=opts.patience, callbacks=callbacks)
+    kept = trainer.kept_row
+    if trainer.early_stopping is not None and kept is not None and kept is not trainer.history.records[-1]:
+        where = f"epoch {kept['epoch']}" if "epoch" in kept else f"step {kept['step']}"
+        why = "early stopping" if trainer.stopped_early else "best"
+        report(f"{why}: no better {trainer.early_stopping.monitor} after {where}; kept its parameters")
     if opts.verbose:
         report(f"trained in {time.perf_counter() - started:.2f} s (including compilation)")
-    report(f"final loss: {trainer.history.last():.10g}")
-    if model.task == "classification" and trainer.data.test is not None:
-        report(f"test accuracy: {trainer.accuracy('test'):.4f}")
+    if kept is not None:
+        report(f"final loss: {kept['loss']:.10g}")   # the kept parameters' row, not the last one's
+    for split, name in (("validation", "validation"), ("test", "test")):
+        if getattr(trainer.data, split) is not None:
+            for metric, value in trainer.evaluate(split=split).items():
+                if metric != "loss":
+                    report(f"{name} {metric}: {value:.4f}")
     if opts.checkpoint:
         report(f"checkpoint saved to {trainer.save(opts.checkpoint)}")
     if opts.plot:

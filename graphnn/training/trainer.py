@@ -1,20 +1,27 @@
 """The Trainer: one training loop for every backend.
 
 A backend (backends.py) owns the parameter values and runs steps; the `Trainer` owns the
-schedule (epochs or steps, full-batch or mini-batches, the seeded batch order), the
-history and the metrics, early stopping, checkpoints and plots.
+data (train, validation and test sets; users' arrays), the schedule (epochs or steps,
+full-batch or mini-batches, the seeded batch order), the history and its metrics
+(metrics.py), callbacks (callbacks.py: early stopping, checkpoints, hooks) and plots.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..data import Dataset, split
-from ..optim import make_optimizer
-from .backends import TrainingFeeds, make_backend, uses_training_mode
+from ..data import Dataset, as_feeds, hold_out, split
+from ..errors import GradientError
+from ..graph import Graph
+from ..optim import OPTIMIZERS, Optimizer, make_optimizer
+from . import metrics
+from .backends import TrainingFeeds, backend_factory, make_backend, uses_training_mode
+from .callbacks import EarlyStopping
 from .checkpoint import load_checkpoint, save_checkpoint
 from .distributed import DataParallel
+from .keywords import check_keywords, keywords_of, takes_any
 from .plot import plot_history
 
 
@@ -42,58 +49,43 @@ class History:
         return len(self.records)
 
 
-class EarlyStopping:
-    """Stop when ``monitor`` has not improved for ``patience`` evaluations; keep the best params."""
-
-    def __init__(self, patience: int, monitor: str, min_delta: float = 0.0):
-        if patience < 1:
-            raise ValueError(f"early stopping patience must be at least 1, not {patience}")
-        self.patience, self.monitor, self.min_delta = patience, monitor, min_delta
-        self.maximize = "accuracy" in monitor
-        self.best, self.best_row, self.best_params, self.bad = None, None, None, 0
-
-    def update(self, row, params) -> bool:
-        """Record ``row``; True when training should stop."""
-        if self.monitor not in row:
-            raise ValueError(f"early stopping monitors {self.monitor!r}, but the history rows have "
-                             f"{sorted(row)}")
-        value = row[self.monitor]
-        better = self.best is None or (value > self.best + self.min_delta if self.maximize
-                                       else value < self.best - self.min_delta)
-        if better:
-            self.best, self.best_row, self.bad = value, dict(row), 0
-            self.best_params = {p: np.array(v, copy=True) for p, v in params.items()}
-        else:
-            self.bad += 1
-        return self.bad >= self.patience
-
-
 class Trainer:
-    """Train a `Model` with one backend: ``Trainer(model, backend='cpu').fit(epochs=20)``.
+    """Train a `Model` with one backend: ``Trainer(model, backend='cpu').fit(x, y, epochs=20)``.
 
     Full-batch (``batch_size=None``), mini-batch or stochastic (``batch_size=1``) gradient
-    descent with SGD, momentum or Adam; a seeded batch order (the same for every backend);
-    a train/test split (``test_fraction`` when the data has no test set); history of loss,
-    test loss and test accuracy; progress bar; early stopping; checkpoints (`save`/`load`).
-    ``backend_options`` go to the backend (the cpu backend takes ``verbose``, ``blas_threads``).
+    descent with SGD, momentum or Adam (hyperparameters such as ``lr`` may be schedules,
+    graphnn.schedules); a seeded batch order (the same for every backend). Data: the
+    model's, ``data=Dataset(...)``, or arrays given to `fit`; ``test_fraction`` holds out a
+    test set (data without one), ``validation_split`` / ``validation_data`` a validation set
+    (what early stopping and best checkpoints watch; the test set is only reported).
+    History of loss and, per set, loss and metrics by name (graphnn.training.metrics);
+    callbacks; `predict`, `evaluate`, `gradients`; checkpoints (`save`/`load`).
+    ``backend_options`` go to the backend (the cpu backend takes ``verbose``, ``blas_threads``);
+    other keywords are the optimizer's hyperparameters (``mu``, ``beta1``, …).
     """
 
     def __init__(self, model, *, backend="numpy", optimizer=None, lr=None, batch_size=None,
                  dtype="float64", seed=0, data: Dataset | None = None, params=None, comm=None,
-                 test_fraction=None, backend_options=None, **hyper):
+                 test_fraction=None, validation_split=None, validation_data=None, threshold=None,
+                 backend_options=None, **hyper):
         d = model.defaults
-        self.model = model
-        self.data = data or model.data
-        if self.data is None:
-            raise ValueError(f"model {model.name!r} has no data; pass data=Dataset(...)")
-        if test_fraction is not None:
-            self.data = _with_test_split(self.data, test_fraction, seed)
+        self.model, self.seed, self.threshold = model, seed, threshold
+        spec = optimizer or d.get("optimizer", "sgd")
+        check_keywords(hyper, {"Trainer()": TRAINER_KEYWORDS, f"optimizer {_name(spec)!r}": hyper_keywords(spec)},
+                       "Trainer()")
+        _check_trainable(model)
+        self.data = None
+        self._use_data(data if data is not None else model.data, test_fraction, validation_split, validation_data)
         self.batch_size = batch_size if batch_size is not None else d.get("batch_size")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {self.batch_size}")
-        lr = lr if lr is not None else d.get("lr")
-        self.optimizer = make_optimizer(optimizer or d.get("optimizer", "sgd"), lr=lr, **hyper)
-        self.backend = make_backend(backend, model, self.optimizer, dtype, params, **(backend_options or {}))
+        self.optimizer = make_optimizer(spec, lr=lr if lr is not None else d.get("lr"), **hyper)
+        options = backend_options or {}
+        factory = backend_factory(backend)
+        if not takes_any(factory):
+            check_keywords(options, {f"backend {backend!r}": keywords_of(factory) - BACKEND_ARGUMENTS},
+                           "backend_options")
+        self.backend = make_backend(backend, model, self.optimizer, dtype, params, **options)
         # Dropout and input corruption read `training`/`step` inputs (evaluation mode by
         # default); training steps must switch them on, on every backend.
         if uses_training_mode(model.graph.nodes):
@@ -102,16 +94,57 @@ class Trainer:
         # order everywhere, each rank computes its shard of every batch. Rank 0 logs.
         self.comm = comm
         if comm is not None:
+            if self.data is None:
+                raise ValueError("data-parallel training needs its data when the Trainer is built: pass data=")
             self.backend = DataParallel(self.backend, comm, self.data.train,
                                         settings={"batch_size": self.batch_size, "seed": seed})
         self.rng = np.random.default_rng(seed)
         self.history = History()
         self.epoch = 0
         self.stopped_early = False
+        self.early_stopping = None
+        self.kept_row = None      # the history row whose parameters the trainer holds after fit
 
     @property
     def params(self) -> dict:
         return self.backend.params
+
+    def set_params(self, values: dict) -> None:
+        """Overwrite parameters ({node: array}) in place, on any backend."""
+        setter = getattr(self.backend, "set_params", None)
+        if setter is not None:
+            return setter(values)
+        for p, v in values.items():
+            self.params[p][...] = v
+
+    # -- data ------------------------------------------------------------------------------
+    def _use_data(self, data, test_fraction=None, validation_split=None, validation_data=None):
+        """Take ``data`` (a Dataset, or None), with the held-out sets asked for."""
+        if data is None:
+            if test_fraction is not None or validation_split is not None:
+                raise ValueError(f"model {self.model.name!r} has no data to split; pass data= or arrays to fit()")
+            self.data = None
+            return
+        inputs = self.model.inputs
+        data = Dataset(*(None if f is None else as_feeds(inputs, f) for f in (data.train, data.test)),
+                       classes=data.classes,
+                       validation=None if data.validation is None else as_feeds(inputs, data.validation))
+        if test_fraction is not None:
+            data = _with_test_split(data, test_fraction, self.seed)
+        if validation_data is not None:
+            if validation_split is not None:
+                raise ValueError("give validation_split= or validation_data=, not both")
+            given = validation_data if isinstance(validation_data, dict) else as_feeds(inputs, *validation_data)
+            data = dataclasses.replace(data, validation=as_feeds(inputs, given))
+        elif validation_split is not None:
+            if data.validation is not None:
+                raise ValueError("the data already has a validation set; validation_split splits data that has none")
+            train, held = hold_out(data.train, validation_split, self.seed)
+            data = dataclasses.replace(data, train=train, validation=held)
+        self.data = data
+
+    def _feeds(self, x, y=None) -> dict:
+        return as_feeds(self.model.inputs, x, y)
 
     def _batches(self):
         n = self.data.n_train
@@ -120,53 +153,79 @@ class Trainer:
         order = self.rng.permutation(n)
         return [order[i:i + self.batch_size] for i in range(0, n, self.batch_size)]
 
-    def fit(self, epochs=None, steps=None, *, log=None, log_every=None, progress=None,
-            early_stopping=None, monitor=None, restore_best=True):
+    # -- training --------------------------------------------------------------------------
+    def fit(self, x=None, y=None, *, epochs=None, steps=None, validation_split=None, validation_data=None,
+            callbacks=(), log=None, log_every=None, progress=None, early_stopping=None, monitor=None,
+            restore_best=True):
         """Run ``epochs`` passes over the data, or ``steps`` updates; return the History.
 
-        ``log(row)`` is called with each history row (the CLI prints them). ``progress``:
-        True/False, or None for a tqdm bar on long runs (≥ 20 epochs or ≥ 1000 steps).
-        ``early_stopping=k`` stops after k evaluations without improvement of ``monitor``
-        (default 'test_loss' when there is test data, else 'loss') and, with
-        ``restore_best``, puts back the parameters of the best evaluation.
+        ``x``, ``y``: training arrays (or a feeds dict) replacing the training data (a test set
+        stays), or a `Dataset` replacing all; ``y`` may hold class indices where the model
+        takes one-hot targets.
+        ``validation_split`` / ``validation_data`` (x, y): a validation set. ``callbacks``: see
+        graphnn.training.callbacks. ``log(row)`` is called with each history row (the CLI
+        prints them). ``progress``: True/False, or None for a tqdm bar on long runs (≥ 20
+        epochs or ≥ 1000 steps). ``early_stopping=k`` stops after k rows without improvement
+        of ``monitor`` (default 'val_loss' with validation data, else 'loss') and, with
+        ``restore_best``, puts back the parameters of the best row.
         """
+        if x is not None:
+            if self.comm is not None:
+                raise ValueError("data-parallel training takes its data when the Trainer is built, not in fit()")
+            # arrays replace the training data; a test set the trainer has stays (it is only reported)
+            data = x if isinstance(x, Dataset) else Dataset(self._feeds(x, y), self.data and self.data.test)
+            self._use_data(data, validation_split=validation_split, validation_data=validation_data)
+        elif validation_split is not None or validation_data is not None:
+            self._use_data(self.data, validation_split=validation_split, validation_data=validation_data)
+        if self.data is None:
+            raise ValueError(f"model {self.model.name!r} has no data; pass arrays (fit(x, y)) or data=Dataset(...)")
         if epochs is None and steps is None:
             epochs, steps = self.model.defaults.get("epochs"), self.model.defaults.get("steps")
         if (epochs is None) == (steps is None):
             raise ValueError("give exactly one of epochs= or steps=")
         if (epochs if epochs is not None else steps) < 0:
             raise ValueError("epochs/steps must not be negative")
-        stopper = None
+        callbacks = list(callbacks)
         if early_stopping:
-            default = "test_loss" if self.data.test is not None else "loss"
-            stopper = EarlyStopping(int(early_stopping), monitor or default)
+            default = "val_loss" if self.data.validation is not None else "loss"
+            callbacks.append(EarlyStopping(int(early_stopping), monitor or default, restore_best=restore_best))
+        self.early_stopping = next((c for c in callbacks if isinstance(c, EarlyStopping)), None)
+        self._run(epochs, steps, callbacks, log, log_every, progress)
+        return self.history
+
+    def _run(self, epochs, steps, callbacks, log, log_every, progress):
         total = epochs if epochs is not None else steps
         show = progress if progress is not None else total >= (20 if epochs is not None else 1000)
         if self.comm is not None and self.comm.rank != 0:
             show = False
         bar = _progress(total, "epoch" if epochs is not None else "step", show)
         self.stopped_early = False
+        for cb in callbacks:
+            cb.on_train_begin(self)
+
+        def after(row):   # every callback sees every row; any of them may stop training
+            stop = [bool(cb.on_epoch_end(self, row)) for cb in callbacks]
+            self.stopped_early = any(stop)
+            return self.stopped_early
+
         try:
             if steps is not None:
-                self._fit_steps(self.data.train, steps, log, log_every or max(1, steps // 10), bar, stopper)
+                self._fit_steps(self.data.train, steps, log, log_every or max(1, steps // 10), bar, after)
             else:
                 for _ in range(epochs):
                     self.epoch += 1
                     loss = self.backend.train_epoch(self.data.train, self._batches())
                     row = self._record(log, bar, epoch=self.epoch, loss=loss)
                     bar.update(1)
-                    if stopper is not None and stopper.update(row, self.params):
-                        self.stopped_early = True
+                    if after(row):
                         break
         finally:
             bar.close()
-        if stopper is not None and restore_best and stopper.best_params is not None:
-            for p, v in stopper.best_params.items():
-                self.params[p][...] = v
-        self.early_stopping = stopper
-        return self.history
+        self.kept_row = self.history.records[-1] if self.history.records else None
+        for cb in callbacks:
+            cb.on_train_end(self)
 
-    def _fit_steps(self, feeds, steps, log, log_every, bar, stopper):
+    def _fit_steps(self, feeds, steps, log, log_every, bar, after):
         done = 0
         while done < steps:
             for idx in self._batches():
@@ -176,21 +235,16 @@ class Trainer:
                 if done % log_every == 0 or done == steps:
                     # the loss after the update, as the course reports "E after n steps"
                     row = self._record(log, bar, step=done, loss=self.backend.loss(feeds))
-                    if stopper is not None and stopper.update(row, self.params):
-                        self.stopped_early = True
+                    if after(row):
                         return
                 if done == steps:
                     return
             self.epoch += 1
 
     def _record(self, log, bar=None, **row):
-        if self.data.test is not None:
-            if hasattr(self.backend, "evaluate"):
-                row["test_loss"], out = self.backend.evaluate(self.data.test)
-            else:
-                row["test_loss"], out = self.loss("test"), None
-            if self.model.task == "classification":
-                row["test_accuracy"] = self.accuracy("test", out)
+        for prefix, feeds in (("val", self.data.validation), ("test", self.data.test)):
+            if feeds is not None:
+                row.update({f"{prefix}_{k}": v for k, v in self._measure(feeds).items()})
         if self.comm is not None:  # rank 0's row everywhere: early stopping decides alike on all ranks
             row = self.comm.bcast(row)
         self.history.append(**row)
@@ -204,23 +258,66 @@ class Trainer:
                 log(row)
         return row
 
+    # -- measuring -------------------------------------------------------------------------
+    def _measure(self, feeds) -> dict:
+        """{'loss': …, metric: …} of the current parameters on ``feeds`` (evaluation mode)."""
+        if hasattr(self.backend, "evaluate"):   # loss and output in one pass
+            loss, out = self.backend.evaluate(feeds)
+        else:
+            loss, out = self.backend.loss(feeds), self.backend.predict(feeds)
+        target = self._target(feeds)
+        found = metrics.compute(self.model, out, target, self.threshold) if target is not None else {}
+        return {"loss": float(loss), **found}
+
+    def _target(self, feeds):
+        inputs = self.model.inputs
+        return feeds.get(inputs[1].name) if len(inputs) > 1 else None
+
+    def evaluate(self, x=None, y=None, *, split="test") -> dict:
+        """{'loss': …, and the task's metrics by name} on arrays ``x``, ``y`` or on a set of the
+        data ('train', 'validation', 'test'), with the current parameters."""
+        return self._measure(self._feeds(x, y) if x is not None else self._split(split))
+
+    def predict(self, x):
+        """The model's output for inputs ``x`` (an array for the first input, or feeds), in
+        evaluation mode (dropout off)."""
+        return np.asarray(self.backend.predict(self._feeds(x)))
+
+    def gradients(self, x, y=None) -> dict:
+        """{trainable parameter: ∂loss/∂parameter} on ``x``, ``y`` (or feeds) with the current
+        parameters, from the backend's compiled gradient (evaluation mode; nothing is updated)."""
+        backend = self.backend
+        while isinstance(backend, (TrainingFeeds, DataParallel)):   # no training mode, no all-reduce
+            backend = backend.inner
+        _, flat = backend.gradients(self._feeds(x, y))
+        flat, out, offset = np.asarray(flat), {}, 0
+        for p in self.model.params:
+            size = int(np.prod(p.shape))
+            out[p] = flat[offset:offset + size].reshape(p.shape).copy()
+            offset += size
+        return out
+
     def loss(self, split="train") -> float:
         return self.backend.loss(self._split(split))
 
     def accuracy(self, split="test", out=None) -> float:
-        """Fraction of examples whose largest output matches the one-hot target."""
+        """Accuracy on a set: top-1 for several output units, thresholded for one (metrics.py)."""
         feeds = self._split(split)
-        if out is None:   # evaluate (loss and output in one call) when the backend has it
+        if out is None:
             out = self.backend.evaluate(feeds)[1] if hasattr(self.backend, "evaluate") else \
                 self.backend.predict(feeds)
-        target = feeds[self.model.inputs[1].name]
-        return float(np.mean(np.argmax(out, -1) == np.argmax(target, -1)))
+        return metrics.accuracy(out, self._target(feeds), metrics.binary_threshold(self.model, self.threshold))
 
     def _split(self, split):
-        feeds = self.data.train if split == "train" else self.data.test
-        if feeds is None:
+        if self.data is None:
+            raise ValueError(f"model {self.model.name!r} has no data")
+        sets = {"train": self.data.train, "validation": self.data.validation, "val": self.data.validation,
+                "test": self.data.test}
+        if split not in sets:
+            raise ValueError(f"split must be 'train', 'validation' or 'test', not {split!r}")
+        if sets[split] is None:
             raise ValueError(f"model {self.model.name!r} has no {split} data")
-        return feeds
+        return sets[split]
 
     # -- checkpoints and plots (graphnn/checkpoint.py, graphnn/plot.py) ------------------
     def save(self, path) -> str:
@@ -289,8 +386,44 @@ def _with_test_split(data: Dataset, fraction, seed) -> Dataset:
                    classes=data.classes)
 
 
-def fit(model, *, epochs=None, steps=None, **kw):
-    """Train and return the Trainer (``fit(model, epochs=20, backend='cpu').accuracy()``)."""
-    trainer = Trainer(model, **kw)
-    trainer.fit(epochs=epochs, steps=steps)
+#: Trainer()'s own keywords; the backend factory's positional arguments
+TRAINER_KEYWORDS = keywords_of(Trainer.__init__) - {"model"}
+FIT_KEYWORDS = keywords_of(Trainer.fit) - {"x", "y"}
+BACKEND_ARGUMENTS = {"model", "optimizer", "dtype", "params"}
+
+
+def _name(spec):
+    return spec.name if isinstance(spec, Optimizer) else spec
+
+
+def hyper_keywords(spec) -> set:
+    """The hyperparameters optimizer ``spec`` (a name or an instance) takes."""
+    if isinstance(spec, Optimizer):
+        return set(spec.hyper)
+    cls = OPTIMIZERS.get(spec)
+    return set(cls.defaults) if cls is not None else set()
+
+
+def _check_trainable(model):
+    """Every trainable parameter must influence the loss, or training cannot move it."""
+    in_loss = set(Graph([model.loss]).nodes)
+    cut = [p.name or "?" for p in model.params if p not in in_loss]
+    if cut:
+        raise GradientError(
+            f"model {model.name!r}: parameter(s) {', '.join(map(repr, cut))} reach the output but not the loss "
+            f"{model.loss.label()!r}, so training cannot change them; declare them with trainable=False "
+            "(they keep their values) or make the loss depend on them")
+
+
+def fit(model, x=None, y=None, **kw):
+    """Train ``model`` and return the Trainer: ``fit(model, x, y, epochs=20, backend='cpu',
+    validation_split=0.1)``. Keywords go to `Trainer` (backend, lr, batch_size, …), to
+    `Trainer.fit` (epochs, callbacks, early_stopping, progress, …) or to the optimizer
+    (mu, beta1, …); any other is an error listing each one's valid keywords."""
+    spec = kw.get("optimizer") or model.defaults.get("optimizer", "sgd")
+    hyper = hyper_keywords(spec)
+    check_keywords(kw, {"Trainer()": TRAINER_KEYWORDS, "fit()": FIT_KEYWORDS,
+                        f"optimizer {_name(spec)!r}": hyper}, "fit()")
+    trainer = Trainer(model, **{k: v for k, v in kw.items() if k not in FIT_KEYWORDS})
+    trainer.fit(x, y, **{k: v for k, v in kw.items() if k in FIT_KEYWORDS})
     return trainer

@@ -1,0 +1,66 @@
+"""Users' arrays as feeds: ``x``/``y`` to the model's inputs, labels to targets, held-out splits.
+
+A model's first input takes ``x`` and its second ``y`` (the `Model.inputs` order), or a dict
+names every input. Targets may be given as class indices where the model's target input is
+one-hot (N, C): they are checked (integers in 0..C−1) and expanded, so a user never writes
+the one-hot encoding. Every error names the input and the shapes.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import FeedError
+
+
+def targets_for(node, y):
+    """``y`` as the input ``node`` takes it: class indices (N,) → one-hot (N, C) when the node
+    is (None, C > 1); a vector (N,) → a column (N, 1) when the node is (None, 1)."""
+    y = np.asarray(y)
+    shape = tuple(node.shape)
+    if y.ndim != len(shape) - 1 or len(shape) != 2:
+        return y
+    if shape[1] == 1:
+        return y.reshape(-1, 1)
+    classes = shape[1]
+    if y.size and (not np.all(np.mod(y, 1) == 0) or y.min() < 0 or y.max() >= classes):
+        raise FeedError(f"input {node.name!r} takes one-hot rows of {classes} classes; labels given "
+                        f"as one value per example must be class indices 0..{classes - 1}, got "
+                        f"{y.min():g}..{y.max():g}")
+    out = np.zeros((len(y), classes))
+    out[np.arange(len(y)), y.astype(np.int64)] = 1.0
+    return out
+
+
+def as_feeds(inputs, x, y=None) -> dict:
+    """Feeds {input name: array} from ``x`` (an array for the first input, or a dict of feeds)
+    and ``y`` (for the second input: targets or labels)."""
+    if isinstance(x, dict):
+        feeds = {getattr(k, "name", k): v for k, v in x.items()}
+    else:
+        if not inputs:
+            raise FeedError("the model has no inputs to feed x to")
+        feeds = {inputs[0].name: np.asarray(x)}
+    if y is not None:
+        if len(inputs) < 2:
+            raise FeedError(f"the model has one input ({inputs[0].name!r}); it takes no targets y")
+        feeds[inputs[1].name] = y
+    by_name = {n.name: n for n in inputs}
+    feeds = {k: targets_for(by_name[k], v) if k in by_name else np.asarray(v) for k, v in feeds.items()}
+    rows = {k: len(v) for k, v in feeds.items() if np.ndim(v) and k in by_name and by_name[k].shape
+            and by_name[k].shape[0] is None}
+    if len(set(rows.values())) > 1:
+        raise FeedError(f"inputs have different numbers of examples: {rows}")
+    return feeds
+
+
+def hold_out(feeds: dict, fraction, seed=0, what="validation_split") -> tuple:
+    """(kept, held out): a seeded random ``fraction`` of the examples held out."""
+    from . import split
+
+    if not 0 < fraction < 1:
+        raise ValueError(f"{what} must lie strictly between 0 and 1, not {fraction}")
+    n = len(next(iter(feeds.values())))
+    keep, held = split(n, fraction, seed)
+    if len(held) == 0 or len(keep) == 0:
+        raise ValueError(f"{what}={fraction} of {n} examples leaves an empty set")
+    return {k: v[keep] for k, v in feeds.items()}, {k: v[held] for k, v in feeds.items()}
