@@ -65,6 +65,7 @@ class GradRecord:
         self._symbols: dict = {}
         self._names: dict = {}
         self._unnamed: dict = {}          # an unnamed node -> its readable base name
+        self._elements: dict = {}         # symbol -> (node, index): what `symbol` made it for
 
     def adjoint(self, node: Node) -> Adjoint:
         return self.adjoints[node]
@@ -92,7 +93,13 @@ class GradRecord:
                 name = f"{name}'{sum(1 for n in self._names if n.startswith(name))}"
                 self._names[name] = node
             self._symbols[key] = sympy.Symbol(name)
+            self._elements[self._symbols[key]] = key
         return self._symbols[key]
+
+    def element_of(self, symbol: sympy.Symbol):
+        """(node, index) of a symbol `symbol` made (None for any other): derivations print
+        elements by names of their own choosing."""
+        return self._elements.get(symbol)
 
     def _unnamed_base(self, node: Node):
         """'sigmoid', 'sigmoid2', … for a node the user did not name (None if named): what

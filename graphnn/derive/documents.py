@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import functools
 import html
+import os
 import re
 import shutil
 import subprocess
@@ -22,7 +23,9 @@ from pathlib import Path
 from xml.etree import ElementTree
 from typing import Any, Callable, Union
 
-__all__ = ["Prose", "MathBlock", "Document", "MissingToolError", "LatexError", "to_latex_align",
+from . import layout
+
+__all__ = ["Prose", "Heading", "MathBlock", "Document", "MissingToolError", "LatexError", "to_latex_align",
            "to_latex_document", "to_markdown", "to_html", "to_text", "compile_pdf", "RichMixin"]
 
 @dataclass
@@ -32,9 +35,17 @@ class Prose:
 
 
 @dataclass
+class Heading:
+    """A section title inside a document (prose: ``$...$`` is inline math)."""
+    text: str
+
+
+@dataclass
 class MathBlock:
-    """Display math: each line is one ``align*`` row (LaTeX string or sympy object)."""
+    """Display math: each line is one ``align*`` row (LaTeX string or sympy object).
+    ``steps``: the rows where a new equation starts (a step of a derivation), if known."""
     lines: list
+    steps: list | None = None
 
 
 @dataclass
@@ -62,22 +73,24 @@ def _line_latex(line: Any) -> str:
     return sympy.latex(line)
 
 
-def _lines(block: MathBlock) -> list[str]:  # without blank rows: in align* an error
+def block_rows(block: MathBlock) -> list[str]:  # without blank rows: in align* an error
     items = [block.lines] if isinstance(block.lines, str) else block.lines  # one bare line
     return [s for s in map(_line_latex, items) if s]
 
 
-def _render(doc: Document, math: Callable[[MathBlock], str], prose: Callable[[str], str]):
+def render_blocks(doc: Document, math: Callable[[MathBlock], str], prose: Callable[[str], str],
+            heading: Callable[[str], str] | None = None):
     """One string per block, the shared walk of every writer; empty math is skipped."""
-    return [math(b) if isinstance(b, MathBlock) else prose(b.text)
-            for b in doc.blocks if not isinstance(b, MathBlock) or _lines(b)]
+    heading = heading or prose
+    return [math(b) if isinstance(b, MathBlock) else heading(b.text) if isinstance(b, Heading) else prose(b.text)
+            for b in doc.blocks if not isinstance(b, MathBlock) or block_rows(b)]
 
 
 # A ``$`` that is not escaped as ``\$``; inline math is the text between two of them.
 _INLINE = re.compile(r"(?<!\\)\$(.+?)(?<!\\)\$", re.S)
 
 
-def _split_prose(text: str) -> list[tuple[bool, str]]:
+def split_prose(text: str) -> list[tuple[bool, str]]:
     """``(is_math, piece)`` pairs: re.split with one group alternates text, math, text."""
     return [(k % 2 == 1, p if k % 2 else p.replace(r"\$", "$"))  # text: \$ is a dollar
             for k, p in enumerate(_INLINE.split(text)) if p]
@@ -105,25 +118,68 @@ def _tex_escape(text: str) -> str:
     return "".join(_TEX_TABLE.get(ch, ch) for ch in text)
 
 
-def _tex_prose(text: str) -> str:
-    return "".join(f"${s}$" if m else _tex_escape(s) for m, s in _split_prose(text))
+def tex_prose(text: str) -> str:
+    return "".join(f"${s}$" if m else _tex_escape(s) for m, s in split_prose(text))
 
 
-def to_latex_align(block: MathBlock) -> str:
-    """An ``align*`` environment for the block, ready to paste into Beamer or an article."""
-    body = " \\\\\n".join("  " + s for s in _lines(block))
+#: an article's line (11pt, 2.5 cm margins) in the ems of `layout.width`
+ARTICLE_EMS = 38.0
+#: LaTeX that shrinks a block of aligned rows to the line width when it is wider (a
+#: matrix product that cannot be broken): ``\gnrows{a &= b \\ &= c}``
+FIT_MACROS = (r"\newsavebox{\gnmath}"
+              r"\newcommand{\gnrows}[1]{\sbox{\gnmath}{$\displaystyle\begin{aligned}#1\end{aligned}$}%" "\n"
+              r"  \ifdim\wd\gnmath>\linewidth\resizebox{\linewidth}{!}{\usebox{\gnmath}}"
+              r"\else\usebox{\gnmath}\fi}" "\n"
+              r"\newsavebox{\gncell}\newcommand{\gnfit}[1]{\sbox{\gncell}{$\displaystyle #1$}%" "\n"
+              r"  \ifdim\wd\gncell>0.72\linewidth\resizebox{0.72\linewidth}{!}{\usebox{\gncell}}"
+              r"\else\usebox{\gncell}\fi}")
+
+
+def to_latex_align(block: MathBlock, ems: float = ARTICLE_EMS) -> str:
+    """An ``align*`` environment for the block, ready to paste into Beamer or an article;
+    rows wider than ``ems`` are broken at their top-level operators."""
+    body = " \\\\\n".join("  " + s for s in layout.fit_rows(block_rows(block), ems))
     return "\\begin{align*}\n" + body + "\n\\end{align*}"
 
 
+def _fitted_block(block: MathBlock) -> str:
+    """align*, long rows broken, and a right side that holds a matrix or is still too wide
+    shrunk to the line if LaTeX finds it wider (``\\gnfit``, `FIT_MACROS`); rows stay
+    separate, so a long derivation still breaks across pages."""
+    rows = layout.boxed(layout.fit_rows(block_rows(block), ARTICLE_EMS), ARTICLE_EMS)
+    return "\\begin{align*}\n" + " \\\\\n".join("  " + r for r in rows) + "\n\\end{align*}"
+
+
+def step_rows(block: MathBlock, ems: float) -> list[list[str]]:
+    """The block's rows grouped by step (one group if the steps are not known), broken to ``ems``."""
+    rows = block_rows(block)
+    starts = [k for k in (block.steps or [0]) if k < len(rows)] or [0]
+    bounds = starts + [len(rows)]
+    return [layout.fit_rows(rows[a:b], ems) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
 def to_latex_document(doc: Document) -> str:
-    """A standalone article (amsmath/amssymb) that compiles with plain pdflatex."""
+    """A standalone article (amsmath/amssymb/graphicx) that compiles with plain pdflatex."""
     parts = [r"\documentclass[11pt]{article}", r"\usepackage[utf8]{inputenc}",
-             r"\usepackage{amsmath,amssymb}", r"\usepackage[margin=2.5cm]{geometry}",
+             r"\usepackage{amsmath,amssymb,graphicx}", r"\usepackage[margin=2.5cm]{geometry}",
              r"\allowdisplaybreaks",  # a long derivation may page-break between rows
-             r"\title{" + _tex_prose(doc.title) + "}", r"\date{}", r"\begin{document}",
+             FIT_MACROS, r"\title{" + tex_prose(doc.title) + "}", r"\date{}", r"\begin{document}",
              r"\maketitle", ""]
-    parts += [p + "\n" for p in _render(doc, to_latex_align, _tex_prose)]
+    parts += [p + "\n" for p in render_blocks(doc, _fitted_block, tex_prose,
+                                                lambda t: r"{\raggedright\section*{%s}}" % tex_prose(t))]
     return "\n".join(parts + [r"\end{document}", ""])
+
+
+def write_atomic(path: Union[str, Path], text: str) -> Path:
+    """Write ``text`` to ``path`` in one step (a temporary file beside it, then renamed):
+    a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.",
+                                     delete=False) as f:
+        f.write(text)
+    os.replace(f.name, path)
+    return path
 
 
 def compile_pdf(latex_source: str, out_path: Union[str, Path], timeout: float = 120) -> Path:
@@ -146,7 +202,9 @@ def compile_pdf(latex_source: str, out_path: Union[str, Path], timeout: float = 
                     if ln.startswith("!") or (i and log[i - 1].startswith("!"))]
             raise LatexError("pdflatex failed:\n" + "\n".join(errs or log[-20:]))
         out_path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(pdf, out_path)
+        staged = out_path.with_name(f".{out_path.name}.part")
+        shutil.copyfile(pdf, staged)
+        os.replace(staged, out_path)
     return out_path
 
 
@@ -158,14 +216,14 @@ def _md_escape(text: str) -> str:
 
 def _aligned(block: MathBlock) -> str:
     # MathJax (Jupyter) and GitHub render ``aligned`` inside $$ but not ``align*``.
-    return "\\begin{aligned}\n" + " \\\\\n".join(_lines(block)) + "\n\\end{aligned}"
+    return "\\begin{aligned}\n" + " \\\\\n".join(block_rows(block)) + "\n\\end{aligned}"
 
 
 def to_markdown(doc: Document) -> str:
     """Markdown with ``$..$`` inline and ``$$\\begin{aligned}..$$`` display math."""
     def prose(text: str) -> str:
-        return "".join(f"${s.strip()}$" if m else _md_escape(s) for m, s in _split_prose(text))
-    blocks = _render(doc, lambda b: "$$\n" + _aligned(b) + "\n$$", prose)
+        return "".join(f"${s.strip()}$" if m else _md_escape(s) for m, s in split_prose(text))
+    blocks = render_blocks(doc, lambda b: "$$\n" + _aligned(b) + "\n$$", prose)
     return "\n\n".join(["# " + prose(doc.title.strip())] + blocks) + "\n"
 
 
@@ -243,14 +301,14 @@ def _mtd(cell: str, right: bool) -> str:
 def _html_math_block(block: MathBlock) -> str:
     # One <mtable> per block, cells right/left/right... like align*: "&"s line up.
     rows = ["<mtr>" + "".join(_mtd(c, k % 2 == 0) for k, c in enumerate(_split_cells(s)))
-            + "</mtr>" for s in _lines(block)]
+            + "</mtr>" for s in block_rows(block)]
     return ('<math display="block"><mtable displaystyle="true">' + "".join(rows)
             + "</mtable></math>")
 
 
 def _html_prose(text: str, tag: str = "p") -> str:
     out = []
-    for is_math, s in _split_prose(text):
+    for is_math, s in split_prose(text):
         try:
             out.append(_mathml(s) if is_math else html.escape(s))
         except Exception:  # noqa: BLE001 -- show the source rather than fail the page
@@ -268,14 +326,14 @@ def to_html(doc: Document, *, full_page: bool = True, embed_font: bool = True) -
         import latex2mathml.converter  # noqa: F401
     except ImportError as exc:
         raise MissingToolError("to_html needs latex2mathml: pip install latex2mathml") from exc
-    body = [_html_prose(doc.title, "h1")] + _render(
+    body = [_html_prose(doc.title, "h1")] + render_blocks(
         doc, lambda b: f'<div class="display">{_html_math_block(b)}</div>', _html_prose)
     style = "<style>" + (_font_css() if embed_font else "") + _CSS + "</style>"
     main = '<div class="graphnn-doc">\n' + "\n".join(body) + "\n</div>"
     if not full_page:
         return style + "\n" + main
     return ('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            f"<title>{html.escape(_text_prose(doc.title))}</title>\n{style}\n</head>\n"
+            f"<title>{html.escape(text_prose(doc.title))}</title>\n{style}\n</head>\n"
             f"<body>\n{main}\n</body>\n</html>\n")
 
 
@@ -290,7 +348,8 @@ _TEXT_ORD = {"partial": "∂", "top": "ᵀ", "prime": "′", "infty": "∞", "na
 _TEXT_BIN = {"cdot": "·", "odot": "⊙", "times": "×", "otimes": "⊗", "circ": "∘", "pm": "±",
              "approx": "≈", "leftarrow": "←", "gets": "←", "rightarrow": "→", "to": "→",
              "in": "∈", "leq": "≤", "le": "≤", "geq": "≥", "ge": "≥", "neq": "≠", "mid": "|",
-             "wedge": "∧", "land": "∧", "vee": "∨", "lor": "∨", "lt": "<", "gt": ">"}
+             "wedge": "∧", "land": "∧", "vee": "∨", "lor": "∨", "lt": "<", "gt": ">", "star": "⋆",
+             "ast": "∗"}
 _TEXT_SPACE = {",": " ", ";": " ", ":": " ", "!": "", "quad": "  ", "qquad": "    ", " ": " "}
 _SUPERSCRIPTS = dict(zip("0123456789+-=()n", "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁼⁽⁾ⁿ"))
 _DROP = set("left right big Big bigg Bigg bigl bigr Bigl Bigr displaystyle textstyle "
@@ -299,7 +358,7 @@ _ACCENTS = {"hat": "\u0302", "bar": "\u0304", "overline": "\u0305", "tilde": "\u
             "vec": "\u20d7", "dot": "\u0307"}
 _FONTS = set("mathrm operatorname text mathbf boldsymbol mathit mathsf mathcal mathbb "
              "textbf mbox".split())
-_ATOM = re.compile(r"^([\w∂′ᵀ⁺⁻.^\u0300-\u036f\u20d7]+(\([^()]*\))?|\([^()]*\))$")  # + accents (ẑ)
+_ATOM = re.compile(r"^([\w∂′'√ᵀ⁺⁻⁽⁾.^\u0300-\u036f\u20d7]+(\([^()]*\))?|\([^()]*\))$")  # + accents (ẑ)
 
 
 def _group(s: str, i: int) -> tuple[str, int]:
@@ -352,10 +411,13 @@ def _latex_text(s: str) -> str:
                 i = min(len(s), end + len(r"\end{%s}" % env))
             elif name in _ACCENTS or name in _FONTS:
                 arg, i = _group(s, i)
-                out.append(_latex_text(arg) + _ACCENTS.get(name, ""))
+                text = _latex_text(arg)
+                out.append("𝟙" if name == "mathbf" and text == "1" else text + _ACCENTS.get(name, ""))
             elif name in _TEXT_ORD:
                 out.append(_TEXT_ORD[name])  # TeX drops the spaces after a control word:
-                i += len(s[i:]) - len(s[i:].lstrip(" "))
+                rest = s[i:].lstrip(" ")     # ∂E, but η = 0.5 keeps its space before "="
+                if rest[:1].isalnum() or rest[:1] in "\\{(":
+                    i += len(s[i:]) - len(rest)
             elif name in _TEXT_BIN:
                 out.append(f" {_TEXT_BIN[name]} ")
             elif name not in _DROP:  # \exp, \log, \tanh, \{, \% ... as written
@@ -389,20 +451,20 @@ def _environment_text(env: str, body: str) -> str:
 
 def _text_block(block: MathBlock, indent: str = "    ") -> str:
     # Pad every column to its widest cell so the "=" signs line up as in align*.
-    rows = [[_latex_text(c).strip() for c in _split_cells(s)] for s in _lines(block)]
+    rows = [[_latex_text(c).strip() for c in _split_cells(s)] for s in block_rows(block)]
     widths = [max(len(r[k]) for r in rows if k < len(r)) for k in range(max(map(len, rows)))]
     return "\n".join((indent + " ".join(c.rjust(widths[k]) if k % 2 == 0 else c.ljust(widths[k])
                                         for k, c in enumerate(r))).rstrip() for r in rows)
 
 
-def _text_prose(text: str) -> str:
-    return "".join(_latex_text(s).strip() if m else s for m, s in _split_prose(text))
+def text_prose(text: str) -> str:
+    return "".join(_latex_text(s).strip() if m else s for m, s in split_prose(text))
 
 
 def to_text(doc: Document) -> str:
     """Plain Unicode for a terminal: Greek, ∂, ·, ⊙, ᵀ, a/b fractions, aligned rows."""
-    blocks = _render(doc, _text_block, _text_prose)
-    title = _text_prose(doc.title)
+    blocks = render_blocks(doc, _text_block, text_prose)
+    title = text_prose(doc.title)
     return "\n\n".join([title + "\n" + "=" * len(title)] + blocks) + "\n"
 
 
@@ -422,5 +484,5 @@ class RichMixin:
     def _repr_latex_(self) -> str:
         # Front ends hand this to MathJax: prose as text, math as $$\begin{aligned}..$$.
         doc = self.to_document()
-        blocks = _render(doc, lambda b: "$$" + _aligned(b) + "$$", lambda t: t)
+        blocks = render_blocks(doc, lambda b: "$$" + _aligned(b) + "$$", lambda t: t)
         return "\n\n".join([doc.title] + blocks)
