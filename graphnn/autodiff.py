@@ -189,6 +189,10 @@ class Gradients(Mapping):
     def __len__(self):
         return len(self._grads)
 
+    def __repr__(self):
+        what = ", ".join(w.name or describe(w) for w in self._grads)
+        return f"<gradients of {describe(self.record.loss)} with respect to {what}>"
+
 
 def grad(loss: Node, wrt, *, disconnected: str = "raise") -> Gradients:
     """Gradient nodes of scalar ``loss`` with respect to each node in ``wrt``.

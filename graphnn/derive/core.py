@@ -105,6 +105,15 @@ class Step:
         leads = [f.lead for f, _ in shown[1:]]
         return [f"{self.lhs_latex()} &= {first}"] + [f"&{lead} {f}" for lead, f in zip(leads, rest)]
 
+    def __repr__(self):
+        from .textual import latex_text
+        first = latex_text(self.rows(True)[0].replace("&", "")).strip()
+        more = f" … ({len(self.forms)} forms)" if len(self.forms) > 1 else ""
+        return f"<Step {self.kind}: {first}{more}>"
+
+    def _repr_latex_(self):
+        return "$$\\begin{aligned}" + " \\\\ ".join(self.rows()) + "\\end{aligned}$$"
+
     @property
     def equations(self) -> list:
         """The step as sympy equations (forms that have a sympy form)."""
@@ -391,8 +400,12 @@ def derive(loss, wrt=None, values=None, view: str = "scalar", update: bool = Fal
         raise ValueError(f"unknown view {view!r}; choose from {', '.join(VIEWS)}")
     if int(precision) < 1:
         raise ValueError(f"precision counts significant digits: at least 1, got {precision}")
-    fn = VIEWS[view]
     graph = Graph([loss])
+    if view in ("scalar", "matrix") and "perceptron" in VIEWS:
+        from .perceptron import threshold_unit
+        if threshold_unit(graph) is not None:   # no gradient to derive: the perceptron rule instead
+            view = "perceptron"
+    fn = VIEWS[view]
     feeds, source = resolve_feeds(graph, values, model)
     if wrt is None and getattr(fn, "needs_wrt", True):
         raise ValueError(f"the {view} view needs wrt (what to differentiate by); parameters: "

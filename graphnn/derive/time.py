@@ -31,11 +31,21 @@ def _s(state, k):
     return f"{state}_{{{k}}}"
 
 
+def _recurrence(req):
+    """(the model's scan or None, its state letter); an error for a graph without one."""
+    from ..recurrent import scans_in
+    from .core import DerivationError
+
+    extras = (req.model.extras or {}) if req.model is not None else {}
+    if extras.get("scan") is None and not scans_in(req.graph):
+        raise DerivationError("the time view writes backprop through time, and this graph has no recurrence "
+                              "(rnn-scalar, rnn and lstm have one); use --view matrix or --view scalar")
+    return extras.get("scan"), extras.get("state", "s")
+
+
 @register_view("time", one_example=True)
 def time_view(req):
-    model = req.model
-    scan = (model.extras or {}).get("scan") if model is not None else None
-    state = (model.extras or {}).get("state", "s") if model is not None else "s"
+    scan, state = _recurrence(req)
     target = req.targets[0]
     w = target.node
     index = target.index if target.index is not None else (0,) * len(w.shape)
