@@ -367,19 +367,19 @@ def test_matrix_view_of_a_real_sized_net_abbreviates_matrices():
 
 
 def test_unnamed_nodes_and_max_pool_read_well_in_text():
-    """Unnamed nodes get course names (a unit's output is 'out', never 'map#3882' or
-    'sigmoid'), elements 1-based; a path does not collapse into one factor ∂E/∂w; max-pool's
-    one-winner partial prints as '{1 if …; 0 otherwise}', not raw LaTeX cases."""
+    """Unnamed nodes get course names (x ⊙ w is net⁽¹⁾, the unit's output out⁽¹⁾; never
+    'map#3882' or 'sigmoid'), elements 1-based; a path does not collapse into one factor
+    ∂E/∂w; max-pool's one-winner partial prints as '{1 if …; 0 otherwise}', not raw LaTeX."""
     x = gn.input("x", (1, 1, 2, 2))
     w = gn.parameter("w", 2.0)
     E = gn.sum(gn.max_pool2d(gn.sigmoid(x * w), 2), name="E")
     feeds = {"x": np.array([[[[0.1, 0.5], [0.3, 0.2]]]])}
     text = gn.derive(E, wrt=[w], values=feeds).to_text()
     assert "#" not in text and "begin" not in text and "cases" not in text and "sigmoid" not in text
-    assert "Path 2 of 4 (through out_(1,1,1,2), u⁽¹⁾_(1,1,1,2)):\n" in text
+    assert "Path 2 of 4 (through out⁽¹⁾_(1,1,1,2), net⁽¹⁾_(1,1,1,2)):\n" in text
     assert "∂E/∂w = ∂E/∂w" not in text
-    assert ("{1 if out_(1,1,1,2) ≥ out_(1,1,2,1) ∧ out_(1,1,1,2) ≥ out_(1,1,2,2) ∧ "
-            "out_(1,1,1,1) < out_(1,1,1,2); 0 otherwise}") in text
+    assert ("{1 if out⁽¹⁾_(1,1,1,2) ≥ out⁽¹⁾_(1,1,2,1) ∧ out⁽¹⁾_(1,1,1,2) ≥ out⁽¹⁾_(1,1,2,2) ∧ "
+            "out⁽¹⁾_(1,1,1,1) < out⁽¹⁾_(1,1,1,2); 0 otherwise}") in text
     total = float(text.rsplit("= ", 1)[1])
     autodiff = float(gn.evaluate(gn.grad(E, [w])[w], feeds))
     assert total == pytest.approx(autodiff, rel=1e-5)

@@ -19,7 +19,7 @@ from .documents import (FIT_MACROS, Document, Heading, MathBlock, step_rows, tex
 
 #: a frame's line (16:9, 11pt) in the ems of `layout.width`, and its height in text lines
 FRAME_EMS = 33.0
-FRAME_LINES = 10.5
+FRAME_LINES = 12.5
 #: prose longer than this many characters gets a frame of its own
 PROSE_CHARS = 260
 
@@ -102,8 +102,11 @@ def frames_of(doc: Document) -> list[dict]:
             if f.frames:
                 f.frames[-1]["open"] = False
         elif isinstance(block, MathBlock):
-            if sum(len(p) for p in f.prose) > PROSE_CHARS:
+            if sum(len(p) for p in f.prose) > PROSE_CHARS:   # long prose apart; its last short line stays
+                keep = f.prose[-1:] if len(f.prose[-1]) <= PROSE_CHARS // 2 else []
+                f.prose = f.prose[:len(f.prose) - len(keep)]
                 f.flush_prose()
+                f.prose = keep
             for rows in step_rows(block, FRAME_EMS):
                 f.add_step(rows)
         else:

@@ -88,10 +88,10 @@ def height(rows) -> float:
     for row in rows:
         h = 1.0
         if r"\frac" in row:
-            h = 2.0
+            h = 1.8
         for body in re.findall(r"\\begin\{[bp]?matrix\}(.*?)\\end\{[bp]?matrix\}", row, re.S):
-            h = max(h, 1.1 * (body.count(r"\\") + 1))
-        total += h + 0.25
+            h = max(h, 1.05 * (body.count(r"\\") + 1) + 0.3)
+        total += h + 0.1
     return total
 
 

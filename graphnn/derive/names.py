@@ -39,9 +39,13 @@ def is_weight(node: Node) -> bool:
 
 
 def is_net(node: Node) -> bool:
-    """A layer's net input: x W (+ b) with a weight, or a convolution."""
+    """A layer's net input: x W (+ b) with a weight, a convolution, or an input scaled
+    elementwise by a weight (x ⊙ w)."""
     if isinstance(node.op, Conv2D):
         return True
+    if isinstance(node.op, Map) and node.attrs.get("fn") == "×" and len(node.inputs) == 2:
+        return sum(x.kind == "parameter" for x in node.inputs) == 1 and \
+            any(x.kind == "input" for x in node.inputs)
     return isinstance(node.op, NET_OPS) and any(is_weight(x) for x in node.inputs[1:2] or node.inputs[:1])
 
 
@@ -123,12 +127,6 @@ class Names:
         act = activation_of(n)
         if act is not None and n.inputs[0] in self.layer:
             return f"out{superscript(self.layer[n.inputs[0]])}"
-        if act is not None:              # a unit's output, not after a layer: out, out⁽²⁾, …
-            taken = set(self.labels.values())
-            k = 1
-            while (f"out{superscript(k)}" if k > 1 else "out") in taken:
-                k += 1
-            return f"out{superscript(k)}" if k > 1 else "out"
         return None
 
     # -- lookups ---------------------------------------------------------------------------

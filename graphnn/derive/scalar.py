@@ -190,12 +190,17 @@ def _suffix(name: str) -> str:
     return name.split("_", 1)[1] if "_" in name else name
 
 
-def delta_symbol(sym: sympy.Symbol) -> sympy.Symbol:
-    """δ_o1 for net_o1 (the net input's suffix), δ_name otherwise."""
+def delta_symbol(ctx, sym: sympy.Symbol, node, index) -> sympy.Symbol:
+    """δ_o1 for net_o1 (the net input's suffix), δ⁽²⁾_1 for net⁽²⁾_1, δ_name otherwise; the
+    symbol's course LaTeX goes into the derivation's display names."""
     name = sym.name
-    if name.startswith("net_"):
-        return sympy.Symbol(f"delta_{name[4:]}")
-    return sympy.Symbol(f"delta_{{{name}}}")
+    delta = sympy.Symbol(f"delta_{name[4:]}" if name.startswith("net_") else f"delta_{{{name}}}")
+    shown = ctx.names.element(node, index)
+    if shown.startswith(r"\mathrm{net}"):
+        ctx.req.display[delta.name] = r"\delta" + shown[len(r"\mathrm{net}"):]
+    elif not name.startswith("net_"):
+        ctx.req.display[delta.name] = r"\delta_{%s}" % shown
+    return delta
 
 
 # -- how many paths: a bound from the tensor-level record, before enumerating any -------------
@@ -344,7 +349,7 @@ def delta_form(ctx, node, index, paths) -> list:
             if k == len(path) - 1 or not isinstance(s.input.op, NET_OPS):
                 continue
             key = (s.input, s.in_index)
-            d = deltas.setdefault(key, {"symbol": delta_symbol(s.wrt), "of": s.wrt, "terms": {},
+            d = deltas.setdefault(key, {"symbol": delta_symbol(ctx, s.wrt, s.input, s.in_index), "of": s.wrt, "terms": {},
                                         "depth": k})
             seg = tuple(path[start:k + 1])
             d["terms"].setdefault((upstream, tuple(x.key for x in seg)), (upstream, seg))
