@@ -141,11 +141,16 @@ class GradRecord:
     def _links(self, term, in_idx, batch, cache):
         """Output elements of ``term.consumer`` that read ``term.input[in_idx]``, with partials."""
         c, pos = term.consumer, term.position
-        placeholder = (lambda p, i: sympy.Symbol(f"__in{p}_{'_'.join(map(str, i))}"))
-        display = {}
-        for p, x in enumerate(c.inputs):
-            for i in all_indices(concrete_shape(x.shape, batch)):
-                display[placeholder(p, i)] = self.symbol(x, i)
+        made: dict = {}        # placeholder -> (input position, index): renamed only where used
+
+        def placeholder(p, i):
+            sym = sympy.Symbol(f"__in{p}_{'_'.join(map(str, i))}")
+            made[sym] = (p, tuple(i))
+            return sym
+
+        def display(expr):
+            return expr.xreplace({s: self.symbol(c.inputs[made[s][0]], made[s][1])
+                                  for s in expr.free_symbols if s in made})
         target = placeholder(pos, in_idx)
         out = []
         for out_idx in all_indices(concrete_shape(c.shape, batch)):
@@ -156,8 +161,7 @@ class GradRecord:
                 continue
             partial = c.op.element_partial(c, out_idx, pos, in_idx, placeholder,
                                            lambda i: self.symbol(c, i), batch)
-            out.append((out_idx, Link(c, out_idx, term.input, in_idx, pos,
-                                      partial.subs(display, simultaneous=True),
+            out.append((out_idx, Link(c, out_idx, term.input, in_idx, pos, display(partial),
                                       self.symbol(c, out_idx), self.symbol(term.input, in_idx))))
         return out
 

@@ -17,10 +17,11 @@ import numpy as np
 import sympy
 
 from ..evaluate import evaluate
-from ..ops import Linear, MatMul
+from ..looped import Loop
+from ..ops import Count, Linear, MatMul
 from ..ops.base import all_indices, concrete_shape
 from .core import Form, Step, first_example, register_view
-from .formulas import Formulas, activation_tex, is_leaf
+from .formulas import Formulas, activation_tex, is_leaf, is_loop_output
 from .names import Names, activation_of
 from .printing import TeachingPrinter, latex, matrix, signed_number
 
@@ -41,7 +42,7 @@ def forward_view(req) -> list:
     feeds = first_example(req.graph, req.feeds)
     _, values = evaluate(req.loss, feeds, return_values=True)
     size = sum(int(np.prod(concrete_shape(n.shape, 1))) for n in nodes if names.label(n))
-    if size <= ELEMENT_LIMIT:
+    if size <= ELEMENT_LIMIT and not any(isinstance(n.op, Loop) for n in nodes):
         return _elementwise(req, names, values, nodes)
     return _by_node(req, names, formulas, values, nodes)
 
@@ -119,12 +120,18 @@ def _num(values, node, idx) -> float:
 
 
 def _by_node(req, names, formulas, values, nodes) -> list:
+    from .matrix import MatrixContext
+    from .recurrence import forward_items
+
     items = [_inputs_prose(req, names, values, scalar=False)]
     for node in nodes:
-        if not names.label(node) or is_leaf(node):
+        if isinstance(node.op, Loop):          # the cell's equations, then the final state's values
+            items += forward_items(MatrixContext(req, names=names, values=None), node)
+            continue
+        if not names.label(node) or is_leaf(node) or isinstance(node.op, Count):
             continue
         value = np.asarray(values[node])
-        forms = [Form(tex=formulas.rhs(node))]
+        forms = [] if is_loop_output(node) else [Form(tex=formulas.rhs(node))]   # h_T: the last step's
         forms.append(Form(array=value) if value.ndim else Form(expr=sympy.Float(float(value))))
         items.append(Step(names.tex(node), forms, kind="forward", value=value,
                           checks=[(("forward", node, None), value)]))

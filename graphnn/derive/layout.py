@@ -42,6 +42,8 @@ def width(tex: str) -> float:
         ch = tex[i]
         if ch == "\\":
             m = _CMD.match(tex, i)
+            if m is None:            # a lone trailing backslash
+                break
             name, i = m.group(1), m.end()
             if name == "frac" and i < len(tex) and tex[i] == "{":
                 num, i = _group(tex, i)
@@ -137,12 +139,22 @@ def break_rhs(rhs: str, budget: float) -> list[str]:
     return [p.strip() for p in pieces if p.strip()]
 
 
+def _cells(row: str):
+    """(lhs, rest) split at the row's first alignment ``&`` (not ``\\&``), or None."""
+    from .blocks import split_cells
+    cells = split_cells(row)
+    if len(cells) < 2:
+        return None
+    return cells[0], row[len(cells[0]) + 1:]
+
+
 def break_row(row: str, budget: float) -> list[str]:
     """One align row (``lhs &= rhs`` or ``&= rhs``) as one or more rows that fit ``budget``;
     continuation rows start ``& \\quad`` with their operator."""
-    lhs, amp, rest = row.partition("&")
-    if not amp:
+    cells = _cells(row)
+    if cells is None:
         return [row]
+    lhs, rest = cells
     m = re.match(r"\s*(=|\\quad \+|\+)\s*", rest)
     lead = m.group(0) if m else ""
     rhs = rest[len(lead):]
@@ -165,11 +177,12 @@ def boxed(rows, ems: float) -> list[str]:
     in ``\\gnfit{…}``: LaTeX shrinks it to the line if it is too wide (see `documents`)."""
     out = []
     for row in rows:
-        lhs, amp, rest = row.partition("&")
+        cells = _cells(row)
+        lhs, rest = cells if cells else (row, "")
         m = re.match(r"\s*(=|\\quad \+|\+|\\quad)\s*", rest)
         lead = m.group(0) if m else ""
         rhs = rest[len(lead):]
-        if amp and rhs.strip() and (r"\begin{" in rhs or width(row.replace("&", "")) > ems):
+        if cells and rhs.strip() and (r"\begin{" in rhs or width(row.replace("&", "")) > ems):
             row = f"{lhs}&{lead}\\gnfit{{{rhs}}}"
         out.append(row)
     return out

@@ -230,6 +230,11 @@ def count_paths(record) -> dict:
 
 
 def _check_size(req, targets):
+    from ..looped import Loop
+    if any(isinstance(n.op, Loop) for n in req.record.order):
+        raise DerivationError("the scalar view follows every element, and this net's recurrence is one looped "
+                              "node; use view='time' (--view time: backprop through time, term by term) or "
+                              "view='matrix' (--view matrix)")
     paths = count_paths(req.record)
     total, worst = 0, None
     for t in targets:
