@@ -90,8 +90,8 @@ def latex_text(s: str) -> str:
                 rest = s[i:].lstrip(" ")     # ∂E, but η = 0.5 keeps its space before "="
                 if rest[:1].isalnum() or rest[:1] in "\\{(":
                     i += len(s[i:]) - len(rest)
-            elif name in _TEXT_BIN:
-                out.append(f" {_TEXT_BIN[name]} ")
+            elif name in _TEXT_BIN:           # ∗_full: a subscripted operator keeps its subscript
+                out.append(f" {_TEXT_BIN[name]}" + ("" if s[i:i + 1] in "_^" else " "))
             elif name not in _DROP:  # \exp, \log, \tanh, \{, \% ... as written
                 out.append(_TEXT_SPACE.get(name, name))
         elif ch in "_^":
