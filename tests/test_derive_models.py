@@ -117,6 +117,8 @@ def test_no_internal_name_in_any_format(derivations):
             out = d.render(fmt)
             if fmt == "html":
                 out = re.sub(r"<style>.*?</style>", "", out, flags=re.S)
+                # every formula became MathML: no LaTeX source shown as a fallback
+                assert not re.search(r"<mtext>[^<]*\\[^<]*</mtext>|\$\\", out), (name, view)
             found = INTERNAL.search(out)
             assert found is None, (name, view, fmt, out[max(0, found.start() - 80):found.end() + 40])
         assert r"\frac{d" not in d.to_latex(), (name, view)     # ∂ throughout, as the course writes

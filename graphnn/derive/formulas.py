@@ -144,7 +144,7 @@ def _count(node, args, f):
 
 def _sce(node, args, f):
     z, t = args
-    return r"-\sum_{k} %s_{k} \log \operatorname{softmax}\left(%s\right)_{k}" % (bracket(t), z)
+    return r"-\sum_{k} %s_{k} \log \, \operatorname{softmax}\left(%s\right)_{k}" % (bracket(t), z)
 
 
 def _conv(node, args, f):

@@ -194,8 +194,7 @@ def _transpose_rule(ctx, term, up) -> Piece:
         (a, at), (b, bt) = up.product
         flip = ((b, not bt), (a, not at))
         sym = " \\, ".join((sup_base(t) + r"^{\top}") if tr else bracket(t) for t, tr in flip)
-        return Piece(sym, (lambda tm: sup_base(up.numeric(ctx, tm)) + r"^{\top}") if ctx.values is not None
-                     else None, product=flip)
+        return Piece(sym, None, product=flip)     # (Qᵀ g)ᵀ = gᵀ Q: its value says it; no nested product
     return Piece(sup_base(up.tex) + r"^{\top}",
                  (lambda tm: sup_base(up.numeric(ctx, tm)) + r"^{\top}") if ctx.values is not None else None)
 
