@@ -28,7 +28,7 @@ from ..ops import (AvgPool2D, Concat, Conv2D, Count, Dropout, GaussianNoise, Ind
 from ..ops.elementwise import V, Y
 from .formulas import activation_tex, axes_tex, bracket, last_two_swapped, scale_tex, sup_base
 from .names import activation_of
-from .printing import TeachingPrinter, latex, signed
+from .printing import TeachingPrinter, factored, latex
 
 ODOT = r" \odot "
 
@@ -97,16 +97,6 @@ def _hadamard(expr, printer) -> str:
     return printer.doprint(expr)
 
 
-def _factored(deriv, forward):
-    if not isinstance(deriv, sympy.Add):
-        return deriv
-    for group in sorted(forward.atoms(sympy.Add), key=sympy.count_ops):
-        ratio = sympy.simplify(deriv / group)
-        if ratio.is_Number and ratio not in (0, 1):
-            return signed(ratio, group)
-    return deriv
-
-
 def _unbroadcast(ctx, term, tex, num):
     """A broadcast operand (a bias row, a scalar) collects its share: Σ over the broadcast axes."""
     c, x = term.consumer, term.input
@@ -139,7 +129,7 @@ def _map_rule(ctx, term, up) -> Piece:
         coeff = scale_tex(deriv) if not deriv.free_symbols else None
         local = coeff or printer.doprint(deriv)
     else:
-        local = _hadamard(_factored(deriv, c.attrs["expr"]), printer)
+        local = _hadamard(factored(deriv, c.attrs["expr"]), printer)
         if act is not None:
             first = _times(activation_tex(act) + r"'\left(%s\right)" % ctx.ref(c.inputs[0]), up)
     sym = _times(local, up, scalar)

@@ -94,6 +94,18 @@ def signed(coefficient, group):
     return Signed(sympy.sympify(coefficient), group, evaluate=False)
 
 
+def factored(expr, forward):
+    """−(target − out) rather than out − target: a derivative that is a multiple of a
+    difference appearing in the op's own formula ``forward`` prints as that multiple."""
+    if not isinstance(expr, sympy.Add):
+        return expr
+    for group in sorted(forward.atoms(sympy.Add), key=sympy.count_ops):
+        ratio = sympy.simplify(expr / group)
+        if ratio.is_Number and ratio not in (0, 1):
+            return signed(ratio, group)
+    return expr
+
+
 def symbol_latex(name: str) -> str:
     """A teaching name as LaTeX (the derivation's display name if it gave one)."""
     display = DISPLAY.get()

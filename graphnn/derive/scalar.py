@@ -27,7 +27,7 @@ from ..ops import NET_OPS, Count, Linear, MatMul, Map, Max, OpTable, Softmax, So
 from ..ops.base import all_indices, concrete_shape
 from .core import DerivationError, Form, Step, Target, register_view
 from .names import Names
-from .printing import Partial, Total, latex, numbers, product, signed, signed_number
+from .printing import Partial, Total, factored, latex, numbers, product, signed_number
 from .update import loss_after_update, update_steps
 
 #: the scalar view writes one term per path from the loss to each requested element; past
@@ -147,11 +147,7 @@ def _factored(link, record):
         forward = c.op.element_expr(c, link.index, lambda pos, i: record.symbol(c.inputs[pos], i), 1)
     except NotImplementedError:
         return p
-    for group in sorted(forward.atoms(sympy.Add), key=sympy.count_ops):
-        ratio = sympy.simplify(p / group)
-        if ratio.is_Number and ratio not in (0, 1):
-            return signed(ratio, group)
-    return p
+    return factored(p, forward)
 
 
 def _softmax_ce_link(ctx, link):
