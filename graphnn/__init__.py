@@ -9,9 +9,10 @@ The vocabulary a user needs, in one namespace:
   reference), `check_grad`, `bptt_terms`;
 - use: `Trainer` / `fit` (training, `graphnn.training`: arrays in, `predict`, `evaluate`),
   learning-rate `schedules`, callbacks (`EarlyStopping`, `ModelCheckpoint`, `LambdaCallback`),
-  `derive` (derivations), `draw` (pictures), `models` (the built-in nets).
+  `derive` (derivations), `draw` (pictures), `lecture` (the interactive lecture page),
+  `models` (the built-in nets).
 
-``import graphnn`` is light: `derive` and `draw` load on first use, and the Numba code
+``import graphnn`` is light: `derive`, `draw` and `lecture` load on first use, and the Numba code
 generator (the `codegen` package) only when a compiled backend is asked for.
 ``graphnn.derive`` and ``graphnn.draw`` are both the subpackage and its function:
 ``graphnn.derive(model, "w5")`` calls it, ``from graphnn.derive import Derivation`` imports.
@@ -39,7 +40,7 @@ __version__ = "0.1.0"
 
 #: names that load their module on first use: name -> (module, attribute or None for the module)
 _LAZY = {"derive": ("graphnn.derive", None), "draw": ("graphnn.draw", None),
-         "Derivation": ("graphnn.derive", "Derivation")}
+         "Derivation": ("graphnn.derive", "Derivation"), "lecture": ("graphnn.lecture", None)}
 
 
 def __getattr__(name):
@@ -66,7 +67,7 @@ __all__ = [
     "grad", "evaluate", "check_grad", "bptt_terms", "Graph", "Node",
     # use
     "Trainer", "fit", "schedules", "Callback", "EarlyStopping", "LambdaCallback", "ModelCheckpoint",
-    "derive", "Derivation", "draw", "models", "ops",
+    "derive", "Derivation", "draw", "lecture", "models", "ops",
     # errors
     "GraphnnError", "ShapeError", "FeedError", "GradientError", "NonFiniteError", "UnknownNameError",
 ]

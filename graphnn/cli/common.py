@@ -11,7 +11,7 @@ from .. import models
 
 #: builder option -> (flag, argparse dest, metavar, the commands that offer it)
 MODEL_OPTIONS = {
-    "steps": ("--steps", "time_steps", "T", ("derive", "draw", "show", "codegen")),
+    "steps": ("--steps", "time_steps", "T", ("derive", "draw", "show", "codegen", "lecture")),
     "truncate": ("--truncate", "truncate", "K", ("train", "codegen")),
 }
 

@@ -28,7 +28,8 @@ from .textual import text_prose, to_text
 
 __all__ = ["Prose", "Heading", "MathBlock", "Document", "MissingToolError", "LatexError", "to_latex_align",
            "to_latex_document", "to_markdown", "to_html", "to_text", "text_prose", "compile_pdf", "RichMixin",
-           "split_prose", "write_atomic", "step_rows", "FIT_MACROS", "set_notebook_font"]
+           "split_prose", "write_atomic", "step_rows", "FIT_MACROS", "set_notebook_font", "html_blocks",
+           "html_style"]
 
 
 class MissingToolError(RuntimeError):
@@ -244,6 +245,19 @@ def _html_prose(text: str, tag: str = "p") -> str:
     return f"<{tag}>" + "".join(out) + f"</{tag}>"
 
 
+def html_blocks(doc: Document) -> list[str]:
+    """Each block of ``doc`` as HTML (MathML math; no title, no style), for a page that lays
+    the blocks out itself (the lecture page); inside an element of class ``graphnn-doc``
+    they take `html_style`'s look."""
+    return render_blocks(doc, lambda b: f'<div class="display">{_html_math_block(b)}</div>', _html_prose,
+                         lambda t: _html_prose(t, "h2"))
+
+
+def html_style(embed_font: bool = True) -> str:
+    """The CSS of `to_html`'s pages (the math font as base64 with ``embed_font``)."""
+    return (_font_css() if embed_font else "") + _CSS
+
+
 def to_html(doc: Document, *, full_page: bool = True, embed_font: bool = True) -> str:
     """HTML with MathML math: no scripts, no external URLs, font embedded as base64.
 
@@ -254,10 +268,8 @@ def to_html(doc: Document, *, full_page: bool = True, embed_font: bool = True) -
         import latex2mathml.converter  # noqa: F401
     except ImportError as exc:
         raise MissingToolError("to_html needs latex2mathml: pip install latex2mathml") from exc
-    body = [_html_prose(doc.title, "h1")] + render_blocks(
-        doc, lambda b: f'<div class="display">{_html_math_block(b)}</div>', _html_prose,
-        lambda t: _html_prose(t, "h2"))
-    style = "<style>" + (_font_css() if embed_font else "") + _CSS + "</style>"
+    body = [_html_prose(doc.title, "h1")] + html_blocks(doc)
+    style = "<style>" + html_style(embed_font) + "</style>"
     main = '<div class="graphnn-doc">\n' + "\n".join(body) + "\n</div>"
     if not full_page:
         return style + "\n" + main

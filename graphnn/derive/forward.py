@@ -18,7 +18,7 @@ import sympy
 
 from ..evaluate import evaluate
 from ..looped import Loop
-from ..ops import Count, Linear, MatMul
+from ..ops import Count, Linear, Map, MatMul, Sum
 from ..ops.base import all_indices, concrete_shape
 from .core import Form, Step, first_example, register_view
 from .formulas import Formulas, activation_tex, is_leaf, is_loop_output
@@ -75,18 +75,32 @@ def _elementwise(req, names, values, nodes) -> list:
     return [i for i in items if i]
 
 
+def _inlined(node, idx, names):
+    """The element formula of ``node[idx]`` with an unnamed elementwise operand (w·s + u·x
+    inside net_t = … + b, the ½(t − s)² inside a sum) written out by its own formula rather
+    than under a made-up name; (expression, symbol → (operand node, index))."""
+    leaves: dict = {}
+
+    def expand(n, i):
+        def sym(pos, j):
+            x = n.inputs[pos]
+            if x.kind == "op" and not names.label(x) and isinstance(x.op, (Map, Sum)):
+                return expand(x, tuple(j))
+            s = sympy.Symbol(f"e{len(leaves)}")
+            leaves[s] = (x, tuple(j))
+            return s
+        return n.op.element_expr(n, i, sym, 1)
+
+    return expand(node, idx), leaves
+
+
 def _element_forms(node, idx, names, values):
     """([symbolic forms], numeric form) of one element: Σ w·x + b for a net input, the
     activation and its formula for a unit, the element formula otherwise."""
-    def sym(pos, i):
-        return sympy.Symbol(f"e{pos}_{'_'.join(map(str, i))}")
-
     def element_names(expr):
         out, nums = {}, {}
         for s in expr.free_symbols:
-            pos, *rest = s.name[1:].split("_")
-            i = tuple(int(k) for k in rest if k != "")
-            x = node.inputs[int(pos)]
+            x, i = leaves[s]
             out[s] = names.element(x, i)
             nums[s] = signed_number(float(np.asarray(values[x])[i]))
         return out, nums
@@ -105,7 +119,7 @@ def _element_forms(node, idx, names, values):
             sym_tex += " + " + names.element(b, bi)
             num_tex += " + " + signed_number(_num(values, b, bi))
         return [sym_tex], num_tex
-    expr = node.op.element_expr(node, idx, sym, 1)
+    expr, leaves = _inlined(node, idx, names)
     tex_names, num_names = element_names(expr)
     forms = []
     act = activation_of(node)

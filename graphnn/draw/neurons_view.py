@@ -48,6 +48,20 @@ def element_label(node: Node, index: tuple, fallback: str) -> str:
     return f"{base}[{','.join(map(str, fixed))}]" if fixed else base
 
 
+#: DOT ids of the picture's parts (stable: the lecture page addresses them in the SVG)
+LOSS_ID = "loss"
+
+
+def unit_id(k: int, j) -> str:
+    """Unit j of column k (0: the inputs); j None: the column's "⋮ n more" group."""
+    return f"L{k}u{j}" if j is not None else f"L{k}more"
+
+
+def bias_id(k: int) -> str:
+    """The +1 bias unit of column k (it feeds column k + 1)."""
+    return f"L{k}bias"
+
+
 def _units(n):
     return f"{n} unit" + ("" if n == 1 else "s")
 
@@ -107,7 +121,7 @@ class _Neurons:
             if notes else title
 
     def unit_id(self, k, j):
-        return f"L{k}u{j}" if j is not None else f"L{k}more"
+        return unit_id(k, j)
 
     def _caption(self, k, column):
         width = column.shape[-1]
@@ -144,7 +158,7 @@ class _Neurons:
                         style["shape"] = "ellipse"
                     c.node(ids[-1], self._unit_label(k, j), **style)
             if k < len(self.layers):
-                ids.append(f"L{k}bias")
+                ids.append(bias_id(k))
                 c.node(ids[-1], html_label(bold("+1"), small("bias")), **NODE_STYLES["bias_unit"])
             for a, b in zip(ids, ids[1:]):   # in LR, a flat edge a→b puts a above b
                 c.edge(a, b, style="invis")
@@ -193,7 +207,7 @@ class _Neurons:
             if j is None:
                 continue
             label = self._bias_label(layer, j) if labelled else None
-            self.g.edge(f"L{k - 1}bias", self.unit_id(k, j), label=label, **self._edge_style(b), **arrows)
+            self.g.edge(bias_id(k - 1), self.unit_id(k, j), label=label, **self._edge_style(b), **arrows)
 
     def _edge_style(self, node):
         return FIXED_EDGE if node.kind == "parameter" and not node.trainable else FORWARD_EDGE
@@ -251,10 +265,10 @@ class _Neurons:
                     lines.append(small(h(name_html(t), " = ", ctx.arr(row))))
         if ctx.value(ctx.loss) is not None:
             lines.append(value_line(h(nm(ctx.loss_name), " = ", ctx.num(ctx.value(ctx.loss)))))
-        self.g.node("loss", html_label(*lines), **NODE_STYLES["loss"])
+        self.g.node(LOSS_ID, html_label(*lines), **NODE_STYLES["loss"])
         k = len(self.layers)
         for j in self.shown[k]:
-            self.g.edge(self.unit_id(k, j), "loss", **(ELLIPSIS_EDGE if j is None else FORWARD_EDGE))
+            self.g.edge(self.unit_id(k, j), LOSS_ID, **(ELLIPSIS_EDGE if j is None else FORWARD_EDGE))
 
 
 def _shared(bias, width) -> bool:
