@@ -8,6 +8,7 @@ Layers, from the IR up (README, *Architecture*):
     training  Trainer, backends, tasks, MPI, checkpoints      (core, models)
     codegen   the Numba code generator                        (core, training's backend protocol)
     derive, draw                                              (core, models)
+    lecture   the interactive lecture page                    (core, models, training, derive, draw)
     cli       the command line                                (anything)
 
 These tests read the source with `ast`: they fail on the import itself, wherever it hides
@@ -47,7 +48,7 @@ def _layer(module: str) -> str:
     if len(parts) == 1:
         return "api"          # graphnn/__init__.py: the public namespace, above everything
     top = parts[1]
-    if top in ("training", "models", "derive", "draw", "cli"):
+    if top in ("training", "models", "derive", "draw", "lecture", "cli"):
         return top
     if top == "__main__":
         return "cli"          # python -m graphnn
@@ -64,8 +65,9 @@ ALLOWED = {
     "codegen": {"core", "training"},
     "derive": {"core", "models"},
     "draw": {"core", "models"},
-    "cli": {"core", "models", "training", "codegen", "derive", "draw"},
-    "api": {"core", "models", "training", "derive", "draw"},
+    "lecture": {"core", "models", "training", "derive", "draw"},
+    "cli": {"core", "models", "training", "codegen", "derive", "draw", "lecture"},
+    "api": {"core", "models", "training", "derive", "draw", "lecture"},
 }
 
 
@@ -169,8 +171,8 @@ def _python(code, env=None):
 
 def test_import_graphnn_is_light():
     proc = _python("import graphnn, sys; print('codegen' in sys.modules, 'numba' in sys.modules, "
-                   "'graphnn.derive' in sys.modules, 'graphnn.draw' in sys.modules)")
-    assert proc.stdout.split() == ["False", "False", "False", "False"], proc.stderr
+                   "'graphnn.derive' in sys.modules, 'graphnn.draw' in sys.modules, 'graphnn.lecture' in sys.modules)")
+    assert proc.stdout.split() == ["False", "False", "False", "False", "False"], proc.stderr
 
 
 def test_derive_and_draw_load_on_first_use_and_are_callable():

@@ -22,7 +22,7 @@ from ..derive.documents import write_atomic
 from ..model import Model
 from .lesson import Lesson, LectureError
 from .page import external_references, render
-from .plan import MAX_STEPS, MAX_UNITS, MAX_WEIGHTS, Options, lesson_for
+from .plan import MAX_STEPS, MAX_UNITS, MAX_WEIGHTS, Options, lesson_for, lesson_kind
 
 
 class Lecture:
@@ -69,7 +69,7 @@ def lecture(model: Model, output=None, *, train_steps: int | None = None, lr: fl
     return page
 
 
-__all__ = ["lecture", "Lecture", "LectureError", "Lesson", "Options", "external_references", "MAX_UNITS",
+__all__ = ["lecture", "Lecture", "LectureError", "Lesson", "Options", "external_references", "lesson_kind", "MAX_UNITS",
            "MAX_WEIGHTS", "MAX_STEPS"]
 
 make_callable(__name__, lecture)   # graphnn.lecture(...) is this package's lecture()

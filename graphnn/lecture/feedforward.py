@@ -71,7 +71,8 @@ class FeedForward:
     # -- the lesson ----------------------------------------------------------------------------
     def build(self) -> Lesson:
         opt = self.opt
-        lesson = Lesson(f"{self.model.name}: backpropagation step by step", self.model.name, "neurons")
+        what = "the perceptron rule" if self.rule else "backpropagation"
+        lesson = Lesson(f"{self.model.name}: {what} step by step", self.model.name, "neurons")
         pic = lesson.pictures["main"] = self.redraw_params(None)
         given = pic.numbered(unit_id(0, 0)) + [k for j in range(self.source.shape[-1])
                                                for k in pic.numbered(unit_id(0, j))]

@@ -36,35 +36,36 @@ class Options:
     all_feeds: dict | None = None    # every row of the worked example (the perceptron rule's pass)
 
 
-def _too_large(model, what: str) -> LectureError:
+def _too_large(model, what: str, recurrent: bool = False) -> LectureError:
+    instead = (f"`graphnn derive {model.name} --view time` and `graphnn draw {model.name} --view unrolled`" if recurrent
+               else f"`graphnn derive {model.name} --view matrix` and `graphnn draw {model.name} --view ops`")
     return LectureError(f"{model.name} is too large for the lecture page: {what}; the page steps through small "
                         f"nets unit by unit (at most {MAX_UNITS} units per layer, {MAX_WEIGHTS} weights, "
-                        f"{MAX_STEPS} time steps of a scalar recurrence). Show it with `graphnn derive "
-                        f"{model.name} --view matrix` and `graphnn draw {model.name} --view ops` instead")
+                        f"{MAX_STEPS} time steps of a scalar recurrence). Show it with {instead} instead")
 
 
 def check_recurrence(model, scan):
     cell = scan.cell
     if scan.mode != "unrolled":
-        raise _too_large(model, f"its recurrence is one looped node over T = {scan.length} steps")
+        raise _too_large(model, f"its recurrence is one looped node over T = {scan.length} steps", True)
     if len(cell.carry_out) != 1 or tuple(cell.carry_out[0].shape) != (None,):
         shapes = ", ".join(str(tuple("B" if d is None else d for d in c.shape)) for c in cell.carry_out)
-        raise _too_large(model, f"its state is {shapes} per step, not one number")
+        raise _too_large(model, f"its state is {shapes} per step, not one number", True)
     if scan.length > MAX_STEPS:
-        raise _too_large(model, f"it is unrolled over T = {scan.length} steps (ask for fewer with --steps)")
+        raise _too_large(model, f"it is unrolled over T = {scan.length} steps (ask for fewer with --steps)", True)
     big = [f.name for f in cell.free if f.kind == "parameter" and f.shape != ()]
     if big:
-        raise _too_large(model, f"its cell's weights {', '.join(big)} are not single numbers")
+        raise _too_large(model, f"its cell's weights {', '.join(big)} are not single numbers", True)
 
 
 def check_feedforward(model):
     try:
         source, layers = dense_chain(model.graph, model.output, model.name)
-    except DrawError as e:
+    except DrawError:
         ops = sorted({n.op.name for n in model.graph.nodes if n.kind == "op"})
         raise LectureError(f"{model.name} is not a net the lecture page can draw unit by unit: the page takes "
                            f"feed-forward chains input → linear → activation → … and scalar recurrences, and "
-                           f"{model.name} has {', '.join(ops)} ({e}). Show it with `graphnn derive {model.name} "
+                           f"{model.name} has the ops {', '.join(ops)}. Show it with `graphnn derive {model.name} "
                            f"--view matrix` and `graphnn draw {model.name} --view ops` instead") from None
     widths = [source.shape[-1]] + [layer.width for layer in layers]
     weights = sum(int(np.prod(layer.weights.shape)) + int(np.prod(layer.bias.shape)) for layer in layers)
@@ -75,15 +76,23 @@ def check_feedforward(model):
         raise _too_large(model, f"its {shape} layers have {weights} weights and biases")
 
 
-def lesson_for(model, options: Options) -> Lesson:
-    """The lesson of ``model`` (a LectureError when the page cannot show it)."""
+def lesson_kind(model) -> str:
+    """'neurons' or 'unrolled': the picture ``model``'s page is built on; a LectureError
+    saying why when the page cannot show it (before any work is done)."""
     scans = scans_in(model.graph)
     if len(scans) > 1:
-        raise _too_large(model, f"it has {len(scans)} recurrences")
+        raise _too_large(model, f"it has {len(scans)} recurrences", True)
     if scans:
         check_recurrence(model, scans[0])
-    else:
-        check_feedforward(model)
+        return "unrolled"
+    check_feedforward(model)
+    return "neurons"
+
+
+def lesson_for(model, options: Options) -> Lesson:
+    """The lesson of ``model`` (a LectureError when the page cannot show it)."""
+    lesson_kind(model)
+    scans = scans_in(model.graph)
     try:
         every = example_feeds(model)
     except DrawError:

@@ -19,7 +19,7 @@ from ..training import LambdaCallback, Trainer
 from ..training import perceptron as perceptron_rule
 from .svg import figure_svg
 
-FRAMES = 14          # snapshots the play button steps through (the first is step 0)
+FRAMES = 12          # snapshots the play button steps through (the first is step 0)
 CURVE_POINTS = 200   # logged losses the curve is drawn from
 DEFAULT_STEPS = 3000  # at most, unless asked: the page is made in seconds
 
@@ -107,11 +107,11 @@ def _outcome_png(model, x_node, X, T, params, lo, hi, kind) -> str:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(4.6, 4.0), dpi=80)
+    fig = Figure(figsize=(4.6, 4.0), dpi=72)
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     if kind == "boundary":
-        g0, g1 = np.meshgrid(np.linspace(lo[0], hi[0], 90), np.linspace(lo[1], hi[1], 90))
+        g0, g1 = np.meshgrid(np.linspace(lo[0], hi[0], 60), np.linspace(lo[1], hi[1], 60))
         out = evaluate(model.output, {x_node.name: np.column_stack([g0.ravel(), g1.ravel()])}, params)
         Z = np.asarray(out, dtype=float).reshape(g0.shape)
         ax.contourf(g0, g1, Z, levels=[-np.inf, 0.5, np.inf], colors=["#d6eaf8", "#fadbd8"])
@@ -172,9 +172,9 @@ def training_panel(section: dict) -> str:
     return (f'<h2 class="ptitle">Training: {last["step"]} {section["unit"]}s, precomputed</h2>'
             f'<p class="how">{html.escape(section["how"])}. Press <b>P</b> or ▶ to play; the picture shows '
             f'the worked example at each snapshot\'s weights{"; right: " + what if what else ""}.</p>'
-            f'<div class="trainview"><div class="curve">{section["curve"]}</div>{image}</div>'
             '<div class="trainbar"><button class="play" type="button">▶ play</button>'
             f'<input class="frame" type="range" min="0" max="{len(section["frames"]) - 1}" value="0">'
             f'<span class="result" data-name="frame">{html.escape(section["unit"])} <span class="fstep">0</span>: '
             f'{html.escape(section["measure"])} = <span class="num floss">{section["frames"][0]["loss"]}</span>'
-            '</span></div>')
+            '</span></div>'
+            f'<div class="trainview"><div class="curve">{section["curve"]}</div>{image}</div>')

@@ -39,11 +39,12 @@
     return out;
   }
 
-  // Apply step i's state (revealed numbers, relabels, highlights) to one indexed picture.
+  // Apply step i's state (revealed numbers, relabels, highlights) to one indexed picture;
+  // i = null: every number as drawn (beside a weight's derivation, which uses them all).
   function applyPicture(p, i, highlight) {
     for (const [key, els] of Object.entries(p.nums)) {
       const at = L.reveal[key];
-      const hidden = at !== undefined && at > i;
+      const hidden = i !== null && at !== undefined && at > i;
       for (const el of els) {
         el.classList.toggle("hide", hidden);
         el.classList.toggle("fresh", at === i);
@@ -51,7 +52,7 @@
         el.classList.remove("changed");
       }
     }
-    for (const [key, texts] of Object.entries(relabelOf(i))) {
+    for (const [key, texts] of Object.entries(i === null ? {} : relabelOf(i))) {
       const els = p.nums[key] || [];
       const spans = els.filter(e => e.tagName.toLowerCase() === "tspan");
       spans.forEach((el, n) => { if (n < texts.length) { el.textContent = texts[n]; el.classList.add("changed"); } });
@@ -89,7 +90,7 @@
     const i = state.step, s = L.steps[i], name = pictureOf(i);
     for (const [n, p] of Object.entries(pics)) {
       p.div.hidden = n !== name;
-      applyPicture(p, i, !state.weight);
+      applyPicture(p, state.weight ? null : i, !state.weight);
     }
     if (state.weight) highlightWeight(pics[name], state.weight);
     const panel = $(".panel");
