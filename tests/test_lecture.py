@@ -153,8 +153,10 @@ def test_quiz_hides_numbers_and_print_has_a_page_per_step(pages, browser):
     assert b.eval(color) != "rgba(0, 0, 0, 0)"
     b.key("q")
     assert b.eval(color) == "rgba(0, 0, 0, 0)"           # hidden in the panel …
-    fill = "getComputedStyle(document.querySelector('.pic:not([hidden]) tspan.num')).fill"
-    assert b.eval(fill) == "rgba(0, 0, 0, 0)"            # … and on the picture
+    fill = "getComputedStyle(document.querySelector('.pic:not([hidden]) [data-owner=\"L2u0\"] tspan.num')).fill"
+    assert b.eval(fill) == "rgba(0, 0, 0, 0)"            # … and on the picture, but for the givens:
+    given = "getComputedStyle(document.querySelector('.pic:not([hidden]) [data-owner=\"L0u0\"] tspan.num')).fill"
+    assert b.eval(given) != "rgba(0, 0, 0, 0)"
     b.click(".panel .result .num")                       # a click shows one number
     assert b.eval(color) != "rgba(0, 0, 0, 0)"
     b.key("q")

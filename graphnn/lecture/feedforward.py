@@ -219,8 +219,9 @@ class FeedForward:
                 lesson.weights[name]["owners"].append(owner)
                 continue
             note = "" if node.trainable else "<p class='note'>(fixed: training leaves it alone)</p>"
-            lesson.weights[name] = {"owners": [owner], "title": f"∂{self.model.loss.label()}/∂{name}",
-                                    "html": note + fr.derivation_html(d, tags), "paths": paths}
+            title = "Derivation of " + fr.label_html(f"∂{self.model.loss.label()}/∂{name}")
+            lesson.weights[name] = {"owners": [owner], "title": title, "html": note + fr.derivation_html(d, tags),
+                                    "paths": paths}
 
     def paths(self, node, index) -> list:
         """The picture's owners (units, edges, loss) along each path of ∂loss/∂node[index]."""

@@ -14,22 +14,24 @@ from ..derive.documents import Document, MathBlock, Prose, html_blocks
 from ..derive.printing import printing
 from ..notation import html_name
 
-#: a MathML number the quiz hides: one with a decimal point or a power of ten (not the 2 of x²)
-_QUIZ_NUMBER = re.compile(r"<mn>([^<]*[.×][^<]*)</mn>")
+_MN = re.compile(r"<mn>([^<]*)</mn>")
 
 
 def _quiz_marks(text: str) -> str:
-    return _QUIZ_NUMBER.sub(r'<mn class="num">\1</mn>', text)
+    """The step's result (its last row's numbers) gets ``class="num"``: what quiz mode hides,
+    while the numbers it is computed from stay to compute it with."""
+    head, sep, last = text.rpartition("<mtr>")
+    return head + sep + _MN.sub(r'<mn class="num">\1</mn>', last) if sep else text
 
 
 def item_html(derivation, item) -> str:
     """One item of a derivation (prose or a `Step`, with its note) as HTML."""
     with printing(derivation.precision, derivation.display):
         if isinstance(item, str):
-            blocks = [Prose(item)]
-        else:
-            blocks = ([Prose(item.note)] if item.note else []) + [MathBlock(item.rows())]
-        return _quiz_marks("".join(html_blocks(Document("", blocks))))
+            return "".join(html_blocks(Document("", [Prose(item)])))
+        blocks = ([Prose(item.note)] if item.note else []) + [MathBlock(item.rows())]
+        text = "".join(html_blocks(Document("", blocks)))
+        return _quiz_marks(text) if item.value is not None and len(item.forms) > 1 else text
 
 
 def step_html(derivation, item, **data) -> str:

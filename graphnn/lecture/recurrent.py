@@ -165,7 +165,8 @@ class Recurrent:
                   or (isinstance(i, str) and i.startswith(("Update by", "After one step")))]
         if update:
             html += '<div class="graphnn-doc">' + "".join(fr.step_html(scalar, i) for i in update) + "</div>"
-        return {"owners": ["w"], "picture": p.name, "title": f"∂{self.model.loss.label()}/∂{p.name}", "html": html,
+        title = "Derivation of " + fr.label_html(f"∂{self.model.loss.label()}/∂{p.name}")
+        return {"owners": ["w"], "picture": p.name, "title": title, "html": html,
                 "paths": [self._path(p, t.k) for t in terms], "kinds": [t.kind for t in terms]}
 
 

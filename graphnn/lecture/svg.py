@@ -49,6 +49,8 @@ class Picture:
         return {k: v for k, v in other.numbers.items() if k in self.numbers and self.numbers[k] != v}
 
 
+INDEX_SCALE = 0.8    # sub- and superscripts' size in the picture, of the line's
+
 _SUPERSCRIPT = dict(zip("0123456789−-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁻"))
 
 
@@ -101,6 +103,10 @@ def annotate(svg_bytes: bytes) -> Picture:
         exponent_next = False
         for t in texts:
             t.set("data-line", str(line_of[t]))
+            if t.get("baseline-shift") in ("sub", "super") and t.get("font-size"):
+                # Graphviz gives an index the width of full-size type; a browser's wider sans
+                # then runs it into the next run: smaller indices fit (and read as indices)
+                t.set("font-size", f"{float(t.get('font-size')) * INDEX_SCALE:.2f}")
             lines.setdefault(line_of[t], []).append(t.text or "")
             key = f"{owner}|{line_of[t]}"
             if exponent_next and t.get("baseline-shift") == "super":
@@ -123,6 +129,7 @@ def annotate(svg_bytes: bytes) -> Picture:
 
 #: how much larger than a document's the picture's type is: read from the back of a room
 PROJECTOR_SCALE = 1.5
+LR_RANKSEP = "0.45"   # inches between ranks of a left-to-right picture (the neurons view: 1.6)
 
 
 def enlarge(digraph, factor: float = PROJECTOR_SCALE):
@@ -131,6 +138,10 @@ def enlarge(digraph, factor: float = PROJECTOR_SCALE):
     picture would only shrink it again to fit the screen)."""
     big = digraph.copy()
     big.body = [line for line in big.body if not line.startswith("\tlabel=")]
+    if big.graph_attr.get("rankdir") == "LR":
+        # the weights' labels sit in ranks of their own between the layers: less space around
+        # them leaves a wide picture room to be drawn larger on a screen
+        big.graph_attr["ranksep"] = LR_RANKSEP
 
     def scale(m):
         return f'{m.group(1)}{float(m.group(2)) * factor:g}{m.group(3)}'

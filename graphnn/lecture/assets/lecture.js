@@ -24,7 +24,12 @@
     return {nums, groups};
   }
   const pics = {};
-  for (const div of $$(".stage .pic")) pics[div.dataset.picture] = Object.assign({div}, indexPicture(div));
+  for (const div of $$(".stage .pic")) {
+    pics[div.dataset.picture] = Object.assign({div}, indexPicture(div));
+    // numbers shown from the start are the givens (inputs, weights): a quiz leaves them
+    for (const [key, els] of Object.entries(pics[div.dataset.picture].nums))
+      if (L.reveal[key] === undefined) els.forEach(el => el.classList.add("given"));
+  }
 
   function pictureOf(i) {
     if (state.weight && L.weights[state.weight].picture) return L.weights[state.weight].picture;
@@ -85,6 +90,19 @@
     for (const o of w.owners) p.groups[o] && p.groups[o].classList.add("lit");
   }
 
+  // The picture takes the height its shape needs at the stage's width (at most 62% of the
+  // screen, 45% beside the training curve); the panel takes the rest.
+  function fit() {
+    const app = $(".app"), pic = $(".stage .pic:not([hidden]) svg");
+    if (!pic || !pic.viewBox.baseVal || !pic.viewBox.baseVal.width) return;
+    const box = pic.viewBox.baseVal, stage = $(".stage");
+    const width = stage.clientWidth - 16;
+    const cap = L.steps[state.step].phase === "train" && !state.weight ? 0.45 : 0.62;   // the curve needs room
+    const height = Math.min(cap * app.clientHeight, Math.max(0.3 * app.clientHeight, width * box.height / box.width + 12));
+    app.style.gridTemplateRows = `${Math.round(height)}px minmax(0, 1fr)`;
+  }
+  window.addEventListener("resize", fit);
+
   // -- rendering one step ----------------------------------------------------------------------
   function render() {
     const i = state.step, s = L.steps[i], name = pictureOf(i);
@@ -110,6 +128,7 @@
     document.body.classList.toggle("quiz", state.quiz);
     $(".quiz").classList.toggle("active", state.quiz);
     document.body.dataset.phase = s.phase;
+    fit();
   }
 
   function go(i) {
@@ -123,7 +142,7 @@
     const w = L.weights[name];
     if (!w) return;
     state.weight = name;
-    $(".wtitle").textContent = w.title;
+    $(".wtitle").innerHTML = w.title;
     const body = $(".wbody");
     body.innerHTML = w.html;
     body.scrollTop = 0;
