@@ -300,16 +300,6 @@ def number_html(value, digits: int = 6) -> str:
 _TEXT_SUP = dict(zip("0123456789-+", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁺"))
 
 
-def number_label(value, digits: int = 6) -> str:
-    """`number_html`'s number as plain Unicode (−0.0208, 1.01×10⁻⁵): what a drawing's label
-    shows, for text put into a rendered picture later (the lecture page's updated weights)."""
-    text = significant(value, digits)
-    if "e" in text and text not in ("inf", "-inf"):
-        mant, exp = _mantissa_exponent(text)
-        return f"{mant.replace('-', '−')}×10{''.join(_TEXT_SUP[c] for c in str(exp))}"
-    return text.replace("-", "−")
-
-
 def number_text(value, digits: int = 6) -> str:
     """A number in plain text, as the derivations' text shows it: 0.0822, 1.01134 × 10⁻⁵."""
     text = significant(value, digits)

@@ -11,6 +11,8 @@ backward steps are the perceptron rule, example by example (the derivation's own
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..autodiff import grad
 from ..derive import derive
 from ..derive.perceptron import threshold_unit
@@ -92,7 +94,12 @@ class FeedForward:
     def _intro(self, lesson, forward):
         sizes = "-".join(str(c.shape[-1]) for c in [self.source] + [layer.out for layer in self.layers])
         body = "".join(fr.item_html(forward, item) for item in forward.items if isinstance(item, str))
-        text = (f"<p>{_esc(self.model.description or self.model.name)}</p>"
+        rows = max((len(np.asarray(v)) for v in self.opt.all_feeds.values() if np.ndim(v)), default=1)
+        rest = ("the perceptron rule then goes through all of them" if self.rule else
+                "the derivations and the update are its own; the training uses all of them")
+        first = (f"<p>The picture and the forward pass show the first of the model's {rows} examples; "
+                 f"{rest}.</p>") if rows > 1 else ""
+        text = (f"<p>{_esc(self.model.description or self.model.name)}</p>" + first +
                 f"<p>A {sizes} net: {len(self.layers)} layer(s) of weights. Press → (or space) to run the "
                 "forward pass unit by unit, then the backward pass δ by δ; click any weight for its "
                 "derivation.</p>" + body)
@@ -115,14 +122,16 @@ class FeedForward:
                            for s, n in zip(items, [layer.linear, layer.activation]) if n is not None]
                 owner = unit_id(k, j)
                 body = "".join(fr.step_html(forward, s) for s in items)
-                lesson.add_step("forward", f"Forward: unit {out}", fr.panel(f"Forward pass: unit {fr.label_html(out)}", body, results),
+                panel = fr.panel(f"Forward pass: unit {fr.label_html(out)}", body, results)
+                lesson.add_step("forward", f"Forward: unit {out}", panel,
                                 show=lesson.pictures["main"].key(owner, lambda t: not t.startswith("δ")),
                                 focus=[owner] + [e for e in self._edges_into(k, j)])
         rest = [s for s in forward.steps if id(s) not in used]
         loss = self.model.loss
         results = [(loss.label(), shown(rest[-1].value, self.opt.precision))] if rest else []
         lesson.add_step("forward", f"Forward: the loss {loss.label()}", fr.panel(
-            f"Forward pass: the loss {fr.label_html(loss.label())}", "".join(fr.step_html(forward, s) for s in rest), results),
+            f"Forward pass: the loss {fr.label_html(loss.label())}", "".join(fr.step_html(forward, s) for s in rest),
+            results),
             show=lesson.pictures["main"].numbered(LOSS_ID), focus=[LOSS_ID] + self._edges_to_loss())
 
     def _edges_into(self, k, j) -> list:

@@ -48,8 +48,8 @@ def derivation_html(derivation, tags=None) -> str:
 
 
 def panel(title: str, body: str, results=()) -> str:
-    """A panel: its title (HTML: names through `label_html`), the step's results as large plain lines ("out_o1 = 0.751365",
-    each ``data-name``d for the tests and the quiz) and the derivation body."""
+    """A panel: its title (HTML: names through `label_html`), the step's results as large plain
+    lines ("out_o1 = 0.751365", each ``data-name``d for the tests and the quiz) and the body."""
     lines = "".join(result_line(*r) for r in results)
     return (f'<h2 class="ptitle">{title}</h2>'
             + (f'<div class="results">{lines}</div>' if lines else "")

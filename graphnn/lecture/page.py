@@ -34,9 +34,9 @@ def render(lesson: Lesson) -> str:
     chips = "".join(f'<button class="chip" type="button" data-weight="{html.escape(name)}">{_chip(name)}</button>'
                     for name in lesson.weights)
     page = asset("page.html")
-    for key, value in (("TITLE", html.escape(lesson.title)), ("STYLE", html_style(embed_font=True) + asset("lecture.css")),
-                       ("PICTURES", pictures), ("CHIPS", chips), ("DATA", lesson.to_json()),
-                       ("SCRIPT", asset("lecture.js"))):
+    parts = {"TITLE": html.escape(lesson.title), "STYLE": html_style(embed_font=True) + asset("lecture.css"),
+             "PICTURES": pictures, "CHIPS": chips, "DATA": lesson.to_json(), "SCRIPT": asset("lecture.js")}
+    for key, value in parts.items():
         page = page.replace("{{" + key + "}}", value)
     found = external_references(page)
     if found:
