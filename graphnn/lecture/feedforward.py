@@ -99,11 +99,11 @@ class FeedForward:
                 "the derivations and the update are its own; the training uses all of them")
         first = (f"<p>The picture and the forward pass show the first of the model's {rows} examples; "
                  f"{rest}.</p>") if rows > 1 else ""
-        text = (f"<p>{_esc(self.model.description or self.model.name)}</p>" + first +
+        text = (f"<p>{fr.esc(self.model.description or self.model.name)}</p>" + first +
                 f"<p>A {sizes} net: {len(self.layers)} layer(s) of weights. Press → (or space) to run the "
                 "forward pass unit by unit, then the backward pass δ by δ; click any weight for its "
                 "derivation.</p>" + body)
-        title = f"{_esc(self.model.name)}: the network and its worked example"
+        title = f"{fr.esc(self.model.name)}: the network and its worked example"
         lesson.add_step("intro", title, fr.panel(title, text))
 
     def _forward(self, lesson, forward):
@@ -211,7 +211,7 @@ class FeedForward:
             groups[-1].append(item)
         for k, group in enumerate(groups):
             title = "No gradient: the perceptron rule" if k == 0 else f"The perceptron rule: example {k}"
-            lesson.add_step("backward", title, fr.panel(_esc(title), "".join(fr.step_html(d, i) for i in group)),
+            lesson.add_step("backward", title, fr.panel(fr.esc(title), "".join(fr.step_html(d, i) for i in group)),
                             focus=[e[4] for e in self.elements])
         self.rule_derivation = d
 
@@ -264,7 +264,3 @@ class FeedForward:
 def _suffix(net_name: str) -> str:
     return net_name[4:] if net_name.startswith("net_") else net_name
 
-
-def _esc(text: str) -> str:
-    import html
-    return html.escape(text)

@@ -56,6 +56,11 @@ def panel(title: str, body: str, results=()) -> str:
             + f'<div class="graphnn-doc">{body}</div>')
 
 
+def esc(text: str) -> str:
+    """Plain text made safe in the page's HTML."""
+    return html.escape(text)
+
+
 def label_html(name: str) -> str:
     """A result's name with real subscripts: out_o1, ∂E_total/∂w5, w5⁺ (the value after a step)."""
     if name.endswith("⁺"):

@@ -9,6 +9,8 @@ one weight); clicking a weight shows its picture, its time derivation and its up
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..bptt import bptt_terms
 from ..derive import derive
 from ..draw import draw
@@ -63,11 +65,11 @@ class Recurrent:
 
     def _forward(self, lesson, forward):
         prose = "".join(fr.item_html(forward, i) for i in forward.items if isinstance(i, str))
-        text = (f"<p>{_esc(self.model.description or self.model.name)}</p><p>The same cell runs T = {self.T} "
+        text = (f"<p>{fr.esc(self.model.description or self.model.name)}</p><p>The same cell runs T = {self.T} "
                 "times; each step reads the previous state and its input. Press → for the forward pass, step "
                 "by step, then backprop through time term by term; click a weight for its derivation.</p>" + prose)
         lesson.add_step("intro", f"{self.model.name}: the net unrolled in time", fr.panel(
-            f"{_esc(self.model.name)}: the net unrolled over T = {self.T} steps", text))
+            f"{fr.esc(self.model.name)}: the net unrolled over T = {self.T} steps", text))
         used = set()
         for t in range(1, self.T + 1):
             nodes = {n for n in self.scan.steps[t - 1] if not isinstance(n.op, Index)}
@@ -111,7 +113,7 @@ class Recurrent:
         d, terms, tags = self._time(p)
         rules = [i for i in d.items if getattr(i, "kind", None) == "rule" or isinstance(i, str)]
         title = f"Backward: how {self.model.loss.label()} depends on {p.name}"
-        lesson.add_step("backward", title, fr.panel(_esc(title), "".join(fr.step_html(d, i) for i in rules)),
+        lesson.add_step("backward", title, fr.panel(fr.esc(title), "".join(fr.step_html(d, i) for i in rules)),
                         show=[f"{LOSS}->{_s(self.T)}|1"], focus=[LOSS, f"{LOSS}->{_s(self.T)}"], picture=p.name)
         for item in d.items:
             tag = tags.get(id(item))
@@ -122,14 +124,14 @@ class Recurrent:
             show = [f"{o}|1" for o in path if "->" in o]
             title = f"Backward: term {k} of ∂{self.model.loss.label()}/∂{p.name} ({kind})"
             lesson.add_step("backward", title, fr.panel(
-                _esc(title), fr.step_html(d, item, **tag), [(f"term_{k}", shown(item.value, self.opt.precision))]),
+                fr.esc(title), fr.step_html(d, item, **tag), [(f"term_{k}", shown(item.value, self.opt.precision))]),
                 show=show, focus=path, picture=p.name, term=kind, explicit=[f"{_s(k)}->w"],
                 implicit=[o for o in path if o.count("->") == 1 and o.split("->")[0].startswith("s")
                           and o.split("->")[1].startswith("s")])
         total = next(i for i in d.items if getattr(i, "kind", None) == "sum")
         title = f"Backward: ∂{self.model.loss.label()}/∂{p.name}, the sum of the terms"
         lesson.add_step("backward", title, fr.panel(
-            _esc(title), fr.step_html(d, total), [(f"∂{self.model.loss.label()}/∂{p.name}",
+            fr.esc(title), fr.step_html(d, total), [(f"∂{self.model.loss.label()}/∂{p.name}",
                                             shown(total.value, self.opt.precision))]),
             show=["total|1"], focus=["total", "w"], picture=p.name)
 
@@ -154,7 +156,7 @@ class Recurrent:
         index = lesson.add_step("update", "Update: one step of gradient descent", fr.panel(
             "Update: every weight takes one step; the loss after it", body, results),
             focus=["w", "p_rest"], picture=first.name)
-        params = {p: p.value.astype(float) * 0 + v for p, v in new.items()}
+        params = {p: np.full(p.shape, v, dtype=float) for p, v in new.items()}
         lesson.relabel[index] = lesson.pictures[first.name].changes(self.redraw(first, params))
 
     def _click_target(self, p) -> dict:
@@ -169,7 +171,3 @@ class Recurrent:
         return {"owners": ["w"], "picture": p.name, "title": title, "html": html,
                 "paths": [self._path(p, t.k) for t in terms], "kinds": [t.kind for t in terms]}
 
-
-def _esc(text: str) -> str:
-    import html
-    return html.escape(text)

@@ -97,42 +97,61 @@ def outcome_frames(model, feeds, snapshots) -> tuple[str | None, list]:
     data = _data(model, feeds).train
     X = np.asarray(data[x_node.name], dtype=float)
     T = np.asarray(data[model.inputs[1].name], dtype=float).ravel() if len(model.inputs) > 1 else None
-    kind = "boundary" if X.shape[1] == 2 else "fit"
     lo, hi = X.min(axis=0), X.max(axis=0)
     pad = 0.25 * np.maximum(hi - lo, 1.0)
-    return kind, [_outcome_png(model, x_node, X, T, params, lo - pad, hi + pad, kind) for params in snapshots]
+    lo, hi = lo - pad, hi + pad
+    if X.shape[1] == 2:
+        g0, g1 = np.meshgrid(np.linspace(lo[0], hi[0], 60), np.linspace(lo[1], hi[1], 60))
+        grid = np.column_stack([g0.ravel(), g1.ravel()])
+    else:
+        grid = np.linspace(lo[0], hi[0], 100)[:, None]
+    outs = [np.asarray(evaluate(model.output, {x_node.name: grid}, params), dtype=float).ravel()
+            for params in snapshots]
+    fig, ax = _outcome_axes(model, x_node, X, T, lo, hi, outs)
+    images = []
+    for out in outs:          # one figure, its moving part redrawn per snapshot
+        if X.shape[1] == 2:
+            Z = out.reshape(g0.shape)
+            drawn = [ax.contourf(g0, g1, Z, levels=[-np.inf, 0.5, np.inf], colors=["#d6eaf8", "#fadbd8"])]
+            if Z.min() < 0.5 < Z.max():
+                drawn.append(ax.contour(g0, g1, Z, levels=[0.5], colors="#333333", linewidths=2.5))
+        else:
+            drawn = ax.plot(grid.ravel(), out, color="#c0392b", linewidth=3)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", metadata={"Software": None})
+        images.append("data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii"))
+        for artist in drawn:
+            artist.remove()
+    return ("boundary" if X.shape[1] == 2 else "fit"), images
 
 
-def _outcome_png(model, x_node, X, T, params, lo, hi, kind) -> str:
+def _outcome_axes(model, x_node, X, T, lo, hi, outs):
+    """The figure's fixed part: the data points, the axes' names and limits."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(4.6, 4.0), dpi=72)
     FigureCanvasAgg(fig)
     ax = fig.subplots()
-    if kind == "boundary":
-        g0, g1 = np.meshgrid(np.linspace(lo[0], hi[0], 60), np.linspace(lo[1], hi[1], 60))
-        out = evaluate(model.output, {x_node.name: np.column_stack([g0.ravel(), g1.ravel()])}, params)
-        Z = np.asarray(out, dtype=float).reshape(g0.shape)
-        ax.contourf(g0, g1, Z, levels=[-np.inf, 0.5, np.inf], colors=["#d6eaf8", "#fadbd8"])
-        if Z.min() < 0.5 < Z.max():
-            ax.contour(g0, g1, Z, levels=[0.5], colors="#333333", linewidths=2.5)
-        ax.scatter(X[:, 0], X[:, 1], c=["#c0392b" if t > 0.5 else "#1a5276" for t in T], s=160,
-                   edgecolors="black", linewidths=1.5, zorder=3)
-        ax.set_xlabel(x_node.names[0][0] if x_node.names else "x1", fontsize=15)
-        ax.set_ylabel(x_node.names[0][1] if x_node.names else "x2", fontsize=15)
+    names = x_node.names[0] if x_node.names else [f"{x_node.name}{k + 1}" for k in range(X.shape[1])]
+    if X.shape[1] == 2:
+        colors = "#1a5276" if T is None else ["#c0392b" if t > 0.5 else "#1a5276" for t in T]
+        ax.scatter(X[:, 0], X[:, 1], c=colors, s=160, edgecolors="black", linewidths=1.5, zorder=3)
+        ax.set_xlim(lo[0], hi[0])
+        ax.set_ylim(lo[1], hi[1])
+        ax.set_ylabel(names[1], fontsize=15)
     else:
-        grid = np.linspace(lo[0], hi[0], 100)[:, None]
-        out = np.asarray(evaluate(model.output, {x_node.name: grid}, params), dtype=float).ravel()
-        ax.plot(grid.ravel(), out, color="#c0392b", linewidth=3)
-        ax.scatter(X[:, 0], T, color="#1a5276", s=120, zorder=3)
-        ax.set_xlabel(x_node.name, fontsize=15)
+        low, high = np.percentile(np.concatenate(outs), [2, 98])     # the data in view, and the fits
+        if T is not None:
+            low, high = min(low, T.min()), max(high, T.max())
+        ax.set_ylim(low - 0.1 * (high - low + 1), high + 0.1 * (high - low + 1))
+        if T is not None:
+            ax.scatter(X[:, 0], T, color="#1a5276", s=120, zorder=3)
         ax.set_ylabel(model.output.name or "output", fontsize=15)
+    ax.set_xlabel(names[0], fontsize=15)
     ax.tick_params(labelsize=13)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None})
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return fig, ax
 
 
 def training_section(model, feeds, options, redraw, base) -> dict:

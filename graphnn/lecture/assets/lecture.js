@@ -36,12 +36,10 @@
     return L.steps[i].picture || L.picture;
   }
 
+  // The numbers step i puts in place of the drawn ones: the update's, a training frame's.
   function relabelOf(i) {
-    const s = L.steps[i];
-    if (s.phase === "train" && L.training) return L.training.frames[state.frame].relabel;
-    let out = {};
-    for (let k = 0; k <= i; k++) if (L.relabel[k] && L.steps[k].phase === "update" && k === i) out = L.relabel[k];
-    return out;
+    if (L.steps[i].phase === "train" && L.training) return L.training.frames[state.frame].relabel;
+    return L.relabel[i] || {};
   }
 
   // Apply step i's state (revealed numbers, relabels, highlights) to one indexed picture;
