@@ -40,12 +40,14 @@ class Lesson:
     quiz: bool = False                          # open with the numbers hidden
 
     def add_step(self, phase: str, title: str, html: str, *, show=(), focus=(), picture=None, **extra) -> int:
-        """Append a step; ``show``: "owner|line" keys it reveals (if not revealed before)."""
+        """Append a step; ``show``: "owner|line" keys it reveals (numbers hidden until then:
+        `hide_all_numbers` hides them first; a given number stays shown from the start)."""
         index = len(self.steps)
         self.steps.append({"phase": phase, "title": title, "html": html, "focus": list(focus),
                            "picture": picture, **extra})
         for key in show:
-            self.reveal[key] = min(self.reveal.get(key, index), index)
+            if key in self.reveal:
+                self.reveal[key] = min(self.reveal[key], index)
         return index
 
     def hide_all_numbers(self, picture: str = "main", keep=()) -> None:
