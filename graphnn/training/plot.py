@@ -1,7 +1,45 @@
 """Training curves as a PNG (matplotlib's Agg canvas: no display needed, pyplot untouched)."""
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Curves:
+    """Named series sharing one x axis: ``Curves("epoch", {"misclassified": (xs, ys)})``."""
+
+    xlabel: str
+    series: dict = field(default_factory=dict)
+
+
+def plot_curves(curves: Curves, path, *, xlabel=None, ylabel="", title=None) -> str:
+    """One axes, one line per series (the rule-based runners' curves); returns the path."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if not any(len(list(xs)) for xs, _ in curves.series.values()):
+        raise ValueError("nothing to plot: no values were recorded")
+    fig = Figure(figsize=(6, 4))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    for label, (xs, ys) in curves.series.items():
+        ax.plot(list(xs), list(ys), marker=".", label=label)
+    ax.set_xlabel(xlabel or curves.xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig, path) -> str:
+    """Write the figure atomically (a PNG is never left half-written)."""
+    from .checkpoint import atomic_write
+
+    atomic_write(path, lambda f: fig.savefig(f, dpi=100, format="png"))
+    return str(path)
 
 
 def plot_history(history, path, *, title=None) -> str:
@@ -40,7 +78,4 @@ def plot_history(history, path, *, title=None) -> str:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    return str(path)
+    return _save(fig, path)
