@@ -63,7 +63,7 @@ def test_derive_cli_time_view_with_steps(capsys):
 
 
 def test_steps_option_refuses_models_without_time(capsys):
-    assert main(["derive", "mazur", "--wrt", "w5", "--steps", "3"]) == 1
+    assert main(["derive", "mazur", "--wrt", "w5", "--steps", "3"]) == 2
     assert "model 'mazur' has no option --steps (it applies to: rnn-scalar, rnn, lstm)" in capsys.readouterr().err
 
 
@@ -83,7 +83,7 @@ def test_draw_cli_unrolled_svg(tmp_path, capsys):
     assert main(["draw", "rnn", "--view", "unrolled", "--steps", "4", "-o", str(out)]) == 0
     svg = out.read_text()
     assert svg.startswith("<?xml") and "s_4" in svg and "s_5" not in svg
-    assert main(["draw", "mazur", "--view", "unrolled"]) == 1
+    assert main(["draw", "mazur", "--view", "unrolled"]) == 2
     assert "recurrent" in capsys.readouterr().err
 
 

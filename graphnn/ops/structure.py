@@ -215,7 +215,18 @@ class Concat(Op):
 
 def concat(xs, axis=-1, name=None):
     xs = list(xs)
-    return apply(Concat.instance(), xs, {"axis": axis % xs[0].ndim}, name=name)
+    if not xs:
+        raise ShapeError(f"concat{f' ({name!r})' if name else ''}: needs at least one operand")
+    if not all(isinstance(x, Node) for x in xs):
+        return apply(Concat.instance(), xs, {"axis": axis}, name=name)   # names the bad operand
+    if xs[0].ndim == 0:
+        raise ShapeError(f"concat{f' ({name!r})' if name else ''}: operands are 0-d (scalars) and have no axis "
+                         "to join along; reshape them to (1,) first")
+    try:
+        (axis,) = normalize_axes(int(axis), xs[0].ndim)
+    except ShapeError as e:
+        raise ShapeError(f"concat{f' ({name!r})' if name else ''}: {e}") from None
+    return apply(Concat.instance(), xs, {"axis": axis}, name=name)
 
 
 # -- indexing --------------------------------------------------------------------------
@@ -247,7 +258,10 @@ def normalize_index(index, shape):
 
 
 def _numpy_index(spec):
-    return tuple(k[1] if k[0] == "i" else slice(k[1], k[2], k[3]) for k in spec)
+    # slice.indices() gives stop -1 for a negative step that runs through index 0 ("before
+    # the first element"); as a slice bound NumPy would read -1 as the last element.
+    return tuple(k[1] if k[0] == "i" else slice(k[1], None if k[2] is not None and k[2] < 0 else k[2], k[3])
+                 for k in spec)
 
 
 def _source_index(spec, out_index):
@@ -364,6 +378,13 @@ class Sum(_Reduction):
 
 class Max(_Reduction):
     name = "max"
+
+    def infer_shape(self, shapes, attrs):
+        (s,) = shapes
+        empty = [a for a in attrs["axes"] if s[a] == 0]
+        if empty:
+            raise ShapeError(f"max over axis {empty[0]} of size 0: an empty axis has no largest element")
+        return super().infer_shape(shapes, attrs)
 
     def reference(self, node, x):
         return np.asarray(np.max(x, axis=node.attrs["axes"], keepdims=node.attrs["keepdims"]))

@@ -22,6 +22,7 @@ from . import perceptron, pretraining
 from .checkpoint import load_checkpoint, save_checkpoint
 from .plot import Curves, plot_curves
 from .trainer import Trainer
+from .validation import check_options
 
 
 @dataclass
@@ -68,6 +69,7 @@ def register_task(task: str, runner: Callable) -> None:
 
 def run(model, options: TrainOptions):
     """Train ``model`` by the runner of its task (gradient descent when none is registered)."""
+    check_options(options)
     runner = TASKS.get(model.task, train_by_gradient_descent)
     if options.comm is not None and runner is not train_by_gradient_descent:
         raise ValueError(f"--distributed trains gradient-descent models; {model.name!r} is task {model.task!r}")

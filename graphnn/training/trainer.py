@@ -17,6 +17,7 @@ from .checkpoint import save_checkpoint
 from .distributed import DataParallel
 from .plot import plot_history
 from .resume import export_state, import_state, read_checkpoint
+from .validation import check_data, check_learning_rate
 
 
 @dataclass
@@ -89,10 +90,12 @@ class Trainer:
             raise ValueError(f"model {model.name!r} has no data; pass data=Dataset(...)")
         if test_fraction is not None:
             self.data = _with_test_split(self.data, test_fraction, seed)
+        check_data(model, self.data)
         self.batch_size = batch_size if batch_size is not None else d.get("batch_size")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {self.batch_size}")
         lr = lr if lr is not None else d.get("lr")
+        check_learning_rate(lr)
         self.optimizer = make_optimizer(optimizer or d.get("optimizer", "sgd"), lr=lr, **hyper)
         self.backend = make_backend(backend, model, self.optimizer, dtype, params, **(backend_options or {}))
         # Dropout and input corruption read `training`/`step` inputs (evaluation mode by
