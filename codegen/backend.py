@@ -201,14 +201,20 @@ class CpuBackend:
         f = self._feeds([self.model.loss, self.model.output], feeds)
         batch = _batch_of(f, self.schedule)
         loss = self._call("evaluate", self._args(self.schedule.evaluate, f, batch))
-        return float(loss), self._temps(batch)[self.schedule.names[self.model.output]].copy()
+        return float(loss), self._output(batch)
 
     def predict(self, feeds):
         f = self._feeds([self.model.output], feeds)
         prog = self.schedule.forward
         batch = _batch_of(f, self.schedule)
         self._call("forward", self._args(prog, f, batch))
-        return self._temps(batch)[self.schedule.names[self.model.output]].copy()
+        return self._output(batch)
+
+    def _output(self, batch):
+        """A copy of the output buffer, in the output's own shape (a 0-d output is stored as one element)."""
+        out = self.model.output
+        return self._temps(batch)[self.schedule.names[out]].reshape(
+            tuple(batch if d is None else d for d in out.shape)).copy()
 
     # -- calling compiled code -----------------------------------------------------------
     def _blas(self):
