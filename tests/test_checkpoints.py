@@ -241,8 +241,11 @@ def test_resume_mid_epoch_is_exact_for_every_model(name, tmp_path):
 
 
 def test_resume_mid_epoch_is_exact_on_the_cpu_backend(tmp_path):
-    """Batch order, Adam's step and the noise/dropout step all continue (compiled)."""
-    _resume_matches(noisy_net, "cpu", tmp_path)
+    """Batch order, Adam's moments (views of the flat state) and step continue, compiled.
+
+    (The dropout/noise step is restored the same way on every backend: the numpy test above
+    covers the models that use them, tests/test_cuda_integrity.py the cuda backend.)"""
+    _resume_matches(lambda: get_model("linear-regression"), "cpu", tmp_path)
 
 
 def test_loading_a_checkpoint_of_another_optimizer_is_refused(tmp_path):

@@ -66,19 +66,18 @@ def test_reference_agrees_with_finite_differences_and_pytorch(recipe):
         np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-12, err_msg=f"gradient of {p.name}")
 
 
-#: every construct the compiler refused in issue 17, in one model (one compile): x @ Wᵀ, a (1, n)
-#: bias, |exp(tanh z)|, an (n, 1) column, a reshaped vector, slices running through index 0, a
+#: every construct the compiler refused in issue 17, in one model: x @ Wᵀ, a (1, n) bias,
+#: |exp(tanh z)|, an (n, 1) column, a reshaped vector, slices running through index 0, a
 #: reshaped scalar concatenated, work on a (n, B) layout, hᵀh, and a 0-d output
 ISSUE_17 = ([((("matmul_T", 3), ("bias_row", None), ("act", "abs_exp_tanh")), "sumsq"),
              ((("column", None),), "mean"),
              ((("bias_reshaped", None), ("slice", (None, None, -1)), ("concat_scalar", None)), "weighted"),
              ((("batch_second", None), ("slice", (2, None, -1))), "gram")], 17, "loss")
+#: what must train compiled: x @ Wᵀ, a (1, n) bias, |exp(tanh z)|, a 0-d output
+MUST_TRAIN = ([((("matmul_T", 3), ("bias_row", None), ("act", "abs_exp_tanh")), "sumsq")], 3, "loss")
 
 
-@fuzz(5)
-@given(graphs(max_terms=3, max_steps=4))
-@example(ISSUE_17)
-def test_compiled_cpu_agrees_with_the_reference(recipe):
+def _against_the_reference(recipe, train_steps=0):
     from codegen.backend import CpuBackend
 
     g = build(recipe)
@@ -91,8 +90,40 @@ def test_compiled_cpu_agrees_with_the_reference(recipe):
     out_ref, out_cpu = ref.predict(g.feeds), cpu.predict(g.feeds)
     assert np.shape(out_cpu) == np.shape(out_ref)
     np.testing.assert_allclose(out_cpu, out_ref, rtol=1e-9, atol=1e-12)
-    if recipe is ISSUE_17:   # and it trains: two compiled steps are two reference steps
-        for _ in range(2):
-            ref.train_step(g.feeds), cpu.train_step(g.feeds)
-        for p, _ in g.params:
-            np.testing.assert_allclose(cpu.params[p], ref.params[p], rtol=1e-9, atol=1e-12, err_msg=p.name)
+    for _ in range(train_steps):   # and it trains: compiled steps are reference steps
+        ref.train_step(g.feeds), cpu.train_step(g.feeds)
+    for p, _ in g.params:
+        np.testing.assert_allclose(cpu.params[p], ref.params[p], rtol=1e-9, atol=1e-12, err_msg=p.name)
+
+
+@pytest.fixture
+def interpreted(monkeypatch):
+    """Generated modules run as plain Python (Numba's DISABLE_JIT at decoration), then forgotten."""
+    import sys
+
+    from numba.core import config
+
+    from codegen import cache
+
+    before = {n for n in sys.modules if n.startswith(cache.PREFIX)}
+    monkeypatch.setattr(config, "DISABLE_JIT", True)
+    yield
+    for name in [n for n in sys.modules if n.startswith(cache.PREFIX) and n not in before]:
+        del sys.modules[name]
+
+
+@fuzz(40)
+@given(graphs(max_terms=3, max_steps=4))
+@example(ISSUE_17)
+def test_generated_code_agrees_with_the_reference(interpreted, recipe):
+    """The whole pipeline (lower, schedule, fuse, emit) on many graphs, the emitted module run by
+    Python itself: compiling each would cost seconds (Numba types and lowers every helper)."""
+    _against_the_reference(recipe, train_steps=2)
+
+
+@fuzz(1)
+@given(graphs(max_terms=1, max_steps=3))
+@example(MUST_TRAIN)
+def test_compiled_cpu_agrees_with_the_reference(recipe):
+    """The same, compiled by Numba: x @ Wᵀ and a (1, n) bias train on the cpu backend."""
+    _against_the_reference(recipe, train_steps=2)

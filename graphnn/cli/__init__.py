@@ -50,6 +50,7 @@ def main(argv=None) -> int:
     if extra:  # report against the subcommand, so the hint lists *its* options
         args._parser.error(f"unrecognized arguments: {' '.join(extra)}")
     debug = args.debug or os.environ.get("GRAPHNN_DEBUG", "") not in ("", "0")
+    saved = {k: os.environ.get(k) for k in ("GRAPHNN_DEBUG", "GRAPHNN_CHECK_SHAPES")}
     if debug:
         os.environ["GRAPHNN_DEBUG"] = "1"             # MPI ranks print their tracebacks too
         os.environ.setdefault("GRAPHNN_CHECK_SHAPES", "1")
@@ -63,6 +64,12 @@ def main(argv=None) -> int:
             traceback.print_exc()
         print(f"graphnn {args.command}: error: {error_text(e, debug)}", file=sys.stderr)
         return ERROR_EXIT
+    finally:   # called in-process (tests, notebooks): leave the environment as it was
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def error_text(error, debug=False) -> str:
