@@ -74,7 +74,7 @@ def main(argv=None) -> int:
 
 def error_text(error, debug=False) -> str:
     """What the user reads: graphnn's own errors as they are, anything else named as unexpected."""
-    if isinstance(error, (GraphnnError, ValueError, OSError, LookupError)):
+    if isinstance(error, (GraphnnError, ValueError, OSError)):
         return str(error)
     hint = "" if debug else "; run with --debug for the traceback"
     return f"unexpected {type(error).__name__}: {error}{hint}"

@@ -90,7 +90,7 @@ def resume_trainer(trainer, opts: TrainOptions) -> None:
     """``--resume``: continue ``trainer`` exactly where the checkpoint left off."""
     if opts.resume:
         trainer.load(opts.resume)
-        opts.report(f"resumed from {opts.resume} (epoch {trainer.epoch}, step {trainer.backend.steps})")
+        opts.report(f"resumed from {opts.resume} (epoch {trainer.epoch}) at step {trainer.backend.steps}")
 
 
 def finish_trainer(trainer, opts: TrainOptions) -> None:

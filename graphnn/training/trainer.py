@@ -199,7 +199,7 @@ class Trainer:
                     if done == steps:
                         return
             finally:
-                if self._batch_pos == total:   # the epoch's last batch is done: the epoch is
+                if self._batch_pos == total:   # its last batch is done: the epoch is complete
                     self.epoch += 1
                     self._batch_pos = 0
 
