@@ -41,3 +41,23 @@ def test_nan_in_a_cuda_epoch_names_the_node():
     with pytest.raises(gn.NonFiniteError, match=r"training step 1: × node 'sq' is the first to produce inf"):
         t.fit(epochs=1, progress=False)
     np.testing.assert_array_equal(t.params[W], [[1e200], [-1.0]])   # the bad step was never applied
+
+
+def test_the_issue_graph_agrees_with_the_reference_on_cuda():
+    """Views as outputs, a (n, B) layout, slices through index 0, a reshaped scalar concatenated
+    (concat parts were all written at offset 0 on cuda), a 0-d output."""
+    from fuzz_graphs import build
+    from graphnn.optim import make_optimizer
+    from graphnn.training import NumpyBackend
+    from test_differential import ISSUE_17
+
+    from codegen.cuda.backend import CudaBackend
+
+    g = build(ISSUE_17)
+    opt = make_optimizer("sgd", lr=0.1)
+    ref, dev = NumpyBackend(g.model, opt), CudaBackend(g.model, opt)
+    (l_ref, g_ref), (l_dev, g_dev) = ref.gradients(g.feeds), dev.gradients(g.feeds)
+    assert l_dev == pytest.approx(l_ref, rel=1e-12)
+    np.testing.assert_allclose(g_dev, g_ref, rtol=1e-10, atol=1e-12)
+    out = dev.predict(g.feeds)
+    assert out.shape == () and float(out) == pytest.approx(float(ref.predict(g.feeds)), rel=1e-12)
