@@ -128,9 +128,9 @@ def test_feed_values_by_element_name_input_name_or_json(capsys, tmp_path):
     code, out3, _ = run(capsys, "derive", "mazur", "--wrt", "w5", "--feed", str(tmp_path / "feeds.json"))
     assert out3 == expected
     code, _, err = run(capsys, "derive", "mazur", "--wrt", "w5", "--feed", "q7=1")
-    assert code == 1 and "'q7' names no input" in err and "i1" in err
+    assert code == 2 and "'q7' names no input" in err and "i1" in err
     code, _, err = run(capsys, "derive", "mazur", "--wrt", "w5", "--feed", "i=1,2,3")
-    assert code == 1 and "3 value(s)" in err
+    assert code == 2 and "3 value(s)" in err
 
 
 def test_perceptrons_derive_the_perceptron_rule(capsys):
