@@ -161,7 +161,7 @@ def test_example_model_files(capsys):
 
 def test_scalar_view_of_a_big_net_points_to_matrix(capsys):
     code, _, err = run_cli(capsys, "derive", "digits-mlp", "--wrt", "W2")
-    assert code == 1 and "--view matrix" in err
+    assert code == 2 and "--view matrix" in err
 
 
 # -- errors ------------------------------------------------------------------------------------------
@@ -169,7 +169,7 @@ def test_scalar_view_of_a_big_net_points_to_matrix(capsys):
 
 def test_unknown_wrt_lists_parameters(capsys):
     code, out, err = run_cli(capsys, "derive", "mazur", "--wrt", "w9")
-    assert code == 1 and out == ""
+    assert code == 2 and out == ""
     assert "'w9' names nothing" in err
     assert "W1 (2, 2): w1, w3, w2, w4" in err and "W2 (2, 2): w5, w7, w6, w8" in err
 
@@ -180,19 +180,19 @@ def test_values_without_example_names_missing_feeds(capsys, tmp_path):
                     "def build():\n    m = get_model('digits-mlp')\n"
                     "    return Model('bare', m.loss, m.output, m.inputs)\n")
     code, _, err = run_cli(capsys, "derive", str(path), "--wrt", "W2", "--values", "--view", "matrix")
-    assert code == 1 and "no example feeds" in err and "'x' (B, 64)" in err and "'t' (B, 10)" in err
+    assert code == 2 and "no example feeds" in err and "'x' (B, 64)" in err and "'t' (B, 10)" in err
     assert "--feed" in err
 
 
 def test_bad_view_and_pdf_errors(capsys, monkeypatch, tmp_path):
     code, _, err = run_cli(capsys, "derive", "mazur", "--wrt", "w5", "--view", "sideways")
-    assert code == 1 and "unknown view 'sideways'" in err and "matrix" in err
+    assert code == 2 and "unknown view 'sideways'" in err and "matrix" in err
     code, _, err = run_cli(capsys, "derive", "mazur", "--wrt", "w5", "--format", "pdf")
-    assert code == 1 and "-o FILE.pdf" in err
+    assert code == 2 and "-o FILE.pdf" in err
     monkeypatch.setattr(shutil, "which", lambda name: None)
     code, _, err = run_cli(capsys, "derive", "mazur", "--wrt", "w5", "--format", "pdf",
                            "-o", str(tmp_path / "x.pdf"))
-    assert code == 1 and "apt-get install texlive-latex-base" in err
+    assert code == 2 and "apt-get install texlive-latex-base" in err
 
 
 # -- HTML in a real browser, offline ------------------------------------------------------------------

@@ -65,7 +65,7 @@ def test_derive_cli_time_view_with_steps(capsys):
 
 
 def test_steps_option_refuses_models_without_time(capsys):
-    assert main(["derive", "mazur", "--wrt", "w5", "--steps", "3"]) == 1
+    assert main(["derive", "mazur", "--wrt", "w5", "--steps", "3"]) == 2
     assert "model 'mazur' has no option --steps (it applies to: rnn-scalar, rnn, lstm)" in capsys.readouterr().err
 
 
@@ -86,7 +86,7 @@ def test_draw_cli_unrolled_svg(tmp_path, capsys):
     svg = out.read_text()
     states = re.findall(r'>s</text>\s*<text[^>]*baseline-shift="sub"[^>]*>(\d+)</text>', svg)
     assert svg.startswith("<?xml") and "4" in states and "5" not in states
-    assert main(["draw", "mazur", "--view", "unrolled"]) == 1
+    assert main(["draw", "mazur", "--view", "unrolled"]) == 2
     assert "recurrent" in capsys.readouterr().err
 
 
