@@ -11,6 +11,8 @@ cycle: recurrence is expressed by a node that holds a cell graph (see recurrent.
 from __future__ import annotations
 
 import hashlib
+import heapq
+import itertools
 from functools import cached_property
 from types import MappingProxyType
 
@@ -20,12 +22,13 @@ import sympy
 from .errors import UnknownNameError
 
 BATCH = None  # the symbolic batch dimension in a shape
+_BUILT = itertools.count()  # each node's place in the order nodes were built (see written_order)
 
 
 class Node:
     """One value in the graph. Immutable once built; build nodes with graphnn's functions."""
 
-    __slots__ = ("op", "inputs", "attrs", "shape", "dtype", "name", "names", "value", "__weakref__")
+    __slots__ = ("op", "inputs", "attrs", "shape", "dtype", "name", "names", "value", "built", "__weakref__")
 
     def __init__(self, op, inputs, attrs, shape, dtype="float", name=None, names=None, value=None):
         set_ = object.__setattr__
@@ -37,6 +40,7 @@ class Node:
         set_(self, "name", name)
         set_(self, "names", _check_names(names, shape, name))
         set_(self, "value", value)  # a parameter's initial value / a constant's value
+        set_(self, "built", next(_BUILT))  # only orders texts (written_order), never semantics
 
     def __setattr__(self, key, value):
         raise AttributeError(f"graph nodes are immutable (tried to set {key!r} on {self})")
@@ -235,6 +239,35 @@ def _stable(value):
     if hasattr(value, "structural_key"):
         return value.structural_key()
     return repr(value)
+
+
+def written_order(nodes) -> list:
+    """``nodes`` in a topological order that follows the order they were built.
+
+    For texts that list equations: independent nodes (an LSTM's gates) come in the order the
+    model's author wrote them (g, i, f, o), not the order a walk from the outputs meets them.
+    Dependencies inside ``nodes`` still come first.
+    """
+    nodes = list(nodes)
+    members = set(nodes)
+    waiting = {n: sum(x in members for x in set(n.inputs)) for n in nodes}
+    users = {n: [] for n in nodes}
+    for n in nodes:
+        for x in set(n.inputs):
+            if x in members:
+                users[x].append(n)
+    place = {n: i for i, n in enumerate(nodes)}   # a tie-break that never compares nodes
+    ready = [(n.built, place[n], n) for n in nodes if waiting[n] == 0]
+    heapq.heapify(ready)
+    out = []
+    while ready:
+        _, i, n = heapq.heappop(ready)
+        out.append(n)
+        for u in users[n]:
+            waiting[u] -= 1
+            if waiting[u] == 0:
+                heapq.heappush(ready, (u.built, place[u], u))
+    return out
 
 
 def _topological_order(outputs):

@@ -193,3 +193,22 @@ def test_notebook_carries_the_font_once_and_reprs_read_well():
     assert text.startswith("<gradient check passed") and "W1" in text and "np.float64" not in text
     assert "<table>" in result._repr_html_()
     assert repr(d.steps[0]).startswith("<Step chain: ∂E_total/∂w_5 = ∂E_total/∂out_o1")
+
+
+def test_lstm_cell_equations_in_the_course_order(capsys):
+    """The cell's forward equations follow the Goodfellow cell as written: g, i, f, o, c, h
+    (a walk from the outputs met them as o, f, i, g)."""
+    assert main(["derive", "lstm", "--wrt", "W_f", "--view", "matrix"]) == 0
+    text = capsys.readouterr().out
+    firsts = [text.index(f"  {lhs} = ") for lhs in ("g_t", "i_t", "f_t", "o_t", "c_t", "h_t")]
+    assert firsts == sorted(firsts)
+
+
+@pytest.mark.parametrize("name", gn.models.available())
+def test_written_order_is_a_topological_order_of_every_model(name):
+    from graphnn.graph import Graph, written_order
+    nodes = Graph([get_model(name).loss]).nodes
+    order = written_order(reversed(nodes))
+    assert sorted(map(id, order)) == sorted(map(id, nodes))
+    place = {n: i for i, n in enumerate(order)}
+    assert all(place[x] < place[n] for n in order for x in n.inputs)

@@ -13,7 +13,7 @@ A looped scan is one node holding a cell (graphnn.looped). The view writes
 """
 from __future__ import annotations
 
-from ..graph import Graph
+from ..graph import Graph, written_order
 from ..looped import Loop
 from ..notation import latex_name
 from .core import Form, Step
@@ -52,7 +52,7 @@ def forward_items(ctx, loop) -> list:
     cn = CellNames(loop)
     T = loop.attrs["length"]
     formulas = Formulas(cn.names)
-    eqs = formulas.equations(cn.cell.graph.nodes)
+    eqs = formulas.equations(written_order(cn.cell.graph.nodes))   # the gates as written
     n_carry = loop.attrs["n_carry"]
     starts = ", ".join(f"${latex_name(_at(out.name or 'h_t', '0'))} = "
                        f"{ctx.formulas.rhs(init) if init.kind == 'constant' else ctx.ref(init)}$"
