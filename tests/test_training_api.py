@@ -362,3 +362,45 @@ def test_initialisers_by_name_have_their_variance():
     assert gn.parameter("c", shape=(2, 2), init=lambda rng, shape: np.full(shape, 7.0)).value[1, 1] == 7.0
     with pytest.raises(ValueError, match="unknown init 'glorrot'; choose from .*uniform_fan_in"):
         gn.parameter("w", shape=(2, 2), init="glorrot")
+
+
+IRIS_FILE = '''
+import graphnn as gn
+
+x = gn.input("x", (None, 2), names=("petal_length", "petal_width"))
+t = gn.input("species", (None, 3))
+p = gn.dense(x, 3, "softmax", name="out")
+model = gn.Model("iris", gn.losses.cross_entropy(p, t), p, (x, t), task="classification",
+                 extras={"classes": CLASSES}, defaults={"lr": 0.5, "batch_size": 8, "epochs": 30})
+'''
+
+
+def test_csv_label_column_of_class_names(tmp_path, capsys):
+    """A label column of names maps through the model's extras['classes'] (the same mapping for
+    a test file that lacks a class); without the list, and for a word in a feature column, one
+    line names the file, line and column (np.loadtxt's message before)."""
+    from graphnn.data import load_file
+
+    rng = np.random.default_rng(0)
+    names = np.array(["setosa", "versicolor", "virginica"])
+    y = rng.integers(0, 3, 90)
+    X = rng.normal(size=(90, 2)) * 0.3 + y[:, None]
+    rows = ["petal_length,petal_width,species"] + [f"{a:.6f},{b:.6f},{names[k]}" for (a, b), k in zip(X, y)]
+    (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
+    only_two = [rows[0]] + [r for r in rows[1:] if not r.endswith("setosa")]
+    (tmp_path / "test.csv").write_text("\n".join(only_two) + "\n")
+    (tmp_path / "iris.py").write_text("CLASSES = ['setosa', 'versicolor', 'virginica']\n" + IRIS_FILE)
+    model = gn.models.load_model_file(str(tmp_path / "iris.py"))
+    test = load_file(tmp_path / "test.csv", model.inputs, classes=model.extras["classes"])
+    assert np.array_equal(test["species"].argmax(1), y[y != 0])          # versicolor stays class 1
+    assert main(["train", str(tmp_path / "iris.py"), "--data", str(tmp_path / "train.csv"),
+                 "--test-data", str(tmp_path / "test.csv"), "--no-progress"]) == 0
+    assert float(capsys.readouterr().out.split("test accuracy:")[1].split()[0]) > 0.9
+    (tmp_path / "nolist.py").write_text("CLASSES = None\n" + IRIS_FILE)
+    assert main(["train", str(tmp_path / "nolist.py"), "--data", str(tmp_path / "train.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "label column 'species' holds class names" in err and "['setosa', 'versicolor', 'virginica']" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "bad.csv").write_text(rows[0] + "\n1.0,0.2,setosa\n1.1,n/a,setosa\n")
+    assert main(["train", str(tmp_path / "iris.py"), "--data", str(tmp_path / "bad.csv")]) == 2
+    assert "bad.csv, line 3, column 'petal_width': 'n/a' is not a number" in capsys.readouterr().err

@@ -8,10 +8,14 @@ A CSV's columns are named in the model. For each input, in this order:
 3. a column named like the input itself (``label``: one value per example, class indices
    for a one-hot target input).
 
-Targets given as class indices are expanded to one-hot rows (graphnn.data.arrays).
+Targets given as class indices are expanded to one-hot rows (graphnn.data.arrays). A label
+column may hold class *names* (``setosa``) when the model lists them, in index order, in
+``extras["classes"]``: the mapping is the model's, so a test file missing a class maps the
+same way as the training file.
 """
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +24,11 @@ from ..errors import FeedError
 from .arrays import as_feeds
 
 
-def load_file(path, inputs, columns=None) -> dict:
+def load_file(path, inputs, columns=None, classes=None) -> dict:
     """Feeds {input name: array} for ``inputs`` (the model's input nodes) from ``path``.
 
     ``columns``: {input name: column name or list of names} (CSV only; see the module doc).
+    ``classes``: the class names, in index order, that a CSV label column may hold.
     Inputs the file lacks are an error naming them and what the file has; inputs with a
     default value (dropout's ``training``) may be missing.
     """
@@ -34,7 +39,7 @@ def load_file(path, inputs, columns=None) -> dict:
     if suffix == ".npz":
         feeds = _npz(path, inputs)
     elif suffix == ".csv":
-        feeds = _csv(path, inputs, columns or {})
+        feeds = _csv(path, inputs, columns or {}, classes)
     else:
         raise ValueError(f"data file {path}: expected a .npz or .csv file, got {suffix or 'no suffix'!r}")
     return as_feeds(inputs, feeds)
@@ -49,14 +54,13 @@ def _npz(path, inputs):
     return {n.name: found[n.name] for n in inputs if n.name in found}
 
 
-def _csv(path, inputs, columns):
-    with open(path, encoding="utf-8") as f:
-        header = [h.strip().strip('"') for h in f.readline().strip().split(",")]
-    try:
-        table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, dtype=np.float64)
-    except ValueError as e:
-        raise FeedError(f"{path}: every value must be a number ({e})") from None
+def _csv(path, inputs, columns, classes):
+    with open(path, encoding="utf-8", newline="") as f:
+        header = [h.strip() for h in next(csv.reader(f), [])]
+    if not header:
+        raise FeedError(f"{path} is empty: expected a header row of column names, then one row per example")
     where = {name: i for i, name in enumerate(header)}
+    table = _Table(path, header, classes)
     feeds = {}
     for node in inputs:
         wanted = _columns_of(node, columns, where)
@@ -70,9 +74,64 @@ def _csv(path, inputs, columns):
         if missing:
             raise FeedError(f"{path}: input {node.name!r} needs columns {_show(missing)}, which the file "
                             f"lacks; it has {_show(header)}")
-        values = table[:, [where[c] for c in wanted]]
+        label = len(wanted) == 1 and tuple(node.shape[1:]) != (1,)   # one value per example: may be a class
+        values = np.column_stack([table.column(where[c], label) for c in wanted])
         feeds[node.name] = _shaped(values, node, len(wanted) == 1, path)
     return feeds
+
+
+class _Table:
+    """A CSV's body, read column by column: numbers, or class names for a label column.
+
+    An all-number file is read in one fast pass (Fashion-MNIST's 60000 × 785); a file with
+    words in it is read as text, and only its label columns may hold them."""
+
+    def __init__(self, path, header, classes):
+        self.path, self.header = path, header
+        self.classes = None if classes is None else {str(c): i for i, c in enumerate(classes)}
+        try:
+            self.numbers = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, dtype=np.float64)
+        except ValueError:
+            self.numbers = None
+            with open(path, encoding="utf-8", newline="") as f:
+                self.rows = [row for row in csv.reader(f) if row][1:]
+            for line, row in enumerate(self.rows, start=2):
+                if len(row) != len(header):
+                    raise FeedError(f"{path}, line {line}: {len(row)} values, but the header names "
+                                    f"{len(header)} columns") from None
+        if self.numbers is not None and self.numbers.size and self.numbers.shape[1] != len(header):
+            raise FeedError(f"{path}: rows of {self.numbers.shape[1]} values, but the header names "
+                            f"{len(header)} columns")
+
+    def column(self, j, label: bool) -> np.ndarray:
+        if self.numbers is not None:
+            return self.numbers[:, j]
+        cells = [row[j].strip() for row in self.rows]
+        try:
+            return np.array([float(c) for c in cells], dtype=np.float64)
+        except ValueError:
+            pass
+        line, bad = next((k + 2, c) for k, c in enumerate(cells) if not _is_number(c))
+        name = self.header[j]
+        if not label:
+            raise FeedError(f"{self.path}, line {line}, column {name!r}: {bad!r} is not a number") from None
+        names = sorted(set(cells))
+        if self.classes is None:
+            raise FeedError(f"{self.path}: label column {name!r} holds class names ({_show(names, 5)}); list "
+                            f"them in the model, in index order, e.g. extras['classes'] = {names!r}") from None
+        unknown = [c for c in names if c not in self.classes]
+        if unknown:
+            raise FeedError(f"{self.path}: label column {name!r} holds {_show(unknown, 5)}, not among the "
+                            f"model's classes {list(self.classes)}") from None
+        return np.array([self.classes[c] for c in cells], dtype=np.float64)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _columns_of(node, columns, where):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .elementwise import ACTIVATIONS, Activation
 from .leaves import parameter
+from .nn import softmax
 from .structure import linear
 
 
@@ -16,7 +17,7 @@ def dense(x, units, activation=None, *, name="dense", init="glorot", bias=True, 
           return_params=False, names=None):
     """A fully connected layer ``activation(x W + b)``: W (in, units) from ``init`` (a name of
     `INITIALIZERS`), b zeros (``bias=False``: fixed zeros). ``activation``: None (linear), a
-    registered name ('relu', 'sigmoid', …) or an `Activation`."""
+    registered name ('relu', 'sigmoid', …, 'softmax' over each row) or an `Activation`."""
     if not isinstance(units, int) or units < 1:
         raise ValueError(f"dense {name!r}: units must be a positive int, got {units!r}")
     act = _activation(activation, name)
@@ -30,7 +31,9 @@ def dense(x, units, activation=None, *, name="dense", init="glorot", bias=True, 
 def _activation(activation, name):
     if activation is None or isinstance(activation, Activation):
         return activation
+    if activation == "softmax":     # not elementwise: the row op (Keras's Dense(k, "softmax"))
+        return softmax
     if activation not in ACTIVATIONS:
         raise ValueError(f"dense {name!r}: unknown activation {activation!r}; choose from "
-                         f"{', '.join(sorted(ACTIVATIONS))} or pass an Activation")
+                         f"{', '.join(sorted([*ACTIVATIONS, 'softmax']))} or pass an Activation")
     return ACTIVATIONS[activation]
