@@ -258,6 +258,9 @@ def test_class_index_labels_train_to_the_same_weights_as_one_hot():
         assert run.evaluate(X, labels)["accuracy"] == ref.evaluate(X, labels)["accuracy"]
     with pytest.raises(gn.FeedError, match=r"input 't' takes one-hot rows of 3 classes.*0\.\.2, got 1\.\.3"):
         gn.fit(onehot, X, labels + 1, epochs=1)
+    words = np.array(["cat", "dog", "eel"])[labels.astype(int)]             # a TypeError from np.mod before
+    with pytest.raises(gn.FeedError, match=r"input 't' takes class indices 0\.\.2.*not numbers \('cat', 'dog', "):
+        gn.fit(onehot, X, words, epochs=1)
 
 
 # -- schedules, dropout in the compiled epoch, public gradients -----------------------------------

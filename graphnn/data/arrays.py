@@ -22,6 +22,11 @@ def targets_for(node, y):
     if shape[1] == 1:
         return y.reshape(-1, 1)
     classes = shape[1]
+    if y.dtype.kind not in "biuf":
+        names = ", ".join(repr(str(v)) for v in np.unique(y.astype(str))[:5])
+        raise FeedError(f"input {node.name!r} takes class indices 0..{classes - 1} or one-hot rows, got labels "
+                        f"that are not numbers ({names}, …): map them first, e.g. "
+                        f"classes, y = np.unique(y, return_inverse=True)")
     if y.size and (not np.all(np.mod(y, 1) == 0) or y.min() < 0 or y.max() >= classes):
         raise FeedError(f"input {node.name!r} takes one-hot rows of {classes} classes; labels given "
                         f"as one value per example must be class indices 0..{classes - 1}, got "
