@@ -59,13 +59,19 @@ def _row_norm_grad(step: RowNormGrad, w):
 
 
 def _sparse_ce(step: SparseCE, w):
-    body = ["z_ = z[{at}]", "m = z_[0]", "for k in range(1, z_.shape[0]):", "    m = max(m, z_[k])",
-            "s = 0.0", "for k in range(z_.shape[0]):", "    s += math.exp(z_[k] - m)",
-            "loss[{at}] = math.log(s) + m - z_[int(labels[{at}])]"]
-    name = _helper(f"sparse_ce_{step.rank}d", "z, labels, loss",
-                   "loss[…] = logsumexp(z[…]) − z[…, label]: softmax cross-entropy on class indices.",
+    head = ["z_ = z[{at}]", "m = z_[0]", "for k in range(1, z_.shape[0]):", "    m = max(m, z_[k])",
+            "s = 0.0", "for k in range(z_.shape[0]):", "    s += math.exp(z_[k] - m)"]
+    if step.grad is None:
+        name = _helper(f"sparse_ce_{step.rank}d", "z, labels, loss",
+                       "loss[…] = logsumexp(z[…]) − z[…, label]: softmax cross-entropy on class indices.",
+                       step.rank, "z", head + ["loss[{at}] = math.log(s) + m - z_[int(labels[{at}])]"])
+        return _call(w, name, step, [step.logits, step.labels, step.out])
+    body = head + ["gs = g[{at}] / s", "c_ = int(labels[{at}])", "o_ = out[{at}]", "for k in range(z_.shape[0]):",
+                   "    o_[k] = gs * math.exp(z_[k] - m)", "o_[c_] -= g[{at}]"]
+    name = _helper(f"sparse_ce_grad_{step.rank}d", "g, z, labels, out",
+                   "out[…, c] = g[…]·(softmax(z[…])_c − [c = label]): the fused cross-entropy's gradient.",
                    step.rank, "z", body)
-    _call(w, name, step, [step.logits, step.labels, step.loss])
+    _call(w, name, step, [step.grad, step.logits, step.labels, step.out])
 
 
 def _scatter_add(step: ScatterAddRows, w):

@@ -3,9 +3,9 @@ cross-entropy on class indices, row numbers.
 
 Elementwise ones give an element formula and fuse into their consumers' loops like any
 `Map`: the embedding gather reads ``E[int(ids[b, t]), d]`` (an index computed from data,
-`AsIndex`), the positional encoding is its sin/cos formula of the loop indices, the fused
-cross-entropy's gradient g·(p − [label = c]) compares the label with the class index.
-Row-wise ones are one schedule step each (`RowNorm`, `RowNormGrad`, `SparseCE`), and the
+`AsIndex`), the positional encoding is its sin/cos formula of the loop indices, the row
+numbers are the loop index. Row-wise ones are one schedule step each (`RowNorm`,
+`RowNormGrad`, `SparseCE` for the fused cross-entropy and for its gradient), and the
 embedding's gradient is a scatter-add (`ScatterAddRows`): emit_modern.py prints them for the
 CPU, cuda/modern.py for CUDA.
 """
@@ -56,12 +56,14 @@ class RowNormGrad:
 
 @dataclass
 class SparseCE:
-    """loss[…] = logsumexp(z[…, :]) − z[…, int(labels[…])]; ``rank`` is the logits' rank."""
-    loss: str
+    """out[…] = logsumexp(z[…, :]) − z[…, int(labels[…])] (``rank``: the logits' rank); with
+    ``grad`` (the cotangent g[…]) instead its gradient: out[…, c] = g[…]·(softmax(z[…])_c − [c = label])."""
+    out: str
     logits: str
     labels: str
     rank: int
     comment: str = ""
+    grad: str | None = None
 
 
 @dataclass
@@ -118,14 +120,13 @@ def _positional_encoding(node, ctx):
 
 
 def _sparse_ce_grad(node, ctx):
-    def element(index, read):
-        hit = sympy.Piecewise((1, sympy.Eq(read(2, tuple(index[:-1])), index[-1])), (0, True))
-        return read(0, tuple(index)) * (read(1, tuple(index)) - hit)
-    return Lowered(element=element)
+    g, z, labels = node.inputs
+    return Lowered(steps=[SparseCE(ctx.name(node), ctx.array(z), ctx.array(labels), z.ndim, grad=ctx.array(g),
+                                   comment=f"{ctx.name(node)} = {ctx.name(g)}·(softmax({ctx.name(z)}) − onehot)")])
 
 
 def _row_numbers(node, ctx):
-    return Lowered(element=lambda index, read: index[0], cheap=True, shape_only=(0,))
+    return Lowered(element=lambda index, read: index[-1], cheap=True, shape_only=(0,))
 
 
 for _op, _fn in {Standardize: _standardize, StandardizeGrad: _standardize_grad,

@@ -2,10 +2,11 @@
 
 ``sparse_softmax_cross_entropy(z, labels)``: z (…, C) logits, labels (…) class indices;
 per position −log softmax(z)[label] = logsumexp(z) − z[label], computed stably. Its
-gradient is p − onehot(label) per position (p = softmax(z)), built elementwise from the
-label and the class index — no one-hot tensor, no one-hot matmul. Over a sequence (B, T, C)
-it is the language model's per-token loss; over a similarity matrix (B, B) with labels
-0…B−1 (`row_numbers`) it is CLIP's InfoNCE, whose gradient is softmax − I.
+gradient is g·(p − onehot(label)) per position (p = softmax(z)), one op that compares the
+label with the class index in one pass over each row of z — no one-hot tensor, no one-hot
+matmul, no separate softmax. Over a sequence (B, T, C) it is the language model's per-token
+loss; over a similarity matrix (…, n, n) with labels 0…n−1 (`row_numbers`) it is CLIP's
+InfoNCE, whose gradient is softmax − I.
 """
 from __future__ import annotations
 
@@ -14,8 +15,6 @@ import sympy
 
 from ..errors import FeedError, GradientError, ShapeError
 from .base import Op, apply, describe, fmt_shape
-from .nn import softmax
-from .structure import expand
 
 
 def _labels(node, labels, classes):
@@ -52,8 +51,7 @@ class SparseSoftmaxCrossEntropy(Op):
 
     def vjp(self, node, g):
         z, labels = node.inputs
-        ge = expand(g, z, (z.ndim - 1,))
-        return [apply(SparseSoftmaxCEGrad.instance(), [ge, softmax(z), labels]), None]
+        return [apply(SparseSoftmaxCEGrad.instance(), [g, z, labels]), None]
 
     def element_expr(self, node, index, sym, batch):
         n = node.inputs[0].shape[-1]
@@ -67,34 +65,36 @@ class SparseSoftmaxCrossEntropy(Op):
 
 
 class SparseSoftmaxCEGrad(Op):
-    """∂ of the above: inputs (g expanded to (…, C), p = softmax(z), labels);
-    out[…, c] = g[…, c] · (p[…, c] − [labels[…] = c])."""
+    """∂ of the above: inputs (g (…), z (…, C), labels (…));
+    out[…, c] = g[…] · (softmax(z[…])_c − [labels[…] = c]), one pass over each row of z."""
 
     name = "sparse_softmax_ce_grad"
     nondiff_inputs = (2,)
 
     def infer_shape(self, shapes, attrs):
-        g, p, labels = shapes
-        if tuple(g) != tuple(p):
-            raise ShapeError(f"the cotangent {fmt_shape(g)} must be shaped like the probabilities {fmt_shape(p)}")
-        _check(p, labels)
-        return tuple(p)
+        g, z, labels = shapes
+        _check(z, labels)
+        if tuple(g) != tuple(labels):
+            raise ShapeError(f"the cotangent {fmt_shape(g)} must be shaped like the labels {fmt_shape(labels)}")
+        return tuple(z)
 
-    def reference(self, node, g, p, labels):
-        idx = _labels(node, labels, p.shape[-1])
-        onehot = (np.arange(p.shape[-1]) == idx[..., None]).astype(p.dtype)
-        return g * (p - onehot)
+    def reference(self, node, g, z, labels):
+        idx = _labels(node, labels, z.shape[-1])
+        e = np.exp(z - np.max(z, axis=-1, keepdims=True))
+        onehot = (np.arange(z.shape[-1]) == idx[..., None]).astype(z.dtype)
+        return g[..., None] * (e / np.sum(e, axis=-1, keepdims=True) - onehot)
 
     def vjp(self, node, g):
         raise GradientError(f"no second derivatives of the fused softmax cross-entropy ({self.name})")
 
     def element_expr(self, node, index, sym, batch):
-        c = index[-1]
-        hit = sympy.Piecewise((1, sympy.Eq(sym(2, tuple(index[:-1])), c)), (0, True))
-        return sym(0, tuple(index)) * (sym(1, tuple(index)) - hit)
+        n, c, row = node.shape[-1], index[-1], tuple(index[:-1])
+        zs = [sym(1, row + (k,)) for k in range(n)]
+        hit = sympy.Piecewise((1, sympy.Eq(sym(2, row), c)), (0, True))
+        return sym(0, row) * (sympy.exp(zs[c]) / sympy.Add(*[sympy.exp(v) for v in zs]) - hit)
 
     def label(self, node):
-        return "p − onehot"
+        return "g·(softmax − onehot)"
 
 
 def sparse_softmax_cross_entropy(logits, labels, name=None):
@@ -104,31 +104,37 @@ def sparse_softmax_cross_entropy(logits, labels, name=None):
 
 
 class RowNumbers(Op):
-    """0, 1, …, B − 1 along the batch axis of ``x`` (read for its shape): the labels of a
-    batch whose i-th row belongs with the i-th column (CLIP's pairs, the diagonal)."""
+    """0, 1, …, n − 1 along axis ``axis`` of ``x`` (read for its shape), shaped like x's axes up
+    to ``axis``: the labels of rows that belong with the column of their own number (CLIP's
+    pairs, the diagonal of a similarity matrix)."""
 
     name = "row_numbers"
     nondiff_inputs = (0,)
 
     def infer_shape(self, shapes, attrs):
         (s,) = shapes
-        if not s:
-            raise ShapeError("row numbers need an operand with at least one axis")
-        return (s[0],)
+        axis = attrs["axis"]
+        if not 0 <= axis < len(s):
+            raise ShapeError(f"row numbers along axis {axis} of a {len(s)}-d operand")
+        return tuple(s[:axis + 1])
 
     def reference(self, node, x):
-        return np.arange(x.shape[0], dtype=np.float64)
+        axis = node.attrs["axis"]
+        shape = x.shape[:axis + 1]
+        return np.broadcast_to(np.arange(shape[-1], dtype=np.float64), shape).copy()
 
     def vjp(self, node, g):
         return [None]
 
     def element_expr(self, node, index, sym, batch):
-        return sympy.Integer(index[0])
+        return sympy.Integer(index[-1])
 
     def label(self, node):
-        return "0, 1, …, B−1"
+        return "0, 1, …, n−1"
 
 
-def row_numbers(x, name=None):
-    """The vector (0, 1, …, B − 1) of x's first axis, known at run time."""
-    return apply(RowNumbers.instance(), [x], name=name)
+def row_numbers(x, axis=0, name=None):
+    """(0, 1, …, n − 1) along ``axis`` of x (n known at run time for the batch axis), shaped
+    x.shape[:axis + 1]: ``row_numbers(z, axis=1)`` of a (B, n, n) similarity matrix is its
+    diagonal's labels."""
+    return apply(RowNumbers.instance(), [x], {"axis": int(axis) % max(x.ndim, 1)}, name=name)
