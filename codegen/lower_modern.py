@@ -19,7 +19,7 @@ from graphnn.ops import (Embedding, EmbeddingGrad, PositionalEncoding, RowNumber
                          SparseSoftmaxCrossEntropy, Standardize, StandardizeGrad)
 from graphnn.ops.embedding import sinusoid_expr
 
-from .lower import Lowered, register_lowering
+from .lower import CodegenError, Lowered, register_lowering
 
 
 class AsIndex(sympy.Function):
@@ -78,8 +78,16 @@ class ScatterAddRows:
 
 # -- lowerings -------------------------------------------------------------------------------
 
+def _rows(node, x, what):
+    """The compiled row kernels take a batch of rows: (…, n) with at least one leading axis."""
+    if x.ndim < 2:
+        raise CodegenError(f"codegen: {what} {node.label()!r} needs rows (…, n) with a leading axis, got "
+                           f"shape {x.shape}")
+    return x
+
+
 def _standardize(node, ctx):
-    (x,) = node.inputs
+    x = _rows(node, node.inputs[0], "layer norm")
     return Lowered(steps=[RowNorm(ctx.name(node), ctx.array(x), node.attrs["eps"], x.ndim,
                                   comment=f"{ctx.name(node)} = (x − μ)/σ of {ctx.name(x)} (layer norm)")])
 
@@ -92,7 +100,7 @@ def _standardize_grad(node, ctx):
 
 
 def _sparse_ce(node, ctx):
-    z, labels = node.inputs
+    z, labels = _rows(node, node.inputs[0], "softmax cross-entropy"), node.inputs[1]
     return Lowered(steps=[SparseCE(ctx.name(node), ctx.array(z), ctx.array(labels), z.ndim,
                                    comment=f"{ctx.name(node)} = logsumexp({ctx.name(z)}) − {ctx.name(z)}[label]")])
 
@@ -120,7 +128,7 @@ def _positional_encoding(node, ctx):
 
 
 def _sparse_ce_grad(node, ctx):
-    g, z, labels = node.inputs
+    g, z, labels = node.inputs[0], _rows(node, node.inputs[1], "softmax cross-entropy"), node.inputs[2]
     return Lowered(steps=[SparseCE(ctx.name(node), ctx.array(z), ctx.array(labels), z.ndim, grad=ctx.array(g),
                                    comment=f"{ctx.name(node)} = {ctx.name(g)}·(softmax({ctx.name(z)}) − onehot)")])
 
