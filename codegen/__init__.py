@@ -19,6 +19,8 @@ Pipeline (each stage usable alone):
    name so Numba's cache works across processes ($GRAPHNN_CACHE_DIR moves it).
 5. `CpuBackend` (backend.py): the 'cpu' training backend, which graphnn.training's registry
    names ('codegen.backend:CpuBackend') and loads on first use; importing it imports Numba.
+   NaN/inf checks (finite.py): the data once, each step's loss and gradient, a compiled
+   epoch at its end; a bad step is replayed on the NumPy reference to name the node.
 
 Contracts others rely on:
 - flat layout: the trainable parameters of ``model.params`` (graph order), each raveled

@@ -17,6 +17,7 @@ from graphnn.graph import Graph
 from graphnn.training.backends import epoch_by_steps
 
 from .cache import load_generated_module
+from .finite import check_feeds, guarded_epoch, name_nonfinite, step_is_finite
 from .emit_cpu import batched_inputs, emit_module, train_epoch_args, update_args
 from .lower import CodegenError
 from .plan import lower
@@ -124,6 +125,8 @@ class CpuBackend:
         # grad_step then apply_update (the module's train_step does both in one call, but
         # compiling it as well would cost another second for no measurable gain here)
         loss = self._call("grad_step", self._args(self.schedule.grad_step, f, batch))
+        if not step_is_finite(loss, self.flat_grad):   # before the update: name the node (codegen/finite.py)
+            name_nonfinite(self, feeds, self.steps + 1)
         self.steps += 1
         self._call("apply_update", self._update_args())
         return float(loss)
@@ -133,6 +136,8 @@ class CpuBackend:
         flat-layout order (overwritten by the next call)."""
         f = self._feeds([self.model.loss], feeds)
         loss = self._call("grad_step", self._args(self.schedule.grad_step, f, _batch_of(f, self.schedule)))
+        if not step_is_finite(loss, self.flat_grad):
+            name_nonfinite(self, feeds, self.steps + 1)
         return float(loss), self.flat_grad
 
     def apply_gradients(self, flat_grad) -> None:
@@ -167,10 +172,24 @@ class CpuBackend:
                        self.optimizer.hyper_table(self.steps + 1, len(batches)).items()})
         values.update(order=order, batch_size=size)
         args = [values[n] for n in train_epoch_args(self.schedule)]
-        with self._blas():
-            total = self._call("train_epoch", args)
-        self.steps += len(batches)
-        return float(total) / len(order)
+        def run():
+            with self._blas():
+                total = self._call("train_epoch", args)
+            self.steps += len(batches)
+            return float(total)
+        # NaN/inf: checked at the epoch's end, then replayed step by step to name the node
+        total = guarded_epoch(self, run, feeds, batches, self._snapshot, self._restore,
+                              lambda: bool(np.isfinite(self.flat_params).all()))
+        return total / len(order)
+
+    def _snapshot(self):
+        return self.flat_params.copy(), {s: a.copy() for s, a in self.flat_state.items()}, self.steps
+
+    def _restore(self, saved):
+        params, state, self.steps = saved
+        self.flat_params[...] = params
+        for s, a in state.items():
+            self.flat_state[s][...] = a
 
     def _unbatched_inputs(self, feeds) -> dict:
         """Fresh one-element (or fixed-shape) arrays of the unbatched inputs: fed, else their default."""
@@ -191,6 +210,7 @@ class CpuBackend:
             cached = self._data.get(a.name)
             if cached is None or cached[0] is not value:
                 converted = self._feeds([self.model.loss], {**feeds, a.node.name: value})[a.name]
+                check_feeds({a.node: converted})   # once per training array, on entry
                 cached = (value, converted)
                 self._data[a.name] = cached
             out[a.name] = cached[1]
@@ -204,14 +224,20 @@ class CpuBackend:
         f = self._feeds([self.model.loss, self.model.output], feeds)
         batch = _batch_of(f, self.schedule)
         loss = self._call("evaluate", self._args(self.schedule.evaluate, f, batch))
-        return float(loss), self._temps(batch)[self.schedule.names[self.model.output]].copy()
+        return float(loss), self._output(batch)
 
     def predict(self, feeds):
         f = self._feeds([self.model.output], feeds)
         prog = self.schedule.forward
         batch = _batch_of(f, self.schedule)
         self._call("forward", self._args(prog, f, batch))
-        return self._temps(batch)[self.schedule.names[self.model.output]].copy()
+        return self._output(batch)
+
+    def _output(self, batch):
+        """A copy of the output buffer, in the output's own shape (a 0-d output is stored as one element)."""
+        out = self.model.output
+        return self._temps(batch)[self.schedule.names[out]].reshape(
+            tuple(batch if d is None else d for d in out.shape)).copy()
 
     # -- calling compiled code -----------------------------------------------------------
     def _blas(self):

@@ -1,21 +1,35 @@
-"""On-disk cache for generated Numba source.
+"""On-disk cache for generated Numba source, which no one else can plant code in.
 
 Numba's ``cache=True`` only works for functions defined in a real file that is
 importable under a stable module name.  So generated source is written once to
 ``<cache_dir>/graphnn_gen_<key16>.py`` (key = hash of the source, the caller's
-key parts and the library versions), imported from there, and registered in
-``sys.modules`` before its body runs.  A second process then finds Numba's
-compiled index (``__pycache__/*.nbi``) and skips compilation.
+key parts and the library versions), and the module is registered in ``sys.modules``
+before its body runs.  A second process then finds Numba's compiled index
+(``__pycache__/*.nbi``) and skips compilation.
+
+What the cache folder holds is code that will run, and Numba's ``.nbi``/``.nbc`` files
+are pickles, so nothing is trusted that another user could have written:
+
+- the folder (and its ``__pycache__``) must be owned by the user and not writable by
+  group or others; otherwise a warning says why and the private default folder is used
+  instead (or, if that is unsafe too, the code is compiled in memory);
+- a generated source file is opened without following symlinks, must be a regular file
+  the user owns, and must hold exactly the source being loaded (its content hash); the
+  module is executed from that verified text, never re-read from disk;
+- a corrupted or foreign entry (source, or a Numba cache file that fails to load) is
+  discarded and rebuilt, with a one-line notice;
+- a folder that cannot be written (read-only, disk full) means the module is compiled in
+  memory, without Numba's cache, with a one-line notice — never an error.
 """
 from __future__ import annotations
 
 import glob
 import hashlib
 import importlib.metadata
-import importlib.util
 import json
 import os
 import platform
+import stat
 import sys
 import tempfile
 import types
@@ -34,13 +48,22 @@ class CacheDirError(OSError):
 class CacheEvent:
     """What one `load_generated_module` call found."""
     key: str                    # full sha256 hex digest
-    path: Path                  # the generated .py file
+    path: Path                  # the generated .py file (None: compiled in memory)
     source_hit: bool            # source already on disk (or module already imported)
     numba_index_present: bool   # Numba's compiled-code index exists for this module
+    in_memory: bool = False     # no usable cache folder: compiled without Numba's cache
 
 
 _stats = {"hits": 0, "misses": 0}
 _events: list[CacheEvent] = []
+_notices: list[str] = []
+
+
+def notice(message: str) -> None:
+    """One line on stderr (each distinct message once per process); kept in ``cache_info()``."""
+    if message not in _notices:
+        _notices.append(message)
+        print(f"graphnn cache: {message}", file=sys.stderr, flush=True)
 
 
 def _versions() -> dict:
@@ -54,26 +77,75 @@ def _versions() -> dict:
             "python": platform.python_version(), "graphnn": graphnn_version}
 
 
-def cache_dir() -> Path:
-    """The cache directory: $GRAPHNN_CACHE_DIR, else $XDG_CACHE_HOME/graphnn, else ~/.cache/graphnn."""
-    env = os.environ.get(ENV_VAR)
-    if env:
-        return Path(env).expanduser()
+def default_cache_dir() -> Path:
+    """$XDG_CACHE_HOME/graphnn, else ~/.cache/graphnn: the user's private folder."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "graphnn"
 
 
-def _writable_cache_dir() -> Path:
-    d = cache_dir()
-    hint = f"set {ENV_VAR} to a writable directory"
+def cache_dir() -> Path:
+    """The cache directory: $GRAPHNN_CACHE_DIR, else $XDG_CACHE_HOME/graphnn, else ~/.cache/graphnn."""
+    env = os.environ.get(ENV_VAR)
+    return Path(env).expanduser() if env else default_cache_dir()
+
+
+# -- the folder ---------------------------------------------------------------------------------
+
+def unsafe_reason(folder) -> str | None:
+    """Why code in ``folder`` could have been written by someone else (None: it could not)."""
+    if not hasattr(os, "geteuid"):
+        return None   # no POSIX owners (Windows): nothing to check
+    st = os.stat(folder)
+    if not stat.S_ISDIR(st.st_mode):
+        return "is not a folder"
+    if st.st_uid != os.geteuid():
+        return f"is owned by user id {st.st_uid}, not by you ({os.geteuid()})"
+    if st.st_mode & 0o022:
+        who = " and ".join(w for w, bit in (("group", 0o020), ("others", 0o002)) if st.st_mode & bit)
+        return f"is writable by {who} (mode {stat.S_IMODE(st.st_mode):o})"
+    return None
+
+
+def _private_folder(folder: Path) -> str | None:
+    """Create ``folder`` and its ``__pycache__`` (mode 700) if missing; why it is unusable, or None."""
     try:
-        d.mkdir(parents=True, exist_ok=True)
-        # os.access lies for root and on some network filesystems: really try a write.
-        tempfile.TemporaryFile(dir=d).close()
+        for d in (folder, folder / "__pycache__"):
+            if not d.exists():
+                d.mkdir(parents=True, mode=0o700)
+                os.chmod(d, 0o700)   # whatever the umask
+            reason = unsafe_reason(d)
+            if reason:
+                return f"{d} {reason}; another user could plant code there"
+        tempfile.TemporaryFile(dir=folder).close()   # os.access lies for root and on NFS: try
     except OSError as e:
-        raise CacheDirError(f"graphnn cache directory {str(d)!r} is not writable "
-                            f"({e.strerror or e}); {hint}") from e
-    return d
+        return f"{folder} cannot be written ({e.strerror or e})"
+    return None
+
+
+def usable_cache_dir() -> Path | None:
+    """The folder to cache in, checked; None: compile in memory (a notice says why)."""
+    folder = cache_dir()
+    reason = _private_folder(folder)
+    if reason is None:
+        reason = _numba_folder_reason()
+        if reason is None:
+            return folder
+    fallback = default_cache_dir()
+    if os.environ.get(ENV_VAR) and fallback != folder and _private_folder(fallback) is None \
+            and _numba_folder_reason() is None and "cannot be written" not in reason:
+        notice(f"not using {reason} (set {ENV_VAR} to a folder only you can write); using {fallback}")
+        return fallback
+    notice(f"{reason}: compiling in memory (set {ENV_VAR} to a folder only you can write to cache)")
+    return None
+
+
+def _numba_folder_reason() -> str | None:
+    """NUMBA_CACHE_DIR moves Numba's pickles: that folder must be private too."""
+    env = os.environ.get("NUMBA_CACHE_DIR")
+    if not env or not os.path.isdir(env):
+        return None
+    reason = unsafe_reason(env)
+    return f"NUMBA_CACHE_DIR {env} {reason}; another user could plant code there" if reason else None
 
 
 def cache_key(source: str, key_parts: dict) -> str:
@@ -83,28 +155,135 @@ def cache_key(source: str, key_parts: dict) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def _write_if_missing(path: Path, source: str) -> bool:
-    """Write `source` to `path` atomically unless it exists; True if it was written."""
-    if path.exists():
-        # Never rewrite: Numba's cache is stamped by the source file (a content
-        # hash in numba 0.68, mtime + size in older versions).
-        return False
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+# -- the generated source -----------------------------------------------------------------------
+
+def _read_own_file(path: Path, limit: int) -> bytes | None:
+    """The bytes of ``path`` if it is a regular file of ours (no symlink followed); None if absent.
+
+    Raises ValueError saying what is wrong with an entry that is not ours.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
     try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return None
+    except OSError as e:   # ELOOP: a symlink
+        raise ValueError(f"cannot be opened as a plain file ({e.strerror})") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError("is not a regular file")
+        if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
+            raise ValueError(f"is owned by user id {st.st_uid}")
+        return f.read(limit + 1)
+
+
+def _verified_source(path: Path, source: str) -> bool:
+    """True if ``path`` holds exactly ``source``; a wrong entry is discarded (notice), False."""
+    data = source.encode("utf-8")
+    try:
+        found = _read_own_file(path, len(data))
+        if found is None:
+            return False
+        if hashlib.sha256(found).digest() == hashlib.sha256(data).digest():
+            return True
+        why = "does not match its content hash (corrupted or replaced)"
+    except ValueError as e:
+        why = str(e)
+    notice(f"{path.name} {why}: discarded, rebuilding it")
+    _discard(path)
+    return False
+
+
+def _discard(path: Path) -> None:
+    """Remove a generated module and Numba's files for it."""
+    for p in [path] + [Path(f) for f in glob.glob(str(path.parent / "__pycache__" / f"{path.stem}.*"))]:
+        try:
+            os.unlink(p)
+        except FileNotFoundError:
+            pass
+
+
+def _write_source(path: Path, source: str) -> bool:
+    """Write ``source`` to ``path`` atomically; False (and a notice) if the disk refuses."""
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(source)
-        # os.replace is atomic: a concurrent process (another MPI rank) sees either
-        # no file or the whole file; if two write, both wrote identical bytes.
+        # os.replace is atomic: a concurrent process (another MPI rank) sees either no
+        # file or the whole file; if two write, both wrote identical bytes.
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+        return True
+    except OSError as e:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        notice(f"cannot write {path.name} to {path.parent} ({e.strerror or e}): compiling in memory")
+        return False
+
+
+def _scrub_numba_files(folder: Path, stem: str) -> None:
+    """Numba's pickles for this module that are not regular files of ours are removed unread."""
+    for name in glob.glob(str(folder / "__pycache__" / f"{stem}.*")):
+        try:
+            st = os.lstat(name)
+            foreign = not stat.S_ISREG(st.st_mode) or (hasattr(os, "geteuid") and st.st_uid != os.geteuid())
+        except FileNotFoundError:
+            continue
+        if foreign:
+            notice(f"{Path(name).name} is not a file of yours: discarded, recompiling")
+            os.unlink(name)
+
+
+# -- loading ------------------------------------------------------------------------------------
+
+def _exec(name: str, source: str, filename: str) -> types.ModuleType:
+    module = types.ModuleType(name)
+    module.__file__ = filename
+    # Numba's cache=True locates functions through sys.modules[__name__], so the module
+    # must be registered before its body (the @njit decorators) runs.
+    sys.modules[name] = module
+    try:
+        exec(compile(source, filename, "exec"), module.__dict__)   # the verified text, not a re-read
+    except BaseException:
+        del sys.modules[name]
         raise
-    return True
+    return module
 
 
-def _numba_index_present(module: types.ModuleType, path: Path) -> bool:
+def _guard_numba_cache(module: types.ModuleType) -> None:
+    """A Numba cache file that fails to load is dropped (recompile); one that cannot be saved is skipped."""
+    for obj in list(vars(module).values()):
+        cache = getattr(obj, "_cache", None)
+        if cache is None or not hasattr(cache, "load_overload") or getattr(cache, "_graphnn_guarded", False):
+            continue
+        load, save = cache.load_overload, cache.save_overload
+
+        def guarded_load(*args, _load=load, _cache=cache, **kw):
+            try:
+                return _load(*args, **kw)
+            except Exception:  # noqa: BLE001  (a corrupted pickle raises anything)
+                notice(f"Numba's compiled code of {module.__name__} is corrupted: discarded, recompiling")
+                try:
+                    _cache.flush()            # an empty index: the bad entries are forgotten
+                except Exception:  # noqa: BLE001
+                    pass
+                return None
+
+        def guarded_save(*args, _save=save, **kw):
+            try:
+                return _save(*args, **kw)
+            except OSError as e:
+                notice(f"cannot save compiled code ({e.strerror or e}): it stays in memory for this run")
+
+        cache.load_overload, cache.save_overload = guarded_load, guarded_save
+        cache._graphnn_guarded = True
+
+
+def _numba_index_present(module: types.ModuleType, path: Path | None) -> bool:
     """True if Numba's compiled-code index exists for any function of the module."""
+    if path is None:
+        return False
     if glob.glob(str(path.parent / "__pycache__" / f"{path.stem}.*.nbi")):
         return True
     # NUMBA_CACHE_DIR or an unwritable __pycache__ moves the index elsewhere: ask
@@ -117,12 +296,14 @@ def _numba_index_present(module: types.ModuleType, path: Path) -> bool:
     return False
 
 
-def _record(key: str, path: Path, hit: bool, module: types.ModuleType, verbose: bool) -> None:
-    event = CacheEvent(key, path, hit, _numba_index_present(module, path))
+def _record(key: str, path, hit: bool, module: types.ModuleType, verbose: bool) -> None:
+    event = CacheEvent(key, path, hit, _numba_index_present(module, path), in_memory=path is None)
     _stats["hits" if hit else "misses"] += 1
     _events.append(event)
     if verbose:
-        if hit:
+        if path is None:
+            print(f"graphnn cache: none  {module.__name__}… (compiled in memory)")
+        elif hit:
             what = "compiled code cached" if event.numba_index_present else "will compile"
             print(f"graphnn cache: hit  {path.stem}… ({what})")
         else:
@@ -130,7 +311,7 @@ def _record(key: str, path: Path, hit: bool, module: types.ModuleType, verbose: 
 
 
 def load_generated_module(source: str, key_parts: dict, *, verbose: bool = False) -> types.ModuleType:
-    """Import generated `source` from the on-disk cache (writing it first if missing).
+    """Import generated `source` through the on-disk cache (see the module docstring).
 
     `key_parts` (JSON-serialisable: graph hash, options, dtype...) goes into the key
     with the source and the numba/numpy/python/graphnn versions.  The module is
@@ -138,38 +319,37 @@ def load_generated_module(source: str, key_parts: dict, *, verbose: bool = False
     """
     key = cache_key(source, key_parts)
     name = PREFIX + key[:16]
-    d = _writable_cache_dir()
-    path = d / f"{name}.py"
-
     module = sys.modules.get(name)
     if module is not None:
-        _record(key, path, True, module, verbose)
+        _record(key, getattr(module, "_graphnn_path", None), True, module, verbose)
         return module
-
-    hit = not _write_if_missing(path, source)
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    # Numba's cache=True locates functions through sys.modules[__name__], so
-    # the module must be registered before its body (the @njit decorators) runs.
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
+    folder = usable_cache_dir()
+    path = folder / f"{name}.py" if folder is not None else None
+    hit = False
+    if path is not None:
+        hit = _verified_source(path, source)
+        if not hit and not _write_source(path, source):
+            path = None
+    if path is None:   # no usable folder: Numba cannot cache a function without a file
+        module = _exec(name, source.replace("cache=True", "cache=False"), f"<graphnn in-memory {name}>")
+    else:
+        _scrub_numba_files(path.parent, name)
+        module = _exec(name, source, str(path))
+        _guard_numba_cache(module)
+    module._graphnn_path = path
     _record(key, path, hit, module, verbose)
     return module
 
 
 def cache_info() -> dict:
-    """Directory, files on disk and this process's hit/miss counters and events."""
+    """Directory, files on disk and this process's hit/miss counters, events and notices."""
     d = cache_dir()
     sources = sorted(d.glob(f"{PREFIX}*.py")) if d.is_dir() else []
     nbi = list((d / "__pycache__").glob(f"{PREFIX}*.nbi")) if d.is_dir() else []
     size = sum(p.stat().st_size for p in d.rglob(f"{PREFIX}*") if p.is_file()) if d.is_dir() else 0
     return {"dir": str(d), "modules": len(sources), "numba_indexes": len(nbi),
             "bytes": size, "hits": _stats["hits"], "misses": _stats["misses"],
-            "events": list(_events)}
+            "events": list(_events), "notices": list(_notices)}
 
 
 def clear_cache() -> int:

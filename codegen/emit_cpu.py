@@ -20,6 +20,8 @@ import dataclasses
 
 import sympy
 
+from graphnn.ops.structure import numpy_slice
+
 from . import schedule as S
 from .printer import HELPERS, KernelPrinter
 from .shared_loops import share_nest, shareable_nest, small_matmul
@@ -182,12 +184,10 @@ def index_text(spec):
     for k in spec:
         if k[0] == "i":
             parts.append(str(k[1]))
-        elif k[1] is None:
-            parts.append(":")
         else:
-            start, stop, stride = k[1], k[2], k[3]
-            stop_text = "" if stop is None or stop < 0 else str(stop)
-            parts.append(f"{start}:{stop_text}" + (f":{stride}" if stride != 1 else ""))
+            sl = numpy_slice(k)   # the reference's own conversion (bounds of -1 mean "before 0")
+            text = lambda v: "" if v is None else str(v)  # noqa: E731
+            parts.append(f"{text(sl.start)}:{text(sl.stop)}" + (f":{sl.step}" if sl.step not in (None, 1) else ""))
     return ", ".join(parts) or "..."
 
 

@@ -28,7 +28,7 @@ from graphnn.errors import GraphnnError
 from graphnn.graph import Graph, Node
 from graphnn.ops.base import OpTable, broadcast_index
 
-from .schedule import BATCH, Accumulate, Buffer, Let, Loop, Program, Scalar, Store, View
+from .schedule import BATCH, Accumulate, Buffer, Copy, Let, Loop, Program, Scalar, Store, View
 
 
 class CodegenError(GraphnnError):
@@ -120,7 +120,8 @@ class Context:
         """Read element ``index`` of array ``name`` (recorded as a dependency)."""
         if self._deps is not None:
             self._deps.append((name, tuple(index)))
-        return sympy.Indexed(sympy.IndexedBase(name), *index) if index else sympy.Symbol(name)
+        # real=True: graph values are real, so sympy keeps |exp(tanh z)| as exp(tanh z), never re/im parts
+        return sympy.Indexed(sympy.IndexedBase(name, real=True), *index) if index else sympy.Symbol(name, real=True)
 
     def consumers(self, node):
         return self._consumers.get(node, [])
@@ -231,13 +232,17 @@ class _Scheduler:
             return self.ctx.load(self.ctx.name(node), (0,))   # a scalar array: one element
         return self.ctx.load(self.ctx.name(node), index)
 
+    def _stored(self, node) -> bool:
+        """A scalar node that also needs its one-element array (an output, or a view's source)."""
+        return node in self.required or node in self.ctx.arrays_needed
+
     def local(self, node) -> str:
         """The local variable of a scalar node (an output also gets stored into its array)."""
         name = self.ctx.name(node)
-        return f"{name}_s" if node in self.required else name
+        return f"{name}_s" if self._stored(node) else name
 
     def _store_scalar(self, node):
-        if node in self.required:
+        if self._stored(node):
             name = self.ctx.name(node)
             store = Store(sympy.Indexed(sympy.IndexedBase(name), 0), sympy.Symbol(self.local(node)))
             self.ready[name] = self._emit(Loop((), (), [store]))
@@ -262,9 +267,10 @@ class _Scheduler:
         for node in self.graph.nodes:
             self._schedule(node)
         for node, role in self.required.items():
-            if self.mode[node] in ("arg", "view", "literal"):
-                raise CodegenError(f"codegen: output {node.label()!r} is a {self.mode[node]}; "
-                                   "copy it explicitly")  # never happens for loss/grad graphs
+            if self.mode[node] in ("arg", "literal"):
+                raise CodegenError(f"codegen: output {node.label()!r} is the {node.kind} "
+                                   f"{_describe(node, self.ctx.names)} itself, which the compiled code does "
+                                   "not copy; make the output an op of it (e.g. x * 1)")
         self._drop_unused_views()
         self.args = list(args)
         known = {a.name for a in self.args}
@@ -273,15 +279,12 @@ class _Scheduler:
                 self.args.append(Buffer(self.ctx.name(node), node.shape, role, node))
                 known.add(self.ctx.name(node))
         for node in self.graph.nodes:
-            if self.mode[node] == "array" and self.ctx.name(node) not in known:
+            stored_scalar = self.mode[node] == "scalar" and self._stored(node)
+            if (self.mode[node] == "array" or stored_scalar) and self.ctx.name(node) not in known:
                 self.args.append(Buffer(self.ctx.name(node), node.shape, "temp", node))
                 known.add(self.ctx.name(node))
         for buf in self.ctx.temps:
             self.args.append(buf)
-        for buf in self.args:
-            if buf.role in ("temp", "grad", "output") and None in tuple(buf.shape)[1:]:
-                raise CodegenError(f"codegen: buffer {buf.name!r} has the batch axis in position "
-                                   f"{tuple(buf.shape).index(None)}; only the first axis may be the batch")
         ret = sympy.Symbol(self.local(self.returns)) if self.returns is not None else None
         return Program(name, self.args, self.steps, ret, doc)
 
@@ -309,6 +312,11 @@ class _Scheduler:
             return
         if mode == "view":
             kind, vargs = low.view
+            if node in self.required:   # an output (a gradient x @ Wᵀ ends in a transpose): copied
+                view = self.ctx.fresh(f"{name}_view")
+                self._emit(View(view, self.ctx.name(node.inputs[0]), kind, tuple(vargs)))
+                self.ready[name] = self._emit(Copy(name, view))
+                return
             at = self._emit(View(name, self.ctx.name(node.inputs[0]), kind, tuple(vargs)))
             self.ready[name] = at
             return
@@ -317,7 +325,7 @@ class _Scheduler:
         elif mode == "scalar":
             e, _ = self._build(node, ())
             local = self.local(node)
-            self.ready[local] = self._emit(Scalar(sympy.Symbol(local), e, comment=self._what(node)))
+            self.ready[local] = self._emit(Scalar(sympy.Symbol(local, real=True), e, comment=self._what(node)))
             self._store_scalar(node)
         else:
             self._schedule_element(node)
@@ -329,7 +337,7 @@ class _Scheduler:
         loop_at = self._loop_for(shape, index, deps)
         loop = self.steps[loop_at]
         name = self.ctx.name(node)
-        let = sympy.Symbol(f"{name}_{''.join(str(s) for s in index)}")
+        let = sympy.Symbol(f"{name}_{''.join(str(s) for s in index)}", real=True)
         loop.body.append(Let(let, self._use_lets(expr, loop_at, index)))
         loop.body.append(Store(sympy.Indexed(sympy.IndexedBase(name), *index), let))
         self.members[name] = (loop_at, let)

@@ -20,8 +20,8 @@ def lecture() -> Derivation:
         derive(model, "w1", values=True, update=True),
         derive(model, ["W2", "W1"], values=True, view="matrix", update=True),
     ]
-    parts[0].title = "The output layer: dE_total/dw5, and its update"
-    parts[1].title = "The hidden layer: dE_total/dw1 along two paths, and its update"
+    parts[0].title = r"The output layer: $\partial E_{\mathrm{total}}/\partial w_{5}$, and its update"
+    parts[1].title = r"The hidden layer: $\partial E_{\mathrm{total}}/\partial w_{1}$ along two paths, and its update"
     parts[2].title = "All weights at once: the delta rule in matrix form, one step of gradient descent"
     return Derivation.combine("Backpropagation, step by step (Mazur's example)", parts)
 

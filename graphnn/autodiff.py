@@ -65,6 +65,7 @@ class GradRecord:
         self._symbols: dict = {}
         self._names: dict = {}
         self._unnamed: dict = {}          # an unnamed node -> its readable base name
+        self._elements: dict = {}         # symbol -> (node, index): what `symbol` made it for
 
     def adjoint(self, node: Node) -> Adjoint:
         return self.adjoints[node]
@@ -92,7 +93,13 @@ class GradRecord:
                 name = f"{name}'{sum(1 for n in self._names if n.startswith(name))}"
                 self._names[name] = node
             self._symbols[key] = sympy.Symbol(name)
+            self._elements[self._symbols[key]] = key
         return self._symbols[key]
+
+    def element_of(self, symbol: sympy.Symbol):
+        """(node, index) of a symbol `symbol` made (None for any other): derivations print
+        elements by names of their own choosing."""
+        return self._elements.get(symbol)
 
     def _unnamed_base(self, node: Node):
         """'sigmoid', 'sigmoid2', … for a node the user did not name (None if named): what
@@ -134,11 +141,16 @@ class GradRecord:
     def _links(self, term, in_idx, batch, cache):
         """Output elements of ``term.consumer`` that read ``term.input[in_idx]``, with partials."""
         c, pos = term.consumer, term.position
-        placeholder = (lambda p, i: sympy.Symbol(f"__in{p}_{'_'.join(map(str, i))}"))
-        display = {}
-        for p, x in enumerate(c.inputs):
-            for i in all_indices(concrete_shape(x.shape, batch)):
-                display[placeholder(p, i)] = self.symbol(x, i)
+        made: dict = {}        # placeholder -> (input position, index): renamed only where used
+
+        def placeholder(p, i):
+            sym = sympy.Symbol(f"__in{p}_{'_'.join(map(str, i))}")
+            made[sym] = (p, tuple(i))
+            return sym
+
+        def display(expr):
+            return expr.xreplace({s: self.symbol(c.inputs[made[s][0]], made[s][1])
+                                  for s in expr.free_symbols if s in made})
         target = placeholder(pos, in_idx)
         out = []
         for out_idx in all_indices(concrete_shape(c.shape, batch)):
@@ -149,8 +161,7 @@ class GradRecord:
                 continue
             partial = c.op.element_partial(c, out_idx, pos, in_idx, placeholder,
                                            lambda i: self.symbol(c, i), batch)
-            out.append((out_idx, Link(c, out_idx, term.input, in_idx, pos,
-                                      partial.subs(display, simultaneous=True),
+            out.append((out_idx, Link(c, out_idx, term.input, in_idx, pos, display(partial),
                                       self.symbol(c, out_idx), self.symbol(term.input, in_idx))))
         return out
 
@@ -181,6 +192,10 @@ class Gradients(Mapping):
 
     def __len__(self):
         return len(self._grads)
+
+    def __repr__(self):
+        what = ", ".join(w.name or describe(w) for w in self._grads)
+        return f"<gradients of {describe(self.record.loss)} with respect to {what}>"
 
 
 def grad(loss: Node, wrt, *, disconnected: str = "raise") -> Gradients:

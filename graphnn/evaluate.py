@@ -3,12 +3,18 @@
 Vectorised over the batch, in float64 or float32. Feeds are checked before anything runs
 (a missing input, a wrong shape or dtype names the input and what it expected), and a
 node that produces NaN/inf stops evaluation with an error naming that first node.
+
+With ``GRAPHNN_CHECK_SHAPES=1`` (the test suite sets it; ``graphnn --debug`` too) every
+op's output is also checked against the shape and dtype its node declares: the oracle
+checks itself.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
-from .errors import FeedError, NonFiniteError
+from .errors import FeedError, NonFiniteError, ShapeError
 from .graph import Graph, Node
 from .ops.base import contiguous, describe, fmt_shape
 
@@ -34,11 +40,15 @@ class Evaluator:
         """Values of every node of the graph, as a dict node → array."""
         dtype = resolve_dtype(dtype)
         values = bind(self.graph, feeds, params, dtype)
+        checking = os.environ.get(CHECK_ENV, "") not in ("", "0")
+        batch = _batch_size(self.graph, values) if checking else None
         for node in self.graph.nodes:
             if node in values:
                 continue
             args = [values[x] for x in node.inputs]
             out = np.asarray(node.op.reference(node, *args))
+            if checking:
+                check_output(node, out, batch)
             if out.dtype != dtype:
                 out = out.astype(dtype)
             if check_finite and out.size and not np.isfinite(out).all():
@@ -50,6 +60,24 @@ class Evaluator:
         values = self.run(feeds, params, **kw)
         outs = [values[o] for o in self.outputs]
         return outs[0] if self.single else outs
+
+
+CHECK_ENV = "GRAPHNN_CHECK_SHAPES"
+
+
+def _batch_size(graph, values):
+    return next((values[n].shape[0] for n in graph.inputs if n.shape and n.shape[0] is None and n in values), None)
+
+
+def check_output(node, out, batch) -> None:
+    """An op's reference output must have the node's declared shape (batch axis: ``batch``) and be real."""
+    want = tuple(batch if d is None else d for d in node.shape)
+    fits = out.ndim == len(want) and all(w is None or w == o for w, o in zip(want, out.shape))
+    if not fits or out.dtype.kind not in "fiub":
+        raise ShapeError(f"{node.op.label(node)} node {describe(node)}: its NumPy reference returned shape "
+                         f"{fmt_shape(out.shape)} of dtype {out.dtype}, but the node declares shape "
+                         f"{fmt_shape(node.shape)} of real numbers (batch {batch}); a bug in op "
+                         f"{node.op.name!r}")
 
 
 def evaluate(outputs, feeds=None, params=None, *, dtype="float64", check_finite=True,

@@ -1,6 +1,7 @@
 """Gradient checking: autodiff against central finite differences, in float64."""
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,8 +14,11 @@ from .ops import Input, sum as sum_
 from .ops.base import describe
 
 
-@dataclass
+@dataclass(repr=False)
 class GradCheckResult:
+    """What `check_grad` found: the largest relative error per checked node, and the first
+    element outside the tolerance (None when all agree)."""
+
     errors: dict          # wrt node -> max relative error
     worst: tuple          # (node, index, autodiff value, numeric value)
 
@@ -25,6 +29,29 @@ class GradCheckResult:
     @property
     def max_error(self):
         return max(self.errors.values(), default=0.0)
+
+    def _rows(self):
+        return [(_name(n), "×".join(str(d) for d in n.shape) or "scalar", f"{float(e):.2g}")
+                for n, e in self.errors.items()]
+
+    def __repr__(self):
+        per = ", ".join(f"{name} {err}" for name, _, err in self._rows())
+        if self.ok:
+            return f"<gradient check passed: max relative error {float(self.max_error):.2g} ({per})>"
+        node, idx, a, n = self.worst
+        return (f"<gradient check FAILED at {_name(node)}{list(idx)}: autodiff {a:.10g}, finite differences "
+                f"{n:.10g} ({per})>")
+
+    def _repr_html_(self):
+        head = "passed" if self.ok else "FAILED"
+        rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{shape}</td><td>{err}</td></tr>"
+                       for name, shape, err in self._rows())
+        return (f"<p>gradient check {head} (central differences, float64)</p><table><tr><th>node</th>"
+                f"<th>shape</th><th>max relative error</th></tr>{rows}</table>")
+
+
+def _name(node) -> str:
+    return node.name or describe(node)
 
 
 def check_grad(output: Node, wrt, feeds=None, params=None, *, eps=1e-6, rtol=1e-5, atol=1e-8,

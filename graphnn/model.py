@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .data import Dataset
 from .graph import Graph, Node
 from .ops import StopGradient
@@ -50,6 +52,15 @@ class Model:
 
     def structural_hash(self) -> str:
         return self.graph.structural_hash()
+
+    def example_feeds(self):
+        """(feeds, where they come from) for one worked example: the model's ``example``,
+        else the first training example of its data, else None."""
+        if self.example:
+            return dict(self.example), "the model's worked example"
+        if self.data is not None and self.data.train:
+            return {k: np.asarray(v)[:1] for k, v in self.data.train.items()}, "the first training example"
+        return None
 
     def initial_params(self) -> dict:
         return {p: p.value.copy() for p in self.parameters}

@@ -2,7 +2,9 @@
 # System packages graphnn's renderers and their tests use (Debian, as root).
 # Idempotent: installs only what is missing.
 set -euo pipefail
-PACKAGES="graphviz texlive-latex-base poppler-utils chromium"
+# texlive-latex-recommended + texlive-pictures: Beamer (graphnn derive --format beamer);
+# texlive-fonts-recommended: the fonts those decks use
+PACKAGES="graphviz texlive-latex-base texlive-latex-recommended texlive-pictures texlive-fonts-recommended poppler-utils chromium"
 missing=""
 for p in $PACKAGES; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

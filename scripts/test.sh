@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # Everything for the tests on a fresh Debian machine: system packages (graphviz, pdflatex,
-# pdftotext, chromium), the package with its test, MPI and CUDA-toolkit extras, then pytest.
+# pdftotext, chromium), the package with its test, MPI, CUDA-toolkit and oracle extras, then pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install_system_deps.sh
 bash scripts/setup.sh "dev,mpi,cu12"
+# The 'oracle' extra (PyTorch, the differential tests' independent oracle) in its CPU build,
+# installed first and pinned with its local label: pip takes the CPU wheel this machine keeps
+# (find-links), and fails rather than pull a multi-GB CUDA build from PyPI if it is missing.
+.venv/bin/python -c "import torch" 2>/dev/null ||
+  .venv/bin/python -m pip install -q --disable-pip-version-check "torch==2.13.0+cpu"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[oracle]"
 export MPLBACKEND=Agg
 set +e
 .venv/bin/python -m pytest -q "$@"

@@ -27,3 +27,8 @@ def require_program(*names: str) -> str:
     if os.environ.get("CI"):
         pytest.fail(msg + " (CI is set, so this is an error)")
     pytest.skip(msg)
+
+
+# The oracle checks itself in every test: each op's reference output against its node's
+# declared shape and dtype (graphnn/evaluate.py).
+os.environ.setdefault("GRAPHNN_CHECK_SHAPES", "1")

@@ -110,10 +110,14 @@ def test_matrix_view_derives_attention_with_named_intermediates():
     g = gn.Graph(loss)
     d = derive(loss, [g.find("att.A"), g.find("att.S"), q, k, v], values=feeds, view="matrix")
     text = d.to_text()
-    # through both matmuls, softmax and the scaling, each intermediate by its name
-    for line in ["∂E/∂att.A = δ⁽²⁾ Vᵀ", "∂E/∂att.S = att.A ⊙ (∂E/∂att.A - Σ_cols ∂E/∂att.A ⊙ att.A)",
-                 "∂E/∂att.S ⊙ (1/2 · √2)", "∂E/∂V = att.Aᵀ δ⁽²⁾"]:
+    # the course's softmax(QKᵀ/√d_k)V, then back through both products, softmax and the
+    # scaling, each intermediate by its (short) name
+    for line in ["scores = Q Kᵀ", "S = 1/√2 scores", "A = softmax(S)", "out = A V",
+                 "∂E/∂A = ∂E/∂out Vᵀ", "∂E/∂S = A ⊙ (∂E/∂A - Σ_cols ∂E/∂A ⊙ A)",
+                 "∂E/∂scores = 1/√2 ∂E/∂S", "∂E/∂V = Aᵀ ∂E/∂out", "∂E/∂K = (∂E/∂scores)ᵀ Q",
+                 "∂E/∂Q = ∂E/∂scores K"]:
         assert line in text, line
+    assert "ᵀᵀ" not in text and "att." not in text
     # every number the derivation prints is claimed as an adjoint or gradient: compare with autodiff
     values = gn.evaluate([gn.grad(loss, [q, k, v])[n] for n in (q, k, v)], feeds)
     checked = {claim[1]: value for s in d.steps for claim, value in getattr(s, "checks", [])}

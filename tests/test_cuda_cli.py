@@ -33,7 +33,7 @@ def test_cli_cuda_without_gpu_is_a_clear_error():
     if proc.returncode == 0:   # a machine with a GPU: nothing to check here
         assert "on cuda" in proc.stdout
         return
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "graphnn train: error: backend 'cuda'" in proc.stderr
     assert "NUMBA_ENABLE_CUDASIM" in proc.stderr
     assert "Traceback" not in proc.stderr

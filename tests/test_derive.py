@@ -82,7 +82,7 @@ def check_every_number(d: Derivation, model_or_loss, feeds, lr=None, optimizer="
 def test_mazur_w5_chain_symbols_and_numbers(mazur, ref):
     d = derive(mazur, "w5", values=True)
     text = d.to_text()
-    assert "dE_total/dw_5 = ∂E_total/∂out_o1 · ∂out_o1/∂net_o1 · ∂net_o1/∂w_5" in text
+    assert "∂E_total/∂w_5 = ∂E_total/∂out_o1 · ∂out_o1/∂net_o1 · ∂net_o1/∂w_5" in text
     assert "= -(target_o1 - out_o1) · out_o1 (1 - out_o1) · out_h1" in text
     f = ref["chain_rule_factors"]
     numbers_line = " · ".join(number(f[k]) for k in ("dE_dout_o1", "dout_o1_dnet_o1", "dnet_o1_dw5"))
@@ -150,13 +150,13 @@ def test_update_step_uses_optimizer_rule_and_reference(mazur, ref):
     upd = [s for s in d.steps if s.kind == "update"][0]
     assert np.isclose(upd.value, ref["updated_weights_after_one_step"]["w5"], rtol=1e-9)
     text = d.to_text()
-    assert "w_5⁺ = w_5 - η · dE_total/dw_5" in text and "= 0.400000 - 0.500000 · 0.082167" in text
+    assert "w_5⁺ = w_5 - η · ∂E_total/∂w_5" in text and "= 0.4 - 0.5 · 0.0821670" in text
     assert check_every_number(d, mazur, mazur.example, lr=0.5) >= 3
     # lr and optimizer can be chosen; momentum shows its velocity rule
     d = derive(mazur, "w5", values=True, update=True, lr=0.1, optimizer="momentum")
     rows = [s for s in d.steps if s.kind == "update"]
     assert len(rows) == 2 and rows[0].lhs == "v_{w5}^{+}" and rows[1].lhs == "w_{5}^{+}"
-    assert "= 0.900000 · 0 - 0.100000 · 0.082167" in d.to_text()
+    assert "= 0.9 · 0 - 0.1 · 0.0821670" in d.to_text()
     assert check_every_number(d, mazur, mazur.example, lr=0.1, optimizer="momentum") >= 1
 
 
@@ -181,8 +181,10 @@ def test_matrix_view_on_mazur(mazur, ref):
     for piece in [r"\delta^{(2)} &= \frac{\partial E_{\mathrm{total}}}{\partial \mathrm{net}_{o}}",
                   r"\sigma'\left(\mathrm{net}_{o}\right)",
                   r"\mathrm{out}_{h}^{\top} \, \delta^{(2)}",          # ∂E/∂W2 = out_hᵀ δ
-                  r"\left(\delta^{(2)} \, W_{2}^{\top}\right) \odot",   # δ¹ = (δ² W2ᵀ) ⊙ f′
-                  r"[2 \times 2]", r"\begin{bmatrix} 0.082167 & -0.022603"]:
+                  # the row δ² W2ᵀ = ∂E/∂out_h, then δ¹ = ∂E/∂out_h ⊙ f′
+                  r"\frac{\partial E_{\mathrm{total}}}{\partial \mathrm{out}_{h}} &= \delta^{(2)} \, W_{2}^{\top}",
+                  r"\frac{\partial E_{\mathrm{total}}}{\partial \mathrm{out}_{h}} \odot \sigma'",
+                  r"[2 \times 2]", r"\begin{bmatrix} 0.0821670 & -0.0226025"]:
         assert piece in latex, piece
     assert "Row-vector convention" in d.to_text()
     assert check_every_number(d, mazur, mazur.example, lr=0.5) >= 6
@@ -196,12 +198,14 @@ def test_matrix_view_reproduces_boley_deltann():
     d = derive(model, ["W", "V"], values=True, view="matrix")
     text = d.to_text().replace("z\u0302", "ẑ")  # combining hat → one character
     # dE_dz = z − t; dz_dzhat = 1 − z²; dE_dzhat = dE_dz .* dz_dzhat
-    assert "δ⁽²⁾ = ∂E/∂ẑ" in text
-    assert "= (z - t) ⊙ tanh'(ẑ)" in text and "= (z - t) ⊙ (1 - z²)" in text
+    assert "δ⁽²⁾ = ∂E/∂ẑ" in text and "∂E/∂z = z - t" in text
+    assert "= ∂E/∂z ⊙ tanh'(ẑ)" in text and "= ∂E/∂z ⊙ (1 - z²)" in text
     # dE_dW = dE_dzhat * [1, yᵀ]  (row form: [1, y]ᵀ δ)
     assert "∂E/∂W = y_bᵀ δ⁽²⁾ (3 × 1)(1 × 2)" in text  # with the operands' shapes
     # dE_dy = W' * dE_dzhat, dE_dyhat = dE_dy(2:end) .* (1 − y²), dE_dV = dE_dyhat * [1, xᵀ]
-    assert "(δ⁽²⁾ Wᵀ)_([:, 1:3]) ⊙ (1 - y²)" in text
+    # the bias column dropped: columns 2 to 3 (1-based, as MATLAB's dE_dy(2:end))
+    assert "∂E/∂y_b = δ⁽²⁾ Wᵀ" in text and "∂E/∂y = ∂E/∂y_b_([:, 2:3])" in text
+    assert "= ∂E/∂y ⊙ (1 - y²)" in text
     assert "∂E/∂V = x_bᵀ δ⁽¹⁾" in text
     assert check_every_number(d, model, model.example) >= 4
     # and the same numbers as Boley's MATLAB, written with column vectors
@@ -221,7 +225,7 @@ def test_single_neuron_rule():
     model = single_neuron()
     d = derive(model, "w2", values=True)
     chain = d.steps[0]
-    assert chain.rows()[0].startswith(r"\frac{dE}{dw_{2}}")
+    assert chain.rows()[0].startswith(r"\frac{\partial E}{\partial w_{2}}")
     # dE/dw_p = 2 x_p (y − t) y (1 − y), as sympy proves from the printed factors
     shown = chain.forms[1].sympy.doit()
     x2, y, t = sympy.symbols("x2 y t")
@@ -237,7 +241,7 @@ def test_hmkcode_linear_example():
     assert "= (prediction - actual) · h_2" in text
     assert "= (prediction - actual) · w_5 · i_1" in text
     # the lecture's numbers: prediction 0.191, Δ = prediction − actual = −0.809
-    assert "prediction - actual\n" in text and "-0.809000" in text
+    assert "prediction - actual\n" in text and "-0.809\n" in text
     assert check_every_number(d, model, model.example) >= 2
 
 
@@ -270,7 +274,7 @@ def test_symbolic_only_user_graph():
     d = derive(loss, "b")
     text = d.to_text()
     assert re.search(r"\d\.\d", text) is None  # no numbers at all
-    assert "dL/db = ∂L/∂h_2 · ∂h_2/∂s_2 · ∂s_2/∂b" in text  # L ← q2 (partial 1) merged
+    assert "∂L/∂b = ∂L/∂h_2 · ∂h_2/∂s_2 · ∂s_2/∂b" in text  # L ← q2 (partial 1) merged
     assert "= 3 h_2² x_2 · (1 - h_2²) · x_1" in text
     assert all(s.value is None for s in d.steps)
     m = derive(loss, "W", view="matrix")
@@ -327,7 +331,7 @@ def test_errors(mazur):
     with pytest.raises(FeedError, match=r"'target'"):
         derive(mazur, "w5", values={"i": np.array([[0.05, 0.1]])})
     with pytest.raises(FeedError, match="no example feeds.*'x'.*'t'"):
-        derive(get_model("digits-mlp"), "W2", values=True)
+        derive(get_model("digits-mlp").loss, "W2", values=True)   # a loss node: no model, no data
     with pytest.raises(ValueError, match="unknown view 'nope'.*scalar"):
         derive(mazur, "w5", view="nope")
     with pytest.raises(TypeError):
@@ -363,17 +367,19 @@ def test_matrix_view_of_a_real_sized_net_abbreviates_matrices():
 
 
 def test_unnamed_nodes_and_max_pool_read_well_in_text():
-    """Unnamed nodes are called what they compute ('sigmoid', never 'map#3882'); max-pool's
-    one-winner partial prints as '{1 if …; 0 otherwise}', not raw LaTeX cases."""
+    """Unnamed nodes get course names (x ⊙ w is net⁽¹⁾, the unit's output out⁽¹⁾; never
+    'map#3882' or 'sigmoid'), elements 1-based; a path does not collapse into one factor
+    ∂E/∂w; max-pool's one-winner partial prints as '{1 if …; 0 otherwise}', not raw LaTeX."""
     x = gn.input("x", (1, 1, 2, 2))
     w = gn.parameter("w", 2.0)
     E = gn.sum(gn.max_pool2d(gn.sigmoid(x * w), 2), name="E")
     feeds = {"x": np.array([[[[0.1, 0.5], [0.3, 0.2]]]])}
     text = gn.derive(E, wrt=[w], values=feeds).to_text()
-    assert "#" not in text and "begin" not in text and "cases" not in text
-    assert "Path 2 of 4:\n" in text and "(through )" not in text
-    assert ("{1 if sigmoid[0,0,0,1] ≥ sigmoid[0,0,1,0] ∧ sigmoid[0,0,0,1] ≥ sigmoid[0,0,1,1] ∧ "
-            "sigmoid[0,0,0,0] < sigmoid[0,0,0,1]; 0 otherwise}") in text
+    assert "#" not in text and "begin" not in text and "cases" not in text and "sigmoid" not in text
+    assert "Path 2 of 4 (through out⁽¹⁾_(1,1,1,2), net⁽¹⁾_(1,1,1,2)):\n" in text
+    assert "∂E/∂w = ∂E/∂w" not in text
+    assert ("{1 if out⁽¹⁾_(1,1,1,2) ≥ out⁽¹⁾_(1,1,2,1) ∧ out⁽¹⁾_(1,1,1,2) ≥ out⁽¹⁾_(1,1,2,2) ∧ "
+            "out⁽¹⁾_(1,1,1,1) < out⁽¹⁾_(1,1,1,2); 0 otherwise}") in text
     total = float(text.rsplit("= ", 1)[1])
     autodiff = float(gn.evaluate(gn.grad(E, [w])[w], feeds))
     assert total == pytest.approx(autodiff, rel=1e-5)

@@ -62,7 +62,7 @@ def test_cli_entry_point_w5(ref):
     cmd = [exe] if exe else [sys.executable, "-m", "graphnn"]
     out = subprocess.run(cmd + ["derive", "mazur", "--wrt", "w5", "--values"],
                          capture_output=True, text=True, check=True, timeout=120).stdout
-    assert "dE_total/dw_5 = ∂E_total/∂out_o1 · ∂out_o1/∂net_o1 · ∂net_o1/∂w_5" in out
+    assert "∂E_total/∂w_5 = ∂E_total/∂out_o1 · ∂out_o1/∂net_o1 · ∂net_o1/∂w_5" in out
     assert "= -(target_o1 - out_o1) · out_o1 (1 - out_o1) · out_h1" in out
     f = ref["chain_rule_factors"]
     assert ("= " + " · ".join(number(f[k]) for k in ("dE_dout_o1", "dout_o1_dnet_o1", "dnet_o1_dw5"))
@@ -76,13 +76,13 @@ def test_cli_w1_two_paths(capsys, ref):
     model = get_model("mazur")
     value = autodiff_gradient(model, "w1")
     assert np.isclose(value, ref["gradients"]["dE_dw1"], rtol=1e-9)
-    assert out.count(f"= {number(value)}\n") == 2  # the sum of the paths, and the delta form
+    assert out.count(f"= {number(value)}\n") == 3  # the sum of the paths, Mazur's form, the delta form
     assert "Path 1 of 2" in out and "Path 2 of 2" in out and "term_1 + term_2" in out
     terms = [float(m) for m in re.findall(r"term_\d = [^\n]*\n(?:[^\n]*\n){2}\s+= (-?[\d.]+)", out)]
     assert len(terms) == 2 and np.isclose(sum(terms), value, atol=2e-9)
 
 
-NUMBERS_W5 = ["0.741365", "0.186816", "0.593270", "0.082167"]
+NUMBERS_W5 = ["0.741365", "0.186816", "0.593270", "0.0821670"]
 
 
 @pytest.mark.parametrize("fmt", ["text", "latex", "markdown", "html"])
@@ -121,7 +121,7 @@ def test_output_files_and_pdf(tmp_path, capsys):
     assert code == 0 and pdf.read_bytes()[:5] == b"%PDF-"
     if shutil.which("pdftotext"):
         text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True).stdout
-        assert "0.082167" in text and "0.000438568" in text
+        assert "0.0821670" in text and "0.000438568" in text
 
 
 def test_matrix_view_and_update_from_cli(capsys, ref):
@@ -132,14 +132,14 @@ def test_matrix_view_and_update_from_cli(capsys, ref):
     new = ref["updated_weights_after_one_step"]
     assert f"[{number(new['w5'])}, {number(new['w7'])}; {number(new['w6'])}, {number(new['w8'])}]" in out
     code, out, _ = run_cli(capsys, "derive", "mazur", "--wrt", "w5", "--values", "--update", "--lr", "0.1")
-    assert "= 0.400000 - 0.100000 · 0.082167" in out and f"= {number(0.4 - 0.1 * ref['gradients']['dE_dw5'])}" in out
+    assert "= 0.4 - 0.1 · 0.0821670" in out and f"= {number(0.4 - 0.1 * ref['gradients']['dE_dw5'])}" in out
 
 
 def test_parameter_name_derives_every_element(capsys):
     code, out, _ = run_cli(capsys, "derive", "mazur", "--wrt", "W2")
     assert code == 0
     for w in ("w_5", "w_6", "w_7", "w_8"):
-        assert f"dE_total/d{w} = " in out
+        assert f"∂E_total/∂{w} = " in out
     assert re.search(r"\d\.\d", out) is None  # no --values: symbols only
 
 
@@ -154,14 +154,14 @@ def test_user_model_file(tmp_path, capsys):
 def test_example_model_files(capsys):
     code, out, _ = run_cli(capsys, "derive", str(ROOT / "examples" / "boley_deltann.py"),
                            "--wrt", "W,V", "--values", "--view", "matrix")
-    assert code == 0 and "(z - t) ⊙ (1 - z²)" in out and "∂E/∂V = x_bᵀ δ⁽¹⁾" in out
+    assert code == 0 and "∂E/∂z ⊙ (1 - z²)" in out and "∂E/∂V = x_bᵀ δ⁽¹⁾" in out
     code, out, _ = run_cli(capsys, "derive", str(ROOT / "examples" / "single_neuron.py"), "--wrt", "w3")
     assert code == 0 and "= 2 (y - t) · y (1 - y) · x_3" in out
 
 
 def test_scalar_view_of_a_big_net_points_to_matrix(capsys):
     code, _, err = run_cli(capsys, "derive", "digits-mlp", "--wrt", "W2")
-    assert code == 1 and "--view matrix" in err
+    assert code == 2 and "--view matrix" in err
 
 
 # -- errors ------------------------------------------------------------------------------------------
@@ -169,25 +169,30 @@ def test_scalar_view_of_a_big_net_points_to_matrix(capsys):
 
 def test_unknown_wrt_lists_parameters(capsys):
     code, out, err = run_cli(capsys, "derive", "mazur", "--wrt", "w9")
-    assert code == 1 and out == ""
+    assert code == 2 and out == ""
     assert "'w9' names nothing" in err
     assert "W1 (2, 2): w1, w3, w2, w4" in err and "W2 (2, 2): w5, w7, w6, w8" in err
 
 
-def test_values_without_example_names_missing_feeds(capsys):
-    code, _, err = run_cli(capsys, "derive", "digits-mlp", "--wrt", "W2", "--values")
-    assert code == 1 and "no example feeds" in err and "'x' (B, 64)" in err and "'t' (B, 10)" in err
+def test_values_without_example_names_missing_feeds(capsys, tmp_path):
+    path = tmp_path / "bare.py"     # a model with neither a worked example nor data
+    path.write_text("from graphnn.models import get_model\nfrom graphnn.model import Model\n\n"
+                    "def build():\n    m = get_model('digits-mlp')\n"
+                    "    return Model('bare', m.loss, m.output, m.inputs)\n")
+    code, _, err = run_cli(capsys, "derive", str(path), "--wrt", "W2", "--values", "--view", "matrix")
+    assert code == 2 and "no example feeds" in err and "'x' (B, 64)" in err and "'t' (B, 10)" in err
+    assert "--feed" in err
 
 
 def test_bad_view_and_pdf_errors(capsys, monkeypatch, tmp_path):
     code, _, err = run_cli(capsys, "derive", "mazur", "--wrt", "w5", "--view", "sideways")
-    assert code == 1 and "unknown view 'sideways'" in err and "matrix" in err
+    assert code == 2 and "unknown view 'sideways'" in err and "matrix" in err
     code, _, err = run_cli(capsys, "derive", "mazur", "--wrt", "w5", "--format", "pdf")
-    assert code == 1 and "-o FILE.pdf" in err
+    assert code == 2 and "-o FILE.pdf" in err
     monkeypatch.setattr(shutil, "which", lambda name: None)
     code, _, err = run_cli(capsys, "derive", "mazur", "--wrt", "w5", "--format", "pdf",
                            "-o", str(tmp_path / "x.pdf"))
-    assert code == 1 and "apt-get install texlive-latex-base" in err
+    assert code == 2 and "apt-get install texlive-latex-base" in err
 
 
 # -- HTML in a real browser, offline ------------------------------------------------------------------
@@ -246,9 +251,10 @@ def test_jupyter_repr():
     from graphnn.derive import derive
     d = derive(get_model("mazur"), "w5", values=True)
     html = d._repr_html_()
-    assert "<math" in html and "0.082167" in html and "<html" not in html
+    assert "<math" in html and "0.0821670" in html and "<html" not in html
     latex = d._repr_latex_()
-    assert latex.count("$$\\begin{aligned}") >= 2 and r"\frac{dE_{\mathrm{total}}}{dw_{5}}" in latex
+    assert latex.count("$$\\begin{aligned}") >= 2
+    assert r"\frac{\partial E_{\mathrm{total}}}{\partial w_{5}}" in latex
 
 
 def test_mazur_lecture_example(tmp_path):
@@ -256,7 +262,7 @@ def test_mazur_lecture_example(tmp_path):
     mod = runpy.run_path(str(ROOT / "examples" / "mazur_lecture.py"))
     assert mod["main"]([str(html), str(tex)]) == 0
     page, src = html.read_text(), tex.read_text()
-    for piece in ["0.082167", "0.000438568", "0.358916", "0.149781"]:  # w5, w1, updates
+    for piece in ["0.0821670", "0.000438568", "0.358916", "0.149781"]:  # w5, w1, updates
         assert piece in page and piece in src
     assert r"\delta^{(2)}" in src and "Path 2 of 2" in src
     pdflatex = require_program("pdflatex")
@@ -268,14 +274,14 @@ def test_mazur_lecture_example(tmp_path):
 def test_the_title_is_typeset_in_every_format(capsys, tmp_path):
     """dE_total/dw5 in the course's notation: math in LaTeX, MathML in HTML, plain in text."""
     code, out, _ = run_cli(capsys, "derive", "mazur", "--wrt", "w5", "--format", "text")
-    assert code == 0 and out.startswith("Backpropagation: dE_total/dw_5 (scalar view)\n=====")
+    assert code == 0 and out.startswith("Backpropagation: ∂E_total/∂w_5 (scalar view)\n=====")
     tex = tmp_path / "d.tex"
     assert run_cli(capsys, "derive", "mazur", "--wrt", "w5", "--format", "latex", "-o", str(tex))[0] == 0
-    assert r"\title{Backpropagation: $dE_{\mathrm{total}}/dw_{5}$ (scalar view)}" in tex.read_text()
+    assert r"\title{Backpropagation: $\partial E_{\mathrm{total}}/\partial w_{5}$ (scalar view)}" in tex.read_text()
     page = tmp_path / "d.html"
     assert run_cli(capsys, "derive", "mazur", "--wrt", "w5", "--format", "html", "-o", str(page))[0] == 0
     text = page.read_text()
-    assert "<title>Backpropagation: dE_total/dw_5 (scalar view)</title>" in text
+    assert "<title>Backpropagation: ∂E_total/∂w_5 (scalar view)</title>" in text
     assert re.search(r"<h1>Backpropagation: <math[^>]*>.*</math> \(scalar view\)</h1>", text)
     code, out, _ = run_cli(capsys, "derive", "mazur", "--wrt", "w5", "--format", "markdown")
-    assert out.startswith(r"# Backpropagation: $dE_{\mathrm{total}}/dw_{5}$ (scalar view)")
+    assert out.startswith(r"# Backpropagation: $\partial E_{\mathrm{total}}/\partial w_{5}$ (scalar view)")

@@ -125,6 +125,6 @@ def test_missing_mpi4py_gives_an_install_hint():
             "from graphnn.cli import main\n"
             "sys.exit(main(['train', 'xor', '--steps', '3', '--distributed']))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 1
+    assert out.returncode == 2
     assert "graphnn train: error: distributed training needs mpi4py" in out.stderr
     assert "pip install 'graphnn[mpi]'" in out.stderr

@@ -135,7 +135,7 @@ def test_dot_output_is_identical_across_processes():
 
 def test_missing_dot_fails_early_with_install_hint(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PATH", str(tmp_path))     # an empty directory: no `dot`
-    assert main(["draw", "mazur", "-o", str(tmp_path / "m.svg")]) == 1
+    assert main(["draw", "mazur", "-o", str(tmp_path / "m.svg")]) == 2
     err = capsys.readouterr().err
     assert "apt-get install graphviz" in err and "`dot`" in err
     assert not (tmp_path / "m.svg").exists()
@@ -185,14 +185,14 @@ def test_digits_neurons_collapse_wide_layers(tmp_path):
 def test_stdout_without_output_and_cli_errors(capsys):
     assert main(["draw", "xor", "--view", "neurons"]) == 0
     assert capsys.readouterr().out.startswith("digraph xor")
-    assert main(["draw", "mazur", "--view", "sideways"]) == 1
+    assert main(["draw", "mazur", "--view", "sideways"]) == 2
     err = capsys.readouterr().err
     assert "unknown view 'sideways'" in err and "backward, block, cell, maps, neurons, ops, unrolled" in err
-    assert main(["draw", "mazur", "-o", "m.jpeg"]) == 1
+    assert main(["draw", "mazur", "-o", "m.jpeg"]) == 2
     assert ".svg" in capsys.readouterr().err
-    assert main(["draw", "perceptron-and", "--view", "neurons", "--grads"]) == 1
+    assert main(["draw", "perceptron-and", "--view", "neurons", "--grads"]) == 2
     assert "perceptron" in capsys.readouterr().err
-    assert main(["draw", "no-such-model"]) == 1
+    assert main(["draw", "no-such-model"]) == 2
     assert "built-in models" in capsys.readouterr().err
 
 

@@ -164,7 +164,7 @@ def test_unrolled_wrt_and_elided_steps_from_the_cli(capsys):
     dw = float(gn.evaluate(gn.grad(model.loss, [w])[w], model.example))
     terms = [html_number(m) for m in re.findall(r"(?:term \d+|Σ) = ([−-]?[\d.]+(?:×10<SUP>[−-]?\d+</SUP>)?)", dot)]
     assert len(terms) == 7 and sum(terms) == pytest.approx(dw, rel=1e-4)   # 6 shown + the elided sum
-    assert main(["draw", "rnn", "--view", "unrolled", "--wrt", "nope"]) == 1
+    assert main(["draw", "rnn", "--view", "unrolled", "--wrt", "nope"]) == 2
     assert "uses no parameter 'nope'" in capsys.readouterr().err
 
 
@@ -211,6 +211,6 @@ def test_cnn_maps_view_shows_the_evaluated_feature_maps(tmp_path):
     assert np.allclose(np.sort(maps[~np.isnan(maps)]), np.sort(np.repeat(a1.ravel(), k * k)))
     assert main(["draw", "cnn", "--view", "maps", "-o", str(tmp_path / "m.svg")]) == 0
     assert (tmp_path / "m.svg").read_text().count("<image") == 2        # the two filter banks: no values
-    assert main(["draw", "cnn", "--view", "maps"]) == 1                 # no DOT text to print
+    assert main(["draw", "cnn", "--view", "maps"]) == 2                 # no DOT text to print
     with pytest.raises(DrawError, match="conv2d"):
         gn.draw(get_model("mazur"), view="maps")

@@ -110,5 +110,5 @@ def test_slide_size_argument_and_cli(tmp_path, capsys):
     with pytest.raises(DrawError, match="size"):
         gn.draw(get_model("mazur"), size="poster")
     assert main(["draw", "mazur", "--size", "1280x720", "-o", str(tmp_path / "m.png")]) == 0
-    assert main(["draw", "mazur", "--size", "big", "-o", str(tmp_path / "m.png")]) == 1
+    assert main(["draw", "mazur", "--size", "big", "-o", str(tmp_path / "m.png")]) == 2
     assert "WIDTHxHEIGHT" in capsys.readouterr().err

@@ -24,7 +24,9 @@ def test_time_view_lists_four_path_terms_that_sum_to_the_gradient():
     assert total.value == pytest.approx(autodiff, rel=1e-6)
     assert sum(s.value for s in paths) == pytest.approx(autodiff, rel=1e-9)
     text = d.to_text()
-    assert "∂⁺s_4/∂w" in text and "ds_t/dw" in text and "explicit" in text and "implicit" in text
+    # ∂ for the total derivative as the course writes it, ∂⁺ for the explicit (immediate) one
+    assert "∂⁺s_4/∂w" in text and "∂s_t/∂w = ∂⁺s_t/∂w" in text and "explicit" in text and "implicit" in text
+    assert "ds_t" not in text and "dE/" not in text
     assert "s_t = tanh(" in text     # the cell's formula, and its two partials
     assert "w (1 - s_t²)" in text
 
@@ -55,7 +57,7 @@ def test_derive_cli_time_view_with_steps(capsys):
     out = capsys.readouterr().out
     for k in range(1, 5):
         assert f"term_{k}" in out
-    sum_line = out.split("dE/dw =")[-1]
+    sum_line = out.split("∂E/∂w =")[-1]
     parts = _numbers(sum_line.splitlines()[0])
     assert len(parts) == 3       # four terms, the k = 1 term is exactly 0 (s_0 = 0)
     assert main(["derive", "rnn-scalar", "--wrt", "w", "--values", "--steps", "6", "--view", "time"]) == 0
@@ -63,7 +65,7 @@ def test_derive_cli_time_view_with_steps(capsys):
 
 
 def test_steps_option_refuses_models_without_time(capsys):
-    assert main(["derive", "mazur", "--wrt", "w5", "--steps", "3"]) == 1
+    assert main(["derive", "mazur", "--wrt", "w5", "--steps", "3"]) == 2
     assert "model 'mazur' has no option --steps (it applies to: rnn-scalar, rnn, lstm)" in capsys.readouterr().err
 
 
@@ -84,7 +86,7 @@ def test_draw_cli_unrolled_svg(tmp_path, capsys):
     svg = out.read_text()
     states = re.findall(r'>s</text>\s*<text[^>]*baseline-shift="sub"[^>]*>(\d+)</text>', svg)
     assert svg.startswith("<?xml") and "4" in states and "5" not in states
-    assert main(["draw", "mazur", "--view", "unrolled"]) == 1
+    assert main(["draw", "mazur", "--view", "unrolled"]) == 2
     assert "recurrent" in capsys.readouterr().err
 
 

@@ -153,11 +153,11 @@ def test_cli_trains_a_model_file_on_a_data_file_and_reports_the_kept_model(tmp_p
     out = capsys.readouterr().out
     assert "test mse:" in out and "test mae:" in out and "test r2:" in out
     assert "SGD(lr=schedule(0.02*0.5**t))" in out.replace(" ", "")
-    assert main(["train", "linear-regression", "--lr-schedule", "0.1*epoch"]) == 1
+    assert main(["train", "linear-regression", "--lr-schedule", "0.1*epoch"]) == 2
     assert "in the step count t only" in capsys.readouterr().err
-    assert main(["train", "blobs-missing.py", "--data", str(tmp_path / "blobs.csv")]) == 1
+    assert main(["train", "blobs-missing.py", "--data", str(tmp_path / "blobs.csv")]) == 2
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
-    assert main(["train", str(tmp_path / "blobs.py"), "--data", str(tmp_path / "bad.csv")]) == 1
+    assert main(["train", str(tmp_path / "blobs.py"), "--data", str(tmp_path / "bad.csv")]) == 2
     assert "no columns for input 'x'" in capsys.readouterr().err
 
 

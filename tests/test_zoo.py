@@ -146,7 +146,8 @@ def test_tied_weights_derivation_shows_both_terms():
     _, x_hat, _ = tied_layer(x, 3, 2, rng)
     loss = losses.quadratic(x_hat, x, name="E")
     text = derive(loss, ["W"], values={"x": rng.uniform(size=(1, 3))}, view="matrix").to_text()
-    assert "∂E/∂W = (hᵀ δ⁽²⁾)ᵀ + xᵀ δ⁽¹⁾" in text  # the decoder's use (through Wᵀ) + the encoder's
+    # the decoder's use (through Wᵀ, transposed back: (hᵀ δ⁽²⁾)ᵀ) + the encoder's, never Wᵀᵀ
+    assert "∂E/∂W = δ⁽²⁾ᵀ h + xᵀ δ⁽¹⁾" in text and "ᵀᵀ" not in text
 
 
 def test_ops_view_of_the_cnn_is_readable(capsys):

@@ -15,6 +15,7 @@ import warnings
 
 import numpy as np
 
+from codegen.finite import check_feeds, guarded_epoch, name_nonfinite
 from codegen.plan import lower
 from graphnn.evaluate import bind, resolve_dtype
 from graphnn.graph import Graph
@@ -119,6 +120,37 @@ class CudaBackend:
             if p in values:
                 arr.copy_to_device(_as_1elem(np.asarray(values[p], dtype=self.dtype)))
 
+    def export_state(self):
+        """(params, optimizer state {param: {name: array}}) as host copies (checkpoints)."""
+        host = {s: a.copy_to_host() for s, a in self.state.items()}
+        state = {p: {s: h[off:off + size].reshape(shape).copy() for s, h in host.items()}
+                 for p, off, size, shape in self.schedule.flat_layout}
+        return self.params, state
+
+    def import_state(self, params, state):
+        """Put host values of parameters (and optimizer state) on the device (resume)."""
+        self.set_params(params)
+        host = {s: a.copy_to_host() for s, a in self.state.items()}
+        for p, off, size, shape in self.schedule.flat_layout:
+            for s, h in host.items():
+                if s in (state.get(p) or {}):
+                    h[off:off + size] = np.asarray(state[p][s], dtype=self.dtype).ravel()
+        for s, h in host.items():
+            self.state[s].copy_to_device(h)
+
+    def _snapshot(self):
+        return (self.flat_params.copy_to_host(), {s: a.copy_to_host() for s, a in self.state.items()},
+                self.steps)
+
+    def _restore(self, saved):
+        flat, state, self.steps = saved
+        self.flat_params.copy_to_device(flat)
+        for s, h in state.items():
+            self.state[s].copy_to_device(h)
+
+    def _params_finite(self) -> bool:
+        return bool(np.isfinite(self.flat_params.copy_to_host()).all())
+
     def buffers(self, batch: int):
         """The device namespace for batch size ``batch`` (allocated once per size)."""
         a = self._sets.get(batch)
@@ -209,7 +241,7 @@ class CudaBackend:
             key = (node, id(host))
             if key not in self._data:
                 arr = _plain(np.asarray(host, dtype=self.dtype))
-                self._data = {k: v for k, v in self._data.items() if k[0] is not node}
+                check_feeds({node: arr})   # once per training array, on entry                self._data = {k: v for k, v in self._data.items() if k[0] is not node}
                 self._data[key] = (host, self.cuda.to_device(arr.reshape(arr.shape[0], -1)))
             out[self._names[node]] = self._data[key][1]
         return out
@@ -233,16 +265,26 @@ class CudaBackend:
     # -- the backend protocol -------------------------------------------------------------
     def train_step(self, feeds) -> float:
         a, batch = self._upload(self.schedule.grad_step, feeds)
-        loss = self.module.grad_step(a, batch)
+        loss = float(self.module.grad_step(a, batch).copy_to_host()[0])
+        if not math.isfinite(loss):   # before the update: the reference names the node
+            name_nonfinite(self, feeds, self.steps + 1)
         self._update(a)
-        return float(loss.copy_to_host()[0])
+        return loss
 
     def _update(self, a):
         self.steps += 1
         self.module.update(a, self.steps, self.optimizer.hyper_at(self.steps))
 
     def train_epoch(self, feeds, batches) -> float:
-        """One epoch on the device: one copy of the order in, one copy of the loss out."""
+        """One epoch on the device: one copy of the order in, one copy of the loss out.
+
+        NaN/inf: the total loss and the parameters are checked at the end; a bad epoch is
+        replayed step by step from its start to name the node (codegen/finite.py)."""
+        total = guarded_epoch(self, lambda: self._epoch(feeds, batches), feeds, batches, self._snapshot,
+                              self._restore, self._params_finite)
+        return total / max(sum(len(b) for b in batches), 1)
+
+    def _epoch(self, feeds, batches) -> float:
         m = self.module
         data = self._device_data(feeds)
         order = np.concatenate([np.asarray(b, dtype=np.int64) for b in batches])
@@ -259,7 +301,7 @@ class CudaBackend:
             self._update(a)
             m.run_add_scaled(loss, self.dtype(nb), self.epoch_total)
             start += nb
-        return float(self.epoch_total.copy_to_host()[0]) / max(start, 1)
+        return float(self.epoch_total.copy_to_host()[0])
 
     def loss(self, feeds) -> float:
         a, batch = self._upload(self.schedule.loss, feeds)
@@ -274,8 +316,11 @@ class CudaBackend:
     # data-parallel pair (graphnn/distributed.py): gradients out, summed gradients in
     def gradients(self, feeds):
         a, batch = self._upload(self.schedule.grad_step, feeds)
-        loss = self.module.grad_step(a, batch)
-        return float(loss.copy_to_host()[0]), self.flat_grad.copy_to_host()
+        loss = float(self.module.grad_step(a, batch).copy_to_host()[0])
+        grad = self.flat_grad.copy_to_host()
+        if not (math.isfinite(loss) and np.isfinite(grad).all()):
+            name_nonfinite(self, feeds, self.steps + 1)
+        return loss, grad
 
     def apply_gradients(self, flat_grad) -> None:
         self.flat_grad.copy_to_device(_plain(np.asarray(flat_grad, dtype=self.dtype)))

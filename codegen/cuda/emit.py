@@ -247,12 +247,14 @@ class CudaEmitter:
             self.ranks[view] = sum(1 for k in step.spec if k[0] == "s")
             return head + [self._fill(step.out, 0.0), self._copy(view, step.g)]
         if isinstance(step, Concat):
-            out, start, lines = step.out, 0, [*head]
+            out, start, lines = step.out, "0", [*head]
             rank = self.ranks.get(out)
             for n, x in enumerate(step.inputs):
                 view = f"{out}__part{n}"
+                end = f"{start} + a.{x}.shape[{step.axis}]"
                 binds.append(f"a.{view} = a.{out}[{', '.join([':'] * step.axis)}{', ' if step.axis else ''}"
-                             f"{start}:{start} + a.{x}.shape[{step.axis}]]")
+                             f"{start}:{end}]")
+                start = end   # the next part starts where this one ends
                 self.ranks[view] = rank if rank is not None else self.ranks.get(x, 1)
                 lines.append(self._copy(view, x))
             return lines

@@ -1,4 +1,9 @@
-"""The ``graphnn`` command. Each module in this package adds subcommands via ``register``."""
+"""The ``graphnn`` command. Each module in this package adds subcommands via ``register``.
+
+Every error ends in one message on stderr (``graphnn COMMAND: error: …``) and exit code 2,
+never a traceback; ``--debug`` (or ``GRAPHNN_DEBUG=1``) prints the traceback as well and
+turns on the reference evaluator's own shape checks.
+"""
 from __future__ import annotations
 
 import argparse
@@ -6,8 +11,12 @@ import importlib
 import os
 import pkgutil
 import sys
+import traceback
 
 from ..errors import GraphnnError
+
+#: the exit code of every error (argparse's usage errors use it too)
+ERROR_EXIT = 2
 
 
 class Parser(argparse.ArgumentParser):
@@ -27,8 +36,12 @@ def build_parser() -> Parser:
         module = importlib.import_module(f"{__name__}.{info.name}")
         if hasattr(module, "register"):
             module.register(sub)
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     for name, p in sub.choices.items():
         p.set_defaults(_parser=p)
+        # SUPPRESS: given after the command it sets debug; absent, it leaves graphnn --debug alone
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the traceback of an error (and check every op's output shape)")
     return parser
 
 
@@ -36,10 +49,32 @@ def main(argv=None) -> int:
     args, extra = build_parser().parse_known_args(argv)
     if extra:  # report against the subcommand, so the hint lists *its* options
         args._parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    debug = args.debug or os.environ.get("GRAPHNN_DEBUG", "") not in ("", "0")
+    saved = {k: os.environ.get(k) for k in ("GRAPHNN_DEBUG", "GRAPHNN_CHECK_SHAPES")}
+    if debug:
+        os.environ["GRAPHNN_DEBUG"] = "1"             # MPI ranks print their tracebacks too
+        os.environ.setdefault("GRAPHNN_CHECK_SHAPES", "1")
     try:
         return args.func(args) or 0
-    except (GraphnnError, FileNotFoundError, ValueError) as e:
-        if os.environ.get("GRAPHNN_DEBUG"):
-            raise
-        print(f"graphnn {args.command}: error: {e}", file=sys.stderr)
-        return 1
+    except KeyboardInterrupt:
+        print(f"graphnn {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001  (every error path: one message, exit code 2)
+        if debug:
+            traceback.print_exc()
+        print(f"graphnn {args.command}: error: {error_text(e, debug)}", file=sys.stderr)
+        return ERROR_EXIT
+    finally:   # called in-process (tests, notebooks): leave the environment as it was
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def error_text(error, debug=False) -> str:
+    """What the user reads: graphnn's own errors as they are, anything else named as unexpected."""
+    if isinstance(error, (GraphnnError, ValueError, OSError)):
+        return str(error)
+    hint = "" if debug else "; run with --debug for the traceback"
+    return f"unexpected {type(error).__name__}: {error}{hint}"

@@ -1,6 +1,6 @@
 """``graphnn demo``: the three uses of one declared graph, on the embedded data.
 
-1. the lecture: Mazur's dE_total/dw5, derived step by step with numbers;
+1. the lecture: Mazur's ∂E_total/∂w5, derived step by step with numbers;
 2. the training run: the digits MLP compiled with Numba (or the NumPy reference);
 3. the picture: Mazur's net as the textbook neuron diagram, with values and gradients.
 """

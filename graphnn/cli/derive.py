@@ -1,34 +1,45 @@
 """``graphnn derive MODEL --wrt NAME``: the backprop derivation, as text, LaTeX, Markdown,
-HTML or PDF."""
+HTML, PDF or Beamer slides."""
 from __future__ import annotations
 
-from .common import add_model_arguments, resolve_model
-
+import json
 import sys
+from pathlib import Path
 
-from ..errors import GraphnnError
+from .common import add_model_arguments, resolve_model
+from ..errors import FeedError, GraphnnError
 
-FORMATS = ("text", "latex", "markdown", "html", "pdf")
+FORMATS = ("text", "latex", "markdown", "html", "pdf", "beamer")
 
 
 def register(sub):
     p = sub.add_parser("derive", help="write out backpropagation for a weight, step by step")
     add_model_arguments(p, "derive")
-    p.add_argument("--wrt", required=True, action="append",
+    p.add_argument("--wrt", action="append",
                    help="what to differentiate by: an element (w5) or a parameter (W2); "
-                        "repeat or separate by commas for several")
+                        "repeat or separate by commas for several (not needed for --view forward)")
     p.add_argument("--values", action="store_true",
-                   help="substitute the model's worked example (its 'example' feeds)")
+                   help="substitute the model's worked example, else its first training example "
+                        "(the derivation says which)")
+    p.add_argument("--feed", action="append", metavar="NAME=VALUE,…|FILE.json",
+                   help="values of your own, e.g. --feed i1=0.05,i2=0.1 (element names) or "
+                        "--feed i=0.05,0.1 (a whole input), or a JSON file {name: value}; "
+                        "inputs you leave out come from the worked example")
     p.add_argument("--view", default="scalar",
-                   help="scalar (per element, chain rule per path), matrix (delta rule), "
-                        "or another registered view")
-    p.add_argument("--update", action="store_true", help="add the gradient-descent update step")
+                   help="scalar (per element, chain rule per path), matrix (delta rule for whole layers), "
+                        "forward (the forward pass with numbers), time (BPTT), or another registered view")
+    p.add_argument("--update", action="store_true",
+                   help="add the gradient-descent update step and the loss after it")
     p.add_argument("--lr", type=float, help="learning rate of the update (default: the model's)")
     p.add_argument("--optimizer", choices=["sgd", "momentum", "adam"],
                    help="optimizer of the update (default: the model's, else sgd)")
+    p.add_argument("--precision", type=int, default=6, metavar="N",
+                   help="significant digits of every number (default 6; exact ones print exactly)")
     p.add_argument("--format", default="text", choices=FORMATS,
                    help="text (default), latex (align blocks; with -o x.tex a full document), "
-                        "markdown, html (one offline page), pdf (needs -o and pdflatex)")
+                        "markdown, html (one offline page), pdf (needs -o and pdflatex), "
+                        "beamer (16:9 slides: LaTeX, or a PDF with -o x.pdf)")
+    p.add_argument("--pause", action="store_true", help="beamer: uncover a frame's steps one at a time")
     p.add_argument("-o", "--output", help="write to this file instead of stdout")
     p.set_defaults(func=cmd_derive)
 
@@ -39,17 +50,21 @@ class DeriveError(GraphnnError):
 
 def cmd_derive(args):
     from ..derive import derive
-    from ..derive.documents import LatexError, MissingToolError
+    from ..derive.documents import LatexError, MissingToolError, write_atomic
 
     model = resolve_model(args)
-    wrt = [w.strip() for item in args.wrt for w in item.split(",") if w.strip()]
-    d = derive(model, wrt, values=True if args.values else None, view=args.view,
-               update=args.update, lr=args.lr, optimizer=args.optimizer)
-    if args.format == "pdf":
+    wrt = [w.strip() for item in args.wrt or [] for w in item.split(",") if w.strip()] or None
+    values = True if args.values else None
+    if args.feed:
+        values = feeds_from_arguments(model, args.feed)
+    d = derive(model, wrt, values=values, view=args.view, update=args.update, lr=args.lr,
+               optimizer=args.optimizer, precision=args.precision)
+    pdf = args.format == "pdf" or (args.format == "beamer" and (args.output or "").endswith(".pdf"))
+    if pdf:
         if not args.output:
             raise DeriveError("--format pdf writes a file: give -o FILE.pdf")
         try:
-            d.to_pdf(args.output)
+            d.to_pdf(args.output, beamer=args.format == "beamer", pause=args.pause)
         except (MissingToolError, LatexError) as e:
             raise DeriveError(str(e)) from None
         print(f"wrote {args.output}", file=sys.stderr)
@@ -57,11 +72,51 @@ def cmd_derive(args):
     fmt = args.format
     if fmt == "latex" and args.output and args.output.endswith(".tex"):
         fmt = "latex-document"  # a .tex file compiles on its own
-    text = d.render(fmt)
+    text = d.to_beamer(args.pause) if fmt == "beamer" else d.render(fmt)
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(text)
+        write_atomic(args.output, text)
         print(f"wrote {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0
+
+
+def feeds_from_arguments(model, specs) -> dict:
+    """Feeds from ``--feed`` arguments: JSON files and NAME=VALUE,… lists, by input name or
+    by element name (i1=0.05); what they leave out comes from the worked example."""
+    from ..derive.resolve import feeds_from_assignments
+
+    assignments: dict = {}
+    for spec in specs:
+        if spec.endswith(".json") and "=" not in spec:
+            try:
+                data = json.loads(Path(spec).read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                raise FeedError(f"--feed {spec}: no such file") from None
+            except json.JSONDecodeError as e:
+                raise FeedError(f"--feed {spec} is not valid JSON: {e}") from None
+            if not isinstance(data, dict):
+                raise FeedError(f"--feed {spec} must hold a JSON object {{name: value}}")
+            assignments.update(data)
+            continue
+        assignments.update(_parse_assignments(spec))
+    return feeds_from_assignments(model, assignments)
+
+
+def _parse_assignments(spec: str) -> dict:
+    """'i1=0.05,i2=0.1' or 'i=0.05,0.1,target=0.01,0.99': numbers after a name belong to it."""
+    out, name = {}, None
+    for token in (t.strip() for t in spec.split(",")):
+        if not token:
+            continue
+        if "=" in token:
+            name, _, token = token.partition("=")
+            name = name.strip()
+            out[name] = []
+        if name is None:
+            raise FeedError(f"--feed {spec!r}: expected NAME=VALUE, … (e.g. i1=0.05,i2=0.1)")
+        try:
+            out[name].append(json.loads(token) if token.startswith("[") else float(token))
+        except ValueError:
+            raise FeedError(f"--feed {spec!r}: {token!r} is not a number") from None
+    return {k: v[0] if len(v) == 1 else v for k, v in out.items()}

@@ -28,6 +28,18 @@ class Dataset:
     classes: int | None = None
     validation: dict | None = None
 
+    def __post_init__(self):
+        for split, feeds in (("train", self.train), ("test", self.test)):
+            if feeds is None:
+                continue
+            rows = {k: (len(v) if np.ndim(v) else None) for k, v in feeds.items()}
+            if None in rows.values():
+                raise ValueError(f"Dataset {split} column {next(k for k, r in rows.items() if r is None)!r} "
+                                 "is a scalar, not an array of rows")
+            if len(set(rows.values())) > 1:
+                raise ValueError(f"Dataset {split} columns have different row counts: "
+                                 + ", ".join(f"{k!r} {r}" for k, r in rows.items()))
+
     @property
     def n_train(self):
         return len(next(iter(self.train.values())))

@@ -19,12 +19,12 @@ import numpy as np
 import sympy
 
 from ..autodiff import grad
-from ..errors import FeedError, GraphnnError, UnknownNameError
+from ..errors import GraphnnError
 from ..evaluate import evaluate
 from ..graph import Graph, Node
-from ..ops.base import all_indices, concrete_shape, describe
 from . import documents as docs
-from .printing import latex, matrix, numbers, product
+from .printing import DisplayNames, latex, matrix, numbers, printing, product
+from .resolve import Target, parameter_listing, resolve_feeds, resolve_wrt  # noqa: F401 (Target: public here)
 
 class DerivationError(GraphnnError):
     """A derivation that cannot be written (a view that does not fit this graph)."""
@@ -53,9 +53,7 @@ class Form:
         if self.factors is not None:
             return product(self.factors)
         if self.values is not None:
-            if self.joiner == r" \cdot ":
-                return numbers(self.values)
-            return self.joiner.join(latex(v) for v in self.values).replace("+ -", "- ")
+            return numbers(self.values, self.joiner)
         if self.array is not None:
             return matrix(self.array, text_mode)
         return latex(self.expr)
@@ -96,12 +94,25 @@ class Step:
         return self.lhs if isinstance(self.lhs, str) else latex(self.lhs)
 
     def rows(self, text_mode=False) -> list[str]:
-        forms = [f.latex(text_mode) for f in self.forms]
-        if self.shape is not None:
-            forms[-1] += r" \quad [%s]" % self.shape
-        first, *rest = forms or [""]
-        leads = [f.lead for f in self.forms[1:]]
+        """One align row per form: ``lhs &= form₁`` then ``&= form₂`` … (a form whose
+        LaTeX is None — a numeric form equal to the value after it — is left out)."""
+        shown = [(f, f.latex(text_mode)) for f in self.forms]
+        shown = [(f, tex) for f, tex in shown if tex is not None]
+        texs = [tex for _, tex in shown]
+        if self.shape is not None and texs:
+            texs[-1] += r" \quad [%s]" % self.shape
+        first, *rest = texs or [""]
+        leads = [f.lead for f, _ in shown[1:]]
         return [f"{self.lhs_latex()} &= {first}"] + [f"&{lead} {f}" for lead, f in zip(leads, rest)]
+
+    def __repr__(self):
+        from .textual import latex_text
+        first = latex_text(self.rows(True)[0].replace("&", "")).strip()
+        more = f" … ({len(self.forms)} forms)" if len(self.forms) > 1 else ""
+        return f"<Step {self.kind}: {first}{more}>"
+
+    def _repr_latex_(self):
+        return "$$\\begin{aligned}" + " \\\\ ".join(self.rows()) + "\\end{aligned}$$"
 
     @property
     def equations(self) -> list:
@@ -115,11 +126,13 @@ class Derivation(docs.RichMixin):
     ``to_latex()`` (align blocks), ``to_latex_document()``, ``to_markdown()``,
     ``to_html()``, ``to_pdf(path)``, or ``render(format)``; in Jupyter it shows itself."""
 
-    FORMATS = ("text", "latex", "latex-document", "markdown", "html", "pdf")
+    FORMATS = ("text", "latex", "latex-document", "markdown", "html", "pdf", "beamer")
 
-    def __init__(self, title: str, items=None):
+    def __init__(self, title: str, items=None, precision: int = 6, display=None):
         self.title = title
         self.items: list = list(items or [])
+        self.precision = precision
+        self.display = display if display is not None else DisplayNames()
 
     # -- contents ----------------------------------------------------------------------
     @property
@@ -133,29 +146,35 @@ class Derivation(docs.RichMixin):
         return len(self.steps)
 
     def __add__(self, other: "Derivation") -> "Derivation":
-        return Derivation(self.title, self.items + [other.title] + other.items)
+        return Derivation.combine(self.title, [self, other])
 
     @classmethod
     def combine(cls, title: str, derivations) -> "Derivation":
         """One document from several derivations, each under its own title."""
-        items = []
+        derivations = list(derivations)
+        items, display = [], DisplayNames()
         for d in derivations:
             items += [_Heading(d.title)] + d.items
-        return cls(title, items)
+            display.add(d.display)
+        return cls(title, items, max((d.precision for d in derivations), default=6), display)
 
     # -- output ------------------------------------------------------------------------
     def to_document(self, text_mode: bool = False) -> docs.Document:
-        blocks, rows = [], []
-        for item in self.items:
-            if isinstance(item, Step):
-                if item.note:
-                    _flush(blocks, rows)
-                    blocks.append(docs.Prose(item.note))
-                rows += item.rows(text_mode)
-            else:
-                _flush(blocks, rows)
-                blocks.append(docs.Prose(str(item)))
-        _flush(blocks, rows)
+        """Prose and math blocks; ``Step`` boundaries are kept (`docs.MathBlock.steps`) so
+        slides can give each step a frame of its own."""
+        blocks, rows, starts = [], [], []
+        with printing(self.precision, self.display):
+            for item in self.items:
+                if isinstance(item, Step):
+                    if item.note:
+                        _flush(blocks, rows, starts)
+                        blocks.append(docs.Prose(item.note))
+                    starts.append(len(rows))
+                    rows += item.rows(text_mode)
+                else:
+                    _flush(blocks, rows, starts)
+                    blocks.append(docs.Heading(str(item)) if isinstance(item, _Heading) else docs.Prose(str(item)))
+            _flush(blocks, rows, starts)
         return docs.Document(self.title, blocks)
 
     def to_text(self) -> str:
@@ -180,30 +199,38 @@ class Derivation(docs.RichMixin):
     def to_html(self, full_page: bool = True) -> str:
         return docs.to_html(self.to_document(), full_page=full_page)
 
-    def to_pdf(self, path) -> Path:
-        return docs.compile_pdf(self.to_latex_document(), path)
+    def to_beamer(self, pause: bool = False) -> str:
+        """A 16:9 Beamer deck, one frame per step (`graphnn.derive.beamer`)."""
+        from .beamer import to_beamer
+        return to_beamer(self.to_document(), pause=pause)
+
+    def to_pdf(self, path, beamer: bool = False, pause: bool = False) -> Path:
+        """Compile with pdflatex: an article, or with ``beamer=True`` the slides."""
+        source = self.to_beamer(pause) if beamer else self.to_latex_document()
+        return docs.compile_pdf(source, path)
 
     def render(self, fmt: str = "text") -> str:
         """The derivation as a string in ``fmt`` (not 'pdf': use `to_pdf` or `save`)."""
         writers = {"text": self.to_text, "latex": self.to_latex,
                    "latex-document": self.to_latex_document, "markdown": self.to_markdown,
-                   "html": self.to_html}
+                   "html": self.to_html, "beamer": self.to_beamer}
         if fmt not in writers:
             raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(self.FORMATS)}")
         return writers[fmt]()
 
-    def save(self, path, fmt: str | None = None) -> Path:
-        """Write to ``path``; the format follows the suffix (.tex is a full document)."""
+    def save(self, path, fmt: str | None = None, pause: bool = False) -> Path:
+        """Write to ``path``; the format follows the suffix (.tex is a full document).
+        ``fmt='beamer'`` writes slides: their LaTeX, or compiled for a .pdf path."""
         path = Path(path)
         fmt = fmt or {".txt": "text", ".tex": "latex-document", ".md": "markdown",
                       ".html": "html", ".htm": "html", ".pdf": "pdf"}.get(path.suffix, "text")
         if fmt == "latex" and path.suffix == ".tex":
             fmt = "latex-document"  # a .tex file must compile on its own
-        if fmt == "pdf":
-            return self.to_pdf(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.render(fmt), encoding="utf-8")
-        return path
+        if fmt in ("pdf", "beamer") and path.suffix == ".pdf":
+            return self.to_pdf(path, beamer=fmt == "beamer", pause=pause)
+        if fmt == "beamer":
+            return docs.write_atomic(path, self.to_beamer(pause))
+        return docs.write_atomic(path, self.render(fmt))
 
     def __str__(self):
         return self.to_text()
@@ -216,10 +243,11 @@ class _Heading(str):
     """A section title inside a combined derivation (prose that reads as a heading)."""
 
 
-def _flush(blocks, rows):
+def _flush(blocks, rows, starts):
     if rows:
-        blocks.append(docs.MathBlock(list(rows)))
+        blocks.append(docs.MathBlock(list(rows), steps=list(starts)))
         rows.clear()
+    starts.clear()
 
 
 # -- the values a derivation substitutes ---------------------------------------------------
@@ -231,6 +259,7 @@ class Values:
 
     def __init__(self, record, feeds, params=None):
         self.record = record
+        self.feeds = feeds
         totals = [a.total for a in record.adjoints.values() if a.total is not None]
         _, self.all = evaluate([record.loss] + totals, feeds, params, return_values=True)
 
@@ -252,19 +281,6 @@ class Values:
 
 
 @dataclass
-class Target:
-    """What to differentiate by: a parameter (or input) node, and one element or all."""
-
-    node: Node
-    index: tuple | None = None   # None: the whole tensor
-
-    def elements(self, batch=1):
-        if self.index is not None:
-            return [self.index]
-        return list(all_indices(concrete_shape(self.node.shape, batch)))
-
-
-@dataclass
 class Request:
     """Everything a view needs; the views registry's functions take one of these.
 
@@ -282,6 +298,9 @@ class Request:
     lr: float | None = None
     optimizer: object = None
     one_example: bool = False
+    precision: int = 6
+    display: DisplayNames = field(default_factory=DisplayNames)
+    title: str | None = None     # a view may title its derivation itself
 
     @cached_property
     def graph(self) -> Graph:
@@ -334,7 +353,7 @@ def first_example(graph: Graph, feeds: dict) -> dict:
 VIEWS: dict = {}
 
 
-def register_view(name: str, fn=None, *, one_example: bool = False):
+def register_view(name: str, fn=None, *, one_example: bool = False, needs_wrt: bool = True):
     """Add a view: ``fn(request: Request) -> list`` of items (str prose and `Step`s).
 
     Contract: the view reads the chain rule from ``request.record`` (the autodiff's
@@ -345,25 +364,31 @@ def register_view(name: str, fn=None, *, one_example: bool = False):
     ∂loss/∂node[index] —, ('forward', node, index), ('gradient', node, index),
     ('update', node, index) or ('local', description); the tests compare the first four
     with the autodiff's values. ``one_example=True`` makes derive() slice batched feeds
-    to their first row before the view runs. Usable as a decorator.
+    to their first row before the view runs; ``needs_wrt=False``: the view may be asked
+    without a ``wrt`` (the forward pass). A view may set ``request.title`` and give
+    symbols display names (``request.display.add(lookup)``). Usable as a decorator.
     """
     def add(f):
         VIEWS[name] = f
         f.one_example = one_example
+        f.needs_wrt = needs_wrt
         return f
     return add(fn) if fn is not None else add
 
 
-def derive(loss, wrt, values=None, view: str = "scalar", update: bool = False, lr=None,
-           model=None, optimizer=None) -> Derivation:
+def derive(loss, wrt=None, values=None, view: str = "scalar", update: bool = False, lr=None,
+           model=None, optimizer=None, precision: int = 6) -> Derivation:
     """Backprop for ``loss`` with respect to ``wrt``, step by step.
 
     ``loss``: the loss node, or a `Model` (then its loss, example and defaults are used).
     ``wrt``: an element name ('w5'), a node name ('W2': every element / the matrix), a
-    node, a (node, index) pair, or a list of these. ``values``: None or False (symbols
-    only), True (the model's ``example`` feeds) or a feeds dict. ``view``: a key of
-    `VIEWS` ('scalar', 'matrix', …). ``update``: add the optimizer's step
-    w⁺ = w − η·dE/dw (η: ``lr``, else the model's default; the optimizer likewise).
+    node, a (node, index) pair, or a list of these (None only for a view that needs none,
+    'forward'). ``values``: None or False (symbols only), True (the model's worked
+    example, else its first training example: the derivation says which) or a feeds
+    dict. ``view``: a key of `VIEWS` ('scalar', 'matrix', 'forward', 'time', …).
+    ``update``: add the optimizer's step w⁺ = w − η·∂E/∂w and the loss after it (η:
+    ``lr``, else the model's default; the optimizer likewise). ``precision``: significant
+    digits of every printed number (exact ones print exactly: 0.4, η = 0.5).
     """
     from ..model import Model
 
@@ -373,98 +398,41 @@ def derive(loss, wrt, values=None, view: str = "scalar", update: bool = False, l
         raise TypeError(f"derive() needs a loss node or a Model, got {type(loss).__name__}")
     if view not in VIEWS:
         raise ValueError(f"unknown view {view!r}; choose from {', '.join(VIEWS)}")
+    if int(precision) < 1:
+        raise ValueError(f"precision counts significant digits: at least 1, got {precision}")
     graph = Graph([loss])
-    feeds = resolve_feeds(graph, values, model)
-    targets = resolve_wrt(graph, wrt)
+    if view in ("scalar", "matrix") and "perceptron" in VIEWS:
+        from .perceptron import threshold_unit
+        if threshold_unit(graph) is not None:   # no gradient to derive: the perceptron rule instead
+            view = "perceptron"
     fn = VIEWS[view]
+    feeds, source = resolve_feeds(graph, values, model)
+    if wrt is None and getattr(fn, "needs_wrt", True):
+        raise ValueError(f"the {view} view needs wrt (what to differentiate by); parameters: "
+                         + parameter_listing(graph))
+    targets = resolve_wrt(graph, wrt) if wrt is not None else []
     req = Request(loss, targets, feeds, model, update, lr, optimizer,
-                  one_example=getattr(fn, "one_example", False))
-    title = f"Backpropagation: {_derivative_titles(loss, targets)} ({view} view)"
-    try:
-        items = fn(req)
-    except NotImplementedError as e:  # an op with no element formula, a looped scan, …
-        raise DerivationError(f"the {view} view cannot be written for this graph: {e}") from None
-    return Derivation(title, items)
+                  one_example=getattr(fn, "one_example", False), precision=int(precision))
+    with printing(req.precision, req.display):
+        title = f"Backpropagation: {_derivative_titles(loss, targets, graph)} ({view} view)"
+        try:
+            items = fn(req)
+        except NotImplementedError as e:  # an op with no element formula, a looped scan, …
+            raise DerivationError(f"the {view} view cannot be written for this graph: {e}") from None
+    if source:
+        items = [f"Numbers: {source}."] + list(items)
+    return Derivation(req.title or title, items, req.precision, req.display)
 
 
-def _derivative_titles(loss, targets) -> str:
-    """``$dE_{total}/dw_{5}$, …`` in the course's notation (inline math: every format
-    typesets it, the text format as dE_total/dw_5)."""
-    import sympy
-    from .printing import latex
-    num = latex(sympy.Symbol(loss.label()))
-    return ", ".join(f"$d{num}/d{latex(sympy.Symbol(_target_label(t)))}$" for t in targets)
+def _derivative_titles(loss, targets, graph=None) -> str:
+    r"""``$\partial E_{total}/\partial w_{5}$, …`` in the course's notation (inline math: every
+    format typesets it, the text format as ∂E_total/∂w_5)."""
+    from .names import Names
+    names = Names(graph if graph is not None else Graph([loss]))
+    num = names.tex(loss)
+    parts = [rf"$\partial {num}/\partial {names.tex(t.node) if t.index is None else names.element(t.node, t.index)}$"
+             for t in targets]
+    if len(parts) > 3:                  # a title, not a list: the first two and the last
+        parts = parts[:2] + [r"$\ldots$"] + parts[-1:]
+    return ", ".join(parts)
 
-
-def _target_label(t: Target) -> str:
-    from ..graph import element_name
-    return t.node.label() if t.index is None else element_name(t.node, t.index)
-
-
-def resolve_feeds(graph: Graph, values, model):
-    """None (symbolic), or feeds checked to cover every input of the loss's graph."""
-    if values is None or values is False:
-        return None
-    if values is True:
-        example = getattr(model, "example", None)
-        if not example:
-            need = ", ".join(f"{describe(n)} {_shape(n)}" for n in graph.inputs)
-            where = f"model {model.name!r}" if model is not None else "this loss (no model given)"
-            raise FeedError(f"{where} has no example feeds, so values (--values) are missing for "
-                            f"the inputs {need}; pass values={{name: array, ...}} in Python")
-        values = example
-    if not isinstance(values, dict):
-        raise TypeError(f"values must be None, True or a dict of feeds, not {type(values).__name__}")
-    given = {k.name if isinstance(k, Node) else k for k in values}
-    missing = [n for n in graph.inputs if n.name not in given and n not in values]
-    if missing:
-        raise FeedError("values are missing feeds for " + ", ".join(
-            f"input {describe(n)} of shape {_shape(n)}" for n in missing))
-    return dict(values)
-
-
-def _shape(n):
-    from ..ops.base import fmt_shape
-    return fmt_shape(n.shape)
-
-
-def resolve_wrt(graph: Graph, wrt) -> list[Target]:
-    """Targets from names, nodes, (node, index) pairs or a list of them."""
-    if isinstance(wrt, (list, tuple)) and not _is_pair(wrt):
-        out = []
-        for w in wrt:
-            out += resolve_wrt(graph, w)
-        return out
-    if _is_pair(wrt):
-        return [Target(wrt[0], tuple(wrt[1]))]
-    if isinstance(wrt, Node):
-        return [Target(wrt)]
-    if isinstance(wrt, str):
-        candidates = [n for n in graph.nodes if n.kind in ("parameter", "input")]
-        for n in candidates:
-            if n.name == wrt:
-                return [Target(n)]
-        for n in candidates:
-            if n.names is not None and wrt in n.names[0]:
-                flat, shp = n.names
-                idx = tuple(int(i) for i in np.unravel_index(flat.index(wrt), shp)) if shp else ()
-                if n.shape and n.shape[0] is None:
-                    idx = (0,) + idx
-                return [Target(n, idx)]
-        raise UnknownNameError(f"--wrt {wrt!r} names nothing in this graph; parameters: "
-                               + parameter_listing(graph))
-    raise TypeError(f"wrt must be a name, a node or a (node, index) pair, not {type(wrt).__name__}")
-
-
-def _is_pair(w) -> bool:
-    return isinstance(w, tuple) and len(w) == 2 and isinstance(w[0], Node) and isinstance(w[1], tuple)
-
-
-def parameter_listing(graph: Graph) -> str:
-    """'W1 (2, 2): w1, w3, w2, w4; b1 (1,) fixed: b1; …' — what --wrt may name."""
-    parts = []
-    for p in graph.parameters:
-        fixed = "" if p.trainable else " fixed"
-        elems = f": {', '.join(p.names[0])}" if p.names is not None else ""
-        parts.append(f"{p.name} {_shape(p)}{fixed}{elems}")
-    return "; ".join(parts) or "(none)"

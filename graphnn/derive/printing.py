@@ -1,30 +1,75 @@
 """How derivations print: teaching names, the course's sign forms, numbers, matrices.
 
 Everything a derivation shows is LaTeX made here; documents.py turns it into text,
-Markdown, HTML or a PDF. The printer is sympy's LaTeX printer with four changes:
+Markdown, HTML or a PDF. The printer is sympy's LaTeX printer with these changes:
 
-- symbols print as the course writes them (``out_o1`` → \\mathrm{out}_{o1}, ``w5`` → w_{5});
+- symbols print as the course writes them, through `graphnn.notation.latex_name`
+  (``out_o1`` → \\mathrm{out}_{o1}, ``w5`` → w_{5}, ``x̂`` → \\hat{x}); a derivation may
+  give a symbol a display name of its own (``names``);
 - a sum prints its positive terms first (``target_o1 − out_o1``, not ``−out_o1 + target_o1``);
-- ``Partial(E, w)`` / ``Total(E, w)`` print as ∂E/∂w and dE/dw;
+- ``Partial(E, w)`` and ``Total(E, w)`` both print as ∂E/∂w, as the course writes them
+  (Total is the whole derivative, every path summed; the record's links are Partials);
 - ``signed(c, A)`` keeps a factored form such as −(target_o1 − out_o1), which sympy
   would otherwise normalise to out_o1 − target_o1;
-- floats print with six decimals (``number``), so a line reads 0.741365 · 0.186816.
+- a step function's derivative H(x) prints as the indicator 𝟙[x > 0];
+- numbers print with the derivation's significant digits (`precision`, default 6), exact
+  ones exactly (0.4, η = 0.5), tiny and huge ones as 1.01134 × 10⁻⁵.
 """
 from __future__ import annotations
 
-import math
+import contextlib
+import contextvars
 import re
 
 import numpy as np
 import sympy
 from sympy.printing.latex import LatexPrinter
 
-_GREEK = set("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi pi rho "
-             "sigma tau upsilon phi chi psi omega Gamma Delta Theta Lambda Xi Pi Sigma Phi Psi "
-             "Omega".split())
+from ..notation import latex_name, number_latex
+
 #: optimizer hyperparameter names → the course's letters
 HYPER_LATEX = {"lr": r"\eta", "mu": r"\mu", "beta1": r"\beta_{1}", "beta2": r"\beta_{2}",
                "eps": r"\varepsilon", "alpha": r"\alpha"}
+
+#: significant digits of every printed number (set by derive(precision=…) and at render time)
+PRECISION: contextvars.ContextVar = contextvars.ContextVar("graphnn_derive_precision", default=6)
+#: symbol name → display LaTeX for the derivation being built or rendered
+DISPLAY: contextvars.ContextVar = contextvars.ContextVar("graphnn_derive_display", default=None)
+
+
+@contextlib.contextmanager
+def printing(precision: int | None = None, display: dict | None = None):
+    """Print numbers with ``precision`` significant digits and symbols by ``display`` inside."""
+    tokens = [PRECISION.set(int(precision))] if precision is not None else []
+    dtoken = DISPLAY.set(display) if display is not None else None
+    try:
+        yield
+    finally:
+        if dtoken is not None:
+            DISPLAY.reset(dtoken)
+        for t in tokens:
+            PRECISION.reset(t)
+
+
+class DisplayNames(dict):
+    """Display names a derivation gives symbols: ready entries, plus lookups (functions of a
+    symbol name returning LaTeX or None) tried in order."""
+
+    def __init__(self):
+        super().__init__()
+        self.lookups = []
+
+    def add(self, lookup):
+        self.lookups.append(lookup)
+
+    def __contains__(self, name):
+        if dict.__contains__(self, name):
+            return True
+        for lookup in self.lookups:
+            if name in lookup:
+                self[name] = lookup[name]
+                return True
+        return False
 
 
 class Partial(sympy.Function):
@@ -33,7 +78,7 @@ class Partial(sympy.Function):
 
 
 class Total(sympy.Function):
-    """d of / d wrt: the whole derivative, every path summed."""
+    """∂ of / ∂ wrt for the whole derivative, every path summed."""
     nargs = 2
 
 
@@ -49,51 +94,29 @@ def signed(coefficient, group):
     return Signed(sympy.sympify(coefficient), group, evaluate=False)
 
 
-def _word(text: str) -> str:
-    text = text.replace("_", r"\_")
-    return text if len(text) == 1 else r"\mathrm{%s}" % text
-
-
-def _head(head: str) -> str:
-    if head in _GREEK:
-        return "\\" + head
-    return _word(head)
+def factored(expr, forward):
+    """−(target − out) rather than out − target: a derivative that is a multiple of a
+    difference appearing in the op's own formula ``forward`` prints as that multiple."""
+    if not isinstance(expr, sympy.Add):
+        return expr
+    for group in sorted(forward.atoms(sympy.Add), key=sympy.count_ops):
+        ratio = sympy.simplify(expr / group)
+        if ratio.is_Number and ratio not in (0, 1):
+            return signed(ratio, group)
+    return expr
 
 
 def symbol_latex(name: str) -> str:
-    """A teaching name as LaTeX: w5 → w_{5}, out_o1 → \\mathrm{out}_{o1}, E_total → E_{\\mathrm{total}}."""
-    primes = ""
-    m = re.fullmatch(r"(.*?)'(\d*)", name)
-    if m:  # GradRecord makes clashing names unique as name'k
-        name, primes = m.group(1), "'" * min(int(m.group(2) or 1), 3)
-    m = re.fullmatch(r"(.+)\[([\d,\s]+)\]", name)
-    if m:  # an unnamed element: W1[0,1]
-        return f"{symbol_latex(m.group(1))}[{m.group(2)}]{primes}"
-    head, _, sub = name.partition("_")
-    if not sub:
-        m = re.fullmatch(r"([A-Za-z]+)(\d+)", head)
-        if m:
-            return f"{_head(m.group(1))}_{{{m.group(2)}}}{primes}"
-        return _head(head) + primes
-    if sub == "hat":
-        return r"\hat{%s}%s" % (_head(head), primes)
-    sub_tex = r"\mathrm{%s}" % sub.replace("_", r"\_") if re.search(r"[A-Za-z]{2,}", sub) else sub
-    return f"{_head(head)}_{{{sub_tex}}}{primes}"
+    """A teaching name as LaTeX (the derivation's display name if it gave one)."""
+    display = DISPLAY.get()
+    if display is not None and name in display:
+        return display[name]
+    return latex_name(name)
 
 
-def number(value, digits: int = 6) -> str:
-    """A value as the course prints it: 0.741365, 0.593270; tiny/huge ones as a·10^{k}."""
-    v = float(value)
-    if v == 0:
-        return "0"
-    if not math.isfinite(v):
-        return r"\infty" if v > 0 else r"-\infty"
-    if 1e-3 <= abs(v) < 1e5:
-        return f"{v:.{digits}f}"
-    if 1e-5 <= abs(v) < 1e-3:  # 0.000438568: still readable as a decimal
-        return f"{v:.{digits}g}"
-    mant, exp = f"{v:.{digits - 1}e}".split("e")
-    return rf"{mant} \cdot 10^{{{int(exp)}}}"
+def number(value, digits: int | None = None) -> str:
+    """A value as the course prints it: N significant digits, exact values exactly."""
+    return number_latex(value, PRECISION.get() if digits is None else digits)
 
 
 class TeachingPrinter(LatexPrinter):
@@ -111,12 +134,20 @@ class TeachingPrinter(LatexPrinter):
     def _print_Float(self, expr):
         return number(expr)
 
+    def _print_Heaviside(self, expr, exp=None):
+        x = self._print(expr.args[0])
+        rel = ">" if len(expr.args) < 2 or expr.args[1] == 0 else r"\geq"
+        return r"\mathbf{1}\left[%s %s 0\right]" % (x, rel)
+
     def _print_Pow(self, expr):
         base = expr.base
         if isinstance(base, sympy.Symbol) and base in self.names and expr.exp.is_Integer \
                 and expr.exp > 0:
-            # a name printed as a fraction or a number: (dE/dw)², (6.75·10⁻⁶)²
-            return r"\left(%s\right)^{%s}" % (self.names[base], self._print(expr.exp))
+            # a name printed as a fraction, a number or a formula: (∂E/∂w)², (6.75·10⁻⁶)², tanh(c)²
+            tex = self.names[base]
+            if needs_brackets(tex) or "\\frac" in tex or " " in tex.strip() or "\\left" in tex:
+                tex = r"\left(%s\right)" % tex
+            return r"%s^{%s}" % (tex, self._print(expr.exp))
         return super()._print_Pow(expr)
 
     def _print_Add(self, expr, order=None):
@@ -142,9 +173,7 @@ class TeachingPrinter(LatexPrinter):
         of, wrt = (self._print(a) for a in expr.args)
         return r"\frac{\partial %s}{\partial %s}" % (of, wrt)
 
-    def _print_Total(self, expr, exp=None):
-        of, wrt = (self._print(a) for a in expr.args)
-        return r"\frac{d%s}{d%s}" % (of, wrt)
+    _print_Total = _print_Partial
 
     def _print_Signed(self, expr, exp=None):
         c, group = expr.args
@@ -154,6 +183,30 @@ class TeachingPrinter(LatexPrinter):
         if c == -1:
             return "-" + inner
         return self._print(c) + " " + inner
+
+
+class ElementwisePrinter(TeachingPrinter):
+    """Products of arrays as the course writes them elementwise: f_t ⊙ c_{t−1}, v ⊙ net
+    (``arrays``: the symbols that stand for arrays; numbers and scalars still multiply)."""
+
+    def __init__(self, names=None, arrays=(), **settings):
+        super().__init__(names, **settings)
+        self.arrays = set(arrays)
+
+    def _print_Mul(self, expr):
+        coeff, factors = expr.as_coeff_mul()
+        if sum(1 for f in factors if f.free_symbols & self.arrays) < 2:
+            return super()._print_Mul(expr)
+        texs = []
+        for f in factors:
+            tex = self._print(f)
+            texs.append(r"\left(%s\right)" % tex if isinstance(f, sympy.Add) else tex)
+        body = r" \odot ".join(texs)
+        if coeff == 1:
+            return body
+        if coeff == -1:
+            return "-" + body
+        return self._print(coeff) + r" \, " + body
 
 
 def latex(expr, names: dict | None = None, mul_symbol: str | None = None) -> str:
@@ -177,30 +230,39 @@ def product(factors, names=None) -> str:
     out = []
     for f in factors:
         tex = f if isinstance(f, str) else latex(f, names)
-        if len(factors) > 1 and (isinstance(f, sympy.Add) or (isinstance(f, str) and _needs_brackets(tex))):
+        if len(factors) > 1 and (isinstance(f, sympy.Add) or (isinstance(f, str) and needs_brackets(tex))):
             tex = r"\left(%s\right)" % tex
         out.append(tex)
     return r" \cdot ".join(out) if out else "1"
 
 
-def _needs_brackets(tex: str) -> bool:
+def needs_brackets(tex: str) -> bool:
     """A bare number or product prints as is; a negative number or a sum gets brackets."""
     t = tex.strip()
     if t.startswith("-"):
         return True
+    t = re.sub(r"\\begin\{(\w+)\}.*?\\end\{\1\}", "M", t, flags=re.S)   # a matrix is one thing
     depth = 0
     for i, ch in enumerate(t):
-        depth += {"{": 1, "}": -1, "(": 1, ")": -1}.get(ch, 0)
+        depth += {"{": 1, "}": -1, "(": 1, ")": -1, "[": 1, "]": -1}.get(ch, 0)
         if depth == 0 and ch in "+-" and i > 0:
             return True
     return False
 
 
-def numbers(values) -> str:
-    """Numbers joined by ·, negative ones bracketed: 0.741365 \\cdot (-0.217072)."""
+def signed_number(v) -> str:
+    """A number as a factor or a term: negative ones in brackets, (−0.0190491)."""
+    return rf"\left({number(v)}\right)" if float(v) < 0 else number(v)
+
+
+def numbers(values, joiner: str = r" \cdot ") -> str:
+    """Numbers joined by · (or ``joiner``), negative ones after the first bracketed:
+    0.741365 · (−0.217072), 0.0553994 + (−0.0190491)."""
     values = list(values)
-    return r" \cdot ".join(f"\\left({number(v)}\\right)" if float(v) < 0 and len(values) > 1
-                           else number(v) for v in values)
+    if len(values) == 1:
+        return number(values[0])
+    return joiner.join(signed_number(v) if k or joiner == r" \cdot " else number(v)
+                       for k, v in enumerate(values))
 
 
 #: rows/columns shown before a matrix is abbreviated with ⋯ (numpy-style summary)
@@ -211,7 +273,8 @@ def matrix(value, text_mode: bool = False) -> str:
     """A small array as a bracketed matrix (a row vector for 1-d, a number for 0-d).
 
     Matrices with more than 2·MATRIX_EDGE + 1 rows or columns show their first
-    MATRIX_EDGE and last row/column around ⋯ / ⋮. ``text_mode`` writes [a, b; c, d],
+    MATRIX_EDGE and last row/column around ⋯ / ⋮; a stack of them (B × C × H × W) its
+    first, marked _(1,1,:,:). ``text_mode`` writes [a, b; c, d],
     which the plain-text renderer can show (it does not lay out LaTeX matrix environments).
     """
     arr = np.asarray(value, dtype=float)
@@ -219,8 +282,10 @@ def matrix(value, text_mode: bool = False) -> str:
         return number(arr)
     if arr.ndim == 1:
         arr = arr[None, :]
-    if arr.ndim > 2:
-        arr = arr.reshape(-1, arr.shape[-1])
+    where = ""
+    if arr.ndim > 2:        # an image stack: its first matrix, and which one it is (1-based)
+        where = "_{(%s)}" % ",".join(["1"] * (arr.ndim - 2) + [":", ":"])
+        arr = arr[(0,) * (arr.ndim - 2)]
     dots = ("…", "⋮", "⋱") if text_mode else (r"\cdots", r"\vdots", r"\ddots")
     rows = [[number(v) for v in row] for row in arr]
     if arr.shape[1] > 2 * MATRIX_EDGE + 1:
@@ -231,8 +296,8 @@ def matrix(value, text_mode: bool = False) -> str:
             gap[MATRIX_EDGE] = dots[2]
         rows = rows[:MATRIX_EDGE] + [gap] + rows[-1:]
     if text_mode:
-        return r"\left[" + "; ".join(", ".join(r) for r in rows) + r"\right]"
-    return r"\begin{bmatrix} %s \end{bmatrix}" % r" \\ ".join(" & ".join(r) for r in rows)
+        return r"\left[" + "; ".join(", ".join(r) for r in rows) + r"\right]" + where
+    return r"\begin{bmatrix} %s \end{bmatrix}" % r" \\ ".join(" & ".join(r) for r in rows) + where
 
 
 def shape_latex(shape) -> str:

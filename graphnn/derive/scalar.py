@@ -1,14 +1,19 @@
 """The scalar view: one weight element, its chain(s) of partials, as Mazur writes them.
 
-dE_total/dw5 = ∂E_total/∂out_o1 · ∂out_o1/∂net_o1 · ∂net_o1/∂w5
+∂E_total/∂w5 = ∂E_total/∂out_o1 · ∂out_o1/∂net_o1 · ∂net_o1/∂w5
              = −(target_o1 − out_o1) · out_o1(1 − out_o1) · out_h1
-             = 0.741365 · 0.186816 · 0.593270 = 0.082167
+             = 0.741365 · 0.186816 · 0.593270 = 0.0821670
 
 Paths come from `GradRecord.chains` (one per way the weight reaches the loss: w1 has
 two, through o1 and o2, listed as terms and summed). Links whose partial is exactly 1
-(a sum's E_total ← E_o1) are merged into their neighbour, as the course does. Then the
-delta form names the intermediates: δ_o1 = ∂E/∂net_o1, δ_h1 = (δ_o1·w5 + δ_o2·w7)·…,
-dE/dw = δ · input.
+(a sum's E_total ← E_o1) are merged into their neighbour, as the course does. Then
+Mazur's own form, summing at the node the paths share (∂E_total/∂out_h1 =
+∂E_o1/∂out_h1 + ∂E_o2/∂out_h1, `shared.py`), and the delta form naming the
+intermediates: δ_o1 = ∂E/∂net_o1, δ_h1 = (δ_o1·w5 + δ_o2·w7)·…, ∂E/∂w = δ · input.
+
+The view writes one term per path, so it refuses a request with more than `MAX_PATHS`
+terms before enumerating any (`count_paths` bounds them from the record's tensor terms
+in one sweep), pointing to the matrix view.
 """
 from __future__ import annotations
 
@@ -18,15 +23,16 @@ import numpy as np
 import sympy
 
 from ..graph import Node
-from ..ops import NET_OPS, Count, OpTable, Softmax, SoftmaxCrossEntropy
+from ..ops import NET_OPS, Count, Linear, MatMul, Map, Max, OpTable, Softmax, SoftmaxCrossEntropy, Sum
 from ..ops.base import all_indices, concrete_shape
-from .core import Form, Step, Target, register_view
-from .printing import Partial, Total, latex, signed
-from .update import update_steps
+from .core import DerivationError, Form, Step, Target, register_view
+from .names import Names
+from .printing import Partial, Total, factored, latex, numbers, product, signed_number
+from .update import loss_after_update, update_steps
 
-#: the scalar view enumerates every element path; beyond this many elements (one
-#: example) the listing is unreadable and slow: the matrix view is the one to use
-MAX_ELEMENTS = 2048
+#: the scalar view writes one term per path from the loss to each requested element; past
+#: this many terms the listing is unreadable (and slow): the matrix view is the one to use
+MAX_PATHS = 64
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,7 @@ class ShownLink:
     input: Node
     in_index: tuple
     value: float | None = None
+    head: sympy.Symbol | None = None   # the loss element a merged first link came through (E_o1)
 
     @property
     def key(self):
@@ -54,7 +61,9 @@ class ScalarContext:
     def __init__(self, req):
         self.req, self.record = req, req.record
         self.values = req.values
+        self.names = Names(req.graph)
         self._sym_values = None
+        self._numbers: dict = {}
 
     # -- numbers ---------------------------------------------------------------------------
     def symbol_values(self) -> dict:
@@ -70,18 +79,24 @@ class ScalarContext:
         return self._sym_values
 
     def number(self, expr) -> float:
-        value = sympy.sympify(expr).subs(self.symbol_values())
-        return float(sympy.N(value))
+        """The value of a partial at the example (only its own symbols substituted: fast)."""
+        expr = sympy.sympify(expr)
+        if expr not in self._numbers:
+            values = self.symbol_values()
+            filled = expr.xreplace({s: sympy.Float(values[s], 17) for s in expr.free_symbols if s in values})
+            self._numbers[expr] = float(sympy.N(filled.doit() if isinstance(filled, sympy.Basic) else filled))
+        return self._numbers[expr]
 
     # -- links -----------------------------------------------------------------------------
-    def shown(self, path) -> list[ShownLink]:
+    def shown(self, path, merge_unnamed=True) -> list[ShownLink]:
         """A record path as displayed. A link is merged into the next one when its partial
         is exactly 1 (a sum's E_total ← E_o1) or when it ends in an unnamed node (the
-        inside of a mean); the merged factor's partial is the product."""
+        inside of a mean); the merged factor's partial is the product. A path that would
+        merge into one factor although it has several keeps its unnamed nodes."""
         out, pending = [], []
         for k, link in enumerate(path):
             last = k == len(path) - 1
-            if not last and (link.partial == 1 or _unnamed(link.input)):
+            if not last and (link.partial == 1 or (merge_unnamed and _unnamed(link.input))):
                 pending.append(link)
                 continue
             parts = [x for x in pending + [link] if x.partial != 1] or [link]
@@ -93,10 +108,13 @@ class ScalarContext:
                 for _, v in shown:
                     value *= v
             of = (pending[0] if pending else link).output_symbol
+            head = pending[0].input_symbol if pending and not out and not _unnamed(pending[0].input) else None
             partial = sympy.Mul(*[x.partial for x in parts])
             out.append(ShownLink(of, link.input_symbol, partial, display, link.consumer,
-                                 link.index, link.input, link.in_index, value))
+                                 link.index, link.input, link.in_index, value, head))
             pending = []
+        if merge_unnamed and len(out) == 1 and sum(1 for link in path if link.partial != 1) > 1:
+            return self.shown(path, merge_unnamed=False)
         return out
 
     def display(self, link):
@@ -129,11 +147,7 @@ def _factored(link, record):
         forward = c.op.element_expr(c, link.index, lambda pos, i: record.symbol(c.inputs[pos], i), 1)
     except NotImplementedError:
         return p
-    for group in sorted(forward.atoms(sympy.Add), key=sympy.count_ops):
-        ratio = sympy.simplify(p / group)
-        if ratio.is_Number and ratio not in (0, 1):
-            return signed(ratio, group)
-    return p
+    return factored(p, forward)
 
 
 def _softmax_ce_link(ctx, link):
@@ -172,12 +186,64 @@ def _suffix(name: str) -> str:
     return name.split("_", 1)[1] if "_" in name else name
 
 
-def delta_symbol(sym: sympy.Symbol) -> sympy.Symbol:
-    """δ_o1 for net_o1 (the net input's suffix), δ_name otherwise."""
+def delta_symbol(ctx, sym: sympy.Symbol, node, index) -> sympy.Symbol:
+    """δ_o1 for net_o1 (the net input's suffix), δ⁽²⁾_1 for net⁽²⁾_1, δ_name otherwise; the
+    symbol's course LaTeX goes into the derivation's display names."""
     name = sym.name
-    if name.startswith("net_"):
-        return sympy.Symbol(f"delta_{name[4:]}")
-    return sympy.Symbol(f"delta_{{{name}}}")
+    delta = sympy.Symbol(f"delta_{name[4:]}" if name.startswith("net_") else f"delta_{{{name}}}")
+    shown = ctx.names.element(node, index)
+    if shown.startswith(r"\mathrm{net}"):
+        ctx.req.display[delta.name] = r"\delta" + shown[len(r"\mathrm{net}"):]
+    elif not name.startswith("net_"):
+        ctx.req.display[delta.name] = r"\delta_{%s}" % shown
+    return delta
+
+
+# -- how many paths: a bound from the tensor-level record, before enumerating any -------------
+
+
+def _reads(term) -> int:
+    """How many elements of the consumer read one element of the input (batch of one)."""
+    c, x = term.consumer, term.input
+    out = int(np.prod(concrete_shape(c.shape, 1), dtype=np.int64))
+    size = max(1, int(np.prod(concrete_shape(x.shape, 1), dtype=np.int64)))
+    if isinstance(c.op, Map):
+        return max(1, out // size)
+    if isinstance(c.op, (Sum, Max, Count)):
+        return 1
+    if isinstance(c.op, (Linear, MatMul)):
+        rows = concrete_shape(c.shape, 1)
+        return int(rows[-1]) if term.position == 0 else int(np.prod(rows[:-1], dtype=np.int64)) or 1
+    return out
+
+
+def count_paths(record) -> dict:
+    """node → an upper bound of the paths from the loss to one of its elements."""
+    paths = {record.loss: 1}
+    for node in record.order[1:]:
+        paths[node] = sum(paths.get(t.consumer, 0) * _reads(t) for t in record.terms_into(node))
+    return paths
+
+
+def _check_size(req, targets):
+    from ..looped import Loop
+    if any(isinstance(n.op, Loop) for n in req.record.order):
+        raise DerivationError("the scalar view follows every element, and this net's recurrence is one looped "
+                              "node; use view='time' (--view time: backprop through time, term by term) or "
+                              "view='matrix' (--view matrix)")
+    paths = count_paths(req.record)
+    total, worst = 0, None
+    for t in targets:
+        n = len(t.elements(batch=1))
+        total += n * paths.get(t.node, 0)
+        worst = worst or (t.node, n, paths.get(t.node, 0))
+    if total > MAX_PATHS:
+        node, n, per = worst
+        what = f"{node.label()} has {n} element{'s' if n > 1 else ''} with up to {per} path{'s' if per > 1 else ''} each"
+        raise DerivationError(
+            f"the scalar view writes one term per path from {req.loss.label()} to each element: {what} "
+            f"(up to {total} terms, more than {MAX_PATHS}); use view='matrix' (--view matrix), which "
+            "writes the same gradient for whole layers")
 
 
 # -- the view ---------------------------------------------------------------------------------
@@ -185,22 +251,18 @@ def delta_symbol(sym: sympy.Symbol) -> sympy.Symbol:
 
 @register_view("scalar", one_example=True)
 def scalar_view(req) -> list:
-    from .core import DerivationError
-
-    size = sum(int(np.prod([1 if d is None else d for d in n.shape])) for n in req.graph.nodes)
-    if size > MAX_ELEMENTS:
-        raise DerivationError(
-            f"the scalar view writes out every element and path, and this graph has {size} elements "
-            f"(more than {MAX_ELEMENTS}); use view='matrix' (--view matrix) for nets this size")
+    targets = [Target(t.node, ()) if not t.node.shape and t.index is None else t for t in req.targets]
+    _check_size(req, targets)
     ctx = ScalarContext(req)
+    req.display.add(ctx.names.display(req.record))
     items = []
-    if req.values is not None and req.batch == 1 and req.feeds is not None and _batched(req):
+    if req.values is not None and req.feeds is not None and _batched(req):
         items.append("Values are those of the first example of the feeds.")
-    for target in req.targets:
-        if not target.node.shape and target.index is None:
-            target = Target(target.node, ())
+    for target in targets:
         for index in target.elements(batch=1):
             items += element_derivation(ctx, target.node, index)
+    if req.update and req.values is not None:
+        items += loss_after_update(req)
     return items
 
 
@@ -211,7 +273,9 @@ def _batched(req):
 
 
 def element_derivation(ctx, node, index) -> list:
-    """Chain rule, per-path terms, sum, delta form and update for one element."""
+    """Chain rule, per-path terms, sum, the shared-node and delta forms and update for one element."""
+    from .shared import shared_node_form
+
     record = ctx.record
     loss_sym = record.symbol(record.loss, ())
     w_sym = record.symbol(node, index)
@@ -241,6 +305,7 @@ def element_derivation(ctx, node, index) -> list:
             items.append(Step(total, [Form(values=tuple(term_values), joiner=" + "), Form(expr=sympy.Float(value))],
                               kind="sum", value=value, checks=[(("gradient", node, index), value)],
                               note=f"Sum of the {len(paths)} path terms:"))
+        items += shared_node_form(ctx, node, index, paths)
     if term_values and len(paths) == 1:
         items[-1].checks.append((("gradient", node, index), term_values[0]))
     items += delta_form(ctx, node, index, paths)
@@ -255,7 +320,6 @@ def _product(factors):
 
 
 def _tex(sym):
-    from .printing import latex
     return latex(sym)
 
 
@@ -265,9 +329,7 @@ def _path_step(lhs, chain, path, have_values, kind, term_values):
     checks = []
     if have_values:
         vals = [s.value for s in path]
-        term = 1.0
-        for v in vals:
-            term *= v
+        term = float(np.prod(vals))
         forms += ([Form(values=tuple(vals))] if len(vals) > 1 else []) + [Form(expr=sympy.Float(term))]
         term_values.append(term)
         checks = [(("local", str(s.of), str(s.wrt)), s.value) for s in path]
@@ -279,7 +341,7 @@ def _path_step(lhs, chain, path, have_values, kind, term_values):
 
 
 def delta_form(ctx, node, index, paths) -> list:
-    """δ's at every net input along the paths, then dE/dw = Σ δ · ∂net/∂w."""
+    """δ's at every net input along the paths, then ∂E/∂w = Σ δ · ∂net/∂w."""
     deltas: dict = {}          # (node, index) → {'symbol', 'terms': {key: (upstream, links)}}
     final: dict = {}
     for path in paths:
@@ -288,7 +350,7 @@ def delta_form(ctx, node, index, paths) -> list:
             if k == len(path) - 1 or not isinstance(s.input.op, NET_OPS):
                 continue
             key = (s.input, s.in_index)
-            d = deltas.setdefault(key, {"symbol": delta_symbol(s.wrt), "of": s.wrt, "terms": {},
+            d = deltas.setdefault(key, {"symbol": delta_symbol(ctx, s.wrt, s.input, s.in_index), "of": s.wrt, "terms": {},
                                         "depth": k})
             seg = tuple(path[start:k + 1])
             d["terms"].setdefault((upstream, tuple(x.key for x in seg)), (upstream, seg))
@@ -342,13 +404,10 @@ def _combine(terms, deltas, dvalues, have_values):
         if have_values:
             vals = ([dvalues[upstream]] if upstream is not None else []) + [s.value for s in links]
             num_terms.append(vals)
-            v = 1.0
-            for x in vals:
-                v *= x
-            value += v
-    from .printing import numbers as fmt_numbers, product
+            value += float(np.prod(vals))
     inner_sym = " + ".join(product(f) for f in sym_terms)
-    inner_num = " + ".join(fmt_numbers(v) for v in num_terms)
+    inner_num = " + ".join(t if k == 0 or not t.startswith("-") else rf"\left({t}\right)"
+                           for k, t in enumerate(numbers(v) for v in num_terms))
     expr = sympy.Add(*[_product(f) for f in sym_terms], evaluate=False)
     if common:
         cvals = [s.value for s in common]
@@ -356,7 +415,8 @@ def _combine(terms, deltas, dvalues, have_values):
         if len(sym_terms) > 1:
             inner_sym, inner_num = rf"\left({inner_sym}\right)", rf"\left({inner_num}\right)"
         sym_tex = inner_sym + r" \cdot " + tail_sym
-        num_tex = inner_num + (r" \cdot " + fmt_numbers(cvals) if have_values else "")
+        num_tex = inner_num + (r" \cdot " + (numbers(cvals) if len(cvals) > 1 else signed_number(cvals[0]))
+                               if have_values else "")
         expr = sympy.Mul(expr, *[s.display for s in common], evaluate=False)
         if have_values:
             for v in cvals:
@@ -364,4 +424,3 @@ def _combine(terms, deltas, dvalues, have_values):
     else:
         sym_tex, num_tex = inner_sym, inner_num
     return Form(expr=expr, tex=sym_tex), num_tex, (value if have_values else None)
-

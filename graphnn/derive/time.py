@@ -1,6 +1,6 @@
 """The 'time' view: backprop through time with the explicit and implicit terms named.
 
-    ds_t/dw = ∂⁺s_t/∂w + ∂s_t/∂s_{t−1} · ds_{t−1}/dw      (d: total, ∂⁺: s_{t−1} held constant)
+    ∂s_t/∂w = ∂⁺s_t/∂w + ∂s_t/∂s_{t−1} · ∂s_{t−1}/∂w      (∂⁺: s_{t−1} held constant)
 
 expanded into one path term per step k, each with its numbers, and their sum. The terms
 come from `graphnn.bptt_terms` (in the unrolled view: each copy's contribution in the
@@ -17,24 +17,35 @@ from ..bptt import bptt_terms
 from ..errors import GradientError
 from ..graph import element_name
 from .core import Form, Step, first_example, register_view
-from .printing import latex, number, numbers, symbol_latex
+from .printing import number, numbers, symbol_latex
 
 
 def _d(num, den, kind="d"):
-    op = {"d": "d", "p": r"\partial ", "+": r"\partial^{+} "}[kind]
-    bottom = r"\partial " if kind != "d" else "d"
-    return rf"\frac{{{op}{num}}}{{{bottom}{den}}}"
+    """∂num/∂den: the total derivative ('d') and an immediate one ('p') both with ∂, as the
+    course writes them; '+' is the explicit ∂⁺ (the previous state held constant)."""
+    op = {"d": r"\partial ", "p": r"\partial ", "+": r"\partial^{+} "}[kind]
+    return rf"\frac{{{op}{num}}}{{\partial {den}}}"
 
 
 def _s(state, k):
     return f"{state}_{{{k}}}"
 
 
+def _recurrence(req):
+    """(the model's scan or None, its state letter); an error for a graph without one."""
+    from ..recurrent import scans_in
+    from .core import DerivationError
+
+    extras = (req.model.extras or {}) if req.model is not None else {}
+    if extras.get("scan") is None and not scans_in(req.graph):
+        raise DerivationError("the time view writes backprop through time, and this graph has no recurrence "
+                              "(rnn-scalar, rnn and lstm have one); use --view matrix or --view scalar")
+    return extras.get("scan"), extras.get("state", "s")
+
+
 @register_view("time", one_example=True)
 def time_view(req):
-    model = req.model
-    scan = (model.extras or {}).get("scan") if model is not None else None
-    state = (model.extras or {}).get("state", "s") if model is not None else "s"
+    scan, state = _recurrence(req)
     target = req.targets[0]
     w = target.node
     index = target.index if target.index is not None else (0,) * len(w.shape)
@@ -55,7 +66,8 @@ def time_view(req):
         f"The state ${state}_t$ depends on ${w_tex}$ twice: explicitly, through step $t$'s own use of "
         f"${w_tex}$ (the immediate partial $\\partial^{{+}}$, with ${state}_{{t-1}}$ held constant), and "
         f"implicitly, through ${state}_{{t-1}}$, which depends on ${w_tex}$ too. "
-        f"$d$ is a total derivative, $\\partial^{{+}}$ an immediate one."]
+        f"$\\partial {state}_t/\\partial {w_tex}$ is the total derivative (every path), "
+        f"$\\partial^{{+}}$ the immediate one."]
     if len(scan.cell.carry_out) > 1:
         parts = ", ".join(_base_name(c) for c in scan.cell.carry_out)
         items.append(f"The state is every carry together: ${state}_t = ({parts})$, so the step "
@@ -143,12 +155,26 @@ def _element_expr(node, leaf, memo=None):
     return expr
 
 
+def _jacobians(state, T, k) -> list:
+    """∂s_T/∂s_{T−1} ⋯ ∂s_{k+1}/∂s_k: written out up to three factors, else as a product Π."""
+    if T - k > 3:
+        return [r"\prod_{j=%d}^{%d} %s" % (k + 1, T, _d(_s(state, "j"), _s(state, "j-1"), "p"))]
+    return [_d(_s(state, j), _s(state, j - 1), "p") for j in range(T, k, -1)]
+
+
+def _through(state, T, k) -> str:
+    """'s_3, s_2' — or 's_19, …, s_1' when the list is long."""
+    steps = list(range(T - 1, k - 1, -1))
+    if len(steps) > 4:
+        return f"${_s(state, steps[0])}, \\ldots, {_s(state, steps[-1])}$"
+    return ", ".join(f"${_s(state, j)}$" for j in steps)
+
+
 def _expanded(state, w_tex, E, T):
     """ds_T/dw written out: one product of step Jacobians per earlier step."""
     rows = []
     for k in range(T, 0, -1):
-        jac = [_d(_s(state, j), _s(state, j - 1), "p") for j in range(T, k, -1)]
-        rows.append(r" \cdot ".join(jac + [_d(_s(state, k), w_tex, "+")]))
+        rows.append(r" \cdot ".join(_jacobians(state, T, k) + [_d(_s(state, k), w_tex, "+")]))
     forms = [Form(tex=rows[0])] + [Form(tex=r, lead="\\quad +") for r in rows[1:]]
     return Step(_d(_s(state, T), w_tex), forms, kind="rule",
                 note=f"Expanded: one path per step k; k = {T} is explicit, the others implicit")
@@ -167,12 +193,10 @@ def _term_steps(terms, state, w_tex, E, last_only, w, index):
     for t in reversed(terms.terms):
         k = t.k
         kind = "explicit" if k == T else "implicit"
-        held = f"${_s(state, k - 1)}$ held constant" if k == T else \
-            f"through ${', '.join(_s(state, j) for j in range(T - 1, k - 1, -1))}$"
+        held = f"${_s(state, k - 1)}$ held constant" if k == T else f"through {_through(state, T, k)}"
         value = terms.element(t.value)
         if last_only:
-            symbols = [_d(E, _s(state, T), "p")] + [_d(_s(state, j), _s(state, j - 1), "p") for j in range(T, k, -1)] \
-                + [_d(_s(state, k), w_tex, "+")]
+            symbols = [_d(E, _s(state, T), "p")] + _jacobians(state, T, k) + [_d(_s(state, k), w_tex, "+")]
         else:
             symbols = [_d(E, _s(state, k)), _d(_s(state, k), w_tex, "+")]
         forms = [Form(tex=r" \cdot ".join(symbols))]

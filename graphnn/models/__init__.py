@@ -77,20 +77,24 @@ def load_model_file(path: str, **kw):
     if added:
         sys.path.insert(0, folder)
     try:
-        ns = runpy.run_path(path)
+        ns = _run_user_code(path, runpy.run_path, path)
         if kw:
             _check_build_takes(ns.get("build"), kw, path)
-        obj = ns["build"](**kw) if "build" in ns else ns.get("model")
-    except ValueError:
-        raise
-    except Exception as e:   # the user's code: report it as theirs, with where it happened
-        raise ModelFileError(f"your model file {path} raised {type(e).__name__}: {e}{_where(e, path)}") from e
+        obj = _run_user_code(path, ns["build"], **kw) if "build" in ns else ns.get("model")
     finally:
         if added and folder in sys.path:
             sys.path.remove(folder)
     if not isinstance(obj, Model):
         raise ModelFileError(f"{path} must define build() returning a graphnn Model, or a `model` variable")
     return obj
+
+
+def _run_user_code(path, fn, *args, **kw):
+    """``fn(*args, **kw)``, where any exception is the user's: a `ModelFileError` with its frame."""
+    try:
+        return fn(*args, **kw)
+    except Exception as e:   # the user's code: report it as theirs, with where it happened
+        raise ModelFileError(f"your model file {path} raised {type(e).__name__}: {e}{_where(e, path)}") from e
 
 
 def _where(error, path) -> str:

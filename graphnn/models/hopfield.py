@@ -71,12 +71,13 @@ class Recall:
         return self.states[-1]
 
 
-def recall(model: Model, probe, *, mode="async", max_steps=20, order=None) -> Recall:
+def recall(model: Model, probe, *, mode="async", max_steps=20, order=None, params=None) -> Recall:
     """Recall from ``probe`` (±1 vector) by evaluating the model's graph.
 
     ``mode='sync'``: every unit from the previous state at once, until a fixed point or
     a repeated state (a cycle). ``mode='async'``: one unit at a time in ``order`` (default
-    1, 2, …, n), until a whole sweep changes nothing. ``max_steps`` counts sweeps.
+    1, 2, …, n), until a whole sweep changes nothing. ``max_steps`` counts sweeps. ``params``
+    overrides the stored weights ({W node: array}).
     """
     if mode not in ("sync", "async"):
         raise ValueError(f"recall mode must be 'sync' or 'async', not {mode!r}")
@@ -88,7 +89,7 @@ def recall(model: Model, probe, *, mode="async", max_steps=20, order=None) -> Re
         raise ValueError(f"probe has {n} units, the net has {ex['net'].shape[-1]}")
 
     def run(state):
-        net, out, energy = ev({"v": state[None, :]})
+        net, out, energy = ev({"v": state[None, :]}, params)
         return net[0], out[0], float(energy[0])
 
     result = Recall(mode)

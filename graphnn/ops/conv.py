@@ -297,7 +297,9 @@ def conv2d(x, w, b=None, *, stride=1, padding="valid", name=None):
         operands = ", ".join(f"{fmt_shape(v.shape)}" for v in inputs)
         raise ShapeError(f"conv2d{f' ({name!r})' if name else ''}: input must be (batch, channels, height, "
                          f"width) and filters (filters, channels, kh, kw) — operands: {operands}")
-    pad = _padding(padding, x.shape[2:], w.shape[2:], stride)
+    sizes = tuple(x.shape[2:]) + tuple(w.shape[2:])
+    # a batch axis (None) where a size belongs: the shape rule below names it, not the padding
+    pad = _padding(padding, x.shape[2:], w.shape[2:], stride) if None not in sizes else (0, 0, 0, 0)
     attrs = {"stride": stride, "pad": pad, "padding": padding if isinstance(padding, str) else "explicit"}
     return apply(Conv2D.instance(), inputs, attrs, name=name)
 

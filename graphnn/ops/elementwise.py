@@ -107,6 +107,11 @@ def fmap(expr, operands: dict, *, fn=None, name=None, names=None, dexprs=None,
     used = [s for s in operands if s in expr.free_symbols
             or any(d is not None and s in d.free_symbols for d in (dexprs or {}).values())
             or (compute is not None and s in compute.free_symbols)]
+    if not used and operands:
+        # the expression folded to a constant (x * 0): keep the operands for the shape it has
+        for s in operands:
+            if operands[s] not in [operands[u] for u in used]:
+                used.append(s)
     inputs, rename = [], {}
     for s in used:
         node = operands[s]

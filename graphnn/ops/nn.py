@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import sympy
 
+from ..errors import ShapeError
 from .base import Op, apply
 from .elementwise import activation_of, fmap
 from .structure import expand, sum as sum_
@@ -16,6 +17,14 @@ from .structure import expand, sum as sum_
 def _log_softmax(x):
     shifted = x - np.max(x, axis=-1, keepdims=True)
     return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+
+
+def _nonempty_rows(shape, what):
+    """The last axis that softmax normalises over must hold at least one element."""
+    if not shape or shape[-1] == 0:
+        raise ShapeError(f"{what} normalises over the last axis, which is "
+                         f"{'missing (a 0-d operand)' if not shape else 'of size 0'}")
+    return shape
 
 
 def _row(index, sym, node, batch):
@@ -27,7 +36,7 @@ class Softmax(Op):
     name = "softmax"
 
     def infer_shape(self, shapes, attrs):
-        return shapes[0]
+        return _nonempty_rows(shapes[0], "softmax")
 
     def reference(self, node, x):
         return np.exp(_log_softmax(x))
@@ -51,7 +60,7 @@ class LogSoftmax(Op):
     name = "log_softmax"
 
     def infer_shape(self, shapes, attrs):
-        return shapes[0]
+        return _nonempty_rows(shapes[0], "log-softmax")
 
     def reference(self, node, x):
         return _log_softmax(x)
@@ -74,7 +83,7 @@ class SoftmaxCrossEntropy(Op):
     def infer_shape(self, shapes, attrs):
         from .base import broadcast_shapes
 
-        full = broadcast_shapes(*shapes)
+        full = _nonempty_rows(broadcast_shapes(*shapes), "softmax cross-entropy")
         return full[:-1]
 
     def reference(self, node, z, t):

@@ -16,6 +16,7 @@ import sympy
 from ..errors import ShapeError
 from ..graph import Node
 from .base import contiguous, Op, apply, broadcast_shapes, fmt_shape, normalize_axes
+from .indexing import Index, IndexGrad, index, index_spec, normalize_index, numpy_slice  # noqa: F401  (re-exported)
 
 
 def _fixed(shape, batch):
@@ -215,111 +216,18 @@ class Concat(Op):
 
 def concat(xs, axis=-1, name=None):
     xs = list(xs)
-    return apply(Concat.instance(), xs, {"axis": axis % xs[0].ndim}, name=name)
-
-
-# -- indexing --------------------------------------------------------------------------
-
-def normalize_index(index, shape):
-    """A basic NumPy index as a tuple of ('i', k) / ('s', start, stop, step) per axis."""
-    index = index if isinstance(index, tuple) else (index,)
-    if any(i is Ellipsis for i in index):
-        k = index.index(Ellipsis)
-        index = index[:k] + (slice(None),) * (len(shape) - len(index) + 1) + index[k + 1:]
-    if len(index) > len(shape):
-        raise ShapeError(f"too many indices ({len(index)}) for a {len(shape)}-d operand")
-    index = index + (slice(None),) * (len(shape) - len(index))
-    spec = []
-    for i, dim in zip(index, shape):
-        if dim is None:
-            if i != slice(None):
-                raise ShapeError("the batch axis can only be taken whole (':')")
-            spec.append(("s", None, None, None))
-        elif isinstance(i, (int, np.integer)):
-            if not -dim <= i < dim:
-                raise ShapeError(f"index {i} is out of range for an axis of size {dim}")
-            spec.append(("i", int(i) % dim))
-        elif isinstance(i, slice):
-            spec.append(("s",) + i.indices(dim))
-        else:
-            raise ShapeError(f"unsupported index {i!r}: use ints and slices")
-    return tuple(spec)
-
-
-def _numpy_index(spec):
-    return tuple(k[1] if k[0] == "i" else slice(k[1], k[2], k[3]) for k in spec)
-
-
-def _source_index(spec, out_index):
-    """The operand element that output element ``out_index`` reads."""
-    it, src = iter(out_index), []
-    for k in spec:
-        if k[0] == "i":
-            src.append(k[1])
-        else:
-            o = next(it)
-            src.append(o if k[1] is None else k[1] + o * k[3])
-    return tuple(src)
-
-
-class Index(Op):
-    name = "index"
-
-    def infer_shape(self, shapes, attrs):
-        (s,), out = shapes, []
-        for k, dim in zip(attrs["spec"], s):
-            if k[0] == "s":
-                out.append(None if dim is None else len(range(k[1], k[2], k[3])))
-        return tuple(out)
-
-    def reference(self, node, x):
-        return contiguous(x[_numpy_index(node.attrs["spec"])])
-
-    def vjp(self, node, g):
-        return [apply(IndexGrad.instance(), [g, node.inputs[0]], dict(node.attrs))]
-
-    def element_expr(self, node, index, sym, batch):
-        return sym(0, _source_index(node.attrs["spec"], index))
-
-
-class IndexGrad(Op):
-    """Scatter a cotangent into zeros shaped like the indexed operand."""
-
-    name = "index_grad"
-    nondiff_inputs = (1,)
-
-    def infer_shape(self, shapes, attrs):
-        return shapes[1]
-
-    def reference(self, node, g, like):
-        out = np.zeros(like.shape, dtype=g.dtype)
-        out[_numpy_index(node.attrs["spec"])] = g
-        return out
-
-    def vjp(self, node, g):
-        return [index_spec(g, node.attrs["spec"]), None]
-
-    def element_expr(self, node, index, sym, batch):
-        spec, out = node.attrs["spec"], []
-        for k, i in zip(spec, index):
-            if k[0] == "i":
-                if i != k[1]:
-                    return sympy.Integer(0)
-            elif k[1] is None:
-                out.append(i)
-            elif i in range(k[1], k[2], k[3]):
-                out.append((i - k[1]) // k[3])
-            else:
-                return sympy.Integer(0)
-        return sym(0, tuple(out))
-
-
-def index(x, idx, name=None):
-    return apply(Index.instance(), [x], {"spec": normalize_index(idx, x.shape)}, name=name)
-
-
-def index_spec(x, spec, name=None):
-    return apply(Index.instance(), [x], {"spec": spec}, name=name)
+    if not xs:
+        raise ShapeError(f"concat{f' ({name!r})' if name else ''}: needs at least one operand")
+    if not all(isinstance(x, Node) for x in xs):
+        return apply(Concat.instance(), xs, {"axis": axis}, name=name)   # names the bad operand
+    if xs[0].ndim == 0:
+        raise ShapeError(f"concat{f' ({name!r})' if name else ''}: operands are 0-d (scalars) and have no axis "
+                         "to join along; reshape them to (1,) first")
+    try:
+        (axis,) = normalize_axes(int(axis), xs[0].ndim)
+    except ShapeError as e:
+        raise ShapeError(f"concat{f' ({name!r})' if name else ''}: {e}") from None
+    return apply(Concat.instance(), xs, {"axis": axis}, name=name)
 
 
 # -- reductions ------------------------------------------------------------------------
@@ -364,6 +272,13 @@ class Sum(_Reduction):
 
 class Max(_Reduction):
     name = "max"
+
+    def infer_shape(self, shapes, attrs):
+        (s,) = shapes
+        empty = [a for a in attrs["axes"] if s[a] == 0]
+        if empty:
+            raise ShapeError(f"max over axis {empty[0]} of size 0: an empty axis has no largest element")
+        return super().infer_shape(shapes, attrs)
 
     def reference(self, node, x):
         return np.asarray(np.max(x, axis=node.attrs["axes"], keepdims=node.attrs["keepdims"]))

@@ -9,7 +9,9 @@
 - language.py     the 'language-model' runner (n-gram baselines, checkpoint) and `generate`
 - generative.py   the 'gan' (alternating players), 'diffusion' (DDPM) and 'contrastive' runners
 - perceptron.py   Rosenblatt's rule;  pretraining.py  reconstruction errors, greedy pretraining
-- distributed.py  data-parallel training over MPI;  checkpoint.py  save/load;  plot.py  curves
+- distributed.py  data-parallel training over MPI;  plot.py  curves
+- checkpoint.py   atomic, validated checkpoints;  resume.py  what a backend gives a checkpoint
+                  and takes back (exact resume);  validation.py  options and data checked first
 
 Depends on the core (graph, ops, autodiff, evaluate) and on nothing above it: codegen
 imports the backend protocol from here, never the other way round.

@@ -238,6 +238,7 @@ class MPIComm:
             # printed ("rank 0 of 2: rank 1 failed: ...") is forwarded. Give it a moment.
             time.sleep(self.drain)
         self.MPI.COMM_WORLD.Abort(code)
+        os._exit(code)   # Abort may return before the launcher's kill arrives: never run on
 
     @contextlib.contextmanager
     def guard(self, prefix="graphnn"):
@@ -440,8 +441,13 @@ def batch_reduction(backend, train, rows=8) -> str:
 
 
 def run_cli(command, args):
-    """Run a CLI command on every rank under mpiexec: rank 0 prints, a failure stops all."""
+    """Run a CLI command on every rank under mpiexec: rank 0 prints, a failure stops all.
+
+    Every rank's command-line options are compared first: ranks given different options
+    (``--epochs``, a ``--resume`` on one rank only) stop at once, every one saying which.
+    """
     comm = world()
+    result = None
     with comm.guard(prefix=f"graphnn {args.command}"):
         if comm.rank != 0:
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (rank 0 alone prints)
@@ -452,7 +458,14 @@ def run_cli(command, args):
         else:
             print(f"data-parallel over {comm.size} MPI ranks: each computes 1/{comm.size} "
                   f"of every batch, one all-reduce per step")
+        check_agreement(comm, command_options(args))
         args.comm = comm
         result = command(args)
         comm.barrier()  # a rank that failed after the others finished still ends the run
     return result
+
+
+def command_options(args) -> dict:
+    """The options a command was given (what every rank must agree on), as plain values."""
+    return {f"--{k.replace('_', '-')}": v for k, v in sorted(vars(args).items())
+            if not k.startswith("_") and k not in ("func", "comm", "debug") and not callable(v)}

@@ -23,14 +23,19 @@ class PerceptronResult:
     errors: list            # misclassified examples per epoch
 
 
-def train(model, X=None, T=None, *, lr=0.1, max_epochs=100, zero_init=True) -> PerceptronResult:
-    """Train ``model`` (output = step(linear(x, w, w0))) example by example."""
+def train(model, X=None, T=None, *, lr=0.1, max_epochs=100, zero_init=True, start=None) -> PerceptronResult:
+    """Train ``model`` (output = step(linear(x, w, w0))) example by example.
+
+    ``start`` ({node: array}, e.g. a checkpoint's parameters) overrides the initial weights.
+    """
     lin = _linear_node(model.output)
     x_node, w_node, b_node = lin.inputs
     X = model.data.train[x_node.name] if X is None else np.asarray(X, float)
     T = model.data.train[model.inputs[1].name] if T is None else np.asarray(T, float)
     w = np.zeros(w_node.shape) if zero_init else w_node.value.copy()
     b = np.zeros(b_node.shape) if zero_init else b_node.value.copy()
+    if start is not None:
+        w, b = np.array(start[w_node], dtype=float), np.array(start[b_node], dtype=float)
     predict = Evaluator(model.output)
     errors = []
     for epoch in range(1, max_epochs + 1):

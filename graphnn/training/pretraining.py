@@ -70,14 +70,25 @@ def pretrain_stacked(model, *, backend="numpy", epochs=None, lr=None, seed=0, lo
 
 
 def compare_pretraining(model, *, backend="numpy", epochs=None, pretrain_epochs=None, lr=None, seed=0,
-                        log=None):
-    """Test accuracy of the classifier fine-tuned from pretrained encoders vs from random weights."""
-    params, errors = pretrain_stacked(model, backend=backend, epochs=pretrain_epochs, seed=seed)
+                        log=None, resume=None, trainers=None):
+    """Test accuracy of the classifier fine-tuned from pretrained encoders vs from random weights.
+
+    ``resume``: a checkpoint of the pretrained classifier to continue fine-tuning from (no
+    pretraining is run; the stage errors are then empty). ``trainers``: a dict to receive
+    each classifier's Trainer by label, before it trains (to save or plot it).
+    """
+    if resume is None:
+        params, errors = pretrain_stacked(model, backend=backend, epochs=pretrain_epochs, seed=seed)
+    else:
+        params, errors = None, []
     epochs = epochs or model.defaults["epochs"]
     classifier = dataclasses.replace(model, task="classification")  # fine-tuning is plain classification
     results = {}
+    trainers = {} if trainers is None else trainers
     for label, start in (("pretrained", params), ("no pretraining", None)):
-        trainer = make_trainer(classifier, backend=backend, lr=lr, seed=seed, params=start)
+        trainer = trainers[label] = make_trainer(classifier, backend=backend, lr=lr, seed=seed, params=start)
+        if resume is not None and label == "pretrained":
+            trainer.load(resume)
         trainer.fit(epochs=epochs, log=(lambda row, label=label: log(label, row)) if log else None)
         results[label] = trainer.accuracy("test")
     return results, errors

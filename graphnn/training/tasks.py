@@ -23,7 +23,10 @@ from ..models.hopfield import hebbian, recall
 from ..schedules import schedule, t as step_symbol
 from . import perceptron, pretraining
 from .callbacks import ModelCheckpoint
+from .checkpoint import load_checkpoint, save_checkpoint
+from .plot import Curves, plot_curves
 from .trainer import Trainer
+from .validation import check_options
 
 
 @dataclass
@@ -91,6 +94,7 @@ def register_task(task: str, runner: Callable) -> None:
 
 def run(model, options: TrainOptions):
     """Train ``model`` by the runner of its task (gradient descent when none is registered)."""
+    check_options(options)
     runner = TASKS.get(model.task, train_by_gradient_descent)
     if runner is not train_by_gradient_descent:
         for flag, given in (("--distributed", options.comm), ("--data", options.data),
@@ -115,10 +119,43 @@ def _row_printer(loss_name, report):
     return log
 
 
+# -- checkpoints, resume and curves: the same for every runner ------------------------------------
+
+def resume_trainer(trainer, opts: TrainOptions) -> None:
+    """``--resume``: continue ``trainer`` exactly where the checkpoint left off."""
+    if opts.resume:
+        trainer.load(opts.resume)
+        opts.report(f"resumed from {opts.resume} (epoch {trainer.epoch}) at step {trainer.backend.steps}")
+
+
+def finish_trainer(trainer, opts: TrainOptions) -> None:
+    """``--checkpoint`` and ``--plot`` at the end of a run."""
+    if opts.checkpoint:
+        opts.report(f"checkpoint saved to {trainer.save(opts.checkpoint)}")
+    if opts.plot:
+        opts.report(f"training curves saved to {trainer.plot(opts.plot)}")
+
+
+def checkpoint_callbacks(opts: TrainOptions) -> list:
+    """``--checkpoint``: saved after every epoch (a crashed run can --resume from it) and at the end."""
+    return [ModelCheckpoint(opts.checkpoint, epochs_only=True)] if opts.checkpoint else []
+
+
+def _rule_checkpoint(model, opts, params, epoch) -> None:
+    if opts.checkpoint:
+        full = {**model.initial_params(), **params}
+        opts.report(f"checkpoint saved to {save_checkpoint(opts.checkpoint, model, full, epoch=epoch)}")
+
+
+def _rule_plot(opts, curves, ylabel, title) -> None:
+    if opts.plot:
+        opts.report(f"curves saved to {plot_curves(curves, opts.plot, xlabel=curves.xlabel, ylabel=ylabel, title=title)}")
+
+
 # -- gradient descent ----------------------------------------------------------------------------
 
 def train_by_gradient_descent(model, opts: TrainOptions):
-    """The Trainer with the options: progress, early stopping, checkpoints, curves."""
+    """The Trainer with the options: validation, early stopping, checkpoints, curves, metrics."""
     report = opts.report
     started = time.perf_counter()
     options = {"verbose": True} if opts.verbose and opts.backend != "numpy" else {}
@@ -128,16 +165,12 @@ def train_by_gradient_descent(model, opts: TrainOptions):
         report("early stopping watches a validation set: 10% of the training data (--validation-split)")
     trainer = Trainer(model, **opts.trainer_kwargs(), comm=opts.comm, data=opts.dataset(model),
                       test_fraction=opts.test_fraction, validation_split=validation, backend_options=options)
-    if opts.resume:
-        trainer.load(opts.resume)
-        report(f"resumed from {opts.resume} (epoch {trainer.epoch})")
+    resume_trainer(trainer, opts)
     report(f"training {model.name} on {opts.backend} ({trainer.optimizer!r}, "
            f"batch {trainer.batch_size or 'full'}, {opts.dtype})")
-    # every epoch: a crashed (MPI) run can --resume from it
-    callbacks = [ModelCheckpoint(opts.checkpoint)] if opts.checkpoint else []
     epochs, steps = opts.schedule(model)
     trainer.fit(epochs=epochs, steps=steps, log=_row_printer(model.loss.label(), report), progress=opts.progress,
-                early_stopping=opts.patience, callbacks=callbacks)
+                early_stopping=opts.patience, callbacks=checkpoint_callbacks(opts))
     kept = trainer.kept_row
     if trainer.early_stopping is not None and kept is not None and kept is not trainer.history.records[-1]:
         where = f"epoch {kept['epoch']}" if "epoch" in kept else f"step {kept['step']}"
@@ -152,32 +185,38 @@ def train_by_gradient_descent(model, opts: TrainOptions):
             for metric, value in trainer.evaluate(split=split).items():
                 if metric != "loss":
                     report(f"{name} {metric}: {value:.4f}")
-    if opts.checkpoint:
-        report(f"checkpoint saved to {trainer.save(opts.checkpoint)}")
-    if opts.plot:
-        report(f"training curves saved to {trainer.plot(opts.plot)}")
+    finish_trainer(trainer, opts)
     return trainer
 
 
 # -- the perceptron rule -------------------------------------------------------------------------
 
 def train_perceptron(model, opts: TrainOptions):
-    """Rosenblatt's rule from zero weights; the misclassified count per epoch and the truth table."""
+    """Rosenblatt's rule from zero weights (or ``--resume``'s); the misclassified count per epoch."""
     report = opts.report
     epochs = opts.epochs or model.defaults.get("epochs", 20)
-    result = perceptron.train(model, lr=opts.lr or model.defaults.get("lr", 0.1), max_epochs=epochs)
-    for epoch, wrong in enumerate(result.errors, 1):
+    start, done = None, 0
+    if opts.resume:
+        ck = load_checkpoint(opts.resume, model)
+        start, done = ck.params, ck.epoch
+        report(f"resumed from {opts.resume} (epoch {done})")
+    result = perceptron.train(model, lr=opts.lr or model.defaults.get("lr", 0.1), max_epochs=epochs, start=start)
+    for epoch, wrong in enumerate(result.errors, done + 1):
         report(f"epoch {epoch:>4}  misclassified {wrong}")
     weights = ", ".join(f"{n}={v:g}" for p, arr in result.weights.items()
                         for n, v in zip(p.names[0], np.ravel(arr)))
     state = "converged" if result.converged else "did not converge"
-    report(f"perceptron rule {state} after {result.epochs} epochs: {weights}")
+    report(f"perceptron rule {state} after {done + result.epochs} epochs: {weights}")
     X, T = model.data.train["x"], model.data.train["t"]
     out = perceptron.predict(model, result.weights, X)
     report("truth table (x1 x2 -> o / t):")
     for x, o, t in zip(X, out, T):
         report(f"  {x[0]:g} {x[1]:g} -> {o[0]:g} / {t[0]:g}")
     report(f"final loss: {float(np.sum((out - T) ** 2) / 2):.10g}")
+    _rule_checkpoint(model, opts, result.weights, done + result.epochs)
+    _rule_plot(opts, Curves("epoch", {"misclassified": (range(done + 1, done + 1 + len(result.errors)),
+                                                        result.errors)}),
+               "misclassified examples", f"{model.name}: the perceptron rule")
     return result
 
 
@@ -191,7 +230,12 @@ def train_hopfield(model, opts: TrainOptions):
     """Store the model's patterns (Hebb) and recall from its probe, both ways."""
     report = opts.report
     P = model.extras["patterns"]
-    W = hebbian(P)
+    W_node = model.extras["W"]
+    if opts.resume:
+        W = load_checkpoint(opts.resume, model).params[W_node]
+        report(f"resumed from {opts.resume}: the stored weights")
+    else:
+        W = hebbian(P)
     report(f"storing {len(P)} pattern(s) of {P.shape[1]} units by the Hebbian rule W = Σ p pᵀ, w_ii = 0:")
     for p in P:
         report(f"  p = {_fmt(p)}")
@@ -202,7 +246,7 @@ def train_hopfield(model, opts: TrainOptions):
     probe = model.example["v"][0]
     steps = opts.steps or model.defaults.get("steps", 10)
     for mode in ("sync", "async"):
-        r = recall(model, probe, mode=mode, max_steps=steps)
+        r = recall(model, probe, mode=mode, max_steps=steps, params={W_node: W})
         results[mode] = r
         report(f"\n{mode}hronous recall from v = {_fmt(probe)}  (E = {r.energies[0]:g})")
         for k, (net, state, e, i) in enumerate(zip(r.nets, r.states[1:], r.energies[1:], r.updated), 1):
@@ -216,6 +260,9 @@ def train_hopfield(model, opts: TrainOptions):
         else:
             found = ""
         report(f"  {status}; final state {_fmt(r.final)}{found}")
+    _rule_checkpoint(model, opts, {W_node: W}, 0)
+    _rule_plot(opts, Curves("update", {f"{m}hronous": (range(len(r.energies)), r.energies)
+                                       for m, r in results.items()}), "energy E", f"{model.name}: recall")
     return results
 
 
@@ -225,10 +272,12 @@ def train_reconstruction(model, opts: TrainOptions):
     """The (denoising) autoencoders: train, then report reconstruction errors."""
     report = opts.report
     trainer = pretraining.make_trainer(model, **opts.trainer_kwargs())
+    resume_trainer(trainer, opts)
     report(f"training {model.name} on {opts.backend} ({trainer.optimizer!r}, "
            f"batch {trainer.batch_size or 'full'}, {opts.dtype})")
     epochs, steps = opts.schedule(model)
-    trainer.fit(epochs=epochs, steps=steps, log=_row_printer(model.loss.label(), report))
+    trainer.fit(epochs=epochs, steps=steps, log=_row_printer(model.loss.label(), report), progress=opts.progress,
+                callbacks=checkpoint_callbacks(opts))
     report(f"final loss: {trainer.history.last():.10g}")
     errs = pretraining.reconstruction_errors(model, trainer.params)
     report(f"test reconstruction error (MSE per pixel): {errs['reconstruction']:.5f}   "
@@ -237,25 +286,44 @@ def train_reconstruction(model, opts: TrainOptions):
         noisy = pretraining.reconstruction_errors(model, trainer.params, corrupted=True)
         report(f"denoising ({model.extras['noise']} {model.extras['level']:g}) test MSE: corrupted input "
                f"{noisy['corrupted input']:.5f} -> reconstruction {noisy['reconstruction']:.5f}")
+    finish_trainer(trainer, opts)
     return trainer
 
 
 def train_stacked(model, opts: TrainOptions):
-    """Pretrain greedily, fine-tune, and compare with the same net not pretrained."""
+    """Pretrain greedily, fine-tune, and compare with the same net not pretrained.
+
+    ``--checkpoint`` saves the fine-tuned pretrained classifier (after every epoch and at
+    the end); ``--resume`` continues that fine-tuning from it (no second pretraining);
+    ``--plot`` draws both classifiers' curves.
+    """
     report = opts.report
-    report(f"greedy layer-wise pretraining of {len(model.extras['stages'])} tied autoencoders "
-           f"({'-'.join(map(str, model.extras['sizes']))}) on {opts.backend}")
+    if opts.resume:
+        report(f"resuming the fine-tuning from {opts.resume} (no pretraining)")
+    else:
+        report(f"greedy layer-wise pretraining of {len(model.extras['stages'])} tied autoencoders "
+               f"({'-'.join(map(str, model.extras['sizes']))}) on {opts.backend}")
+    trainers: dict = {}
 
     def log(label, row):
         report(f"[{label}] epoch {row['epoch']:>4}  CE {row['loss']:.6g}  test accuracy "
                f"{row['test_accuracy']:.4f}")
+        if opts.checkpoint and label == "pretrained":
+            trainers[label].save(opts.checkpoint)
 
     results, errors = pretraining.compare_pretraining(model, backend=opts.backend, epochs=opts.epochs,
-                                                      lr=opts.lr, seed=opts.seed, log=log)
+                                                      lr=opts.lr, seed=opts.seed, log=log, resume=opts.resume,
+                                                      trainers=trainers)
     for k, (rec, mean_img) in enumerate(errors, start=1):
         report(f"stage {k}: test reconstruction error {rec:.5f} (predicting the mean: {mean_img:.5f})")
     report(f"test accuracy: {results['pretrained']:.4f}")
     report(f"without pretraining: test accuracy {results['no pretraining']:.4f}")
+    if opts.checkpoint:
+        report(f"checkpoint saved to {trainers['pretrained'].save(opts.checkpoint)}")
+    _rule_plot(opts, Curves("epoch", {f"test accuracy, {label}": (t.history.column("epoch"),
+                                                                  t.history.column("test_accuracy"))
+                                      for label, t in trainers.items()}),
+               "test accuracy", f"{model.name}: fine-tuning")
     return results
 
 

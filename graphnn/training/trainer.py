@@ -19,10 +19,12 @@ from ..optim import OPTIMIZERS, Optimizer, make_optimizer
 from . import metrics
 from .backends import TrainingFeeds, backend_factory, make_backend, uses_training_mode
 from .callbacks import EarlyStopping
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import save_checkpoint
 from .distributed import DataParallel
 from .keywords import check_keywords, keywords_of, takes_any
 from .plot import plot_history
+from .resume import export_state, import_state, read_checkpoint
+from .validation import check_data, check_learning_rate
 
 
 @dataclass
@@ -79,7 +81,9 @@ class Trainer:
         self.batch_size = batch_size if batch_size is not None else d.get("batch_size")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {self.batch_size}")
-        self.optimizer = make_optimizer(spec, lr=lr if lr is not None else d.get("lr"), **hyper)
+        lr = lr if lr is not None else d.get("lr")
+        check_learning_rate(lr)
+        self.optimizer = make_optimizer(spec, lr=lr, **hyper)
         options = backend_options or {}
         factory = backend_factory(backend)
         if not takes_any(factory):
@@ -99,6 +103,9 @@ class Trainer:
             self.backend = DataParallel(self.backend, comm, self.data.train,
                                         settings={"batch_size": self.batch_size, "seed": seed})
         self.rng = np.random.default_rng(seed)
+        # exact resume mid-epoch: the generator's state before this epoch's order was drawn,
+        # how many of its batches are done, and how many a resumed run must skip
+        self._epoch_rng, self._batch_pos, self._skip = self.rng.bit_generator.state, 0, 0
         self.history = History()
         self.epoch = 0
         self.stopped_early = False
@@ -141,17 +148,23 @@ class Trainer:
                 raise ValueError("the data already has a validation set; validation_split splits data that has none")
             train, held = hold_out(data.train, validation_split, self.seed)
             data = dataclasses.replace(data, train=train, validation=held)
+        check_data(self.model, data)
         self.data = data
 
     def _feeds(self, x, y=None) -> dict:
         return as_feeds(self.model.inputs, x, y)
 
     def _batches(self):
+        """This epoch's batches (after a mid-epoch resume: the ones not yet trained)."""
         n = self.data.n_train
+        self._epoch_rng = self.rng.bit_generator.state
         if not self.batch_size or self.batch_size >= n:
-            return [np.arange(n)]  # full batch: in order, like the course's worked examples
-        order = self.rng.permutation(n)
-        return [order[i:i + self.batch_size] for i in range(0, n, self.batch_size)]
+            batches = [np.arange(n)]  # full batch: in order, like the course's worked examples
+        else:
+            order = self.rng.permutation(n)
+            batches = [order[i:i + self.batch_size] for i in range(0, n, self.batch_size)]
+        self._batch_pos, self._skip = self._skip, 0
+        return batches[self._batch_pos:]
 
     # -- training --------------------------------------------------------------------------
     def fit(self, x=None, y=None, *, epochs=None, steps=None, validation_split=None, validation_data=None,
@@ -213,8 +226,9 @@ class Trainer:
                 self._fit_steps(self.data.train, steps, log, log_every or max(1, steps // 10), bar, after)
             else:
                 for _ in range(epochs):
-                    self.epoch += 1
                     loss = self.backend.train_epoch(self.data.train, self._batches())
+                    self.epoch += 1
+                    self._batch_pos = 0
                     row = self._record(log, bar, epoch=self.epoch, loss=loss)
                     bar.update(1)
                     if after(row):
@@ -228,18 +242,25 @@ class Trainer:
     def _fit_steps(self, feeds, steps, log, log_every, bar, after):
         done = 0
         while done < steps:
-            for idx in self._batches():
-                self.backend.train_step({k: v[idx] for k, v in feeds.items()})
-                done += 1
-                bar.update(1)
-                if done % log_every == 0 or done == steps:
-                    # the loss after the update, as the course reports "E after n steps"
-                    row = self._record(log, bar, step=done, loss=self.backend.loss(feeds))
-                    if after(row):
+            batches = self._batches()
+            total = self._batch_pos + len(batches)
+            try:
+                for idx in batches:
+                    self.backend.train_step({k: v[idx] for k, v in feeds.items()})
+                    done += 1
+                    self._batch_pos += 1
+                    bar.update(1)
+                    if done % log_every == 0 or done == steps:
+                        # the loss after the update, as the course reports "E after n steps"
+                        row = self._record(log, bar, step=done, loss=self.backend.loss(feeds))
+                        if after(row):
+                            return
+                    if done == steps:
                         return
-                if done == steps:
-                    return
-            self.epoch += 1
+            finally:
+                if self._batch_pos == total:   # its last batch is done: the epoch is complete
+                    self.epoch += 1
+                    self._batch_pos = 0
 
     def _record(self, log, bar=None, **row):
         for prefix, feeds in (("val", self.data.validation), ("test", self.data.test)):
@@ -321,29 +342,32 @@ class Trainer:
 
     # -- checkpoints and plots (graphnn/checkpoint.py, graphnn/plot.py) ------------------
     def save(self, path) -> str:
-        """Save parameters, optimizer state and counters with the graph's structural hash."""
+        """Save parameters, optimizer state, counters and batch order with the graph's structural hash.
+
+        Atomic (graphnn/training/checkpoint.py); a run resumed from it continues exactly as
+        the saved one would have, mid-epoch included.
+        """
         if self.comm is not None and self.comm.rank != 0:  # data-parallel: rank 0 alone writes
             return str(path)
-        return save_checkpoint(path, self.model, self.params, state=getattr(self.backend, "state", None),
-                               steps=getattr(self.backend, "steps", 0), epoch=self.epoch,
-                               rng_state=self.rng.bit_generator.state)
+        params, state, counters = export_state(self.backend)
+        steps = counters.pop("steps")
+        rng = self._epoch_rng if self._batch_pos else self.rng.bit_generator.state
+        return save_checkpoint(path, self.model, params, state=state, steps=steps, epoch=self.epoch,
+                               rng_state=rng, batch_in_epoch=self._batch_pos, counters=counters,
+                               optimizer=self.optimizer)
 
     def load(self, path) -> "Trainer":
-        """Load a checkpoint saved from the same graph (another graph is an error)."""
-        ck = load_checkpoint(path, self.model)
-        for p, v in ck.params.items():
-            self.params[p][...] = v
-        state = getattr(self.backend, "state", None)
-        if state is not None and ck.state:
-            for p, per in ck.state.items():
-                for s, v in per.items():
-                    if p in state and s in state[p]:
-                        state[p][s][...] = v
-        if hasattr(self.backend, "steps"):
-            self.backend.steps = ck.steps
+        """Load a checkpoint saved from the same graph (another graph, a bad file: `CheckpointError`).
+
+        Under data-parallel training rank 0 reads it and broadcasts it to the other ranks.
+        """
+        ck = read_checkpoint(path, self.model, self.comm)
+        import_state(self.backend, ck, path)
         self.epoch = ck.epoch
         if "rng" in ck.meta:  # the batch order continues where the saved run stopped
             self.rng.bit_generator.state = ck.meta["rng"]
+        self._epoch_rng, self._batch_pos = self.rng.bit_generator.state, ck.meta.get("batch_in_epoch", 0)
+        self._skip = self._batch_pos
         return self
 
     def plot(self, path, title=None) -> str:

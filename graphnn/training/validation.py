@@ -1,0 +1,76 @@
+"""What a training run is given, checked before anything trains: one clear error per mistake.
+
+`check_options` (the ``graphnn train`` options: counts at least 1, a positive finite
+learning rate, a test fraction inside (0, 1)), `check_learning_rate`, and `check_data`
+(non-empty splits, and targets a cross-entropy can take: non-negative rows summing to 1,
+one-hot or smoothed). Row counts that differ between a split's columns are the Dataset's
+own error (graphnn/data).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..graph import Graph
+from ..ops import SoftmaxCrossEntropy
+
+
+def check_options(opts) -> None:
+    """The CLI's training options (`tasks.TrainOptions`); raises ValueError naming the flag."""
+    for flag, value in (("--epochs", opts.epochs), ("--steps", opts.steps), ("--batch-size", opts.batch_size),
+                        ("--patience", opts.patience)):
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be at least 1, got {value}")
+    check_learning_rate(opts.lr, "--lr")
+    if opts.test_fraction is not None and not 0 < opts.test_fraction < 1:
+        raise ValueError(f"--test-fraction must lie strictly between 0 and 1, got {opts.test_fraction}")
+
+
+def check_learning_rate(lr, what="lr") -> None:
+    """A number must be positive and finite (a schedule — graphnn.schedules — is checked by its own rules)."""
+    if isinstance(lr, (int, float, np.number)) and not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"{what} must be a positive finite number, got {lr}")
+
+
+def check_data(model, data) -> None:
+    """Splits that hold rows, and cross-entropy targets that are probability rows."""
+    if data.n_train < 1:
+        raise ValueError(f"model {model.name!r}: the training split is empty (a test fraction too large "
+                         "for the data?)")
+    if data.test is not None and _rows(data.test) < 1:
+        raise ValueError(f"model {model.name!r}: the test split is empty (a test fraction too small for the data?)")
+    for node in _probability_targets(model):
+        for split, feeds in (("training", data.train), ("test", data.test)):
+            if feeds is not None and node.name in feeds:
+                _check_distribution(np.asarray(feeds[node.name]), node.name, split, model.name)
+
+
+def _rows(feeds) -> int:
+    return len(next(iter(feeds.values()))) if feeds else 0
+
+
+def _probability_targets(model) -> list:
+    """Input nodes fed as the targets of a softmax cross-entropy (or a classifier's second input)."""
+    found = [n.inputs[1] for n in Graph([model.loss]).nodes
+             if isinstance(n.op, SoftmaxCrossEntropy) and n.inputs[1].kind == "input"]
+    second = model.inputs[1] if len(model.inputs) > 1 else None
+    if (model.task == "classification" and second is not None and second not in found
+            and second.shape and second.shape[-1] not in (None, 1)):   # one column: 0/1 labels, not rows
+        found.append(second)
+    return found
+
+
+def _check_distribution(t, name, split, model_name) -> None:
+    if t.dtype.kind not in "fiub" or t.ndim < 1:
+        return   # the feed checks name a wrong dtype or shape
+    if t.size and t.min() < 0:
+        row = int(np.argwhere(t < 0)[0][0])
+        raise ValueError(f"model {model_name!r}: target {name!r} ({split} row {row}) holds {t[t < 0].min():g}; "
+                         "cross-entropy targets must be non-negative (one-hot or probability rows)")
+    sums = t.sum(axis=-1) if t.ndim > 1 else t
+    bad = np.abs(sums - 1) > 1e-6 * max(1, t.shape[-1])
+    if t.ndim > 1 and bad.any():
+        row = int(np.argwhere(bad)[0][0])
+        raise ValueError(f"model {model_name!r}: target {name!r} ({split} row {row}) sums to "
+                         f"{np.ravel(sums)[row]:g}, not 1; cross-entropy targets are one-hot or probability rows")

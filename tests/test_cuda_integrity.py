@@ -1,0 +1,63 @@
+"""Issue 17 on the 'cuda' backend, in Numba's CUDA simulator (kept tiny: the simulator is slow).
+
+Exact resume (parameters, Adam's state and step, the dropout/noise step, the batch order)
+and NaN caught with the node named, as on the other backends.
+"""
+import numpy as np
+import pytest
+
+from codegen.cuda.device import enable_simulator
+
+cuda = enable_simulator()  # before anything imports numba.cuda for the real target
+
+import graphnn as gn  # noqa: E402
+from graphnn.training import Trainer, with_training_feeds  # noqa: E402
+from test_checkpoints import noisy_net  # noqa: E402
+
+
+def test_resume_mid_epoch_is_exact_on_cuda(tmp_path):
+    def trainer():
+        return with_training_feeds(Trainer(noisy_net(), backend="cuda", optimizer="adam", lr=0.01, batch_size=4,
+                                           seed=2))
+    whole = trainer()
+    whole.fit(steps=3, progress=False)
+    part = trainer()
+    part.fit(steps=2, progress=False)
+    resumed = trainer().load(part.save(tmp_path / "cuda"))
+    resumed.fit(steps=1, progress=False)
+    assert (resumed.epoch, resumed.backend.steps) == (whole.epoch, whole.backend.steps)
+    for p, q in zip(whole.model.parameters, resumed.model.parameters):
+        np.testing.assert_allclose(resumed.params[q], whole.params[p], rtol=0, atol=1e-14, err_msg=p.name)
+
+
+def test_nan_in_a_cuda_epoch_names_the_node():
+    # (the simulator runs Python's math: log(-1) would raise there, an overflow gives inf as on a GPU)
+    x = gn.input("x", (None, 2))
+    W = gn.parameter("W", [[1e200], [-1.0]])
+    net = x @ W
+    loss = gn.mean(gn.mul(net, net, name="sq"))
+    model = gn.Model("overflow", loss, loss, (x,), gn.Dataset({"x": np.array([[2.0, 1.0], [1.0, 3.0]])}))
+    t = Trainer(model, backend="cuda", lr=0.1)
+    with pytest.raises(gn.NonFiniteError, match=r"training step 1: × node 'sq' is the first to produce inf"):
+        t.fit(epochs=1, progress=False)
+    np.testing.assert_array_equal(t.params[W], [[1e200], [-1.0]])   # the bad step was never applied
+
+
+def test_the_issue_graph_agrees_with_the_reference_on_cuda():
+    """Views as outputs, a (n, B) layout, slices through index 0, a reshaped scalar concatenated
+    (concat parts were all written at offset 0 on cuda), a 0-d output."""
+    from fuzz_graphs import build
+    from graphnn.optim import make_optimizer
+    from graphnn.training import NumpyBackend
+    from test_differential import ISSUE_17
+
+    from codegen.cuda.backend import CudaBackend
+
+    g = build(ISSUE_17)
+    opt = make_optimizer("sgd", lr=0.1)
+    ref, dev = NumpyBackend(g.model, opt), CudaBackend(g.model, opt)
+    (l_ref, g_ref), (l_dev, g_dev) = ref.gradients(g.feeds), dev.gradients(g.feeds)
+    assert l_dev == pytest.approx(l_ref, rel=1e-12)
+    np.testing.assert_allclose(g_dev, g_ref, rtol=1e-10, atol=1e-12)
+    out = dev.predict(g.feeds)
+    assert out.shape == () and float(out) == pytest.approx(float(ref.predict(g.feeds)), rel=1e-12)

@@ -1,0 +1,57 @@
+"""NaN and inf on the compiled CPU backend: caught, the node named, no checkpoint overwritten (issue 17)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import graphnn as gn
+from graphnn.cli import main
+from graphnn.models import get_model
+from graphnn.training import Trainer
+from graphnn.training.checkpoint import load_checkpoint
+
+DIVERGES = ["linear-regression", "--lr", "100", "--backend", "cpu", "--no-progress"]
+
+
+def _reference_error(steps):
+    t = Trainer(get_model("linear-regression"), lr=100)
+    with pytest.raises(gn.NonFiniteError) as err:
+        t.fit(steps=steps, progress=False)
+    return str(err.value)
+
+
+@pytest.mark.parametrize("schedule", [["--epochs", "400"], ["--steps", "400"]])
+def test_a_diverging_compiled_run_stops_names_the_node_and_keeps_the_checkpoint(schedule, tmp_path, capsys):
+    ck = tmp_path / "x.npz"
+    assert main(["train", *DIVERGES, "--epochs", "10", "--checkpoint", str(ck)]) == 0
+    good = load_checkpoint(ck, get_model("linear-regression"))
+    assert main(["train", *DIVERGES, *schedule, "--checkpoint", str(ck)]) == 2
+    err = capsys.readouterr().err
+    assert "training step 44" in err and "'L_elements' is the first to produce inf" in err
+    assert "Traceback" not in err
+    after = load_checkpoint(ck, get_model("linear-regression"))   # whole and finite
+    assert all(np.isfinite(v).all() for v in after.params.values())
+    if schedule[0] == "--steps":   # steps runs save at the end only: the old file is untouched
+        assert after.epoch == good.epoch and after.steps == good.steps
+    else:                          # epoch runs save each good epoch, never the bad one
+        assert after.epoch == 43
+
+
+def test_the_compiled_backend_names_the_node_the_reference_names():
+    reference = _reference_error(400)
+    t = Trainer(get_model("linear-regression"), lr=100, backend="cpu")
+    with pytest.raises(gn.NonFiniteError) as err:
+        t.fit(epochs=400, progress=False)
+    assert str(err.value).endswith(reference)
+    # the parameters are those from before the bad step: finite, as the last good epoch left them
+    assert all(np.isfinite(v).all() for v in t.params.values()) and t.backend.steps == 43
+
+
+@pytest.mark.parametrize("schedule", [{"epochs": 1}, {"steps": 1}])
+def test_nan_in_the_training_data_is_named(schedule):
+    model = get_model("linear-regression")
+    data = {k: np.array(v, dtype=float) for k, v in model.data.train.items()}
+    data["x"][2, 0] = np.nan
+    t = Trainer(model, backend="cpu", data=gn.Dataset(data))
+    with pytest.raises(gn.NonFiniteError, match=r"input 'x' holds nan at index \(2, 0\)"):
+        t.fit(progress=False, **schedule)
