@@ -65,11 +65,11 @@ def contrastive(d_embed: int = 32, hidden: int = 64, d_char: int = 16, seed: int
     rng = np.random.default_rng(seed)
     x = input("x", (None, 10, 64))
     chars = input("name", (None, 10, NAME_LENGTH), dtype="int")
-    u = l2_normalize(dense(dense(x, hidden, "relu", name="img.1", init="he", rng=rng), d_embed, name="img.2",
+    u = l2_normalize(dense(dense(x, hidden, "relu", name="img.h", init="he", rng=rng), d_embed, name="img.proj",
                            rng=rng), "u")
     C = parameter("C", rng.normal(0.0, 1.0, (len(TEXT_VOCAB), d_char)))
     letters = embedding(chars, C, name="letters")
-    v = l2_normalize(dense(mean(letters, axis=2, name="mean letter"), d_embed, name="txt", rng=rng), "v")
+    v = l2_normalize(dense(mean(letters, axis=2, name="mean letter"), d_embed, name="txt.proj", rng=rng), "v")
     s = parameter("s", np.array(np.log(1 / 0.07)))          # CLIP's initial temperature 0.07
     a, b = sympy.symbols("a b")
     logits = fmap(sympy.exp(b) * a, {a: matmul(u, transpose(v, name="vᵀ"), name="UVᵀ"), b: s},
@@ -77,7 +77,7 @@ def contrastive(d_embed: int = 32, hidden: int = 64, d_char: int = 16, seed: int
     diag = row_numbers(logits, axis=1, name="i")
     rows = mean(sparse_softmax_cross_entropy(logits, diag, name="CE rows"), name="L_img")
     cols = mean(sparse_softmax_cross_entropy(transpose(logits, name="zᵀ"), diag, name="CE cols"), name="L_txt")
-    loss = fmap((a + b) / 2, {a: rows, b: cols}, fn="½(L_img + L_txt)", name="L")
+    loss = fmap((a + b) / 2, {a: rows, b: cols}, fn="½(rows + columns)", name="L")
     images, labels = load_digits()
     tr, te = split(len(labels), 0.2, seed)
     data_rng = np.random.default_rng(seed + 1)

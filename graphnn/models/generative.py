@@ -4,11 +4,11 @@
 graph holds both players' objectives; each reaches the other player only through
 ``stop_gradient``, so the model's gradient of L = L_D + L_G is exactly (∂L_D/∂θ_D, ∂L_G/∂θ_G):
 
-    L_D = mean softplus(−D(x)) + mean softplus(D(sg[G(z)]))     real → 1, fake → 0
-    L_G = mean softplus(−D_sg(G(z)))                           non-saturating: −log σ(D(G(z)))
+    L_D = mean softplus(−D(x)) + mean softplus(D(x̃)),  x̃ = sg[G(z)]     real → 1, fake → 0
+    L_G = mean softplus(−D̄(G(z)))                        non-saturating: −log σ(D(G(z)))
 
-where D_sg is D with its weights behind stop_gradient (held fixed: the generator's gradient
-flows *through* the discriminator without changing it). ``extras['discriminator']`` and
+where D̄ is D with its weights behind stop_gradient (held fixed: the generator's gradient
+flows *through* the discriminator without changing it) and sg[·] is stop_gradient. ``extras['discriminator']`` and
 ``extras['generator']`` are the two players' own models (sharing these nodes), which the
 task 'gan' trains in alternation with two Adam optimizers (graphnn.training.generative).
 
@@ -37,14 +37,18 @@ def _mlp_params(prefix, sizes, rng):
             for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]), start=1)]
 
 
-def _apply_mlp(v, layers, prefix, frozen=False, name=None):
-    """ReLU hidden layers, a linear last one; ``frozen``: every weight behind stop_gradient."""
+def _apply_mlp(v, layers, prefix, mark="", frozen=False, name=None):
+    """ReLU hidden layers, a linear last one, units named ``<prefix>.net<mark>k`` (``mark`` a
+    combining accent: D.ñet1 is the discriminator's unit on the fakes x̃); ``frozen``: every
+    weight behind stop_gradient, named with a bar (D.W̄1 = sg[D.W1]: held fixed)."""
+    bar = "\u0304"
     for k, (W, b) in enumerate(layers, start=1):
         if frozen:
-            W, b = stop_gradient(W, name=f"sg({W.name})"), stop_gradient(b, name=f"sg({b.name})")
+            W = stop_gradient(W, name=f"{prefix}.W{bar}{k}")
+            b = stop_gradient(b, name=f"{prefix}.b{bar}{k}")
         last = k == len(layers)
-        net = linear(v, W, b, name=(name if last else f"{prefix}.net{k}"))
-        v = net if last else relu(net, name=f"{prefix}.h{k}")
+        net = linear(v, W, b, name=(name if last else f"{prefix}.net{mark}{k}"))
+        v = net if last else relu(net, name=f"{prefix}.h{mark}{k}")
     return v
 
 
@@ -58,11 +62,13 @@ def gan(modes: int = 8, noise: int = 4, hidden: int = 64, n: int = 2048, seed: i
     D = _mlp_params("D", (2, hidden, hidden, 1), rng)
     fake = _apply_mlp(z, G, "G", name="G(z)")
     d_real = _apply_mlp(x, D, "D", name="D(x)")
-    d_fake = _apply_mlp(stop_gradient(fake, name="sg(G(z))"), D, "D_fake", name="D(sg(G(z)))")
-    d_gen = _apply_mlp(fake, D, "D_sg", frozen=True, name="D_sg(G(z))")
+    # the discriminator's step: the generated points x̃ are data (no gradient into G) ...
+    d_fake = _apply_mlp(stop_gradient(fake, name="x̃"), D, "D", "\u0303", name="D(x̃)")
+    # ... the generator's step: through D̄ = D with its weights held fixed
+    d_gen = _apply_mlp(fake, D, "D", "\u0304", frozen=True, name="D̄(G(z))")
     loss_d = add(mean(softplus(neg(d_real), name="softplus(−D(x))"), name="L_real"),
-                 mean(softplus(d_fake, name="softplus(D(fake))"), name="L_fake"), name="L_D")
-    loss_g = mean(softplus(neg(d_gen), name="softplus(−D_sg)"), name="L_G")
+                 mean(softplus(d_fake, name="softplus(D(x̃))"), name="L_fake"), name="L_D")
+    loss_g = mean(softplus(neg(d_gen), name="softplus(−D̄(G(z)))"), name="L_G")
     loss = add(loss_d, loss_g, name="L")
     data_rng = np.random.default_rng(seed + 1)
     train = {"x": ring_of_gaussians(n, modes, seed=seed), "z": data_rng.standard_normal((n, noise))}
@@ -100,12 +106,12 @@ def noised(x0, schedule, rng) -> dict:
 
 def fourier_features(v, frequencies, name):
     """[sin(v ω), cos(v ω)] for every coordinate of v (…, d) and frequency ω: one product with
-    the constant Ω = I_d ⊗ (ω₁ … ω_F), then sin and cos — (…, 2·d·F)."""
+    the constant Ω = I_d ⊗ (ω₁ … ω_F), then sin and cos — (…, 2·d·F), named ``name``."""
     omega = np.kron(np.eye(v.shape[-1]), np.asarray(frequencies, dtype=np.float64)[None, :])
-    angle = matmul(v, constant(omega, name=f"Ω({name})"), name=f"{name}.angle")
+    angle = matmul(v, constant(omega, name=f"{name}.Ω"), name=f"{name}.angle")
     a = sympy.Symbol("a")
-    return concat([fmap(sympy.sin(a), {a: angle}, fn="sin", name=f"sin({name})"),
-                   fmap(sympy.cos(a), {a: angle}, fn="cos", name=f"cos({name})")], axis=-1, name=name)
+    return concat([fmap(sympy.sin(a), {a: angle}, fn="sin", name=f"{name}.sin"),
+                   fmap(sympy.cos(a), {a: angle}, fn="cos", name=f"{name}.cos")], axis=-1, name=name)
 
 
 @register("diffusion", "DDPM on two moons: linear noise schedule, ε-prediction MLP with a sinusoidal time "
@@ -116,11 +122,11 @@ def diffusion(timesteps: int = 50, hidden: int = 64, embed: int = 16, n: int = 2
     x_t, t, eps = input("x_t", (None, 2)), input("t", (None, 1)), input("ε", (None, 2))
     # a 2-D input is too little for an MLP to carve the data's thin shape: it also sees x_t's
     # Fourier features (frequencies 1, 2, 4, 8), and t through the sinusoidal time embedding
-    h = concat([x_t, fourier_features(x_t, 2.0 ** np.arange(4), "γ(x_t)"),
-                fourier_features(t, time_embedding_frequencies(embed), "emb(t)")], axis=-1, name="input")
+    h = concat([x_t, fourier_features(x_t, 2.0 ** np.arange(4), "γ"),
+                fourier_features(t, time_embedding_frequencies(embed), "emb")], axis=-1, name="input")
     h = dense(h, hidden, "relu", name="h1", init="he", rng=rng)
     h = dense(h, hidden, "relu", name="h2", init="he", rng=rng)
-    eps_hat = dense(h, 2, name="ε_θ", rng=rng)   # the DDPM paper's ε_θ(x_t, t)
+    eps_hat = dense(h, 2, name="ε̂", rng=rng)   # the DDPM paper's ε_θ(x_t, t), named without θ
     loss = losses.mse(eps_hat, eps, name="L")
     schedule = noise_schedule(timesteps)
     x0 = two_moons(n, seed=seed)

@@ -18,28 +18,30 @@ import numpy as np
 from .. import losses
 from ..data.text import char_corpus, ngram_baselines
 from ..model import Model
-from ..ops import dense, embedding, input, layer_norm, linear, multi_head_attention, parameter, positional_encoding
+from ..ops import add, dense, embedding, input, layer_norm, linear, multi_head_attention, parameter, positional_encoding
 from . import register
 
 
 def feed_forward(x, d_ff, name, rng):
     """FFN(x) = GELU(x W₁ + b₁) W₂ + b₂, position by position."""
-    h = dense(x, d_ff, "gelu", name=f"{name}.1", rng=rng)
-    return dense(h, x.shape[-1], name=f"{name}.2", rng=rng)
+    h = dense(x, d_ff, "gelu", name=f"{name}.h", rng=rng)
+    return dense(h, x.shape[-1], name=f"{name}.out", rng=rng)
 
 
 def decoder_block(x, k, heads, d_ff, norm, rng):
     """One block: masked multi-head self-attention and a feed-forward net, each with its
-    residual connection (a plain +) and a layer norm; names ``block<k>.…``."""
+    residual connection (a plain +) and a layer norm; names ``block<k>.…``, and (pre-norm)
+    the residual stream ``a<k>`` after the attention and ``x<k>`` after the block."""
     d = x.shape[-1]
 
     def attention(v):
         return multi_head_attention(v, heads, d // heads, causal=True, name=f"block{k}.attn", rng=rng)
     if norm == "post":
-        x = layer_norm(x + attention(x), name=f"block{k}.ln1")
-        return layer_norm(x + feed_forward(x, d_ff, f"block{k}.ffn", rng), name=f"block{k}.ln2")
-    x = x + attention(layer_norm(x, name=f"block{k}.ln1"))
-    return x + feed_forward(layer_norm(x, name=f"block{k}.ln2"), d_ff, f"block{k}.ffn", rng)
+        x = layer_norm(add(x, attention(x), name=f"block{k}.a"), name=f"block{k}.ln1")
+        return layer_norm(add(x, feed_forward(x, d_ff, f"block{k}.ffn", rng), name=f"block{k}.f"),
+                          name=f"block{k}.ln2")
+    x = add(x, attention(layer_norm(x, name=f"block{k}.ln1")), name=f"a{k}")
+    return add(x, feed_forward(layer_norm(x, name=f"block{k}.ln2"), d_ff, f"block{k}.ffn", rng), name=f"x{k}")
 
 
 @register("transformer", "decoder-only Transformer, char-level LM on Shakespeare: embedding + sinusoidal "
@@ -61,7 +63,7 @@ def transformer(block: int = 32, d_model: int = 32, heads: int = 4, layers: int 
     for k in range(1, layers + 1):
         x = decoder_block(x, k, heads, d_ff, norm, rng)
     if norm == "pre":
-        x = layer_norm(x, name="ln_out")
+        x = layer_norm(x, name="ln")
     logits = linear(x, parameter("W_out", shape=(d_model, len(vocab)), rng=rng),
                     parameter("b_out", shape=(len(vocab),), init="zeros"), name="logits")
     loss = losses.softmax_cross_entropy(logits, targets, reduction="mean", name="CE")

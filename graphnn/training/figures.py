@@ -2,10 +2,9 @@
 (matplotlib's Agg canvas: no display needed, pyplot untouched)."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
+
+from .checkpoint import atomic_write
 
 
 def scatter_panels(path, panels, *, title=None, reference=None, reference_label="data") -> str:
@@ -38,9 +37,5 @@ def scatter_panels(path, panels, *, title=None, reference=None, reference_label=
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=100, format="png")
-    os.replace(tmp, path)   # atomic: never a half-written picture
+    atomic_write(path, lambda f: fig.savefig(f, dpi=100, format="png"))   # never a half-written picture
     return str(path)

@@ -12,7 +12,10 @@ diffusion model's fresh noise and reverse process, contrastive episodes.
   distance (beside the prior's).
 - 'contrastive': new episodes every epoch; the zero-shot accuracy on the test digits.
 
-Each returns what it trained; PNGs go to ``--plot`` (default ``<model>.png``).
+Each returns what it trained. ``--checkpoint`` saves after every epoch (the GAN: both
+players' weights), ``--resume`` continues from a checkpoint; the GAN's and the diffusion
+model's pictures go to ``--plot`` (default ``<model>.png``), the contrastive model's
+training curves too when asked.
 """
 from __future__ import annotations
 
@@ -22,8 +25,9 @@ from ..data.toy2d import energy_distance, modes_covered
 from ..evaluate import Evaluator
 from ..optim import make_optimizer
 from .backends import make_backend
+from .checkpoint import load_checkpoint, save_checkpoint
 from .figures import scatter_panels
-from .tasks import TrainOptions, register_task
+from .tasks import TrainOptions, finish_trainer, register_task, resume_trainer
 from .trainer import Trainer
 
 
@@ -38,6 +42,12 @@ def set_values(backend, values: dict) -> None:
 
 def _figure_path(model, opts):
     return opts.plot or f"{model.name}.png"
+
+
+def _epoch_done(trainer, opts) -> None:
+    """``--checkpoint``: the trainer's state after every epoch (a crashed run can --resume)."""
+    if opts.checkpoint:
+        trainer.save(opts.checkpoint)
 
 
 def _epochs(model, opts):
@@ -81,6 +91,11 @@ def train_gan(model, opts: TrainOptions):
     """Alternating updates; losses and modes covered per epoch; samples vs data as a PNG."""
     report, epochs = opts.report, _epochs(model, opts)
     disc, gen = gan_players(model, opts.backend, opts.dtype, opts.lr)
+    if opts.resume:    # both players' weights (the optimizers start afresh)
+        saved = load_checkpoint(opts.resume, model).params
+        for player in (disc, gen):
+            set_values(player, {p: saved[p] for p in model.params})
+        report(f"resumed both players from {opts.resume}")
     real = model.data.train["x"]
     batch = opts.batch_size or model.defaults["batch_size"]
     rng = np.random.default_rng(opts.seed)
@@ -96,12 +111,18 @@ def train_gan(model, opts: TrainOptions):
             report(f"epoch {epoch:>4}  L_D {ld:.4f}  L_G {lg:.4f}  modes covered {covered}/"
                    f"{len(model.extras['centres'])}  samples near a mode {near:.0%}")
             panels.append((f"epoch {epoch}", fake))
+        if opts.checkpoint:
+            weights = {**{p: disc.params[p] for p in model.extras["discriminator"].params},
+                       **{p: gen.params[p] for p in model.extras["generator"].params}}
+            save_checkpoint(opts.checkpoint, model, {**model.initial_params(), **weights}, epoch=epoch)
     covered, near = modes_covered(gan_samples(model, gen, 2000, check), model.extras["centres"])
     report(f"final: {covered} of {len(model.extras['centres'])} modes covered, {near:.0%} of 2000 samples "
            "within 0.5 of a mode's centre")
     path = scatter_panels(_figure_path(model, opts), panels, reference=real[:1000],
                           title="GAN: generated (blue) vs real (grey) samples")
     report(f"samples vs data saved to {path}")
+    if opts.checkpoint:
+        report(f"checkpoint saved to {opts.checkpoint} (both players)")
     return disc, gen
 
 
@@ -129,15 +150,17 @@ def train_diffusion(model, opts: TrainOptions):
 
     report, epochs = opts.report, _epochs(model, opts)
     trainer = Trainer(model, **opts.trainer_kwargs())
+    resume_trainer(trainer, opts)
     rng = np.random.default_rng(opts.seed)
     x0, schedule, steps = model.extras["x0"], model.extras["schedule"], model.extras["timesteps"]
     report(f"training {model.name} on {opts.backend} ({trainer.optimizer!r}, batch {trainer.batch_size}): "
            f"T = {steps}, a new draw of (t, ε) for the {len(x0)} points every epoch")
     for _ in range(epochs):
         trainer.fit(noised(x0, schedule, rng), epochs=1, log=None, progress=False)
+        _epoch_done(trainer, opts)
         row = trainer.history.records[-1]
         if trainer.epoch % max(1, epochs // 10) == 0 or trainer.epoch == epochs:
-            report(f"epoch {trainer.epoch:>4}  MSE(ε, ε_θ) {row['loss']:.4f}  test {row['test_loss']:.4f}")
+            report(f"epoch {trainer.epoch:>4}  MSE(ε, ε̂) {row['loss']:.4f}  test {row['test_loss']:.4f}")
     keep = sorted({steps, steps // 2, steps // 5, steps // 10, 0})   # the shape forms late
     samples, kept = ddpm_sample(model, trainer.predict, 2000, np.random.default_rng(opts.seed + 1), keep)
     data = model.extras["x0"][:2000]
@@ -151,6 +174,8 @@ def train_diffusion(model, opts: TrainOptions):
     path = scatter_panels(_figure_path(model, opts), panels, reference=data[:1000],
                           title="DDPM: the reverse process from noise (blue) to data (grey)")
     report(f"reverse process saved to {path}")
+    if opts.checkpoint:
+        report(f"checkpoint saved to {opts.checkpoint}")
     return trainer
 
 
@@ -175,12 +200,14 @@ def train_contrastive(model, opts: TrainOptions):
 
     report, epochs = opts.report, _epochs(model, opts)
     trainer = Trainer(model, **opts.trainer_kwargs())
+    resume_trainer(trainer, opts)
     rng = np.random.default_rng(opts.seed)
     (train_x, test_x), (train_y, test_y) = model.extras["images"], model.extras["labels"]
     report(f"training {model.name} on {opts.backend} ({trainer.optimizer!r}, {trainer.batch_size} episodes of "
            f"10 image-name pairs per step)")
     for _ in range(epochs):
         trainer.fit(episodes(train_x, train_y, rng), epochs=1, log=None, progress=False)
+        _epoch_done(trainer, opts)
         row = trainer.history.records[-1]
         if trainer.epoch % max(1, epochs // 10) == 0 or trainer.epoch == epochs:
             scale = float(np.exp(np.ravel(trainer.params[model.find("s")])[0]))
@@ -188,6 +215,7 @@ def train_contrastive(model, opts: TrainOptions):
                    f"logit scale exp(s) {scale:.2f}")
     acc = zero_shot_accuracy(model, trainer.params, test_x, test_y)
     report(f"zero-shot accuracy on the {len(test_y)} test digits: {acc:.4f} (chance 0.1000)")
+    finish_trainer(trainer, opts)
     return trainer
 
 

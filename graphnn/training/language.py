@@ -3,7 +3,8 @@
 The task 'language-model' (the built-in ``transformer``) trains by gradient descent on
 windows of the text, reports the validation loss in nats per character beside the unigram
 and bigram models' (``model.extras['baselines']``), saves a checkpoint (``--checkpoint``,
-default ``<model>.npz`` in the working directory) and prints a sample. `generate` continues
+default ``<model>.npz`` in the working directory: after every epoch and at the end;
+``--resume`` continues from one) and prints a sample; ``--plot`` draws the curves. `generate` continues
 a prompt one character at a time from a model's output logits; ``graphnn sample`` calls it
 on a saved checkpoint.
 """
@@ -13,7 +14,7 @@ import numpy as np
 
 from ..evaluate import Evaluator
 from .checkpoint import load_checkpoint
-from .tasks import TrainOptions, register_task
+from .tasks import TrainOptions, checkpoint_callbacks, register_task, resume_trainer
 from .trainer import Trainer
 
 
@@ -62,6 +63,7 @@ def train_language_model(model, opts: TrainOptions):
     """Gradient descent with validation loss, the n-gram baselines, a checkpoint and a sample."""
     report = opts.report
     trainer = Trainer(model, **opts.trainer_kwargs())
+    resume_trainer(trainer, opts)
     base = model.extras["baselines"]
     report(f"training {model.name} on {opts.backend} ({trainer.optimizer!r}, batch {trainer.batch_size}, "
            f"{opts.dtype}): {model.data.n_train} windows of {model.inputs[0].shape[1]} characters")
@@ -72,7 +74,7 @@ def train_language_model(model, opts: TrainOptions):
         report(f"epoch {row.get('epoch', row.get('step')):>4}  train CE {row['loss']:.4f}  "
                f"validation CE {row['val_loss']:.4f}")
     epochs, steps = opts.schedule(model)
-    trainer.fit(epochs=epochs, steps=steps, log=log, progress=opts.progress)
+    trainer.fit(epochs=epochs, steps=steps, log=log, progress=opts.progress, callbacks=checkpoint_callbacks(opts))
     val = trainer.evaluate(split="validation")["loss"]
     verdict = "below" if val < base["bigram"] else "NOT below"
     report(f"validation loss {val:.4f} nats/character: {verdict} the bigram baseline {base['bigram']:.4f} "
