@@ -23,11 +23,13 @@ from .base import Op, apply, describe, fmt_shape
 BASE = 10000.0
 
 
-def _ids(node, ids, vocab):
-    idx = np.asarray(ids).astype(np.int64)
-    if idx.size and (idx.min() < 0 or idx.max() >= vocab or np.any(idx != np.asarray(ids))):
-        raise FeedError(f"{node.op.name} {describe(node)}: ids must be integers in 0..{vocab - 1}, got "
-                        f"{np.min(ids):g}..{np.max(ids):g}")
+def index_array(node, values, n: int, what: str = "ids must be integers in"):
+    """``values`` as int64 indices, checked to be whole numbers in 0..n − 1 (else a FeedError
+    naming ``node``: "<what> 0..n−1, got lo..hi")."""
+    idx = np.asarray(values).astype(np.int64)
+    if idx.size and (idx.min() < 0 or idx.max() >= n or np.any(idx != np.asarray(values))):
+        raise FeedError(f"{node.op.name} {describe(node)}: {what} 0..{n - 1}, got "
+                        f"{np.min(values):g}..{np.max(values):g}")
     return idx
 
 
@@ -45,7 +47,7 @@ class Embedding(Op):
         return tuple(ids) + (table[1],)
 
     def reference(self, node, ids, table):
-        return table[_ids(node, ids, table.shape[0])]
+        return table[index_array(node, ids, table.shape[0])]
 
     def vjp(self, node, g):
         ids, table = node.inputs
@@ -76,7 +78,7 @@ class EmbeddingGrad(Op):
 
     def reference(self, node, g, ids, table):
         out = np.zeros(table.shape, dtype=g.dtype)
-        np.add.at(out, _ids(node, ids, table.shape[0]), g)
+        np.add.at(out, index_array(node, ids, table.shape[0]), g)
         return out
 
     def vjp(self, node, g):

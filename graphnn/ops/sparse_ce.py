@@ -13,16 +13,13 @@ from __future__ import annotations
 import numpy as np
 import sympy
 
-from ..errors import FeedError, GradientError, ShapeError
-from .base import Op, apply, describe, fmt_shape
+from ..errors import GradientError, ShapeError
+from .base import Op, apply, fmt_shape
+from .embedding import index_array
 
 
 def _labels(node, labels, classes):
-    idx = np.asarray(labels).astype(np.int64)
-    if idx.size and (idx.min() < 0 or idx.max() >= classes or np.any(idx != np.asarray(labels))):
-        raise FeedError(f"{node.op.name} {describe(node)}: labels must be class indices 0..{classes - 1}, got "
-                        f"{np.min(labels):g}..{np.max(labels):g}")
-    return idx
+    return index_array(node, labels, classes, "labels must be class indices")
 
 
 def _check(z, labels):
