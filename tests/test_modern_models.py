@@ -20,6 +20,7 @@ import pytest
 import codegen
 from graphnn.cli import main
 from graphnn.derive import derive
+from graphnn.draw import draw
 from graphnn.models import available, get_model
 from graphnn.models.transformer import transformer
 from graphnn.optim import make_optimizer
@@ -56,6 +57,11 @@ def test_show_derive_draw_codegen_from_the_cli(name, capsys, tmp_path):
     out = capsys.readouterr().out
     assert f"∂" in out and "@njit" in out and "cuda.jit" in out
     assert "digraph" in (tmp_path / f"{name}.dot").read_text()
+
+
+def test_collapsed_drawing_has_one_box_per_decoder_block():
+    source = draw(transformer(layers=3), collapse=True, modules=True).source
+    assert [int(k) for k in re.findall(r"<B>block<SUB>(\d)</SUB></B>", source)] == [1, 2, 3]
 
 
 def test_layer_norm_derivation_shows_the_compact_gradient():
