@@ -24,7 +24,7 @@ from graphnn.draw import draw
 from graphnn.models import available, get_model
 from graphnn.models.transformer import transformer
 from graphnn.optim import make_optimizer
-from graphnn.training import NumpyBackend
+from graphnn.training import NumpyBackend, Trainer
 from graphnn.training.generative import gan_epoch, gan_players
 from graphnn.training.language import sample_from_checkpoint
 from graphnn.training.tasks import TrainOptions, run
@@ -117,6 +117,13 @@ def test_transformer_compiled_epoch_and_it_beats_the_bigram_baseline(tmp_path):
     text = sample_from_checkpoint(model, ck, prompt="MENENIUS:", length=40, seed=1)
     assert text.startswith("MENENIUS:") and len(text) == len("MENENIUS:") + 40
     assert set(text) <= set(model.extras["vocab"].chars)
+
+
+def test_graphnn_sample_continues_a_prompt_from_a_checkpoint(tmp_path, capsys):
+    path = Trainer(get_model("transformer")).save(tmp_path / "t.npz")     # untrained weights: any text
+    assert main(["sample", "transformer", "--checkpoint", str(path), "--prompt", "CORIOLANUS:", "--length", "12"]) == 0
+    out = capsys.readouterr().out[:-1]      # print's newline (the text may end in one of its own)
+    assert out.startswith("CORIOLANUS:") and len(out) == len("CORIOLANUS:") + 12
 
 
 def test_sample_refuses_a_model_that_is_not_a_language_model(capsys):
