@@ -32,6 +32,8 @@ from graphnn.training.tasks import TrainOptions, run
 pytestmark = pytest.mark.usefixtures("private_cache_dir")
 
 MODERN = ["transformer", "gan", "diffusion", "contrastive"]
+#: short runs that still must learn (the GAN reaches its 8th mode after ~100 epochs)
+GAN_EPOCHS, DIFFUSION_EPOCHS, CONTRASTIVE_EPOCHS = 150, 40, 2
 
 
 def _small_transformer():
@@ -99,18 +101,25 @@ def _epoch_of(model, n, batch, seed=0):
     return feeds, [order[i:i + batch] for i in range(0, n, batch)]
 
 
-def _trained(name, *args, model=None, **kw):
+def _trained(model, **kw):
     """The report lines of a cpu-backend training run (the CLI's own runner)."""
     lines = []
-    run(model or get_model(name), TrainOptions(backend="cpu", report=lines.append, **kw))
+    run(model, TrainOptions(backend="cpu", report=lines.append, **kw))
     return "\n".join(lines)
+
+
+def _cli_trained(capsys, name, epochs, *extra):
+    """``graphnn train NAME --backend cpu --epochs N …``: its output."""
+    capsys.readouterr()
+    assert main(["train", name, "--backend", "cpu", "--epochs", str(epochs), "--no-progress", *extra]) == 0
+    return capsys.readouterr().out
 
 
 def test_transformer_compiled_epoch_and_it_beats_the_bigram_baseline(tmp_path):
     model = _small_transformer()
     _same_epoch(model, *_epoch_of(model, 80, 32), "adam", 1e-2)
     ck = tmp_path / "tf.npz"
-    out = _trained("transformer", model=model, epochs=3, lr=1e-2, checkpoint=str(ck), plot=str(tmp_path / "c.png"))
+    out = _trained(model, epochs=3, lr=1e-2, checkpoint=str(ck), plot=str(tmp_path / "c.png"))
     val, bigram = map(float, re.search(r"validation loss ([\d.]+) nats/character: below the bigram baseline "
                                        r"([\d.]+)", out).groups())
     assert val < bigram - 0.05, out
@@ -131,7 +140,7 @@ def test_sample_refuses_a_model_that_is_not_a_language_model(capsys):
     assert "not a language model" in capsys.readouterr().err
 
 
-def test_gan_players_compiled_epoch_and_every_mode_covered(tmp_path):
+def test_gan_players_compiled_epoch_and_every_mode_covered(tmp_path, capsys):
     model = get_model("gan")
     real = model.data.train["x"][:192]
     (dc, gc), (dr, gr) = gan_players(model, "cpu"), gan_players(model, "numpy")
@@ -141,26 +150,24 @@ def test_gan_players_compiled_epoch_and_every_mode_covered(tmp_path):
     for compiled, reference, player in ((dc, dr, "discriminator"), (gc, gr, "generator")):
         for p in model.extras[player].params:
             np.testing.assert_allclose(compiled.params[p], reference.params[p], atol=1e-10, err_msg=p.name)
-    out = _trained("gan", epochs=GAN_EPOCHS, plot=str(tmp_path / "gan.png"))
+    out = _cli_trained(capsys, "gan", GAN_EPOCHS, "--plot", str(tmp_path / "gan.png"))
     assert re.search(r"final: 8 of 8 modes covered", out), out
     assert (tmp_path / "gan.png").stat().st_size > 10_000
 
 
-def test_diffusion_compiled_epoch_and_samples_near_the_data(tmp_path):
+def test_diffusion_compiled_epoch_and_samples_near_the_data(tmp_path, capsys):
     model = get_model("diffusion")
     _same_epoch(model, *_epoch_of(model, 96, 32), "adam", model.defaults["lr"])
-    out = _trained("diffusion", epochs=DIFFUSION_EPOCHS, plot=str(tmp_path / "ddpm.png"))
+    out = _cli_trained(capsys, "diffusion", DIFFUSION_EPOCHS, "--plot", str(tmp_path / "ddpm.png"))
     ed, prior = map(float, re.search(r"energy distance ([\d.]+) \(the prior N\(0, I\): ([\d.]+)\)", out).groups())
     assert ed < prior / 4, out
     assert (tmp_path / "ddpm.png").stat().st_size > 10_000
 
 
-def test_contrastive_compiled_epoch_and_zero_shot_far_above_chance():
+def test_contrastive_compiled_epoch_and_zero_shot_far_above_chance(capsys):
     model = get_model("contrastive")
     _same_epoch(model, *_epoch_of(model, 8, 2), "adam", model.defaults["lr"])
-    out = _trained("contrastive", epochs=CONTRASTIVE_EPOCHS)
+    out = _cli_trained(capsys, "contrastive", CONTRASTIVE_EPOCHS)
     acc = float(re.search(r"zero-shot accuracy on the \d+ test digits: ([\d.]+) \(chance 0.1000\)", out).group(1))
     assert acc > 0.5, out
 
-
-GAN_EPOCHS, DIFFUSION_EPOCHS, CONTRASTIVE_EPOCHS = 150, 40, 2
