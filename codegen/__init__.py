@@ -37,7 +37,8 @@ from .emit_cpu import FASTMATH, emit_module, register_emitter
 from .lower import CodegenError, Lowered, available_lowerings, register_lowering
 from .plan import ModelSchedule, lower
 from . import schedule
-from . import lowerings, lower_conv, lower_loop  # noqa: F401  (the lowerings register themselves by op class)
+# the lowerings register themselves by op class
+from . import lowerings, lower_conv, lower_loop, lower_modern  # noqa: F401
 
 
 def source(model, optimizer="sgd", dtype="float64", **hyper) -> str:

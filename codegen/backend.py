@@ -206,7 +206,8 @@ class CpuBackend:
         """Whole training arrays in the backend's dtype, converted once and reused."""
         out = {}
         for a in batched_inputs(self.schedule):
-            value = feeds[a.name] if a.name in feeds else feeds[a.node]
+            # by the input's own name (the argument's may be deduplicated: ε and ε̂ → ε, ε_2) or node
+            value = feeds[a.node.name] if a.node.name in feeds else feeds[a.node]
             cached = self._data.get(a.name)
             if cached is None or cached[0] is not value:
                 converted = self._feeds([self.model.loss], {**feeds, a.node.name: value})[a.name]

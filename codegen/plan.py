@@ -68,7 +68,7 @@ def lower(model, optimizer, dtype="float64") -> ModelSchedule:
     full = Graph([model.loss, model.output] + [grads[p] for p in trainable])
     inputs = _ordered_inputs(model, full)
     params = [n for n in full.nodes if n.kind == "parameter"]
-    fixed = [p for p in params if not p.trainable]
+    fixed = [p for p in params if p not in trainable]   # fixed ones, and those held behind stop_gradient
     consts = [n for n in full.nodes if n.kind == "constant" and n.shape != ()]
 
     def leaf_args(graph):

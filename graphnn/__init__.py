@@ -29,10 +29,11 @@ from .gradcheck import check_grad
 from .graph import Graph, Node
 from .model import Model
 from .ops import (absolute, activation, add, avg_pool2d, concat, constant, conv2d, dense, div, dropout, elementwise,
-                  exp, flatten, gaussian_noise, identity, index, input, leaky_relu, linear, log, log_softmax,
-                  masking_noise, matmul, max, max_pool2d, mean, mul, multi_head_attention, neg, parameter, power,
-                  prelu, relu, reshape, scaled_dot_product_attention, sigmoid, sign, silu, softmax,
-                  softmax_cross_entropy, softplus, sqrt, step, stop_gradient, sub, sum, tanh, transpose)
+                  embedding, exp, flatten, gaussian_noise, gelu, identity, index, input, layer_norm, leaky_relu,
+                  linear, log, log_softmax, masking_noise, matmul, max, max_pool2d, mean, mul, multi_head_attention,
+                  neg, parameter, positional_encoding, power, prelu, relu, reshape, row_numbers,
+                  scaled_dot_product_attention, sigmoid, sign, silu, softmax, softmax_cross_entropy, softplus,
+                  sparse_softmax_cross_entropy, sqrt, step, stop_gradient, sub, sum, tanh, transpose)
 from .recurrent import scan
 from .training import Callback, EarlyStopping, LambdaCallback, ModelCheckpoint, Trainer, fit
 
@@ -58,11 +59,12 @@ def __dir__():
 __all__ = [
     # declare
     "input", "parameter", "constant", "Model", "Dataset", "losses", "scan",
-    "absolute", "activation", "add", "avg_pool2d", "concat", "conv2d", "dense", "div", "dropout", "elementwise", "exp",
-    "flatten", "gaussian_noise", "identity", "index", "leaky_relu", "linear", "log", "log_softmax",
-    "masking_noise", "matmul", "max", "max_pool2d", "mean", "mul", "multi_head_attention", "neg", "power",
-    "prelu", "relu", "reshape", "scaled_dot_product_attention", "sigmoid", "sign", "silu", "softmax",
-    "softmax_cross_entropy", "softplus", "sqrt", "step", "stop_gradient", "sub", "sum", "tanh", "transpose",
+    "absolute", "activation", "add", "avg_pool2d", "concat", "conv2d", "dense", "div", "dropout", "elementwise",
+    "embedding", "exp", "flatten", "gaussian_noise", "gelu", "identity", "index", "layer_norm", "leaky_relu", "linear",
+    "log", "log_softmax", "masking_noise", "matmul", "max", "max_pool2d", "mean", "mul", "multi_head_attention", "neg",
+    "positional_encoding", "power", "prelu", "relu", "reshape", "row_numbers", "scaled_dot_product_attention",
+    "sigmoid", "sign", "silu", "softmax", "softmax_cross_entropy", "softplus", "sparse_softmax_cross_entropy", "sqrt",
+    "step", "stop_gradient", "sub", "sum", "tanh", "transpose",
     # compute
     "grad", "evaluate", "check_grad", "bptt_terms", "Graph", "Node",
     # use

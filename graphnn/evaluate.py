@@ -131,8 +131,9 @@ def _checked(node, value, dtype, batch, what):
     arr = np.asarray(value)
     if arr.dtype.kind not in "fiub":
         raise FeedError(f"{what} {describe(node)} expects real numbers, got an array of dtype {arr.dtype}")
-    if node.dtype == "int" and arr.dtype.kind not in "iu":
-        raise FeedError(f"{what} {describe(node)} expects integers, got dtype {arr.dtype}")
+    if node.dtype == "int" and arr.dtype.kind not in "iu" and not np.array_equal(arr, np.trunc(arr)):
+        # floats holding whole numbers pass: a run carries ids in its float dtype (check_grad re-feeds them)
+        raise FeedError(f"{what} {describe(node)} expects integers, got dtype {arr.dtype} with fractions")
     if arr.ndim != len(node.shape) or any(d is not None and d != a for d, a in zip(node.shape, arr.shape)):
         raise FeedError(f"{what} {describe(node)} expects shape {fmt_shape(node.shape)}, "
                         f"got {fmt_shape(arr.shape)}")

@@ -5,8 +5,10 @@ reduces it: 'sum' over everything, 'mean' over everything, 'batch_mean' (sum ove
 features, mean over the batch: the usual training loss) or 'none'.
 
 Targets of one axis fewer than the output are labels, as torch and Keras take them: class
-indices for the cross-entropy losses (an input ``(None,)`` against logits ``(None, C)``,
-one-hot inside the graph), one value per example against a one-unit output ``(None, 1)``.
+indices for the cross-entropy losses (an input ``(None,)`` against logits ``(None, C)``, or
+``(None, T)`` against a sequence's ``(None, T, C)``: the fused op on indices for softmax
+cross-entropy, one-hot inside the graph for the others), one value per example against a
+one-unit output ``(None, 1)``.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from sympy.codegen.cfunctions import log1p
 from .errors import ShapeError
 from .ops import constant, count, fmap, reshape, softmax_cross_entropy as _sce, sum as sum_
 from .ops.elementwise import div
+from .ops.sparse_ce import sparse_softmax_cross_entropy as _sparse_sce
 
 _y, _t = sympy.symbols("y t")
 
@@ -112,5 +115,8 @@ def kl_divergence(q, p, *, reduction="batch_mean", name="KL", element_names=None
 def softmax_cross_entropy(logits, t, *, reduction="batch_mean", name="CE"):
     """Cross-entropy of softmax(logits) against t, fused: stable value, gradient p − t.
 
-    ``t``: one-hot (or soft) rows like the logits, or class indices with one axis fewer."""
+    ``t``: one-hot (or soft) rows like the logits, or class indices with one axis fewer
+    (then the fused op on indices, gradient p − onehot without a one-hot tensor)."""
+    if t.ndim == logits.ndim - 1 and logits.shape[-1] != 1:
+        return _reduce(_sparse_sce(logits, t), reduction, name)
     return _reduce(_sce(logits, _targets(logits, t, True, name)), reduction, name)

@@ -7,6 +7,7 @@ import numpy as np
 
 from .data import Dataset
 from .graph import Graph, Node
+from .ops import StopGradient
 
 
 @dataclass
@@ -36,8 +37,11 @@ class Model:
 
     @property
     def params(self) -> list[Node]:
-        """Trainable parameters, in graph order."""
-        return self.graph.trainable
+        """Trainable parameters, in graph order — except those the loss reaches only through
+        ``stop_gradient``: this model holds them fixed (a GAN's generator step holds the
+        discriminator's weights, which the discriminator's own model trains)."""
+        held = held_fixed(self.loss)
+        return [p for p in self.graph.trainable if p not in held]
 
     @property
     def parameters(self) -> list[Node]:
@@ -60,3 +64,16 @@ class Model:
 
     def initial_params(self) -> dict:
         return {p: p.value.copy() for p in self.parameters}
+
+
+def held_fixed(loss: Node) -> set:
+    """The trainable parameters that reach ``loss`` only through ``stop_gradient`` nodes."""
+    free, stack = set(), [loss]
+    while stack:
+        node = stack.pop()
+        if node in free:
+            continue
+        free.add(node)
+        if not isinstance(node.op, StopGradient):
+            stack.extend(node.inputs)
+    return {p for p in Graph([loss]).trainable if p not in free}

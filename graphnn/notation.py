@@ -46,7 +46,7 @@ _SUBSCRIPT = dict(zip("₀₁₂₃₄₅₆₇₈₉", "0123456789"))
 #: Unicode a name may carry that LaTeX math writes as a command
 _MATH_UNICODE = {"∂": r"\partial", "·": r"\cdot", "⊙": r"\odot", "×": r"\times", "−": "-", "√": r"\surd",
                  "Σ": r"\Sigma", "∑": r"\sum", "∇": r"\nabla", "∞": r"\infty", "′": "'", "½": r"\tfrac{1}{2}",
-                 "→": r"\to", "≥": r"\geq", "≤": r"\leq", "ℓ": r"\ell", "ε": r"\varepsilon"}
+                 "→": r"\to", "≥": r"\geq", "≤": r"\leq", "ℓ": r"\ell", "ε": r"\varepsilon", "‖": r"\Vert"}
 
 
 @dataclass(frozen=True)

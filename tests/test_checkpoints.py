@@ -200,7 +200,9 @@ TRAINED = [n for n, b in available().items() if n not in ("perceptron-and", "per
                                                                   "stacked-autoencoder")]
 SMALL = {"digits-mlp": {"hidden": 8}, "rnn": {"steps": 2, "hidden": 3}, "lstm": {"steps": 2, "hidden": 2},
          "cnn": {"filters": (2, 3), "hidden": 4, "dropout_rate": 0.5}, "autoencoder": {"hidden": 4},
-         "denoising-autoencoder": {"hidden": 4}, "attention": {"d_model": 4, "heads": 2}}
+         "denoising-autoencoder": {"hidden": 4}, "attention": {"d_model": 4, "heads": 2},
+         "transformer": {"block": 8, "d_model": 8, "heads": 2, "layers": 1, "d_ff": 8, "stride": 256},
+         "gan": {"hidden": 4, "n": 64}, "diffusion": {"hidden": 4, "n": 64}, "contrastive": {"d_embed": 4, "hidden": 4}}
 
 
 def noisy_net(seed=0):

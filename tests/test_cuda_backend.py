@@ -28,6 +28,9 @@ LOWERED = {
     "stacked-autoencoder": {"sizes": (64, 6, 4)},
     "cnn": {"filters": (2, 3), "hidden": 4, "dropout_rate": 0.5},
     "denoising-autoencoder": {"hidden": 4}, "attention": {"d_model": 4, "heads": 2},
+    "transformer": {"block": 4, "d_model": 4, "heads": 2, "layers": 1, "d_ff": 4, "stride": 1024},
+    "gan": {"hidden": 3, "n": 8}, "diffusion": {"hidden": 3, "embed": 2, "n": 8},
+    "contrastive": {"d_embed": 3, "hidden": 3, "d_char": 2},
 }
 
 

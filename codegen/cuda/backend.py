@@ -20,7 +20,7 @@ from codegen.plan import lower
 from graphnn.evaluate import bind, resolve_dtype
 from graphnn.graph import Graph
 
-from . import conv, recurrence  # noqa: F401  (CUDA printers of conv/pool/noise and loop steps)
+from . import conv, modern, recurrence  # noqa: F401  (CUDA printers of conv/pool/noise, modern and loop steps)
 from . import kernels
 from .device import is_simulator, require_cuda
 from .emit import CudaEmitter

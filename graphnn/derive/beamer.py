@@ -26,6 +26,7 @@ PROSE_CHARS = 260
 PREAMBLE = r"""\documentclass[aspectratio=169,11pt]{beamer}
 \usepackage[utf8]{inputenc}
 \usepackage{amsmath,amssymb,graphicx}
+\setlength{\emergencystretch}{3em}
 \setbeamertemplate{navigation symbols}{}
 \SetSymbolFont{operators}{normal}{OT1}{cmss}{m}{n}
 \AtBeginDocument{\renewcommand{\mathrm}{\mathsf}\renewcommand{\mathbf}[1]{\text{\bfseries #1}}}

@@ -69,13 +69,14 @@ def tex_prose(text: str) -> str:
 #: an article's line (11pt, 2.5 cm margins) in the ems of `layout.width`
 ARTICLE_EMS = 38.0
 #: LaTeX that shrinks a block of aligned rows to the line width when it is wider (a
-#: matrix product that cannot be broken): ``\gnrows{a &= b \\ &= c}``
+#: matrix product that cannot be broken): ``\gnrows{a &= b \\ &= c}``; ``\gnfit[f]{x}``
+#: shrinks one right side to the fraction f of the line (default 0.72)
 FIT_MACROS = (r"\newsavebox{\gnmath}"
               r"\newcommand{\gnrows}[1]{\sbox{\gnmath}{$\displaystyle\begin{aligned}#1\end{aligned}$}%" "\n"
               r"  \ifdim\wd\gnmath>\linewidth\resizebox{\linewidth}{!}{\usebox{\gnmath}}"
               r"\else\usebox{\gnmath}\fi}" "\n"
-              r"\newsavebox{\gncell}\newcommand{\gnfit}[1]{\sbox{\gncell}{$\displaystyle #1$}%" "\n"
-              r"  \ifdim\wd\gncell>0.72\linewidth\resizebox{0.72\linewidth}{!}{\usebox{\gncell}}"
+              r"\newsavebox{\gncell}\newcommand{\gnfit}[2][0.72]{\sbox{\gncell}{$\displaystyle #2$}%" "\n"
+              r"  \ifdim\wd\gncell>#1\linewidth\resizebox{#1\linewidth}{!}{\usebox{\gncell}}"
               r"\else\usebox{\gncell}\fi}")
 
 
@@ -107,6 +108,7 @@ def to_latex_document(doc: Document) -> str:
     parts = [r"\documentclass[11pt]{article}", r"\usepackage[utf8]{inputenc}",
              r"\usepackage{amsmath,amssymb,graphicx}", r"\usepackage[margin=2.5cm]{geometry}",
              r"\allowdisplaybreaks",  # a long derivation may page-break between rows
+             r"\setlength{\emergencystretch}{3em}",  # prose listing long names ($block2.attn.W_O$): no overfull line
              FIT_MACROS, r"\title{" + tex_prose(doc.title) + "}", r"\date{}", r"\begin{document}",
              r"\maketitle", ""]
     parts += [p + "\n" for p in render_blocks(doc, _fitted_block, tex_prose,

@@ -205,7 +205,8 @@ FORMULAS = OpTable("a forward formula", {
     LogSoftmax: lambda n, a, f: r"\log \operatorname{softmax}\left(%s\right)" % a[0],
     SoftmaxCrossEntropy: _sce, Conv2D: _conv, MaxPool2D: _pool("maxpool"), AvgPool2D: _pool("avgpool"),
     Dropout: _dropout, GaussianNoise: _noise, Concat: _concat, Constant: _constant,
-    Max: lambda n, a, f: r"\max %s" % bracket(a[0]), StopGradient: lambda n, a, f: a[0],
+    Max: lambda n, a, f: r"\max %s" % bracket(a[0]),
+    StopGradient: lambda n, a, f: r"\operatorname{sg}\left[%s\right]" % a[0],    # stop_gradient: no gradient back
     Expand: lambda n, a, f: a[0], Index: _index,
 })
 

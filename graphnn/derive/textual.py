@@ -14,7 +14,7 @@ _GREEK = dict(zip(("alpha beta gamma delta epsilon zeta eta theta iota kappa lam
 _TEXT_ORD = {"partial": "∂", "top": "ᵀ", "prime": "′", "infty": "∞", "nabla": "∇", "ell": "ℓ",
              "varepsilon": "ε", "varphi": "φ", "vartheta": "ϑ", "Delta": "Δ", "Gamma": "Γ",
              "Theta": "Θ", "Lambda": "Λ", "Sigma": "Σ", "Phi": "Φ", "Psi": "Ψ", "Omega": "Ω",
-             "Pi": "Π", "ldots": "…", "cdots": "⋯", "dots": "…", "lVert": "‖", "rVert": "‖",
+             "Pi": "Π", "ldots": "…", "cdots": "⋯", "dots": "…", "lVert": "‖", "rVert": "‖", "Vert": "‖",
              "sum": "Σ", "prod": "Π", **_GREEK}
 # Binary operators and relations: always written with a space either side.
 _TEXT_BIN = {"cdot": "·", "odot": "⊙", "times": "×", "otimes": "⊗", "circ": "∘", "pm": "±",

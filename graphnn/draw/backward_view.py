@@ -16,6 +16,7 @@ from ..errors import GradientError
 from .context import DrawError
 from .groups import find_groups
 from .labels import name_html, op_label
+from .modules import groups_of
 from .ops_view import add_forward
 from .style import (BACKWARD_EDGE, CLUSTER_STYLE, NODE_STYLES, READ_EDGE, Html, bold, fmt_shape, grad_line,
                     h, html_label, new_digraph, nm, small)
@@ -140,7 +141,7 @@ def _full_backward(ctx, g, b, fwd_ids):
 
 def _collapsed_backward(ctx, g, b, fwd_ids):
     """One red box per forward group: the gradients its rules built, results with values."""
-    group_of = {m: grp for grp in find_groups(ctx.graph, ctx.output, ctx.loss) for m in grp.members}
+    group_of = {m: grp for grp in groups_of(ctx, find_groups(ctx.graph, ctx.output, ctx.loss)) for m in grp.members}
     owner = b.owner()
     boxes: dict = {}
     for n in b.nodes:
@@ -189,7 +190,8 @@ def _register():
     register_view("backward", draw_backward,
                   "forward graph and the gradient graph on its right, edges carrying dE/d·",
                   fits=[[{}], [{"compact": True}], [{"compact": True, "reads": False}],
-                        [{"compact": True, "reads": False, "merge_params": True}], [{"collapse": True}]])
+                        [{"compact": True, "reads": False, "merge_params": True}], [{"collapse": True}],
+                        [{"collapse": True, "modules": True}]])
 
 
 _register()

@@ -3,7 +3,8 @@ names and shapes, grouped the way the model is built (layers, time steps, attent
 blocks, the loss; see `groups`), and optionally values and gradients on the nodes.
 
 ``collapse=True`` draws each group as one box (op chain, weights, output shape): what keeps
-a deep or convolutional net's picture readable. Option ``merge_params=True`` draws a
+a deep or convolutional net's picture readable; with ``modules=True`` too, one box per module
+(a Transformer's decoder block: see `modules`). Option ``merge_params=True`` draws a
 group's many parameters (an LSTM's twelve) as one box; ``rankdir='LR'`` lays it out left
 to right.
 """
@@ -13,6 +14,7 @@ from ..graph import Graph, Node
 from ..ops import Count, Linear, MatMul, OpTable
 from .groups import find_groups
 from .labels import name_html, op_label
+from .modules import groups_of
 from .style import (CLUSTER_STYLE, FORWARD_EDGE, NODE_STYLES, Html, bold, d_of, fmt_shape, grad_line, h,
                     html_label, new_digraph, nm, small, value_line)
 
@@ -86,7 +88,7 @@ def _value_note(ctx) -> str:
 def add_forward(ctx, g, grads: dict, prefix: str = ""):
     """Add the forward graph's nodes (clustered by group) and edges to ``g``; returns node→id."""
     graph = ctx.graph
-    groups = find_groups(graph, ctx.output, ctx.loss)
+    groups = groups_of(ctx, find_groups(graph, ctx.output, ctx.loss))
     boxed = _boxed(ctx, groups)
     ids = {}
     for group in groups:
@@ -188,7 +190,8 @@ def _register():
                         [{"compact": True, "merge_params": True, **o} for o in ({}, {"rankdir": "LR"})],
                         *[[{"compact": True, "merge_params": True, "expand_steps": k, **o}
                            for o in ({}, {"rankdir": "LR"})] for k in (2, 1)],
-                        [{"collapse": True}, {"collapse": True, "rankdir": "LR"}]])
+                        [{"collapse": True}, {"collapse": True, "rankdir": "LR"}],
+                        [{"collapse": True, "modules": True}, {"collapse": True, "modules": True, "rankdir": "LR"}]])
 
 
 _register()

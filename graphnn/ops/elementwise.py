@@ -257,6 +257,10 @@ relu = activation("relu", sympy.Max(X, 0), sympy.Heaviside(X, 0), latex=r"\opera
 leaky_relu = activation("leaky_relu", sympy.Max(X, 0) + _a * sympy.Min(X, 0),
                         sympy.Piecewise((1, X > 0), (_a, True)), params=(("alpha", 0.01),))
 silu = activation("silu", X / (1 + sympy.exp(-X)), latex=r"\operatorname{SiLU}")
+# GELU x·Φ(x) in the tanh form of GPT-2 / BERT (erf has no NumPy-only spelling to lambdify)
+_c = sympy.sqrt(2 / sympy.pi)
+gelu = activation("gelu", X / 2 * (1 + sympy.tanh(_c * (X + sympy.Rational(44715, 10 ** 6) * X ** 3))),
+                  latex=r"\operatorname{GELU}")
 softplus = activation("softplus", sympy.log(1 + sympy.exp(_b * X)) / _b, 1 / (1 + sympy.exp(-_b * X)),
                       compute=sympy.Max(X, 0) + log1p(sympy.exp(-_b * sympy.Abs(X))) / _b,
                       params=(("beta", 1.0),))

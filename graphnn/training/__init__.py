@@ -6,6 +6,8 @@
                   backends by name (compiled ones load lazily from codegen/), training mode
 - tasks.py        task runners by ``model.task``: gradient descent, the perceptron rule,
                   Hopfield storage and recall, autoencoders and greedy pretraining
+- language.py     the 'language-model' runner (n-gram baselines, checkpoint) and `generate`
+- generative.py   the 'gan' (alternating players), 'diffusion' (DDPM) and 'contrastive' runners
 - perceptron.py   Rosenblatt's rule;  pretraining.py  reconstruction errors, greedy pretraining
 - distributed.py  data-parallel training over MPI;  plot.py  curves
 - checkpoint.py   atomic, validated checkpoints;  resume.py  what a backend gives a checkpoint
@@ -22,6 +24,7 @@ from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_check
 from .keywords import KeywordError
 from .tasks import TASKS, TrainOptions, register_task
 from .trainer import History, Trainer, fit
+from . import generative, language  # noqa: F401,E402  (their task runners register themselves)
 
 __all__ = ["BACKENDS", "Backend", "BackendUnavailableError", "Callback", "Checkpoint", "CheckpointError",
            "EarlyStopping", "History", "KeywordError", "LambdaCallback", "ModelCheckpoint", "NumpyBackend", "TASKS",
