@@ -175,8 +175,19 @@ def _latex_sub(sub: str) -> str:
     return _latex_word(sub)
 
 
+def _signed(name: str):
+    """('-', 'D̄(x)') for '−D̄(x)': a name that is a negation keeps its accent on its letter."""
+    name = str(name)
+    if len(name) > 1 and name[0] in "−-" and name[1] not in "−-":
+        return "-", name[1:]
+    return "", name
+
+
 def latex_name(name: str) -> str:
     """A teaching name as LaTeX math (every character LaTeX can compile)."""
+    sign, name = _signed(name)
+    if sign:
+        return "- " + latex_name(name)
     n = parse(name)
     tex = _latex_word(n.base)
     if n.accent:
@@ -214,6 +225,9 @@ _HTML_GREEK = {v: k for k, v in _GREEK_LETTERS.items()}
 
 def html_name(name: str) -> str:
     """A teaching name as Graphviz HTML-like label text: real subscripts and superscripts."""
+    sign, name = _signed(name)
+    if sign:
+        return "−" + html_name(name)
     n = parse(name)
     base = _HTML_GREEK.get(n.base, n.base)
     text = html.escape(unicodedata.normalize("NFC", base), quote=False)

@@ -124,6 +124,20 @@ def test_no_internal_name_in_any_format(derivations):
         assert r"\frac{d" not in d.to_latex(), (name, view)     # ∂ throughout, as the course writes
 
 
+#: math a slide must never show: x = x, a sign against a sign (e^{- - D}), a float's −1.0·x as "- 1 x"
+WRONG_MATH = re.compile(r"^\s*(?P<lhs>\S.*?) = (?P=lhs)\s*$|- -|\(- 1 [^\d]|\^\{- 1 \\", re.M)
+
+
+def test_no_tautology_or_sign_against_sign(derivations):
+    """The GAN printed softplus(−D(x)) = softplus(−D(x)) and e^(- 1 - D̄(G(z))) (which reads
+    e^{−1−D̄}, wrong); a negated name put its accent on the sign (\\bar{- D})."""
+    for name, view, _, d in derivations:
+        for fmt in ("text", "latex"):
+            found = WRONG_MATH.search(d.render(fmt))
+            assert found is None, (name, view, fmt, found.group(0))
+        assert r"\bar{-" not in d.to_latex() and r"\tilde{-" not in d.to_latex(), (name, view)
+
+
 def _compile(tmp_path, stem, source):
     pdflatex = require_program("pdflatex")
     (tmp_path / f"{stem}.tex").write_text(source, encoding="utf-8")

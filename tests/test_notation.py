@@ -7,7 +7,7 @@ from conftest import require_program
 from hypothesis import given, settings, strategies as st
 
 from graphnn.derive.documents import Document, MathBlock, compile_pdf, to_latex_document
-from graphnn.notation import latex_name, number_html, number_latex, number_text, parse, significant
+from graphnn.notation import html_name, latex_name, number_html, number_latex, number_text, parse, significant
 
 #: the names the built-in models and the autodiff make, and a few a user might
 NAMES = ["w5", "out_h1", "E_total", "x̂", "x̂1", "net_x̂", "net_x̂1", "b'", "b1'", "Wᵀ", "W1ᵀ", "attn.W_Q",
@@ -80,3 +80,10 @@ def test_small_and_large_numbers_read_as_times_ten_to_the():
 def test_significant_reads_back_within_its_digits(value, digits):
     back = float(significant(value, digits))
     assert back == pytest.approx(value, rel=0.51 * 10 ** (1 - digits))
+
+
+def test_a_negated_name_keeps_its_accent_on_its_letter():
+    """'−D̄(G(z))' was \\bar{- D}(…): the bar over the minus sign."""
+    assert latex_name("−D̄(G(z))") == r"- \bar{D}\left(G\left(z\right)\right)"
+    assert latex_name("-x̂") == r"- \hat{x}" and html_name("−x̂") == "−x\u0302"
+    assert latex_name("x-1") == "x-1" and latex_name("−") == "-"

@@ -13,6 +13,8 @@ unnamed ones are written out inline, bracketed where needed.
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import sympy
 
@@ -23,7 +25,7 @@ from ..ops import (AvgPool2D, Concat, Constant, Conv2D, Count, Dropout, Expand, 
                    SoftmaxCrossEntropy, StopGradient, Sum, Transpose)
 from ..ops.elementwise import V, Y
 from .names import activation_of
-from .printing import ElementwisePrinter, matrix, needs_brackets, number
+from .printing import ElementwisePrinter, integral_floats, matrix, needs_brackets, number, operand_names
 
 
 def bracket(tex: str) -> str:
@@ -88,7 +90,7 @@ def _map(node, args, f):
     act = activation_of(node)
     if act is not None:
         return activation_tex(act, node) + r"\left(%s\right)" % args[0]
-    expr = node.attrs["expr"]
+    expr = integral_floats(node.attrs["expr"])
     if expr == V[0]:
         return args[0]                                   # a copy
     if len(node.inputs) == 2 and expr == V[0] / V[1] and isinstance(node.inputs[1].op, Count):
@@ -99,8 +101,8 @@ def _map(node, args, f):
         if s is not None:
             return s + " " + bracket(args[0])
     plain_sum = expr.is_Add and all(t in V for t in expr.args)       # a + b needs no brackets
-    names = {V[i]: a if len(node.inputs) == 1 or plain_sum or not needs_brackets(a) else bracket(a)
-             for i, a in enumerate(args)}
+    names = {V[i]: a for i, a in enumerate(args)}
+    names = names if plain_sum else operand_names(names, expr)
     arrays = [V[i] for i, x in enumerate(node.inputs) if x.shape != ()]
     return ElementwisePrinter(names, arrays).doprint(expr)
 
@@ -249,9 +251,17 @@ class Formulas:
                     or is_loop_output(n):
                 continue
             rhs = self.rhs(n)
-            if rhs != self.names.tex(n):
+            if not same_tex(rhs, self.names.tex(n)):      # never softplus(−D) = softplus(−D)
                 out.append((self.names.tex(n), rhs, n))
         return out
+
+
+def same_tex(a: str, b: str) -> bool:
+    """Whether two LaTeX strings print the same (a node named by its own formula: no x = x)."""
+    def plain(tex):
+        tex = tex.replace(r"\operatorname", r"\mathrm").replace(r"\left", "").replace(r"\right", "")
+        return re.sub(r"[{}\s]", "", tex)
+    return plain(a) == plain(b)
 
 
 def is_loop_output(node) -> bool:

@@ -21,7 +21,7 @@ from ..looped import Loop
 from ..ops import Count, Linear, Map, MatMul, Sum
 from ..ops.base import all_indices, concrete_shape
 from .core import Form, Step, first_example, register_view
-from .formulas import Formulas, activation_tex, is_leaf, is_loop_output
+from .formulas import Formulas, activation_tex, is_leaf, is_loop_output, same_tex
 from .names import Names, activation_of
 from .printing import TeachingPrinter, latex, matrix, signed_number
 
@@ -68,7 +68,14 @@ def _elementwise(req, names, values, nodes) -> list:
         for idx in all_indices(concrete_shape(node.shape, 1)):
             sym_tex, num_tex = _element_forms(node, idx, names, values)
             value = float(np.asarray(values[node])[idx])
-            forms = [Form(tex=t) for t in sym_tex] + ([Form(tex=num_tex)] if num_tex else [])
+            lhs = names.element(node, idx)
+            texts = []
+            for t in sym_tex:     # never x_1 = x_1, nor tanh(net_1) twice
+                if not same_tex(t, lhs) and not any(same_tex(t, u) for u in texts):
+                    texts.append(t)
+            if num_tex and texts:
+                texts.append(num_tex)   # a bare leaf's number is its value, which follows
+            forms = [Form(tex=t) for t in texts]
             forms.append(Form(expr=sympy.Float(value)))
             items.append(Step(names.element(node, idx), forms, kind="forward", value=value,
                               checks=[(("forward", node, idx), value)]))
@@ -145,7 +152,8 @@ def _by_node(req, names, formulas, values, nodes) -> list:
         if not names.label(node) or is_leaf(node) or isinstance(node.op, Count):
             continue
         value = np.asarray(values[node])
-        forms = [] if is_loop_output(node) else [Form(tex=formulas.rhs(node))]   # h_T: the last step's
+        rhs = None if is_loop_output(node) else formulas.rhs(node)   # h_T: the last step's
+        forms = [] if rhs is None or same_tex(rhs, names.tex(node)) else [Form(tex=rhs)]   # no vᵀ = vᵀ
         forms.append(Form(array=value) if value.ndim else Form(expr=sympy.Float(float(value))))
         items.append(Step(names.tex(node), forms, kind="forward", value=value,
                           checks=[(("forward", node, None), value)]))

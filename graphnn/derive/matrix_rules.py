@@ -28,7 +28,7 @@ from ..ops import (AvgPool2D, Concat, Conv2D, Count, Dropout, GaussianNoise, Ind
 from ..ops.elementwise import V, Y
 from .formulas import activation_tex, axes_tex, bracket, last_two_swapped, scale_tex, sup_base
 from .names import activation_of
-from .printing import TeachingPrinter, factored, latex
+from .printing import TeachingPrinter, factored, integral_floats, latex, operand_names
 
 ODOT = r" \odot "
 
@@ -113,10 +113,10 @@ def _unbroadcast(ctx, term, tex, num):
 
 def _map_rule(ctx, term, up) -> Piece:
     c, pos = term.consumer, term.position
-    deriv = c.op.derivative(c, pos)
+    deriv = integral_floats(c.op.derivative(c, pos))
     names = {V[i]: ctx.ref(x) for i, x in enumerate(c.inputs)}
     names[Y] = ctx.ref(c)
-    printer = TeachingPrinter(names)
+    printer = TeachingPrinter(operand_names(names, deriv))
     local_value = None
     if ctx.values is not None:
         fn = sympy.lambdify(list(V[:len(c.inputs)]) + [Y], deriv, "numpy")

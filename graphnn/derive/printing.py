@@ -106,6 +106,31 @@ def factored(expr, forward):
     return expr
 
 
+def operand_names(names: dict, expr) -> dict:
+    """``names`` (symbol → LaTeX) with each name that is a sum or starts with a sign bracketed
+    where ``expr`` uses it as an operand: −(−D) and e^{−1·(−D)}, never e^{− 1 − D}. A name
+    that only ever appears whole, or as a function's argument (σ(−D) has its own brackets),
+    stays bare."""
+    out = dict(names)
+    for sym, tex in names.items():
+        if isinstance(tex, str) and needs_brackets(tex) and sym in getattr(expr, "free_symbols", ()) \
+                and expr != sym and not all(isinstance(p, sympy.Function) for p in _users(expr, sym)):
+            out[sym] = r"\left(%s\right)" % tex
+    return out
+
+
+def _users(expr, sym):
+    """The sub-expressions of ``expr`` that have ``sym`` as a direct argument."""
+    return [e for e in sympy.preorder_traversal(expr) if sym in e.args]
+
+
+def integral_floats(expr):
+    """1.0·x as 1·x (so −1.0·x prints −x): floats that are whole numbers become integers."""
+    if not isinstance(expr, sympy.Basic):
+        return expr
+    return expr.xreplace({f: sympy.Integer(int(f)) for f in expr.atoms(sympy.Float) if float(f).is_integer()})
+
+
 def symbol_latex(name: str) -> str:
     """A teaching name as LaTeX (the derivation's display name if it gave one)."""
     display = DISPLAY.get()
