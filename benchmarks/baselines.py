@@ -204,7 +204,8 @@ def blas_roofline_gflops(dtype, n=1024, repeats=3) -> float:
 
 @contextlib.contextmanager
 def numpy_threads_limited(n=2, user_api="blas"):
-    """Cap BLAS (by default) thread pools at `n` threads inside the block.
+    """Cap BLAS (by default) thread pools at `n` threads inside the block: NumPy's and the
+    one Numba's np.dot calls (SciPy's, loaded here first so that the cap reaches it).
 
     On a 2-core machine, BLAS threads competing with each other or with Numba's
     made every backend 5-10x slower in one measurement; the benchmark caps them.
@@ -213,6 +214,10 @@ def numpy_threads_limited(n=2, user_api="blas"):
         from threadpoolctl import threadpool_limits
     except ImportError as e:
         raise ImportError("numpy_threads_limited needs threadpoolctl: pip install threadpoolctl") from e
+    try:   # compiled code calls SciPy's BLAS (a second OpenBLAS): loaded now, it is capped too
+        import scipy.linalg.cython_blas  # noqa: F401
+    except ImportError:
+        pass
     with threadpool_limits(limits=n, user_api=user_api):
         yield
 
