@@ -187,6 +187,18 @@ class MinibatchEpoch:
         return total / len(order)
 
 
+def wait_for_quiet(max_wait, below=None):
+    """On a shared machine, wait (up to max_wait s) until the 1-minute load is below ``below``
+    (default: the core count). Returns the load average it ends with."""
+    import os
+
+    below = os.cpu_count() if below is None else below
+    deadline = time.monotonic() + max_wait
+    while os.getloadavg()[0] > below and time.monotonic() < deadline:
+        time.sleep(5)
+    return os.getloadavg()[0]
+
+
 def blas_roofline_gflops(dtype, n=1024, repeats=3) -> float:
     """Measured np.dot speed at n x n x n in GFLOP/s (best of `repeats`, after one warm-up)."""
     rng = np.random.default_rng(0)
