@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import sympy
 
+from .emit_conv import tap_sums
 from .emit_cpu import register_emitter, register_rewrite
 from .lower_conv import BiasGradLoop, ConvLoop, PoolLoop
 from .lower import names_read
@@ -219,14 +220,7 @@ def _emit_grad(step: PoolReluConvGrad, w):
         w(f"{step.d_bias}[_ff] = _acc")
     for cc in range(c):
         w(f"_xr = _xl_{pool.out}[{cc * h * wd}:]")
-        for m, n_ in taps:
-            w(f"_a{m}_{n_} = {zero}")
-        w(f"for _p in range({n}):")
-        w("    _gv = _gt[_p]")
-        for m, n_ in taps:
-            w(f"    _a{m}_{n_} += _gv * _xr[_p{at[(m, n_)]}]")
-        for m, n_ in taps:
-            w(f"{step.d_w}[_ff, {cc}, {m}, {n_}] = _a{m}_{n_}")
+        tap_sums(w, step.d_w, cc, taps, at, n)
     # clear what this filter wrote (the next filter's scatter starts from zeros)
     w(f"for _bb in range({conv.a}.shape[0]):")
     w(f"    for _ii in range({pho}):")
