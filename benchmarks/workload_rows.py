@@ -43,7 +43,7 @@ def w3_row(dtype, quick):
 
 
 def w4_row(dtype, quick):
-    return _row("W4 conv 3×3×8 + pool + dense, b32", run_w4(epochs=2 if quick else 5, dtype=dtype), dtype, 0)
+    return _row("W4 conv 3×3×8 + pool + dense, b32", run_w4(epochs=2 if quick else 10, dtype=dtype), dtype, 0)
 
 
 def w5_row(dtype, quick):
