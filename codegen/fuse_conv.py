@@ -7,7 +7,7 @@ again), the ReLU gradient, the filter gradient's gather and the bias sum. Fused:
 - forward (`ConvReluPool`): the flat conv sums (emit_conv's layout: the batch as one row, the
   taps summed over one contiguous range) are clamped by ReLU in place, and the pool reads its
   windows from there, keeping where each window's FIRST maximum lies (strict ``>``, in the
-  window's row-major order, as the reference's argmax) in a small int32 array (its offset in the window);
+  window's row-major order, as the reference's argmax): its offset, in a small int32 array;
 - backward (`PoolReluConvGrad`): each window's gradient goes straight to that stored position
   if the pooled value is positive (ReLU's Heaviside(conv) there: relu(conv) > 0 ⟺ conv > 0),
   into the filter gradient's flat layout, and into the bias sum; then the tap reductions run.
