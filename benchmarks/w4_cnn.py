@@ -125,17 +125,28 @@ def _run(epochs, dtype, seed, backends, Trainer):
     batches = [order[i:i + BATCH] for i in range(0, len(order), BATCH)]
     hand = W4Baseline(params, dtype=dtype)
     hand.epoch(X, T, order)  # warm-up
-    wall, cpu = _timed(lambda: hand.epoch(X, T, order), epochs)
-    rows = [{"workload": "W4", "impl": "hand NumPy", "dtype": dtype, "s_per_epoch": wall, "cpu_s_per_epoch": cpu}]
+    runs = {"hand NumPy": lambda: hand.epoch(X, T, order)}
+    rows = {"hand NumPy": {"workload": "W4", "impl": "hand NumPy", "dtype": dtype}}
     for backend in backends:
         trainer = Trainer(model, backend=backend, dtype=dtype, lr=LR, batch_size=BATCH)
         feeds = {k: np.asarray(v, dtype=dtype) for k, v in data.items()}
         t0 = time.perf_counter()
         trainer.backend.train_epoch(feeds, batches)  # warm-up (compiles, or loads the cache)
-        first = time.perf_counter() - t0
-        wall, cpu = _timed(lambda: trainer.backend.train_epoch(feeds, batches), epochs)
-        rows.append({"workload": "W4", "impl": f"graphnn {backend}", "dtype": dtype, "s_per_epoch": wall,
-                     "cpu_s_per_epoch": cpu, "first_epoch_s": first})
+        rows[f"graphnn {backend}"] = {"workload": "W4", "impl": f"graphnn {backend}", "dtype": dtype,
+                                      "first_epoch_s": time.perf_counter() - t0}
+        runs[f"graphnn {backend}"] = (lambda b: lambda: b.train_epoch(feeds, batches))(trainer.backend)
+    # interleaved, best of: hand and compiled epochs see the same machine conditions (the
+    # slow reference backend runs fewer epochs)
+    best = {k: (np.inf, np.inf) for k in runs}
+    for n in range(epochs):
+        for k, fn in runs.items():
+            if k == "graphnn numpy" and n >= 2:
+                continue
+            wall, cpu = _timed(fn, 1)
+            best[k] = (min(best[k][0], wall), min(best[k][1], cpu))
+    for k, (wall, cpu) in best.items():
+        rows[k].update(s_per_epoch=wall, cpu_s_per_epoch=cpu)
+    rows = list(rows.values())
     for r in rows:
         r["speedup_vs_hand_numpy"] = rows[0]["s_per_epoch"] / r["s_per_epoch"]
         r["cpu_speedup_vs_hand_numpy"] = rows[0]["cpu_s_per_epoch"] / r["cpu_s_per_epoch"]

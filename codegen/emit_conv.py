@@ -223,7 +223,7 @@ def _conv_flat_grad_filter(step: ConvLoop, w):
     # flat row, g' the filter's gradient laid out on x's pitches (zero past each output row and
     # plane, and it is only read at positions whose taps stay inside the same image): one long
     # contiguous reduction per tap
-    g, zero, pitch = step.b, w.num(0.0), c * h * wd
+    g, pitch = step.b, c * h * wd
     w(f"_xl_{step.out} = np.ascontiguousarray({x}).reshape(-1)")
     w(f"_n_{step.out} = max(0, ({x}.shape[0] - 1) * {pitch} + {span})")
     w(f"_gt = np.zeros(_n_{step.out}, {x}.dtype)")
@@ -236,15 +236,21 @@ def _conv_flat_grad_filter(step: ConvLoop, w):
     w(f"for _cc in range({c}):")
     w.indent()
     w(f"_xr = _xl_{step.out}[_cc * {h * wd}:]")
-    for m, n in taps:
-        w(f"_a{m}_{n} = {zero}")
-    w(f"for _p in range(_n_{step.out}):")
-    w("    _gv = _gt[_p]")
-    for m, n in taps:
-        w(f"    _a{m}_{n} += _gv * _xr[_p{at[(m, n)]}]")
-    for m, n in taps:
-        w(f"{step.out}[_ff, _cc, {m}, {n}] = _a{m}_{n}")
+    tap_sums(w, step.out, "_cc", taps, at, f"_n_{step.out}")
     w.dedent(2)
+
+
+def tap_sums(w, out, channel, taps, at, n):
+    """out[_ff, channel, m, n] = Σ_p _gt[p]·_xr[p + at(m, n)] for every tap, in one pass over
+    _gt with a register per tap (the flat filter gradient; also codegen/fuse_conv.py's)."""
+    for m, k in taps:
+        w(f"_a{m}_{k} = {w.num(0.0)}")
+    w(f"for _p in range({n}):")
+    w("    _gv = _gt[_p]")
+    for m, k in taps:
+        w(f"    _a{m}_{k} += _gv * _xr[_p{at[(m, k)]}]")
+    for m, k in taps:
+        w(f"{out}[_ff, {channel}, {m}, {k}] = _a{m}_{k}")
 
 
 def _emit_conv_loops(step: ConvLoop, w):

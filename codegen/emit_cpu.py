@@ -39,6 +39,15 @@ def register_emitter(step_type, fn):
     return fn
 
 
+#: CPU-only rewrites of a program's steps before printing, ``fn(prog, steps) -> steps`` (fusions)
+REWRITES: list = []
+
+
+def register_rewrite(fn):
+    REWRITES.append(fn)
+    return fn
+
+
 class Writer:
     """Accumulates indented source lines; knows the dtype and prints expressions."""
 
@@ -303,7 +312,10 @@ def emit_program(prog: S.Program, dtype: str, helpers: set | None = None) -> str
 def program_lines(prog: S.Program, dtype: str, helpers: set | None = None) -> list:
     """The statements of a `Program`'s function body (one indent), without its return."""
     w = Writer(dtype)
-    for step in prog.steps:
+    steps = prog.steps
+    for rewrite in REWRITES:
+        steps = rewrite(prog, steps)
+    for step in steps:
         fn = EMITTERS.get(type(step))
         if fn is None:
             raise TypeError(f"emit_cpu: no printer for schedule step {type(step).__name__}; "

@@ -426,6 +426,9 @@ def _names_read(step) -> set:
     return out
 
 
+names_read = _names_read   # public: the operands a step reads (codegen/fuse_conv.py's rewrite)
+
+
 def _loop_index(shape):
     return tuple(sympy.Symbol(LOOP_INDICES[a]) for a in range(len(shape)))
 

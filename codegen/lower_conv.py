@@ -159,4 +159,4 @@ for _op, _fn in {Conv2D: _conv, Conv2DGradInput: _conv_grad_input, Conv2DGradFil
                  GaussianNoise: _noise("gaussian")}.items():
     register_lowering(_op, _fn)
 
-from . import emit_conv  # noqa: E402,F401  (their CPU printers)
+from . import emit_conv, fuse_conv  # noqa: E402,F401  (their CPU printers; the conv-ReLU-pool fusion)
