@@ -208,7 +208,9 @@ class CpuBackend:
         """Whole training arrays in the backend's dtype, converted once and reused."""
         out = {}
         for a in batched_inputs(self.schedule):
-            value = feeds[a.name] if a.name in feeds else feeds[a.node]
+            # fed by the input's name (the Trainer's feeds) or node; a.name is the generated
+            # identifier, which differs where the name is taken (an input called 'i')
+            value = feeds[a.node.name] if a.node.name in feeds else feeds[a.node]
             cached = self._data.get(a.name)
             if cached is None or cached[0] is not value:
                 converted = self._feeds([self.model.loss], {**feeds, a.node.name: value})[a.name]

@@ -16,6 +16,8 @@ import time
 
 import numpy as np
 
+from graphnn.data import as_feeds
+
 from .cache import load_from_cache, numba_index_present
 from .compile_child import warm_up
 from .worker import Cancelled, CompilerPool, can_spawn
@@ -25,8 +27,9 @@ def prepare(model, optimizer, dtype, params, options, plan, cancelled: threading
             load_backend=None):
     """A `CpuBackend` whose functions for ``plan`` are compiled (see the module docstring).
 
-    ``plan``: (kind, feeds, batches) — kind 'epoch' (``train_epoch(feeds, batches)``),
-    'step' (``train_step(feeds)``) or 'gradients' (``gradients`` + ``apply_gradients``).
+    ``plan``: (kind, feeds, batches, evaluates) — kind 'epoch' (``train_epoch(feeds,
+    batches)``), 'step' (``train_step(feeds)``) or 'gradients' (``gradients`` +
+    ``apply_gradients``); ``evaluates``: ``evaluate`` too (the Trainer's losses and metrics).
     ``load_backend()`` imports the backend class (the registry's loader: a missing Numba is
     named). Raises `Cancelled` once ``cancelled`` is set.
     """
@@ -66,9 +69,9 @@ def compile_ready(backend, sigs, cancelled, report=None, pool=None) -> None:
 
 
 def signatures(backend, plan) -> list:
-    """[(function name, Numba argument types)] of the compiled calls ``plan`` makes, and of
-    ``evaluate`` (the Trainer's metrics), found by recording the calls (nothing runs)."""
-    kind, feeds, batches = plan
+    """[(function name, Numba argument types)] of the compiled calls ``plan`` makes (see
+    `prepare`), found by recording the calls (nothing runs)."""
+    kind, feeds, batches, evaluates = plan
     with backend.recording() as calls:
         if kind == "epoch":
             backend.train_epoch(feeds, batches)
@@ -78,7 +81,8 @@ def signatures(backend, plan) -> list:
             backend.apply_gradients(backend.gradients(feeds)[1])
         else:
             raise ValueError(f"unknown training plan {kind!r}: 'epoch', 'step' or 'gradients'")
-        backend.evaluate(_some_rows(feeds))
+        if evaluates:
+            backend.evaluate(_some_rows(feeds))
     import numba
 
     out = []
@@ -99,17 +103,21 @@ def _some_rows(feeds, rows=2) -> dict:
     return {k: v[:rows] for k, v in feeds.items() if np.ndim(v) > 0}
 
 
-def compile_into_cache(model, optimizer, dtype="float64", *, feeds=None, batch_size=None, report=None) -> dict:
+def compile_into_cache(model, optimizer, dtype="float64", *, feeds=None, batch_size=None, report=None,
+                       verbose=False) -> dict:
     """Compile ``model``'s training module into the cache without training (the functions a
-    ``Trainer.fit(epochs=…)`` calls on ``feeds``, default the model's training data); returns
-    {'seconds': wall time, 'functions': [...]}. A later run starts compiled at once."""
+    ``Trainer.fit(epochs=…)`` calls on ``feeds``, default the model's training data), in
+    child processes where there are cores for them; returns {'seconds': wall time,
+    'functions': [...], 'path': the module's file, 'source': its text}. A later run finds it
+    compiled."""
     start = time.perf_counter()
-    backend = _cpu_backend()(model, optimizer, dtype)
-    feeds = feeds if feeds is not None else model.data.train
+    backend = _cpu_backend()(model, optimizer, dtype, verbose=verbose)
+    feeds = as_feeds(model.inputs, feeds if feeds is not None else model.data.train)
     n = len(next(v for v in feeds.values() if np.ndim(v) > 0))
     size = min(batch_size or n, n)
     batches = [np.arange(i, min(i + size, n)) for i in range(0, n, size)]
-    sigs = signatures(backend, ("epoch", feeds, batches))
-    with CompilerPool(0) as pool:
+    sigs = signatures(backend, ("epoch", feeds, batches, True))
+    with CompilerPool(0, reserve=0) as pool:   # nothing else runs: every core may compile
         compile_ready(backend, sigs, threading.Event(), report, pool)
-    return {"seconds": time.perf_counter() - start, "functions": [fn for fn, _ in sigs]}
+    return {"seconds": time.perf_counter() - start, "functions": [fn for fn, _ in sigs],
+            "path": getattr(backend.module, "__file__", None), "source": backend.source}

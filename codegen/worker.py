@@ -48,9 +48,10 @@ def can_spawn() -> bool:
     return bool(sys.executable) and os.path.exists(sys.executable)
 
 
-def worker_count(jobs: int) -> int:
-    """Children to start: one per core left free by the training process, at most one per job."""
-    free = (os.cpu_count() or 1) - 1
+def worker_count(jobs: int, reserve: int = 1) -> int:
+    """Children to start: one per core beyond ``reserve`` (the training process's), at most one
+    per job, at least one."""
+    free = (os.cpu_count() or 1) - reserve
     return max(1, min(jobs, free))
 
 
@@ -62,7 +63,8 @@ class CompilerPool:
     block does).
     """
 
-    def __init__(self, start: int = 1):
+    def __init__(self, start: int = 1, reserve: int = 1):
+        self.reserve = reserve   # cores left to the parent (it trains meanwhile)
         self.children: list[_Child] = []
         for _ in range(start):
             self.children.append(_Child())
@@ -82,7 +84,7 @@ class CompilerPool:
         Raises `Cancelled` once ``cancelled`` is set (the children are killed and reaped) and
         `CodegenError` if a child fails.
         """
-        n = worker_count(len(signatures))
+        n = worker_count(len(signatures), self.reserve)
         if cancelled.is_set():
             raise Cancelled
         while len(self.children) < n:
@@ -92,7 +94,8 @@ class CompilerPool:
             child.send({"source": source, "key": key, "signatures": signatures[i::n]})
         if report:
             names = ", ".join(fn for fn, _ in signatures)
-            report(f"compiling {names} in the background (pid {', '.join(str(c.proc.pid) for c in busy)})")
+            report(f"compiling {names} in {len(busy)} compiler process{'es' * (len(busy) > 1)} "
+                   f"(pid {', '.join(str(c.proc.pid) for c in busy)})")
         if meanwhile is not None:
             meanwhile()
         while any(c.proc.poll() is None for c in busy):
@@ -110,6 +113,14 @@ class CompilerPool:
         self.children = []
 
 
+_CHILDREN: set = set()
+
+
+def running() -> list:
+    """Process ids of the compiler processes this process has started and not yet reaped."""
+    return [c.proc.pid for c in list(_CHILDREN)]
+
+
 class _Child:
     """One compiler process. Its path comes first on stdin, then its job; stdin stays open
     (EOF tells it the parent is gone or has no job for it)."""
@@ -120,6 +131,7 @@ class _Child:
         self.functions = []
         self.proc = subprocess.Popen([sys.executable, "-I", "-c", BOOT], stdin=subprocess.PIPE,
                                      stdout=self.out, stderr=self.err, close_fds=True)
+        _CHILDREN.add(self)
         self._write({"path": path, "parent": os.getpid(), "child": compile_child.__file__,
                      "cache": cache.__file__})
 
@@ -153,6 +165,7 @@ class _Child:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+        _CHILDREN.discard(self)
         for f in (self.proc.stdin, self.out, self.err):
             try:
                 f.close()

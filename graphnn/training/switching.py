@@ -142,6 +142,7 @@ class SwitchingBackend:
         self.options = dict(options or {})
         self.verbose = bool(self.options.get("verbose"))
         self.collective = False   # data-parallel: the ranks decide together (agree_to_switch)
+        self.evaluates = True     # training measures loss/metrics (the Trainer says: start_of_training)
         self.switched_at = None
         self.failure = None
         self._prep = None
@@ -180,7 +181,7 @@ class SwitchingBackend:
     def train_step(self, feeds) -> float:
         self._boundary()
         loss = self.inner.train_step(feeds)
-        self._start(("step", feeds, None))
+        self._start("step", feeds)
         return loss
 
     def gradients(self, feeds):
@@ -191,14 +192,14 @@ class SwitchingBackend:
     def apply_gradients(self, flat_grad) -> None:
         self.inner.apply_gradients(flat_grad)
         if self._feeds is not None:
-            self._start(("gradients", self._feeds, None))
+            self._start("gradients", self._feeds)
 
     def train_epoch(self, feeds, batches) -> float:
         """One epoch: batch by batch on the reference until the compiled backend takes over,
         which then runs the rest of the epoch in one call. Training-mode scalars (dropout's
         ``step``) are the first batch's; later batches get the next numbers."""
         self._boundary()
-        if self.compiled:
+        if self._whole_epochs():
             return self.inner.train_epoch(feeds, batches)
         batched = {k: v for k, v in feeds.items() if np.ndim(v) > 0}
         fixed = {k: v for k, v in feeds.items() if np.ndim(v) == 0}
@@ -208,14 +209,18 @@ class SwitchingBackend:
             if i:
                 self._boundary()
             now = dict(fixed) if first is None else {**fixed, STEP.name: float(first) + i}
-            if self.compiled:
+            if self._whole_epochs():
                 rest = batches[i:]
                 n = sum(len(b) for b in rest)
                 return (total + self.inner.train_epoch({**batched, **now}, rest) * n) / (count + n)
             total += self.inner.train_step({**{k: v[idx] for k, v in batched.items()}, **now}) * len(idx)
             count += len(idx)
-            self._start(("epoch", feeds, batches))
+            self._start("epoch", feeds, batches)
         return total / count
+
+    def _whole_epochs(self) -> bool:
+        """The compiled backend runs (the rest of) an epoch in one call, numbering its steps."""
+        return self.compiled and getattr(self.inner, "epoch_feeds_steps", False)
 
     def loss(self, feeds) -> float:
         return self.inner.loss(feeds)
@@ -227,8 +232,9 @@ class SwitchingBackend:
         return self.inner.evaluate(feeds)
 
     # -- the switch -----------------------------------------------------------------------
-    def _start(self, plan) -> None:
-        """After a batch on the reference: start preparing the compiled backend (once)."""
+    def _start(self, kind, feeds, batches=None) -> None:
+        """After a batch on the reference: start preparing the compiled backend (once) for the
+        calls training makes: ``kind`` 'epoch', 'step' or 'gradients', and evaluate if it does."""
         if self._prep is not None or self.compiled or self.failure is not None:
             return
         self._starts += 1
@@ -236,7 +242,7 @@ class SwitchingBackend:
             self._say(f"training starts on the numpy reference; the {self.name} backend compiles in the background")
         params = {p: np.array(v, copy=True) for p, v in self.inner.params.items()}
         kwargs = dict(model=self.model, optimizer=self.optimizer, dtype=self.dtype, params=params,
-                      options=self.options, plan=plan)
+                      options=self.options, plan=(kind, feeds, batches, self.evaluates))
         self._prep = Preparation(self.name, kwargs, self._say if self.verbose else None)
 
     def _boundary(self) -> None:
@@ -314,6 +320,13 @@ class SwitchingBackend:
 def switching_backend(backend):
     """The `SwitchingBackend` in ``backend``'s wrapper chain, or None."""
     return next((b for b in chain(backend) if isinstance(b, SwitchingBackend)), None)
+
+
+def start_of_training(backend, evaluates: bool) -> None:
+    """The Trainer says whether this run measures losses or metrics (compile evaluate too)."""
+    s = switching_backend(backend)
+    if s is not None:
+        s.evaluates = evaluates
 
 
 def end_of_training(backend, quiet: bool = False) -> None:

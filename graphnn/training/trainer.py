@@ -24,7 +24,7 @@ from .distributed import DataParallel
 from .keywords import check_keywords, keywords_of, takes_any
 from .plot import plot_history
 from .resume import export_state, import_state, read_checkpoint
-from .switching import SwitchingBackend, end_of_training, wants_background
+from .switching import SwitchingBackend, end_of_training, start_of_training, wants_background
 from .validation import check_data, check_learning_rate
 
 
@@ -220,6 +220,9 @@ class Trainer:
             show = False
         bar = _progress(total, "epoch" if epochs is not None else "step", show)
         self.stopped_early = False
+        # a background compile needs evaluate too if rows measure a held-out set (or, by steps, the loss)
+        start_of_training(self.backend, steps is not None or self.data.validation is not None
+                          or self.data.test is not None)
         for cb in callbacks:
             cb.on_train_begin(self)
 
