@@ -10,7 +10,9 @@ Every figure comes from a fresh process (``--probe``), after ``import graphnn, n
 - numba start-up: Numba's one-time cost in a process (its typing and target registries,
   SciPy's BLAS), paid by the first compile or cache load; the other columns exclude it;
 - cold compile: lowering, emitting and compiling what training calls (``train_epoch`` and
-  ``evaluate``, the signatures a Trainer uses) with an empty cache, in this process;
+  ``evaluate``, the signatures a Trainer uses) with an empty cache, in this process; in
+  parentheses the CPU seconds it used (what it takes on an idle core: on a shared machine
+  the wall time grows with the load);
 - first batch: ``Trainer(model, backend='cpu')`` (background compile, empty cache) until its
   first batch has trained;
 - cached start: ``Trainer(model, backend='cpu', background_compile=False)`` with the cache the
@@ -125,22 +127,23 @@ def _cold(gn, model, dtype) -> dict:
     T = time.perf_counter
     ref = gn.Trainer(model, backend="numpy", dtype=dtype)
     feeds, batches = ref.data.train, ref._batches()
-    start = T()
+    start, cpu = T(), time.process_time()
     backend = CpuBackend(model, ref.optimizer, dtype)
     lowered = T() - start
     for fn, sig in signatures(backend, ("epoch", feeds, batches, True)):
         getattr(backend.module, fn).compile(sig)
-    cold = T() - start
+    cold, cold_cpu = T() - start, time.process_time() - cpu
     epochs = []
     for _ in range(5):
         t = T()
         backend.train_epoch(feeds, batches)
         epochs.append(T() - t)
-    some = batches[:20]   # the reference: a part of an epoch, scaled to the whole
+    some = batches[:20]   # the reference: a part of an epoch (after a first step), scaled to the whole
+    ref.backend.train_epoch(feeds, batches[:1])
     t = T()
     ref.backend.train_epoch(feeds, some)
     numpy_epoch = (T() - t) * sum(map(len, batches)) / sum(map(len, some))
-    return {"lines": backend.source.count("\n"), "lowering": lowered, "cold compile": cold,
+    return {"lines": backend.source.count("\n"), "lowering": lowered, "cold compile": cold, "cold cpu": cold_cpu,
             "epoch cpu": min(epochs), "epoch numpy": numpy_epoch}
 
 
@@ -156,15 +159,12 @@ def run_probe(kind, name, dtype, cache) -> dict:
     return json.loads(lines[-1])
 
 
-def measure(name, dtype, switch) -> dict:
+def measure(name, dtype, kinds) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         os.chmod(tmp, 0o700)
         row = {"model": name}
-        row.update(run_probe("first", name, dtype, f"{tmp}/first"))
-        row.update(run_probe("cold", name, dtype, f"{tmp}/cold"))
-        row.update(run_probe("cached", name, dtype, f"{tmp}/cold"))
-        if switch:
-            row.update(run_probe("switch", name, dtype, f"{tmp}/switch"))
+        for kind in kinds:
+            row.update(run_probe(kind, name, dtype, f"{tmp}/{'cold' if kind == 'cached' else kind}"))
     return row
 
 
@@ -177,7 +177,8 @@ def cells(row) -> list:
         v = row.get(key)
         return "–" if v is None else f"{v * 1e3:.1f} ms" if v < 1 else f"{v:.2f} s"
 
-    return [row["model"], str(row.get("lines", "–")), s("numba start-up"), s("cold compile"), s("first batch"),
+    cold = s("cold compile") + (f" ({row['cold cpu']:.2f})" if "cold cpu" in row else "")
+    return [row["model"], str(row.get("lines", "–")), s("numba start-up"), cold, s("first batch"),
             s("cached start"), s("switch"), ms("epoch cpu"), ms("epoch numpy")]
 
 
@@ -192,6 +193,7 @@ def main(argv=None):
     ap.add_argument("--models", help="comma-separated (default: every built-in model and a user MLP)")
     ap.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     ap.add_argument("--switch", action="store_true", help="also time the background switch (another cold compile)")
+    ap.add_argument("--only", help="comma-separated probes: first, cold, cached, switch (cached needs cold)")
     ap.add_argument("--probe", nargs=3, metavar=("KIND", "MODEL", "DTYPE"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.probe:
@@ -200,7 +202,8 @@ def main(argv=None):
     names = args.models.split(",") if args.models else models()
     rows = []
     for name in names:
-        rows.append(measure(name, args.dtype, args.switch))
+        kinds = args.only.split(",") if args.only else ["first", "cold", "cached"] + ["switch"] * args.switch
+        rows.append(measure(name, args.dtype, kinds))
         print(f"{name}: done", file=sys.stderr, flush=True)
     print(f"# {args.dtype}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(table(rows))
