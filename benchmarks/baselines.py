@@ -187,6 +187,18 @@ class MinibatchEpoch:
         return total / len(order)
 
 
+def wait_for_quiet(max_wait, below=None):
+    """On a shared machine, wait (up to max_wait s) until the 1-minute load is below ``below``
+    (default: the core count). Returns the load average it ends with."""
+    import os
+
+    below = os.cpu_count() if below is None else below
+    deadline = time.monotonic() + max_wait
+    while os.getloadavg()[0] > below and time.monotonic() < deadline:
+        time.sleep(5)
+    return os.getloadavg()[0]
+
+
 def blas_roofline_gflops(dtype, n=1024, repeats=3) -> float:
     """Measured np.dot speed at n x n x n in GFLOP/s (best of `repeats`, after one warm-up)."""
     rng = np.random.default_rng(0)
@@ -204,7 +216,8 @@ def blas_roofline_gflops(dtype, n=1024, repeats=3) -> float:
 
 @contextlib.contextmanager
 def numpy_threads_limited(n=2, user_api="blas"):
-    """Cap BLAS (by default) thread pools at `n` threads inside the block.
+    """Cap BLAS (by default) thread pools at `n` threads inside the block: NumPy's and the
+    one Numba's np.dot calls (SciPy's, loaded here first so that the cap reaches it).
 
     On a 2-core machine, BLAS threads competing with each other or with Numba's
     made every backend 5-10x slower in one measurement; the benchmark caps them.
@@ -213,6 +226,10 @@ def numpy_threads_limited(n=2, user_api="blas"):
         from threadpoolctl import threadpool_limits
     except ImportError as e:
         raise ImportError("numpy_threads_limited needs threadpoolctl: pip install threadpoolctl") from e
+    try:   # compiled code calls SciPy's BLAS (a second OpenBLAS): loaded now, it is capped too
+        import scipy.linalg.cython_blas  # noqa: F401
+    except ImportError:
+        pass
     with threadpool_limits(limits=n, user_api=user_api):
         yield
 

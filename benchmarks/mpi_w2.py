@@ -110,14 +110,9 @@ def default_backend():
         return "numpy"
 
 
-def wait_for_quiet(max_wait):
-    """On a shared machine, wait (up to max_wait s) until the 1-minute load is below the core count."""
-    deadline = time.monotonic() + max_wait
-    while os.getloadavg()[0] > os.cpu_count() and time.monotonic() < deadline:
-        time.sleep(5)
-
-
 def run(args) -> list[dict]:
+    from baselines import wait_for_quiet   # (benchmarks/ is on the path: script or run.py)
+
     load_before = os.getloadavg()[0]
     rows = []
     for ranks, threads in ((1, 1), (1, 2), (2, 1)):

@@ -1,6 +1,7 @@
 """graphnn benchmarks: compiled training ('cpu') against hand-written NumPy, as a Markdown table.
 
-    python benchmarks/run.py            # W1 and W2, float32 and float64
+    python benchmarks/run.py            # W1–W5 (W3–W5 from workload_rows.py), float32 and float64
+    python benchmarks/run.py --wait-quiet 600 --workloads W1,W3   # each row waits for a quiet machine
     python benchmarks/run.py --quick    # a short version (fewer epochs, W2 on 12,000 rows)
     python benchmarks/run.py --cuda     # GPU: W2 with backend 'cuda' beside PyTorch (cuda_w2.py)
     python benchmarks/run.py --mpi      # W2 on 1 and 2 MPI ranks, all-reduce share (mpi_w2.py)
@@ -37,7 +38,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 from baselines import (W1_SIZES, W2_SIZES, MLPBaseline, blas_roofline_gflops, init_params,  # noqa: E402
-                       numpy_threads_limited)
+                       numpy_threads_limited, wait_for_quiet)
 
 COLUMNS = ["workload", "dtype", "hand NumPy", "graphnn numpy", "graphnn cpu", "cpu vs hand NumPy",
            "compile cold", "compile warm"]
@@ -257,6 +258,9 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="a short run")
     p.add_argument("--workloads", help="comma-separated (default: all registered)")
     p.add_argument("--dtypes", default="float32,float64")
+    p.add_argument("--wait-quiet", type=float, default=0, metavar="S",
+                   help="before each row wait up to S seconds for a 1-minute load below --quiet-load")
+    p.add_argument("--quiet-load", type=float, default=1.0, help="the load --wait-quiet waits for (default 1.0)")
     p.add_argument("--probe", nargs=2, metavar=("WORKLOAD", "DTYPE"), help=argparse.SUPPRESS)
     p.add_argument("--cuda", action="store_true",
                    help="instead: the GPU rows — W2 beside PyTorch on the same GPU, digits accuracy "
@@ -279,7 +283,8 @@ def main(argv=None):
         rows = []
         for name in names:
             for dtype in args.dtypes.split(","):
-                print(f"running {name} {dtype} …", file=sys.stderr, flush=True)
+                load = wait_for_quiet(args.wait_quiet, args.quiet_load) if args.wait_quiet else os.getloadavg()[0]
+                print(f"running {name} {dtype} (load {load:.1f}) …", file=sys.stderr, flush=True)
                 rows.append(WORKLOADS[name](dtype, args.quick))
     print(table(rows))
     notes = [n for r in rows for n in r.notes]

@@ -93,19 +93,26 @@ def _run(epochs, dtype, seed, backends):
     batches = [order[i:i + BATCH] for i in range(0, len(order), BATCH)]
     hand = W3Baseline(params, dtype=dtype)
     hand.epoch(X, T, order)  # warm-up
-    rows = [{"workload": "W3", "impl": "hand NumPy", "dtype": dtype,
-             "s_per_epoch": _best(lambda: hand.epoch(X, T, order), epochs),
-             "cpu_s_per_epoch": _best(lambda: hand.epoch(X, T, order), epochs, time.process_time)}]
+    impls = {"hand NumPy": (lambda: hand.epoch(X, T, order), None)}
     for backend in backends:
         trainer = Trainer(model, backend=backend, dtype=dtype, optimizer="sgd", lr=LR, batch_size=BATCH)
         feeds = {k: np.asarray(v, dtype=dtype) for k, v in data.items()}
         t0 = time.perf_counter()
         trainer.backend.train_epoch(feeds, batches)  # warm-up (compiles, or loads the cache)
-        first = time.perf_counter() - t0
-        epoch = lambda: trainer.backend.train_epoch(feeds, batches)  # noqa: E731
-        rows.append({"workload": "W3", "impl": f"graphnn {backend}", "dtype": dtype,
-                     "s_per_epoch": _best(epoch, epochs), "cpu_s_per_epoch": _best(epoch, epochs, time.process_time),
-                     "first_epoch_s": first})
+        impls[f"graphnn {backend}"] = (lambda tr=trainer, f=feeds: tr.backend.train_epoch(f, batches),
+                                       time.perf_counter() - t0)
+    wall = {k: np.inf for k in impls}
+    cpu = dict(wall)
+    for n in range(epochs):   # interleaved: every implementation sees the same machine
+        for impl, (epoch, _) in impls.items():
+            if impl == "graphnn numpy" and n:   # the reference is ~50x slower: one epoch
+                continue
+            wall[impl] = min(wall[impl], _best(epoch, 1))
+            cpu[impl] = min(cpu[impl], _best(epoch, 1, time.process_time))
+    rows = []
+    for impl, (_, first) in impls.items():
+        rows.append({"workload": "W3", "impl": impl, "dtype": dtype, "s_per_epoch": wall[impl],
+                     "cpu_s_per_epoch": cpu[impl], **({"first_epoch_s": first} if first is not None else {})})
     for r in rows:
         r["speedup_vs_hand_numpy"] = rows[0]["s_per_epoch"] / r["s_per_epoch"]
         r["cpu_speedup_vs_hand_numpy"] = rows[0]["cpu_s_per_epoch"] / r["cpu_s_per_epoch"]

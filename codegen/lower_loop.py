@@ -1,45 +1,75 @@
 """Numba lowering of recurrences: the ``loop`` node and its reverse loop ``loop_grad`` (BPTT).
 
-The cell graph is compiled ONCE, by the same lowering as any graph, into its own
-``@njit`` function ``cell_<hash>(carry…, x_t…, free…, new carry…, y_t…, temps…)``; the
-gradient cell (`Cell.grad_cell`, made by ``graphnn.grad``) likewise into
-``cell_grad_<hash>``. The loop node becomes a step that allocates the per-step buffers
-once and calls the cell T times; ``loop_grad`` runs the cell forward again keeping every
-carry, then calls the gradient cell for t = T−1 … 0, carrying d(carry) and summing each
-step's contribution to the weights — the same algorithm as the NumPy reference
-(graphnn/looped.py), which the tests compare it with. With ``truncate=k`` each step's
-cotangent travels back through at most k cells (a short sweep per step, as the reference).
+The cell and its gradient cell are split into phases (codegen/cell_phases.py): what reads
+only x_t and the weights runs once over all T steps before the loop (``x_t @ U`` as one
+(T·B)-row product), the recurrent step runs T times keeping every carry and the values
+the backward pass reads, the reverse step runs T times carrying d(carry), and the weight
+gradients (Σ_t s_{t−1}ᵀ δ_t, Σ_t x_tᵀ δ_t, Σ δ) and d x_t run once over the stacked steps
+after it. Each phase is compiled ONCE, by the same lowering as any graph, into its own
+``@njit`` function (``cell_pre_…``, ``cell_…``, ``cell_grad_…``, ``cell_post_…``,
+``cell_static_…``); the loop steps call them on views of time-major stacks
+(``hist[t]``, ``pre[t]``, …). Nothing of the forward pass is recomputed by BPTT: the
+``loop_grad`` step reads the stacks the ``loop`` step of the same program filled.
+
+The algorithm is the NumPy reference's (graphnn/looped.py), which the tests compare it
+with; with ``truncate=k`` each step's cotangent travels back through at most k cells (a
+short sweep per step, as the reference), and the per-step values the post phase reads
+are summed over the sweeps (a VJP is linear in its cotangent).
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 
 from graphnn.graph import Graph
 from graphnn.looped import Loop, LoopGrad, grad_group_members
 
-from .emit_cpu import emit_program, register_emitter
+from .cell_phases import plan_cell
+from .emit_cpu import emit_program
 from .lower import RESERVED, CodegenError, Lowered, identifier, lower_program, register_lowering
-from .printer import HELPERS
-from .shared_loops import ANY_NONZERO, array_helper
 from .schedule import Buffer
+
+PHASES = ("static_fwd", "pre", "fwd", "static_bwd", "bwd", "post")
+_PREFIX = {"static_fwd": "cell_static", "pre": "cell_pre", "fwd": "cell", "static_bwd": "cell_grad_static",
+           "bwd": "cell_grad", "post": "cell_post"}
+_DOCS = {"static_fwd": "Values of the weights alone the step reads, computed once per call.",
+         "pre": "What the step computes from x_t and the weights alone, for every t at once (T·B rows).",
+         "fwd": "One time step of the recurrence: new carries, outputs and the values BPTT reads.",
+         "static_bwd": "Values of the weights alone the BPTT step reads (Wᵀ made contiguous), once per call.",
+         "bwd": "One BPTT step: d(previous carries) and the per-step gradient values.",
+         "post": "The gradients summed over time, once over the stacked steps (T·B rows)."}
 
 
 @dataclass
 class CellCall:
-    """One compiled cell function and how to call it: each argument's source."""
+    """One compiled phase function and what each of its arguments is.
+
+    args: [(role, shape)]; role is a source or target of codegen.cell_phases ('at', 'rows',
+    'free', 'static', 'acc', 'out', 'acc_at', 'dc', 'gcur', 'gyat') or ('temp', name)."""
 
     fn: str
     source: str
     helpers: set
-    args: list            # [(kind, key, shape)]: kind 'carry'|'x'|'gc'|'gy'|'free'|'out'|'temp'
-    aliases: list = field(default_factory=list)   # [(output k, output j)]: k is the same node as j
-    program: object = None   # the cell's schedule (a Program): what the CUDA emitter prints
+    args: list
+    aliases: list = field(default_factory=list)   # [(target k, target j)]: output k is output j
+    program: object = None   # the phase's schedule (a Program): what the CUDA emitter prints
+    rows: bool = False       # runs over the T·B rows of the stacks
+
+
+@dataclass
+class Slot:
+    """A time-major stack (depth, B, *row) kept in a (B, depth·row) program temporary."""
+
+    buffer: str
+    view: str
+    depth: int
+    shape: tuple             # per step: (None, …)
 
 
 @dataclass
 class Recurrence:
-    """Forward ('loop') or reverse ('grad') loop over T steps of a compiled cell."""
+    """Forward ('loop') or reverse ('grad') loop over T steps of a cell's phases."""
 
     kind: str
     out: str                      # the packed output buffer
@@ -53,18 +83,29 @@ class Recurrence:
     x_shapes: tuple               # per step (None, …)
     y_shapes: tuple
     free_shapes: tuple
-    free_batched: tuple
-    cell: CellCall
-    grad: CellCall | None = None
-    emit: str = "batched"         # grad: which group the packed output holds
-    members: tuple = ()           # grad: input positions in the packed output
+    calls: dict                   # phase name -> CellCall
+    slots: dict                   # slot name -> Slot
+    y_slots: tuple = ()           # per-step output j -> (slot, offset)
+    forward: bool = True          # run the forward sweep (a grad step whose program has no loop step)
+    own_views: tuple = ()         # the stacks whose views this step prints (the loop step prints its own)
+    groups: tuple = ()            # grad: (packed output, 'batched'|'flat', input positions) per loop_grad node
+    dx_slots: dict = field(default_factory=dict)
+    free_targets: dict = field(default_factory=dict)
     comment: str = ""
     reads: tuple = field(default=())
     truncate: int | None = None   # grad: truncated BPTT, k steps back (None: full)
-    buffers: dict = field(default_factory=dict)   # role ('s0', 'gc0', ('temp', fn, key)…) -> buffer
+    buffers: dict = field(default_factory=dict)   # role -> temp name (phase temps, statics, scratch)
+
+    @property
+    def cell(self):
+        return self.calls["fwd"]
+
+    @property
+    def grad(self):
+        return self.calls.get("bwd")
 
 
-# -- compiling a cell ------------------------------------------------------------------
+# -- compiling a phase ---------------------------------------------------------------------
 
 def _names(graph, prefix):
     names, taken = {}, set(RESERVED)
@@ -78,120 +119,161 @@ def _names(graph, prefix):
     return names
 
 
-def _compile(fn_name, roles, outputs, dtype, doc):
-    """Lower a graph whose leaves play ``roles`` {node: kind} into one @njit function."""
-    graph = Graph([o for o in outputs])
+def compile_phase(phase, prefix, dtype, doc) -> CellCall:
+    """Lower one phase's graph into one @njit function named by its source's hash."""
+    graph = Graph(list(phase.outputs))
     consts = [n for n in graph.nodes if n.kind == "constant" and n.shape != ()]
     if consts:
         raise CodegenError(f"codegen: a recurrence's cell uses the array constant "
                            f"{consts[0].label()!r}; pass it in as a parameter")
     names = _names(graph, "")
-    leaves = [n for n in graph.nodes if n.kind in ("input", "parameter")]
+    leaves = [n for n in graph.nodes if n.kind in ("input", "parameter") and n not in phase.shape_leaves]
     args = [Buffer(names[n], n.shape, "param" if n.kind == "parameter" else "input", n) for n in leaves]
-    outs, seen = [], set()
-    for o in outputs:
-        if o in seen:
-            continue
-        seen.add(o)
-        if o in roles:
+    outs, out_pos, aliases = [], {}, []
+    for k, o in enumerate(phase.outputs):
+        if o in phase.sources or o.kind != "op":
             raise CodegenError(f"codegen: a recurrence's step returns its operand {o.label()!r} "
                                "unchanged; the cell must compute every output")
-        outs.append((o, "output"))
-    prog = lower_program(fn_name, outs, args, names=names, dtype=dtype, doc=doc)
-    helpers: set = set()
-    source = emit_program(prog, dtype, helpers)
-    call = []
-    out_pos, aliases = {}, []
-    for k, o in enumerate(outputs):
         if o in out_pos:
-            aliases.append((k, out_pos[o]))   # y_t = s_t: one node, two outputs
-        else:
-            out_pos[o] = k
+            if phase.targets[k] != phase.targets[out_pos[o]]:
+                aliases.append((phase.targets[k], phase.targets[out_pos[o]]))   # y_t = s_t: one node
+            continue
+        out_pos[o] = k
+        outs.append((o, "output"))
+    prog = lower_program("PHASE_FN", outs, args, names=names, dtype=dtype, doc=doc)
+    helpers: set = set()
+    text = emit_program(prog, dtype, helpers)
+    digest = hashlib.sha1(text.encode()).hexdigest()[:12]
+    fn = f"{prefix}_{digest}" + ("_f32" if dtype == "float32" else "")
+    prog.name = fn
+    source = text.replace("def PHASE_FN(", f"def {fn}(", 1)
+    call = []
     for a in prog.args:
-        if a.node in roles:
-            call.append((roles[a.node][0], roles[a.node][1], a.shape))
+        if a.node in phase.sources:
+            call.append((phase.sources[a.node], a.shape))
         elif a.role == "output":
-            call.append(("out", out_pos[a.node], a.shape))
+            call.append((phase.targets[out_pos[a.node]], a.shape))
         else:
-            call.append(("temp", a.name, a.shape))
-    return CellCall(fn_name, source, helpers, call, aliases, program=prog)
+            call.append((("temp", a.name), a.shape))
+    return CellCall(fn, source, helpers, call, aliases, program=prog, rows=phase.rows)
 
 
-def _cell_calls(cell, dtype, with_grad):
-    # one function per cell and dtype (HELPERS is shared by every generated module)
-    key = cell.graph.structural_hash()[:12] + ("_f32" if dtype == "float32" else "")
-    roles = {n: ("carry", k) for k, n in enumerate(cell.carry_in)}
-    roles.update({n: ("x", k) for k, n in enumerate(cell.x_in)})
-    roles.update({n: ("free", k) for k, n in enumerate(cell.free)})
-    fwd = _compile(f"cell_{key}", roles, list(cell.carry_out) + list(cell.y_out), dtype,
-                   "One time step of the recurrence: new carries and outputs from the previous carries.")
-    if not with_grad:
-        return fwd, None
-    gcell = cell.grad_cell
-    roles_g = dict(roles)
-    roles_g.update({n: ("gc", k) for k, n in enumerate(gcell.gc)})
-    roles_g.update({n: ("gy", k) for k, n in enumerate(gcell.gy)})
-    bwd = _compile(f"cell_grad_{key}", roles_g, list(gcell.outputs), dtype,
-                   "One BPTT step (the cell's gradient graph): d(previous carries), d(x_t), d(free leaves).")
-    return fwd, bwd
+_COMPILED: dict = {}
+
+
+def _calls(cell, dtype, positions, truncate):
+    """The compiled phases of ``cell`` (forward only when ``positions`` is None; else its
+    BPTT for these gradient positions too), cached per cell."""
+    key = (id(cell), dtype, positions, truncate is not None)
+    hit = _COMPILED.get(key)
+    if hit is not None and hit[0] is cell:
+        return hit[1], hit[2]
+    plan = plan_cell(cell, positions, truncate is not None)
+    calls = {name: compile_phase(getattr(plan, name), _PREFIX[name], dtype, _DOCS[name])
+             for name in PHASES if getattr(plan, name) is not None}
+    _COMPILED[key] = (cell, plan, calls)
+    return plan, calls
 
 
 # -- lowerings ---------------------------------------------------------------------------
+
+def _forward_node(node, ctx):
+    """The ``loop`` node of this program whose stacks a ``loop_grad`` node reads, if any."""
+    ins = node.inputs[:-1]
+    for n in ctx.graph.nodes:
+        if isinstance(n.op, Loop) and n.attrs["cell"] is node.attrs["cell"] and n.inputs == ins:
+            return n
+    return None
+
 
 def _lower(node, ctx, kind):
     a = node.attrs
     cell = a["cell"]
     nc, nx, nf = a["n_carry"], a["n_xs"], len(cell.free)
     ins = node.inputs
-    fwd, bwd = _cell_calls(cell, ctx.dtype, kind == "grad")
+    groups, others, positions = (), (), None
+    if kind == "grad":
+        key = ("loop_grad", ins)
+        if key in ctx.shared:       # both gradient groups of one loop: one reverse sweep
+            return ctx.shared[key]
+        siblings = [n for n in ctx.graph.nodes if isinstance(n.op, LoopGrad) and n.inputs == ins]
+        groups = tuple((ctx.name(s), s.attrs["emit"], tuple(grad_group_members(s.attrs, ins[:-1])))
+                       for s in siblings)
+        others = tuple(s for s in siblings if s is not node)
+        positions = tuple(sorted({p for _, _, m in groups for p in m} | set(range(nc))))
+    fwd_node = _forward_node(node, ctx) if kind == "grad" else node
+    plan, calls = _calls(cell, ctx.dtype, positions, a["truncate"] if kind == "grad" else None)
     # a scalar constant is a literal in generated code, not an array argument
     inits = tuple(repr(float(x.value)) if x.kind == "constant" and x.shape == () else ctx.array(x)
                   for x in ins[:nc])
     xs = tuple(ctx.array(x) for x in ins[nc:nc + nx])
     free = tuple(ctx.array(x) for x in ins[nc + nx:nc + nx + nf])
     g = ctx.array(ins[-1]) if kind == "grad" else None
-    step = Recurrence(kind, ctx.name(node), inits, xs, free, g, a["length"],
+    T = a["length"]
+    shared = ctx.shared.setdefault(("loop_stacks", node if fwd_node is None else fwd_node), {})
+    slots, own = {}, []
+    for name, shape in plan.slots.items():
+        if name not in shared:
+            depth = T + 1 if plan.depth[name] == "T1" else T
+            buf = ctx.temp(f"{ctx.name(node)}_{name}", (None, depth * _row(shape)))
+            shared[name] = Slot(buf, ctx.fresh(f"{buf}_v"), depth, tuple(shape))
+            own.append(name)
+        slots[name] = shared[name]
+    step = Recurrence(kind, ctx.name(node), inits, xs, free, g, T,
                       tuple(tuple(s) for s in cell.carry_shapes), tuple(tuple(x.shape) for x in ins[:nc]),
                       tuple(tuple(x.shape) for x in cell.x_in), tuple(tuple(s) for s in cell.y_shapes),
-                      tuple(tuple(f.shape) for f in cell.free),
-                      tuple(bool(f.shape) and f.shape[0] is None for f in cell.free), fwd, bwd,
-                      a.get("emit", "batched"),
-                      tuple(grad_group_members(a, ins[:-1])) if kind == "grad" else (),
+                      tuple(tuple(f.shape) for f in cell.free), calls, slots, plan.y_slots,
+                      forward=kind == "loop" or fwd_node is None, own_views=tuple(own), groups=groups,
+                      dx_slots=dict(plan.dx_slots), free_targets=dict(plan.free_targets),
                       comment=f"{ctx.name(node)}: {'BPTT over' if kind == 'grad' else 'loop over'} "
-                              f"T = {a['length']} steps of {fwd.fn}"
+                              f"T = {T} steps of {calls['fwd'].fn}"
                               + (f", truncated to {a['truncate']} steps" if kind == "grad" and a["truncate"] else ""),
                       reads=inits + xs + free + ((g,) if g else ()),
                       truncate=a["truncate"] if kind == "grad" else None)
     step.buffers = _declare_buffers(step, ctx)
-    return Lowered(steps=[step])
+    low = Lowered(steps=[step], produces=others)
+    if kind == "grad":
+        ctx.shared[key] = low
+    return low
+
+
+def _row(shape):
+    return math.prod(d for d in shape[1:])
 
 
 def _declare_buffers(step, ctx):
-    """Every per-batch array of the loop, as a temporary of the program: the caller
-    allocates it once per batch size (no allocation per batch, and none for Numba to
-    compile). Only the (T + 1)-deep carry history of BPTT is allocated in the loop."""
+    """The phases' scratch, the static values and the reverse loop's accumulators: program
+    temporaries, allocated by the caller once per batch size (nothing per batch).
+
+    Roles: (phase, temp name); ('static', tag, k); ('acc', k) a per-step free-leaf gradient,
+    summed into ('freeg', k); ('scratch', slot) a per-step value summed into a stack
+    (truncated BPTT); ('gcur', k) / ('dc', k) d carry in / out, ('accc', k), ('gfinal', k),
+    ('gyzero', j) (truncated BPTT)."""
     pre, T = step.out, step.length
     wanted = {}
-    for call in [step.cell] + ([step.grad] if step.grad else []):
-        for kind, key, shape in call.args:
-            if kind == "temp":
-                wanted[("temp", call.fn, key)] = shape
-    for k, shape in enumerate(step.carry_shapes):
-        wanted[f"s{k}"] = wanted[f"s{k}_new"] = shape
-    wanted.update({f"x{k}": shape for k, shape in enumerate(step.x_shapes)})
-    wanted.update({f"y{k}": shape for k, shape in enumerate(step.y_shapes)})
+    for phase, call in step.calls.items():
+        if phase in ("static_fwd", "pre", "fwd") and not step.forward:
+            continue
+        for role, shape in call.args:
+            if role[0] == "temp":
+                rows = call.rows and shape and shape[0] is None
+                wanted[(phase, role[1])] = (None, T * _row(shape)) if rows else shape
+            elif role[0] in ("static", "acc", "dc", "gcur"):
+                wanted[role] = shape
+            elif role[0] == "acc_at":
+                wanted[("scratch", role[1])] = shape
     if step.kind == "grad":
-        for k, shape in enumerate(step.carry_shapes):
-            wanted[f"gc{k}"] = wanted[f"dc{k}"] = wanted[f"accc{k}"] = wanted[f"gfinal{k}"] = shape
-        wanted.update({f"gy{k}": shape for k, shape in enumerate(step.y_shapes)})
-        for k, shape in enumerate(step.x_shapes):
-            wanted[f"dx{k}"] = shape
-            wanted[f"accx{k}"] = (shape[0], T) + tuple(shape[1:])
-        for k, shape in enumerate(step.free_shapes):
-            wanted[f"df{k}"] = wanted[f"accf{k}"] = shape
+        for k, target in step.free_targets.items():
+            wanted[("freeg", k)] = step.free_shapes[k]
+        if step.truncate is not None:
+            for j, shape in enumerate(step.y_shapes):
+                wanted[("gyzero", j)] = shape
+            for k, shape in enumerate(step.carry_shapes):
+                for r in ("gcur", "dc", "accc", "gfinal"):
+                    wanted[(r, k)] = shape
     out = {}
     for role, shape in wanted.items():
-        hint = f"{pre}_{role[1]}_{role[2]}" if isinstance(role, tuple) else f"{pre}_{role}"
+        hint = f"{pre}_" + "_".join(str(r) for r in role)
         out[role] = ctx.temp(hint, tuple(shape) or (1,))
     return out
 
@@ -200,274 +282,28 @@ register_lowering(Loop, lambda node, ctx: _lower(node, ctx, "loop"))
 register_lowering(LoopGrad, lambda node, ctx: _lower(node, ctx, "grad"))
 
 
-# -- printing ---------------------------------------------------------------------------
-
-
-def _array_op(w, kind, shape, *args):
-    helper = array_helper(kind, shape)
-    w.printer.helpers.add(helper)
-    w(f"{helper}({', '.join(args)})")
-
-
-def _copy(w, dst, src, shape):
-    _array_op(w, "copy", shape, dst, src)
-
-
-def _add(w, dst, src, shape):
-    _array_op(w, "add", shape, dst, src)
-
-
-def _fill(w, dst, value, shape):
-    _array_op(w, "fill", shape, dst, value)
-
-
-def _is_literal(text):
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
-
-def row_size(shape):
-    return math.prod(d for d in shape[1:])
-
-
-def _np_dtype(w):
-    return "np.float64" if w.dtype == "float64" else "np.float32"
-
-
-def _register_cell(w, call: CellCall):
-    HELPERS.setdefault(call.fn, call.source)
-    w.printer.helpers.add(call.fn)
-    w.printer.helpers |= call.helpers
-
-
-def _call(w, p, call: CellCall, carries, xb, gcs=(), gys=(), outs=None):
-    args = []
-    for kind, key, _ in call.args:
-        args.append({"carry": lambda: carries[key], "x": lambda: xb[key], "free": lambda: p["free"][key],
-                     "gc": lambda: gcs[key], "gy": lambda: gys[key], "out": lambda: outs[key],
-                     "temp": lambda: p["temps"][call.fn][key]}[kind]())
-    w(f"{call.fn}({', '.join(args)})")
-    out_shapes = {key: shape for kind, key, shape in call.args if kind == "out"}
-    for k, j in call.aliases:
-        _copy(w, outs[k], outs[j], out_shapes[j])
-
-
-def _emit(step: Recurrence, w):
-    p = {"free": step.free, "temps": {}}
-    pre = step.out
-    T = step.length
-    w(f"# {step.comment}")
-    calls = [step.cell] + ([step.grad] if step.grad else [])
-    for call in calls:
-        _register_cell(w, call)
-        p["temps"][call.fn] = {key: step.buffers[("temp", call.fn, key)]
-                               for kind, key, _ in call.args if kind == "temp"}
-    nc = len(step.carry_shapes)
-    buf = step.buffers
-    cur = [buf[f"s{k}"] for k in range(nc)]
-    nxt = [buf[f"s{k}_new"] for k in range(nc)]
-    xb = [buf[f"x{k}"] for k in range(len(step.xs))]
-    ys = [buf[f"y{k}"] for k in range(len(step.y_shapes))]
-    for k, shape in enumerate(step.carry_shapes):
-        _init_carry(w, cur[k], step.inits[k], step.init_shapes[k], shape)
-    outs = nxt + ys
-    if step.kind == "loop":
-        _forward_loop(w, step, cur, nxt, xb, ys, outs, p, pack=True)
-        return
-    hist = [f"{pre}_hist{k}" for k in range(nc)]
-    for k, shape in enumerate(step.carry_shapes):
-        w(f"{hist[k]} = np.empty(({T + 1}, B) + {cur[k]}.shape[1:], {_np_dtype(w)})")
-        _copy(w, f"{hist[k]}[0]", cur[k], shape)
-    _forward_loop(w, step, cur, nxt, xb, ys, outs, p, pack=False, hist=hist)
-    _reverse_loop(w, step, hist, xb, p)
-
-
-def _init_carry(w, name, init, init_shape, carry_shape):
-    if _is_literal(init):
-        _fill(w, name, init, carry_shape)
-    elif tuple(init_shape) == tuple(carry_shape):
-        _copy(w, name, init, carry_shape)
-    else:   # one initial state for every row of the batch
-        src = f"{init}[0]" if init_shape == (1,) + tuple(carry_shape[1:]) else init
-        w("for r in range(B):")
-        if len(carry_shape) > 1:
-            w.indent()
-            _copy(w, f"{name}[r]", src, carry_shape[1:])
-            w.dedent()
-        else:
-            w(f"    {name}[r] = {src}")
-
-
-def _copy_x(w, step, xb):
-    for k, x in enumerate(step.xs):
-        _copy(w, xb[k], f"{x}[:, tt]", step.x_shapes[k])
-
-
-def _forward_loop(w, step, cur, nxt, xb, ys, outs, p, pack, hist=None):
-    layout = packed_layout(step)
-    nc = len(cur)
-    w(f"for tt in range({step.length}):")
-    w.indent()
-    _copy_x(w, step, xb)
-    _call(w, p, step.cell, cur, xb, outs=outs)
-    if pack:
-        for j, y in enumerate(ys):
-            off, size = layout[nc + j]
-            f = size // step.length
-            _copy(w, f"{step.out}[:, {off} + tt * {f}:{off} + (tt + 1) * {f}]", f"{y}.reshape((B, {f}))", (None, f))
-    for k in range(nc):
-        w(f"{cur[k]}, {nxt[k]} = {nxt[k]}, {cur[k]}")
-        if hist is not None:
-            _copy(w, f"{hist[k]}[tt + 1]", cur[k], step.carry_shapes[k])
-    w.dedent()
-    if pack:
-        for k in range(nc):
-            off, size = layout[k]
-            _copy(w, f"{step.out}[:, {off}:{off + size}]", f"{cur[k]}.reshape((B, {size}))", (None, size))
-
-
 def packed_layout(step):
+    """(offset, size) per example of each part of the loop's packed output row."""
     parts, off = [], 0
     for s in step.carry_shapes:
-        parts.append((off, row_size(s)))
-        off += row_size(s)
+        parts.append((off, _row(s)))
+        off += _row(s)
     for s in step.y_shapes:
-        parts.append((off, step.length * row_size(s)))
-        off += step.length * row_size(s)
+        parts.append((off, step.length * _row(s)))
+        off += step.length * _row(s)
     return parts
-
-
-def _reverse_loop(w, step, hist, xb, p):
-    T = step.length
-    nc, nx, nf = len(step.carry_shapes), len(step.xs), len(step.free)
-    layout = packed_layout(step)
-    buf = step.buffers
-    gc = [buf[f"gc{k}"] for k in range(nc)]
-    gy = [buf[f"gy{k}"] for k in range(len(step.y_shapes))]
-    d_c = [buf[f"dc{k}"] for k in range(nc)]
-    d_x = [buf[f"dx{k}"] for k in range(nx)]
-    d_f = [buf[f"df{k}"] for k in range(nf)]
-    acc_x = [buf[f"accx{k}"] for k in range(nx)]
-    acc_f = [buf[f"accf{k}"] for k in range(nf)]
-    for a, shape in zip(acc_f, step.free_shapes):
-        _fill(w, a, "0.0", shape)
-    if step.truncate is not None:   # (full BPTT writes every acc_x[:, t])
-        for a, shape in zip(acc_x, step.x_shapes):
-            _fill(w, a, "0.0", (None,) + tuple(shape))
-    bufs = dict(gc=gc, gy=gy, d_c=d_c, d_x=d_x, d_f=d_f, acc_x=acc_x, acc_f=acc_f)
-    if step.truncate is None:
-        acc_c = _full_sweep(w, step, hist, xb, p, layout, bufs)
-    else:
-        acc_c = _truncated_sweep(w, step, hist, xb, p, layout, bufs)
-    # pack the group this node emits, in input order
-    values = acc_c + acc_x + acc_f
-    off = 0
-    for pos in step.members:
-        v = values[pos]
-        if step.emit == "batched":
-            size = member_size(step, pos, T)
-            _copy(w, f"{step.out}[:, {off}:{off + size}]", f"{v}.reshape((B, {size}))", (None, size))
-        else:
-            size = math.prod(step.free_shapes[pos - nc - nx])
-            _copy(w, f"{step.out}[{off}:{off + size}]", f"{v}.reshape(({size},))", (size,))
-        off += size
-
-
-def _load_final(w, step, layout, dst):
-    """d(final carries): the packed cotangent's carry columns."""
-    for k in range(len(step.carry_shapes)):
-        off, size = layout[k]
-        _copy(w, f"{dst[k]}.reshape((B, {size}))", f"{step.g}[:, {off}:{off + size}]", (None, size))
-
-
-def _load_gy(w, step, layout, gy, t):
-    """d(y_t) for step ``t``: the packed cotangent's columns of output t."""
-    nc, T = len(step.carry_shapes), step.length
-    for j, g in enumerate(gy):
-        off, size = layout[nc + j]
-        f = size // T
-        _copy(w, f"{g}.reshape((B, {f}))", f"{step.g}[:, {off} + {t} * {f}:{off} + ({t} + 1) * {f}]", (None, f))
-
-
-def _back_step(w, step, hist, xb, p, b, accumulate_x):
-    """One call of the gradient cell at step ``tt``; sums into the accumulators, swaps d(carry)."""
-    _copy_x(w, step, xb)
-    _call(w, p, step.grad, [f"{h}[tt]" for h in hist], xb, b["gc"], b["gy"], b["d_c"] + b["d_x"] + b["d_f"])
-    for ax, dx, shape in zip(b["acc_x"], b["d_x"], step.x_shapes):
-        (_add if accumulate_x else _copy)(w, f"{ax}[:, tt]", dx, shape)
-    for af, df, shape in zip(b["acc_f"], b["d_f"], step.free_shapes):
-        _add(w, af, df, shape)
-    for g, d in zip(b["gc"], b["d_c"]):
-        w(f"{g}, {d} = {d}, {g}")
-
-
-def _full_sweep(w, step, hist, xb, p, layout, b):
-    """Full BPTT: one reverse sweep, each step's d(y_t) joining as it passes."""
-    _load_final(w, step, layout, b["gc"])
-    w(f"for tt in range({step.length - 1}, -1, -1):")
-    w.indent()
-    _load_gy(w, step, layout, b["gy"], "tt")
-    _back_step(w, step, hist, xb, p, b, accumulate_x=False)
-    w.dedent()
-    return b["gc"]
-
-
-def _truncated_sweep(w, step, hist, xb, p, layout, b):
-    """Truncated BPTT (k steps): what enters at step tau travels back through at most k cells.
-
-    A sweep per tau whose cotangent is not zero (the reference skips zero ones too), so a
-    loss on the last state costs k cell gradients, a loss at every step T·k."""
-    T, K = step.length, step.truncate
-    acc_c = [step.buffers[f"accc{k}"] for k in range(len(step.carry_shapes))]
-    final = [step.buffers[f"gfinal{k}"] for k in range(len(step.carry_shapes))]
-    for a, shape in zip(acc_c, step.carry_shapes):
-        _fill(w, a, "0.0", shape)
-    _load_final(w, step, layout, final)
-    w(f"for tau in range({T - 1}, -1, -1):")
-    w.indent()
-    _load_gy(w, step, layout, b["gy"], "tau")
-    w.printer.helpers.add(ANY_NONZERO)
-    live = " or ".join([f"tau == {T - 1}"] + [f"{ANY_NONZERO}({g})" for g in b["gy"]])
-    w(f"if not ({live}):")
-    w("    continue")
-    for g, f, shape in zip(b["gc"], final, step.carry_shapes):
-        w(f"if tau == {T - 1}:")
-        w.indent()
-        _copy(w, g, f, shape)
-        w.dedent()
-        w("else:")
-        w.indent()
-        _fill(w, g, "0.0", shape)
-        w.dedent()
-    w(f"lo = max(0, tau - {K - 1})")
-    w("for tt in range(tau, lo - 1, -1):")
-    w.indent()
-    for g, shape in zip(b["gy"], step.y_shapes):
-        w("if tt != tau:")
-        w.indent()
-        _fill(w, g, "0.0", shape)
-        w.dedent()
-    _back_step(w, step, hist, xb, p, b, accumulate_x=True)
-    w.dedent()
-    w("if lo == 0:")
-    w.indent()
-    for a, g, shape in zip(acc_c, b["gc"], step.carry_shapes):
-        _add(w, a, g, shape)
-    w.dedent()
-    w.dedent()
-    return acc_c
-
-
-register_emitter(Recurrence, _emit)
 
 
 def member_size(step, pos, T):
     """Per-example size of gradient group member ``pos`` (carry, sequence input, or free)."""
     nc, nx = len(step.carry_shapes), len(step.x_shapes)
     if pos < nc:
-        return row_size(step.carry_shapes[pos])
+        return _row(step.carry_shapes[pos])
     if pos < nc + nx:
-        return row_size((None, T) + tuple(step.x_shapes[pos - nc][1:]))
-    return row_size(step.free_shapes[pos - nc - nx])
+        return T * _row(step.x_shapes[pos - nc])
+    return _row(step.free_shapes[pos - nc - nx])
+
+
+row_size = _row
+
+from . import emit_loop  # noqa: E402,F401  (the CPU printer of Recurrence registers itself)

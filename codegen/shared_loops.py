@@ -18,7 +18,8 @@ import sympy
 from . import schedule as S
 from .printer import HELPERS
 
-__all__ = ["small_matmul", "shareable_nest", "share_nest", "array_helper", "ANY_NONZERO"]
+__all__ = ["small_matmul", "shareable_nest", "share_nest", "array_helper", "ANY_NONZERO", "stack_helper",
+           "swap01_helper"]
 
 
 def small_matmul(trans_a, trans_b, shape, dtype) -> str:
@@ -121,3 +122,39 @@ def any_nonzero(a):
             return True
     return False
 '''
+
+
+def stack_helper(kind) -> str:
+    """``stack_to_cols`` / ``cols_to_stack``: a time-major stack (T, B, F) to or from the
+    per-example columns off … off + T·F of a (B, width) array (the loop's packed row)."""
+    name = f"{kind}"
+    if name not in HELPERS:
+        if kind == "stack_to_cols":
+            sig, doc, stmt = "dst, off, src", "dst[b, off + t·F + c] = src[t, b, c]", \
+                "dst[b, off + t * F + c] = src[t, b, c]"
+            shape = "src"
+        else:
+            sig, doc, stmt = "dst, src, off", "dst[t, b, c] = src[b, off + t·F + c]", \
+                "dst[t, b, c] = src[b, off + t * F + c]"
+            shape = "dst"
+        HELPERS[name] = (f'\n@njit(**JIT)\ndef {name}({sig}):\n    """{doc}."""\n'
+                         f"    F = {shape}.shape[2]\n"
+                         f"    for b in range({shape}.shape[1]):\n"
+                         f"        for t in range({shape}.shape[0]):\n"
+                         f"            for c in range(F):\n"
+                         f"                {stmt}\n")
+    return name
+
+
+def swap01_helper(rank) -> str:
+    """``swap01_<r>d(dst, src)``: dst[t, b, …] = src[b, t, …] (batch-major ↔ time-major)."""
+    name = f"swap01_{rank}d"
+    if name not in HELPERS:
+        rest = "".join(f", i{d}" for d in range(2, rank))
+        lines = ["    for b in range(src.shape[0]):", "        for t in range(src.shape[1]):"]
+        for d in range(2, rank):
+            lines.append("    " * (d + 1) + f"for i{d} in range(src.shape[{d}]):")
+        lines.append("    " * (rank + 1) + f"dst[t, b{rest}] = src[b, t{rest}]")
+        HELPERS[name] = (f'\n@njit(**JIT)\ndef {name}(dst, src):\n    """dst[t, b, …] = src[b, t, …] '
+                         f'({rank}-d)."""\n' + "\n".join(lines) + "\n")
+    return name

@@ -126,6 +126,25 @@ def test_hand_written_bptt_of_the_w3_benchmark_matches_autodiff():
         np.testing.assert_allclose(g[p.name], v, rtol=1e-10, atol=1e-14)
 
 
+def test_hand_written_lstm_bptt_of_the_w5_benchmark_matches_autodiff():
+    from benchmarks.w5_lstm import GATES, W5Baseline
+
+    m = get_model("lstm", steps=5, hidden=3)
+    feeds = {k: v[:7] for k, v in m.data.train.items()}
+    hand = W5Baseline({p.name: p.value for p in m.parameters}, dtype=np.float64)
+    loss, packed = hand.gradients(feeds["x"], feeds["t"])
+    H = 3
+    g = {"V": packed["V"], "c": packed["c"]}
+    for n, k in enumerate(GATES):
+        for w in ("W", "U", "b"):
+            g[f"{w}_{k}"] = packed[w][..., n * H:(n + 1) * H]
+    grads = gn.grad(m.loss, m.params)
+    values = gn.evaluate([m.loss] + [grads[p] for p in m.params], feeds)
+    assert loss == pytest.approx(float(values[0]), rel=1e-12)
+    for p, v in zip(m.params, values[1:]):
+        np.testing.assert_allclose(g[p.name], v, rtol=1e-9, atol=1e-13, err_msg=p.name)
+
+
 def test_per_step_softmax_loss_the_courses_sum_of_minus_log_y():
     """Σ_t d_t with d_t = −log y_t,c, y_t = softmax(s_t V + c) computed inside the cell."""
     rng = np.random.default_rng(4)

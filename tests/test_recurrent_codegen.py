@@ -98,3 +98,56 @@ def test_float32_and_float64_cells_are_distinct_functions():
     assert name64 != name32 and name32.endswith("_f32")
     assert "tanh_f32(" in body32 and "_f32(" in body32.split("matmul_", 1)[1]   # float32 helpers only
     assert "_f32" not in src64.split("def cell_")[1].split("\n\n\n")[0]
+
+
+def _recurrent_models():
+    """Every built-in model whose graph holds a looped recurrence (small sizes)."""
+    from graphnn.graph import Graph
+    from graphnn.looped import Loop
+    from graphnn.models import available
+
+    sizes = {"rnn": {"steps": 3, "hidden": 4}, "lstm": {"steps": 3, "hidden": 4}, "rnn-scalar": {"mode": "looped"}}
+    out = []
+    for name, build in available().items():
+        model = build(**sizes.get(name, {}))
+        if model.data is not None and any(isinstance(n.op, Loop) for n in Graph([model.loss]).nodes):
+            out.append((name, model))
+    return out
+
+
+RECURRENT = _recurrent_models()
+
+
+def test_recurrent_models_are_found():
+    assert {"rnn", "lstm", "rnn-scalar"} <= {name for name, _ in RECURRENT}
+
+
+@pytest.mark.parametrize("name,model", RECURRENT, ids=[n for n, _ in RECURRENT])
+def test_bptt_schedule_keeps_states_and_hoists_the_products(name, model):
+    """The standard BPTT schedule, read off the lowered grad_step (no compilation):
+    the forward step runs once per time step (BPTT reads the kept states, it does not run
+    the forward again), x_t·U for all t is one product before the loop, and the weight
+    gradients Σ_t s_{t−1}ᵀδ_t, Σ_t x_tᵀδ_t are one product each after it (none per step)."""
+    from codegen.lower_loop import Recurrence
+    from codegen.schedule import MatMul
+
+    sched = codegen.lower(model, make_optimizer("sgd", lr=0.1), "float64")
+    steps = [s for s in sched.grad_step.steps if isinstance(s, Recurrence)]
+    assert [s.kind for s in steps] == ["loop", "grad"]
+    loop, bptt = steps
+    assert not bptt.forward and "bwd" in bptt.calls and "fwd" in loop.calls
+    src = codegen.emit_cpu.program_lines(sched.grad_step, "float64")
+    fwd = loop.calls["fwd"].fn
+    assert sum(line.count(f"{fwd}(") for line in src) == 1          # one call site: the forward loop
+
+    def products(call):
+        return [s for s in call.program.steps if isinstance(s, MatMul)]
+
+    x_args = {b.name for b, (role, _) in zip(loop.calls["fwd"].program.args, loop.calls["fwd"].args)
+              if role[0] == "at" and role[1].startswith("x")}
+    assert not any({p.a, p.b} & x_args for p in products(loop.calls["fwd"]))   # x_t·U is not per step
+    if name != "rnn-scalar":   # (the scalar net has no matrix product to hoist)
+        assert products(loop.calls["pre"])
+    per_step = [p for p in products(bptt.calls["bwd"]) if "B" not in map(str, p.shape[:1])]
+    assert not per_step, "a weight gradient is still a product per time step"
+    assert all(t[0] == "out" for t in bptt.free_targets.values())   # every weight gradient: once, after the loop

@@ -191,8 +191,8 @@ class CudaBackend:
                 setattr(a, _attr(name), cuda.device_array(1, dt))
         for name, shape in self.emitter.all_extras(self.schedule.programs).items():
             setattr(a, _attr(name), cuda.device_array(tuple(batch if d is None else d for d in shape) or (1,), dt))
-        for fn, prog in self.emitter.cells.items():
-            setattr(a, _attr(f"cell_ns_{fn}"), self._cell_namespace(prog, batch))
+        for fn, prog in self.emitter.cells.items():   # (a phase over all T steps: T·B rows)
+            setattr(a, _attr(f"cell_ns_{fn}"), self._cell_namespace(prog, batch * self.emitter.cell_rows.get(fn, 1)))
         # 2-d views of the batched inputs, for the on-device gather
         a._gather = {}
         for node in self.schedule.inputs:
@@ -344,9 +344,8 @@ def _largest_matmul_dim(programs) -> int:
         for step in todo.pop():
             if isinstance(step, MatMul):
                 best = max([best] + [d for d in step.shape if isinstance(d, int)])
-            for call in (getattr(step, "cell", None), getattr(step, "grad", None)):
-                if getattr(call, "program", None) is not None:
-                    todo.append(call.program.steps)
+            for call in getattr(step, "calls", {}).values():
+                todo.append(call.program.steps)
     return best
 
 

@@ -106,6 +106,7 @@ class CudaEmitter:
         self.extras: dict[str, tuple] = {}           # the current program's own buffers: name -> shape
         self.program_extras: dict[str, dict] = {}    # program name -> its own buffers
         self.cells: dict[str, object] = {}           # recurrence cell programs (their own namespaces)
+        self.cell_rows: dict[str, int] = {}          # cell program -> T where it runs over T·B rows
         self.count = 0
         self.helpers: set[str] = set()    # codegen.printer.HELPERS the printed code calls
         self._printers: list = []

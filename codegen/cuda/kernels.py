@@ -59,6 +59,18 @@ def header(dtype: str, tile: int, threads: int, cache: bool, max_blocks: int = 4
             return arr.reshape(arr.size // last, last)
 
 
+        def cols_as_stack(arr, off, steps, width):
+            # columns off … off + steps·width of a (B, ·) array seen as (steps, B, width): the
+            # per-example packed row of a recurrence as a time-major stack (a zero-copy view)
+            part = arr[:, off:off + steps * width]
+            shape = (steps, arr.shape[0], width)
+            strides = (width * arr.strides[1], arr.strides[0], arr.strides[1])
+            if hasattr(part, "gpu_data"):
+                return type(part)(shape=shape, strides=strides, dtype=part.dtype, gpu_data=part.gpu_data)
+            view = np.lib.stride_tricks.as_strided(getattr(part, "_ary", part), shape, strides)
+            return type(part)(view) if hasattr(part, "_ary") else view   # the simulator's array type
+
+
         def blocks_for(n):
             # grid-stride kernels: enough blocks to cover n, capped (each thread loops)
             return max(1, min(cdiv(n, THREADS), MAX_BLOCKS))

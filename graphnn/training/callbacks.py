@@ -98,14 +98,18 @@ class EarlyStopping(_Monitor, Callback):
 
 class ModelCheckpoint(_Monitor, Callback):
     """Save a checkpoint (`Trainer.save`) after every row, or only when ``monitor`` improves
-    (``best_only``). ``path`` may hold ``{epoch}`` or ``{step}`` to keep one file per row."""
+    (``best_only``). ``path`` may hold ``{epoch}`` or ``{step}`` to keep one file per row.
+    ``epochs_only``: save after whole epochs only, never after a logged step (what
+    ``graphnn train --checkpoint`` does: a steps run writes its checkpoint at the end)."""
 
-    def __init__(self, path, monitor: str = "val_loss", best_only=False, mode="auto"):
+    def __init__(self, path, monitor: str = "val_loss", best_only=False, mode="auto", epochs_only=False):
         super().__init__(monitor, mode)
-        self.path, self.best_only = str(path), best_only
+        self.path, self.best_only, self.epochs_only = str(path), best_only, epochs_only
         self.saved: list = []
 
     def on_epoch_end(self, trainer, row):
+        if self.epochs_only and "epoch" not in row:
+            return False
         if self.best_only and not self.improved(row):
             return False
         path = self.path.format(epoch=row.get("epoch", trainer.epoch), step=row.get("step", ""))

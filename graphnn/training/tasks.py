@@ -138,8 +138,8 @@ def finish_trainer(trainer, opts: TrainOptions) -> None:
 
 
 def checkpoint_callbacks(opts: TrainOptions) -> list:
-    """``--checkpoint``: saved after every logged row (a crashed run can --resume from it)."""
-    return [ModelCheckpoint(opts.checkpoint)] if opts.checkpoint else []
+    """``--checkpoint``: saved after every epoch (a crashed run can --resume from it) and at the end."""
+    return [ModelCheckpoint(opts.checkpoint, epochs_only=True)] if opts.checkpoint else []
 
 
 def _rule_checkpoint(model, opts, params, epoch) -> None:
