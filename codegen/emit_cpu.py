@@ -24,7 +24,7 @@ from graphnn.ops.structure import numpy_slice
 
 from . import schedule as S
 from .printer import HELPERS, KernelPrinter
-from .shared_loops import share_nest, shareable_nest, small_matmul
+from .shared_loops import array_helper, share_nest, shareable_nest, small_matmul
 
 #: fastmath without nnan/ninf: isnan/isinf keep working
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -47,6 +47,8 @@ class Writer:
         self.printer = KernelPrinter(dtype)
         self.lines: list = []
         self.depth = 1
+        self.ranks: dict = {}   # array name -> rank, where known (the program's arguments, views)
+        self.specialise = False   # tiny products with literal sizes (a recurrence's step)
 
     def __call__(self, line=""):
         self.lines.append(INDENT * self.depth + line if line else "")
@@ -159,7 +161,7 @@ def _matmul(step: S.MatMul, w: Writer):
     if not step.tiny:
         w(f"np.dot({a}, {b}, {step.out})")
         return
-    fn = small_matmul(step.trans_a, step.trans_b, tuple(_dim(d) for d in step.shape), w.dtype)
+    fn = small_matmul(step.trans_a, step.trans_b, tuple(_dim(d) for d in step.shape), w.dtype, w.specialise)
     w.printer.helpers.add(fn)
     w(f"{fn}({step.a}, {step.b}, {step.out})  # tiny: loops beat a BLAS call")
 
@@ -168,13 +170,21 @@ def _view(step: S.View, w: Writer):
     src = step.source
     if step.kind == "transpose":
         axes = tuple(step.args)
-        text = f"{src}.T" if axes == (1, 0) else f"np.transpose({src}, {axes})"
+        text = f"{src}.T" if axes == (1, 0) else f"{src}.transpose({axes})"   # not np.transpose: an overload to compile
     elif step.kind == "reshape":
         text = f"{src}.reshape({_shape(step.args)})"
     elif step.kind == "index":
         text = f"{src}[{index_text(step.args)}]"
     else:
         text = src
+    if step.kind in ("transpose", "reshape"):
+        rank = len(step.args)
+    elif step.kind == "index":
+        rank = sum(1 for k in step.args if k[0] == "s")
+    else:
+        rank = w.ranks.get(src)
+    if rank is not None:
+        w.ranks[step.name] = rank
     w(f"{step.name} = {text}" + (f"  # {step.comment}" if step.comment else ""))
 
 
@@ -258,25 +268,48 @@ def _row_softmax(step: S.RowSoftmax, w: Writer):
     w.dedent()
 
 
+def _array_op(w, kind, rank, *args) -> bool:
+    """``kind`` (copy/fill) as a call to the plain-loop helper for ``rank``; False where the
+    rank is unknown. An array expression (``a[...] = b``) would compile Numba's broadcasting
+    and its error-message formatting inline at every place it is written (seconds each)."""
+    if rank is None or rank < 1:
+        return False
+    name = array_helper(kind, (None,) * rank)
+    w.printer.helpers.add(name)
+    w(f"{name}({', '.join(args)})")
+    return True
+
+
 def _fill(step: S.Fill, w: Writer):
-    w(f"{step.out}[...] = {w.num(step.value)}")
+    if not _array_op(w, "fill", w.ranks.get(step.out), step.out, w.num(step.value)):
+        w(f"{step.out}[...] = {w.num(step.value)}")
 
 
 def _scatter(step: S.Scatter, w: Writer):
-    w(f"{step.out}[...] = {w.num(0.0)}")
-    w(f"{step.out}[{index_text(step.spec)}] = {step.g}")
+    if not _array_op(w, "fill", w.ranks.get(step.out), step.out, w.num(0.0)):
+        w(f"{step.out}[...] = {w.num(0.0)}")
+    at = f"{step.out}[{index_text(step.spec)}]"
+    rank = w.ranks.get(step.out)
+    rank = None if rank is None else rank - sum(1 for k in step.spec if k[0] == "i")
+    if not _array_op(w, "copy", rank, at, step.g):
+        w(f"{at} = {step.g}")
 
 
 def _concat(step: S.Concat, w: Writer):
     w(f"start = 0  # concatenate along axis {step.axis}")
     for x in step.inputs:
-        lead = ":, " * step.axis
-        w(f"{step.out}[{lead}start:start + {x}.shape[{step.axis}]] = {x}")
+        at = f"{step.out}[{':, ' * step.axis}start:start + {x}.shape[{step.axis}]]"
+        if not _array_op(w, "copy", w.ranks.get(step.out), at, x):
+            w(f"{at} = {x}")
         w(f"start += {x}.shape[{step.axis}]")
 
 
 def _copy(step: S.Copy, w: Writer):
-    w(f"{step.out}.reshape({step.src}.shape)[...] = {step.src}  # a copy: {step.src} is a strided view")
+    at = f"{step.out}.reshape({step.src}.shape)"
+    if _array_op(w, "copy", w.ranks.get(step.src), at, step.src):
+        w.lines[-1] += f"  # a copy: {step.src} is a strided view"
+    else:
+        w(f"{at}[...] = {step.src}  # a copy: {step.src} is a strided view")
 
 
 for _type, _fn in {S.Loop: _loop, S.Scalar: _scalar, S.MatMul: _matmul, S.View: _view,
@@ -291,18 +324,22 @@ def _decorator():
     return "@njit(**JIT)"
 
 
-def emit_program(prog: S.Program, dtype: str, helpers: set | None = None) -> str:
-    """One ``@njit`` function for a `Program` (helper functions it calls are added to ``helpers``)."""
-    lines = program_lines(prog, dtype, helpers)
+def emit_program(prog: S.Program, dtype: str, helpers: set | None = None, *, specialise=False) -> str:
+    """One ``@njit`` function for a `Program` (helper functions it calls are added to ``helpers``);
+    ``specialise``: its tiny products get helpers with literal sizes (for code run many times a
+    batch, a recurrence's step; elsewhere one size-generic helper per transposition pays more)."""
+    lines = program_lines(prog, dtype, helpers, specialise=specialise)
     ret = [f"{INDENT}return {prog.returns}"] if prog.returns is not None else []
     doc = [f'{INDENT}"""{prog.doc}"""'] if prog.doc else []
     args = ", ".join(a.name for a in prog.args)
     return "\n".join([_decorator(), f"def {prog.name}({args}):", *doc, *lines, *ret]) + "\n"
 
 
-def program_lines(prog: S.Program, dtype: str, helpers: set | None = None) -> list:
+def program_lines(prog: S.Program, dtype: str, helpers: set | None = None, *, specialise=False) -> list:
     """The statements of a `Program`'s function body (one indent), without its return."""
     w = Writer(dtype)
+    w.specialise = specialise
+    w.ranks.update({a.name: len(a.shape) for a in prog.args})
     for step in prog.steps:
         fn = EMITTERS.get(type(step))
         if fn is None:
@@ -399,7 +436,8 @@ def _gather_batch(w, sched, whole):
         if len(a.shape) == 2:
             w(f"for c in range({whole[a.name]}.shape[1]):")
             w(f"    {whole[a.name]}[r, c] = {a.name}_data[row, c]")
-        else:
+        elif len(a.shape) == 1 or not _array_op(w, "copy", len(a.shape) - 1, f"{whole[a.name]}[r]",
+                                                 f"{a.name}_data[row]"):
             w(f"{whole[a.name]}[r] = {a.name}_data[row]")
     w.dedent()
     for name, all_rows in whole.items():
@@ -454,6 +492,8 @@ def emit_train_epoch(sched, helpers: set | None = None) -> str:
     tail("return total")
     doc = (f'{INDENT}"""One epoch: batches order[start:start + batch_size], gathered into the batch buffers; '
            f'returns the summed loss."""')
+    if helpers is not None:
+        helpers |= w.printer.helpers
     params = [whole.get(n, n) for n in train_epoch_args(sched)]
     return "\n".join([_decorator(), f"def train_epoch({', '.join(params)}):", doc,
                       *w.lines, *lines, *tail.lines]) + "\n"
@@ -476,8 +516,5 @@ def emit_module(sched, optimizer=None) -> str:
                f"JIT = dict(cache=True, fastmath={{{', '.join(repr(f) for f in sorted(FASTMATH))}}}, error_model='numpy')\n")
     helpers: set = set()
     programs = [emit_program(prog, sched.dtype, helpers) for prog in sched.programs + [sched.evaluate]]
-    parts = [header, imports] + [HELPERS[h].strip() + "\n" for h in sorted(helpers)] + programs
-    parts.append(emit_update(sched.update, sched.dtype))
-    parts.append(emit_train_step(sched))
-    parts.append(emit_train_epoch(sched, helpers))
-    return "\n\n".join(parts)
+    programs += [emit_update(sched.update, sched.dtype), emit_train_step(sched), emit_train_epoch(sched, helpers)]
+    return "\n\n".join([header, imports] + [HELPERS[h].strip() + "\n" for h in sorted(helpers)] + programs)
