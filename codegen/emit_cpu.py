@@ -24,7 +24,7 @@ from graphnn.ops.structure import numpy_slice
 
 from . import schedule as S
 from .printer import HELPERS, KernelPrinter
-from .shared_loops import array_helper, share_nest, shareable_nest, small_matmul
+from .shared_loops import share_nest, shareable_nest, small_matmul
 
 #: fastmath without nnan/ninf: isnan/isinf keep working
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -268,53 +268,8 @@ def _row_softmax(step: S.RowSoftmax, w: Writer):
     w.dedent()
 
 
-def _array_op(w, kind, rank, *args) -> bool:
-    """``kind`` (copy/fill) as a call to the plain-loop helper for ``rank``; False where the
-    rank is unknown. An array expression (``a[...] = b``) would compile Numba's broadcasting
-    and its error-message formatting inline at every place it is written (seconds each)."""
-    if rank is None or rank < 1:
-        return False
-    name = array_helper(kind, (None,) * rank)
-    w.printer.helpers.add(name)
-    w(f"{name}({', '.join(args)})")
-    return True
-
-
-def _fill(step: S.Fill, w: Writer):
-    if not _array_op(w, "fill", w.ranks.get(step.out), step.out, w.num(step.value)):
-        w(f"{step.out}[...] = {w.num(step.value)}")
-
-
-def _scatter(step: S.Scatter, w: Writer):
-    if not _array_op(w, "fill", w.ranks.get(step.out), step.out, w.num(0.0)):
-        w(f"{step.out}[...] = {w.num(0.0)}")
-    at = f"{step.out}[{index_text(step.spec)}]"
-    rank = w.ranks.get(step.out)
-    rank = None if rank is None else rank - sum(1 for k in step.spec if k[0] == "i")
-    if not _array_op(w, "copy", rank, at, step.g):
-        w(f"{at} = {step.g}")
-
-
-def _concat(step: S.Concat, w: Writer):
-    w(f"start = 0  # concatenate along axis {step.axis}")
-    for x in step.inputs:
-        at = f"{step.out}[{':, ' * step.axis}start:start + {x}.shape[{step.axis}]]"
-        if not _array_op(w, "copy", w.ranks.get(step.out), at, x):
-            w(f"{at} = {x}")
-        w(f"start += {x}.shape[{step.axis}]")
-
-
-def _copy(step: S.Copy, w: Writer):
-    at = f"{step.out}.reshape({step.src}.shape)"
-    if _array_op(w, "copy", w.ranks.get(step.src), at, step.src):
-        w.lines[-1] += f"  # a copy: {step.src} is a strided view"
-    else:
-        w(f"{at}[...] = {step.src}  # a copy: {step.src} is a strided view")
-
-
 for _type, _fn in {S.Loop: _loop, S.Scalar: _scalar, S.MatMul: _matmul, S.View: _view,
-                   S.SoftmaxCE: _softmax_ce, S.RowSoftmax: _row_softmax, S.Fill: _fill,
-                   S.Scatter: _scatter, S.Concat: _concat, S.Copy: _copy}.items():
+                   S.SoftmaxCE: _softmax_ce, S.RowSoftmax: _row_softmax}.items():
     register_emitter(_type, _fn)
 
 
@@ -436,7 +391,7 @@ def _gather_batch(w, sched, whole):
         if len(a.shape) == 2:
             w(f"for c in range({whole[a.name]}.shape[1]):")
             w(f"    {whole[a.name]}[r, c] = {a.name}_data[row, c]")
-        elif len(a.shape) == 1 or not _array_op(w, "copy", len(a.shape) - 1, f"{whole[a.name]}[r]",
+        elif len(a.shape) == 1 or not array_op(w, "copy", len(a.shape) - 1, f"{whole[a.name]}[r]",
                                                  f"{a.name}_data[row]"):
             w(f"{whole[a.name]}[r] = {a.name}_data[row]")
     w.dedent()
@@ -518,3 +473,6 @@ def emit_module(sched, optimizer=None) -> str:
     programs = [emit_program(prog, sched.dtype, helpers) for prog in sched.programs + [sched.evaluate]]
     programs += [emit_update(sched.update, sched.dtype), emit_train_step(sched), emit_train_epoch(sched, helpers)]
     return "\n\n".join([header, imports] + [HELPERS[h].strip() + "\n" for h in sorted(helpers)] + programs)
+
+
+from .emit_arrays import array_op  # noqa: E402  (Fill, Copy, Scatter, Concat: their printers register)
