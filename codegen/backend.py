@@ -38,6 +38,7 @@ class CpuBackend:
         # hyperparameter values (and schedules) are run-time arguments: not part of the key
         key = {"graph": self.schedule.graph_hash, "dtype": self.dtype_name,
                "optimizer": repr(optimizer.code_key())}
+        self.cache_key = key
         self.module = load_generated_module(self.source, key, verbose=verbose)
         self.blas_threads = blas_threads
         self.trainable = list(self.schedule.trainable)
@@ -45,6 +46,7 @@ class CpuBackend:
         self.steps = 0
         self._buffers: dict = {}
         self._data: dict = {}
+        self._recorded = None
 
     # -- storage -----------------------------------------------------------------------
     def _init_params(self, start):
@@ -206,7 +208,8 @@ class CpuBackend:
         """Whole training arrays in the backend's dtype, converted once and reused."""
         out = {}
         for a in batched_inputs(self.schedule):
-            # by the input's own name (the argument's may be deduplicated: ε and ε̂ → ε, ε_2) or node
+            # by the input's own name (the argument's identifier may differ: deduplicated ε and ε̂,
+            # or a name that is taken, an input called 'i') or node
             value = feeds[a.node.name] if a.node.name in feeds else feeds[a.node]
             cached = self._data.get(a.name)
             if cached is None or cached[0] is not value:
@@ -247,13 +250,27 @@ class CpuBackend:
         from threadpoolctl import threadpool_limits
         return threadpool_limits(limits=self.blas_threads, user_api="blas")
 
+    @contextlib.contextmanager
+    def recording(self):
+        """Within it, each call of a compiled function is recorded as ``(name, args)`` instead of
+        run (it returns 0): the exact argument types are known before anything compiles
+        (codegen/background.py). Parameters are not touched; the update count is restored."""
+        self._recorded, steps = [], self.steps
+        try:
+            yield self._recorded
+        finally:
+            self._recorded, self.steps = None, steps
+
     def _call(self, fn_name, args):
         from numba.core.errors import NumbaError
 
+        if self._recorded is not None:
+            self._recorded.append((fn_name, list(args)))
+            return self.dtype(0)
         try:
             return getattr(self.module, fn_name)(*args)
         except NumbaError as e:
-            raise CodegenError(_explain(e, fn_name, self.source, self.module)) from None
+            raise CodegenError(explain_numba_error(e, fn_name, self.source, self.module)) from None
 
 
 def _one(array):
@@ -267,7 +284,7 @@ def _batch_of(feeds, schedule):
     return 1
 
 
-def _explain(error, fn_name, source, module) -> str:
+def explain_numba_error(error, fn_name, source, module) -> str:
     """A Numba error as: which generated function, which line of its source, what Numba said."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
     lines = source.splitlines()

@@ -280,6 +280,48 @@ def _guard_numba_cache(module: types.ModuleType) -> None:
         cache._graphnn_guarded = True
 
 
+class _NotCached(Exception):
+    """Raised instead of compiling: the signature was not in Numba's cache."""
+
+
+class _RefuseToCompile:
+    def compile(self, args, return_type):
+        raise _NotCached
+
+
+def load_from_cache(dispatcher, sig) -> bool:
+    """Give ``dispatcher`` its compiled code for ``sig`` from memory or Numba's disk cache,
+    never compiling; False if it is in neither (a background compile fills the cache).
+
+    ``Dispatcher.compile`` looks in memory, then on disk, and only then compiles: the
+    compiler is stood in for by one that refuses (private attribute, so checked).
+    """
+    compiler = getattr(dispatcher, "_compiler", None)
+    if compiler is None or not hasattr(dispatcher, "compile"):
+        return False
+    dispatcher._compiler = _RefuseToCompile()
+    try:
+        dispatcher.compile(sig)
+        return True
+    except _NotCached:
+        return False
+    finally:
+        dispatcher._compiler = compiler
+
+
+def numba_index_present(module: types.ModuleType, function: str) -> bool:
+    """Whether Numba's cache has an index for ``function`` of a generated module (any
+    signature), found without loading it; False for a module compiled in memory."""
+    path = getattr(module, "_graphnn_path", None)
+    if path is None:
+        return False
+    if glob.glob(str(path.parent / "__pycache__" / f"{path.stem}.{function}-*.nbi")):
+        return True
+    index = getattr(getattr(getattr(getattr(module, function, None), "_cache", None), "_cache_file", None),
+                    "_index_path", None)   # NUMBA_CACHE_DIR moves it: ask the dispatcher (guarded)
+    return isinstance(index, str) and os.path.exists(index)
+
+
 def _numba_index_present(module: types.ModuleType, path: Path | None) -> bool:
     """True if Numba's compiled-code index exists for any function of the module."""
     if path is None:

@@ -56,6 +56,8 @@ class Writer:
         self.printer = KernelPrinter(dtype)
         self.lines: list = []
         self.depth = 1
+        self.ranks: dict = {}   # array name -> rank, where known (the program's arguments, views)
+        self.specialise = False   # tiny products with literal sizes (a recurrence's step)
 
     def __call__(self, line=""):
         self.lines.append(INDENT * self.depth + line if line else "")
@@ -168,7 +170,7 @@ def _matmul(step: S.MatMul, w: Writer):
     if not step.tiny:
         w(f"np.dot({a}, {b}, {step.out})")
         return
-    fn = small_matmul(step.trans_a, step.trans_b, tuple(_dim(d) for d in step.shape), w.dtype)
+    fn = small_matmul(step.trans_a, step.trans_b, tuple(_dim(d) for d in step.shape), w.dtype, w.specialise)
     w.printer.helpers.add(fn)
     w(f"{fn}({step.a}, {step.b}, {step.out})  # tiny: loops beat a BLAS call")
 
@@ -177,13 +179,21 @@ def _view(step: S.View, w: Writer):
     src = step.source
     if step.kind == "transpose":
         axes = tuple(step.args)
-        text = f"{src}.T" if axes == (1, 0) else f"np.transpose({src}, {axes})"
+        text = f"{src}.T" if axes == (1, 0) else f"{src}.transpose({axes})"   # not np.transpose: an overload to compile
     elif step.kind == "reshape":
         text = f"{src}.reshape({_shape(step.args)})"
     elif step.kind == "index":
         text = f"{src}[{index_text(step.args)}]"
     else:
         text = src
+    if step.kind in ("transpose", "reshape"):
+        rank = len(step.args)
+    elif step.kind == "index":
+        rank = sum(1 for k in step.args if k[0] == "s")
+    else:
+        rank = w.ranks.get(src)
+    if rank is not None:
+        w.ranks[step.name] = rank
     w(f"{step.name} = {text}" + (f"  # {step.comment}" if step.comment else ""))
 
 
@@ -267,30 +277,8 @@ def _row_softmax(step: S.RowSoftmax, w: Writer):
     w.dedent()
 
 
-def _fill(step: S.Fill, w: Writer):
-    w(f"{step.out}[...] = {w.num(step.value)}")
-
-
-def _scatter(step: S.Scatter, w: Writer):
-    w(f"{step.out}[...] = {w.num(0.0)}")
-    w(f"{step.out}[{index_text(step.spec)}] = {step.g}")
-
-
-def _concat(step: S.Concat, w: Writer):
-    w(f"start = 0  # concatenate along axis {step.axis}")
-    for x in step.inputs:
-        lead = ":, " * step.axis
-        w(f"{step.out}[{lead}start:start + {x}.shape[{step.axis}]] = {x}")
-        w(f"start += {x}.shape[{step.axis}]")
-
-
-def _copy(step: S.Copy, w: Writer):
-    w(f"{step.out}.reshape({step.src}.shape)[...] = {step.src}  # a copy: {step.src} is a strided view")
-
-
 for _type, _fn in {S.Loop: _loop, S.Scalar: _scalar, S.MatMul: _matmul, S.View: _view,
-                   S.SoftmaxCE: _softmax_ce, S.RowSoftmax: _row_softmax, S.Fill: _fill,
-                   S.Scatter: _scatter, S.Concat: _concat, S.Copy: _copy}.items():
+                   S.SoftmaxCE: _softmax_ce, S.RowSoftmax: _row_softmax}.items():
     register_emitter(_type, _fn)
 
 
@@ -300,18 +288,22 @@ def _decorator():
     return "@njit(**JIT)"
 
 
-def emit_program(prog: S.Program, dtype: str, helpers: set | None = None) -> str:
-    """One ``@njit`` function for a `Program` (helper functions it calls are added to ``helpers``)."""
-    lines = program_lines(prog, dtype, helpers)
+def emit_program(prog: S.Program, dtype: str, helpers: set | None = None, *, specialise=False) -> str:
+    """One ``@njit`` function for a `Program` (helper functions it calls are added to ``helpers``);
+    ``specialise``: its tiny products get helpers with literal sizes (for code run many times a
+    batch, a recurrence's step; elsewhere one size-generic helper per transposition pays more)."""
+    lines = program_lines(prog, dtype, helpers, specialise=specialise)
     ret = [f"{INDENT}return {prog.returns}"] if prog.returns is not None else []
     doc = [f'{INDENT}"""{prog.doc}"""'] if prog.doc else []
     args = ", ".join(a.name for a in prog.args)
     return "\n".join([_decorator(), f"def {prog.name}({args}):", *doc, *lines, *ret]) + "\n"
 
 
-def program_lines(prog: S.Program, dtype: str, helpers: set | None = None) -> list:
+def program_lines(prog: S.Program, dtype: str, helpers: set | None = None, *, specialise=False) -> list:
     """The statements of a `Program`'s function body (one indent), without its return."""
     w = Writer(dtype)
+    w.specialise = specialise
+    w.ranks.update({a.name: len(a.shape) for a in prog.args})
     steps = prog.steps
     for rewrite in REWRITES:
         steps = rewrite(prog, steps)
@@ -411,7 +403,8 @@ def _gather_batch(w, sched, whole):
         if len(a.shape) == 2:
             w(f"for c in range({whole[a.name]}.shape[1]):")
             w(f"    {whole[a.name]}[r, c] = {a.name}_data[row, c]")
-        else:
+        elif len(a.shape) == 1 or not array_op(w, "copy", len(a.shape) - 1, f"{whole[a.name]}[r]",
+                                                 f"{a.name}_data[row]"):
             w(f"{whole[a.name]}[r] = {a.name}_data[row]")
     w.dedent()
     for name, all_rows in whole.items():
@@ -466,6 +459,8 @@ def emit_train_epoch(sched, helpers: set | None = None) -> str:
     tail("return total")
     doc = (f'{INDENT}"""One epoch: batches order[start:start + batch_size], gathered into the batch buffers; '
            f'returns the summed loss."""')
+    if helpers is not None:
+        helpers |= w.printer.helpers
     params = [whole.get(n, n) for n in train_epoch_args(sched)]
     return "\n".join([_decorator(), f"def train_epoch({', '.join(params)}):", doc,
                       *w.lines, *lines, *tail.lines]) + "\n"
@@ -488,8 +483,8 @@ def emit_module(sched, optimizer=None) -> str:
                f"JIT = dict(cache=True, fastmath={{{', '.join(repr(f) for f in sorted(FASTMATH))}}}, error_model='numpy')\n")
     helpers: set = set()
     programs = [emit_program(prog, sched.dtype, helpers) for prog in sched.programs + [sched.evaluate]]
-    parts = [header, imports] + [HELPERS[h].strip() + "\n" for h in sorted(helpers)] + programs
-    parts.append(emit_update(sched.update, sched.dtype))
-    parts.append(emit_train_step(sched))
-    parts.append(emit_train_epoch(sched, helpers))
-    return "\n\n".join(parts)
+    programs += [emit_update(sched.update, sched.dtype), emit_train_step(sched), emit_train_epoch(sched, helpers)]
+    return "\n\n".join([header, imports] + [HELPERS[h].strip() + "\n" for h in sorted(helpers)] + programs)
+
+
+from .emit_arrays import array_op  # noqa: E402  (Fill, Copy, Scatter, Concat: their printers register)

@@ -31,6 +31,7 @@ from .lower import RESERVED, CodegenError, Lowered, identifier, lower_program, r
 from .schedule import Buffer
 
 PHASES = ("static_fwd", "pre", "fwd", "static_bwd", "bwd", "post")
+_PER_STEP = ("cell", "cell_grad")   # the phases run T times a batch: literal sizes pay there
 _PREFIX = {"static_fwd": "cell_static", "pre": "cell_pre", "fwd": "cell", "static_bwd": "cell_grad_static",
            "bwd": "cell_grad", "post": "cell_post"}
 _DOCS = {"static_fwd": "Values of the weights alone the step reads, computed once per call.",
@@ -142,7 +143,7 @@ def compile_phase(phase, prefix, dtype, doc) -> CellCall:
         outs.append((o, "output"))
     prog = lower_program("PHASE_FN", outs, args, names=names, dtype=dtype, doc=doc)
     helpers: set = set()
-    text = emit_program(prog, dtype, helpers)
+    text = emit_program(prog, dtype, helpers, specialise=prefix in _PER_STEP)
     digest = hashlib.sha1(text.encode()).hexdigest()[:12]
     fn = f"{prefix}_{digest}" + ("_f32" if dtype == "float32" else "")
     prog.name = fn

@@ -22,13 +22,18 @@ __all__ = ["small_matmul", "shareable_nest", "share_nest", "array_helper", "ANY_
            "swap01_helper"]
 
 
-def small_matmul(trans_a, trans_b, shape, dtype) -> str:
-    """A loop nest for tiny products of one shape, shared by every product of that shape.
+def small_matmul(trans_a, trans_b, shape, dtype, fixed=True) -> str:
+    """A loop nest for tiny products, shared by every product of its shape (``fixed``) or of
+    its transposition family (sizes read from the arrays).
 
     Written out inline, the forty small products of an LSTM's gradient cell cost tens of
-    seconds of compilation; as calls they cost one compilation per distinct shape. The
-    fixed sizes stay literals, so LLVM still unrolls and vectorises as it did inline.
-    ``shape`` is (m, k, n) as printed: an int's text, or "B" for the batch."""
+    seconds of compilation; as calls they cost one compilation per distinct shape. With
+    ``fixed`` the sizes stay literals, so LLVM unrolls and vectorises as it did inline: that
+    pays in a recurrence's step, run T times a batch. Elsewhere (a small MLP's layers) the
+    size-generic nest runs as fast and is compiled once for all shapes instead of once per
+    shape. ``shape`` is (m, k, n) as printed: an int's text, or "B" for the batch."""
+    if not fixed:
+        return _generic_matmul(trans_a, trans_b, dtype)
     m, k, n = (str(d) for d in shape)
     name = (f"matmul_{'t' if trans_a else 'n'}{'t' if trans_b else 'n'}_{m}x{k}x{n}"
             + ("_f32" if dtype == "float32" else ""))
@@ -52,6 +57,32 @@ def {name}(a, b, out):
                 acc += {ra} * {rb}
             out[i, j] = acc
 '''
+    return name
+
+
+def _generic_matmul(trans_a, trans_b, dtype) -> str:
+    """``matmul_nn`` / ``_nt`` / ``_tn`` / ``_tt``: any sizes. The innermost loop runs along
+    contiguous rows of b and out (or, for b.T, a dot product of two rows), so it vectorises
+    without literal sizes; each out[i, j] still sums over p in ascending order."""
+    tag = f"{'t' if trans_a else 'n'}{'t' if trans_b else 'n'}"
+    name = f"matmul_{tag}" + ("_f32" if dtype == "float32" else "")
+    if name in HELPERS:
+        return name
+    zero = "np.float32(0.0)" if dtype == "float32" else "0.0"
+    m, k = ("a.shape[1]", "a.shape[0]") if trans_a else ("a.shape[0]", "a.shape[1]")
+    n = "b.shape[0]" if trans_b else "b.shape[1]"
+    ra = "a[p, i]" if trans_a else "a[i, p]"
+    if trans_b:   # rows of a (or columns, for a.T) against rows of b
+        body = (f"    for i in range({m}):\n        for j in range({n}):\n            acc = {zero}\n"
+                f"            for p in range({k}):\n                acc += {ra} * b[j, p]\n"
+                f"            out[i, j] = acc\n")
+    else:         # out[i, :] += a_ip · b[p, :]
+        body = (f"    for i in range({m}):\n        for j in range({n}):\n            out[i, j] = {zero}\n"
+                f"        for p in range({k}):\n            aip = {ra}\n            for j in range({n}):\n"
+                f"                out[i, j] += aip * b[p, j]\n")
+    what = f"out = {'a.T' if trans_a else 'a'} @ {'b.T' if trans_b else 'b'}"
+    HELPERS[name] = (f'\n@njit(**JIT)\ndef {name}(a, b, out):\n    """{what} for small sizes of any shape, as plain '
+                     f'loops (a BLAS call costs more)."""\n' + body)
     return name
 
 

@@ -29,6 +29,10 @@ def require_program(*names: str) -> str:
     pytest.skip(msg)
 
 
+# The tests of compiled kernels must run them: the suite compiles before the first batch unless
+# a test asks for the background compile itself (background_compile=True; tests/test_background.py).
+os.environ.setdefault("GRAPHNN_BACKGROUND_COMPILE", "0")
+
 # The oracle checks itself in every test: each op's reference output against its node's
 # declared shape and dtype (graphnn/evaluate.py).
 os.environ.setdefault("GRAPHNN_CHECK_SHAPES", "1")

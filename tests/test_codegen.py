@@ -116,7 +116,7 @@ def test_elementwise_chain_is_one_loop_without_temporaries():
     assert fwd.startswith("(x, W, out, matmul):")     # no buffer for exp, ×0.5, sigmoid, +1
     assert fwd.count("_ij = ") == 1                    # the whole chain is one assignment …
     assert fwd.count("for i in range(B):") == 1        # … in one loop
-    assert "matmul_nn_Bx4x3(x, W, matmul)" in fwd       # x @ W: the tiny-product loops of that shape
+    assert "matmul_nn(x, W, matmul)" in fwd             # x @ W: the tiny-product loops (any sizes)
     assert "tanh_f64(" in fwd and "math.exp(" in fwd
 
 

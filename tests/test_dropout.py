@@ -114,7 +114,7 @@ def test_bad_arguments():
         gn.evaluate(dropout(x, 0.5), {"x": np.ones((1, 3)), "training": 1, "step": 1.5})
 
 
-def _dropout_mlp():
+def dropout_mlp():
     import graphnn as gn
     from graphnn.data import Dataset
     from graphnn.model import Model
@@ -132,7 +132,7 @@ def _dropout_mlp():
 def test_plain_trainer_trains_with_dropout_on_and_predicts_with_it_off():
     from graphnn.training import Trainer
 
-    model, W1 = _dropout_mlp()
+    model, W1 = dropout_mlp()
     trainer = Trainer(model)                           # no helper call: the Trainer knows
     eval_loss = trainer.loss("train")                  # evaluation mode: dropout off
     step_loss = trainer.backend.train_step(model.data.train)
@@ -144,7 +144,7 @@ def test_plain_trainer_trains_with_dropout_on_and_predicts_with_it_off():
 def test_compiled_dropout_training_equals_the_reference():
     from graphnn.training import Trainer
 
-    model, W1 = _dropout_mlp()
+    model, W1 = dropout_mlp()
     ref, cpu = Trainer(model, backend="numpy"), Trainer(model, backend="cpu")
     ref.fit(epochs=2, progress=False)
     cpu.fit(epochs=2, progress=False)

@@ -18,7 +18,8 @@ def register(sub):
     p.add_argument("--cuda", action="store_true",
                    help="print the CUDA module (@cuda.jit kernels and host drivers) instead; no GPU needed")
     p.add_argument("--compile", action="store_true",
-                   help="also load and compile it (through the cache) and report the time")
+                   help="compile it into the cache now (what training calls: train_epoch, evaluate), report the "
+                        "time, and print it; a later `graphnn train MODEL --backend cpu` starts compiled")
     p.add_argument("--verbose", action="store_true", help="show cache hits and misses")
     p.add_argument("--cache-info", action="store_true", help="print the cache directory and its contents")
     p.add_argument("--clear-cache", action="store_true", help="delete every cached generated module")
@@ -59,16 +60,13 @@ def cmd_codegen(args):
         print(cuda_source(model, opt, args.dtype))
         return
     if args.compile or args.verbose:
-        import time
+        from codegen.background import compile_into_cache
 
-        import numpy as np
-
-        started = time.perf_counter()
-        backend = codegen.CpuBackend(model, opt, args.dtype, verbose=True)
-        if model.data is not None:
-            feeds = {k: v[:2] for k, v in model.data.train.items()}
-            backend.train_epoch(feeds, [np.arange(len(next(iter(feeds.values()))))])
-        print(f"# loaded and compiled in {time.perf_counter() - started:.2f} s from {backend.module.__file__}")
-        print(backend.source)
+        if model.data is None:
+            raise ValueError(f"model {model.name!r} has no training data to compile its training functions for")
+        done = compile_into_cache(model, opt, args.dtype, batch_size=model.defaults.get("batch_size"),
+                                  report=lambda text: print(f"# {text}", flush=True), verbose=True)
+        print(f"# {', '.join(done['functions'])} ready in {done['seconds']:.2f} s, cached in {done['path']}")
+        print(done["source"])
         return
     print(codegen.emit_module(schedule, opt))

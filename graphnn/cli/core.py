@@ -52,7 +52,11 @@ def register(sub):
     p.add_argument("--plot", metavar="PNG", help="save the training curves as a PNG")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                    help="show a progress bar (default: on)")
-    p.add_argument("--verbose", action="store_true", help="say whether compiled code came from the cache")
+    p.add_argument("--background-compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="start training at once on the numpy reference while the compiled backend compiles "
+                        "in the background, then switch (default: on for --backend cpu)")
+    p.add_argument("--verbose", action="store_true",
+                   help="say whether compiled code came from the cache, and when training switched to it")
     p.set_defaults(func=cmd_train)
 
 

@@ -124,10 +124,18 @@ class NumpyBackend:
 
 @dataclass(frozen=True)
 class LazyBackend:
-    """A backend known by name whose code loads on first use: ``"package.module:attr"``."""
+    """A backend known by name whose code loads on first use: ``"package.module:attr"``.
+
+    ``options``: the keyword options it takes, listed so that they can be checked without
+    loading it (None: ask the loaded factory). ``background``: ``"module:attr"`` of its
+    preparer, if it can compile in the background while the reference trains
+    (graphnn.training.switching).
+    """
 
     target: str
     needs: str = ""
+    options: tuple | None = None
+    background: str = ""
 
     def load(self, name):
         module_name, _, attr = self.target.partition(":")
@@ -144,14 +152,17 @@ class LazyBackend:
 #: name -> backend class / factory(model, optimizer, dtype, params, **options), or a LazyBackend
 BACKENDS: dict = {
     "numpy": NumpyBackend,
-    "cpu": LazyBackend("codegen.backend:CpuBackend", "Numba and SciPy (pip install numba scipy)"),
+    "cpu": LazyBackend("codegen.backend:CpuBackend", "Numba and SciPy (pip install numba scipy)",
+                       options=("verbose", "blas_threads"), background="codegen.background:prepare"),
     "cuda": LazyBackend("codegen.cuda:cuda_backend", "NVIDIA's numba-cuda (pip install 'graphnn[cuda]')"),
 }
 
 
-def register_backend(name: str, factory, needs: str = "") -> None:
-    """Make a backend available by ``name``: a class/factory, or ``"module:attr"`` loaded lazily."""
-    BACKENDS[name] = LazyBackend(factory, needs) if isinstance(factory, str) else factory
+def register_backend(name: str, factory, needs: str = "", *, options=None, background: str = "") -> None:
+    """Make a backend available by ``name``: a class/factory, or ``"module:attr"`` loaded lazily
+    (``options``, ``background``: see `LazyBackend`)."""
+    BACKENDS[name] = LazyBackend(factory, needs, options and tuple(options), background) \
+        if isinstance(factory, str) else factory
 
 
 def backend_factory(name: str):

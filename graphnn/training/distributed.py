@@ -28,6 +28,7 @@ from typing import Protocol
 import numpy as np
 
 from ..errors import GraphnnError
+from .switching import agree_to_switch, switching_backend
 
 #: seconds a rank waits in one collective before it calls the run hung
 DEFAULT_TIMEOUT = 300.0
@@ -313,6 +314,10 @@ class DataParallel:
                                    f"{', '.join(missing)}")
         self.inner, self.comm = inner, comm
         self.name, self.model = inner.name, inner.model
+        # a backend compiling in the background switches on every rank at the same step
+        self._switcher = switching_backend(inner)
+        if self._switcher is not None:
+            self._switcher.collective = True
         self.trainable = inner.trainable
         self.allreduce_seconds = 0.0
         self.allreduce_calls = 0
@@ -349,6 +354,8 @@ class DataParallel:
 
     def _step(self, shard, n_global) -> float:
         """This rank's share of one global step; returns its weighted loss contribution."""
+        if self._switcher is not None:
+            agree_to_switch(self._switcher, self.comm)
         n = len(next(iter(shard.values()))) if shard else 0
         weight = n / n_global if self.reduction == "mean" else 1.0
         if n:  # scaled in place: the backend's buffer is rewritten by its next call anyway

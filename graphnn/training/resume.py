@@ -47,22 +47,34 @@ def export_state(backend) -> tuple:
 
 def import_state(backend, ck: Checkpoint, path) -> None:
     """Put a checkpoint's parameters, optimizer state and counters into ``backend``."""
-    inner = core(backend)
     _, ours, _ = export_state(backend)
     check_state_names(ck, ours, path)
-    if hasattr(inner, "import_state"):
-        inner.import_state(ck.params, ck.state)
-    else:
-        for p, v in ck.params.items():
-            inner.params[p][...] = v
-        for p, per in ck.state.items():
-            for s, v in per.items():
-                inner.state[p][s][...] = v
-    if hasattr(inner, "steps"):
-        inner.steps = int(ck.steps)
+    put_state(core(backend), ck.params, ck.state, int(ck.steps))
     for wrapper in chain(backend)[:-1]:
         if "count" in vars(wrapper):
             wrapper.count = int(ck.counters.get("training_step", ck.steps))
+
+
+def put_state(inner, params, state, steps) -> None:
+    """Write parameters, optimizer state and the update count into an innermost backend."""
+    if hasattr(inner, "import_state"):
+        inner.import_state(params, state)
+    else:
+        for p, v in params.items():
+            inner.params[p][...] = v
+        for p, per in state.items():
+            for s, v in per.items():
+                inner.state[p][s][...] = v
+    if hasattr(inner, "steps"):
+        inner.steps = int(steps)
+
+
+def copy_state(source, target) -> None:
+    """Move a run from one innermost backend to another of the same model and optimizer
+    (the reference to compiled code, graphnn.training.switching): everything a checkpoint
+    would hold, so the run continues exactly."""
+    params, state, counters = export_state(source)
+    put_state(target, params, state, counters["steps"])
 
 
 def read_checkpoint(path, model, comm=None) -> Checkpoint:

@@ -52,6 +52,7 @@ class TrainOptions:
     plot: str | None = None
     progress: bool = False
     verbose: bool = False
+    background_compile: bool | None = None   # start on the reference while compiling (None: default, on)
     comm: object = None                 # a communicator: data-parallel (gradient descent only)
     report: Callable = functools.partial(print, flush=True)   # report(text): one line of output
 
@@ -64,7 +65,7 @@ class TrainOptions:
                 raise ValueError(f"--lr-schedule {self.lr_schedule!r} is not an expression in the step count t "
                                  f"({e})") from None
         return dict(backend=self.backend, optimizer=self.optimizer, lr=lr, batch_size=self.batch_size,
-                    dtype=self.dtype, seed=self.seed)
+                    dtype=self.dtype, seed=self.seed, background_compile=self.background_compile)
 
     def dataset(self, model):
         """The user's files as a Dataset (None without --data): columns named in the model."""

@@ -17,13 +17,14 @@ from ..errors import GradientError
 from ..graph import Graph
 from ..optim import OPTIMIZERS, Optimizer, make_optimizer
 from . import metrics
-from .backends import TrainingFeeds, backend_factory, make_backend, uses_training_mode
+from .backends import BACKENDS, LazyBackend, TrainingFeeds, backend_factory, make_backend, uses_training_mode
 from .callbacks import EarlyStopping
 from .checkpoint import save_checkpoint
 from .distributed import DataParallel
 from .keywords import check_keywords, keywords_of, takes_any
 from .plot import plot_history
 from .resume import export_state, import_state, read_checkpoint
+from .switching import SwitchingBackend, end_of_training, start_of_training, wants_background
 from .validation import check_data, check_learning_rate
 
 
@@ -64,12 +65,15 @@ class Trainer:
     callbacks; `predict`, `evaluate`, `gradients`; checkpoints (`save`/`load`).
     ``backend_options`` go to the backend (the cpu backend takes ``verbose``, ``blas_threads``);
     other keywords are the optimizer's hyperparameters (``mu``, ``beta1``, …).
+    ``background_compile``: a compiled backend that can (cpu) starts training on the NumPy
+    reference at once and takes over when compiled in the background (switching.py); None is
+    on unless $GRAPHNN_BACKGROUND_COMPILE=0, False compiles before the first batch.
     """
 
     def __init__(self, model, *, backend="numpy", optimizer=None, lr=None, batch_size=None,
                  dtype="float64", seed=0, data: Dataset | None = None, params=None, comm=None,
                  test_fraction=None, validation_split=None, validation_data=None, threshold=None,
-                 backend_options=None, **hyper):
+                 backend_options=None, background_compile=None, **hyper):
         d = model.defaults
         self.model, self.seed, self.threshold = model, seed, threshold
         spec = optimizer or d.get("optimizer", "sgd")
@@ -85,11 +89,14 @@ class Trainer:
         check_learning_rate(lr)
         self.optimizer = make_optimizer(spec, lr=lr, **hyper)
         options = backend_options or {}
-        factory = backend_factory(backend)
-        if not takes_any(factory):
-            check_keywords(options, {f"backend {backend!r}": keywords_of(factory) - BACKEND_ARGUMENTS},
-                           "backend_options")
-        self.backend = make_backend(backend, model, self.optimizer, dtype, params, **options)
+        background = wants_background(backend, background_compile)
+        takes = _backend_keywords(backend, load=not background)
+        if takes is not None:
+            check_keywords(options, {f"backend {backend!r}": takes}, "backend_options")
+        if background:   # the reference trains while the compiled backend is prepared
+            self.backend = SwitchingBackend(backend, model, self.optimizer, dtype, params, options=options)
+        else:
+            self.backend = make_backend(backend, model, self.optimizer, dtype, params, **options)
         # Dropout and input corruption read `training`/`step` inputs (evaluation mode by
         # default); training steps must switch them on, on every backend.
         if uses_training_mode(model.graph.nodes):
@@ -213,6 +220,9 @@ class Trainer:
             show = False
         bar = _progress(total, "epoch" if epochs is not None else "step", show)
         self.stopped_early = False
+        # a background compile needs evaluate too if rows measure a held-out set (or, by steps, the loss)
+        start_of_training(self.backend, steps is not None or self.data.validation is not None
+                          or self.data.test is not None)
         for cb in callbacks:
             cb.on_train_begin(self)
 
@@ -233,8 +243,12 @@ class Trainer:
                     bar.update(1)
                     if after(row):
                         break
-        finally:
+        except BaseException:
             bar.close()
+            end_of_training(self.backend, quiet=True)   # a background compile stops with training
+            raise
+        bar.close()
+        end_of_training(self.backend)
         self.kept_row = self.history.records[-1] if self.history.records else None
         for cb in callbacks:
             cb.on_train_end(self)
@@ -426,6 +440,16 @@ def hyper_keywords(spec) -> set:
         return set(spec.hyper)
     cls = OPTIMIZERS.get(spec)
     return set(cls.defaults) if cls is not None else set()
+
+
+def _backend_keywords(name, load=True):
+    """The keyword options backend ``name`` takes (None: any); from its registry entry where
+    that lists them and ``load`` is False (the backend is not imported yet)."""
+    entry = BACKENDS.get(name)
+    if not load and isinstance(entry, LazyBackend) and entry.options is not None:
+        return set(entry.options)
+    factory = backend_factory(name)
+    return None if takes_any(factory) else keywords_of(factory) - BACKEND_ARGUMENTS
 
 
 def _check_trainable(model):
