@@ -400,6 +400,8 @@ class _Scheduler:
         used = set()
         for step in self.steps:
             used |= _names_read(step)
+            if isinstance(getattr(step, "out", None), str):
+                used.add(step.out)       # written through a view (a GEMM into out.reshape(-1, n))
         used |= {self.ctx.name(n) for n in self.required}
         self.steps = [s for s in self.steps if not (isinstance(s, View) and s.name not in used)]
 

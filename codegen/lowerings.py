@@ -13,7 +13,7 @@ from graphnn import ops
 from graphnn.ops.elementwise import V
 
 from .lower import CodegenError, Lowered, broadcast_read, register_lowering
-from .schedule import BATCH, BATCH_F, Accumulate, Concat, Copy, Loop, MatMul, RowSoftmax, Scatter, SoftmaxCE
+from .schedule import BATCH, BATCH_F, Accumulate, Concat, Copy, Loop, MatMul, RowSoftmax, Scatter, SoftmaxCE, View
 
 #: matmuls whose fixed dimensions are all at most this are written as loops (BLAS call
 #: overhead dominates a 2×2 product)
@@ -66,9 +66,37 @@ def _blas_ready(x):
     return not isinstance(x.op, (ops.Index, ops.StopGradient))
 
 
-def _matmul_step(node, ctx, a, b, out):
+def _matmul_steps(node, ctx, a, b, out) -> list:
+    """The steps of ``out = a @ b``: one BLAS call where the operands allow it, else loops."""
+    flat = _rows_matmul(node, ctx, a, b, out)
+    if flat is not None:
+        return flat
     if a.ndim != 2 or b.ndim != 2 or not (_blas_ready(a) and _blas_ready(b)):
-        return _matmul_loops(node, ctx, a, b, out)
+        return [_matmul_loops(node, ctx, a, b, out)]
+    return [_matmul_step(node, ctx, a, b, out)]
+
+
+def _rows_matmul(node, ctx, a, b, out):
+    """(…, m, k) @ (k, n), a a whole computed buffer: one GEMM on its (… · m, k) view.
+
+    A transformer's projections and feed-forward layers (and their input gradients, δ Wᵀ)
+    are (B, T, d) @ (d, k): as loops they ran at a fraction of BLAS speed. Only computed
+    buffers (C-contiguous by construction) are viewed so; tiny products keep their loops."""
+    if a.ndim < 3 or b.ndim != 2 or a.kind != "op" or not (_blas_ready(a) and _contiguous(a) and _blas_ready(b)) \
+            or isinstance(a.op, ops.Transpose):
+        return None
+    k, n = a.shape[-1], b.shape[-1]
+    if k is None or n is None or (k <= TINY and n <= TINY):
+        return None
+    an, (bn, tb) = ctx.array(a), _operand(b, ctx)
+    a_rows, out_rows = ctx.fresh(f"{an}_rows"), ctx.fresh(f"{out}_rows")
+    rows = " × ".join(["B", *map(str, a.shape[1:-1])])
+    what = f"{out} = {an} @ {bn}{'.T' if tb else ''}: one GEMM over all {rows} rows"
+    return [View(a_rows, an, "reshape", (-1, k)), View(out_rows, out, "reshape", (-1, n)),
+            MatMul(out_rows, a_rows, bn, False, tb, False, (BATCH, k, n), comment=what)]
+
+
+def _matmul_step(node, ctx, a, b, out):
     (an, ta), (bn, tb) = _operand(a, ctx), _operand(b, ctx)
     m, k, n = a.shape[0], a.shape[1], b.shape[1]
     fixed = [d for d in (m, k, n) if d is not None]
@@ -99,18 +127,18 @@ def _matmul_loops(node, ctx, a, b, out):
 
 def _matmul(node, ctx):
     a, b = node.inputs
-    return Lowered(steps=[_matmul_step(node, ctx, a, b, ctx.name(node))])
+    return Lowered(steps=_matmul_steps(node, ctx, a, b, ctx.name(node)))
 
 
 def _linear(node, ctx):
     """x @ W into a scratch buffer (BLAS); the bias add is fused into the consumer's loop."""
     x, w, _ = node.inputs
     temp = ctx.temp(f"{ctx.name(node)}_xW", node.shape)
-    step = _matmul_step(node, ctx, x, w, temp)
+    steps = _matmul_steps(node, ctx, x, w, temp)
 
     def element(index, read):
         return ctx.load(temp, index) + broadcast_read(read, 2, node, index)
-    return Lowered(steps=[step], element=element)
+    return Lowered(steps=steps, element=element)
 
 
 def _view(kind, key=None):
