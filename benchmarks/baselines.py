@@ -13,6 +13,8 @@ final short batch kept, and the loss of each batch computed before its update.
 from __future__ import annotations
 
 import contextlib
+import importlib
+import sys
 import time
 
 import numpy as np
@@ -163,6 +165,15 @@ class MLPBaseline:
             for p, g in zip(self.W + self.b, self.gW + self.gb):
                 p -= g
         return total / len(order)
+
+
+def runner_module():
+    """benchmarks/run.py's module, where the workload table lives: ``__main__`` when run.py runs
+    as a script, else the imported ``run`` (what a ``workload_*.py`` module registers into)."""
+    main = sys.modules.get("__main__")
+    if main is not None and hasattr(main, "register_workload"):
+        return main
+    return importlib.import_module("run")
 
 
 def best_time(fn, repeats, clock=time.perf_counter) -> float:

@@ -3,27 +3,19 @@
 NumPy baseline, run interleaved in the same process (best of the epochs)."""
 from __future__ import annotations
 
-import importlib
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.baselines import runner_module  # noqa: E402
 from benchmarks.w3_rnn import STEPS, run as run_w3  # noqa: E402
 from benchmarks.w4_cnn import run as run_w4  # noqa: E402
 from benchmarks.w5_lstm import run as run_w5  # noqa: E402
 
 
-def _runner():
-    """run.py's module: ``__main__`` when run as a script (its registry lives there)."""
-    main = sys.modules.get("__main__")
-    if main is not None and hasattr(main, "register_workload"):
-        return main
-    return importlib.import_module("run")
-
-
 def _row(label, rows, dtype, steps_per_epoch):
-    r = _runner()
+    r = runner_module()
     by = {row["impl"]: row for row in rows}
     cpu, hand = by["graphnn cpu"], by["hand NumPy"]
     numpy = by.get("graphnn numpy", {}).get("s_per_epoch")
@@ -51,4 +43,4 @@ def w5_row(dtype, quick):
 
 
 for _name, _fn in (("W3", w3_row), ("W4", w4_row), ("W5", w5_row)):
-    _runner().register_workload(_name, _fn)
+    runner_module().register_workload(_name, _fn)

@@ -2,25 +2,17 @@
 workload table: one training step of the built-in transformer beside a hand-written NumPy one."""
 from __future__ import annotations
 
-import importlib
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.baselines import runner_module  # noqa: E402
 from benchmarks.w6_transformer import check_baseline, run as run_w6  # noqa: E402
 
 
-def _runner():
-    """run.py's module: ``__main__`` when run as a script (its registry lives there)."""
-    main = sys.modules.get("__main__")
-    if main is not None and hasattr(main, "register_workload"):
-        return main
-    return importlib.import_module("run")
-
-
 def w6_row(dtype, quick):
-    r = _runner()
+    r = runner_module()
     rows = {row["impl"]: row for row in run_w6(repeats=2 if quick else 5, dtype=dtype)}
     cpu = rows["graphnn cpu"]
     notes = [f"W6 transformer {dtype}: seconds per training step (batch 32 windows of 32 characters, SGD), not per "
@@ -33,4 +25,4 @@ def w6_row(dtype, quick):
                  cpu["s_per_step"], notes=notes)
 
 
-_runner().register_workload("W6 transformer", w6_row)
+runner_module().register_workload("W6 transformer", w6_row)
