@@ -36,6 +36,8 @@ import types
 from dataclasses import dataclass
 from pathlib import Path
 
+from graphnn.files import write_text
+
 ENV_VAR = "GRAPHNN_CACHE_DIR"
 PREFIX = "graphnn_gen_"
 
@@ -205,19 +207,13 @@ def _discard(path: Path) -> None:
 
 
 def _write_source(path: Path, source: str) -> bool:
-    """Write ``source`` to ``path`` atomically; False (and a notice) if the disk refuses."""
-    tmp = None
+    """Write ``source`` to ``path`` atomically, private to its owner (0600); False (and a
+    notice) if the disk refuses. A concurrent process (another MPI rank) sees either no file
+    or the whole file; if two write, both wrote identical bytes."""
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(source)
-        # os.replace is atomic: a concurrent process (another MPI rank) sees either no
-        # file or the whole file; if two write, both wrote identical bytes.
-        os.replace(tmp, path)
+        write_text(path, source, mode=0o600)
         return True
     except OSError as e:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
         notice(f"cannot write {path.name} to {path.parent} ({e.strerror or e}): compiling in memory")
         return False
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import functools
 import html
-import os
 import re
 import shutil
 import subprocess
@@ -21,6 +20,7 @@ from pathlib import Path
 from xml.etree import ElementTree
 from typing import Union
 
+from ..files import write_bytes, write_text
 from . import layout
 from .blocks import (Document, Heading, MathBlock, Prose, block_rows, render_blocks, split_cells,
                      split_prose)
@@ -119,13 +119,7 @@ def to_latex_document(doc: Document) -> str:
 def write_atomic(path: Union[str, Path], text: str) -> Path:
     """Write ``text`` to ``path`` in one step (a temporary file beside it, then renamed):
     a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.",
-                                     delete=False) as f:
-        f.write(text)
-    os.replace(f.name, path)
-    return path
+    return write_text(path, text)
 
 
 def compile_pdf(latex_source: str, out_path: Union[str, Path], timeout: float = 120) -> Path:
@@ -147,10 +141,7 @@ def compile_pdf(latex_source: str, out_path: Union[str, Path], timeout: float = 
             errs = [ln for i, ln in enumerate(log)
                     if ln.startswith("!") or (i and log[i - 1].startswith("!"))]
             raise LatexError("pdflatex failed:\n" + "\n".join(errs or log[-20:]))
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        staged = out_path.with_name(f".{out_path.name}.part")
-        shutil.copyfile(pdf, staged)
-        os.replace(staged, out_path)
+        write_bytes(out_path, pdf.read_bytes())
     return out_path
 
 

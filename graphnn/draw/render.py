@@ -8,6 +8,7 @@ from pathlib import Path
 import graphviz
 
 from ..errors import GraphnnError
+from ..files import write_bytes
 
 FORMATS = ("dot", "gv", "svg", "png", "pdf")
 INSTALL_HINT = ("install Graphviz: `apt-get install graphviz` (Debian/Ubuntu), `brew install graphviz` "
@@ -67,7 +68,4 @@ def save(digraph: graphviz.Digraph, path) -> Path:
     data = render_bytes(digraph, output_format(path))
     if path.parent and not path.parent.exists():
         raise FileNotFoundError(f"cannot write {str(path)!r}: directory {str(path.parent)!r} does not exist")
-    tmp = path.with_name(f".{path.name}.tmp")     # atomic: no half-written file on failure
-    tmp.write_bytes(data)
-    tmp.replace(path)
-    return path
+    return write_bytes(path, data)     # atomic: no half-written file on failure

@@ -18,11 +18,8 @@ model itself; the metadata is validated field by field. Anything wrong is one
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import GraphnnError, NonFiniteError
+from ..files import atomic_write
 
 FORMAT = "graphnn-checkpoint-2"
 OLD_FORMAT = "graphnn-checkpoint-1"      # keyed by display name; still read when names are unique
@@ -111,46 +109,6 @@ def _finite(value, what, path):
         bad = "NaN" if np.isnan(value).any() else "inf"
         raise NonFiniteError(f"{what} holds {bad}: not writing checkpoint {path} (the previous one is kept)")
     return value
-
-
-def atomic_write(path, write) -> None:
-    """Write a file by ``write(binary file)``: a temporary file in the same folder, fsync, rename.
-
-    Readers see the old file or the new one, never a part; a crash leaves the old one. A
-    symlink at ``path`` is replaced by the file, never followed.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        if hasattr(os, "fchmod"):   # mkstemp makes it 0600; a checkpoint gets the usual mode
-            os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_folder(path.parent)
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _fsync_folder(folder) -> None:
-    """Make the rename itself durable (POSIX; a no-op where folders cannot be opened)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 # -- reading -----------------------------------------------------------------------------------

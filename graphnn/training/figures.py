@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checkpoint import atomic_write
+from ..files import atomic_write
 
 
 def scatter_panels(path, panels, *, title=None, reference=None, reference_label="data") -> str:

@@ -30,7 +30,7 @@ def _label(ax, xlabel, ylabel):
 
 def _save(fig, path, title) -> str:
     """Title, layout, and the PNG written atomically (never left half-written)."""
-    from .checkpoint import atomic_write
+    from ..files import atomic_write
 
     if title:
         fig.suptitle(title)

@@ -1,0 +1,64 @@
+"""Files written atomically: the one writer behind checkpoints, figures, derivations, PDFs,
+drawings and lecture pages.
+
+`atomic_write(path, write)` calls ``write(binary file)`` on a temporary file beside ``path``
+(mkstemp: a name no concurrent writer shares), flushes and fsyncs it, renames it over
+``path`` and fsyncs the folder. A reader sees the old file or the new one, never a part; on
+any failure (an exception, Ctrl-C) the temporary file is removed and the old file stays. A
+symlink at ``path`` is replaced by the file, never followed. The file gets the usual mode
+(0666 & ~umask), not mkstemp's 0600. Missing folders are made.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+
+def atomic_write(path, write, mode: int | None = None) -> Path:
+    """Write ``path`` by ``write(binary file)``, atomically (see the module doc); ``mode``:
+    the file's permission bits (default 0666 & ~umask; the code cache keeps its files 0600)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, (0o666 & ~_umask()) if mode is None else mode)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_folder(path.parent)
+    return path
+
+
+def write_bytes(path, data: bytes, mode: int | None = None) -> Path:
+    """``data`` to ``path``, atomically."""
+    return atomic_write(path, lambda f: f.write(data), mode)
+
+
+def write_text(path, text: str, mode: int | None = None) -> Path:
+    """``text`` to ``path`` as UTF-8, atomically."""
+    return write_bytes(path, text.encode("utf-8"), mode)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_folder(folder) -> None:
+    """Make the rename itself durable (POSIX; a no-op where folders cannot be opened)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
