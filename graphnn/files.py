@@ -6,14 +6,19 @@ drawings and lecture pages.
 ``path`` and fsyncs the folder. A reader sees the old file or the new one, never a part; on
 any failure (an exception, Ctrl-C) the temporary file is removed and the old file stays. A
 symlink at ``path`` is replaced by the file, never followed. The file gets the usual mode
-(0666 & ~umask), not mkstemp's 0600. Missing folders are made.
+(0666 & ~umask), not mkstemp's 0600. Missing folders are made. A temporary file of the same
+target left by a writer that was killed (older than `STALE_AFTER` seconds: no live write
+takes that long) is removed by the next write.
 """
 from __future__ import annotations
 
 import contextlib
 import os
 import tempfile
+import time
 from pathlib import Path
+
+STALE_AFTER = 3600.0   # seconds
 
 
 def atomic_write(path, write, mode: int | None = None) -> Path:
@@ -35,7 +40,18 @@ def atomic_write(path, write, mode: int | None = None) -> Path:
             os.unlink(tmp)
         raise
     _fsync_folder(path.parent)
+    _remove_stale(path)
     return path
+
+
+def _remove_stale(path: Path) -> None:
+    """Temporaries of ``path`` that a killed writer left (another user's stay: not ours)."""
+    now = time.time()
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        with contextlib.suppress(OSError):
+            st = tmp.lstat()
+            if now - st.st_mtime > STALE_AFTER and (not hasattr(os, "geteuid") or st.st_uid == os.geteuid()):
+                tmp.unlink()
 
 
 def write_bytes(path, data: bytes, mode: int | None = None) -> Path:

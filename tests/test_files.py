@@ -60,3 +60,18 @@ def test_a_symlink_is_replaced_not_followed(tmp_path):
     files.write_text(link, "new")
     assert elsewhere.read_text() == "keep" and link.read_text() == "new" and not link.is_symlink()
     assert np.array_equal(np.frombuffer(files.write_bytes(tmp_path / "b", b"\x01").read_bytes(), np.uint8), [1])
+
+
+def test_a_killed_writers_temporary_is_removed_by_the_next_write(tmp_path):
+    """A write killed between mkstemp and the rename left `.NAME.*.tmp` for ever; an old one is
+    now removed by the next write of the same file (a fresh one may be a live writer's)."""
+    target = tmp_path / "model.npz"
+    old, fresh = tmp_path / ".model.npz.abc123.tmp", tmp_path / ".model.npz.def456.tmp"
+    other = tmp_path / ".other.npz.abc123.tmp"
+    for p in (old, fresh, other):
+        p.write_bytes(b"half")
+    hours_ago = os.path.getmtime(old) - 2 * files.STALE_AFTER
+    os.utime(old, (hours_ago, hours_ago))
+    os.utime(other, (hours_ago, hours_ago))
+    files.write_bytes(target, b"whole")
+    assert not old.exists() and fresh.exists() and other.exists() and target.read_bytes() == b"whole"
