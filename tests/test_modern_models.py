@@ -64,6 +64,9 @@ def test_show_derive_draw_codegen_from_the_cli(name, capsys, tmp_path):
 def test_collapsed_drawing_has_one_box_per_decoder_block():
     source = draw(transformer(layers=3), collapse=True, modules=True).source
     assert [int(k) for k in re.findall(r"<B>block<SUB>(\d)</SUB></B>", source)] == [1, 2, 3]
+    # the boxes are counted as drawn: embedding, three blocks, the final norm, then the head
+    # (it read "layer 18: linear", numbered by the layers merged away)
+    assert re.findall(r"layer (\d+): ", source) == ["1", "6"]
 
 
 def test_layer_norm_derivation_shows_the_compact_gradient():

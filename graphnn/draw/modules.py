@@ -11,8 +11,10 @@ Models without dotted names keep their groups as they are.
 """
 from __future__ import annotations
 
+import re
+
 from .groups import Group
-from .style import h, nm
+from .style import Html, h, nm
 
 
 def _module(group) -> str | None:
@@ -45,7 +47,16 @@ def merge_modules(groups: list, graph) -> list:
     order = graph.index
     for grp in merged:
         grp.members.sort(key=order.get)
+    _renumber_layers(merged)
     return merged
+
+
+def _renumber_layers(merged):
+    """Layer k counts the boxes above it (a merged block is one), not the layers merged away:
+    the Transformer's head is "layer 5: linear", not "layer 13"."""
+    for position, grp in enumerate(merged, start=1):
+        if grp.kind == "layer" and re.match(r"layer \d+: ", grp.title):
+            grp.title = Html(re.sub(r"^layer \d+: ", f"layer {position}: ", grp.title))
 
 
 def _place_free(graph, merged, owner):
