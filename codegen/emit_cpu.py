@@ -33,10 +33,18 @@ INDENT = "    "
 EMITTERS: dict = {}
 
 
-def register_emitter(step_type, fn):
-    """Print steps of ``step_type``: ``fn(step, out: Writer)`` appends source lines."""
+def register_emitter(step_type, fn, *, cpu_only=False):
+    """Print steps of ``step_type``: ``fn(step, out: Writer)`` appends source lines.
+    ``cpu_only``: a step only a CPU rewrite (`register_rewrite`) makes, never the shared
+    schedule, so the CUDA printer needs none."""
     EMITTERS[step_type] = fn
+    if cpu_only:
+        CPU_ONLY_STEPS.add(step_type)
     return fn
+
+
+#: step types made by CPU-only rewrites (a fused block), not by the shared schedule
+CPU_ONLY_STEPS: set = set()
 
 
 #: CPU-only rewrites of a program's steps before printing, ``fn(prog, steps) -> steps`` (fusions)

@@ -230,6 +230,6 @@ def _emit_grad(step: PoolReluConvGrad, w):
     w.dedent()
 
 
-register_emitter(ConvReluPool, _emit_forward)
-register_emitter(PoolReluConvGrad, _emit_grad)
+register_emitter(ConvReluPool, _emit_forward, cpu_only=True)
+register_emitter(PoolReluConvGrad, _emit_grad, cpu_only=True)
 register_rewrite(fuse_conv_blocks)

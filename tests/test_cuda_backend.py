@@ -229,3 +229,17 @@ def test_a_batch_of_rows_times_a_matrix_as_one_gemm_on_the_device():
         _close(dev.train_step(feeds), ref.train_step(feeds), TOL["float64"])
     for p in model.parameters:
         _close(dev.params[p], ref.params[p], TOL["float64"])
+
+
+def test_a_block_the_cpu_fuses_runs_unfused_on_the_device():
+    """conv → ReLU → max-pool, which the CPU prints as one fused step (a CPU-only rewrite), is
+    printed from the shared, unfused schedule for CUDA and equals the reference."""
+    from test_conv_fusion import FUSED, block_model
+    model, feeds = block_model()
+    dev, ref = _pair(model, "sgd", "float64")
+    assert FUSED not in dev.source and "max" in dev.source
+    small = {k: v[:2] for k, v in feeds.items()}
+    for step in (1, 2):
+        _close(dev.train_step(small), ref.train_step(small), TOL["float64"])
+    for p in model.parameters:
+        _close(dev.params[p], ref.params[p], TOL["float64"])
