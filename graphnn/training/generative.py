@@ -50,6 +50,16 @@ def _epoch_done(trainer, opts) -> None:
         trainer.save(opts.checkpoint)
 
 
+def _train_epochs(trainer, opts, epochs, fresh_data, line) -> None:
+    """``epochs`` epochs, each on ``fresh_data()`` (a new draw); about ten lines reported,
+    ``line(row)`` after the epoch number; the checkpoint after every epoch."""
+    for _ in range(epochs):
+        trainer.fit(fresh_data(), epochs=1, log=None, progress=False)
+        _epoch_done(trainer, opts)
+        if trainer.epoch % max(1, epochs // 10) == 0 or trainer.epoch == epochs:
+            opts.report(f"epoch {trainer.epoch:>4}  {line(trainer.history.records[-1])}")
+
+
 def _epochs(model, opts):
     if opts.steps is not None:
         raise ValueError(f"{model.name!r} trains by epochs (--epochs), not --steps")
@@ -155,12 +165,8 @@ def train_diffusion(model, opts: TrainOptions):
     x0, schedule, steps = model.extras["x0"], model.extras["schedule"], model.extras["timesteps"]
     report(f"training {model.name} on {opts.backend} ({trainer.optimizer!r}, batch {trainer.batch_size}): "
            f"T = {steps}, a new draw of (t, ε) for the {len(x0)} points every epoch")
-    for _ in range(epochs):
-        trainer.fit(noised(x0, schedule, rng), epochs=1, log=None, progress=False)
-        _epoch_done(trainer, opts)
-        row = trainer.history.records[-1]
-        if trainer.epoch % max(1, epochs // 10) == 0 or trainer.epoch == epochs:
-            report(f"epoch {trainer.epoch:>4}  MSE(ε, ε̂) {row['loss']:.4f}  test {row['test_loss']:.4f}")
+    _train_epochs(trainer, opts, epochs, lambda: noised(x0, schedule, rng),
+                  lambda row: f"MSE(ε, ε̂) {row['loss']:.4f}  test {row['test_loss']:.4f}")
     keep = sorted({steps, steps // 2, steps // 5, steps // 10, 0})   # the shape forms late
     samples, kept = ddpm_sample(model, trainer.predict, 2000, np.random.default_rng(opts.seed + 1), keep)
     data = model.extras["x0"][:2000]
@@ -205,14 +211,10 @@ def train_contrastive(model, opts: TrainOptions):
     (train_x, test_x), (train_y, test_y) = model.extras["images"], model.extras["labels"]
     report(f"training {model.name} on {opts.backend} ({trainer.optimizer!r}, {trainer.batch_size} episodes of "
            f"10 image-name pairs per step)")
-    for _ in range(epochs):
-        trainer.fit(episodes(train_x, train_y, rng), epochs=1, log=None, progress=False)
-        _epoch_done(trainer, opts)
-        row = trainer.history.records[-1]
-        if trainer.epoch % max(1, epochs // 10) == 0 or trainer.epoch == epochs:
-            scale = float(np.exp(np.ravel(trainer.params[model.find("s")])[0]))
-            report(f"epoch {trainer.epoch:>4}  InfoNCE {row['loss']:.4f}  test {row['test_loss']:.4f}  "
-                   f"logit scale exp(s) {scale:.2f}")
+    def line(row):
+        scale = float(np.exp(np.ravel(trainer.params[model.find("s")])[0]))
+        return f"InfoNCE {row['loss']:.4f}  test {row['test_loss']:.4f}  logit scale exp(s) {scale:.2f}"
+    _train_epochs(trainer, opts, epochs, lambda: episodes(train_x, train_y, rng), line)
     acc = zero_shot_accuracy(model, trainer.params, test_x, test_y)
     report(f"zero-shot accuracy on the {len(test_y)} test digits: {acc:.4f} (chance 0.1000)")
     finish_trainer(trainer, opts)
