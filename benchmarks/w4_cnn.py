@@ -128,7 +128,8 @@ def _run(epochs, dtype, seed, backends, Trainer):
     runs = {"hand NumPy": lambda: hand.epoch(X, T, order)}
     rows = {"hand NumPy": {"workload": "W4", "impl": "hand NumPy", "dtype": dtype}}
     for backend in backends:
-        trainer = Trainer(model, backend=backend, dtype=dtype, lr=LR, batch_size=BATCH)
+        trainer = Trainer(model, backend=backend, dtype=dtype, lr=LR, batch_size=BATCH,
+                          background_compile=False)
         feeds = {k: np.asarray(v, dtype=dtype) for k, v in data.items()}
         t0 = time.perf_counter()
         trainer.backend.train_epoch(feeds, batches)  # warm-up (compiles, or loads the cache)

@@ -125,7 +125,8 @@ def _run(epochs, dtype, seed, backends):
     hand.epoch(X, T, order)  # warm-up
     trainers = []
     for backend in backends:
-        trainer = Trainer(model, backend=backend, dtype=dtype, optimizer="sgd", lr=LR, batch_size=BATCH)
+        trainer = Trainer(model, backend=backend, dtype=dtype, optimizer="sgd", lr=LR, batch_size=BATCH,
+                          background_compile=False)
         feeds = {k: np.asarray(v, dtype=dtype) for k, v in data.items()}
         t0 = time.perf_counter()
         trainer.backend.train_epoch(feeds, batches)  # warm-up (compiles, or loads the cache)

@@ -189,7 +189,8 @@ def run(repeats=3, dtype="float32", seed=0, backends=("numpy", "cpu")) -> list[d
         rows = [{"impl": "hand NumPy", "s_per_step": wall, "cpu_s_per_step": cpu}]
         feeds = {model.inputs[0].name: tokens.astype(dtype), model.inputs[1].name: targets.astype(dtype)}
         for backend in backends:
-            be = Trainer(model, backend=backend, dtype=dtype, lr=LR, batch_size=BATCH, optimizer="sgd").backend
+            be = Trainer(model, backend=backend, dtype=dtype, lr=LR, batch_size=BATCH, optimizer="sgd",
+                         background_compile=False).backend
             t0 = time.perf_counter()
             be.train_epoch(feeds, batches)        # warm-up (compiles, or loads the cache)
             first = time.perf_counter() - t0
