@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from . import schedule as S
 from .emit_cpu import Writer, index_text, register_emitter
+from .printer import reshaped
 from .shared_loops import array_helper
 
 __all__ = ["array_op"]
@@ -51,7 +52,7 @@ def _concat(step: S.Concat, w: Writer):
 
 
 def _copy(step: S.Copy, w: Writer):
-    at = f"{step.out}.reshape({step.src}.shape)"
+    at = reshaped(step.out, f"{step.src}.shape")
     if array_op(w, "copy", w.ranks.get(step.src), at, step.src):
         w.lines[-1] += f"  # a copy: {step.src} is a strided view"
     else:

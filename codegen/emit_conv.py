@@ -13,12 +13,12 @@ from graphnn.ops.dropout import GOLDEN, MIX1, MIX2
 
 from .emit_cpu import register_emitter
 from .lower_conv import BiasGradLoop, ConvLoop, NoiseLoop, PoolLoop
-from .printer import HELPERS
+from .printer import HELPERS, reshaped
 
 
 def _zero(w, name):
     """name[...] = 0 as one flat loop (slice assignment of an n-d array costs Numba compile time)."""
-    w(f"_flat_{name} = {name}.reshape(-1)")
+    w(f"_flat_{name} = {reshaped(name, '-1')}")
     w(f"for _q in range(_flat_{name}.shape[0]):")
     w(f"    _flat_{name}[_q] = {w.num(0.0)}")
 
@@ -184,7 +184,7 @@ def _conv_flat_forward(step: ConvLoop, w):
     # for the whole batch in one contiguous loop over q (x' is x as one flat row; the positions
     # between windows are computed and dropped); the filter's taps are locals
     pitch = c * h * wd
-    w(f"_xl_{step.out} = np.ascontiguousarray({x}).reshape(-1)")
+    w(f"_xl_{step.out} = {reshaped(f'np.ascontiguousarray({x})', '-1')}")
     w(f"_n_{step.out} = max(0, ({x}.shape[0] - 1) * {pitch} + {span})")
     w(f"_t = np.empty(_n_{step.out}, {x}.dtype)")
     w(f"for _ff in range({f}):")
@@ -224,7 +224,7 @@ def _conv_flat_grad_filter(step: ConvLoop, w):
     # plane, and it is only read at positions whose taps stay inside the same image): one long
     # contiguous reduction per tap
     g, pitch = step.b, c * h * wd
-    w(f"_xl_{step.out} = np.ascontiguousarray({x}).reshape(-1)")
+    w(f"_xl_{step.out} = {reshaped(f'np.ascontiguousarray({x})', '-1')}")
     w(f"_n_{step.out} = max(0, ({x}.shape[0] - 1) * {pitch} + {span})")
     w(f"_gt = np.zeros(_n_{step.out}, {x}.dtype)")
     w(f"for _ff in range({f}):")
@@ -307,7 +307,7 @@ def _emit_bias_grad(step: BiasGradLoop, w):
         w(f"# {step.comment}")
     # per-position partial sums over the batch (a contiguous, vectorisable add), then one sum per filter
     n, zero = ho * wo, w.num(0.0)
-    w(f"_gf_{step.out} = np.ascontiguousarray({step.g}).reshape(({step.g}.shape[0], {f}, {n}))")
+    w(f"_gf_{step.out} = {reshaped(f'np.ascontiguousarray({step.g})', f'({step.g}.shape[0], {f}, {n})')}")
     w(f"_bs = np.empty({n}, {step.g}.dtype)")
     w(f"for _ff in range({f}):")
     w(f"    for _p in range({n}):")
@@ -379,9 +379,9 @@ def _emit_noise(step: NoiseLoop, w):
     flat = idx[0]
     for k, d in enumerate(fixed):
         flat = f"({flat}) * {d} + {idx[k + 1]}"
-    w(f"if {step.training}.reshape(1)[0] != 0:")
+    w(f"if {reshaped(step.training, '1')}[0] != 0:")
     w.indent()
-    w(f"_key = mix64(np.uint64({step.seed}) * np.uint64({int(GOLDEN)}) + np.uint64(int({step.step}.reshape(1)[0])))")
+    w(f"_key = mix64(np.uint64({step.seed}) * np.uint64({int(GOLDEN)}) + np.uint64(int({reshaped(step.step, '1')}[0])))")
     w(f"for {idx[0]} in range({step.a}.shape[0]):")
     w.indent()
     for k, d in enumerate(fixed):

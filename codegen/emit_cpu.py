@@ -23,7 +23,7 @@ import sympy
 from graphnn.ops.structure import numpy_slice
 
 from . import schedule as S
-from .printer import HELPERS, KernelPrinter
+from .printer import HELPERS, INTRINSICS, KernelPrinter, reshaped
 from .shared_loops import share_nest, shareable_nest, small_matmul
 
 #: fastmath without nnan/ninf: isnan/isinf keep working
@@ -176,7 +176,7 @@ def _matmul(step: S.MatMul, w: Writer):
     if step.comment:
         w(f"# {step.comment}")
     if not step.tiny:
-        w(f"np.dot({a}, {b}, {step.out})")
+        w(f"gemm({a}, {b}, {step.out})")
         return
     fn = small_matmul(step.trans_a, step.trans_b, tuple(_dim(d) for d in step.shape), w.dtype, w.specialise)
     w.printer.helpers.add(fn)
@@ -189,7 +189,7 @@ def _view(step: S.View, w: Writer):
         axes = tuple(step.args)
         text = f"{src}.T" if axes == (1, 0) else f"{src}.transpose({axes})"   # not np.transpose: an overload to compile
     elif step.kind == "reshape":
-        text = f"{src}.reshape({_shape(step.args)})"
+        text = reshaped(src, _shape(step.args))
     elif step.kind == "index":
         text = f"{src}[{index_text(step.args)}]"
     else:
@@ -220,7 +220,7 @@ def index_text(spec):
 
 def _as_rows(w, name):
     """A 2-d (rows, last axis) view of a contiguous N-d array."""
-    w(f"{name}_rows = {name}.reshape((-1, {name}.shape[-1]))")
+    w(f"{name}_rows = {reshaped(name, f'(-1, {name}.shape[-1])')}")
     return f"{name}_rows"
 
 
@@ -230,7 +230,7 @@ def _softmax_ce(step: S.SoftmaxCE, w: Writer):
     z, t, p = step.logits, step.targets, step.probs
     if step.ndim != 2:   # rows of the last axis
         z, t, loss = _as_rows(w, z), _as_rows(w, t), f"{step.loss}_rows"
-        w(f"{loss} = {step.loss}.reshape(-1)")
+        w(f"{loss} = {reshaped(step.loss, '-1')}")
         p = _as_rows(w, p) if p else p
     else:
         loss = step.loss
@@ -488,7 +488,8 @@ def emit_module(sched, optimizer=None) -> str:
               f"{layout}\n"
               '"""\n')
     imports = ("import math\n\nimport numpy as np\nfrom numba import njit\n\n"
-               f"JIT = dict(cache=True, fastmath={{{', '.join(repr(f) for f in sorted(FASTMATH))}}}, error_model='numpy')\n")
+               f"JIT = dict(cache=True, fastmath={{{', '.join(repr(f) for f in sorted(FASTMATH))}}}, error_model='numpy')\n"
+               + INTRINSICS)
     helpers: set = set()
     programs = [emit_program(prog, sched.dtype, helpers) for prog in sched.programs + [sched.evaluate]]
     programs += [emit_update(sched.update, sched.dtype), emit_train_step(sched), emit_train_epoch(sched, helpers)]

@@ -14,7 +14,7 @@ import math
 
 from .emit_cpu import register_emitter
 from .lower_loop import Recurrence, member_size, packed_layout
-from .printer import HELPERS
+from .printer import HELPERS, reshaped
 from .shared_loops import ANY_NONZERO, array_helper, stack_helper, swap01_helper
 
 
@@ -43,7 +43,7 @@ class _Args:
         self.step = step
 
     def rows(self, name, shape, T):
-        return f"{name}.reshape({_shape_text(f'{T} * B', shape[1:])})"
+        return reshaped(name, _shape_text(f'{T} * B', shape[1:]))
 
     def __call__(self, phase, call, role, shape, t):
         step, kind = self.step, role[0]
@@ -88,7 +88,7 @@ def _emit(step: Recurrence, w):
     w(f"# {step.comment}")
     for name in step.own_views:
         s = step.slots[name]
-        w(f"{s.view} = {s.buffer}.reshape({_shape_text(f'{s.depth}, B', s.shape[1:])})")
+        w(f"{s.view} = {reshaped(s.buffer, _shape_text(f'{s.depth}, B', s.shape[1:]))}")
     if step.forward:
         _forward(step, w)
     if step.kind == "loop":
@@ -137,7 +137,7 @@ def _init_carry(w, name, init, init_shape, carry_shape):
 def _stack3(s, lo, T):
     """A stack's steps lo … lo + T − 1 as (T, B, F)."""
     view = s.view if (lo == 0 and s.depth == T) else f"{s.view}[{lo}:{lo + T}]"
-    return f"{view}.reshape(({T}, B, {_row(s.shape)}))"
+    return reshaped(view, f"({T}, B, {_row(s.shape)})")
 
 
 def _pack_forward(step, w):
@@ -145,7 +145,7 @@ def _pack_forward(step, w):
     for k in range(nc):
         off, size = layout[k]
         _array_op(w, "copy", (None, size), f"{step.out}[:, {off}:{off + size}]",
-                  f"{step.slots[f'hist{k}'].view}[{T}].reshape((B, {size}))")
+                  reshaped(f"{step.slots[f'hist{k}'].view}[{T}]", f"(B, {size})"))
     for j, (slot, lo) in enumerate(step.y_slots):
         off, _ = layout[nc + j]
         w(f"{_helper(w, stack_helper('stack_to_cols'))}({step.out}, {off}, {_stack3(step.slots[slot], lo, T)})")
@@ -164,7 +164,7 @@ def _backward(step, w):
     if step.truncate is None:
         for k in range(nc):
             off, size = layout[k]
-            _array_op(w, "copy", (None, size), f"{step.slots[f'gc{k}'].view}[{T}].reshape((B, {size}))",
+            _array_op(w, "copy", (None, size), reshaped(f"{step.slots[f'gc{k}'].view}[{T}]", f"(B, {size})"),
                       f"{step.g}[:, {off}:{off + size}]")
         w(f"for tt in range({T - 1}, -1, -1):")
         w.indent()
@@ -203,7 +203,7 @@ def _truncated_sweep(w, step, layout):
     for k, shape in enumerate(step.carry_shapes):
         off, size = layout[k]
         _array_op(w, "fill", shape, buf[("accc", k)], "0.0")
-        _array_op(w, "copy", (None, size), f"{buf[('gfinal', k)]}.reshape((B, {size}))",
+        _array_op(w, "copy", (None, size), reshaped(buf[('gfinal', k)], f"(B, {size})"),
                   f"{step.g}[:, {off}:{off + size}]")
     w(f"for tau in range({T - 1}, -1, -1):")
     w.indent()
@@ -250,7 +250,7 @@ def _pack_grads(w, step, d_init):
         for pos in members:
             if pos < nc:
                 size = member_size(step, pos, T)
-                _array_op(w, "copy", (None, size), f"{out}[:, {off}:{off + size}]", f"{d_init[pos]}.reshape((B, {size}))")
+                _array_op(w, "copy", (None, size), f"{out}[:, {off}:{off + size}]", reshaped(d_init[pos], f"(B, {size})"))
             elif pos < nc + nx:
                 size = member_size(step, pos, T)
                 s = step.slots[step.dx_slots[pos - nc]]
@@ -260,10 +260,10 @@ def _pack_grads(w, step, d_init):
                 g = step.buffers[("freeg", k)]
                 if emit == "batched":
                     size = member_size(step, pos, T)
-                    _array_op(w, "copy", (None, size), f"{out}[:, {off}:{off + size}]", f"{g}.reshape((B, {size}))")
+                    _array_op(w, "copy", (None, size), f"{out}[:, {off}:{off + size}]", reshaped(g, f"(B, {size})"))
                 else:
                     size = math.prod(step.free_shapes[k])
-                    _array_op(w, "copy", (size,), f"{out}[{off}:{off + size}]", f"{g}.reshape(({size},))")
+                    _array_op(w, "copy", (size,), f"{out}[{off}:{off + size}]", reshaped(g, f"({size},)"))
             off += size
 
 

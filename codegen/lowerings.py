@@ -60,7 +60,7 @@ def _operand(node, ctx):
 
 
 def _blas_ready(x):
-    """Operands np.dot takes: whole buffers, and 2-d transposes of them (not strided slices)."""
+    """Operands BLAS takes (codegen/gemm.py): whole buffers, and 2-d transposes of them (not strided slices)."""
     if isinstance(x.op, ops.Transpose):
         return x.ndim == 2 and tuple(x.attrs["axes"]) == (1, 0) and _blas_ready(x.inputs[0])
     return not isinstance(x.op, (ops.Index, ops.StopGradient))

@@ -7,6 +7,8 @@ integer powers as products (no ``pow`` call) and prints array reads verbatim.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import sympy
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.pycode import PythonCodePrinter
@@ -107,6 +109,16 @@ class KernelPrinter(PythonCodePrinter):
 def print_expr(expr, dtype="float64") -> str:
     """One expression as kernel code (see `KernelPrinter`)."""
     return KernelPrinter(dtype).doprint(expr)
+
+
+#: gemm and view (codegen/intrinsics.py says why), printed into every generated module
+INTRINSICS_MARKER = "# -- printed into generated modules from here on --"
+INTRINSICS = Path(__file__).with_name("intrinsics.py").read_text(encoding="utf-8").split(INTRINSICS_MARKER, 1)[1]
+
+
+def reshaped(array: str, shape: str) -> str:
+    """The text of ``array`` viewed with ``shape`` (a shape's text): the `view` intrinsic."""
+    return f"view({array}, {shape})"
 
 
 #: Small @njit helpers a module includes when its code calls them.

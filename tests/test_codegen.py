@@ -124,8 +124,8 @@ def test_generated_module_uses_blas_names_and_no_globals():
     from graphnn.models import get_model
     model = get_model("digits-mlp")
     src = codegen.source(model, dtype="float32")
-    assert "np.dot(x, W1, net_h_xW)" in src          # BLAS into a preallocated buffer
-    assert "np.dot(x.T, d_net_h, d_W1)" in src        # the weight gradient straight into the flat buffer view
+    assert "gemm(x, W1, net_h_xW)" in src             # BLAS into a preallocated buffer
+    assert "gemm(x.T, d_net_h, d_W1)" in src          # the weight gradient straight into the flat buffer view
     assert "tanh_f32(" in src                         # float32: the rational tanh
     assert "fastmath={'afn', 'arcp', 'contract', 'nsz', 'reassoc'}" in src   # no nnan/ninf
     assert "error_model='numpy'" in src and "cache=True" in src
@@ -282,7 +282,7 @@ def rows_model(d=17, k=18, T=3, n=6, seed=5):
 
 def test_a_batch_of_rows_times_a_matrix_is_one_gemm():
     """(B, T, d) @ (d, k) ran as a triple loop (the transformer's step 0.76× hand NumPy): now one
-    np.dot over the B·T rows, forward and δ Wᵀ, equal to the reference; the short last batch of
+    GEMM over the B·T rows, forward and δ Wᵀ, equal to the reference; the short last batch of
     an epoch (a slice of the epoch's buffers) too."""
     model = rows_model()
     cpu = _compare(model, {"x": model.data.train["x"][:4]})

@@ -1,6 +1,7 @@
 """Less to compile (issue 18): the generated module has no construct Numba compiles at a
 high price per place — array expressions (a broadcasting kernel and its error-message
-formatting each), np.transpose (an overload each) — and a small MLP's tiny products share
+formatting each), np.transpose and np.dot (an overload per layout combination each),
+.reshape (a C helper's stride search, ~17 ms of compile each) — and a small MLP's tiny products share
 one helper per transposition instead of one per shape. Lowering and printing only: nothing
 here compiles."""
 import re
@@ -10,6 +11,7 @@ import pytest
 
 import graphnn as gn
 from codegen import source
+from codegen.printer import INTRINSICS
 from graphnn.data import Dataset
 from graphnn.model import Model
 from graphnn.models import available, get_model
@@ -23,8 +25,10 @@ def _source(name):
 
 @pytest.mark.parametrize("name", TRAINED)
 def test_no_array_expressions_or_np_transpose(name):
-    src = _source(name)
+    src = _source(name).replace(INTRINSICS, "")     # the intrinsics' own text names what they replace
     assert "np.transpose(" not in src
+    assert "np.dot(" not in src, f"{name}: np.dot compiles an overload per layout combination; call gemm"
+    assert ".reshape(" not in src, f"{name}: Numba's reshape costs ~17 ms of compile per place; call view"
     offenders = [ln.strip() for ln in src.splitlines() if "[...]" in ln and "=" in ln.split("#")[0]
                  and not ln.strip().startswith(('"""', "#"))]
     assert not offenders, f"{name}: array expressions in the generated code: {offenders[:3]}"

@@ -1,0 +1,116 @@
+"""The intrinsics generated code calls where Numba's own construct costs a compile per place:
+``gemm(a, b, out)`` instead of ``np.dot(a, b, out)`` and ``view(a, shape)`` instead of
+``a.reshape(shape)``. Each is a few instructions at its call site.
+
+``gemm(a, b, out)``: out = a @ b by one BLAS call. Numba compiles ``np.dot(a, b, out)`` as an
+overload, one function per combination of operand layouts (C·C, C·Fᵀ, Fᵀ·C — each 0.2–0.35 s
+of a cold compile), and each checks the shapes with an error message built by Numba's string
+machinery. ``gemm`` hands the operands to the same BLAS routine (``numba_xxgemm``: SciPy's
+BLAS), the transposes read from the layouts (a ``.T`` view of a C-contiguous buffer is
+F-contiguous). Contract: ``a`` (m, k) and ``b`` (k, n) C- or F-contiguous, ``out`` (m, n)
+C-contiguous, one float dtype, ``out`` not overlapping ``a`` or ``b``. Shapes that do not match
+raise ValueError (a constant message: three comparisons); any other layout or dtype is a
+typing error at compile time, never a silent copy.
+
+``view(a, shape)``: ``a.reshape(shape)`` for a C-contiguous ``a`` — a new header on the same
+data, its C strides computed from the shape (one ``-1`` is inferred); a size that differs
+raises ValueError. Numba's reshape goes through a C helper that searches for strides, with
+stack buffers and its own error paths (~17 ms of compile per call site; the LSTM's module has
+175). An F-contiguous array goes to Numba's reshape; any other layout is a typing error, as
+there.
+
+The generated module holds this file's code from the marker below on (printed by
+codegen/emit_cpu.py): the module stays self-contained — its compiler process imports nothing
+of graphnn — and its cache key covers this code. Names are private so that they cannot meet
+a generated name (``gemm`` and ``view`` are reserved: codegen/lower.py). Under Numba's
+DISABLE_JIT (the module run as plain Python) both are NumPy's own ``np.dot`` and ``reshape``.
+"""
+# -- printed into generated modules from here on --
+import numpy as np
+from numba.core import cgutils as _cgutils, config as _config, types as _types
+from numba.core.errors import TypingError as _TypingError
+from numba.core.extending import intrinsic as _intrinsic
+from numba.core.imputils import impl_ret_borrowed as _borrowed
+from numba.core.typing import signature as _signature
+from numba.np.arrayobj import make_array as _make_array, populate_array as _populate_array
+from numba.np.linalg import call_xxgemm as _call_xxgemm, ensure_blas as _ensure_blas
+
+
+@_intrinsic
+def gemm(typingctx, a, b, out):
+    """out = a @ b by one BLAS call: a, b C- or F-contiguous, out C-contiguous (codegen/intrinsics.py)."""
+    arrays = (a, b, out)
+    if not all(isinstance(x, _types.Array) and x.ndim == 2 for x in arrays):
+        raise _TypingError(f"gemm: 2-d arrays expected, got {arrays}")
+    if len({x.dtype for x in arrays}) != 1 or a.dtype not in (_types.float32, _types.float64):
+        raise _TypingError(f"gemm: one float dtype expected, got {[x.dtype for x in arrays]}")
+    if a.layout not in "CF" or b.layout not in "CF" or out.layout != "C":
+        raise _TypingError(f"gemm: contiguous operands expected (a, b: C or F; out: C), got layouts "
+                           f"{a.layout}, {b.layout}, {out.layout}")
+
+    def codegen(context, builder, sig, args):
+        _ensure_blas()
+        x, y, z = (_make_array(t)(context, builder, v) for t, v in zip(sig.args, args))
+        shapes = [_cgutils.unpack_tuple(builder, v.shape) for v in (x, y, z)]
+        (m, k), (k2, n), (m2, n2) = shapes
+        differ = [builder.icmp_signed("!=", p, q) for p, q in ((k, k2), (m, m2), (n, n2))]
+        with builder.if_then(builder.or_(builder.or_(*differ[:2]), differ[2]), likely=False):
+            context.call_conv.return_user_exc(builder, ValueError, ("gemm: the operands' shapes do not match",))
+        _call_xxgemm(context, builder, sig.args[0], shapes[0], x.data, sig.args[1], shapes[1], y.data,
+                     sig.args[2], shapes[2], z.data)
+        return context.get_dummy_value()
+
+    return _signature(_types.none, a, b, out), codegen
+
+
+@_intrinsic
+def view(typingctx, a, shape):
+    """a.reshape(shape) without a copy for a C-contiguous a (codegen/intrinsics.py)."""
+    if not isinstance(a, _types.Array) or a.layout not in "CF":
+        raise _TypingError(f"view: a contiguous array expected (as for Numba's reshape), got {a}")
+    if isinstance(shape, _types.Integer):
+        dims_types = [shape]
+    elif isinstance(shape, _types.BaseTuple) and all(isinstance(t, _types.Integer) for t in shape.types):
+        dims_types = list(shape.types)
+    else:
+        raise _TypingError(f"view: a shape of integers expected, got {shape}")
+    result = a.copy(ndim=len(dims_types))   # the type Numba's reshape gives
+
+    def codegen(context, builder, sig, args):
+        aryty, shapety = sig.args
+        if aryty.layout != "C":   # F-contiguous: Numba's reshape (it may need to copy, and says so)
+            return context.compile_internal(builder, lambda x, s: x.reshape(s), sig, args)
+        ary = _make_array(aryty)(context, builder, args[0])
+        raw = [args[1]] if isinstance(shapety, _types.Integer) else _cgutils.unpack_tuple(builder, args[1])
+        dims = [context.cast(builder, d, t, _types.intp) for d, t in zip(raw, dims_types)]
+        one, zero = (context.get_constant(_types.intp, v) for v in (1, 0))
+        known = one
+        for d in dims:   # one -1 is inferred: nitems / the product of the others
+            known = builder.mul(known, builder.select(builder.icmp_signed("<", d, zero), one, d))
+        safe = builder.select(builder.icmp_signed("==", known, zero), one, known)
+        inferred = builder.sdiv(ary.nitems, safe)
+        dims = [builder.select(builder.icmp_signed("<", d, zero), inferred, d) for d in dims]
+        total = one
+        for d in dims:
+            total = builder.mul(total, d)
+        with builder.if_then(builder.icmp_signed("!=", total, ary.nitems), likely=False):
+            context.call_conv.return_user_exc(builder, ValueError, ("view: the new shape's size differs",))
+        strides, step = [], ary.itemsize
+        for d in reversed(dims):
+            strides.append(step)
+            step = builder.mul(step, d)
+        out = _make_array(sig.return_type)(context, builder)
+        _populate_array(out, data=ary.data, shape=_cgutils.pack_array(builder, dims),
+                        strides=_cgutils.pack_array(builder, strides[::-1]), itemsize=ary.itemsize,
+                        meminfo=ary.meminfo, parent=ary.parent)
+        return _borrowed(context, builder, sig.return_type, out._getvalue())
+
+    return _signature(result, a, shape), codegen
+
+
+if _config.DISABLE_JIT:   # the module runs as plain Python (NUMBA_DISABLE_JIT): the same operations by NumPy
+    def gemm(a, b, out):  # noqa: F811
+        np.dot(a, b, out)
+
+    def view(a, shape):  # noqa: F811
+        return a.reshape(shape)

@@ -1,0 +1,107 @@
+"""codegen/intrinsics.py: what generated code calls instead of np.dot (one overload compiled per
+operand layout, 0.2–0.35 s each) and instead of .reshape (~17 ms of compile per call site; the
+LSTM had 175) — issue 18. Checked against NumPy for every layout they take, in both dtypes;
+anything else is a clear error, never a silent copy."""
+import numpy as np
+import pytest
+from numba import njit
+from numba.core.errors import TypingError
+
+from codegen.intrinsics import gemm, view
+
+
+@njit(cache=False)
+def _nn(a, b, out):
+    gemm(a, b, out)
+
+
+@njit(cache=False)
+def _tn(a, b, out):
+    gemm(a.T, b, out)
+
+
+@njit(cache=False)
+def _nt(a, b, out):
+    gemm(a, b.T, out)
+
+
+@njit(cache=False)
+def _tt(a, b, out):
+    gemm(a.T, b.T, out)
+
+
+@njit(cache=False)
+def _rows(a, b, out, n):
+    gemm(a[:n], b, out[:n])   # the epoch's batch: the leading rows of a buffer stay C-contiguous
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (3, 5, 2), (32, 64, 10), (7, 1, 9)])
+def test_every_transposition_equals_numpy(dtype, m, k, n):
+    rng = np.random.default_rng(m * 100 + k * 10 + n)
+    a, b = rng.normal(size=(m, k)).astype(dtype), rng.normal(size=(k, n)).astype(dtype)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-13, atol=1e-13)
+    for fn, x, y in [(_nn, a, b), (_tn, np.ascontiguousarray(a.T), b), (_nt, a, np.ascontiguousarray(b.T)),
+                     (_tt, np.ascontiguousarray(a.T), np.ascontiguousarray(b.T))]:
+        out = np.full((m, n), np.nan, dtype)
+        fn(x, y, out)
+        np.testing.assert_allclose(out, a.astype(np.float64) @ b, **tol)
+    out = np.full((m + 2, n), 7.0, dtype)
+    _rows(np.vstack([a, np.ones((2, k), dtype)]), b, out, m)
+    np.testing.assert_allclose(out[:m], a.astype(np.float64) @ b, **tol)
+    assert (out[m:] == 7.0).all()                     # rows past the batch untouched
+
+
+def test_mismatched_shapes_raise_a_clear_error():
+    with pytest.raises(ValueError, match="shapes do not match"):
+        _nn(np.ones((3, 4)), np.ones((5, 2)), np.empty((3, 2)))
+    with pytest.raises(ValueError, match="shapes do not match"):
+        _nn(np.ones((3, 4)), np.ones((4, 2)), np.empty((3, 3)))
+
+
+def test_strided_or_mixed_operands_are_a_typing_error():
+    with pytest.raises(TypingError, match="contiguous operands expected"):
+        _nn(np.ones((6, 4))[::2], np.ones((4, 2)), np.empty((3, 2)))
+    with pytest.raises(TypingError, match="one float dtype"):
+        _nn(np.ones((3, 4)), np.ones((4, 2), np.float32), np.empty((3, 2)))
+
+
+@njit(cache=False)
+def _view3(a, b):
+    return view(a, (2, b, -1))
+
+
+@njit(cache=False)
+def _view_flat(a):
+    return view(a, -1)
+
+
+@njit(cache=False)
+def _view_of_rows(a, n):
+    v = view(a[:n], (n * a.shape[1],))
+    v[0] = 42.0          # a view: writes reach the buffer
+    return v
+
+
+@njit(cache=False)
+def _view_of_column(a):
+    return view(a[:, 1:], (a.shape[0] * (a.shape[1] - 1),))   # strided: not a view
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_view_equals_reshape_and_shares_the_data(dtype):
+    a = np.arange(24, dtype=dtype).reshape(4, 6)
+    v = _view3(a, 3)
+    assert v.shape == (2, 3, 4) and v.flags.c_contiguous and np.shares_memory(v, a)
+    np.testing.assert_array_equal(v, a.reshape(2, 3, 4))
+    np.testing.assert_array_equal(_view_flat(a), a.reshape(-1))
+    w = _view_of_rows(a, 2)
+    np.testing.assert_array_equal(w, a[:2].reshape(-1))
+    assert a[0, 0] == 42.0
+    with pytest.raises(TypingError, match="contiguous array expected"):   # as Numba's reshape says
+        _view_of_column(a)
+
+
+def test_view_of_a_wrong_size_raises_a_clear_error():
+    with pytest.raises(ValueError, match="size differs"):
+        _view3(np.zeros((4, 6)), 5)
