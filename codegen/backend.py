@@ -87,7 +87,8 @@ class CpuBackend:
     def _feeds(self, graph_nodes, feeds):
         """Checked, converted feeds by name (the reference's own checks and errors)."""
         values = bind(Graph(graph_nodes), feeds, None, self.dtype)
-        return {self.schedule.names[n]: _one(v) for n, v in values.items() if n.kind == "input"}
+        # C-contiguous: the generated code views and multiplies inputs as such (codegen/intrinsics.py)
+        return {self.schedule.names[n]: np.ascontiguousarray(_one(v)) for n, v in values.items() if n.kind == "input"}
 
     def _args(self, prog, feeds: dict, batch: int):
         temps = self._temps(batch)

@@ -91,6 +91,7 @@ class Context:
         self.shared: dict = {}
         self._deps = None
         self.current = None          # the node being lowered (owner of new temps)
+        self.outputs: set = set()    # the program's outputs (always computed into their buffers)
         self._consumers = graph.consumers()
         self._taken = set(names.values()) | RESERVED
 
@@ -144,6 +145,7 @@ def lower_program(name: str, outputs: list, args: list, *, names: dict, dtype: s
     roots = ([returns] if returns is not None else []) + [n for n, _ in outputs]
     graph = Graph(roots)
     ctx = Context(graph, names, dtype)
+    ctx.outputs = set(roots)
     lowered = {}
     for node in graph.nodes:
         if node.kind != "op":

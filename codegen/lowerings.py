@@ -77,13 +77,14 @@ def _matmul_steps(node, ctx, a, b, out) -> list:
 
 
 def _rows_matmul(node, ctx, a, b, out):
-    """(…, m, k) @ (k, n), a a whole computed buffer: one GEMM on its (… · m, k) view.
+    """(…, m, k) @ (k, n), a a whole buffer: one GEMM on its (… · m, k) view.
 
     A transformer's projections and feed-forward layers (and their input gradients, δ Wᵀ)
     are (B, T, d) @ (d, k): as loops they ran at a fraction of BLAS speed. Only computed
-    buffers (C-contiguous by construction) are viewed so; tiny products keep their loops."""
-    if a.ndim < 3 or b.ndim != 2 or a.kind != "op" or not (_blas_ready(a) and _contiguous(a) and _blas_ready(b)) \
-            or isinstance(a.op, ops.Transpose):
+    buffers (C-contiguous by construction) and inputs (the backends pass them C-contiguous)
+    are viewed so; tiny products keep their loops."""
+    if a.ndim < 3 or b.ndim != 2 or a.kind not in ("op", "input") or isinstance(a.op, ops.Transpose) \
+            or not (_blas_ready(a) and _contiguous(a) and _blas_ready(b)):
         return None
     k, n = a.shape[-1], b.shape[-1]
     if k is None or n is None or (k <= TINY and n <= TINY):
@@ -127,7 +128,48 @@ def _matmul_loops(node, ctx, a, b, out):
 
 def _matmul(node, ctx):
     a, b = node.inputs
+    consumers = ctx.consumers(node)
+    if len(consumers) == 1 and node not in ctx.outputs and _batch_contraction(consumers[0][0]):
+        return Lowered(element=_absorbed, cheap=True)   # its Σ over the batch computes both (below)
     return Lowered(steps=_matmul_steps(node, ctx, a, b, ctx.name(node)))
+
+
+def _absorbed(index, read):
+    raise AssertionError("codegen: a batched product folded into its sum over the batch was read")
+
+
+def _batch_contraction(node):
+    """(x, g) when ``node`` is Σ_b x_bᵀ g_b — a sum over axis 0 of (B, T, d)ᵀ @ (B, T, k), the weight
+    gradient of a (B, T, d) @ (d, k) product — with x and g whole contiguous buffers, else None."""
+    if not isinstance(node.op, ops.Sum) or tuple(node.attrs["axes"]) != (0,) or node.attrs["keepdims"]:
+        return None
+    (prod,) = node.inputs
+    if not isinstance(prod.op, ops.MatMul) or prod.ndim != 3 or prod.shape[0] is not None:
+        return None
+    xt, g = prod.inputs
+    if not isinstance(xt.op, ops.Transpose) or tuple(xt.attrs["axes"]) != (0, 2, 1):
+        return None
+    (x,) = xt.inputs
+    if x.ndim != 3 or g.ndim != 3 or x.shape[0] is not None or g.shape[0] is not None or None in x.shape[1:] \
+            or None in g.shape[1:]:
+        return None
+    if not all(_blas_ready(v) and _contiguous(v) and v.kind in ("op", "input") for v in (x, g)):
+        return None
+    return x, g
+
+
+def _sum(node, ctx):
+    pair = _batch_contraction(node)
+    if pair is None:
+        return Lowered(reduction=("sum", tuple(node.attrs["axes"]), bool(node.attrs["keepdims"])))
+    x, g = pair
+    (d, k), out = (x.shape[2], g.shape[2]), ctx.name(node)
+    xn, gn = ctx.array(x), ctx.array(g)
+    x_rows, g_rows = ctx.fresh(f"{xn}_rows"), ctx.fresh(f"{gn}_rows")
+    rows = " × ".join(["B", *map(str, x.shape[1:-1])])
+    what = f"{out} = Σ_b {xn}_bᵀ @ {gn}_b: one GEMM over all {rows} rows"
+    return Lowered(steps=[View(x_rows, xn, "reshape", (-1, d)), View(g_rows, gn, "reshape", (-1, k)),
+                          MatMul(out, x_rows, g_rows, True, False, False, (d, BATCH, k), comment=what)])
 
 
 def _linear(node, ctx):
@@ -156,7 +198,9 @@ def _contiguous(x):
     """Whether x's array is C-contiguous (views of transposes and slices are not)."""
     if isinstance(x.op, (ops.Transpose, ops.Index)):
         return False
-    if isinstance(x.op, (ops.Reshape, ops.StopGradient)):
+    if isinstance(x.op, ops.Reshape):
+        return True   # a view of a contiguous array, else a contiguous copy (_view below)
+    if isinstance(x.op, ops.StopGradient):
         return _contiguous(x.inputs[0])
     return True
 
@@ -214,7 +258,7 @@ def _concat(node, ctx):
 
 
 for _op, _fn in {
-    ops.Map: _map, ops.Expand: _expand, ops.Count: _count, ops.Sum: _reduction("sum"),
+    ops.Map: _map, ops.Expand: _expand, ops.Count: _count, ops.Sum: _sum,
     ops.Max: _reduction("max"), ops.MatMul: _matmul, ops.Linear: _linear, ops.Transpose: _view("transpose", "axes"),
     ops.Reshape: _view("reshape"), ops.Index: _view("index", "spec"), ops.StopGradient: _view("alias"),
     ops.Softmax: _softmax, ops.LogSoftmax: _log_softmax, ops.SoftmaxCrossEntropy: _softmax_cross_entropy,

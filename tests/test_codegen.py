@@ -287,6 +287,10 @@ def test_a_batch_of_rows_times_a_matrix_is_one_gemm():
     model = rows_model()
     cpu = _compare(model, {"x": model.data.train["x"][:4]})
     assert cpu.source.count("one GEMM over all B × 3 rows") >= 3      # h @ W, the linear, δ Wᵀ
+    # the weight gradients Σ_b x_bᵀ δ_b too (they were a (B, d, k) loop nest, then a sum over b),
+    # and the input x @ W0: no batched product is left to loops
+    grad = cpu.source.split("def grad_step")[1].split("@njit")[0]
+    assert grad.count("Σ_b") == 3 and "as loops" not in grad, grad
     fits = [gn.fit(model, epochs=2, batch_size=4, lr=0.1, backend=be, progress=False, seed=1)
             for be in ("numpy", "cpu")]
     for p in model.parameters:
