@@ -23,12 +23,11 @@ import sympy
 from graphnn.ops.structure import numpy_slice
 
 from . import schedule as S
-from .printer import HELPERS, INTRINSICS, KernelPrinter, reshaped
+from .printer import HELPERS, INDENT, INTRINSICS, Writer, reshaped
 from .shared_loops import share_nest, shareable_nest, small_matmul
 
 #: fastmath without nnan/ninf: isnan/isinf keep working
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
-INDENT = "    "
 
 EMITTERS: dict = {}
 
@@ -54,37 +53,6 @@ REWRITES: list = []
 def register_rewrite(fn):
     REWRITES.append(fn)
     return fn
-
-
-class Writer:
-    """Accumulates indented source lines; knows the dtype and prints expressions."""
-
-    def __init__(self, dtype):
-        self.dtype = dtype
-        self.printer = KernelPrinter(dtype)
-        self.lines: list = []
-        self.depth = 1
-        self.ranks: dict = {}   # array name -> rank, where known (the program's arguments, views)
-        self.specialise = False   # tiny products with literal sizes (a recurrence's step)
-
-    def __call__(self, line=""):
-        self.lines.append(INDENT * self.depth + line if line else "")
-
-    def expr(self, e) -> str:
-        try:
-            return self.printer.doprint(e)
-        except Exception as err:   # sympy: a function with no Python/Numba spelling
-            from .lower import CodegenError
-            raise CodegenError(f"codegen: cannot print {e} as kernel code ({err})") from None
-
-    def num(self, value) -> str:
-        return self.printer._number(value)
-
-    def indent(self, n=1):
-        self.depth += n
-
-    def dedent(self, n=1):
-        self.depth -= n
 
 
 def _dim(d) -> str:
@@ -416,7 +384,7 @@ def _gather_batch(w, sched, whole):
             w(f"{whole[a.name]}[r] = {a.name}_data[row]")
     w.dedent()
     for name, all_rows in whole.items():
-        w(f"{name} = {all_rows}[:nb]")
+        w(f"{name} = rows({all_rows}, nb)")
 
 
 def emit_train_epoch(sched, helpers: set | None = None) -> str:

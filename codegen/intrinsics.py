@@ -1,6 +1,7 @@
 """The intrinsics generated code calls where Numba's own construct costs a compile per place:
-``gemm(a, b, out)`` instead of ``np.dot(a, b, out)`` and ``view(a, shape)`` instead of
-``a.reshape(shape)``. Each is a few instructions at its call site.
+``gemm(a, b, out)`` instead of ``np.dot(a, b, out)``, ``view(a, shape)`` instead of
+``a.reshape(shape)`` and ``rows(a, n)`` instead of ``a[:n]``. Each is a few instructions at its
+call site.
 
 ``gemm(a, b, out)``: out = a @ b by one BLAS call. Numba compiles ``np.dot(a, b, out)`` as an
 overload, one function per combination of operand layouts (C·C, C·Fᵀ, Fᵀ·C — each 0.2–0.35 s
@@ -19,11 +20,15 @@ stack buffers and its own error paths (~17 ms of compile per call site; the LSTM
 175). An F-contiguous array goes to Numba's reshape; any other layout is a typing error, as
 there.
 
+``rows(a, n)``: ``a[:n]``, the batch's leading rows of an epoch buffer (a header with n rows;
+n outside 0 … len(a) raises ValueError). Numba's slicing handles any slice (negative bounds,
+steps, clipping): ~7 ms of compile per place, and the transformer's epoch slices ~150 buffers.
+
 The generated module holds this file's code from the marker below on (printed by
 codegen/emit_cpu.py): the module stays self-contained — its compiler process imports nothing
 of graphnn — and its cache key covers this code. Names are private so that they cannot meet
-a generated name (``gemm`` and ``view`` are reserved: codegen/lower.py). Under Numba's
-DISABLE_JIT (the module run as plain Python) both are NumPy's own ``np.dot`` and ``reshape``.
+a generated name (``gemm``, ``view`` and ``rows`` are reserved: codegen/lower.py). Under Numba's
+DISABLE_JIT (the module run as plain Python) they are NumPy's own ``np.dot``, ``reshape`` and slicing.
 """
 # -- printed into generated modules from here on --
 import numpy as np
@@ -108,9 +113,35 @@ def view(typingctx, a, shape):
     return _signature(result, a, shape), codegen
 
 
+@_intrinsic
+def rows(typingctx, a, n):
+    """a[:n] for 0 <= n <= len(a): the same header with n rows (codegen/intrinsics.py)."""
+    if not isinstance(a, _types.Array) or a.ndim < 1 or not isinstance(n, _types.Integer):
+        raise _TypingError(f"rows: an array and a row count expected, got {a}, {n}")
+
+    def codegen(context, builder, sig, args):
+        ary = _make_array(sig.args[0])(context, builder, args[0])
+        count = context.cast(builder, args[1], sig.args[1], _types.intp)
+        shape = _cgutils.unpack_tuple(builder, ary.shape)
+        bad = builder.or_(builder.icmp_signed("<", count, context.get_constant(_types.intp, 0)),
+                          builder.icmp_signed(">", count, shape[0]))
+        with builder.if_then(bad, likely=False):
+            context.call_conv.return_user_exc(builder, ValueError, ("rows: more rows asked than the array has",))
+        out = _make_array(sig.return_type)(context, builder)
+        _populate_array(out, data=ary.data, shape=_cgutils.pack_array(builder, [count] + shape[1:]),
+                        strides=ary.strides, itemsize=ary.itemsize, meminfo=ary.meminfo, parent=ary.parent)
+        return _borrowed(context, builder, sig.return_type, out._getvalue())
+
+    result = a if a.layout == "C" else a.copy(layout="A")   # leading rows of an F array are strided
+    return _signature(result, a, n), codegen
+
+
 if _config.DISABLE_JIT:   # the module runs as plain Python (NUMBA_DISABLE_JIT): the same operations by NumPy
     def gemm(a, b, out):  # noqa: F811
         np.dot(a, b, out)
 
     def view(a, shape):  # noqa: F811
         return a.reshape(shape)
+
+    def rows(a, n):  # noqa: F811
+        return a[:n]

@@ -295,3 +295,19 @@ def test_a_batch_of_rows_times_a_matrix_is_one_gemm():
             for be in ("numpy", "cpu")]
     for p in model.parameters:
         np.testing.assert_allclose(fits[1].params[p], fits[0].params[p], rtol=1e-10, atol=1e-12)
+
+
+def test_printed_expressions_are_reused_with_the_helpers_they_call():
+    """Each expression is printed once per dtype (the same statements recur in five programs);
+    a Writer that reuses a printed text still learns the helpers it calls (tanh_f64)."""
+    import sympy
+    from codegen.emit_cpu import Writer
+
+    x = sympy.Symbol("x_ij", real=True)
+    e = sympy.tanh(x) + 1
+    first, second = Writer("float64"), Writer("float64")
+    first.expr(sympy.tanh(2 * x))                       # the helper already known to this Writer …
+    assert first.expr(e) == second.expr(e)              # … is still recorded as what e calls
+    assert "tanh_f64" in first.expr(e) and "tanh_f64" in first.printer.helpers
+    assert "tanh_f64" in second.printer.helpers          # from the memo, not a second print
+    assert "tanh_f32" in Writer("float32").expr(e)       # per dtype

@@ -1,7 +1,7 @@
 """Less to compile (issue 18): the generated module has no construct Numba compiles at a
 high price per place — array expressions (a broadcasting kernel and its error-message
 formatting each), np.transpose and np.dot (an overload per layout combination each),
-.reshape (a C helper's stride search, ~17 ms of compile each) — and a small MLP's tiny products share
+.reshape (a C helper's stride search, ~17 ms of compile each), a[:nb] (~7 ms) — and a small MLP's tiny products share
 one helper per transposition instead of one per shape. Lowering and printing only: nothing
 here compiles."""
 import re
@@ -29,6 +29,7 @@ def test_no_array_expressions_or_np_transpose(name):
     assert "np.transpose(" not in src
     assert "np.dot(" not in src, f"{name}: np.dot compiles an overload per layout combination; call gemm"
     assert ".reshape(" not in src, f"{name}: Numba's reshape costs ~17 ms of compile per place; call view"
+    assert "[:nb]" not in src, f"{name}: Numba's slicing costs ~7 ms of compile per place; call rows"
     offenders = [ln.strip() for ln in src.splitlines() if "[...]" in ln and "=" in ln.split("#")[0]
                  and not ln.strip().startswith(('"""', "#"))]
     assert not offenders, f"{name}: array expressions in the generated code: {offenders[:3]}"

@@ -7,7 +7,7 @@ import pytest
 from numba import njit
 from numba.core.errors import TypingError
 
-from codegen.intrinsics import gemm, view
+from codegen.intrinsics import gemm, rows, view
 
 
 @njit(cache=False)
@@ -105,3 +105,23 @@ def test_view_equals_reshape_and_shares_the_data(dtype):
 def test_view_of_a_wrong_size_raises_a_clear_error():
     with pytest.raises(ValueError, match="size differs"):
         _view3(np.zeros((4, 6)), 5)
+
+
+@njit(cache=False)
+def _leading(a, n):
+    return rows(a, n)
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (4, 2, 3), (6,)])
+def test_rows_are_the_leading_rows_without_a_copy(shape):
+    a = np.arange(np.prod(shape), dtype=np.float64).reshape(shape)
+    for n in range(shape[0] + 1):
+        r = _leading(a, n)
+        np.testing.assert_array_equal(r, a[:n])
+        assert r.shape == a[:n].shape and (n == 0 or np.shares_memory(r, a))
+    with pytest.raises(ValueError, match="more rows asked"):
+        _leading(a, shape[0] + 1)
+    with pytest.raises(ValueError, match="more rows asked"):
+        _leading(a, -1)
+    f = np.asfortranarray(np.arange(12.0).reshape(4, 3))
+    np.testing.assert_array_equal(_leading(f, 2), f[:2])   # an F array's rows: strided, still right
