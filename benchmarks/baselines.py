@@ -176,6 +176,42 @@ def runner_module():
     return importlib.import_module("run")
 
 
+def interleaved_rows(workload, dtype, model, hand_epoch, batches, backends, epochs, *, lr, batch_size,
+                     optimizer=None) -> list[dict]:
+    """Rows (hand baseline first, then each graphnn backend) with the best wall and CPU seconds per
+    epoch of ``epochs`` interleaved passes — every implementation sees the same machine — and each
+    backend's first epoch (its compile or cache load). The slow NumPy reference runs one pass.
+    Trainers time the compiled backend itself (``background_compile=False``)."""
+    from graphnn.training import Trainer
+
+    hand_epoch()  # warm-up
+    impls = {"hand NumPy": (hand_epoch, None)}
+    data = model.data.train
+    for backend in backends:
+        trainer = Trainer(model, backend=backend, dtype=dtype, lr=lr, batch_size=batch_size,
+                          background_compile=False, **({"optimizer": optimizer} if optimizer else {}))
+        feeds = {k: np.asarray(v, dtype=dtype) for k, v in data.items()}
+        t0 = time.perf_counter()
+        trainer.backend.train_epoch(feeds, batches)  # warm-up (compiles, or loads the cache)
+        impls[f"graphnn {backend}"] = (lambda tr=trainer, f=feeds: tr.backend.train_epoch(f, batches),
+                                       time.perf_counter() - t0)
+    wall = {k: np.inf for k in impls}
+    cpu = dict(wall)
+    for n in range(epochs):
+        for impl, (epoch, _) in impls.items():
+            if impl == "graphnn numpy" and n:
+                continue
+            wall[impl] = min(wall[impl], best_time(epoch, 1))
+            cpu[impl] = min(cpu[impl], best_time(epoch, 1, time.process_time))
+    rows = [{"workload": workload, "impl": impl, "dtype": dtype, "s_per_epoch": wall[impl],
+             "cpu_s_per_epoch": cpu[impl], **({"first_epoch_s": first} if first is not None else {})}
+            for impl, (_, first) in impls.items()]
+    for r in rows:
+        r["speedup_vs_hand_numpy"] = rows[0]["s_per_epoch"] / r["s_per_epoch"]
+        r["cpu_speedup_vs_hand_numpy"] = rows[0]["cpu_s_per_epoch"] / r["cpu_s_per_epoch"]
+    return rows
+
+
 def best_time(fn, repeats, clock=time.perf_counter) -> float:
     """The fastest of ``repeats`` calls (the least disturbed by other load)."""
     times = []

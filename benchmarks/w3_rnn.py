@@ -14,11 +14,9 @@ Three implementations from the same initial weights, data and batch order:
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
-from benchmarks.baselines import MinibatchEpoch, best_time
+from benchmarks.baselines import MinibatchEpoch, interleaved_rows
 
 STEPS, HIDDEN, SYMBOLS, BATCH, LR = 50, 64, 4, 32, 0.05  # the issue's W3: T 50, hidden 64, batch 32
 
@@ -71,7 +69,6 @@ class W3Baseline(MinibatchEpoch):
         return MinibatchEpoch.epoch(self, X, T, order, batch_size)
 
 
-_best = best_time
 
 
 def run(epochs=5, dtype="float32", seed=0, backends=("numpy", "cpu")) -> list[dict]:
@@ -83,41 +80,15 @@ def run(epochs=5, dtype="float32", seed=0, backends=("numpy", "cpu")) -> list[di
 
 
 def _run(epochs, dtype, seed, backends):
-    from graphnn.training import Trainer
-
     model = w3_model()
     params = {p.name: p.value for p in model.parameters}
-    data = model.data.train
-    X, T = data["x"], data["t"]
+    X, T = model.data.train["x"], model.data.train["t"]
     order = np.random.default_rng(seed).permutation(len(X))
     batches = [order[i:i + BATCH] for i in range(0, len(order), BATCH)]
     hand = W3Baseline(params, dtype=dtype)
-    hand.epoch(X, T, order)  # warm-up
-    impls = {"hand NumPy": (lambda: hand.epoch(X, T, order), None)}
-    for backend in backends:
-        trainer = Trainer(model, backend=backend, dtype=dtype, optimizer="sgd", lr=LR, batch_size=BATCH,
-                          background_compile=False)
-        feeds = {k: np.asarray(v, dtype=dtype) for k, v in data.items()}
-        t0 = time.perf_counter()
-        trainer.backend.train_epoch(feeds, batches)  # warm-up (compiles, or loads the cache)
-        impls[f"graphnn {backend}"] = (lambda tr=trainer, f=feeds: tr.backend.train_epoch(f, batches),
-                                       time.perf_counter() - t0)
-    wall = {k: np.inf for k in impls}
-    cpu = dict(wall)
-    for n in range(epochs):   # interleaved: every implementation sees the same machine
-        for impl, (epoch, _) in impls.items():
-            if impl == "graphnn numpy" and n:   # the reference is ~50x slower: one epoch
-                continue
-            wall[impl] = min(wall[impl], _best(epoch, 1))
-            cpu[impl] = min(cpu[impl], _best(epoch, 1, time.process_time))
-    rows = []
-    for impl, (_, first) in impls.items():
-        rows.append({"workload": "W3", "impl": impl, "dtype": dtype, "s_per_epoch": wall[impl],
-                     "cpu_s_per_epoch": cpu[impl], **({"first_epoch_s": first} if first is not None else {})})
-    for r in rows:
-        r["speedup_vs_hand_numpy"] = rows[0]["s_per_epoch"] / r["s_per_epoch"]
-        r["cpu_speedup_vs_hand_numpy"] = rows[0]["cpu_s_per_epoch"] / r["cpu_s_per_epoch"]
-    return rows
+    return interleaved_rows("W3", dtype, model, lambda: hand.epoch(X, T, order), batches, backends, epochs,
+                            lr=LR, batch_size=BATCH, optimizer="sgd")
+
 
 
 def main():

@@ -12,11 +12,9 @@ Three implementations from the same initial weights, data and batch order:
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
-from benchmarks.baselines import MinibatchEpoch, best_time
+from benchmarks.baselines import MinibatchEpoch, interleaved_rows
 
 from graphnn import losses
 from graphnn.data import digits_dataset
@@ -97,61 +95,25 @@ class W4Baseline(MinibatchEpoch):
         return MinibatchEpoch.epoch(self, X, T, order, batch_size)
 
 
-_best = best_time
-
-
-def _timed(fn, repeats):
-    """(best wall seconds, best CPU seconds of this process): on a shared machine the CPU time
-    is the steadier measure (BLAS is capped at one thread, so it is the work done)."""
-    return _best(fn, repeats), _best(fn, repeats, time.process_time)
 
 
 def run(epochs=5, dtype="float32", seed=0, backends=("numpy", "cpu")) -> list[dict]:
     """Seconds per epoch (best of ``epochs``) for the hand baseline and graphnn's backends."""
-    from graphnn.training import Trainer
-
     from benchmarks.baselines import numpy_threads_limited
 
     with numpy_threads_limited(1):
-        return _run(epochs, dtype, seed, backends, Trainer)
+        return _run(epochs, dtype, seed, backends)
 
 
-def _run(epochs, dtype, seed, backends, Trainer):
+def _run(epochs, dtype, seed, backends):
     params = init_params(seed)
     model = w4_model(params)
-    data = model.data.train
-    X, T = data["x"], data["t"]
+    X, T = model.data.train["x"], model.data.train["t"]
     order = np.random.default_rng(seed).permutation(len(X))
     batches = [order[i:i + BATCH] for i in range(0, len(order), BATCH)]
     hand = W4Baseline(params, dtype=dtype)
-    hand.epoch(X, T, order)  # warm-up
-    runs = {"hand NumPy": lambda: hand.epoch(X, T, order)}
-    rows = {"hand NumPy": {"workload": "W4", "impl": "hand NumPy", "dtype": dtype}}
-    for backend in backends:
-        trainer = Trainer(model, backend=backend, dtype=dtype, lr=LR, batch_size=BATCH,
-                          background_compile=False)
-        feeds = {k: np.asarray(v, dtype=dtype) for k, v in data.items()}
-        t0 = time.perf_counter()
-        trainer.backend.train_epoch(feeds, batches)  # warm-up (compiles, or loads the cache)
-        rows[f"graphnn {backend}"] = {"workload": "W4", "impl": f"graphnn {backend}", "dtype": dtype,
-                                      "first_epoch_s": time.perf_counter() - t0}
-        runs[f"graphnn {backend}"] = (lambda b: lambda: b.train_epoch(feeds, batches))(trainer.backend)
-    # interleaved, best of: hand and compiled epochs see the same machine conditions (the
-    # slow reference backend runs fewer epochs)
-    best = {k: (np.inf, np.inf) for k in runs}
-    for n in range(epochs):
-        for k, fn in runs.items():
-            if k == "graphnn numpy" and n >= 2:
-                continue
-            wall, cpu = _timed(fn, 1)
-            best[k] = (min(best[k][0], wall), min(best[k][1], cpu))
-    for k, (wall, cpu) in best.items():
-        rows[k].update(s_per_epoch=wall, cpu_s_per_epoch=cpu)
-    rows = list(rows.values())
-    for r in rows:
-        r["speedup_vs_hand_numpy"] = rows[0]["s_per_epoch"] / r["s_per_epoch"]
-        r["cpu_speedup_vs_hand_numpy"] = rows[0]["cpu_s_per_epoch"] / r["cpu_s_per_epoch"]
-    return rows
+    return interleaved_rows("W4", dtype, model, lambda: hand.epoch(X, T, order), batches, backends, epochs,
+                            lr=LR, batch_size=BATCH)
 
 
 def table(rows) -> str:

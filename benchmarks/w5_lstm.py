@@ -13,11 +13,9 @@ Implementations from the same initial weights, data and batch order:
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
-from benchmarks.baselines import MinibatchEpoch, best_time
+from benchmarks.baselines import MinibatchEpoch, interleaved_rows
 
 STEPS, HIDDEN, SYMBOLS, BATCH, LR = 50, 64, 4, 32, 0.05   # W3's sizes
 GATES = ("g", "i", "f", "o")
@@ -113,36 +111,15 @@ def run(epochs=5, dtype="float32", seed=0, backends=("cpu",)) -> list[dict]:
 
 
 def _run(epochs, dtype, seed, backends):
-    from graphnn.training import Trainer
-
     model = w5_model()
     params = {p.name: p.value for p in model.parameters}
-    data = model.data.train
-    X, T = data["x"], data["t"]
+    X, T = model.data.train["x"], model.data.train["t"]
     order = np.random.default_rng(seed).permutation(len(X))
     batches = [order[i:i + BATCH] for i in range(0, len(order), BATCH)]
     hand = W5Baseline(params, dtype=dtype)
-    hand.epoch(X, T, order)  # warm-up
-    trainers = []
-    for backend in backends:
-        trainer = Trainer(model, backend=backend, dtype=dtype, optimizer="sgd", lr=LR, batch_size=BATCH,
-                          background_compile=False)
-        feeds = {k: np.asarray(v, dtype=dtype) for k, v in data.items()}
-        t0 = time.perf_counter()
-        trainer.backend.train_epoch(feeds, batches)  # warm-up (compiles, or loads the cache)
-        trainers.append((backend, lambda tr=trainer, f=feeds: tr.backend.train_epoch(f, batches),
-                         time.perf_counter() - t0))
-    times = {"hand NumPy": [], **{f"graphnn {b}": [] for b, _, _ in trainers}}
-    for _ in range(epochs):   # interleaved: every implementation sees the same machine
-        times["hand NumPy"].append(best_time(lambda: hand.epoch(X, T, order), 1))
-        for backend, epoch, _ in trainers:
-            times[f"graphnn {backend}"].append(best_time(epoch, 1))
-    rows = [{"workload": "W5", "impl": impl, "dtype": dtype, "s_per_epoch": min(ts)} for impl, ts in times.items()]
-    for row, (_, _, first) in zip(rows[1:], trainers):
-        row["first_epoch_s"] = first
-    for r in rows:
-        r["speedup_vs_hand_numpy"] = rows[0]["s_per_epoch"] / r["s_per_epoch"]
-    return rows
+    return interleaved_rows("W5", dtype, model, lambda: hand.epoch(X, T, order), batches, backends, epochs,
+                            lr=LR, batch_size=BATCH, optimizer="sgd")
+
 
 
 def main():
