@@ -456,12 +456,14 @@ def emit_module(sched, optimizer=None) -> str:
               f"{layout}\n"
               '"""\n')
     imports = ("import math\n\nimport numpy as np\nfrom numba import njit\n\n"
-               f"JIT = dict(cache=True, fastmath={{{', '.join(repr(f) for f in sorted(FASTMATH))}}}, error_model='numpy')\n"
-               + INTRINSICS)
+               f"JIT = dict(cache=True, fastmath={{{', '.join(repr(f) for f in sorted(FASTMATH))}}}, error_model='numpy')\n")
     helpers: set = set()
     programs = [emit_program(prog, sched.dtype, helpers) for prog in sched.programs + [sched.evaluate]]
     programs += [emit_update(sched.update, sched.dtype), emit_train_step(sched), emit_train_epoch(sched, helpers)]
-    return "\n\n".join([header, imports] + [HELPERS[h].strip() + "\n" for h in sorted(helpers)] + programs)
+    # the intrinsics last: the kernels read first, and Numba resolves a global when it compiles
+    intrinsics = "# -- the intrinsics the kernels call (codegen/intrinsics.py: why) --" + INTRINSICS
+    return "\n\n".join([header, imports] + [HELPERS[h].strip() + "\n" for h in sorted(helpers)] + programs
+                       + [intrinsics])
 
 
 from .emit_arrays import array_op  # noqa: E402  (Fill, Copy, Scatter, Concat: their printers register)

@@ -24,8 +24,8 @@ there.
 n outside 0 … len(a) raises ValueError). Numba's slicing handles any slice (negative bounds,
 steps, clipping): ~7 ms of compile per place, and the transformer's epoch slices ~150 buffers.
 
-The generated module holds this file's code from the marker below on (printed by
-codegen/emit_cpu.py): the module stays self-contained — its compiler process imports nothing
+The generated module ends with this file's code from the marker below on (printed by
+codegen/emit_cpu.py after the kernels, which read first): the module stays self-contained — its compiler process imports nothing
 of graphnn — and its cache key covers this code. Names are private so that they cannot meet
 a generated name (``gemm``, ``view`` and ``rows`` are reserved: codegen/lower.py). Under Numba's
 DISABLE_JIT (the module run as plain Python) they are NumPy's own ``np.dot``, ``reshape`` and slicing.
