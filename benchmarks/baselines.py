@@ -212,6 +212,17 @@ def interleaved_rows(workload, dtype, model, hand_epoch, batches, backends, epoc
     return rows
 
 
+def speed_table(rows, per="epoch") -> str:
+    """Markdown rows of `interleaved_rows`-style results (keys ``s_per_<per>``, ``cpu_s_per_<per>``)."""
+    lines = [f"| workload | implementation | dtype | ms / {per} (wall) | × hand NumPy | CPU ms / {per} | × (CPU) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['workload']} | {r['impl']} | {r['dtype']} | {1000 * r[f's_per_{per}']:.2f} | "
+                     f"{r['speedup_vs_hand_numpy']:.2f} | {1000 * r[f'cpu_s_per_{per}']:.2f} | "
+                     f"{r['cpu_speedup_vs_hand_numpy']:.2f} |")
+    return "\n".join(lines)
+
+
 def best_time(fn, repeats, clock=time.perf_counter) -> float:
     """The fastest of ``repeats`` calls (the least disturbed by other load)."""
     times = []

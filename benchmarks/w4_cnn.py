@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.baselines import MinibatchEpoch, interleaved_rows
+from benchmarks.baselines import MinibatchEpoch, interleaved_rows, speed_table
 
 from graphnn import losses
 from graphnn.data import digits_dataset
@@ -116,16 +116,6 @@ def _run(epochs, dtype, seed, backends):
                             lr=LR, batch_size=BATCH)
 
 
-def table(rows) -> str:
-    lines = ["| workload | implementation | dtype | ms / epoch (wall) | × hand NumPy | CPU ms / epoch | × (CPU) |",
-             "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['workload']} | {r['impl']} | {r['dtype']} | {1000 * r['s_per_epoch']:.2f} | "
-                     f"{r['speedup_vs_hand_numpy']:.1f} | {1000 * r['cpu_s_per_epoch']:.2f} | "
-                     f"{r['cpu_speedup_vs_hand_numpy']:.1f} |")
-    return "\n".join(lines)
-
-
 if __name__ == "__main__":
     import argparse
 
@@ -133,4 +123,4 @@ if __name__ == "__main__":
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     args = ap.parse_args()
-    print(table(run(args.epochs, args.dtype)))
+    print(speed_table(run(args.epochs, args.dtype), per="epoch"))

@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from benchmarks.baselines import best_time
+from benchmarks.baselines import best_time, speed_table
 
 from graphnn.models.transformer import transformer
 from graphnn.ops.attention import causal_mask
@@ -204,16 +204,6 @@ def run(repeats=3, dtype="float32", seed=0, backends=("numpy", "cpu")) -> list[d
     return rows
 
 
-def table(rows) -> str:
-    lines = ["| workload | implementation | dtype | ms / step (wall) | × hand NumPy | CPU ms / step | × (CPU) |",
-             "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['workload']} | {r['impl']} | {r['dtype']} | {1000 * r['s_per_step']:.2f} | "
-                     f"{r['speedup_vs_hand_numpy']:.2f} | {1000 * r['cpu_s_per_step']:.2f} | "
-                     f"{r['cpu_speedup_vs_hand_numpy']:.2f} |")
-    return "\n".join(lines)
-
-
 if __name__ == "__main__":
     import argparse
 
@@ -223,4 +213,4 @@ if __name__ == "__main__":
     args = ap.parse_args()
     print(f"hand baseline vs graphnn reference (float64, 3 SGD steps): max parameter difference "
           f"{check_baseline():.2e}")
-    print(table(run(args.repeats, args.dtype)))
+    print(speed_table(run(args.repeats, args.dtype), per="step"))
