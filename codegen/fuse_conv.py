@@ -9,8 +9,8 @@ again), the ReLU gradient, the filter gradient's gather and the bias sum. Fused:
   windows from there, keeping where each window's FIRST maximum lies (strict ``>``, in the
   window's row-major order, as the reference's argmax): its offset, in a small int32 array;
 - backward (`PoolReluConvGrad`): each window's gradient goes straight to that stored position
-  if the pooled value is positive (ReLU's Heaviside(conv) there: relu(conv) > 0 ⟺ conv > 0),
-  into the filter gradient's flat layout, and into the bias sum; then the tap reductions run.
+  if the pooled value is positive (ReLU's Heaviside(conv) there: relu(conv) > 0 ⟺ conv > 0):
+  the filter and bias gradients are summed over those stored positions alone.
 
 The conv and ReLU maps and their gradients are then never written. The rewrite applies only
 where those four buffers are read by nothing else in the program (a deeper net whose conv
@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import sympy
 
-from .emit_conv import tap_sums
 from .emit_cpu import register_emitter, register_rewrite
 from .lower_conv import BiasGradLoop, ConvLoop, PoolLoop
 from .lower import names_read
@@ -197,36 +196,38 @@ def _emit_forward(step: ConvReluPool, w):
 
 
 def _emit_grad(step: PoolReluConvGrad, w):
+    """Only a window's maximum carries gradient (and only where ReLU passed it): the filter and
+    bias gradients are summed over those positions alone — at most one in ph·pw of the conv's
+    outputs — with a register per (channel, tap), instead of scattering ∂conv into a zeroed flat
+    map and reducing every position of it (86 % multiplications by zero on W4)."""
     conv, pool = step.forward.conv, step.forward.pool
     c, h, wd, f, kh, kw, ho, wo = conv.dims
     _, _, _, pho, pwo = pool.dims
     (ph, pw) = pool.size
     taps, at, pitch, span = _geometry(conv)
-    zero, n = w.num(0.0), f"_n_{pool.out}"
+    zero = w.num(0.0)
+    regs = [(cc, m, n) for cc in range(c) for m, n in taps]
     w(f"# {step.comment}")
-    w(f"_gt = np.zeros({n}, {conv.a}.dtype)")
     w(f"for _ff in range({f}):")
     w.indent()
     w(f"_acc = {zero}")
+    for cc, m, n in regs:
+        w(f"_a{cc}_{m}_{n} = {zero}")
     w(f"for _bb in range({conv.a}.shape[0]):")
     w(f"    _pp = _pos_{pool.out}[_bb, _ff]")
     w(f"    for _ii in range({pho}):")
     w(f"        for _jj in range({pwo}):")
     w(f"            if {pool.out}[_bb, _ff, _ii, _jj] > 0:  # ReLU's gradient: relu(conv) > 0 there")
     w(f"                _gv = {step.g}[_bb, _ff, _ii, _jj]")
-    w(f"                _gt[_bb * {pitch} + _ii * {ph * wd} + _jj * {pw} + _pp[_ii, _jj]] = _gv")
     w("                _acc += _gv")
+    w(f"                _q = _bb * {pitch} + _ii * {ph * wd} + _jj * {pw} + _pp[_ii, _jj]")
+    for cc, m, n in regs:
+        off = cc * h * wd + m * wd + n
+        w(f"                _a{cc}_{m}_{n} += _gv * _xl_{pool.out}[_q{f' + {off}' if off else ''}]")
     if step.d_bias:
         w(f"{step.d_bias}[_ff] = _acc")
-    for cc in range(c):
-        w(f"_xr = _xl_{pool.out}[{cc * h * wd}:]")
-        tap_sums(w, step.d_w, cc, taps, at, n)
-    # clear what this filter wrote (the next filter's scatter starts from zeros)
-    w(f"for _bb in range({conv.a}.shape[0]):")
-    w(f"    for _ii in range({pho}):")
-    w(f"        for _jj in range({pwo}):")
-    w(f"            _gt[_bb * {pitch} + _ii * {ph * wd} + _jj * {pw} + _pos_{pool.out}[_bb, _ff, _ii, _jj]] = "
-      f"{zero}")
+    for cc, m, n in regs:
+        w(f"{step.d_w}[_ff, {cc}, {m}, {n}] = _a{cc}_{m}_{n}")
     w.dedent()
 
 
