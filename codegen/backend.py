@@ -21,6 +21,7 @@ from .finite import check_feeds, guarded_epoch, name_nonfinite, step_is_finite
 from .emit_cpu import batched_inputs, emit_module, train_epoch_args, update_args
 from .lower import CodegenError
 from .plan import lower
+from .plan_cache import load_plan, save_plan
 
 
 class CpuBackend:
@@ -33,13 +34,22 @@ class CpuBackend:
         self.model, self.optimizer = model, optimizer
         self.dtype = resolve_dtype(dtype)
         self.dtype_name = np.dtype(self.dtype).name
-        self.schedule = lower(model, optimizer, self.dtype_name)
-        self.source = emit_module(self.schedule, optimizer)
+        # a cached start reads the stored plan instead of lowering and printing (plan_cache.py)
+        planned = load_plan(model, optimizer, self.dtype_name)
+        if planned is None:
+            self.schedule = lower(model, optimizer, self.dtype_name)
+            self.source = emit_module(self.schedule, optimizer)
+        else:
+            self.schedule, self.source = planned
         # hyperparameter values (and schedules) are run-time arguments: not part of the key
         key = {"graph": self.schedule.graph_hash, "dtype": self.dtype_name,
                "optimizer": repr(optimizer.code_key())}
         self.cache_key = key
         self.module = load_generated_module(self.source, key, verbose=verbose)
+        if planned is None:
+            save_plan(model, optimizer, self.schedule, getattr(self.module, "_graphnn_path", None))
+        elif verbose:
+            print("graphnn cache: plan stored with the module: the model was not lowered again")
         self.blas_threads = blas_threads
         self.trainable = list(self.schedule.trainable)
         self._init_params(params or model.initial_params())

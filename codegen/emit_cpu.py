@@ -444,6 +444,9 @@ def emit_train_epoch(sched, helpers: set | None = None) -> str:
 
 def emit_module(sched, optimizer=None) -> str:
     """The whole module's source text for a `ModelSchedule`."""
+    if sched.runtime_only:
+        raise ValueError("emit_module: a run-time-only schedule (a stored plan) has no steps to print; "
+                         "lower the model (codegen.plan.lower)")
     layout = "\n".join(f"    {sched.names[p]:<12} [{off}:{off + size}]  shape {_shape(shape)}"
                        for p, off, size, shape in sched.flat_layout)
     header = (f'"""graphnn generated kernels: model {sched.model_name!r}, {sched.dtype}'

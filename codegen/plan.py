@@ -48,6 +48,7 @@ class ModelSchedule:
     grad_step: Program
     update: Update
     evaluate: Program = None   # loss + output in one function (the CPU Trainer's test metrics)
+    runtime_only: bool = False  # rebuilt from a stored plan (codegen/plan_cache.py): arguments, no steps
 
     @property
     def n_flat(self) -> int:

@@ -1,0 +1,166 @@
+"""A cached start without lowering: what the backend reads of a schedule, stored beside the module.
+
+The generated module's cache key hashes its source, so a new process had to lower the model
+(autodiff, scheduling) and print the module only to find it — ~0.25 s of a 0.32 s cached start
+for the transformer. A second key, known before anything is lowered, names a small plan file:
+
+    key  = sha256(the model's structural hash, input order, name; the dtype; the optimizer's
+                  class, rules and hyperparameter names; the sources of graphnn and codegen;
+                  the library versions)
+    file = <cache>/graphnn_gen_plan_<key16>.json
+
+The plan holds the module's file name and content hash, and what `CpuBackend` reads from a
+`ModelSchedule` at run time: each program's arguments (name, shape, role, and for an input or a
+parameter its place in the model's graph), the flat layout, the gradient buffers' names, the
+optimizer's state and hyperparameter names. `load_plan` rebuilds a run-time-only schedule from
+it — the same arguments, bound to this process's nodes — and the module's source from its file.
+Every node a plan names is a node of the model's graph (autodiff makes no array constants); a
+schedule that needed another is not stored, and that model is lowered at every start.
+
+Nothing in it runs: JSON, read from the checked cache folder (codegen/cache.py) only if the file
+is the user's own; a plan that is unreadable, foreign, or whose module is gone or changed is
+ignored (the model is lowered as before) and rewritten.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from graphnn.files import write_bytes
+
+from .cache import PREFIX, _read_own_file, _versions, notice, usable_cache_dir
+from .plan import ModelSchedule
+from .schedule import Buffer, Program, Update
+
+FORMAT = 1
+PLAN_PREFIX = PREFIX + "plan_"
+_SOURCES_HASH: list = []   # computed once per process
+
+
+@dataclass(eq=False)
+class GradientRef:
+    """Stands for a gradient node of a run-time-only schedule: only its buffer's name is known."""
+    name: str
+
+
+def _sources_hash() -> str:
+    """sha256 over every .py file of graphnn and codegen: the code that lowers and prints."""
+    if not _SOURCES_HASH:
+        import graphnn
+
+        h = hashlib.sha256()
+        for root in (Path(graphnn.__file__).parent, Path(__file__).parent):
+            for path in sorted(root.rglob("*.py")):
+                h.update(str(path.relative_to(root.parent)).encode())
+                h.update(path.read_bytes())
+        _SOURCES_HASH.append(h.hexdigest())
+    return _SOURCES_HASH[0]
+
+
+def plan_key(model, optimizer, dtype: str) -> str:
+    """The plan's key, from what determines the generated module — before anything is lowered."""
+    graph = model.graph
+    parts = {"graph": graph.structural_hash(), "model": model.name, "dtype": dtype,
+             "inputs": [graph.index.get(n) for n in model.inputs],
+             "optimizer": [type(optimizer).__module__, type(optimizer).__qualname__,
+                           repr(optimizer.code_key()), list(optimizer.state), repr(optimizer.rules())],
+             "sources": _sources_hash(), "versions": _versions(), "format": FORMAT}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def plan_path(folder: Path, key: str) -> Path:
+    return folder / f"{PLAN_PREFIX}{key[:16]}.json"
+
+
+# -- writing ------------------------------------------------------------------------------------
+
+def save_plan(model, optimizer, sched: ModelSchedule, module_path) -> bool:
+    """Write ``sched``'s run-time plan for ``module_path`` (atomically); False if it cannot be
+    described by the model's own nodes or the folder refuses (nothing is written then)."""
+    folder = usable_cache_dir()
+    if folder is None or module_path is None:
+        return False
+    index = model.graph.index
+
+    def ref(node):
+        if node in index:
+            return index[node]
+        raise LookupError(node)
+
+    def arg(a: Buffer):
+        shape = list(a.shape)
+        if a.role in ("input", "param"):
+            return [a.name, shape, a.role, ref(a.node)]
+        return [a.name, shape, a.role, None]
+
+    try:
+        plan = {
+            "format": FORMAT, "module": Path(module_path).name,
+            "source_sha256": hashlib.sha256(Path(module_path).read_bytes()).hexdigest(),
+            "model_name": sched.model_name, "graph_hash": sched.graph_hash, "dtype": sched.dtype,
+            "inputs": [ref(n) for n in sched.inputs], "trainable": [ref(p) for p in sched.trainable],
+            "fixed": [ref(p) for p in sched.fixed], "consts": [ref(c) for c in sched.consts],
+            "names": [[ref(n), sched.names[n]] for n in (*sched.inputs, *sched.trainable, *sched.fixed,
+                                                            *sched.consts, model.output)],
+            "flat_layout": [[ref(p), off, size, list(shape)] for p, off, size, shape in sched.flat_layout],
+            "gradients": [[ref(p), sched.names[g]] for p, g in sched.gradients.items()],
+            "programs": {p.name: [arg(a) for a in p.args] for p in (*sched.programs, sched.evaluate)},
+            "update": {"state": list(sched.update.state), "hyper": list(sched.update.hyper)},
+        }
+    except (LookupError, OSError):
+        return False
+    try:
+        write_bytes(plan_path(folder, plan_key(model, optimizer, sched.dtype)), json.dumps(plan).encode(),
+                    mode=0o600)
+    except OSError:
+        return False
+    return True
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+def load_plan(model, optimizer, dtype: str):
+    """``(run-time-only ModelSchedule, module source)`` from a stored plan, else None (lower)."""
+    folder = usable_cache_dir()
+    if folder is None:
+        return None
+    json_path = plan_path(folder, plan_key(model, optimizer, dtype))
+    try:
+        raw = _read_own_file(json_path, 1 << 24)
+        if raw is None:
+            return None
+        plan = json.loads(raw)
+        if plan.get("format") != FORMAT:
+            return None
+        module = folder / plan["module"]
+        source = _read_own_file(module, 1 << 26)
+        if source is None or hashlib.sha256(source).hexdigest() != plan["source_sha256"]:
+            return None   # the module was cleared or rebuilt: lower, and write a new plan
+        return _schedule(model, plan), source.decode("utf-8")
+    except (ValueError, KeyError, IndexError, TypeError, OSError, UnicodeDecodeError) as e:
+        notice(f"{json_path.name} cannot be used ({e}): lowering the model again")
+        return None
+
+
+def _schedule(model, plan) -> ModelSchedule:
+    node = model.graph.nodes.__getitem__
+    names = {node(i): name for i, name in plan["names"]}
+    gradients = {}
+    for i, name in plan["gradients"]:
+        gradients[node(i)] = g = GradientRef(name)
+        names[g] = name
+
+    def program(name):
+        args = [Buffer(n, tuple(shape), role, node(ref) if ref is not None else None)
+                for n, shape, role, ref in plan["programs"][name]]
+        return Program(name, args, [])
+
+    update = Update([], [], tuple(plan["update"]["state"]), tuple(plan["update"]["hyper"]))
+    return ModelSchedule(plan["model_name"], plan["graph_hash"], plan["dtype"],
+                         [node(i) for i in plan["inputs"]], [node(i) for i in plan["trainable"]],
+                         [node(i) for i in plan["fixed"]], [node(i) for i in plan["consts"]], names,
+                         [(node(i), off, size, tuple(shape)) for i, off, size, shape in plan["flat_layout"]],
+                         gradients, program("forward"), program("loss"), program("grad_step"), update,
+                         program("evaluate"), runtime_only=True)
