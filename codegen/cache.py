@@ -68,7 +68,7 @@ def notice(message: str) -> None:
         print(f"graphnn cache: {message}", file=sys.stderr, flush=True)
 
 
-def _versions() -> dict:
+def library_versions() -> dict:
     try:
         graphnn_version = importlib.metadata.version("graphnn")
     except importlib.metadata.PackageNotFoundError:
@@ -152,14 +152,14 @@ def _numba_folder_reason() -> str | None:
 
 def cache_key(source: str, key_parts: dict) -> str:
     """sha256 over the source, the caller's key parts and the library versions."""
-    payload = json.dumps({"source": source, "key": key_parts, "versions": _versions()},
+    payload = json.dumps({"source": source, "key": key_parts, "versions": library_versions()},
                          sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
 # -- the generated source -----------------------------------------------------------------------
 
-def _read_own_file(path: Path, limit: int) -> bytes | None:
+def read_own_file(path: Path, limit: int) -> bytes | None:
     """The bytes of ``path`` if it is a regular file of ours (no symlink followed); None if absent.
 
     Raises ValueError saying what is wrong with an entry that is not ours.
@@ -184,7 +184,7 @@ def _verified_source(path: Path, source: str) -> bool:
     """True if ``path`` holds exactly ``source``; a wrong entry is discarded (notice), False."""
     data = source.encode("utf-8")
     try:
-        found = _read_own_file(path, len(data))
+        found = read_own_file(path, len(data))
         if found is None:
             return False
         if hashlib.sha256(found).digest() == hashlib.sha256(data).digest():

@@ -28,9 +28,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from graphnn import graph as graph_module
 from graphnn.files import write_bytes
 
-from .cache import PREFIX, _read_own_file, _versions, notice, usable_cache_dir
+from .cache import PREFIX, library_versions, notice, read_own_file, usable_cache_dir
 from .plan import ModelSchedule
 from .schedule import Buffer, Program, Update
 
@@ -48,10 +49,8 @@ class GradientRef:
 def _sources_hash() -> str:
     """sha256 over every .py file of graphnn and codegen: the code that lowers and prints."""
     if not _SOURCES_HASH:
-        import graphnn
-
         h = hashlib.sha256()
-        for root in (Path(graphnn.__file__).parent, Path(__file__).parent):
+        for root in (Path(graph_module.__file__).parent, Path(__file__).parent):
             for path in sorted(root.rglob("*.py")):
                 h.update(str(path.relative_to(root.parent)).encode())
                 h.update(path.read_bytes())
@@ -66,7 +65,7 @@ def plan_key(model, optimizer, dtype: str) -> str:
              "inputs": [graph.index.get(n) for n in model.inputs],
              "optimizer": [type(optimizer).__module__, type(optimizer).__qualname__,
                            repr(optimizer.code_key()), list(optimizer.state), repr(optimizer.rules())],
-             "sources": _sources_hash(), "versions": _versions(), "format": FORMAT}
+             "sources": _sources_hash(), "versions": library_versions(), "format": FORMAT}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -128,14 +127,14 @@ def load_plan(model, optimizer, dtype: str):
         return None
     json_path = plan_path(folder, plan_key(model, optimizer, dtype))
     try:
-        raw = _read_own_file(json_path, 1 << 24)
+        raw = read_own_file(json_path, 1 << 24)
         if raw is None:
             return None
         plan = json.loads(raw)
         if plan.get("format") != FORMAT:
             return None
         module = folder / plan["module"]
-        source = _read_own_file(module, 1 << 26)
+        source = read_own_file(module, 1 << 26)
         if source is None or hashlib.sha256(source).hexdigest() != plan["source_sha256"]:
             return None   # the module was cleared or rebuilt: lower, and write a new plan
         return _schedule(model, plan), source.decode("utf-8")
