@@ -5,8 +5,8 @@ The generated module's cache key hashes its source, so a new process had to lowe
 for the transformer. A second key, known before anything is lowered, names a small plan file:
 
     key  = sha256(the model's structural hash, input order, name; the dtype; the optimizer's
-                  class, rules and hyperparameter names; the sources of graphnn and codegen;
-                  the library versions)
+                  class, rules and hyperparameter names; the sources of graphnn and codegen
+                  and the generators' module-level settings as they are now; the library versions)
     file = <cache>/graphnn_gen_plan_<key16>.json
 
 The plan holds the module's file name and content hash, and what `CpuBackend` reads from a
@@ -24,7 +24,9 @@ ignored (the model is lowered as before) and rewritten.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
+import pkgutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +60,32 @@ def _sources_hash() -> str:
     return _SOURCES_HASH[0]
 
 
+#: codegen modules whose settings do not shape the generated source (run time, caching, CUDA)
+NOT_GENERATORS = ("backend", "background", "cache", "compile_child", "finite", "plan_cache", "worker", "cuda",
+                  "intrinsics")   # (printed as text: its file is in the sources hash)
+
+
+def _settings() -> dict:
+    """The generators' module-level settings as they are now (``emit_conv.UNROLL``,
+    ``fuse_conv.MAX_TAPS``, ``emit_cpu.FASTMATH``…): one changed at run time — a test's
+    monkeypatch — changes the key as an edit of the file would."""
+    out = {}
+    # every generator module, imported now if lowering has not yet: the key before lowering and
+    # the key after it must be the same
+    package = importlib.import_module(__package__)
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.ispkg or info.name in NOT_GENERATORS:
+            continue
+        name = f"{__package__}.{info.name}"
+        module = importlib.import_module(name)
+        for attr, value in vars(module).items():
+            if attr.isupper() and isinstance(value, (bool, int, float, str, tuple, frozenset, set)):
+                text = sorted(map(repr, value)) if isinstance(value, (set, frozenset)) else repr(value)
+                if " at 0x" not in str(text):   # an object's address differs in every process
+                    out[f"{name}.{attr}"] = text
+    return out
+
+
 def plan_key(model, optimizer, dtype: str) -> str:
     """The plan's key, from what determines the generated module — before anything is lowered."""
     graph = model.graph
@@ -65,7 +93,8 @@ def plan_key(model, optimizer, dtype: str) -> str:
              "inputs": [graph.index.get(n) for n in model.inputs],
              "optimizer": [type(optimizer).__module__, type(optimizer).__qualname__,
                            repr(optimizer.code_key()), list(optimizer.state), repr(optimizer.rules())],
-             "sources": _sources_hash(), "versions": library_versions(), "format": FORMAT}
+             "sources": _sources_hash(), "settings": _settings(), "versions": library_versions(),
+             "format": FORMAT}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -92,6 +92,16 @@ def test_the_plan_key_separates_dtype_optimizer_and_graph():
     assert load_plan(get_model("mazur"), make_optimizer("sgd", lr=0.1), "float64") is None
 
 
+def test_a_generator_setting_changed_at_run_time_changes_the_key(monkeypatch):
+    """A test (or a user) that sets codegen's module-level knobs gets a module printed with them."""
+    from codegen import emit_conv
+
+    _store(get_model("cnn"), make_optimizer("sgd", lr=0.1))
+    assert load_plan(get_model("cnn"), make_optimizer("sgd", lr=0.1), "float64") is not None
+    monkeypatch.setattr(emit_conv, "UNROLL", 0)
+    assert load_plan(get_model("cnn"), make_optimizer("sgd", lr=0.1), "float64") is None
+
+
 def _poison_lowering(monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("lowered again although a plan was stored")
@@ -175,3 +185,25 @@ def test_the_command_line_says_when_a_start_used_the_plan(isolated_cache):
     assert "plan stored with the module: the model was not lowered again" in second.stdout
     last = lambda out: [ln for ln in out.splitlines() if "loss" in ln.lower()][-1:]  # noqa: E731
     assert last(first.stdout) == last(second.stdout)
+
+
+def test_the_key_before_lowering_is_the_key_the_plan_was_stored_under(isolated_cache):
+    """In a fresh process (nothing of codegen imported yet): the key a cached start computes
+    before lowering names the plan that the lowering stored."""
+    script = (
+        "import sys\n"
+        "from graphnn.models import get_model\n"
+        "from graphnn.optim import make_optimizer\n"
+        "from codegen.plan_cache import plan_key, plan_path\n"
+        "from codegen.cache import usable_cache_dir\n"
+        "from codegen import CpuBackend\n"
+        "for name in sys.argv[1:]:\n"
+        "    opt = make_optimizer('adam', lr=0.01)\n"
+        "    before = plan_key(get_model(name), opt, 'float64')\n"
+        "    CpuBackend(get_model(name), opt, 'float64')   # lowers, prints, stores (compiles nothing)\n"
+        "    assert plan_path(usable_cache_dir(), before).exists(), name\n"
+        "print('ok')\n")
+    env = {**os.environ, "GRAPHNN_CACHE_DIR": str(isolated_cache), "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", script, "xor", "rnn", "cnn", "lstm", "transformer"],
+                         capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
