@@ -370,21 +370,44 @@ def _step_input(prog):
     return next((a.name for a in prog.args if a.role == "input" and a.node is STEP), None)
 
 
-def _gather_batch(w, sched, whole):
-    """The batch's rows of the data into the batch buffers; the buffers' leading ``nb`` rows."""
-    w("for r in range(nb):")
-    w.indent()
-    w("row = order[start + r]")
-    for a in batched_inputs(sched):
-        if len(a.shape) == 2:
-            w(f"for c in range({whole[a.name]}.shape[1]):")
-            w(f"    {whole[a.name]}[r, c] = {a.name}_data[row, c]")
-        elif len(a.shape) == 1 or not array_op(w, "copy", len(a.shape) - 1, f"{whole[a.name]}[r]",
-                                                 f"{a.name}_data[row]"):
-            w(f"{whole[a.name]}[r] = {a.name}_data[row]")
-    w.dedent()
+def _gather_batch(w, sched, whole, unique):
+    """The batch's inputs, and the leading ``nb`` rows of the other batch buffers.
+
+    A batch whose rows are consecutive rows of the data, in order (full-batch training, an
+    unshuffled epoch), is read where it lies — ``rows_at(x_data, first, nb)``, no copy; any
+    other is gathered row by row into the batch buffers (the kernels never write an input)."""
+    inputs = batched_inputs(sched)
+    if inputs:
+        first, in_order = unique("first_row"), unique("in_order")
+        w(f"{first} = order[start]")
+        w(f"{in_order} = True")
+        w("for r in range(1, nb):")
+        w(f"    if order[start + r] != {first} + r:")
+        w(f"        {in_order} = False")
+        w("        break")
+        w(f"if {in_order}:  # rows {first} … {first} + nb − 1 of the data: read in place")
+        for a in inputs:
+            w(f"    {a.name} = rows_at({a.name}_data, {first}, nb)")
+        w("else:")
+        w.indent()
+        w("for r in range(nb):")
+        w.indent()
+        w("row = order[start + r]")
+        for a in inputs:
+            if len(a.shape) == 2:
+                w(f"for c in range({whole[a.name]}.shape[1]):")
+                w(f"    {whole[a.name]}[r, c] = {a.name}_data[row, c]")
+            elif len(a.shape) == 1 or not array_op(w, "copy", len(a.shape) - 1, f"{whole[a.name]}[r]",
+                                                     f"{a.name}_data[row]"):
+                w(f"{whole[a.name]}[r] = {a.name}_data[row]")
+        w.dedent()
+        for a in inputs:
+            w(f"{a.name} = rows({whole[a.name]}, nb)")
+        w.dedent()
+    gathered = {a.name for a in inputs}
     for name, all_rows in whole.items():
-        w(f"{name} = rows({all_rows}, nb)")
+        if name not in gathered:
+            w(f"{name} = rows({all_rows}, nb)")
 
 
 def emit_train_epoch(sched, helpers: set | None = None) -> str:
@@ -421,7 +444,7 @@ def emit_train_epoch(sched, helpers: set | None = None) -> str:
         w(f"{step_in}[0] = {first} + {k}")
     for h in sched.update.hyper:
         w(f"{h} = {h}_per_step[{k}]")
-    _gather_batch(w, sched, whole)
+    _gather_batch(w, sched, whole, unique)
     w("# -- grad_step's statements --")
     lines = [INDENT + line if line else "" for line in program_lines(prog, sched.dtype, helpers)]
     w.dedent()

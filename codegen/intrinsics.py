@@ -136,6 +136,34 @@ def rows(typingctx, a, n):
     return _signature(result, a, n), codegen
 
 
+@_intrinsic
+def rows_at(typingctx, a, first, n):
+    """a[first:first + n] for 0 <= first, 0 <= n, first + n <= len(a): the same data from row
+    ``first`` on, n rows (codegen/intrinsics.py)."""
+    if not isinstance(a, _types.Array) or a.ndim < 1 or not all(isinstance(x, _types.Integer) for x in (first, n)):
+        raise _TypingError(f"rows_at: an array, a first row and a row count expected, got {a}, {first}, {n}")
+
+    def codegen(context, builder, sig, args):
+        ary = _make_array(sig.args[0])(context, builder, args[0])
+        start, count = (context.cast(builder, v, t, _types.intp) for v, t in zip(args[1:], sig.args[1:]))
+        shape = _cgutils.unpack_tuple(builder, ary.shape)
+        zero = context.get_constant(_types.intp, 0)
+        bad = builder.or_(builder.or_(builder.icmp_signed("<", start, zero), builder.icmp_signed("<", count, zero)),
+                          builder.icmp_signed(">", builder.add(start, count), shape[0]))
+        with builder.if_then(bad, likely=False):
+            context.call_conv.return_user_exc(builder, ValueError, ("rows_at: rows outside the array asked",))
+        stride0 = _cgutils.unpack_tuple(builder, ary.strides)[0]
+        byte = builder.bitcast(ary.data, _cgutils.voidptr_t)
+        data = builder.bitcast(builder.gep(byte, [builder.mul(start, stride0)]), ary.data.type)
+        out = _make_array(sig.return_type)(context, builder)
+        _populate_array(out, data=data, shape=_cgutils.pack_array(builder, [count] + shape[1:]),
+                        strides=ary.strides, itemsize=ary.itemsize, meminfo=ary.meminfo, parent=ary.parent)
+        return _borrowed(context, builder, sig.return_type, out._getvalue())
+
+    result = a if a.layout == "C" else a.copy(layout="A")
+    return _signature(result, a, first, n), codegen
+
+
 if _config.DISABLE_JIT:   # the module runs as plain Python (NUMBA_DISABLE_JIT): the same operations by NumPy
     def gemm(a, b, out):  # noqa: F811
         np.dot(a, b, out)
@@ -145,3 +173,8 @@ if _config.DISABLE_JIT:   # the module runs as plain Python (NUMBA_DISABLE_JIT):
 
     def rows(a, n):  # noqa: F811
         return a[:n]
+
+    def rows_at(a, first, n):  # noqa: F811
+        if first < 0 or n < 0 or first + n > len(a):
+            raise ValueError("rows_at: rows outside the array asked")
+        return a[first:first + n]

@@ -50,7 +50,7 @@ class Lowered:
 
 #: op class -> fn(node, ctx) -> Lowered (a subclass of a lowered op inherits its lowering)
 LOWERINGS = OpTable("a CPU/CUDA lowering")
-RESERVED = {"np", "math", "numba", "njit", "gemm", "view", "rows", "B", "nB", "i", "j", "k", "l", "m", "n", "o", "q", "p", "r",
+RESERVED = {"np", "math", "numba", "njit", "gemm", "view", "rows", "rows_at", "B", "nB", "i", "j", "k", "l", "m", "n", "o", "q", "p", "r",
             "c", "s", "w", "g", "step", "order", "start", "stop", "nb", "total", "loss", "acc", "zmax",
             "lse", "flat_params", "flat_grad", "sum", "max", "min", "abs", "range", "batch_size",
             # locals the emitters assign (softmax/CE rows, reductions): a buffer named like

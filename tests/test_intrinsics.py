@@ -7,7 +7,7 @@ import pytest
 from numba import njit
 from numba.core.errors import TypingError
 
-from codegen.intrinsics import gemm, rows, view
+from codegen.intrinsics import gemm, rows, rows_at, view
 
 
 @njit(cache=False)
@@ -125,3 +125,24 @@ def test_rows_are_the_leading_rows_without_a_copy(shape):
         _leading(a, -1)
     f = np.asfortranarray(np.arange(12.0).reshape(4, 3))
     np.testing.assert_array_equal(_leading(f, 2), f[:2])   # an F array's rows: strided, still right
+
+
+@njit(cache=False)
+def _from(a, first, n):
+    return rows_at(a, first, n)
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (4, 2, 3), (6,), (3, 1, 2, 2)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_rows_at_are_those_rows_without_a_copy(shape, dtype):
+    a = np.arange(np.prod(shape), dtype=dtype).reshape(shape)
+    for first in range(shape[0] + 1):
+        for n in range(shape[0] - first + 1):
+            r = _from(a, first, n)
+            np.testing.assert_array_equal(r, a[first:first + n])
+            assert r.shape == a[first:first + n].shape and (n == 0 or np.shares_memory(r, a))
+    for first, n in ((0, shape[0] + 1), (shape[0], 1), (-1, 1), (0, -1), (2, shape[0] - 1)):
+        with pytest.raises(ValueError, match="rows outside the array"):
+            _from(a, first, n)
+    f = np.asfortranarray(np.arange(12.0).reshape(4, 3))
+    np.testing.assert_array_equal(_from(f, 1, 2), f[1:3])   # an F array's rows: strided, still right
