@@ -1,7 +1,8 @@
-"""Test-wide settings: headless plotting, a private compiled-code cache on request, and
-require_program (a system tool: skipped locally when missing, a failure on CI)."""
+"""Test-wide settings: headless plotting, a private compiled-code cache on request (per module
+or per test), and require_program (a system tool: skipped locally when missing, a failure on CI)."""
 import os
 import shutil
+import sys
 
 import pytest
 
@@ -15,6 +16,19 @@ def private_cache_dir(tmp_path_factory):
     mp.setenv("GRAPHNN_CACHE_DIR", str(tmp_path_factory.mktemp("gen")))
     yield
     mp.undo()
+
+
+@pytest.fixture
+def isolated_cache(tmp_path, monkeypatch):
+    """GRAPHNN_CACHE_DIR in a fresh folder for one test (yielded); the generated modules it
+    imported are forgotten afterwards (their names depend only on the key, so the next test
+    would get them back instead of loading from its own folder)."""
+    from codegen import cache
+
+    monkeypatch.setenv("GRAPHNN_CACHE_DIR", str(tmp_path / "cache"))
+    yield tmp_path / "cache"
+    for name in [n for n in sys.modules if n.startswith(cache.PREFIX)]:
+        del sys.modules[name]
 
 
 def require_program(*names: str) -> str:

@@ -51,13 +51,7 @@ SOURCE = textwrap.dedent('''
 ''')
 
 
-@pytest.fixture(autouse=True)
-def isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("GRAPHNN_CACHE_DIR", str(tmp_path / "cache"))
-    yield tmp_path / "cache"
-    # Module names depend only on the key: forget them so tests do not see each other's.
-    for name in [n for n in sys.modules if n.startswith(cache.PREFIX)]:
-        del sys.modules[name]
+pytestmark = pytest.mark.usefixtures("isolated_cache")   # (tests/conftest.py)
 
 
 def _inputs():

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 import codegen.backend
-from codegen import cache
 from codegen.cache import clear_cache, load_generated_module
 from codegen.emit_cpu import emit_module
 from codegen.plan import lower
@@ -20,12 +19,7 @@ from graphnn.optim import make_optimizer
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("GRAPHNN_CACHE_DIR", str(tmp_path / "cache"))
-    yield tmp_path / "cache"
-    for name in [n for n in sys.modules if n.startswith(cache.PREFIX)]:
-        del sys.modules[name]
+pytestmark = pytest.mark.usefixtures("isolated_cache")   # (tests/conftest.py)
 
 
 def _lowerable():
