@@ -15,7 +15,9 @@ parameter its place in the model's graph), the flat layout, the gradient buffers
 optimizer's state and hyperparameter names. `load_plan` rebuilds a run-time-only schedule from
 it — the same arguments, bound to this process's nodes — and the module's source from its file.
 Every node a plan names is a node of the model's graph (autodiff makes no array constants); a
-schedule that needed another is not stored, and that model is lowered at every start.
+schedule that needed another is not stored, and that model is lowered at every start — as is a
+model whose module the user's own code shapes (an op class, a lowering, an emitter or a rewrite
+from outside graphnn and codegen: its source is in no key; `user_code`).
 
 Nothing in it runs: JSON, read from the checked cache folder (codegen/cache.py) only if the file
 is the user's own; a plan that is unreadable, foreign, or whose module is gone or changed is
@@ -98,6 +100,35 @@ def plan_key(model, optimizer, dtype: str) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _ours(obj) -> bool:
+    return (getattr(obj, "__module__", None) or "").split(".")[0] in (graph_module.__package__, __package__)
+
+
+def user_code(model) -> str | None:
+    """The user's own code that would shape this model's module, or None: an op class, or a
+    lowering, row-wise rule, emitter or rewrite registered from outside graphnn and codegen.
+    Its source is in no key, so such a model has no plan: it is lowered at every start and
+    its module found by its source, as before (never a module printed by older code)."""
+    from .cell_graph import ROW_WISE
+    from .emit_cpu import EMITTERS, REWRITES
+    from .lower import LOWERINGS
+
+    for node in model.graph.nodes:
+        if not _ours(type(node.op)):
+            return f"the op class {type(node.op).__qualname__}"
+    for table in (LOWERINGS, ROW_WISE):
+        for cls in table.classes():
+            if not _ours(cls) or (callable(table.get(cls)) and not _ours(table.get(cls))):
+                return f"{table.what} for {cls.__qualname__}"
+    for step_type, fn in EMITTERS.items():
+        if not (_ours(step_type) and _ours(fn)):
+            return f"the emitter of {step_type.__qualname__}"
+    for fn in REWRITES:
+        if not _ours(fn):
+            return f"the rewrite {getattr(fn, '__qualname__', fn)}"
+    return None
+
+
 def plan_path(folder: Path, key: str) -> Path:
     return folder / f"{PLAN_PREFIX}{key[:16]}.json"
 
@@ -108,7 +139,7 @@ def save_plan(model, optimizer, sched: ModelSchedule, module_path) -> bool:
     """Write ``sched``'s run-time plan for ``module_path`` (atomically); False if it cannot be
     described by the model's own nodes or the folder refuses (nothing is written then)."""
     folder = usable_cache_dir()
-    if folder is None or module_path is None:
+    if folder is None or module_path is None or user_code(model):
         return False
     index = model.graph.index
 
@@ -152,7 +183,7 @@ def save_plan(model, optimizer, sched: ModelSchedule, module_path) -> bool:
 def load_plan(model, optimizer, dtype: str):
     """``(run-time-only ModelSchedule, module source)`` from a stored plan, else None (lower)."""
     folder = usable_cache_dir()
-    if folder is None:
+    if folder is None or user_code(model):
         return None
     json_path = plan_path(folder, plan_key(model, optimizer, dtype))
     try:

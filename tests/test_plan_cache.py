@@ -201,3 +201,32 @@ def test_the_key_before_lowering_is_the_key_the_plan_was_stored_under(isolated_c
     out = subprocess.run([sys.executable, "-c", script, "xor", "rnn", "cnn", "lstm", "transformer"],
                          capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_a_model_shaped_by_the_users_own_code_has_no_plan(isolated_cache, monkeypatch):
+    """A user's op class or rewrite is code no key covers: such a model is lowered at every
+    start (its module found by its source), never given a module an older version printed."""
+    import graphnn as gn
+    from codegen import CpuBackend, emit_cpu
+    from codegen.plan_cache import user_code
+    from graphnn.model import Model
+    from graphnn.ops import Map
+    from graphnn.ops.base import apply
+
+    class UsersTanh(Map):
+        name = "users_tanh_for_the_plan_test"
+
+    x = gn.input("x", (None, 2))
+    W = gn.parameter("W", np.full((2, 3), 0.5))
+    h = gn.tanh(x @ W)
+    mine = apply(UsersTanh.instance(), h.inputs, h.attrs, name="h")
+    model = Model("users-op", gn.sum(mine), mine, (x,))
+    assert "UsersTanh" in user_code(model)
+    for _ in range(2):
+        CpuBackend(model, make_optimizer("sgd", lr=0.1), "float64")
+    assert not _plans(isolated_cache)
+
+    monkeypatch.setattr(emit_cpu, "REWRITES", emit_cpu.REWRITES + [lambda prog, steps: steps])
+    assert "rewrite" in user_code(get_model("xor"))
+    CpuBackend(get_model("xor"), make_optimizer("sgd", lr=0.1), "float64")
+    assert not _plans(isolated_cache)
