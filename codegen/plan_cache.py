@@ -204,7 +204,13 @@ def load_plan(model, optimizer, dtype: str):
 
 
 def _schedule(model, plan) -> ModelSchedule:
-    node = model.graph.nodes.__getitem__
+    nodes = model.graph.nodes
+
+    def node(i):
+        if not (isinstance(i, int) and 0 <= i < len(nodes)):
+            raise IndexError(f"node {i!r} is not in the model's graph of {len(nodes)} nodes")
+        return nodes[i]
+
     names = {node(i): name for i, name in plan["names"]}
     gradients = {}
     for i, name in plan["gradients"]:

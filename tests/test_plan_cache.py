@@ -139,6 +139,16 @@ def test_a_corrupted_plan_is_ignored_with_a_notice_and_rewritten(isolated_cache,
     assert load_plan(get_model("xor"), make_optimizer("sgd", lr=0.1), "float64") is not None
 
 
+def test_a_plan_naming_a_node_outside_the_graph_is_not_used(isolated_cache, capsys):
+    _store(get_model("xor"), make_optimizer("sgd", lr=0.1))
+    [plan] = _plans(isolated_cache)
+    stored = json.loads(plan.read_text())
+    stored["inputs"] = [-1]
+    plan.write_text(json.dumps(stored))
+    assert load_plan(get_model("xor"), make_optimizer("sgd", lr=0.1), "float64") is None
+    assert "not in the model's graph" in capsys.readouterr().err
+
+
 def test_a_plan_whose_module_changed_or_went_is_not_used(isolated_cache):
     _store(get_model("xor"), make_optimizer("sgd", lr=0.1))
     [plan] = _plans(isolated_cache)
