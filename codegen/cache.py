@@ -385,7 +385,8 @@ def cache_info() -> dict:
     sources = sorted(d.glob(f"{PREFIX}*.py")) if d.is_dir() else []
     nbi = list((d / "__pycache__").glob(f"{PREFIX}*.nbi")) if d.is_dir() else []
     size = sum(p.stat().st_size for p in d.rglob(f"{PREFIX}*") if p.is_file()) if d.is_dir() else 0
-    return {"dir": str(d), "modules": len(sources), "numba_indexes": len(nbi),
+    plans = list(d.glob(f"{PREFIX}plan_*.json")) if d.is_dir() else []   # codegen/plan_cache.py
+    return {"dir": str(d), "modules": len(sources), "numba_indexes": len(nbi), "plans": len(plans),
             "bytes": size, "hits": _stats["hits"], "misses": _stats["misses"],
             "events": list(_events), "notices": list(_notices)}
 

@@ -170,11 +170,13 @@ def test_a_symlinked_plan_is_not_followed(isolated_cache, tmp_path, capsys):
     assert "cannot be used" in capsys.readouterr().err
 
 
-def test_clear_cache_removes_plans(isolated_cache):
+def test_clear_cache_removes_plans_and_cache_info_counts_them(isolated_cache):
+    from codegen import cache_info
+
     _store(get_model("xor"), make_optimizer("sgd", lr=0.1))
-    assert _plans(isolated_cache)
+    assert _plans(isolated_cache) and cache_info()["plans"] == 1
     clear_cache()
-    assert not _plans(isolated_cache)
+    assert not _plans(isolated_cache) and cache_info()["plans"] == 0
 
 
 def test_the_command_line_says_when_a_start_used_the_plan(isolated_cache):

@@ -34,7 +34,8 @@ def cmd_codegen(args):
     if args.cache_info:
         info = codegen.cache_info()
         print(f"cache directory: {info['dir']}  ({info['modules']} modules, {info['numba_indexes']} "
-              f"compiled indexes, {info['bytes'] / 1e6:.1f} MB; set GRAPHNN_CACHE_DIR to move it)")
+              f"compiled indexes, {info['plans']} plans, {info['bytes'] / 1e6:.1f} MB; "
+              "set GRAPHNN_CACHE_DIR to move it)")
     if args.model is None:
         if not (args.cache_info or args.clear_cache):
             raise ValueError("name a model (graphnn models lists them), or use --cache-info / --clear-cache")
