@@ -113,6 +113,15 @@ def view(typingctx, a, shape):
     return _signature(result, a, shape), codegen
 
 
+def _row_view(context, builder, view_type, ary, data, count):
+    """A new header on ``ary``'s data from ``data`` on: ``count`` rows, the same strides (rows, rows_at)."""
+    shape = _cgutils.unpack_tuple(builder, ary.shape)
+    out = _make_array(view_type)(context, builder)
+    _populate_array(out, data=data, shape=_cgutils.pack_array(builder, [count] + shape[1:]),
+                    strides=ary.strides, itemsize=ary.itemsize, meminfo=ary.meminfo, parent=ary.parent)
+    return _borrowed(context, builder, view_type, out._getvalue())
+
+
 @_intrinsic
 def rows(typingctx, a, n):
     """a[:n] for 0 <= n <= len(a): the same header with n rows (codegen/intrinsics.py)."""
@@ -127,10 +136,7 @@ def rows(typingctx, a, n):
                           builder.icmp_signed(">", count, shape[0]))
         with builder.if_then(bad, likely=False):
             context.call_conv.return_user_exc(builder, ValueError, ("rows: more rows asked than the array has",))
-        out = _make_array(sig.return_type)(context, builder)
-        _populate_array(out, data=ary.data, shape=_cgutils.pack_array(builder, [count] + shape[1:]),
-                        strides=ary.strides, itemsize=ary.itemsize, meminfo=ary.meminfo, parent=ary.parent)
-        return _borrowed(context, builder, sig.return_type, out._getvalue())
+        return _row_view(context, builder, sig.return_type, ary, ary.data, count)
 
     result = a if a.layout == "C" else a.copy(layout="A")   # leading rows of an F array are strided
     return _signature(result, a, n), codegen
@@ -155,10 +161,7 @@ def rows_at(typingctx, a, first, n):
         stride0 = _cgutils.unpack_tuple(builder, ary.strides)[0]
         byte = builder.bitcast(ary.data, _cgutils.voidptr_t)
         data = builder.bitcast(builder.gep(byte, [builder.mul(start, stride0)]), ary.data.type)
-        out = _make_array(sig.return_type)(context, builder)
-        _populate_array(out, data=data, shape=_cgutils.pack_array(builder, [count] + shape[1:]),
-                        strides=ary.strides, itemsize=ary.itemsize, meminfo=ary.meminfo, parent=ary.parent)
-        return _borrowed(context, builder, sig.return_type, out._getvalue())
+        return _row_view(context, builder, sig.return_type, ary, data, count)
 
     result = a if a.layout == "C" else a.copy(layout="A")
     return _signature(result, a, first, n), codegen
