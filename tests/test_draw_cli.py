@@ -217,3 +217,15 @@ def test_model_file_and_display_options(tmp_path, capsys):
     assert units == ["L1more", "L1u0", "L1u1", "L1u11"]       # first 2, ⋮, last
     assert "9 more" in dot                                     # 12 − 3 shown
     assert "net = 0.37037" in dot                              # 3 × 0.123456, 5 digits
+
+
+def test_unrolled_rnn_beyond_sixteen_steps_draws_and_derives(tmp_path, capsys):
+    """w is used at every step: 20 steps sum 20 gradient terms (a Map once held 16 at most,
+    and `draw --view unrolled --grads` and `derive --view time` failed with an IndexError)."""
+    assert main(["draw", "rnn-scalar", "--steps", "20", "--view", "unrolled", "--grads",
+                 "-o", str(tmp_path / "u.dot")]) in (0, None)
+    assert main(["derive", "rnn-scalar", "--wrt", "w", "--steps", "17", "--view", "time", "--values",
+                 "-o", str(tmp_path / "r.md")]) in (0, None)
+    text = (tmp_path / "r.md").read_text()
+    assert "Π_(j=2)¹⁷ ∂s_j/∂s_(j-1)" in text          # the longest implicit term: through s_16 … s_1
+    assert "The total: the sum of the explicit and implicit terms" in text

@@ -237,3 +237,19 @@ def test_max_splits_ties_equally():
     y = x.max(axis=1).sum()
     g = gn.evaluate(gn.grad(y, x)[x], {"x": np.array([[1.0, 3.0, 3.0, 0.0]])})
     np.testing.assert_allclose(g, [[0.0, 0.5, 0.5, 0.0]])
+
+
+@pytest.mark.parametrize("uses", [2, 16, 17, 40])
+def test_a_node_used_many_times_sums_all_its_terms(uses):
+    """Fan-out beyond the 16 operand placeholders a Map once had (a shared bias, or w in an
+    RNN unrolled over 17+ steps): one Σ of every term, checked against central differences."""
+    rng = np.random.default_rng(uses)
+    x = gn.input("x", (None, 3))
+    b = gn.parameter("b", rng.normal(size=2))
+    Ws = [gn.parameter(f"W{k}", rng.normal(size=(3, 2))) for k in range(uses)]
+    loss = gn.sum(gn.tanh(gn.linear(x, Ws[0], b)))
+    for W in Ws[1:]:
+        loss = loss + gn.sum(gn.tanh(gn.linear(x, W, b)))
+    grads = gn.grad(loss, [b])
+    assert len(grads.record.adjoints[b].terms) == uses
+    gn.check_grad(loss, [b, Ws[-1]], {"x": rng.normal(size=(4, 3))})

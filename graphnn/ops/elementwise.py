@@ -20,7 +20,29 @@ from ..graph import Node
 from .base import contiguous, Op, apply, broadcast_index, broadcast_shapes
 
 # Graph values are real: declaring it lets sympy differentiate |x| to sign(x), not re/im parts.
-V = sympy.symbols("v0:16", real=True)   # operand placeholders inside a Map's expression
+class _Operands:
+    """The operand placeholders v0, v1, … inside a Map's expression, as many as are asked for
+    (``V[i]``, ``V[:n]``): a node used by 40 others gets one Map summing 40 gradient terms."""
+
+    def __init__(self):
+        self._symbols = list(sympy.symbols("v0:16", real=True))
+
+    def _grow(self, n):
+        while len(self._symbols) < n:
+            self._symbols.append(sympy.Symbol(f"v{len(self._symbols)}", real=True))
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            self._grow(k.stop or 0)
+            return tuple(self._symbols[k])
+        self._grow(k + 1)
+        return self._symbols[k]
+
+    def __contains__(self, symbol):
+        return symbol in self._symbols
+
+
+V = _Operands()
 Y = sympy.Symbol("y", real=True)        # the op's own output, usable in hand derivatives
 X = sympy.Symbol("x", real=True)        # the variable activations are written in
 
