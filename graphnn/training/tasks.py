@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-import sympy
 
 from ..data import Dataset, load_file
 from ..models.hopfield import hebbian, recall
-from ..schedules import schedule, t as step_symbol
+from ..schedules import parse as parse_schedule
 from . import perceptron, pretraining
 from .callbacks import ModelCheckpoint
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -56,16 +55,16 @@ class TrainOptions:
     comm: object = None                 # a communicator: data-parallel (gradient descent only)
     report: Callable = functools.partial(print, flush=True)   # report(text): one line of output
 
+    def learning_rate(self):
+        """``--lr``, or ``--lr-schedule`` parsed (its errors name the flag and the text); None: the model's."""
+        if not self.lr_schedule:
+            return self.lr
+        return parse_schedule(self.lr_schedule, origin=f"--lr-schedule {self.lr_schedule!r}")
+
     def trainer_kwargs(self) -> dict:
-        lr = self.lr
-        if self.lr_schedule:
-            try:
-                lr = schedule(sympy.sympify(self.lr_schedule, locals={"t": step_symbol}))
-            except (sympy.SympifyError, TypeError, ValueError) as e:
-                raise ValueError(f"--lr-schedule {self.lr_schedule!r} is not an expression in the step count t "
-                                 f"({e})") from None
-        return dict(backend=self.backend, optimizer=self.optimizer, lr=lr, batch_size=self.batch_size,
-                    dtype=self.dtype, seed=self.seed, background_compile=self.background_compile)
+        return dict(backend=self.backend, optimizer=self.optimizer, lr=self.learning_rate(),
+                    batch_size=self.batch_size, dtype=self.dtype, seed=self.seed,
+                    background_compile=self.background_compile)
 
     def dataset(self, model):
         """The user's files as a Dataset (None without --data): columns named in the model."""
