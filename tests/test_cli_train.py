@@ -7,13 +7,16 @@ Runs are kept cheap: the NumPy reference, one to three steps.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import sympy
 
 from graphnn.cli import main
-from graphnn.models import get_model
+from graphnn.models import available, get_model
 from graphnn.schedules import schedule, t as T
-from graphnn.training import Trainer
+from graphnn.training import Trainer, TrainOptions, options, pretraining, tasks
+from graphnn.training.generative import gan_players
 
 
 def one_error_line(capsys, args) -> str:
@@ -58,3 +61,90 @@ def test_the_python_api_refuses_a_negative_scheduled_rate_too():
         trainer.fit(steps=5, progress=False)
     with pytest.raises(ValueError, match="not a real number"):
         schedule(sympy.I * T).values([1, 2])
+
+
+# -- every runner declares the options it honours; the others are refused (item 4) ------------------
+
+#: a valid value, unlike TrainOptions' default, for every option a runner may or may not honour
+GIVEN = {"backend": "cpu", "optimizer": "momentum", "lr": 0.05, "batch_size": 3, "dtype": "float32", "seed": 7,
+         "epochs": 2, "steps": 2, "test_fraction": 0.3, "validation_split": 0.2, "data": "mine.csv",
+         "test_data": "mine-test.csv", "lr_schedule": "0.1", "patience": 2, "checkpoint": "{tmp}/ck.npz",
+         "resume": "{tmp}/ck.npz", "plot": "{tmp}/curves.png", "verbose": True, "background_compile": False,
+         "comm": object()}
+
+
+def test_given_covers_every_option():
+    assert set(GIVEN) == set(options.OPTIONS), "a new TrainOptions field: give it a test value here"
+
+
+@pytest.fixture
+def stub_runners(monkeypatch):
+    """Every runner replaced by one that trains nothing: what is left is the shared check."""
+    for task, runner in list(tasks.TASKS.items()):
+        monkeypatch.setitem(tasks.TASKS, task, dataclasses.replace(runner, train=lambda model, opts: "trained"))
+    monkeypatch.setattr(tasks, "GRADIENT_DESCENT",
+                        dataclasses.replace(tasks.GRADIENT_DESCENT, train=lambda model, opts: "trained"))
+
+
+@pytest.mark.parametrize("name", list(available()))
+def test_every_model_takes_exactly_the_options_its_runner_declares(name, stub_runners, tmp_path):
+    model = get_model(name)
+    runner = tasks.runner_of(model)
+    assert runner.honours <= set(options.OPTIONS)
+    for option, value in GIVEN.items():
+        value = value.format(tmp=tmp_path) if isinstance(value, str) else value
+        opts = TrainOptions(**{option: value}, report=lambda line: None)
+        if option in runner.honours:
+            assert tasks.run(model, opts) == "trained", option
+            continue
+        with pytest.raises(ValueError) as caught:
+            tasks.run(model, opts)
+        message = str(caught.value)
+        assert message.startswith(options.flag(option, value)), message
+        assert repr(name) in message and runner.rule in message, message
+        assert "\n" not in message
+
+
+@pytest.mark.parametrize("args,message", [
+    (["perceptron-and", "--steps", "1"], "--steps 1: 'perceptron-and' is trained by the perceptron rule"),
+    (["perceptron-or", "--backend", "cuda"], "--backend cuda: 'perceptron-or' is trained by the perceptron rule"),
+    (["perceptron-and", "--optimizer", "adam"], "--optimizer adam: 'perceptron-and'"),
+    (["perceptron-and", "--dtype", "float32"], "--dtype float32: 'perceptron-and'"),
+    (["perceptron-and", "--batch-size", "2"], "--batch-size 2: 'perceptron-and'"),
+    (["perceptron-and", "--lr-schedule", "0.1"], "--lr-schedule 0.1: 'perceptron-and'"),
+    (["perceptron-and", "--patience", "2"], "--patience 2: 'perceptron-and'"),
+    (["hopfield", "--backend", "foo"], "unknown backend 'foo'"),
+    (["xor", "--backend", "foo"], "unknown backend 'foo'"),
+    (["hopfield", "--dtype", "float32"], "--dtype float32: 'hopfield' is trained by"),
+    (["stacked-autoencoder", "--steps", "3"], "--steps 3: 'stacked-autoencoder' is trained by"),
+    (["gan", "--patience", "2"], "--patience 2: 'gan'"),
+    (["gan", "--test-fraction", "0.2"], "--test-fraction 0.2: 'gan'"),
+    (["diffusion", "--patience", "2"], "--patience 2: 'diffusion'"),
+])
+def test_an_option_the_runner_would_ignore_is_one_line_naming_flag_and_model(args, message, capsys):
+    assert message in one_error_line(capsys, args)
+
+
+def test_stacked_autoencoder_passes_its_run_settings_on(monkeypatch, capsys):
+    made = []
+
+    class Spy(pretraining.Trainer):
+        def __init__(self, model, **kw):
+            made.append(kw)
+            super().__init__(model, **kw)
+
+    monkeypatch.setattr(pretraining, "Trainer", Spy)
+    assert main(["train", "stacked-autoencoder", "--epochs", "1", "--no-progress", "--dtype", "float32",
+                 "--optimizer", "momentum", "--batch-size", "64", "--seed", "3"]) == 0
+    out, err = capsys.readouterr()
+    assert err == "", err                                  # --no-progress: no tqdm bars (there were four)
+    assert made and all(kw["dtype"] == "float32" and kw["seed"] == 3 for kw in made)
+    tuned = made[-2:]                                      # the two classifiers, fine-tuned
+    assert all(kw["optimizer"] == "momentum" and kw["batch_size"] == 64 for kw in tuned)
+
+
+def test_gan_trains_with_the_optimizer_asked_for(tmp_path, capsys):
+    disc, gen = gan_players(get_model("gan"), optimizer="sgd", lr=0.01)
+    assert type(disc.optimizer).__name__ == type(gen.optimizer).__name__ == "SGD"
+    assert main(["train", "gan", "--epochs", "1", "--optimizer", "sgd", "--plot", str(tmp_path / "g.png")]) == 0
+    assert "SGD each" in capsys.readouterr().out

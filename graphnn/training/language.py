@@ -14,6 +14,7 @@ import numpy as np
 
 from ..evaluate import Evaluator
 from .checkpoint import load_checkpoint
+from .options import FILES, TRAINER
 from .tasks import TrainOptions, checkpoint_callbacks, register_task, resume_trainer
 from .trainer import Trainer
 
@@ -87,4 +88,5 @@ def train_language_model(model, opts: TrainOptions):
     return trainer
 
 
-register_task("language-model", train_language_model)
+register_task("language-model", train_language_model, honours={*TRAINER, "epochs", "steps", *FILES},
+              rule="gradient descent on windows of the text")
