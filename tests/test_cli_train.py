@@ -8,7 +8,9 @@ Runs are kept cheap: the NumPy reference, one to three steps.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
+import numpy as np
 import pytest
 import sympy
 
@@ -148,3 +150,37 @@ def test_gan_trains_with_the_optimizer_asked_for(tmp_path, capsys):
     assert type(disc.optimizer).__name__ == type(gen.optimizer).__name__ == "SGD"
     assert main(["train", "gan", "--epochs", "1", "--optimizer", "sgd", "--plot", str(tmp_path / "g.png")]) == 0
     assert "SGD each" in capsys.readouterr().out
+
+
+# -- --data files that cannot be read (items 6 and 7) --------------------------------------------
+
+MLP = '''import graphnn as gn
+def build():
+    x = gn.input("x", (None, 3), names=("x1", "x2", "x3"))
+    t = gn.input("y", (None, 1))
+    p = gn.dense(gn.dense(x, 4, "tanh", name="h"), 1, name="out")
+    return gn.Model("u-mlp", gn.losses.quadratic(p, t, name="L"), p, (x, t), task="regression")
+'''
+
+
+@pytest.mark.parametrize("name,content,message", [
+    ("h.csv", b"x1,x2,x3,y\n", "h.csv has a header but no rows"),            # was: unexpected IndexError
+    ("h2.csv", b"x1,x2,x3,y\n\n  \n", "h2.csv has a header but no rows"),
+    ("notnpz.npz", b"hello\n", "notnpz.npz is not a readable .npz file"),   # was: numpy's allow_pickle text
+    ("trunc.npz", b"PK\x03\x04 not really a zip", "trunc.npz is not a readable .npz file"),
+])
+def test_an_unreadable_data_file_is_one_line_naming_it(name, content, message, tmp_path, capsys):
+    (tmp_path / "mlp.py").write_text(MLP)
+    (tmp_path / name).write_bytes(content)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")          # and no numpy warning on the way
+        line = one_error_line(capsys, [str(tmp_path / "mlp.py"), "--data", str(tmp_path / name)])
+    assert message in line
+    assert "pickle" not in line
+
+
+def test_an_npz_holding_objects_is_refused_naming_the_file(tmp_path, capsys):
+    (tmp_path / "mlp.py").write_text(MLP)
+    np.savez(tmp_path / "objects.npz", x=np.array([{"a": 1}] * 4, dtype=object), y=np.zeros((4, 1)))
+    line = one_error_line(capsys, [str(tmp_path / "mlp.py"), "--data", str(tmp_path / "objects.npz")])
+    assert "objects.npz is not a readable .npz file" in line
