@@ -8,6 +8,7 @@ Runs are kept cheap: the NumPy reference, one to three steps.
 from __future__ import annotations
 
 import dataclasses
+import re
 import warnings
 
 import numpy as np
@@ -16,6 +17,7 @@ import sympy
 
 from graphnn.cli import main
 from graphnn.models import available, get_model
+from graphnn.models.transformer import transformer
 from graphnn.schedules import schedule, t as T
 from graphnn.training import Trainer, TrainOptions, options, pretraining, tasks
 from graphnn.training.generative import gan_players
@@ -184,3 +186,39 @@ def test_an_npz_holding_objects_is_refused_naming_the_file(tmp_path, capsys):
     np.savez(tmp_path / "objects.npz", x=np.array([{"a": 1}] * 4, dtype=object), y=np.zeros((4, 1)))
     line = one_error_line(capsys, [str(tmp_path / "mlp.py"), "--data", str(tmp_path / "objects.npz")])
     assert "objects.npz is not a readable .npz file" in line
+
+
+# -- the log rows' labels (item 11) ----------------------------------------------------------------
+
+def _rows(out) -> dict:
+    """{step number: the rest of its log line}."""
+    return {int(m[0]): m[1] for m in re.findall(r"^step\s+(\d+)\s+(.*)$", out, re.M)}
+
+
+def test_after_resume_the_step_rows_continue_the_count(tmp_path, capsys):
+    ck = str(tmp_path / "a.npz")
+    assert main(["train", "xor", "--steps", "10", "--checkpoint", ck, "--no-progress"]) == 0
+    assert main(["train", "xor", "--steps", "20", "--no-progress"]) == 0
+    straight = _rows(capsys.readouterr().out.split("final loss")[1])
+    assert main(["train", "xor", "--steps", "10", "--resume", ck, "--no-progress"]) == 0
+    resumed = _rows(capsys.readouterr().out)
+    assert sorted(resumed) == list(range(11, 21))              # was: step 1 … 10 again
+    assert all(resumed[k] == straight[k] for k in straight if k > 10)
+
+
+def test_the_trainer_counts_steps_across_fits_and_resumes(tmp_path):
+    trainer = Trainer(get_model("xor"))
+    trainer.fit(steps=3, log_every=1, progress=False)
+    trainer.fit(steps=2, log_every=1, progress=False)
+    assert trainer.history.column("step") == [1, 2, 3, 4, 5]   # like epochs: the trainer's count
+    again = Trainer(get_model("xor")).load(trainer.save(tmp_path / "x.npz"))
+    again.fit(steps=2, log_every=1, progress=False)
+    assert again.history.column("step") == [6, 7]
+
+
+def test_a_language_model_labels_its_step_rows_step(tmp_path):
+    small = transformer(block=16, d_model=16, heads=2, layers=1, d_ff=32)
+    lines = []
+    tasks.run(small, TrainOptions(steps=2, report=lines.append, checkpoint=str(tmp_path / "lm.npz")))
+    rows = [line for line in lines if re.match(r"(step|epoch)\s+\d", line)]
+    assert rows and all(line.startswith("step") for line in rows), rows   # was: "epoch 1", "epoch 2"

@@ -89,9 +89,14 @@ def _shown(key):
     return f"{'validation' if prefix == 'val' else prefix} {name}"
 
 
+def row_label(row) -> str:
+    """'step      50' or 'epoch    3': what a history row counts, padded for a column."""
+    return f"step {row['step']:>7}" if "step" in row else f"epoch {row['epoch']:>4}"
+
+
 def _row_printer(loss_name, report):
     def log(row):
-        where = f"step {row['step']:>7}" if "step" in row else f"epoch {row['epoch']:>4}"
+        where = row_label(row)
         measured = "".join(f"  {_shown(k)} {v:.4f}" for k, v in row.items()
                            if k not in ("epoch", "step", "loss", "test_loss"))
         report(f"{where}  {loss_name} {row['loss']:.10g}{measured}")
