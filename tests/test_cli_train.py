@@ -8,6 +8,7 @@ Runs are kept cheap: the NumPy reference, one to three steps.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import warnings
 
@@ -15,7 +16,9 @@ import numpy as np
 import pytest
 import sympy
 
+import graphnn as gn
 from graphnn.cli import main
+from graphnn.files import write_text
 from graphnn.models import available, get_model
 from graphnn.models.transformer import transformer
 from graphnn.schedules import schedule, t as T
@@ -222,3 +225,46 @@ def test_a_language_model_labels_its_step_rows_step(tmp_path):
     tasks.run(small, TrainOptions(steps=2, report=lines.append, checkpoint=str(tmp_path / "lm.npz")))
     rows = [line for line in lines if re.match(r"(step|epoch)\s+\d", line)]
     assert rows and all(line.startswith("step") for line in rows), rows   # was: "epoch 1", "epoch 2"
+
+
+# -- minor ones (item 13) --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("flag", ["--checkpoint", "--plot"])
+def test_an_unwritable_output_fails_before_training_naming_the_path_given(flag, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    (tmp_path / "folder.npz").mkdir()
+    for path in (str(blocker / "x.npz"), str(tmp_path / "folder.npz")):      # under a file; a folder itself
+        assert main(["train", "xor", "--steps", "1", flag, path, "--no-progress"]) == 2
+        out, err = capsys.readouterr()
+        assert out == "", out                                     # nothing trained first
+        assert err.count("\n") == 1 and f"{flag} {path}: cannot write" in err, err
+        assert ".tmp" not in err                                  # was: the temporary file's name
+
+
+def test_a_write_that_fails_anyway_names_the_path_not_the_temporary(tmp_path):
+    (tmp_path / "sealed").mkdir(mode=0o500)
+    if os.access(tmp_path / "sealed", os.W_OK):   # root writes anywhere: fail mkstemp another way
+        os.rmdir(tmp_path / "sealed")
+        (tmp_path / "sealed").symlink_to("/proc")
+    with pytest.raises(OSError) as caught:
+        write_text(tmp_path / "sealed" / "x.npz", "x")
+    assert "x.npz" in str(caught.value) and ".tmp" not in str(caught.value)
+
+
+@pytest.mark.parametrize("build,message", [
+    (lambda: gn.constant("c", np.ones(2)), "constant: its value must be numbers"),   # name and value swapped
+    (lambda: gn.parameter("q", ["a"]), "parameter 'q': its value must be numbers"),
+    (lambda: gn.constant([1.0, "x"], "k"), "constant 'k': its value must be numbers"),
+])
+def test_a_leaf_given_something_that_is_not_numbers_names_the_node(build, message):
+    with pytest.raises(ValueError) as caught:   # was: "could not convert string to float: 'c'"
+        build()
+    assert message in str(caught.value) and "comes first)" in str(caught.value)
+
+
+def test_a_model_file_that_calls_sys_exit_is_an_error_naming_it(tmp_path, capsys):
+    path = tmp_path / "quits.py"
+    path.write_text("import sys\n\ndef build():\n    sys.exit(3)\n")
+    line = one_error_line(capsys, [str(path)])                 # was: exit code 3, nothing said
+    assert f"your model file {path} called sys.exit(3)" in line and "line 4" in line

@@ -19,11 +19,12 @@ from typing import Callable
 import numpy as np
 
 from ..errors import UnknownNameError
+from ..files import check_writable
 from ..models.hopfield import hebbian, recall
 from . import perceptron, pretraining
 from .backends import BACKENDS
 from .callbacks import ModelCheckpoint
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from .options import FILES, OPTIONS, TRAINER, TrainOptions, check_honoured
 from .plot import Curves, plot_curves
 from .trainer import Trainer
@@ -80,7 +81,20 @@ def run(model, options: TrainOptions):
                                f"available: {', '.join(sorted(BACKENDS))}")
     runner = runner_of(model)
     check_honoured(model, options, runner.honours, runner.rule, runner.why)
+    _check_outputs(options)
     return runner(model, options)
+
+
+def _check_outputs(options: TrainOptions) -> None:
+    """The files written after training: one that cannot be written fails now, named as given
+    (not after the training, by the name of the temporary file beside it)."""
+    for flag, given, target in (("--checkpoint", options.checkpoint, checkpoint_path),
+                                ("--plot", options.plot, lambda path: path)):
+        if given:
+            try:
+                check_writable(target(given))
+            except OSError as e:
+                raise OSError(f"{flag} {given}: {e}") from None
 
 
 def _shown(key):
