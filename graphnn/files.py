@@ -26,7 +26,10 @@ def atomic_write(path, write, mode: int | None = None) -> Path:
     the file's permission bits (default 0666 & ~umask; the code cache keeps its files 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:   # its message names the temporary file, which the user never chose
+        raise type(e)(e.errno, e.strerror, str(path)) from None
     try:
         if hasattr(os, "fchmod"):
             os.fchmod(fd, (0o666 & ~_umask()) if mode is None else mode)
@@ -35,13 +38,36 @@ def atomic_write(path, write, mode: int | None = None) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.filename == tmp:   # name the file the caller asked for
+            raise type(e)(e.errno, e.strerror, str(path)) from e
         raise
     _fsync_folder(path.parent)
     _remove_stale(path)
     return path
+
+
+def check_writable(path) -> None:
+    """Raise OSError (a message to follow the caller's name for ``path``) unless `atomic_write`
+    could write ``path`` now: it is not a folder, and the nearest existing folder above it takes
+    a new file (atomic_write makes the missing ones). For work whose result goes to ``path``:
+    a bad path fails at once instead of after the work. Nothing is left behind."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write it: {path} is a folder")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise NotADirectoryError(f"cannot write it: {folder} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise type(e)(f"cannot write a file in {folder} ({e.strerror or e})") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def _remove_stale(path: Path) -> None:

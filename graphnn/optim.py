@@ -21,12 +21,21 @@ from .schedules import Schedule
 
 w, g, t = sympy.symbols("w g t")
 
+_SPOKEN = {"lr": "learning rate"}   # hyperparameters as errors name them
+
 
 class Optimizer:
-    """Base: subclasses set ``name``, ``state`` (per-parameter buffers) and ``rules``."""
+    """Base: subclasses set ``name``, ``state`` (per-parameter buffers) and ``rules``.
+
+    Hyperparameters in ``non_negative`` must be ≥ 0 at every step, numbers and schedules'
+    values alike (a schedule is checked for the steps about to run): a negative learning rate
+    climbs the loss, which would look like training that merely goes badly. Zero is allowed:
+    `graphnn.schedules.cosine` ends there, and a zero step changes nothing.
+    """
 
     name = "optimizer"
     state: tuple = ()
+    non_negative: tuple = ("lr",)
 
     def __init__(self, **hyper):
         unknown = set(hyper) - set(self.defaults)
@@ -34,10 +43,12 @@ class Optimizer:
             raise TypeError(f"{self.name} takes {sorted(self.defaults)}, not {sorted(unknown)}")
         self.schedules = {k: v for k, v in hyper.items() if isinstance(v, Schedule)}
         # a scheduled hyperparameter's entry is its value at the first step
-        self.hyper = {**self.defaults, **hyper, **{k: v(1) for k, v in self.schedules.items()}}
+        self.hyper = {**self.defaults, **hyper, **{k: float(self._scheduled(k, [1])[0]) for k in self.schedules}}
         for k, v in self.hyper.items():
             if not np.isfinite(v):
                 raise ValueError(f"{self.name}: {k} must be finite, got {v}")
+            if k in self.non_negative and v < 0:
+                raise ValueError(f"{self.name}: {k} must not be negative (that climbs the loss), got {v}")
 
     defaults: dict = {}
 
@@ -55,13 +66,23 @@ class Optimizer:
 
     def hyper_at(self, step) -> dict:
         """The hyperparameters of update number ``step`` (1-based): schedules evaluated."""
-        return {**self.hyper, **{k: v(step) for k, v in self.schedules.items()}}
+        return {**self.hyper, **{k: float(self._scheduled(k, [step])[0]) for k in self.schedules}}
 
     def hyper_table(self, first, n) -> dict:
         """name -> array of the values for updates ``first`` … ``first + n − 1``."""
         steps = np.arange(first, first + n)
-        return {k: self.schedules[k].values(steps) if k in self.schedules else np.full(n, float(v))
+        return {k: self._scheduled(k, steps) if k in self.schedules else np.full(n, float(v))
                 for k, v in self.hyper.items()}
+
+    def _scheduled(self, name, steps) -> np.ndarray:
+        """Schedule ``name``'s values at update numbers ``steps``, checked (class doc)."""
+        steps = np.asarray(steps)
+        values = self.schedules[name].values(steps)
+        if name in self.non_negative and (values < 0).any():
+            i = int(np.argmax(values < 0))
+            raise ValueError(f"{self.schedules[name].named} is {values[i]:g} at step t = {int(steps[i])}: "
+                             f"a negative {_SPOKEN.get(name, name)} climbs the loss instead of descending it")
+        return values
 
     def __repr__(self):
         shown = {**{k: f"{v:g}" for k, v in self.hyper.items()}, **{k: repr(v) for k, v in self.schedules.items()}}

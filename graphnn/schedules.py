@@ -8,6 +8,11 @@ from a constant rate to a cosine decay, or editing the decay, recompiles nothing
     opt = make_optimizer("sgd", lr=cosine(0.1, steps=1000))
     warmup(exponential(0.01, 0.5, every=100), steps=50)
     schedule(0.1 / sympy.sqrt(t))          # any expression in t
+    parse("0.5*0.99**t", origin="--lr-schedule '0.5*0.99**t'")   # a user's text
+
+A schedule's values must be real and finite at every step evaluated (an error names the
+step); whether they may be negative is the consumer's rule (`graphnn.optim`: a learning
+rate must not be).
 """
 from __future__ import annotations
 
@@ -20,9 +25,13 @@ t = sympy.Symbol("t")
 
 
 class Schedule:
-    """A value per update, ``expr`` in ``t`` (1, 2, …). ``schedule(t_value)`` or ``values(steps)``."""
+    """A value per update, ``expr`` in ``t`` (1, 2, …). ``schedule(t_value)`` or ``values(steps)``.
 
-    def __init__(self, expr, description=None):
+    ``origin``: where the schedule came from, named by its errors instead of the description
+    (the CLI passes "--lr-schedule '2-t'", so the user reads back what they typed).
+    """
+
+    def __init__(self, expr, description=None, origin=None):
         expr = sympy.sympify(expr)
         extra = expr.free_symbols - {t}
         if extra:
@@ -30,19 +39,33 @@ class Schedule:
                              f"{', '.join(sorted(map(str, extra)))}")
         self.expr = expr
         self.description = description or f"schedule({expr})"
+        self.origin = origin
+
+    @property
+    def named(self) -> str:
+        """How errors name this schedule: its origin if it has one, else its description."""
+        return self.origin or self.description
 
     @cached_property
     def _fn(self):
         return sympy.lambdify(t, self.expr, modules="numpy")
 
     def values(self, steps) -> np.ndarray:
-        """The values at update numbers ``steps`` (an array of ints ≥ 1); non-finite ones are an error."""
+        """The values at update numbers ``steps`` (an array of ints ≥ 1); complex or non-finite
+        ones are an error naming the first such step."""
         steps = np.asarray(steps, dtype=np.float64)
         with np.errstate(all="ignore"):
-            out = np.broadcast_to(np.asarray(self._fn(steps), dtype=np.float64), steps.shape).copy()
+            raw = np.broadcast_to(np.asarray(self._fn(steps)), steps.shape)
+        if np.iscomplexobj(raw):   # casting to float would drop the imaginary part without a word
+            imaginary = raw.imag != 0
+            if imaginary.any():
+                raise ValueError(f"{self.named} is not a real number at step t = {int(steps[imaginary][0])} "
+                                 f"(it is {complex(raw[imaginary][0]):g})")
+            raw = raw.real
+        out = np.asarray(raw, dtype=np.float64).copy()
         bad = ~np.isfinite(out)
         if bad.any():
-            raise ValueError(f"{self.description} is {out[bad][0]} at step t = {int(steps[bad][0])}")
+            raise ValueError(f"{self.named} is {out[bad][0]} at step t = {int(steps[bad][0])}")
         return out
 
     def __call__(self, step) -> float:
@@ -55,6 +78,42 @@ class Schedule:
 def schedule(expr, description=None) -> Schedule:
     """A user's schedule: any sympy expression in ``graphnn.schedules.t`` (or a number)."""
     return expr if isinstance(expr, Schedule) else Schedule(expr, description)
+
+
+def parse(text: str, origin=None) -> Schedule:
+    """A schedule from the text a user typed (``--lr-schedule``): an expression in ``t``.
+
+    Any mistake is one ValueError line that starts with ``origin`` (default: the text
+    quoted): a parse error (Python's own reason when it is a syntax error, not sympy's
+    multi-line report), a symbol other than ``t``, a value at t = 1 that is not a real
+    finite number.
+    """
+    origin = origin or repr(text)
+    try:
+        expr = sympy.sympify(text, locals={"t": t})
+    except (sympy.SympifyError, SyntaxError, TypeError, ValueError, AttributeError) as e:
+        raise ValueError(f"{origin} is not an expression in the step count t ({_why_unparsed(text, e)})") from None
+    if not isinstance(expr, sympy.Expr):   # a Matrix, a tuple, a relation: no number per step
+        raise ValueError(f"{origin} is not an expression in the step count t (it is a {type(expr).__name__})")
+    try:
+        result = Schedule(expr, origin=origin)
+    except ValueError as e:
+        raise ValueError(f"{origin}: {e}") from None
+    try:
+        result(1)   # fails now, naming the origin, rather than once training has started
+    except (TypeError, ArithmeticError) as e:   # a function NumPy cannot evaluate
+        raise ValueError(f"{origin} cannot be evaluated at t = 1 ({type(e).__name__}: {e})") from None
+    return result
+
+
+def _why_unparsed(text, error) -> str:
+    """One line: Python's syntax error message if the text is not even Python, else the error's name."""
+    try:
+        compile(text, "<schedule>", "eval")
+    except SyntaxError as e:
+        return e.msg
+    base = getattr(error, "base_exc", None) or error
+    return f"{type(base).__name__}: {' '.join(str(base).split())}"[:200]
 
 
 def step_decay(lr, every, factor=0.1) -> Schedule:
@@ -83,4 +142,4 @@ def warmup(base, steps) -> Schedule:
     return Schedule(sympy.Min(1, t / sympy.Integer(steps)) * inner.expr, f"warmup({inner!r}, steps={steps})")
 
 
-__all__ = ["Schedule", "cosine", "exponential", "schedule", "step_decay", "t", "warmup"]
+__all__ = ["Schedule", "cosine", "exponential", "parse", "schedule", "step_decay", "t", "warmup"]

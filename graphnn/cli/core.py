@@ -43,7 +43,7 @@ def register(sub):
                         "watches it)")
     p.add_argument("--lr-schedule", metavar="EXPR",
                    help="the learning rate as an expression in the step count t, e.g. '0.5*0.99**t' "
-                        "(no recompilation)")
+                        "(no recompilation; instead of --lr; never negative)")
     p.add_argument("--patience", type=int,
                    help="early stopping: stop after this many epochs without a better validation loss "
                         "(validation split 0.1 unless --validation-split)")

@@ -16,6 +16,7 @@ same way as the training file.
 from __future__ import annotations
 
 import csv
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -46,8 +47,21 @@ def load_file(path, inputs, columns=None, classes=None) -> dict:
 
 
 def _npz(path, inputs):
-    with np.load(path, allow_pickle=False) as f:
-        found = {k: f[k] for k in f.files}
+    # Never allow_pickle: loading a data file must not run code. Without that, numpy calls
+    # any non-zip file "pickled data", which names neither the file nor the real problem.
+    if not zipfile.is_zipfile(path):
+        raise FeedError(f"{path} is not a readable .npz file (not a zip archive of .npy arrays, as np.savez "
+                        "writes)")
+    found, key = {}, None
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            for key in f.files:
+                found[key] = f[key]
+    except ValueError as e:   # an array of Python objects: reading it would unpickle
+        raise FeedError(f"{path} is not a readable .npz file (array {key!r}: {e}; data files are never "
+                        "unpickled)") from None
+    except (zipfile.BadZipFile, EOFError, OSError, KeyError) as e:
+        raise FeedError(f"{path} is not a readable .npz file ({type(e).__name__}: {e})") from None
     missing = [n.name for n in inputs if n.name not in found and n.value is None]
     if missing:
         raise FeedError(f"{path} has arrays {sorted(found)}, but the model's inputs {missing} are not among them")
@@ -56,9 +70,14 @@ def _npz(path, inputs):
 
 def _csv(path, inputs, columns, classes):
     with open(path, encoding="utf-8", newline="") as f:
-        header = [h.strip() for h in next(csv.reader(f), [])]
+        reader = csv.reader(f)
+        header = [h.strip() for h in next(reader, [])]
+        has_rows = any(any(cell.strip() for cell in row) for row in reader)   # stops at the first
     if not header:
         raise FeedError(f"{path} is empty: expected a header row of column names, then one row per example")
+    if not has_rows:   # checked here: np.loadtxt would warn, and an empty table fail far from the cause
+        raise FeedError(f"{path} has a header but no rows: expected one row per example after "
+                        f"{_show(header, 4)}")
     where = {name: i for i, name in enumerate(header)}
     table = _Table(path, header, classes)
     feeds = {}

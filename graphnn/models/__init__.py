@@ -93,6 +93,9 @@ def _run_user_code(path, fn, *args, **kw):
     """``fn(*args, **kw)``, where any exception is the user's: a `ModelFileError` with its frame."""
     try:
         return fn(*args, **kw)
+    except SystemExit as e:   # would end graphnn with the file's exit code and not a word said
+        raise ModelFileError(f"your model file {path} called sys.exit({e.code!r}){_where(e, path)} instead of "
+                             "defining a model") from e
     except Exception as e:   # the user's code: report it as theirs, with where it happened
         raise ModelFileError(f"your model file {path} raised {type(e).__name__}: {e}{_where(e, path)}") from e
 

@@ -37,6 +37,17 @@ class Constant(_Leaf):
         return sympy.Float(float(node.value[index])) if node.value.ndim else sympy.Float(float(node.value))
 
 
+def _numbers(value, what, usage) -> np.ndarray:
+    """``value`` as a float64 array; anything else is an error naming the node (``what``) and how
+    the builder is called (``usage``): a swapped name and value is the usual cause."""
+    try:
+        return np.array(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        raise ValueError(f"{what}: its value must be numbers (a number or a rectangular array of them), "
+                         f"got {shown} ({usage})") from None
+
+
 def _shape(shape, what):
     shape = tuple(shape)
     for d in shape:
@@ -121,7 +132,8 @@ def parameter(name: str, value=None, *, shape=None, init="glorot", rng=None, nam
     seeded by the name, so a model builds the same weights every time.
     """
     if value is not None:
-        value = np.array(value, dtype=np.float64)
+        value = _numbers(value, f"parameter {name!r}" if isinstance(name, str) else "parameter",
+                         "gn.parameter(name, value): the name comes first")
         if shape is not None and tuple(shape) != value.shape:
             raise ShapeError(f"parameter {name!r}: value has shape {value.shape}, shape says {tuple(shape)}")
     else:
@@ -135,6 +147,8 @@ def parameter(name: str, value=None, *, shape=None, init="glorot", rng=None, nam
 
 
 def constant(value, name=None, names=None) -> Node:
-    value = np.array(value, dtype=np.float64)
+    """A fixed value (numbers), optionally named."""
+    value = _numbers(value, f"constant {name!r}" if isinstance(name, str) else "constant",
+                     "gn.constant(value, name): the value comes first")
     value.setflags(write=False)
     return Node(Constant.instance(), (), {}, value.shape, name=name, names=names, value=value)

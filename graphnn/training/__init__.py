@@ -6,6 +6,7 @@
                   backends by name (compiled ones load lazily from codegen/), training mode
 - tasks.py        task runners by ``model.task``: gradient descent, the perceptron rule,
                   Hopfield storage and recall, autoencoders and greedy pretraining
+- options.py      `TrainOptions`, and the check that a runner is given only the options it honours
 - language.py     the 'language-model' runner (n-gram baselines, checkpoint) and `generate`
 - generative.py   the 'gan' (alternating players), 'diffusion' (DDPM) and 'contrastive' runners
 - perceptron.py   Rosenblatt's rule;  pretraining.py  reconstruction errors, greedy pretraining

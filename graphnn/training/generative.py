@@ -2,9 +2,9 @@
 diffusion model's fresh noise and reverse process, contrastive episodes.
 
 - 'gan': the discriminator's and the generator's models (``model.extras``) each get a
-  backend and an Adam optimizer; per batch, one discriminator step on real data and fresh
-  noise, then one generator step on fresh noise, each player's new weights copied into the
-  other's backend (where ``stop_gradient`` holds them fixed). Reports both losses, the modes
+  backend and an optimizer (Adam unless ``--optimizer`` says otherwise); per batch, one
+  discriminator step on real data and fresh noise, then one generator step on fresh noise,
+  each player's new weights copied into the other's backend (where ``stop_gradient`` holds them fixed). Reports both losses, the modes
   the samples cover, and draws samples against the data at several epochs.
 - 'diffusion': every epoch a new draw of (t, ε) noises the clean data (the forward process);
   the network's MSE is trained on it; then `ddpm_sample` runs the reverse process from
@@ -27,6 +27,7 @@ from ..optim import make_optimizer
 from .backends import make_backend
 from .checkpoint import load_checkpoint, save_checkpoint
 from .figures import scatter_panels
+from .options import FILES, TRAINER
 from .tasks import TrainOptions, finish_trainer, register_task, resume_trainer
 from .trainer import Trainer
 
@@ -61,18 +62,19 @@ def _train_epochs(trainer, opts, epochs, fresh_data, line) -> None:
 
 
 def _epochs(model, opts):
-    if opts.steps is not None:
-        raise ValueError(f"{model.name!r} trains by epochs (--epochs), not --steps")
+    """--epochs, else the model's (--steps is refused for these runners: see their registration)."""
     return opts.epochs if opts.epochs is not None else model.defaults["epochs"]
 
 
 # -- GAN ---------------------------------------------------------------------------------------
 
-def gan_players(model, backend="numpy", dtype="float64", lr=None, **hyper):
-    """(discriminator backend, generator backend), each with its own Adam (β₁ = 0.5 by default)."""
+def gan_players(model, backend="numpy", dtype="float64", lr=None, optimizer=None, **hyper):
+    """(discriminator backend, generator backend), each with its own optimizer: the model's
+    (Adam, β₁ = 0.5) unless ``optimizer`` names another; ``lr`` a number or a schedule."""
     d = model.defaults
-    opt = {"lr": lr or d["lr"], "beta1": d.get("beta1", 0.9), **hyper}
-    return tuple(make_backend(backend, model.extras[k], make_optimizer(d.get("optimizer", "adam"), **opt), dtype)
+    name = optimizer or d.get("optimizer", "adam")
+    opt = {"lr": lr or d["lr"], **({"beta1": d.get("beta1", 0.9)} if name == "adam" else {}), **hyper}
+    return tuple(make_backend(backend, model.extras[k], make_optimizer(name, **opt), dtype)
                  for k in ("discriminator", "generator"))
 
 
@@ -100,7 +102,7 @@ def gan_samples(model, gen, n, rng):
 def train_gan(model, opts: TrainOptions):
     """Alternating updates; losses and modes covered per epoch; samples vs data as a PNG."""
     report, epochs = opts.report, _epochs(model, opts)
-    disc, gen = gan_players(model, opts.backend, opts.dtype, opts.lr)
+    disc, gen = gan_players(model, opts.backend, opts.dtype, opts.learning_rate(), opts.optimizer)
     if opts.resume:    # both players' weights (the optimizers start afresh)
         saved = load_checkpoint(opts.resume, model).params
         for player in (disc, gen):
@@ -109,7 +111,8 @@ def train_gan(model, opts: TrainOptions):
     real = model.data.train["x"]
     batch = opts.batch_size or model.defaults["batch_size"]
     rng = np.random.default_rng(opts.seed)
-    report(f"training {model.name} on {opts.backend}: discriminator and generator alternate, Adam each, "
+    report(f"training {model.name} on {opts.backend}: discriminator and generator alternate, "
+           f"{type(disc.optimizer).__name__} each, "
            f"batch {batch}, {len(real)} real points, {len(model.extras['centres'])} modes")
     shown = sorted({max(1, round(epochs * f)) for f in (0.1, 0.25, 0.5, 1.0)})
     panels, check = [], np.random.default_rng(opts.seed + 1)
@@ -221,5 +224,11 @@ def train_contrastive(model, opts: TrainOptions):
     return trainer
 
 
-for _task, _runner in {"gan": train_gan, "diffusion": train_diffusion, "contrastive": train_contrastive}.items():
-    register_task(_task, _runner)
+# What each runner honours (options.py). All three train by epochs: each epoch is a new draw.
+_BY_EPOCHS = {"steps": "counts epochs, each a new draw (use --epochs)"}
+register_task("gan", train_gan, rule="alternating discriminator and generator updates", why=_BY_EPOCHS,
+              honours={"backend", "dtype", "optimizer", "lr", "lr_schedule", "batch_size", "seed", "epochs", *FILES})
+register_task("diffusion", train_diffusion, honours={*TRAINER, "epochs", *FILES}, why=_BY_EPOCHS,
+              rule="ε-prediction on fresh noise")
+register_task("contrastive", train_contrastive, honours={*TRAINER, "epochs", *FILES}, why=_BY_EPOCHS,
+              rule="InfoNCE on fresh episodes")

@@ -14,7 +14,8 @@ import numpy as np
 
 from ..evaluate import Evaluator
 from .checkpoint import load_checkpoint
-from .tasks import TrainOptions, checkpoint_callbacks, register_task, resume_trainer
+from .options import FILES, TRAINER
+from .tasks import TrainOptions, checkpoint_callbacks, register_task, resume_trainer, row_label
 from .trainer import Trainer
 
 
@@ -71,7 +72,7 @@ def train_language_model(model, opts: TrainOptions):
            "nats/character")
 
     def log(row):
-        report(f"epoch {row.get('epoch', row.get('step')):>4}  train CE {row['loss']:.4f}  "
+        report(f"{row_label(row)}  train CE {row['loss']:.4f}  "
                f"validation CE {row['val_loss']:.4f}")
     epochs, steps = opts.schedule(model)
     trainer.fit(epochs=epochs, steps=steps, log=log, progress=opts.progress, callbacks=checkpoint_callbacks(opts))
@@ -87,4 +88,5 @@ def train_language_model(model, opts: TrainOptions):
     return trainer
 
 
-register_task("language-model", train_language_model)
+register_task("language-model", train_language_model, honours={*TRAINER, "epochs", "steps", *FILES},
+              rule="gradient descent on windows of the text")

@@ -45,19 +45,25 @@ def reconstruction_errors(model, params, split="test", corrupted=False):
 
 # -- stacked autoencoder -------------------------------------------------------------------
 
-def pretrain_stacked(model, *, backend="numpy", epochs=None, lr=None, seed=0, log=None):
+#: Trainer keywords that say how a run computes rather than what it optimizes: the pretraining
+#: stages take these from the caller too (their optimizer, rate and batch size are their own)
+RUN_SETTINGS = ("backend", "dtype", "seed", "background_compile", "backend_options")
+
+
+def pretrain_stacked(model, *, backend="numpy", epochs=None, lr=None, seed=0, log=None, progress=None, **run):
     """Greedy layer-wise pretraining: each stage's tied autoencoder trained on the codes below.
 
-    Returns (params for the classifier: every parameter, encoders pretrained; per-stage
-    reconstruction errors [(test MSE, mean-image MSE)]).
+    ``run``: more of `RUN_SETTINGS` (dtype, …) for every stage's Trainer; ``progress`` as for
+    `Trainer.fit`. Returns (params for the classifier: every parameter, encoders pretrained;
+    per-stage reconstruction errors [(test MSE, mean-image MSE)]).
     """
     params = model.initial_params()
     train_x, test_x = model.data.train["x"], model.data.test["x"]
     errors = []
     for stage in model.extras["stages"]:
         data = Dataset({stage.inputs[0].name: train_x}, {stage.inputs[0].name: test_x})
-        trainer = make_trainer(stage, backend=backend, data=data, lr=lr, seed=seed)
-        trainer.fit(epochs=epochs or stage.defaults["epochs"], log=log)
+        trainer = make_trainer(stage, backend=backend, data=data, lr=lr, seed=seed, **run)
+        trainer.fit(epochs=epochs or stage.defaults["epochs"], log=log, progress=progress)
         stage_params = trainer.params
         for p, v in stage_params.items():
             params[p] = np.array(v, dtype=np.float64)
@@ -70,15 +76,20 @@ def pretrain_stacked(model, *, backend="numpy", epochs=None, lr=None, seed=0, lo
 
 
 def compare_pretraining(model, *, backend="numpy", epochs=None, pretrain_epochs=None, lr=None, seed=0,
-                        log=None, resume=None, trainers=None):
+                        log=None, resume=None, trainers=None, progress=None, **trainer_kw):
     """Test accuracy of the classifier fine-tuned from pretrained encoders vs from random weights.
 
     ``resume``: a checkpoint of the pretrained classifier to continue fine-tuning from (no
     pretraining is run; the stage errors are then empty). ``trainers``: a dict to receive
     each classifier's Trainer by label, before it trains (to save or plot it).
+    ``trainer_kw``: more `Trainer` keywords for the fine-tuning (optimizer, batch_size, dtype,
+    …); those in `RUN_SETTINGS` apply to the pretraining stages too. ``progress``: as for
+    `Trainer.fit`, every stage.
     """
+    run = {k: v for k, v in trainer_kw.items() if k in RUN_SETTINGS}
     if resume is None:
-        params, errors = pretrain_stacked(model, backend=backend, epochs=pretrain_epochs, seed=seed)
+        params, errors = pretrain_stacked(model, backend=backend, epochs=pretrain_epochs, seed=seed,
+                                          progress=progress, **run)
     else:
         params, errors = None, []
     epochs = epochs or model.defaults["epochs"]
@@ -86,9 +97,11 @@ def compare_pretraining(model, *, backend="numpy", epochs=None, pretrain_epochs=
     results = {}
     trainers = {} if trainers is None else trainers
     for label, start in (("pretrained", params), ("no pretraining", None)):
-        trainer = trainers[label] = make_trainer(classifier, backend=backend, lr=lr, seed=seed, params=start)
+        trainer = trainers[label] = make_trainer(classifier, backend=backend, lr=lr, seed=seed, params=start,
+                                                 **trainer_kw)
         if resume is not None and label == "pretrained":
             trainer.load(resume)
-        trainer.fit(epochs=epochs, log=(lambda row, label=label: log(label, row)) if log else None)
+        trainer.fit(epochs=epochs, log=(lambda row, label=label: log(label, row)) if log else None,
+                    progress=progress)
         results[label] = trainer.accuracy("test")
     return results, errors

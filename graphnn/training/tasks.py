@@ -6,103 +6,95 @@ claims). Other tasks have their own rule, registered the same way by task name
 recall), 'reconstruction' (autoencoders, with reconstruction errors), 'stacked-autoencoder'
 (greedy layer-wise pretraining, then fine-tuning). A runner takes the model and
 `TrainOptions`, reports each line through ``options.report(text)`` (print by default) and
-returns what it trained (a Trainer, or the rule's result).
+returns what it trained (a Trainer, or the rule's result). It declares the options it
+honours when registered; `run` refuses any other that is given (graphnn/training/options.py),
+so no flag is ever silently ignored.
 """
 from __future__ import annotations
 
-import functools
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-import sympy
 
-from ..data import Dataset, load_file
+from ..errors import UnknownNameError
+from ..files import check_writable
 from ..models.hopfield import hebbian, recall
-from ..schedules import schedule, t as step_symbol
 from . import perceptron, pretraining
+from .backends import BACKENDS
 from .callbacks import ModelCheckpoint
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from .options import FILES, OPTIONS, TRAINER, TrainOptions, check_honoured
 from .plot import Curves, plot_curves
 from .trainer import Trainer
 from .validation import check_options
 
 
-@dataclass
-class TrainOptions:
-    """What a training run is asked for (the ``graphnn train`` options); None: the model's default."""
+@dataclass(frozen=True)
+class Runner:
+    """A task runner and what it declares: ``train(model, options)`` trains; ``honours``: the
+    TrainOptions it uses (`options.OPTIONS`, the others are refused when given); ``rule``:
+    how it trains, in words, for those errors; ``why``: {option: why it does not apply}."""
 
-    backend: str = "numpy"
-    optimizer: str | None = None
-    lr: float | None = None
-    batch_size: int | None = None
-    dtype: str = "float64"
-    seed: int = 0
-    epochs: int | None = None
-    steps: int | None = None
-    test_fraction: float | None = None
-    validation_split: float | None = None
-    data: str | None = None             # a .npz/.csv file of training data (graphnn.data.files)
-    test_data: str | None = None
-    lr_schedule: str | None = None      # a sympy expression in the step count t
-    patience: int | None = None
-    checkpoint: str | None = None
-    resume: str | None = None
-    plot: str | None = None
-    progress: bool = False
-    verbose: bool = False
-    background_compile: bool | None = None   # start on the reference while compiling (None: default, on)
-    comm: object = None                 # a communicator: data-parallel (gradient descent only)
-    report: Callable = functools.partial(print, flush=True)   # report(text): one line of output
+    train: Callable
+    honours: frozenset
+    rule: str
+    why: dict = field(default_factory=dict)
 
-    def trainer_kwargs(self) -> dict:
-        lr = self.lr
-        if self.lr_schedule:
-            try:
-                lr = schedule(sympy.sympify(self.lr_schedule, locals={"t": step_symbol}))
-            except (sympy.SympifyError, TypeError, ValueError) as e:
-                raise ValueError(f"--lr-schedule {self.lr_schedule!r} is not an expression in the step count t "
-                                 f"({e})") from None
-        return dict(backend=self.backend, optimizer=self.optimizer, lr=lr, batch_size=self.batch_size,
-                    dtype=self.dtype, seed=self.seed, background_compile=self.background_compile)
-
-    def dataset(self, model):
-        """The user's files as a Dataset (None without --data): columns named in the model."""
-        if self.data is None:
-            if self.test_data is not None:
-                raise ValueError("--test-data needs --data (the training data)")
-            return None
-        columns, classes = model.extras.get("columns"), model.extras.get("classes")
-        test = None if self.test_data is None else load_file(self.test_data, model.inputs, columns, classes)
-        return Dataset(load_file(self.data, model.inputs, columns, classes), test)
-
-    def schedule(self, model) -> tuple:
-        """(epochs, steps): the asked ones, else the model's defaults."""
-        if self.epochs is None and self.steps is None:
-            return model.defaults.get("epochs"), model.defaults.get("steps")
-        return self.epochs, self.steps
+    def __call__(self, model, options):
+        return self.train(model, options)
 
 
-#: task name -> runner(model, TrainOptions)
+#: task name -> Runner
 TASKS: dict = {}
 
 
-def register_task(task: str, runner: Callable) -> None:
-    """Train models whose ``task`` is ``task`` with ``runner(model, options)``."""
-    TASKS[task] = runner
+def register_task(task: str, runner: Callable, *, honours=None, rule=None, why=None) -> None:
+    """Train models whose ``task`` is ``task`` with ``runner(model, options)``.
+
+    ``honours``: the TrainOptions fields the runner uses (`options.OPTIONS`); `run` refuses
+    any other that is given, naming the flag and ``rule`` (how the runner trains, in words;
+    default: the task's name). None: every option, for a runner written before options were
+    declared (it then answers for the ones it ignores itself). ``why``: {option: a phrase
+    after "which"}, a better reason than "does not use it" (see `options.check_honoured`).
+    """
+    honours = frozenset(OPTIONS if honours is None else honours)
+    unknown = honours - set(OPTIONS)
+    if unknown:
+        raise ValueError(f"task {task!r} declares unknown options {sorted(unknown)}; known: {', '.join(OPTIONS)}")
+    TASKS[task] = Runner(runner, honours, rule or f"the {task!r} runner", dict(why or {}))
+
+
+def runner_of(model) -> Runner:
+    """The Runner of ``model.task``: gradient descent when none is registered."""
+    return TASKS.get(model.task, GRADIENT_DESCENT)
 
 
 def run(model, options: TrainOptions):
-    """Train ``model`` by the runner of its task (gradient descent when none is registered)."""
+    """Train ``model`` by the runner of its task (gradient descent when none is registered),
+    after checking the options: their values (`validation.check_options`), the backend's
+    name, and that the runner honours every option given (`options.check_honoured`)."""
     check_options(options)
-    runner = TASKS.get(model.task, train_by_gradient_descent)
-    if runner is not train_by_gradient_descent:
-        for flag, given in (("--distributed", options.comm), ("--data", options.data),
-                            ("--validation-split", options.validation_split)):
-            if given is not None:
-                raise ValueError(f"{flag} applies to gradient-descent models; {model.name!r} is task {model.task!r}")
+    if options.backend not in BACKENDS:   # even for a runner that never builds a backend
+        raise UnknownNameError(f"--backend {options.backend}: unknown backend {options.backend!r}; "
+                               f"available: {', '.join(sorted(BACKENDS))}")
+    runner = runner_of(model)
+    check_honoured(model, options, runner.honours, runner.rule, runner.why)
+    _check_outputs(options)
     return runner(model, options)
+
+
+def _check_outputs(options: TrainOptions) -> None:
+    """The files written after training: one that cannot be written fails now, named as given
+    (not after the training, by the name of the temporary file beside it)."""
+    for flag, given, target in (("--checkpoint", options.checkpoint, checkpoint_path),
+                                ("--plot", options.plot, lambda path: path)):
+        if given:
+            try:
+                check_writable(target(given))
+            except OSError as e:
+                raise OSError(f"{flag} {given}: {e}") from None
 
 
 def _shown(key):
@@ -111,9 +103,14 @@ def _shown(key):
     return f"{'validation' if prefix == 'val' else prefix} {name}"
 
 
+def row_label(row) -> str:
+    """'step      50' or 'epoch    3': what a history row counts, padded for a column."""
+    return f"step {row['step']:>7}" if "step" in row else f"epoch {row['epoch']:>4}"
+
+
 def _row_printer(loss_name, report):
     def log(row):
-        where = f"step {row['step']:>7}" if "step" in row else f"epoch {row['epoch']:>4}"
+        where = row_label(row)
         measured = "".join(f"  {_shown(k)} {v:.4f}" for k, v in row.items()
                            if k not in ("epoch", "step", "loss", "test_loss"))
         report(f"{where}  {loss_name} {row['loss']:.10g}{measured}")
@@ -159,13 +156,12 @@ def train_by_gradient_descent(model, opts: TrainOptions):
     """The Trainer with the options: validation, early stopping, checkpoints, curves, metrics."""
     report = opts.report
     started = time.perf_counter()
-    options = {"verbose": True} if opts.verbose and opts.backend != "numpy" else {}
     validation = opts.validation_split
     if opts.patience and validation is None:
         validation = 0.1
         report("early stopping watches a validation set: 10% of the training data (--validation-split)")
     trainer = Trainer(model, **opts.trainer_kwargs(), comm=opts.comm, data=opts.dataset(model),
-                      test_fraction=opts.test_fraction, validation_split=validation, backend_options=options)
+                      test_fraction=opts.test_fraction, validation_split=validation)
     resume_trainer(trainer, opts)
     report(f"training {model.name} on {opts.backend} ({trainer.optimizer!r}, "
            f"batch {trainer.batch_size or 'full'}, {opts.dtype})")
@@ -188,6 +184,10 @@ def train_by_gradient_descent(model, opts: TrainOptions):
                     report(f"{name} {metric}: {value:.4f}")
     finish_trainer(trainer, opts)
     return trainer
+
+
+#: the runner of 'classification', 'regression' and any task no runner claims: every option
+GRADIENT_DESCENT = Runner(train_by_gradient_descent, frozenset(OPTIONS), "gradient descent")
 
 
 # -- the perceptron rule -------------------------------------------------------------------------
@@ -296,7 +296,9 @@ def train_stacked(model, opts: TrainOptions):
 
     ``--checkpoint`` saves the fine-tuned pretrained classifier (after every epoch and at
     the end); ``--resume`` continues that fine-tuning from it (no second pretraining);
-    ``--plot`` draws both classifiers' curves.
+    ``--plot`` draws both classifiers' curves. ``--lr``/``--lr-schedule``, ``--optimizer`` and
+    ``--batch-size`` set the fine-tuning (the pretraining stages keep their own); the backend,
+    dtype, seed and ``--no-progress`` apply to every stage.
     """
     report = opts.report
     if opts.resume:
@@ -312,9 +314,9 @@ def train_stacked(model, opts: TrainOptions):
         if opts.checkpoint and label == "pretrained":
             trainers[label].save(opts.checkpoint)
 
-    results, errors = pretraining.compare_pretraining(model, backend=opts.backend, epochs=opts.epochs,
-                                                      lr=opts.lr, seed=opts.seed, log=log, resume=opts.resume,
-                                                      trainers=trainers)
+    results, errors = pretraining.compare_pretraining(model, epochs=opts.epochs, log=log, resume=opts.resume,
+                                                      trainers=trainers, progress=opts.progress,
+                                                      **opts.trainer_kwargs())
     for k, (rec, mean_img) in enumerate(errors, start=1):
         report(f"stage {k}: test reconstruction error {rec:.5f} (predicting the mean: {mean_img:.5f})")
     report(f"test accuracy: {results['pretrained']:.4f}")
@@ -328,9 +330,21 @@ def train_stacked(model, opts: TrainOptions):
     return results
 
 
-for _task, _runner in {"perceptron": train_perceptron, "hopfield": train_hopfield,
-                       "reconstruction": train_reconstruction, "stacked-autoencoder": train_stacked}.items():
-    register_task(_task, _runner)
+# What each runner honours (options.py): the perceptron rule and Hopfield storage compute on the
+# NumPy reference in float64 with no optimizer; the autoencoders train through a Trainer.
+_BY_EPOCHS = "counts epochs (use --epochs)"
+_REFERENCE = {"backend": "runs on the NumPy reference only", "dtype": "computes in float64",
+              "optimizer": "has its own update, no optimizer", "seed": "is deterministic"}
+register_task("perceptron", train_perceptron, honours={"lr", "epochs", *FILES}, rule="the perceptron rule",
+              why={**_REFERENCE, "steps": _BY_EPOCHS, "batch_size": "updates after every example",
+                   "lr_schedule": "uses one constant rate (--lr)"})
+register_task("hopfield", train_hopfield, honours={"steps", *FILES}, rule="Hebbian storage and recall",
+              why={**_REFERENCE, "epochs": "stores the patterns in one step (--steps bounds the recall)",
+                   "lr": "has no learning rate", "lr_schedule": "has no learning rate"})
+register_task("reconstruction", train_reconstruction, honours={*TRAINER, "epochs", "steps", *FILES},
+              rule="gradient descent on the reconstruction error")
+register_task("stacked-autoencoder", train_stacked, honours={*TRAINER, "epochs", *FILES},
+              rule="greedy pretraining, then fine-tuning", why={"steps": _BY_EPOCHS})
 
-__all__ = ["TASKS", "TrainOptions", "register_task", "run", "train_by_gradient_descent", "train_hopfield",
+__all__ = ["GRADIENT_DESCENT", "Runner", "TASKS", "TrainOptions", "register_task", "run", "runner_of", "train_by_gradient_descent", "train_hopfield",
            "train_perceptron", "train_reconstruction", "train_stacked"]

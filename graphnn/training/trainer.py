@@ -115,6 +115,7 @@ class Trainer:
         self._epoch_rng, self._batch_pos, self._skip = self.rng.bit_generator.state, 0, 0
         self.history = History()
         self.epoch = 0
+        self.step = 0             # updates done, over every fit and before a resume: rows' "step"
         self.stopped_early = False
         self.early_stopping = None
         self.kept_row = None      # the history row whose parameters the trainer holds after fit
@@ -177,7 +178,11 @@ class Trainer:
     def fit(self, x=None, y=None, *, epochs=None, steps=None, validation_split=None, validation_data=None,
             callbacks=(), log=None, log_every=None, progress=None, early_stopping=None, monitor=None,
             restore_best=True):
-        """Run ``epochs`` passes over the data, or ``steps`` updates; return the History.
+        """Run ``epochs`` passes over the data, or ``steps`` more updates; return the History.
+
+        Rows are numbered by the trainer's own counts (``epoch``, ``step``: updates done), which
+        go on over every fit and from a loaded checkpoint: a second ``fit(steps=5)`` logs steps
+        6 … 10.
 
         ``x``, ``y``: training arrays (or a feeds dict) replacing the training data (a test set
         stays), or a `Dataset` replacing all; ``y`` may hold class indices where the model
@@ -236,8 +241,10 @@ class Trainer:
                 self._fit_steps(self.data.train, steps, log, log_every or max(1, steps // 10), bar, after)
             else:
                 for _ in range(epochs):
-                    loss = self.backend.train_epoch(self.data.train, self._batches())
+                    batches = self._batches()
+                    loss = self.backend.train_epoch(self.data.train, batches)
                     self.epoch += 1
+                    self.step += len(batches)
                     self._batch_pos = 0
                     row = self._record(log, bar, epoch=self.epoch, loss=loss)
                     bar.update(1)
@@ -262,11 +269,13 @@ class Trainer:
                 for idx in batches:
                     self.backend.train_step({k: v[idx] for k, v in feeds.items()})
                     done += 1
+                    self.step += 1
                     self._batch_pos += 1
                     bar.update(1)
                     if done % log_every == 0 or done == steps:
-                        # the loss after the update, as the course reports "E after n steps"
-                        row = self._record(log, bar, step=done, loss=self.backend.loss(feeds))
+                        # the loss after the update, as the course reports "E after n steps";
+                        # numbered by the trainer's count, so a resumed run goes on from where it was
+                        row = self._record(log, bar, step=self.step, loss=self.backend.loss(feeds))
                         if after(row):
                             return
                     if done == steps:
@@ -377,7 +386,7 @@ class Trainer:
         """
         ck = read_checkpoint(path, self.model, self.comm)
         import_state(self.backend, ck, path)
-        self.epoch = ck.epoch
+        self.epoch, self.step = ck.epoch, int(ck.steps)
         if "rng" in ck.meta:  # the batch order continues where the saved run stopped
             self.rng.bit_generator.state = ck.meta["rng"]
         self._epoch_rng, self._batch_pos = self.rng.bit_generator.state, ck.meta.get("batch_in_epoch", 0)

@@ -1,7 +1,7 @@
 """What a training run is given, checked before anything trains: one clear error per mistake.
 
 `check_options` (the ``graphnn train`` options: counts at least 1, a positive finite
-learning rate, a test fraction inside (0, 1)), `check_learning_rate`, and `check_data`
+learning rate, not both ``--lr`` and ``--lr-schedule``, a test fraction inside (0, 1)), `check_learning_rate`, and `check_data`
 (non-empty splits, and targets a cross-entropy can take: non-negative rows summing to 1,
 one-hot or smoothed). Row counts that differ between a split's columns are the Dataset's
 own error (graphnn/data).
@@ -23,6 +23,9 @@ def check_options(opts) -> None:
         if value is not None and value < 1:
             raise ValueError(f"{flag} must be at least 1, got {value}")
     check_learning_rate(opts.lr, "--lr")
+    if opts.lr is not None and opts.lr_schedule:   # neither may silently win over the other
+        raise ValueError(f"--lr {opts.lr:g} and --lr-schedule {opts.lr_schedule!r} both set the learning rate; "
+                         "give one (a constant rate as a schedule: --lr-schedule 0.5)")
     if opts.test_fraction is not None and not 0 < opts.test_fraction < 1:
         raise ValueError(f"--test-fraction must lie strictly between 0 and 1, got {opts.test_fraction}")
 
