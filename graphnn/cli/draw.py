@@ -17,7 +17,7 @@ def register(sub):
     p.add_argument("--values", action="store_true", help="show values for the model's worked example")
     p.add_argument("--grads", action="store_true",
                    help="show gradients dE/d· (and δ in units) for the worked example; implies --values")
-    p.add_argument("-o", "--output", metavar="FILE", help="FILE.svg, .png, .pdf or .dot (default: DOT on stdout)")
+    p.add_argument("-o", "--output", metavar="FILE", help="FILE.svg, .png, .pdf or .dot (default: DOT on stdout); missing folders are made")
     p.add_argument("--slide", action="store_true",
                    help="fit a 16:9 slide (1920×1080 px) at a readable font: wide layers collapse, "
                         "middle time steps are elided")

@@ -219,15 +219,13 @@ class Derivation(docs.RichMixin):
         return writers[fmt]()
 
     def save(self, path, fmt: str | None = None, pause: bool = False) -> Path:
-        """Write to ``path``; the format follows the suffix (.tex is a full document).
-        ``fmt='beamer'`` writes slides: their LaTeX, or compiled for a .pdf path."""
-        path = Path(path)
-        fmt = fmt or {".txt": "text", ".tex": "latex-document", ".md": "markdown",
-                      ".html": "html", ".htm": "html", ".pdf": "pdf"}.get(path.suffix, "text")
-        if fmt == "latex" and path.suffix == ".tex":
-            fmt = "latex-document"  # a .tex file must compile on its own
-        if fmt in ("pdf", "beamer") and path.suffix == ".pdf":
-            return self.to_pdf(path, beamer=fmt == "beamer", pause=pause)
+        """Write to ``path``; the format follows the ending (.txt .tex .md .html .pdf; .tex is
+        a full document) unless ``fmt`` names it. ``fmt='beamer'`` writes slides: their LaTeX,
+        or compiled for a .pdf path. An ending it cannot tell, or a ``fmt`` that clashes with
+        the ending (HTML into x.pdf), is a ValueError (`documents.file_format`)."""
+        fmt = docs.file_format(path, fmt)
+        if fmt in ("pdf", "beamer-pdf"):
+            return self.to_pdf(path, beamer=fmt == "beamer-pdf", pause=pause)
         if fmt == "beamer":
             return docs.write_atomic(path, self.to_beamer(pause))
         return docs.write_atomic(path, self.render(fmt))
