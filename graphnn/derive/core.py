@@ -24,7 +24,7 @@ from ..evaluate import evaluate
 from ..graph import Graph, Node
 from . import documents as docs
 from .printing import DisplayNames, latex, matrix, numbers, printing, product
-from .resolve import Target, parameter_listing, resolve_feeds, resolve_wrt  # noqa: F401 (Target: public here)
+from .resolve import Target, parameter_listing, resolve_feeds, resolve_wrt, training_step  # noqa: F401 (Target: public here)
 
 class DerivationError(GraphnnError):
     """A derivation that cannot be written (a view that does not fit this graph)."""
@@ -405,6 +405,7 @@ def derive(loss, wrt=None, values=None, view: str = "scalar", update: bool = Fal
             view = "perceptron"
     fn = VIEWS[view]
     feeds, source = resolve_feeds(graph, values, model)
+    feeds, noise = training_step(graph, feeds)     # backprop is a training step: its noise acts
     if wrt is None and getattr(fn, "needs_wrt", True):
         raise ValueError(f"the {view} view needs wrt (what to differentiate by); parameters: "
                          + parameter_listing(graph))
@@ -417,6 +418,8 @@ def derive(loss, wrt=None, values=None, view: str = "scalar", update: bool = Fal
             items = fn(req)
         except NotImplementedError as e:  # an op with no element formula, a looped scan, …
             raise DerivationError(f"the {view} view cannot be written for this graph: {e}") from None
+    if noise:
+        items = [noise] + list(items)
     if source:
         items = [f"Numbers: {source}."] + list(items)
     return Derivation(req.title or title, items, req.precision, req.display)
