@@ -240,3 +240,24 @@ def test_one_hot_only_for_targets_of_several_classes(name):
         pytest.skip("the neurons view does not apply")
     if "one-hot" in source:     # only a target row of several classes is one-hot
         assert int(np.prod(model.output.shape[1:])) > 1, name
+
+
+def test_cnn_scores_name_the_prediction_and_the_target_apart():
+    """The one orange bar was argmax(z) while the only label said "target class 0": a viewer
+    read the (untrained) prediction as the true class. Now a legend names both."""
+    from matplotlib.colors import to_hex
+
+    model = get_model("cnn")
+    fig = gn.draw(model, view="maps", values="example")
+    ax = fig.axes[-1]
+    feeds = example_feeds(model)
+    z = np.asarray(gn.evaluate(model.output, feeds))[0]
+    target = next(np.asarray(v)[0] for k, v in feeds.items() if k != "x" and np.shape(v)[-1] == z.size)
+    predicted, true = int(np.argmax(z)), int(np.argmax(target))
+    assert predicted != true           # the untrained net: the case that misled
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert texts == [f"predicted: {predicted}", f"target: {true}"]
+    bars = ax.patches[:z.size]
+    fills = [to_hex(b.get_facecolor()) for b in bars]
+    assert [k for k, c in enumerate(fills) if c == fills[predicted]] == [predicted]
+    assert bars[true].get_linewidth() == 3 and to_hex(bars[true].get_edgecolor()) != to_hex(bars[predicted].get_edgecolor())
