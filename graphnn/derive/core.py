@@ -410,6 +410,12 @@ def derive(loss, wrt=None, values=None, view: str = "scalar", update: bool = Fal
         raise ValueError(f"the {view} view needs wrt (what to differentiate by); parameters: "
                          + parameter_listing(graph))
     targets = resolve_wrt(graph, wrt) if wrt is not None else []
+    # --wrt w5,w5 (or W2 and w5 of W2 twice): each derivative once, in the order first asked
+    unique: list = []
+    for t in targets:
+        if not any(t.node is u.node and t.index == u.index for u in unique):
+            unique.append(t)
+    targets = unique
     req = Request(loss, targets, feeds, model, update, lr, optimizer,
                   one_example=getattr(fn, "one_example", False), precision=int(precision))
     with printing(req.precision, req.display):

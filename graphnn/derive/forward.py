@@ -70,11 +70,12 @@ def _elementwise(req, names, values, nodes) -> list:
             sym_tex, num_tex = _element_forms(node, idx, names, values)
             value = float(np.asarray(values[node])[idx])
             lhs = names.element(node, idx)
+            value_tex = latex(sympy.Float(value))
             texts = []
-            for t in sym_tex:     # never x_1 = x_1, nor tanh(net_1) twice
-                if not same_tex(t, lhs) and not any(same_tex(t, u) for u in texts):
+            for t in sym_tex:     # never x_1 = x_1, nor tanh(net_1) twice, nor n = 1 = 1 (the value follows)
+                if not same_tex(t, lhs) and not any(same_tex(t, u) for u in texts + [value_tex]):
                     texts.append(t)
-            if num_tex and texts:
+            if num_tex and texts and not any(same_tex(num_tex, u) for u in texts + [value_tex]):
                 texts.append(num_tex)   # a bare leaf's number is its value, which follows
             forms = [Form(tex=t) for t in texts]
             forms.append(Form(expr=sympy.Float(value)))
