@@ -125,6 +125,6 @@ def available_views() -> dict:
 
 
 __all__ = ["draw", "save", "register_view", "available_views", "VIEWS", "DrawContext", "DrawError",
-           "MissingDotError", "require_dot", "example_feeds", "SLIDE", "MIN_FONT_PX"]
+           "MissingDotError", "require_dot", "example_feeds", "SLIDE", "MIN_FONT_PX", "NO_GRADS"]
 
 make_callable(__name__, draw)   # graphnn.draw(...) is this package's draw()
