@@ -8,7 +8,9 @@ any failure (an exception, Ctrl-C) the temporary file is removed and the old fil
 symlink at ``path`` is replaced by the file, never followed. The file gets the usual mode
 (0666 & ~umask), not mkstemp's 0600. Missing folders are made. A temporary file of the same
 target left by a writer that was killed (older than `STALE_AFTER` seconds: no live write
-takes that long) is removed by the next write.
+takes that long) is removed by the next write. A path that cannot be written (a file where a
+folder should be, a folder as the output, a folder that takes no new files) is a `WriteError`
+(an OSError) whose one-line message names the given path and what is wrong.
 """
 from __future__ import annotations
 
@@ -24,12 +26,12 @@ STALE_AFTER = 3600.0   # seconds
 def atomic_write(path, write, mode: int | None = None) -> Path:
     """Write ``path`` by ``write(binary file)``, atomically (see the module doc); ``mode``:
     the file's permission bits (default 0666 & ~umask; the code cache keeps its files 0600)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    given, path = str(path), Path(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:   # its message names the temporary file, which the user never chose
-        raise type(e)(e.errno, e.strerror, str(path)) from None
+    except OSError as e:
+        raise _cannot_write(given, path, e) from None
     try:
         if hasattr(os, "fchmod"):
             os.fchmod(fd, (0o666 & ~_umask()) if mode is None else mode)
@@ -37,12 +39,13 @@ def atomic_write(path, write, mode: int | None = None) -> Path:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
+        try:
+            os.replace(tmp, path)
+        except OSError as e:
+            raise _cannot_write(given, path, e) from None
+    except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        if isinstance(e, OSError) and e.filename == tmp:   # name the file the caller asked for
-            raise type(e)(e.errno, e.strerror, str(path)) from e
         raise
     _fsync_folder(path.parent)
     _remove_stale(path)
@@ -68,6 +71,31 @@ def check_writable(path) -> None:
         raise type(e)(f"cannot write a file in {folder} ({e.strerror or e})") from None
     os.close(fd)
     os.unlink(probe)
+
+
+class WriteError(OSError):
+    """A path that cannot be written; the message names the path the caller gave and why
+    (never the temporary file's name, which the caller never saw)."""
+
+    def __str__(self):   # OSError would print "[Errno …]" and the temporary's name
+        return str(self.args[0])
+
+
+def _cannot_write(given: str, path: Path, error: OSError) -> WriteError:
+    """One line for ``error`` (from making the folders, the temporary file or the rename)."""
+    if path.is_dir():
+        why = "it is a folder"
+    else:
+        # the nearest existing ancestor: a file there is why no folder could be made
+        existing = next((p for p in path.parents if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            why = f"{str(existing)!r} is not a folder"
+        else:
+            where = existing if existing is not None else path.parent
+            why = f"no file can be made in {str(where)!r} ({(error.strerror or str(error)).lower()})"
+    e = WriteError(f"cannot write {given!r}: {why}")
+    e.errno, e.filename = error.errno, given   # callers that test errno keep working
+    return e
 
 
 def _remove_stale(path: Path) -> None:

@@ -225,7 +225,37 @@ def test_unrolled_rnn_beyond_sixteen_steps_draws_and_derives(tmp_path, capsys):
     assert main(["draw", "rnn-scalar", "--steps", "20", "--view", "unrolled", "--grads",
                  "-o", str(tmp_path / "u.dot")]) in (0, None)
     assert main(["derive", "rnn-scalar", "--wrt", "w", "--steps", "17", "--view", "time", "--values",
-                 "-o", str(tmp_path / "r.md")]) in (0, None)
-    text = (tmp_path / "r.md").read_text()
+                 "-o", str(tmp_path / "r.txt")]) in (0, None)
+    text = (tmp_path / "r.txt").read_text()
     assert "Π_(j=2)¹⁷ ∂s_j/∂s_(j-1)" in text          # the longest implicit term: through s_16 … s_1
     assert "The total: the sum of the explicit and implicit terms" in text
+
+
+# -- option checks: each bad value is one error line, never silently replaced or ignored ---------
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["lstm", "--view", "cell", "--values", "--step", "0"], "step 0 is out of range"),
+    (["lstm", "--view", "cell", "--values", "--step", "-1"], "step -1 is out of range"),
+    (["mazur", "--view", "neurons", "--grads", "--precision", "0"], "--precision"),
+    (["mazur", "--view", "neurons", "--grads", "--precision", "-2"], "--precision"),
+    (["mazur", "--view", "neurons", "--max-units", "0"], "--max-units"),
+    (["mazur", "--view", "neurons", "--max-units", "-1"], "--max-units"),
+    (["lstm", "--view", "cell", "--grads"], "the cell view draws no gradients"),
+    (["transformer", "--view", "block", "--grads"], "the block view draws no gradients"),
+    (["cnn", "--view", "maps", "--grads"], "the maps view draws no gradients"),
+])
+def test_draw_option_errors_are_one_line(capsys, tmp_path, argv, says):
+    """--step 0 drew step T, --precision 0/-2 and --max-units 0/-1 were accepted, and --grads
+    was silently ignored by the cell, block and maps views."""
+    code = main(["draw", *argv, "-o", str(tmp_path / "x.svg")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and says in err, err
+    assert not (tmp_path / "x.svg").exists()
+
+
+def test_the_smallest_accepted_options_still_draw(capsys):
+    assert main(["draw", "mazur", "--view", "neurons", "--grads", "--precision", "1", "--max-units", "3"]) == 0
+    assert main(["draw", "lstm", "--view", "cell", "--values", "--step", "1"]) == 0
+    assert main(["draw", "rnn-scalar", "--view", "unrolled", "--grads"]) == 0   # it draws the BPTT terms
+    capsys.readouterr()

@@ -214,3 +214,50 @@ def test_cnn_maps_view_shows_the_evaluated_feature_maps(tmp_path):
     assert main(["draw", "cnn", "--view", "maps"]) == 2                 # no DOT text to print
     with pytest.raises(DrawError, match="conv2d"):
         gn.draw(get_model("mazur"), view="maps")
+
+
+def _one_output_net(target):
+    x, t = gn.input("x", (None, 2)), gn.input("t", (None, 1))
+    y = gn.sigmoid(gn.linear(x, gn.parameter("W", [[.7], [-.8]]), gn.parameter("b", [.05])))
+    return gn.Model(name="one-output", loss=gn.losses.quadratic(y, t, name="E"), output=y, inputs=(x, t),
+                    example={"x": [[1.0, 2.0]], "t": [[target]]})
+
+
+@pytest.mark.parametrize("target", [1.0, 0.0])
+def test_a_single_output_target_is_its_number_not_one_hot(target):
+    """A 0/1 target of one output read "t = one-hot, class 0" (any 0/1 row summing to 1 did)."""
+    source = gn.draw(_one_output_net(target), view="neurons", values="example").source
+    assert "one-hot" not in source
+    assert f">t = {int(target)}<" in source, [lb for lb in labels(source) if "E = " in lb]
+
+
+@pytest.mark.parametrize("name", sorted(available()))
+def test_one_hot_only_for_targets_of_several_classes(name):
+    model = get_model(name)
+    try:
+        source = gn.draw(model, view="neurons", values="example").source
+    except DrawError:
+        pytest.skip("the neurons view does not apply")
+    if "one-hot" in source:     # only a target row of several classes is one-hot
+        assert int(np.prod(model.output.shape[1:])) > 1, name
+
+
+def test_cnn_scores_name_the_prediction_and_the_target_apart():
+    """The one orange bar was argmax(z) while the only label said "target class 0": a viewer
+    read the (untrained) prediction as the true class. Now a legend names both."""
+    from matplotlib.colors import to_hex
+
+    model = get_model("cnn")
+    fig = gn.draw(model, view="maps", values="example")
+    ax = fig.axes[-1]
+    feeds = example_feeds(model)
+    z = np.asarray(gn.evaluate(model.output, feeds))[0]
+    target = next(np.asarray(v)[0] for k, v in feeds.items() if k != "x" and np.shape(v)[-1] == z.size)
+    predicted, true = int(np.argmax(z)), int(np.argmax(target))
+    assert predicted != true           # the untrained net: the case that misled
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert texts == [f"predicted: {predicted}", f"target: {true}"]
+    bars = ax.patches[:z.size]
+    fills = [to_hex(b.get_facecolor()) for b in bars]
+    assert [k for k, c in enumerate(fills) if c == fills[predicted]] == [predicted]
+    assert bars[true].get_linewidth() == 3 and to_hex(bars[true].get_edgecolor()) != to_hex(bars[predicted].get_edgecolor())

@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 import graphnn as gn
-from graphnn.draw import MIN_FONT_PX, DrawError, available_views
+from graphnn.draw import MIN_FONT_PX, NO_GRADS, DrawError, available_views
 from graphnn.draw.render import render_bytes
 from graphnn.models import available, get_model
 from conftest import require_program
@@ -60,8 +60,8 @@ def svg_cluster_boxes(svg: bytes) -> dict:
 def _draw(model, view):
     differentiable = model.task not in ("perceptron", "hopfield")
     values = "example" if (model.example or model.data) else None
-    return gn.draw(model, view=view, values=values, grads=differentiable and values is not None,
-                   size="slide")
+    grads = differentiable and values is not None and view not in NO_GRADS   # cell/block/maps refuse grads
+    return gn.draw(model, view=view, values=values, grads=grads, size="slide")
 
 
 @pytest.mark.parametrize("name", list(available()))

@@ -35,12 +35,14 @@ def register(sub):
                    help="optimizer of the update (default: the model's, else sgd)")
     p.add_argument("--precision", type=int, default=6, metavar="N",
                    help="significant digits of every number (default 6; exact ones print exactly)")
-    p.add_argument("--format", default="text", choices=FORMATS,
-                   help="text (default), latex (align blocks; with -o x.tex a full document), "
+    p.add_argument("--format", choices=FORMATS,
+                   help="text (the default on stdout), latex (align blocks; with -o x.tex a full document), "
                         "markdown, html (one offline page), pdf (needs -o and pdflatex), "
-                        "beamer (16:9 slides: LaTeX, or a PDF with -o x.pdf)")
+                        "beamer (16:9 slides: LaTeX, or a PDF with -o x.pdf); with -o, the file's "
+                        "ending names it (.txt .tex .md .html .pdf) and a --format that clashes is an error")
     p.add_argument("--pause", action="store_true", help="beamer: uncover a frame's steps one at a time")
-    p.add_argument("-o", "--output", help="write to this file instead of stdout")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="write to FILE (.txt, .tex, .md, .html or .pdf) instead of stdout; missing folders are made")
     p.set_defaults(func=cmd_derive)
 
 
@@ -50,8 +52,12 @@ class DeriveError(GraphnnError):
 
 def cmd_derive(args):
     from ..derive import derive
-    from ..derive.documents import LatexError, MissingToolError, write_atomic
+    from ..derive.documents import LatexError, MissingToolError, file_format, write_atomic
 
+    # the file's format is settled before any work: never text in a .pdf, never HTML in a .tex
+    fmt = file_format(args.output, args.format, option="--format ") if args.output else args.format or "text"
+    if fmt == "pdf" and not args.output:
+        raise DeriveError("--format pdf writes a file: give -o FILE.pdf")
     model = resolve_model(args)
     wrt = [w.strip() for item in args.wrt or [] for w in item.split(",") if w.strip()] or None
     values = True if args.values else None
@@ -59,19 +65,13 @@ def cmd_derive(args):
         values = feeds_from_arguments(model, args.feed)
     d = derive(model, wrt, values=values, view=args.view, update=args.update, lr=args.lr,
                optimizer=args.optimizer, precision=args.precision)
-    pdf = args.format == "pdf" or (args.format == "beamer" and (args.output or "").endswith(".pdf"))
-    if pdf:
-        if not args.output:
-            raise DeriveError("--format pdf writes a file: give -o FILE.pdf")
+    if fmt in ("pdf", "beamer-pdf"):
         try:
-            d.to_pdf(args.output, beamer=args.format == "beamer", pause=args.pause)
+            d.to_pdf(args.output, beamer=fmt == "beamer-pdf", pause=args.pause)
         except (MissingToolError, LatexError) as e:
             raise DeriveError(str(e)) from None
         print(f"wrote {args.output}", file=sys.stderr)
         return 0
-    fmt = args.format
-    if fmt == "latex" and args.output and args.output.endswith(".tex"):
-        fmt = "latex-document"  # a .tex file compiles on its own
     text = d.to_beamer(args.pause) if fmt == "beamer" else d.render(fmt)
     if args.output:
         write_atomic(args.output, text)

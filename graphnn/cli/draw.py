@@ -16,8 +16,9 @@ def register(sub):
                         "block (attention), maps (CNN feature maps), or a view another module registered")
     p.add_argument("--values", action="store_true", help="show values for the model's worked example")
     p.add_argument("--grads", action="store_true",
-                   help="show gradients dE/d· (and δ in units) for the worked example; implies --values")
-    p.add_argument("-o", "--output", metavar="FILE", help="FILE.svg, .png, .pdf or .dot (default: DOT on stdout)")
+                   help="show gradients dE/d· (and δ in units) for the worked example; implies --values "
+                        "(ops, neurons, backward, unrolled; the cell, block and maps views refuse it)")
+    p.add_argument("-o", "--output", metavar="FILE", help="FILE.svg, .png, .pdf or .dot (default: DOT on stdout); missing folders are made")
     p.add_argument("--slide", action="store_true",
                    help="fit a 16:9 slide (1920×1080 px) at a readable font: wide layers collapse, "
                         "middle time steps are elided")
@@ -25,12 +26,12 @@ def register(sub):
     p.add_argument("--wrt", metavar="NAME", help="unrolled view: the weight whose BPTT paths are drawn")
     p.add_argument("--show-steps", type=int, metavar="K",
                    help="unrolled view: draw K of the T steps (the first and last ones), ⋯ for the rest")
-    p.add_argument("--step", type=int, metavar="T", help="cell view: the time step whose values are shown")
+    p.add_argument("--step", type=int, metavar="T", help="cell view: the time step whose values are shown (1 … T; default T)")
     p.add_argument("--example", type=int, default=0, metavar="K",
                    help="which row of the example's batch the units show (default 0)")
-    p.add_argument("--precision", type=int, default=3, help="significant digits of numbers (default 3)")
+    p.add_argument("--precision", type=int, default=3, help="significant digits of numbers (default 3, at least 1)")
     p.add_argument("--max-units", type=int, default=10,
-                   help="neurons view: wider layers show their first units, ⋮ and the last (default 10)")
+                   help="neurons view: wider layers show their first units, ⋮ and the last (default 10, at least 3)")
     p.add_argument("--collapse", action="store_true", help="ops/backward view: one box per group")
     p.set_defaults(func=cmd_draw)
 

@@ -1,6 +1,8 @@
 """``graphnn lecture MODEL -o page.html``: the interactive lecture page, one offline file."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from .common import add_model_arguments, resolve_model
 
 
@@ -10,7 +12,7 @@ def register(sub):
                                    "the backward pass δ by δ, any weight's derivation on a click, the update "
                                    "and a precomputed training run. One file, no network needed.")
     add_model_arguments(p, "lecture")
-    p.add_argument("-o", "--output", metavar="FILE", required=True, help="the page to write (FILE.html)")
+    p.add_argument("-o", "--output", metavar="FILE", required=True, help="the page to write (FILE.html or .htm); missing folders are made")
     p.add_argument("--train", type=int, metavar="N", dest="train_steps",
                    help="precomputed training updates for the play button (default: the model's; "
                         "epochs for a perceptron)")
@@ -25,6 +27,8 @@ def cmd_lecture(args):
     from ..draw.render import require_dot
     from ..lecture import lecture
 
+    if Path(args.output).suffix.lower() not in (".html", ".htm"):   # never a page in x.pdf
+        raise ValueError(f"graphnn lecture writes one HTML page: give -o FILE.html, not {args.output!r}")
     require_dot()     # the pictures are Graphviz drawings: fail before any work
     model = resolve_model(args)
     page = lecture(model, args.output, train_steps=args.train_steps, lr=args.lr, precision=args.precision,

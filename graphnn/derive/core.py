@@ -24,7 +24,7 @@ from ..evaluate import evaluate
 from ..graph import Graph, Node
 from . import documents as docs
 from .printing import DisplayNames, latex, matrix, numbers, printing, product
-from .resolve import Target, parameter_listing, resolve_feeds, resolve_wrt  # noqa: F401 (Target: public here)
+from .resolve import Target, parameter_listing, resolve_feeds, resolve_wrt, training_step  # noqa: F401 (Target: public here)
 
 class DerivationError(GraphnnError):
     """A derivation that cannot be written (a view that does not fit this graph)."""
@@ -219,15 +219,13 @@ class Derivation(docs.RichMixin):
         return writers[fmt]()
 
     def save(self, path, fmt: str | None = None, pause: bool = False) -> Path:
-        """Write to ``path``; the format follows the suffix (.tex is a full document).
-        ``fmt='beamer'`` writes slides: their LaTeX, or compiled for a .pdf path."""
-        path = Path(path)
-        fmt = fmt or {".txt": "text", ".tex": "latex-document", ".md": "markdown",
-                      ".html": "html", ".htm": "html", ".pdf": "pdf"}.get(path.suffix, "text")
-        if fmt == "latex" and path.suffix == ".tex":
-            fmt = "latex-document"  # a .tex file must compile on its own
-        if fmt in ("pdf", "beamer") and path.suffix == ".pdf":
-            return self.to_pdf(path, beamer=fmt == "beamer", pause=pause)
+        """Write to ``path``; the format follows the ending (.txt .tex .md .html .pdf; .tex is
+        a full document) unless ``fmt`` names it. ``fmt='beamer'`` writes slides: their LaTeX,
+        or compiled for a .pdf path. An ending it cannot tell, or a ``fmt`` that clashes with
+        the ending (HTML into x.pdf), is a ValueError (`documents.file_format`)."""
+        fmt = docs.file_format(path, fmt)
+        if fmt in ("pdf", "beamer-pdf"):
+            return self.to_pdf(path, beamer=fmt == "beamer-pdf", pause=pause)
         if fmt == "beamer":
             return docs.write_atomic(path, self.to_beamer(pause))
         return docs.write_atomic(path, self.render(fmt))
@@ -407,10 +405,17 @@ def derive(loss, wrt=None, values=None, view: str = "scalar", update: bool = Fal
             view = "perceptron"
     fn = VIEWS[view]
     feeds, source = resolve_feeds(graph, values, model)
+    feeds, noise = training_step(graph, feeds)     # backprop is a training step: its noise acts
     if wrt is None and getattr(fn, "needs_wrt", True):
         raise ValueError(f"the {view} view needs wrt (what to differentiate by); parameters: "
                          + parameter_listing(graph))
     targets = resolve_wrt(graph, wrt) if wrt is not None else []
+    # --wrt w5,w5 (or W2 and w5 of W2 twice): each derivative once, in the order first asked
+    unique: list = []
+    for t in targets:
+        if not any(t.node is u.node and t.index == u.index for u in unique):
+            unique.append(t)
+    targets = unique
     req = Request(loss, targets, feeds, model, update, lr, optimizer,
                   one_example=getattr(fn, "one_example", False), precision=int(precision))
     with printing(req.precision, req.display):
@@ -419,6 +424,8 @@ def derive(loss, wrt=None, values=None, view: str = "scalar", update: bool = Fal
             items = fn(req)
         except NotImplementedError as e:  # an op with no element formula, a looped scan, …
             raise DerivationError(f"the {view} view cannot be written for this graph: {e}") from None
+    if noise:
+        items = [noise] + list(items)
     if source:
         items = [f"Numbers: {source}."] + list(items)
     return Derivation(req.title or title, items, req.precision, req.display)

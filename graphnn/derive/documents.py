@@ -28,7 +28,7 @@ from .textual import text_prose, to_text
 
 __all__ = ["Prose", "Heading", "MathBlock", "Document", "MissingToolError", "LatexError", "to_latex_align",
            "to_latex_document", "to_markdown", "to_html", "to_text", "text_prose", "compile_pdf", "RichMixin",
-           "split_prose", "write_atomic", "step_rows", "FIT_MACROS", "set_notebook_font", "html_blocks",
+           "split_prose", "write_atomic", "file_format", "SUFFIX_FORMATS", "step_rows", "FIT_MACROS", "set_notebook_font", "html_blocks",
            "html_style"]
 
 
@@ -114,6 +114,41 @@ def to_latex_document(doc: Document) -> str:
     parts += [p + "\n" for p in render_blocks(doc, _fitted_block, tex_prose,
                                                 lambda t: r"{\raggedright\section*{%s}}" % tex_prose(t))]
     return "\n".join(parts + [r"\end{document}", ""])
+
+
+#: a derivation file's ending -> the format it holds when none is named
+SUFFIX_FORMATS = {".txt": "text", ".tex": "latex-document", ".md": "markdown", ".markdown": "markdown",
+                  ".html": "html", ".htm": "html", ".pdf": "pdf"}
+#: the named formats an ending may hold: LaTeX (an article or Beamer slides) in .tex, a PDF
+#: compiled from either in .pdf
+_FITS = {".tex": ("latex", "latex-document", "beamer"), ".pdf": ("pdf", "beamer")}
+
+
+def file_format(path: Union[str, Path], fmt: str | None = None, option: str = "format=") -> str:
+    """The format to write a derivation to ``path`` in: ``fmt`` when named, else the one
+    the ending names (`SUFFIX_FORMATS`). Returns text, latex, latex-document (a .tex file
+    compiles on its own), markdown, html, pdf, beamer (its LaTeX) or beamer-pdf (compiled).
+
+    Never silently wrong: an ending it cannot tell with no ``fmt``, or a ``fmt`` that clashes
+    with a known ending (HTML into x.pdf), is a ValueError naming the path; ``option`` is
+    how the message names the format's setting (the CLI: '--format '). A ``fmt`` with an
+    ending graphnn does not know (notes.log) is the user's choice and is kept."""
+    suffix = Path(path).suffix.lower()
+    natural = SUFFIX_FORMATS.get(suffix)
+    if fmt is None:
+        if natural is None:
+            endings = ", ".join(dict.fromkeys(SUFFIX_FORMATS))
+            raise ValueError(f"cannot tell the derivation format from {str(path)!r}: use a file ending in "
+                             f"{endings}, or name it ({option.strip()})")
+        fmt = natural
+    elif natural is not None and fmt != natural and fmt not in _FITS.get(suffix, ()):
+        raise ValueError(f"{option}{fmt} does not fit {str(path)!r}: a {suffix} file holds "
+                         f"{' or '.join(_FITS.get(suffix, (natural,)))}; change the file's ending or the format")
+    if suffix == ".tex" and fmt == "latex":
+        return "latex-document"   # a .tex file must compile on its own
+    if suffix == ".pdf" and fmt == "beamer":
+        return "beamer-pdf"
+    return fmt
 
 
 def write_atomic(path: Union[str, Path], text: str) -> Path:

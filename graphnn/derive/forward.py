@@ -20,6 +20,7 @@ from ..evaluate import evaluate
 from ..looped import Loop
 from ..ops import Count, Linear, Map, MatMul, Sum
 from ..ops.base import all_indices, concrete_shape
+from ..ops.dropout import STEP, TRAINING
 from .core import Form, Step, first_example, register_view
 from .formulas import Formulas, activation_tex, is_leaf, is_loop_output, same_tex
 from .names import Names, activation_of
@@ -50,7 +51,7 @@ def forward_view(req) -> list:
 def _inputs_prose(req, names, values, scalar=True) -> str:
     parts = []
     for n in req.graph.inputs + [p for p in req.graph.parameters]:
-        if n not in values:
+        if n not in values or n in (TRAINING, STEP):   # dropout's mode and step: plumbing, not data
             continue
         v = np.asarray(values[n])
         if scalar and v.size <= 8:
@@ -69,11 +70,12 @@ def _elementwise(req, names, values, nodes) -> list:
             sym_tex, num_tex = _element_forms(node, idx, names, values)
             value = float(np.asarray(values[node])[idx])
             lhs = names.element(node, idx)
+            value_tex = latex(sympy.Float(value))
             texts = []
-            for t in sym_tex:     # never x_1 = x_1, nor tanh(net_1) twice
-                if not same_tex(t, lhs) and not any(same_tex(t, u) for u in texts):
+            for t in sym_tex:     # never x_1 = x_1, nor tanh(net_1) twice, nor n = 1 = 1 (the value follows)
+                if not same_tex(t, lhs) and not any(same_tex(t, u) for u in texts + [value_tex]):
                     texts.append(t)
-            if num_tex and texts:
+            if num_tex and texts and not any(same_tex(num_tex, u) for u in texts + [value_tex]):
                 texts.append(num_tex)   # a bare leaf's number is its value, which follows
             forms = [Form(tex=t) for t in texts]
             forms.append(Form(expr=sympy.Float(value)))

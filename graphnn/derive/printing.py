@@ -144,6 +144,11 @@ def number(value, digits: int | None = None) -> str:
     return number_latex(value, PRECISION.get() if digits is None else digits)
 
 
+#: two numbers side by side in a product: a number (or a bracketed negative one) before a
+#: bracketed negative number, or a bracketed negative number before a digit
+_NUMBER_THEN_NEGATIVE = re.compile(r"(?:(?<=\d)|(?<=\\right\)))\s+(?=\\left\(-\s*[\d.])|(?<=\\right\))\s+(?=\d)")
+
+
 class TeachingPrinter(LatexPrinter):
     """sympy's LaTeX printer speaking the course's notation (see the module docstring)."""
 
@@ -158,6 +163,11 @@ class TeachingPrinter(LatexPrinter):
 
     def _print_Float(self, expr):
         return number(expr)
+
+    def _print_Mul(self, expr):
+        # sympy writes · only between two bare digits (1 · 0); a bracketed negative number
+        # (a substituted value) would follow with a bare space: 1 (−2) reads as a call
+        return _NUMBER_THEN_NEGATIVE.sub(r" \\cdot ", super()._print_Mul(expr))
 
     def _print_Heaviside(self, expr, exp=None):
         x = self._print(expr.args[0])
@@ -255,7 +265,8 @@ def product(factors, names=None) -> str:
     out = []
     for f in factors:
         tex = f if isinstance(f, str) else latex(f, names)
-        if len(factors) > 1 and (isinstance(f, sympy.Add) or (isinstance(f, str) and needs_brackets(tex))):
+        # a sum, or a negative factor after the first (· −u₁u₂ · reads as a minus sign)
+        if len(factors) > 1 and (isinstance(f, sympy.Add) or needs_brackets(tex)) and (out or isinstance(f, (str, sympy.Add))):
             tex = r"\left(%s\right)" % tex
         out.append(tex)
     return r" \cdot ".join(out) if out else "1"

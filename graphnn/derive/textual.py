@@ -101,6 +101,7 @@ def latex_text(s: str) -> str:
             out.append("" if ch in "{}" else ch)
             i += 1
     text = re.sub(r"[ \t]+", " ", "".join(out))
+    text = re.sub(r"(?<=\S) +\)", ")", text)   # sympy's "\tanh{\left(x \right)}": tanh(x), not tanh(x )
     text = re.sub(r"\((\{[^{}()]*\})\)", r"\1", text)   # \left( cases \right): one bracket is enough
     # "\partial^{+} E" -> "∂⁺E": a derivative symbol binds to what follows.
     return re.sub(r"(∂[⁺⁻⁰¹²³⁴⁵⁶⁷⁸⁹]*) +", r"\1", text)

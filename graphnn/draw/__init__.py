@@ -28,16 +28,24 @@ from .render import MissingDotError, require_dot, save
 VIEWS: dict[str, Callable] = {}
 VIEW_HELP: dict[str, str] = {}
 VIEW_FITS: dict[str, list] = {}
+#: views that draw no gradients (register_view(grads=False)): draw(grads=True) is refused there
+NO_GRADS: set[str] = set()
 
 
-def register_view(name: str, fn: Callable, help: str = "", fits=None) -> Callable:
+def register_view(name: str, fn: Callable, help: str = "", fits=None, grads: bool = True) -> Callable:
     """Make ``draw(..., view=name)`` and ``graphnn draw --view name`` call ``fn(ctx)``.
 
     ``fits``: levels of detail for ``size=`` (see `graphnn.draw.fit`), each a list of option
     sets (DrawContext fields such as ``max_units``, or view options) from the most detailed
     to the most compact; without it, a sized drawing is the plain one scaled into the box.
+    ``grads=False``: the view draws no gradients, so ``draw(grads=True)`` is refused rather
+    than silently ignored.
     """
     VIEWS[name] = fn
+    if not grads:
+        NO_GRADS.add(name)
+    else:
+        NO_GRADS.discard(name)
     VIEW_HELP[name] = help
     VIEW_FITS[name] = list(fits) if fits else [[{}]]
     return fn
@@ -62,6 +70,7 @@ def draw(subject, view: str = "ops", values=None, grads: bool = False, *, params
     _load_views()
     if view not in VIEWS:
         raise UnknownNameError(f"unknown view {view!r}; views: {', '.join(sorted(VIEWS))}")
+    _check_options(view, grads, precision, max_units)
     ctx = make_context(subject, values, grads, params=params, example_index=example_index,
                        precision=precision, max_units=max_units, collapse=collapse,
                        size=None if size is None else slide_size(size), options=options)
@@ -71,6 +80,18 @@ def draw(subject, view: str = "ops", values=None, grads: bool = False, *, params
     if ctx.size is None or getattr(fn, "fits_itself", False):
         return fn(ctx)
     return fit(lambda opts: _with_options(ctx, opts, fn), ctx.size, VIEW_FITS[view])
+
+
+def _check_options(view, grads, precision, max_units) -> None:
+    """One clear error for an option the drawing would otherwise ignore or bend silently."""
+    if grads and view in NO_GRADS:
+        shown = ", ".join(v for v in sorted(VIEWS) if v not in NO_GRADS)
+        raise DrawError(f"the {view} view draws no gradients: drop --grads (grads=True), use --values for its "
+                        f"numbers, or draw gradients in the {shown} view")
+    if int(precision) < 1:
+        raise DrawError(f"--precision (precision=) counts significant digits: at least 1, got {precision}")
+    if int(max_units) < 3:   # a collapsed layer shows its first unit, ⋮ and its last
+        raise DrawError(f"--max-units (max_units=) must be at least 3 (the first unit, ⋮, the last), got {max_units}")
 
 
 def _with_options(ctx, options: dict, fn):
@@ -104,6 +125,6 @@ def available_views() -> dict:
 
 
 __all__ = ["draw", "save", "register_view", "available_views", "VIEWS", "DrawContext", "DrawError",
-           "MissingDotError", "require_dot", "example_feeds", "SLIDE", "MIN_FONT_PX"]
+           "MissingDotError", "require_dot", "example_feeds", "SLIDE", "MIN_FONT_PX", "NO_GRADS"]
 
 make_callable(__name__, draw)   # graphnn.draw(...) is this package's draw()

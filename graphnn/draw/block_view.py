@@ -122,7 +122,8 @@ def draw_block(ctx):
 
 def _register():
     from . import register_view
-    register_view("block", draw_block, "an attention block softmax(QKᵀ/√d_k)V with shapes (and values)")
+    register_view("block", draw_block, "an attention block softmax(QKᵀ/√d_k)V with shapes (and values)",
+                  grads=False)
 
 
 _register()

@@ -78,7 +78,8 @@ class _Cell:
         self.scan = find_scan(ctx.graph)
         self.cell = self.scan.cell
         self.parts = lstm_parts(self.cell)
-        self.step = int(ctx.options.get("step") or self.scan.length)
+        step = ctx.options.get("step")     # None: the last step; 0 is out of range, not "unset"
+        self.step = int(self.scan.length if step is None else step)
         if not 1 <= self.step <= self.scan.length:
             raise DrawError(f"step {self.step} is out of range: the sequence has steps 1 … {self.scan.length}")
         self.values = ctx.memo(("cell", self.step), self._step_values) if ctx.has_values else {}
@@ -210,7 +211,7 @@ def draw_cell(ctx):
 def _register():
     from . import register_view
     register_view("cell", draw_cell, "an LSTM cell as Goodfellow's block diagram: input unit, input/forget/"
-                  "output gates, the state's self-loop (values at one time step)")
+                  "output gates, the state's self-loop (values at one time step)", grads=False)
 
 
 _register()

@@ -3,9 +3,9 @@
 Read off the graph: every conv2d (its filters, and its feature maps after the activation
 that follows it) and every pooling, in data-flow order, then the class scores. With values
 (``values='example'``, ``graphnn draw cnn --view maps --values``) the input digit, each
-feature map of the example and the scores are drawn from `evaluate`'s values; without, the
-filters alone. A multi-channel filter is shown as its mean over the input channels (the
-title says so). Each stage's tiles share one colour scale; filters use a diverging map
+feature map of the example and the scores are drawn from `evaluate`'s values (the predicted
+class's bar filled, the target's outlined, a legend naming both); without, the filters
+alone. A multi-channel filter is shown as its mean over the input channels (the title says so). Each stage's tiles share one colour scale; filters use a diverging map
 (red > 0 > blue).
 
 This view returns a matplotlib ``Figure`` (Jupyter shows it; `graphnn.draw.save` writes
@@ -136,19 +136,36 @@ def _stage(fig, cell, title, tiles, kind, ncols):
     ax.set_title(title, fontsize=TEXT_PT, loc="left")
 
 
+#: the predicted class's bar (filled) and the target class's (a thick outline): both named in
+#: a legend, since a viewer otherwise reads the one highlighted bar as the true class
+PREDICTED, TARGET, OTHER = "#d35400", "#1e8449", "#5d6d7e"
+
+
 def _scores(fig, cell, ctx, z):
+    """The class scores as bars: the prediction argmax(z) filled orange, the target class
+    (a one-hot target row of the output's shape, when fed) outlined green; a legend names
+    both, so neither is mistaken for the other (they differ for an untrained net)."""
+    from matplotlib.patches import Patch
+
     ax = fig.add_subplot(cell)
     classes = np.arange(z.shape[-1])
-    colors = ["#d35400" if k == int(np.argmax(z)) else "#5d6d7e" for k in classes]
-    ax.barh(classes, z, color=colors)
-    ax.set_yticks(classes)
-    ax.invert_yaxis()
-    ax.set_title(f"class scores {_math(ctx.output.name or 'z')}", fontsize=TEXT_PT)
+    predicted = int(np.argmax(z))
     target = next((ctx.values[t] for t in ctx.graph.inputs if t is not ctx.output
                    and tuple(t.shape) == tuple(ctx.output.shape) and t in ctx.values), None)
-    if target is not None:      # one-hot targets: name the true class under the bars
-        ax.set_xlabel(f"target class {int(np.argmax(np.asarray(target)[ctx.example_index]))}",
-                      fontsize=TEXT_PT)
+    true = int(np.argmax(np.asarray(target)[ctx.example_index])) if target is not None else None
+    bars = ax.barh(classes, z, color=[PREDICTED if k == predicted else OTHER for k in classes])
+    handles = [Patch(facecolor=PREDICTED, label=f"predicted: {predicted}")]
+    if true is not None:
+        bars[true].set_edgecolor(TARGET)
+        bars[true].set_linewidth(3)
+        handles.append(Patch(facecolor="none", edgecolor=TARGET, linewidth=3, label=f"target: {true}"))
+    # above the bars, under the title: the figure keeps no room below its axes
+    ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), fontsize=TEXT_PT - 1,
+              frameon=False, handlelength=1.2)
+    ax.set_yticks(classes)
+    ax.invert_yaxis()
+    ax.set_title(f"class scores {_math(ctx.output.name or 'z')}", fontsize=TEXT_PT,
+                 pad=12 + 22 * len(handles))
     ax.tick_params(labelsize=TEXT_PT)
     ax.axvline(0, color="#999999", lw=0.8)
 
@@ -158,7 +175,8 @@ draw_maps.fits_itself = True   # draw() passes size= through instead of fitting 
 
 def _register():
     from . import register_view
-    register_view("maps", draw_maps, "a CNN's filters and feature maps as small images (matplotlib figure)")
+    register_view("maps", draw_maps, "a CNN's filters and feature maps as small images (matplotlib figure)",
+                  grads=False)
 
 
 _register()

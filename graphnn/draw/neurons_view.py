@@ -259,7 +259,8 @@ class _Neurons:
                 if t.names is not None and len(t.names[0]) <= 4:
                     lines.append(small(h(*[x for k, (n, v) in enumerate(zip(t.names[0], row))
                                            for x in (", " if k else None, nm(n), " = ", ctx.num(v))])))
-                elif row.ndim == 1 and set(np.unique(row)) <= {0.0, 1.0} and row.sum() == 1:
+                elif row.ndim == 1 and row.size > 1 and set(np.unique(row)) <= {0.0, 1.0} and row.sum() == 1:
+                    # one-hot needs several classes: a single output's target 1.0 is just t = 1
                     lines.append(small(h(name_html(t), f" = one-hot, class {int(np.argmax(row))}")))
                 else:
                     lines.append(small(h(name_html(t), " = ", ctx.arr(row))))

@@ -63,9 +63,8 @@ def render_bytes(digraph: graphviz.Digraph, fmt: str) -> bytes:
 
 
 def save(digraph: graphviz.Digraph, path) -> Path:
-    """Write ``digraph`` to ``path``; the format comes from the suffix (.dot .svg .png .pdf)."""
+    """Write ``digraph`` to ``path``; the format comes from the suffix (.dot .svg .png .pdf).
+    Missing folders are made (`graphnn.files.atomic_write`)."""
     path = Path(path)
     data = render_bytes(digraph, output_format(path))
-    if path.parent and not path.parent.exists():
-        raise FileNotFoundError(f"cannot write {str(path)!r}: directory {str(path.parent)!r} does not exist")
-    return write_bytes(path, data)     # atomic: no half-written file on failure
+    return write_bytes(path, data)     # atomic, missing folders made, a bad path named in one line
