@@ -18,8 +18,6 @@ generated code reads like the derivation.
 """
 from __future__ import annotations
 
-import keyword
-import re
 from dataclasses import dataclass, field
 
 import sympy
@@ -28,6 +26,7 @@ from graphnn.errors import GraphnnError
 from graphnn.graph import Graph, Node
 from graphnn.ops.base import OpTable, broadcast_index
 
+from .names import INTERNAL_NAMES, RESERVED, identifier
 from .schedule import BATCH, Accumulate, Buffer, Copy, Let, Loop, Program, Scalar, Store, View
 
 
@@ -50,16 +49,7 @@ class Lowered:
 
 #: op class -> fn(node, ctx) -> Lowered (a subclass of a lowered op inherits its lowering)
 LOWERINGS = OpTable("a CPU/CUDA lowering")
-RESERVED = {"np", "math", "numba", "njit", "gemm", "view", "rows", "rows_at", "B", "nB", "i", "j", "k", "l", "m", "n", "o", "q", "p", "r",
-            "c", "s", "w", "g", "step", "order", "start", "stop", "nb", "total", "loss", "acc", "zmax",
-            "lse", "flat_params", "flat_grad", "sum", "max", "min", "abs", "range", "batch_size",
-            # locals the emitters assign (softmax/CE rows, reductions): a buffer named like
-            # one would clash in Numba's typing ("Cannot unify array and float64")
-            "e", "inv", "row", "nb",
-            "tt", "tau", "lo",  # the recurrence loops (codegen/lower_loop.py)
-            *(f"f{d}" for d in range(8)), *(f"n{d}" for d in range(8))}  # fill / batched-matmul loops
 LOOP_INDICES = ("i", "j", "k", "l", "m", "n", "o", "q")
-
 
 def register_lowering(op_class, fn):
     """Register ``fn(node, ctx) -> Lowered`` as the CPU/CUDA lowering of ``op_class``'s nodes."""
@@ -71,14 +61,6 @@ def available_lowerings():
     """The names of the ops that have a lowering."""
     from . import lowerings  # noqa: F401  (the built-in ones register on import)
     return sorted(cls.name for cls in LOWERINGS.classes())
-
-
-def identifier(text: str) -> str:
-    """A readable Python identifier from a node name ('dCE/dW1' → 'dCE_dW1')."""
-    text = re.sub(r"\W+", "_", text.replace("∂", "d").replace("Σ", "sum")).strip("_") or "v"
-    if text[0].isdigit():
-        text = "v" + text
-    return text + "_" if keyword.iskeyword(text) else text
 
 
 class Context:
@@ -93,7 +75,7 @@ class Context:
         self.current = None          # the node being lowered (owner of new temps)
         self.outputs: set = set()    # the program's outputs (always computed into their buffers)
         self._consumers = graph.consumers()
-        self._taken = set(names.values()) | RESERVED
+        self._taken = set(names.values()) | RESERVED | INTERNAL_NAMES
 
     def name(self, node: Node) -> str:
         return self.names[node]

@@ -27,7 +27,8 @@ from graphnn.looped import Loop, LoopGrad, grad_group_members
 
 from .cell_phases import plan_cell
 from .emit_cpu import emit_program
-from .lower import RESERVED, CodegenError, Lowered, identifier, lower_program, register_lowering
+from .lower import CodegenError, Lowered, lower_program, register_lowering
+from .names import RESERVED, unique_name
 from .schedule import Buffer
 
 PHASES = ("static_fwd", "pre", "fwd", "static_bwd", "bwd", "post")
@@ -109,15 +110,8 @@ class Recurrence:
 # -- compiling a phase ---------------------------------------------------------------------
 
 def _names(graph, prefix):
-    names, taken = {}, set(RESERVED)
-    for n in graph.nodes:
-        base = identifier(n.name.split("(")[0] if n.name else n.op.name)
-        name, k = f"{prefix}{base}", 2
-        while name in taken:
-            name, k = f"{prefix}{base}_{k}", k + 1
-        taken.add(name)
-        names[n] = name
-    return names
+    taken = set(RESERVED)
+    return {n: unique_name(n.name.split("(")[0] if n.name else n.op.name, taken, prefix) for n in graph.nodes}
 
 
 def compile_phase(phase, prefix, dtype, doc) -> CellCall:

@@ -25,7 +25,8 @@ from graphnn.graph import Graph
 from graphnn.ops import Constant, Map, Max, SoftmaxCrossEntropy, Sum, Transpose
 from graphnn.ops.base import OpTable
 
-from .lower import RESERVED, CodegenError, identifier, lower_program
+from .lower import CodegenError, lower_program
+from .names import RESERVED, unique_name
 from .schedule import Buffer, Program, Update
 
 
@@ -65,7 +66,7 @@ def lower(model, optimizer, dtype="float64") -> ModelSchedule:
     if not trainable:
         raise CodegenError(f"codegen: model {model.name!r} has no trainable parameters")
     grads = grad(model.loss, trainable)
-    names = _names(model, grads)
+    names = _names(model, grads, optimizer_names(optimizer))
     full = Graph([model.loss, model.output] + [grads[p] for p in trainable])
     inputs = _ordered_inputs(model, full)
     params = [n for n in full.nodes if n.kind == "parameter"]
@@ -108,23 +109,22 @@ def _ordered_inputs(model, graph):
     return first + [n for n in used if n not in first]
 
 
-def _names(model, grads) -> dict:
-    """Identifiers for every node: the graph's names, d_<name> for adjoints, op names else."""
+def optimizer_names(optimizer) -> set:
+    """The update's arguments and train_epoch's per-step arrays: no graph name may take them."""
+    return {*optimizer.hyper, *(f"{h}_per_step" for h in optimizer.hyper), *(f"state_{s}" for s in optimizer.state)}
+
+
+def _names(model, grads, reserved=()) -> dict:
+    """Identifiers for every node: the graph's names, d_<name> for adjoints, op names else;
+    none of them in ``reserved`` or internal to the module (`unique_name`)."""
     record = grads.record
-    taken = set(RESERVED)
+    taken = set(RESERVED) | set(reserved)
     names = {}
 
     def give(node, hint):
         if node in names:
             return
-        base = identifier(hint)
-        if base in RESERVED:
-            base += "_"   # an input called 'i' becomes 'i_' (i, j, … index the loops)
-        name, k = base, 2
-        while name in taken:
-            name, k = f"{base}_{k}", k + 1
-        taken.add(name)
-        names[node] = name
+        names[node] = unique_name(hint, taken)
 
     forward = Graph([model.loss, model.output])
     for n in forward.nodes:            # named nodes first: they keep their names
