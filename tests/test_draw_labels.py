@@ -115,7 +115,7 @@ def test_tied_weights_edges_show_each_uses_term():
     total = gn.evaluate(gn.grad(loss, [W])[W], feeds)
     src = gn.draw(gn.Graph([loss, y]), view="neurons", values=feeds, grads=True, output=y, precision=6).source
     encoder = re.search(r"L0u0 -> L1u0 \[label=<(.*)>", src).group(1)
-    share = html_number(re.search(r"∂E/∂W\[0,0\] = (\S+)</FONT>", encoder).group(1))
+    share = html_number(re.search(r"∂E/∂W\[1,1\] = (\S+)</FONT>", encoder).group(1))
     # the encoder edge shows x_0 δ_h0, the encoder's term: not the total (which adds the decoder's)
     assert share != pytest.approx(total[0, 0], rel=1e-2)
     net_h = h.inputs[0]
@@ -261,3 +261,11 @@ def test_cnn_scores_name_the_prediction_and_the_target_apart():
     fills = [to_hex(b.get_facecolor()) for b in bars]
     assert [k for k, c in enumerate(fills) if c == fills[predicted]] == [predicted]
     assert bars[true].get_linewidth() == 3 and to_hex(bars[true].get_edgecolor()) != to_hex(bars[predicted].get_edgecolor())
+
+
+def test_unnamed_elements_count_from_one_like_the_derivations():
+    """Drawings wrote x[0], W[0,0] where the derivations (and the course's w_ij) write 1, 1."""
+    found = " ".join(labels(gn.draw(_one_output_net(1.0), view="neurons", values="example").source))
+    for label in ("x[1] = 1", "x[2] = 2", "W[1,1] = 0.7", "W[2,1] = −0.8", "b[1] = 0.05", "sigmoid[1] = "):
+        assert label in found, label
+    assert not re.search(r"\[0[,\]]", found)

@@ -280,7 +280,7 @@ def test_the_small_models_not_driven_above_and_a_users_file(tmp_path, capsys):
     assert main(["lecture", str(user), "-o", str(out)]) == 0
     assert "wrote" in capsys.readouterr().out
     page = out.read_text(encoding="utf-8")
-    assert external_references(page) == [] and '"W[0,0]"' in page and '"V[2,0]"' in page
+    assert external_references(page) == [] and '"W[1,1]"' in page and '"V[3,1]"' in page   # counted from 1
 
 
 def test_a_model_too_large_is_refused_clearly_on_the_command_line(tmp_path, capsys):

@@ -45,7 +45,8 @@ def element_label(node: Node, index: tuple, fallback: str) -> str:
     if isinstance(node.op, Transpose) and node.inputs[0].names is not None and len(index) == 2:
         return element_label(node.inputs[0], index[::-1], fallback)
     base = node.name or fallback
-    return f"{base}[{','.join(map(str, fixed))}]" if fixed else base
+    # counted from 1, as the derivations and the course write w_ij (never Python's 0)
+    return f"{base}[{','.join(str(i + 1) for i in fixed)}]" if fixed else base
 
 
 #: DOT ids of the picture's parts (stable: the lecture page addresses them in the SVG)
