@@ -59,9 +59,9 @@ def name_nonfinite(backend, feeds, step: int):
     """
     from graphnn.evaluate import bind
     from graphnn.graph import Graph
-    from graphnn.training.backends import NumpyBackend
+    from graphnn.training.backends import NumpyBackend, feed_scope
 
-    bound = bind(Graph([backend.model.loss]), feeds, None, backend.dtype)
+    bound = bind(Graph([backend.model.loss]), feeds, None, backend.dtype, scope=feed_scope(backend.model))
     check_feeds({n: v for n, v in bound.items() if n.kind == "input"})
     params, state = backend.export_state() if hasattr(backend, "export_state") else (backend.params, backend.state)
     for p, value in params.items():

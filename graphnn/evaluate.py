@@ -4,18 +4,26 @@ Vectorised over the batch, in float64 or float32. Feeds are checked before anyth
 (a missing input, a wrong shape or dtype names the input and what it expected), and a
 node that produces NaN/inf stops evaluation with an error naming that first node.
 
+Feeds and parameter values are keyed by node or by name. A name must name exactly one
+input (feeds) or parameter (params) of the graph evaluated, or of its ``scope`` (a larger
+graph, e.g. the model, whose feeds a part of it may be given): a misspelt name would
+otherwise leave a parameter at its initial value without a word. A node outside the graph
+is ignored (a model's whole parameter dict may be given to part of it).
+
 With ``GRAPHNN_CHECK_SHAPES=1`` (the test suite sets it; ``graphnn --debug`` too) every
 op's output is also checked against the shape and dtype its node declares: the oracle
 checks itself.
 """
 from __future__ import annotations
 
+import difflib
 import os
 
 import numpy as np
 
 from .errors import FeedError, NonFiniteError, ShapeError
 from .graph import Graph, Node
+from .model import Model
 from .ops.base import contiguous, describe, fmt_shape
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
@@ -29,17 +37,22 @@ def resolve_dtype(dtype) -> type:
 
 
 class Evaluator:
-    """Evaluates a fixed set of outputs many times (the topological order is computed once)."""
+    """Evaluates a fixed set of outputs many times (the topological order is computed once).
 
-    def __init__(self, outputs):
+    ``scope``: a larger graph (nodes, a Graph, or a Model) whose inputs and parameters the
+    feeds and values may also name; those the outputs do not read are ignored (see `bind`).
+    """
+
+    def __init__(self, outputs, *, scope=None):
         self.single = isinstance(outputs, Node)
         self.outputs = [outputs] if self.single else list(outputs)
         self.graph = Graph(self.outputs)
+        self.scope = as_graph(scope)
 
     def run(self, feeds=None, params=None, *, dtype="float64", check_finite=True) -> dict:
         """Values of every node of the graph, as a dict node → array."""
         dtype = resolve_dtype(dtype)
-        values = bind(self.graph, feeds, params, dtype)
+        values = bind(self.graph, feeds, params, dtype, scope=self.scope)
         checking = os.environ.get(CHECK_ENV, "") not in ("", "0")
         batch = _batch_size(self.graph, values) if checking else None
         for node in self.graph.nodes:
@@ -81,24 +94,31 @@ def check_output(node, out, batch) -> None:
 
 
 def evaluate(outputs, feeds=None, params=None, *, dtype="float64", check_finite=True,
-             return_values=False):
+             return_values=False, scope=None):
     """Evaluate ``outputs`` (a node or a list) with NumPy.
 
     ``feeds`` maps inputs (nodes or names) to arrays; ``params`` optionally overrides
-    parameter values (default: each parameter's own value). With ``return_values``
-    also returns the dict of every node's value (what drawings and derivations show).
+    parameter values (default: each parameter's own value). A name that names no input
+    (parameter) of the graph, or several, is a `FeedError`; ``scope`` (e.g. the model, when
+    ``outputs`` are part of it) widens the names accepted to its graph's. With
+    ``return_values`` also returns the dict of every node's value (what drawings and
+    derivations show).
     """
-    ev = Evaluator(outputs)
+    ev = Evaluator(outputs, scope=scope)
     values = ev.run(feeds, params, dtype=dtype, check_finite=check_finite)
     outs = [values[o] for o in ev.outputs]
     result = outs[0] if ev.single else outs
     return (result, values) if return_values else result
 
 
-def bind(graph: Graph, feeds, params, dtype) -> dict:
-    """Check and convert the leaves' values: inputs from feeds, parameters, constants."""
-    feeds = _by_node(graph, feeds or {}, "feed")
-    params = _by_node(graph, params or {}, "parameter value")
+def bind(graph: Graph, feeds, params, dtype, *, scope=None) -> dict:
+    """Check and convert the leaves' values: inputs from feeds, parameters, constants.
+
+    Keys are resolved by `resolve` (``scope``: a Graph, or nodes, whose names are accepted too).
+    """
+    scope = as_graph(scope)
+    feeds = resolve(graph, feeds or {}, "input", scope)
+    params = resolve(graph, params or {}, "parameter", scope)
     values, batch = {}, {}
     missing = [n for n in graph.inputs if n not in feeds and n.value is None]  # value: the default
     if missing:
@@ -114,17 +134,65 @@ def bind(graph: Graph, feeds, params, dtype) -> dict:
     return values
 
 
-def _by_node(graph, mapping, what):
+def as_graph(scope):
+    """``scope`` (None, a Graph, a node or nodes, or a Model: its graph) as a Graph or None."""
+    if scope is None or isinstance(scope, Graph):
+        return scope
+    if isinstance(scope, Model):
+        return scope.graph
+    return Graph(scope)
+
+
+#: how a value for each kind of leaf is called in messages
+_WHAT = {"input": "feed", "parameter": "parameter value"}
+_OTHER = {"input": "parameter", "parameter": "input"}
+_WHERE = {"input": "feed it in feeds", "parameter": "give its value in params"}
+
+
+def resolve(graph: Graph, mapping, kind, scope=None) -> dict:
+    """``mapping`` (node or name → value) keyed by the ``kind`` nodes ('input' or 'parameter')
+    of ``graph`` it sets; raise `FeedError` on a key that sets nothing by mistake.
+
+    A node of ``graph`` must be of ``kind``; a node outside it is ignored. A name must name
+    exactly one ``kind`` node of ``graph``; one that names none there but one of ``scope``
+    (a larger graph: the model this graph is part of) is ignored.
+    """
     out = {}
+    what = _WHAT[kind]
     for key, value in mapping.items():
         if isinstance(key, Node):
-            node = key
-        else:
-            node = next((n for n in graph.nodes if n.name == key and n.kind in ("input", "parameter")), None)
-            if node is None:
-                continue  # a feed this graph does not use (e.g. targets when predicting)
-        out[node] = value
+            if key in graph:
+                if key.kind != kind:
+                    raise FeedError(f"{what} {describe(key)} names {_a(key.kind)}, not {_a(kind)}: "
+                                    f"{_WHERE.get(key.kind, 'it is computed')}")
+                out[key] = value
+            continue
+        found = [n for n in graph.nodes if n.name == key and n.kind == kind]
+        if len(found) == 1:
+            out[found[0]] = value
+        elif found:
+            raise FeedError(f"{what} {key!r} is ambiguous: {len(found)} {kind}s of this graph are called "
+                            f"{key!r}; key the values by node")
+        elif scope is None or not any(n.name == key and n.kind == kind for n in scope.nodes):
+            raise FeedError(_unknown(graph, key, kind, what))
     return out
+
+
+def _unknown(graph, key, kind, what) -> str:
+    other = next((n for n in graph.nodes if n.name == key and n.kind == _OTHER[kind]), None)
+    if other is not None:
+        return f"{what} {key!r} names {_a(other.kind)}, not {_a(kind)}: {_WHERE[other.kind]}"
+    known = sorted({n.name for n in graph.nodes if n.kind == kind and n.name})
+    # a case slip first ('h.w' for 'h.W': difflib alone would pick 'h.b')
+    close = [k for k in known if k.lower() == str(key).lower()] or difflib.get_close_matches(str(key), known, n=1)
+    listing = ", ".join(map(repr, known[:8])) + (f", … ({len(known)} in all)" if len(known) > 8 else "")
+    return (f"{what} {key!r} names no {kind} of this graph" + (f" (did you mean {close[0]!r}?)" if close else "")
+            + (f"; its {kind}s: {listing}" if known else f"; it has no {kind}s")
+            + (" (evaluating part of a model? pass scope=model)" if kind == "input" else ""))
+
+
+def _a(kind):
+    return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
 
 
 def _checked(node, value, dtype, batch, what):
