@@ -195,6 +195,13 @@ def _a(kind):
     return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
 
 
+def check_value(node, value, dtype="float64", what=None):
+    """``value`` for the leaf ``node`` checked as `bind` checks it (real numbers, integers for
+    an int node, exactly the node's shape, any batch size) and converted to ``dtype``; a
+    `FeedError` names the node and both shapes. ``what``: its kind ('input', 'parameter')."""
+    return _checked(node, value, resolve_dtype(dtype), {}, what or node.kind)
+
+
 def _checked(node, value, dtype, batch, what):
     arr = np.asarray(value)
     if arr.dtype.kind not in "fiub":

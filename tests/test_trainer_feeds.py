@@ -98,3 +98,32 @@ def test_an_integer_target_input_is_never_one_hot_encoded():
     assert target.dtype == "int" and target.shape == (None, 32)
     given = as_feeds(model.inputs, {"tokens": np.zeros((3, 32), int), "next": np.array([1, 2, 3])})
     assert given["next"].shape == (3,)
+
+
+# -- item 9: set_params checks what evaluate checks ---------------------------------------------
+
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+def test_set_params_takes_nodes_or_names_and_checks_them_like_evaluate(backend):
+    model = _mlp()
+    trainer = gn.Trainer(model, backend=backend)
+    W, b = model.find("h.W"), model.find("h.b")
+    before = {p: v.copy() for p, v in trainer.params.items()}
+    with pytest.raises(gn.FeedError, match=r"^parameter 'h\.W' expects shape \(3, 4\), got \(2, 2\)$"):
+        trainer.set_params({W: np.zeros((2, 2))})        # was numpy's broadcast error, no name
+    with pytest.raises(gn.FeedError, match=r"^parameter 'h\.W' expects shape \(3, 4\), got \(\)$"):
+        trainer.set_params({W: 0.5})                     # was: the whole matrix filled with 0.5
+    with pytest.raises(gn.FeedError, match=r"^parameter value 'h\.w' names no parameter of this graph "
+                                           r"\(did you mean 'h\.W'\?\)"):
+        trainer.set_params({"h.w": np.zeros((3, 4))})
+    with pytest.raises(gn.FeedError, match=r"^parameter 'W' is not a parameter of model 'mlp'$"):
+        trainer.set_params({gn.parameter("W", np.zeros((3, 4))): np.zeros((3, 4))})
+    with pytest.raises(gn.FeedError, match=r"^parameter 'h\.W' expects shape"):
+        trainer.set_params({b: np.ones(4), W: np.zeros((4, 3))})   # all checked before any is set
+    for p, v in trainer.params.items():
+        np.testing.assert_array_equal(v, before[p], err_msg=p.name)
+    trainer.set_params({"h.W": np.ones((3, 4)), b: np.full(4, 0.5)})  # was KeyError: 'h.W'
+    np.testing.assert_array_equal(trainer.params[W], np.ones((3, 4)))
+    np.testing.assert_array_equal(trainer.params[b], np.full(4, 0.5))
+    X, _ = _data()
+    np.testing.assert_allclose(trainer.predict(X), gn.evaluate(model.output, {"x": X}, trainer.params), rtol=1e-12)
+

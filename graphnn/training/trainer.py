@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..data import Dataset, as_feeds, hold_out, split
-from ..errors import GradientError
-from ..graph import Graph
+from ..errors import FeedError, GradientError
+from ..evaluate import check_value, resolve
+from ..graph import Graph, Node
+from ..ops.base import describe
 from ..optim import OPTIMIZERS, Optimizer, make_optimizer
 from . import metrics
 from .backends import BACKENDS, LazyBackend, TrainingFeeds, backend_factory, make_backend, uses_training_mode
@@ -124,11 +126,18 @@ class Trainer:
         return self.backend.params
 
     def set_params(self, values: dict) -> None:
-        """Overwrite parameters ({node: array}) in place, on any backend."""
+        """Overwrite parameters in place, on any backend. ``values``: the model's parameters
+        (nodes, or names as `graphnn.evaluate` takes them) → arrays of exactly their shape (a
+        scalar fills no matrix), all checked before any is set; a `FeedError` names the culprit."""
+        graph = self.model.graph
+        for p in values:
+            if isinstance(p, Node) and p not in graph:   # resolve() would skip it: not here
+                raise FeedError(f"{p.kind} {describe(p)} is not a parameter of model {self.model.name!r}")
+        checked = {p: check_value(p, v) for p, v in resolve(graph, values, "parameter").items()}
         setter = getattr(self.backend, "set_params", None)
         if setter is not None:
-            return setter(values)
-        for p, v in values.items():
+            return setter(checked)
+        for p, v in checked.items():
             self.params[p][...] = v
 
     # -- data ------------------------------------------------------------------------------
