@@ -86,3 +86,17 @@ def hold_out(feeds: dict, fraction, seed=0, what="validation_split") -> tuple:
     if len(held) == 0 or len(keep) == 0:
         raise ValueError(f"{what}={fraction} of {n} examples leaves an empty set")
     return {k: v[keep] for k, v in feeds.items()}, {k: v[held] for k, v in feeds.items()}
+
+
+def with_test_split(data, fraction, seed=0):
+    """``data`` (a Dataset without a test set) with a seeded ``fraction`` of its training
+    examples held out as its test set."""
+    from . import Dataset, split
+
+    if data.test is not None:
+        raise ValueError("the data already has a test set; test_fraction splits data that has none")
+    if not 0 < fraction < 1:
+        raise ValueError(f"test_fraction must lie strictly between 0 and 1, not {fraction}")
+    tr, te = split(data.n_train, fraction, seed)
+    return Dataset({k: v[tr] for k, v in data.train.items()}, {k: v[te] for k, v in data.train.items()},
+                   classes=data.classes)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..data import Dataset, as_feeds, hold_out, split
+from ..data import Dataset, as_feeds, hold_out, with_test_split
 from ..errors import FeedError, GradientError
 from ..evaluate import check_value, resolve
 from ..graph import Graph, Node
@@ -153,7 +153,7 @@ class Trainer:
                        classes=data.classes,
                        validation=None if data.validation is None else as_feeds(inputs, data.validation))
         if test_fraction is not None:
-            data = _with_test_split(data, test_fraction, self.seed)
+            data = with_test_split(data, test_fraction, self.seed)
         if validation_data is not None:
             if validation_split is not None:
                 raise ValueError("give validation_split= or validation_data=, not both")
@@ -421,16 +421,6 @@ def _progress(total, unit, show):
     bar = tqdm(total=total, unit=unit, dynamic_ncols=True, leave=True)
     bar.active = True
     return bar
-
-
-def _with_test_split(data: Dataset, fraction, seed) -> Dataset:
-    if data.test is not None:
-        raise ValueError("the data already has a test set; test_fraction splits data that has none")
-    if not 0 < fraction < 1:
-        raise ValueError(f"test_fraction must lie strictly between 0 and 1, not {fraction}")
-    tr, te = split(data.n_train, fraction, seed)
-    return Dataset({k: v[tr] for k, v in data.train.items()}, {k: v[te] for k, v in data.train.items()},
-                   classes=data.classes)
 
 
 #: Trainer()'s own keywords; the backend factory's positional arguments
