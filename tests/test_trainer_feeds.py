@@ -10,6 +10,7 @@ import graphnn as gn
 from graphnn.cli import main
 from graphnn.data import as_feeds
 from graphnn.models import available, get_model
+from graphnn.training import KeywordError
 
 
 def _mlp(features=3):
@@ -126,4 +127,25 @@ def test_set_params_takes_nodes_or_names_and_checks_them_like_evaluate(backend):
     np.testing.assert_array_equal(trainer.params[b], np.full(4, 0.5))
     X, _ = _data()
     np.testing.assert_allclose(trainer.predict(X), gn.evaluate(model.output, {"x": X}, trainer.params), rtol=1e-12)
+
+
+# -- item 10: Trainer.fit's keywords are checked like gn.fit's ------------------------------------
+
+def test_trainer_fit_names_a_misspelt_or_misplaced_keyword():
+    X, y = _data()
+    trainer = gn.Trainer(_mlp())
+    with pytest.raises(KeywordError, match=r"^Trainer\.fit\(\) got unknown keyword argument 'epoch' \(did you "
+                                           r"mean 'epochs'\?\); Trainer\.fit\(\) takes .*early_stopping, epochs,"):
+        trainer.fit(X, y, epoch=2)                          # was a bare TypeError
+    with pytest.raises(KeywordError, match=r"^Trainer\.fit\(\) got unknown keyword argument 'batchsize' \(did you "
+                                           r"mean 'batch_size'\?\); Trainer\.fit\(\) takes .*; Trainer\(\) takes "
+                                           r".*batch_size"):
+        trainer.fit(X, y, batchsize=2)
+    # a Trainer() keyword given to fit: where it belongs (docs/own-data.md: Trainer(..., batch_size=32))
+    with pytest.raises(KeywordError, match=r"^Trainer\.fit\(\) takes no 'batch_size': it is a Trainer\(\) keyword; "
+                                           r"give it as Trainer\(model, batch_size=\.\.\.\), or use "
+                                           r"gn\.fit\(model, x, y, batch_size=\.\.\.\)$"):
+        trainer.fit(X, y, batch_size=2)
+    assert len(trainer.history) == 0 and trainer.backend.steps == 0   # nothing trained
+    assert len(trainer.fit(X, y, epochs=2, progress=False)) == 2
 

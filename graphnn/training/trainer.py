@@ -23,7 +23,7 @@ from .backends import BACKENDS, LazyBackend, TrainingFeeds, backend_factory, mak
 from .callbacks import EarlyStopping
 from .checkpoint import save_checkpoint
 from .distributed import DataParallel
-from .keywords import check_keywords, keywords_of, takes_any
+from .keywords import KeywordError, check_keywords, keywords_of, takes_any
 from .plot import plot_history
 from .resume import export_state, import_state, read_checkpoint
 from .switching import SwitchingBackend, end_of_training, start_of_training, wants_background
@@ -185,7 +185,7 @@ class Trainer:
     # -- training --------------------------------------------------------------------------
     def fit(self, x=None, y=None, *, epochs=None, steps=None, validation_split=None, validation_data=None,
             callbacks=(), log=None, log_every=None, progress=None, early_stopping=None, monitor=None,
-            restore_best=True):
+            restore_best=True, **unknown):
         """Run ``epochs`` passes over the data, or ``steps`` updates; return the History.
 
         ``x``, ``y``: training arrays (or a feeds dict) replacing the training data (a test set
@@ -197,7 +197,11 @@ class Trainer:
         epochs or ≥ 1000 steps). ``early_stopping=k`` stops after k rows without improvement
         of ``monitor`` (default 'val_loss' with validation data, else 'loss') and, with
         ``restore_best``, puts back the parameters of the best row.
+        Any other keyword is a `KeywordError` naming it (a `Trainer()` keyword, such as
+        ``batch_size``, as one), before anything trains.
         """
+        if unknown:
+            _check_fit_keywords(unknown)
         if x is not None:
             if self.comm is not None:
                 raise ValueError("data-parallel training takes its data when the Trainer is built, not in fit()")
@@ -427,6 +431,16 @@ def _progress(total, unit, show):
 TRAINER_KEYWORDS = keywords_of(Trainer.__init__) - {"model"}
 FIT_KEYWORDS = keywords_of(Trainer.fit) - {"x", "y"}
 BACKEND_ARGUMENTS = {"model", "optimizer", "dtype", "params"}
+
+
+def _check_fit_keywords(given) -> None:
+    """Raise `KeywordError` for ``given``, keywords fit does not take: a Trainer() keyword is
+    named as one (docs/own-data.md sets batch_size there), a typo gets its closest match."""
+    for k in given:
+        if k in TRAINER_KEYWORDS:
+            raise KeywordError(f"Trainer.fit() takes no {k!r}: it is a Trainer() keyword; give it as "
+                               f"Trainer(model, {k}=...), or use gn.fit(model, x, y, {k}=...)")
+    check_keywords(given, {"Trainer.fit()": FIT_KEYWORDS, "Trainer()": TRAINER_KEYWORDS}, "Trainer.fit()")
 
 
 def _name(spec):
