@@ -243,7 +243,8 @@ class CudaBackend:
             key = (node, id(host))
             if key not in self._data:
                 arr = _plain(np.asarray(host, dtype=self.dtype))
-                check_feeds({node: arr})   # once per training array, on entry                self._data = {k: v for k, v in self._data.items() if k[0] is not node}
+                check_feeds({node: arr})   # once per training array, on entry
+                self._data = {k: v for k, v in self._data.items() if k[0] is not node}   # its old copy goes
                 self._data[key] = (host, self.cuda.to_device(arr.reshape(arr.shape[0], -1)))
             out[self._names[node]] = self._data[key][1]
         return out
