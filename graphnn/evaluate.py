@@ -2,7 +2,9 @@
 
 Vectorised over the batch, in float64 or float32. Feeds are checked before anything runs
 (a missing input, a wrong shape or dtype names the input and what it expected), and a
-node that produces NaN/inf stops evaluation with an error naming that first node.
+node that produces NaN/inf stops evaluation with an error naming that first node — or,
+when the data are to blame, the input: one that holds NaN/inf (`check_finite_feeds`, the
+check every backend makes of its training arrays) or an empty batch (a mean over no rows).
 
 Feeds and parameter values are keyed by node or by name. A name must name exactly one
 input (feeds) or parameter (params) of the graph evaluated, or of its ``scope`` (a larger
@@ -16,6 +18,7 @@ checks itself.
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 
@@ -55,18 +58,33 @@ class Evaluator:
         values = bind(self.graph, feeds, params, dtype, scope=self.scope)
         checking = os.environ.get(CHECK_ENV, "") not in ("", "0")
         batch = _batch_size(self.graph, values) if checking else None
-        for node in self.graph.nodes:
-            if node in values:
-                continue
-            args = [values[x] for x in node.inputs]
-            out = np.asarray(node.op.reference(node, *args))
-            if checking:
-                check_output(node, out, batch)
-            if out.dtype != dtype:
-                out = out.astype(dtype)
-            if check_finite and out.size and not np.isfinite(out).all():
-                raise NonFiniteError(_nonfinite_message(node, args, out), node)
-            values[node] = out
+        empty = _empty_input(self.graph, values)
+        # an empty batch's 0/0 is reported below as the empty batch: no numpy warning first
+        quiet = np.errstate(divide="ignore", invalid="ignore") if empty is not None else contextlib.nullcontext()
+        with quiet:
+            for node in self.graph.nodes:
+                if node in values:
+                    continue
+                args = [values[x] for x in node.inputs]
+                try:
+                    out = np.asarray(node.op.reference(node, *args))
+                except (ValueError, NonFiniteError) as e:
+                    # a max over no rows; a nested evaluation (a scan's cell) that met the bad
+                    # data: named as this graph's data, not as the cell's slice of them
+                    if empty is not None:
+                        raise FeedError(_empty_message(empty, values[empty].shape, node,
+                                                       f"cannot be computed ({e})")) from None
+                    if isinstance(e, NonFiniteError) and check_finite:
+                        check_finite_feeds({n: v for n, v in values.items() if n.kind == "input"})
+                    raise
+                if checking:
+                    check_output(node, out, batch)
+                if out.dtype != dtype:
+                    out = out.astype(dtype)
+                if check_finite and out.size and not np.isfinite(out).all():
+                    _blame_the_data(node, out, values, empty)
+                    raise NonFiniteError(_nonfinite_message(node, args, out), node)
+                values[node] = out
         return values
 
     def __call__(self, feeds=None, params=None, **kw):
@@ -218,6 +236,40 @@ def _checked(node, value, dtype, batch, what):
             raise FeedError(f"batch sizes differ: {what} {describe(node)} has {arr.shape[0]} rows, "
                             f"{describe(first[1])} has {first[0]}")
     return contiguous(arr, dtype=dtype)
+
+
+def check_finite_feeds(values: dict, what="input") -> None:
+    """``values``: node → array (as a backend will use them); raise `NonFiniteError` naming the
+    first node that holds NaN/inf and where. The one check of data every backend makes: the
+    compiled ones and the reference on each training array once, on entry (not per batch);
+    the evaluator when a NaN/inf appears, to blame the data rather than the net."""
+    for node, value in values.items():
+        value = np.asarray(value)
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            where = np.argwhere(~np.isfinite(value))[0]
+            bad = value[tuple(where)]
+            raise NonFiniteError(f"{what} {describe(node)} holds {bad} at index {tuple(int(i) for i in where)}: "
+                                 "data must be finite numbers", node)
+
+
+def _empty_input(graph, values):
+    """The first input fed an empty batch (0 rows), or None."""
+    return next((n for n in graph.inputs if n.shape and n.shape[0] is None and n in values
+                 and values[n].shape[0] == 0), None)
+
+
+def _empty_message(empty, shape, node, happened) -> str:
+    return (f"input {describe(empty)} is an empty batch, shape {fmt_shape(shape)}: {node.op.label(node)} node "
+            f"{describe(node)} {happened} over 0 examples; feed at least one example")
+
+
+def _blame_the_data(node, out, values, empty) -> None:
+    """``node`` produced NaN/inf: raise naming the data if they are the cause (an input that
+    holds NaN/inf, an empty batch), since no learning rate is then to blame."""
+    if empty is not None:
+        bad = "NaN" if np.isnan(out).any() else "inf"
+        raise FeedError(_empty_message(empty, values[empty].shape, node, f"is {bad}"))
+    check_finite_feeds({n: v for n, v in values.items() if n.kind == "input"})
 
 
 def _nonfinite_message(node, args, out):

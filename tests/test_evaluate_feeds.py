@@ -1,6 +1,8 @@
 """The reference evaluator's feeds and parameter values by name, and what it says about bad
-data: unknown and ambiguous names (bug hunt A, item 5)."""
+data: unknown and ambiguous names, empty batches, NaN in the data (bug hunt A, items 5, 12)."""
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pytest
@@ -86,3 +88,66 @@ def test_every_builtin_model_names_a_misspelt_parameter(name):
     gn.evaluate([model.loss, model.output], feeds, model.initial_params())     # the model's own feeds pass
     gn.evaluate(model.output, feeds, scope=model)
 
+
+# -- item 12: bad data is named as bad data, not as a learning rate to lower ---------------------
+
+def test_an_empty_batch_is_named_not_blamed_on_the_learning_rate():
+    m = _mlp()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                       # no numpy RuntimeWarning on the way
+        with pytest.raises(gn.FeedError, match=r"^input 'x' is an empty batch, shape \(0, 3\): ÷ node 'L' "
+                                               r"is NaN over 0 examples; feed at least one example$"):
+            gn.evaluate(m.loss, {"x": X[:0], "y": Y[:0]})   # was: NaN from 'L', lower the learning rate
+        assert gn.evaluate(m.output, {"x": X[:0]}).shape == (0, 1)   # no mean, no NaN: nothing to say
+
+
+@pytest.mark.parametrize("name", available())
+def test_every_builtin_model_names_an_empty_batch_or_evaluates_it(name):
+    model = get_model(name)
+    example = model.example_feeds()
+    if example is None:
+        pytest.skip(f"{name} has no example feeds")
+    empty = {k: np.asarray(v)[:0] for k, v in example[0].items()}
+    if not any(np.asarray(v).ndim for v in empty.values()):
+        pytest.skip(f"{name} has no batched inputs")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            values = gn.evaluate([model.loss, model.output], empty)
+        except gn.FeedError as e:
+            assert "is an empty batch, shape (0" in str(e) and "\n" not in str(e)
+        else:
+            assert all(np.isfinite(v).all() for v in values)
+
+
+def test_nan_in_the_data_names_the_input_and_where():
+    m = _mlp()
+    bad = X.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(gn.NonFiniteError, match=r"^input 'x' holds nan at index \(3, 1\): "
+                                                r"data must be finite numbers$") as err:
+        gn.evaluate(m.loss, {"x": bad, "y": Y})             # was: linear node 'h.net', lower the learning rate
+    assert err.value.node is m.inputs[0]
+    with pytest.raises(gn.NonFiniteError, match=r"^input 'y' holds inf at index \(2, 0\)"):
+        gn.evaluate(m.loss, {"x": X, "y": np.where(np.arange(4)[:, None] == 2, np.inf, Y)})
+    # a NaN the net makes itself is still the first node's, with the advice
+    with np.errstate(over="ignore"), pytest.raises(gn.NonFiniteError, match=r"'h\.net' is the first to "
+                                                                           r"produce inf.*Lower the learning rate"):
+        gn.evaluate(m.loss, {"x": X, "y": Y}, {"h.W": np.full((3, 4), 1e308)})
+
+
+@pytest.mark.parametrize("name", available())
+def test_every_builtin_model_names_nan_in_its_data(name):
+    model = get_model(name)
+    example = model.example_feeds()
+    if example is None:
+        pytest.skip(f"{name} has no example feeds")
+    feeds = {k: np.array(v, dtype=float) for k, v in example[0].items()}
+    node = next((n for n in model.inputs if n.dtype != "int" and n.name in feeds and feeds[n.name].size), None)
+    if node is None:
+        pytest.skip(f"{name} has no float input")
+    feeds[node.name].flat[-1] = np.nan
+    where = np.unravel_index(feeds[node.name].size - 1, feeds[node.name].shape)
+    with pytest.raises(gn.NonFiniteError, match=rf"^input {node.name!r} holds nan at index "
+                                                rf"\({', '.join(map(str, where))},?\): data must be finite"):
+        gn.evaluate(model.loss, feeds)

@@ -3,6 +3,8 @@ reinterpreted, parameters are set with the evaluator's checks, fit's keywords ar
 and bad training data is named on every backend (bug hunt A, items 1, 9, 10 and 12)."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -149,3 +151,28 @@ def test_trainer_fit_names_a_misspelt_or_misplaced_keyword():
     assert len(trainer.history) == 0 and trainer.backend.steps == 0   # nothing trained
     assert len(trainer.fit(X, y, epochs=2, progress=False)) == 2
 
+
+# -- item 12: NaN in the training data is named alike on every backend ---------------------------
+
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+@pytest.mark.parametrize("schedule", [{"epochs": 1, "batch_size": 4}, {"epochs": 1}, {"steps": 2}])
+def test_nan_in_the_training_data_is_named_alike_on_every_backend(backend, schedule):
+    X, y = _data()
+    X[3, 1] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                     # was a numpy RuntimeWarning on the way
+        with pytest.raises(gn.NonFiniteError, match=r"^input 'x' holds nan at index \(3, 1\): "
+                                                    r"data must be finite numbers$") as err:
+            gn.fit(_mlp(), X, y, backend=backend, progress=False, **schedule)
+    assert err.value.node.name == "x"                     # was: linear node 'h.net', lower the learning rate
+
+
+def test_the_reference_checks_each_training_array_once_not_each_batch(monkeypatch):
+    from graphnn.training import backends
+
+    calls = []
+    monkeypatch.setattr(backends, "check_finite_feeds", lambda values: calls.append(list(values)))
+    X, y = _data(40)
+    trainer = gn.Trainer(_mlp(), batch_size=4)
+    trainer.fit(X, y, epochs=3, progress=False)
+    assert sorted(node.name for [node] in calls) == ["x", "y"]   # 10 batches × 3 epochs: checked once
