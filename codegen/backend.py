@@ -14,7 +14,7 @@ import numpy as np
 
 from graphnn.evaluate import bind, check_finite_feeds, resolve_dtype
 from graphnn.graph import Graph
-from graphnn.training.backends import epoch_by_steps, feed_scope
+from graphnn.training.backends import epoch_by_steps
 
 from .cache import load_generated_module
 from .finite import guarded_epoch, name_nonfinite, step_is_finite
@@ -57,7 +57,6 @@ class CpuBackend:
         self._buffers: dict = {}
         self._data: dict = {}
         self._recorded = None
-        self._scope = feed_scope(model)   # the names feeds may hold (graphnn.evaluate.resolve)
 
     # -- storage -----------------------------------------------------------------------
     def _init_params(self, start):
@@ -97,7 +96,7 @@ class CpuBackend:
 
     def _feeds(self, graph_nodes, feeds):
         """Checked, converted feeds by name (the reference's own checks and errors)."""
-        values = bind(Graph(graph_nodes), feeds, None, self.dtype, scope=self._scope)
+        values = bind(Graph(graph_nodes), feeds, None, self.dtype)
         # C-contiguous: the generated code views and multiplies inputs as such (codegen/intrinsics.py)
         return {self.schedule.names[n]: np.ascontiguousarray(_one(v)) for n, v in values.items() if n.kind == "input"}
 

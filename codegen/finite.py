@@ -49,9 +49,9 @@ def name_nonfinite(backend, feeds, step: int):
     parameter is already non-finite, or that only the compiled code produced it.
     """
     from graphnn.graph import Graph
-    from graphnn.training.backends import NumpyBackend, feed_scope
+    from graphnn.training.backends import NumpyBackend
 
-    bound = bind(Graph([backend.model.loss]), feeds, None, backend.dtype, scope=feed_scope(backend.model))
+    bound = bind(Graph([backend.model.loss]), feeds, None, backend.dtype)
     check_finite_feeds({n: v for n, v in bound.items() if n.kind == "input"})
     params, state = backend.export_state() if hasattr(backend, "export_state") else (backend.params, backend.state)
     for p, value in params.items():

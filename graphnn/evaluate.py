@@ -6,11 +6,14 @@ node that produces NaN/inf stops evaluation with an error naming that first node
 when the data are to blame, the input: one that holds NaN/inf (`check_finite_feeds`, the
 check every backend makes of its training arrays) or an empty batch (a mean over no rows).
 
-Feeds and parameter values are keyed by node or by name. A name must name exactly one
-input (feeds) or parameter (params) of the graph evaluated, or of its ``scope`` (a larger
-graph, e.g. the model, whose feeds a part of it may be given): a misspelt name would
-otherwise leave a parameter at its initial value without a word. A node outside the graph
-is ignored (a model's whole parameter dict may be given to part of it).
+Feeds and parameter values are keyed by node or by name (`resolve`). A parameter name must
+name exactly one parameter of the graph evaluated (or of its ``scope``: the model it is part
+of): a misspelt one would leave the parameter at its value without a word. Feeds are a bag:
+a name no input of this graph has is ignored (one feed dict serves a model's loss, its
+output without the target, a hidden node), unless it is a mistake that would go unnoticed
+(a parameter's name, a near miss of an input that falls back to its default); an input
+left unfed is an error that lists the names that fed nothing. A node outside the graph is
+ignored (a model's whole parameter dict may be given to part of it).
 
 With ``GRAPHNN_CHECK_SHAPES=1`` (the test suite sets it; ``graphnn --debug`` too) every
 op's output is also checked against the shape and dtype its node declares: the oracle
@@ -42,8 +45,8 @@ def resolve_dtype(dtype) -> type:
 class Evaluator:
     """Evaluates a fixed set of outputs many times (the topological order is computed once).
 
-    ``scope``: a larger graph (nodes, a Graph, or a Model) whose inputs and parameters the
-    feeds and values may also name; those the outputs do not read are ignored (see `bind`).
+    ``scope``: a larger graph (nodes, a Graph, or a Model) whose parameters the values may
+    also name; those the outputs do not read are ignored (see `resolve`).
     """
 
     def __init__(self, outputs, *, scope=None):
@@ -115,12 +118,12 @@ def evaluate(outputs, feeds=None, params=None, *, dtype="float64", check_finite=
              return_values=False, scope=None):
     """Evaluate ``outputs`` (a node or a list) with NumPy.
 
-    ``feeds`` maps inputs (nodes or names) to arrays; ``params`` optionally overrides
-    parameter values (default: each parameter's own value). A name that names no input
-    (parameter) of the graph, or several, is a `FeedError`; ``scope`` (e.g. the model, when
-    ``outputs`` are part of it) widens the names accepted to its graph's. With
-    ``return_values`` also returns the dict of every node's value (what drawings and
-    derivations show).
+    ``feeds`` maps inputs (nodes or names) to arrays (names no input has are ignored; see
+    `resolve`); ``params`` optionally overrides parameter values (default: each parameter's
+    own value). A parameter name that names no parameter of the graph, or several, is a
+    `FeedError`; ``scope`` (e.g. the model, when ``outputs`` are part of it) widens the names
+    accepted to its graph's. With ``return_values`` also returns the dict of every node's
+    value (what drawings and derivations show).
     """
     ev = Evaluator(outputs, scope=scope)
     values = ev.run(feeds, params, dtype=dtype, check_finite=check_finite)
@@ -135,13 +138,18 @@ def bind(graph: Graph, feeds, params, dtype, *, scope=None) -> dict:
     Keys are resolved by `resolve` (``scope``: a Graph, or nodes, whose names are accepted too).
     """
     scope = as_graph(scope)
-    feeds = resolve(graph, feeds or {}, "input", scope)
+    given = feeds or {}
+    feeds = resolve(graph, given, "input", scope)
     params = resolve(graph, params or {}, "parameter", scope)
     values, batch = {}, {}
     missing = [n for n in graph.inputs if n not in feeds and n.value is None]  # value: the default
     if missing:
+        names = {n.name for n in graph.inputs}
+        unused = [k for k in given if isinstance(k, str) and k not in names]   # a misspelt one, perhaps
         raise FeedError("missing feed for " + ", ".join(f"input {describe(n)} of shape {fmt_shape(n.shape)}"
-                                                        for n in missing))
+                                                        for n in missing)
+                        + (f"; the feeds also hold {', '.join(map(repr, unused))}, which no input of this "
+                           "graph is called" if unused else ""))
     for node in graph.nodes:
         if node.kind == "input":
             values[node] = _checked(node, feeds[node] if node in feeds else node.value, dtype, batch, "input")
@@ -171,9 +179,11 @@ def resolve(graph: Graph, mapping, kind, scope=None) -> dict:
     """``mapping`` (node or name → value) keyed by the ``kind`` nodes ('input' or 'parameter')
     of ``graph`` it sets; raise `FeedError` on a key that sets nothing by mistake.
 
-    A node of ``graph`` must be of ``kind``; a node outside it is ignored. A name must name
-    exactly one ``kind`` node of ``graph``; one that names none there but one of ``scope``
-    (a larger graph: the model this graph is part of) is ignored.
+    A node of ``graph`` must be of ``kind``; a node outside it is ignored. A name that names
+    several ``kind`` nodes of ``graph`` is ambiguous. A parameter name must name one of
+    ``graph``'s parameters, or one of ``scope``'s (a larger graph: the model this graph is
+    part of; ignored). A feed name that names no input is ignored (feeds are a bag: the
+    model's target when only its output is evaluated), unless `_extra_feed` finds a mistake.
     """
     out = {}
     what = _WHAT[kind]
@@ -191,22 +201,48 @@ def resolve(graph: Graph, mapping, kind, scope=None) -> dict:
         elif found:
             raise FeedError(f"{what} {key!r} is ambiguous: {len(found)} {kind}s of this graph are called "
                             f"{key!r}; key the values by node")
+        elif kind == "input":
+            _extra_feed(graph, key, mapping)
         elif scope is None or not any(n.name == key and n.kind == kind for n in scope.nodes):
-            raise FeedError(_unknown(graph, key, kind, what))
+            raise FeedError(_unknown(graph, key, kind, what, scoped=scope is not None))
     return out
 
 
-def _unknown(graph, key, kind, what) -> str:
+def _extra_feed(graph, key, given) -> None:
+    """Raise if feed name ``key`` (no input of ``graph`` has it) is a mistake nothing else would
+    catch: a parameter's name, or a near miss of an input that nothing feeds and that has a
+    default (dropout's ``training``: the default would be used without a word). A near miss
+    of an input without a default is left to the missing-feed error, which lists ``key``."""
+    if any(n.name == key and n.kind == "parameter" for n in graph.nodes):
+        raise FeedError(_unknown(graph, key, "input", "feed"))
+    fed = {getattr(k, "name", k) for k in given}
+    defaulted = [n.name for n in graph.inputs if n.value is not None and n.name and n.name not in fed]
+    close = _close(key, defaulted, cutoff=0.75)
+    if close:
+        raise FeedError(f"feed {key!r} names no input of this graph (did you mean {close!r}? it is not fed, "
+                        f"so its default would be used)")
+
+
+def _close(key, names, cutoff=0.6):
+    """The name ``key`` most likely misspells: a case slip first ('h.w' for 'h.W': difflib alone
+    would pick 'h.b'), else difflib's closest; None."""
+    same = [k for k in names if k.lower() == str(key).lower()]
+    found = same or difflib.get_close_matches(str(key), names, n=1, cutoff=cutoff)
+    return found[0] if found else None
+
+
+def _unknown(graph, key, kind, what, scoped=False) -> str:
     other = next((n for n in graph.nodes if n.name == key and n.kind == _OTHER[kind]), None)
     if other is not None:
         return f"{what} {key!r} names {_a(other.kind)}, not {_a(kind)}: {_WHERE[other.kind]}"
     known = sorted({n.name for n in graph.nodes if n.kind == kind and n.name})
-    # a case slip first ('h.w' for 'h.W': difflib alone would pick 'h.b')
-    close = [k for k in known if k.lower() == str(key).lower()] or difflib.get_close_matches(str(key), known, n=1)
+    close = _close(key, known)
     listing = ", ".join(map(repr, known[:8])) + (f", … ({len(known)} in all)" if len(known) > 8 else "")
-    return (f"{what} {key!r} names no {kind} of this graph" + (f" (did you mean {close[0]!r}?)" if close else "")
+    return (f"{what} {key!r} names no {kind} of this graph" + (f" (did you mean {close!r}?)" if close else "")
             + (f"; its {kind}s: {listing}" if known else f"; it has no {kind}s")
-            + (" (evaluating part of a model? pass scope=model)" if kind == "input" else ""))
+            # no close name: perhaps a parameter of the model outside this part of it
+            + (" (evaluating part of a model? pass scope=model)" if kind == "parameter" and not close
+               and not scoped else ""))
 
 
 def _a(kind):

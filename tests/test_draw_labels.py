@@ -174,7 +174,7 @@ def test_lstm_cell_view_values_agree_with_the_unrolled_graph():
     src = gn.draw(looped, view="cell", values="example", precision=6).source
     for role, node in (("forget gate", "f_3"), ("input gate", "i_3"), ("output gate", "o_3"),
                        ("input unit", "g_3"), ("state", "c_3")):
-        value = gn.evaluate(unrolled.find(node), unrolled.example, scope=unrolled)[0]   # part of the model
+        value = gn.evaluate(unrolled.find(node), unrolled.example)[0]
         box = re.search(rf"<B>{role} [^<]*<SUB>t</SUB></B>.*?mean ([^ ]+) ", src).group(1)
         assert html_number(box) == pytest.approx(value.mean(), rel=1e-5), role
     assert "fig. 10.16" in src and "self-loop" in src
@@ -196,7 +196,7 @@ def test_cnn_maps_view_shows_the_evaluated_feature_maps(tmp_path):
     fig = gn.draw(model, view="maps", values="example")
     images = [np.ma.filled(a.get_images()[0].get_array().astype(float), np.nan) for a in fig.axes if a.get_images()]
     feeds = example_feeds(model)                                  # the first training digit
-    a1 = gn.evaluate(model.find("a1"), feeds, scope=model)[0]     # (16, 8, 8); the model's feeds
+    a1 = gn.evaluate(model.find("a1"), feeds)[0]                  # (16, 8, 8)
     K1 = model.find("K1").value
     assert np.allclose(images[0], np.asarray(feeds["x"])[0, 0])
     filters, maps = images[1], images[2]          # 16 tiles each, 8 high, 2 wide, blank gaps

@@ -38,26 +38,39 @@ def test_an_unknown_parameter_name_is_an_error_naming_it_and_the_known_ones():
         gn.evaluate(m.output, {"x": X}, {m.inputs[0]: X})
 
 
-def test_an_unknown_feed_name_is_an_error_naming_it():
+def test_a_part_of_a_model_takes_the_models_parameter_names_with_scope():
     m = _mlp()
-    with pytest.raises(gn.FeedError, match=r"^feed 'bogus' names no input of this graph; its inputs: 'x'"):
-        gn.evaluate(m.output, {"x": X, "bogus": 1.0})
-    with pytest.raises(gn.FeedError, match=r"^feed 'h\.W' names a parameter, not an input"):
+    hidden, values = m.find("h"), {"h.W": np.zeros((3, 4)), "out.W": np.zeros((4, 1))}
+    with pytest.raises(gn.FeedError, match=r"^parameter value 'out\.W' names no parameter of this graph; its "
+                                           r"parameters: 'h\.W', 'h\.b' \(evaluating part of a model\? pass "
+                                           r"scope=model\)$"):
+        gn.evaluate(hidden, {"x": X}, values)
+    np.testing.assert_array_equal(gn.evaluate(hidden, {"x": X}, values, scope=m),
+                                  gn.evaluate(hidden, {"x": X}, {"h.W": values["h.W"]}))
+    with pytest.raises(gn.FeedError, match=r"^parameter value 'h\.w' names no parameter"):
+        gn.evaluate(hidden, {"x": X}, {"h.w": values["h.W"]}, scope=m)
+    # a node outside the graph is not a typo: a model's whole parameter dict may be given to part of it
+    np.testing.assert_array_equal(gn.evaluate(hidden, {"x": X}, m.initial_params()), gn.evaluate(hidden, {"x": X}))
+
+
+def test_feeds_are_a_bag_but_a_feed_that_would_go_unnoticed_is_an_error():
+    m = _mlp()
+    # one feed dict serves the loss and the output (the target is not read): intended, kept
+    np.testing.assert_array_equal(gn.evaluate(m.output, {"x": X, "y": Y, "bogus": 1.0}), gn.evaluate(m.output, {"x": X}))
+    with pytest.raises(gn.FeedError, match=r"^feed 'h\.W' names a parameter, not an input: give its value in params$"):
         gn.evaluate(m.output, {"x": X, "h.W": np.zeros((3, 4))})
     with pytest.raises(gn.FeedError, match=r"^feed 'h\.W' names a parameter, not an input"):
         gn.evaluate(m.output, {"x": X, m.find("h.W"): np.zeros((3, 4))})
-    # the target belongs to the model, not to the output's graph: an error unless the model is the scope
-    with pytest.raises(gn.FeedError, match=r"^feed 'y' names no input of this graph; its inputs: 'x' "
-                                           r"\(evaluating part of a model\? pass scope=model\)$"):
-        gn.evaluate(m.output, {"x": X, "y": Y})
-    np.testing.assert_array_equal(gn.evaluate(m.output, {"x": X, "y": Y}, scope=m), gn.evaluate(m.output, {"x": X}))
-    np.testing.assert_array_equal(gn.evaluate(m.output, {"x": X, "y": Y}, scope=m.loss),
-                                  gn.evaluate(m.output, {"x": X}))
-    with pytest.raises(gn.FeedError, match=r"^feed 'bogus' names no input of this graph"):
-        gn.evaluate(m.output, {"x": X, "bogus": 1.0}, scope=m)
-    # a node outside the graph is not a typo: a model's whole parameter dict may be given to part of it
-    params = m.initial_params()
-    np.testing.assert_array_equal(gn.evaluate(m.find("h"), {"x": X}, params), gn.evaluate(m.find("h"), {"x": X}))
+    with pytest.raises(gn.FeedError, match=r"^missing feed for input 'x' of shape \(B, 3\); the feeds also hold "
+                                           r"'X', 'bogus', which no input of this graph is called$"):
+        gn.evaluate(m.output, {"X": X, "bogus": 1.0})
+    # an input with a default (dropout's training flag) would fall back to it without a word
+    x = gn.input("x", (None, 3))
+    y = gn.dropout(x, 0.5, seed=1)
+    assert not np.array_equal(gn.evaluate(y, {"x": np.ones((4, 3)), "training": 1.0}), np.ones((4, 3)))
+    with pytest.raises(gn.FeedError, match=r"^feed 'trainig' names no input of this graph \(did you mean "
+                                           r"'training'\? it is not fed, so its default would be used\)$"):
+        gn.evaluate(y, {"x": np.ones((4, 3)), "trainig": 1.0})
 
 
 def test_a_name_that_several_nodes_share_is_ambiguous():
@@ -83,10 +96,12 @@ def test_every_builtin_model_names_a_misspelt_parameter(name):
     wrong = first.name.swapcase() if first.name.swapcase() != first.name else first.name + "_"
     with pytest.raises(gn.FeedError, match=rf"^parameter value {wrong!r} names no parameter of this graph"):
         gn.evaluate(model.loss, feeds, {wrong: first.value})
-    with pytest.raises(gn.FeedError, match=r"^feed 'bogus' names no input of this graph"):
-        gn.evaluate(model.loss, {**feeds, "bogus": 0.0})
+    with pytest.raises(gn.FeedError, match=rf"^feed {first.name!r} names a parameter, not an input"):
+        gn.evaluate(model.loss, {**feeds, first.name: first.value})
     gn.evaluate([model.loss, model.output], feeds, model.initial_params())     # the model's own feeds pass
-    gn.evaluate(model.output, feeds, scope=model)
+    gn.evaluate(model.output, {**feeds, "bogus": 0.0})                         # a bag: the target unread
+    gn.evaluate(model.output, feeds, {p.name: p.value for p in model.parameters
+                                      if [q.name for q in model.parameters].count(p.name) == 1}, scope=model)
 
 
 # -- item 12: bad data is named as bad data, not as a learning rate to lower ---------------------

@@ -19,7 +19,6 @@ from codegen.finite import guarded_epoch, name_nonfinite
 from codegen.plan import lower
 from graphnn.evaluate import bind, check_finite_feeds, resolve_dtype
 from graphnn.graph import Graph
-from graphnn.training.backends import feed_scope
 
 from . import conv, modern, recurrence  # noqa: F401  (CUDA printers of conv/pool/noise, modern and loop steps)
 from . import kernels
@@ -77,7 +76,6 @@ class CudaBackend:
         self.module, self.source = load_module(parts, dtype=dname, options=self.options, key=key,
                                                title=_title(model, dname, optimizer), verbose=verbose)
         self._names = sched.names
-        self._scope = feed_scope(model)   # the names feeds may hold (graphnn.evaluate.resolve)
         self.trainable = list(sched.trainable)
         self._init_device(params or model.initial_params())
         self._sets: dict = {}
@@ -223,7 +221,7 @@ class CudaBackend:
     def _upload(self, program, feeds):
         """Check ``feeds`` (graphnn's own feed errors) and copy them into a buffer set."""
         nodes = [b.node for b in program.args if b.role == "input"]
-        values = bind(Graph(nodes), feeds, {}, self.dtype, scope=self._scope) if nodes else {}
+        values = bind(Graph(nodes), feeds, {}, self.dtype) if nodes else {}
         batch = next((values[n].shape[0] for n in nodes if n.shape and n.shape[0] is None), 1)
         a = self.buffers(batch)
         for n in nodes:

@@ -57,7 +57,8 @@ def perceptron_view(req) -> list:
     w_names, x_names = _elements(names, w, 0), _elements(names, x, 0)
     b_name = _elements(names, b, 0)[0]
     for k in range(X.shape[0]):
-        net, out = evaluate([lin, unit], {x.name: X[k:k + 1]}, {w: wv, b: bv})   # the forward pass reads x only
+        row = {x.name: X[k:k + 1], **({t.name: T[k:k + 1]} if t is not None else {})}
+        net, out = evaluate([lin, unit], row, {w: wv, b: bv})
         net, out, target = float(net.ravel()[0]), float(out.ravel()[0]), float(T[k].ravel()[0])
         xs = X[k].ravel()
         items.append(f"Example {k + 1}: " + ", ".join(f"${n} = {number(v)}$" for n, v in zip(x_names, xs))

@@ -21,7 +21,6 @@ import numpy as np
 from ..autodiff import grad
 from ..errors import GraphnnError, UnknownNameError
 from ..evaluate import Evaluator, check_finite_feeds, resolve_dtype
-from ..graph import Graph
 from ..ops.dropout import STEP, TRAINING
 
 
@@ -51,14 +50,6 @@ class Backend(Protocol):
     def evaluate(self, feeds) -> tuple: ...
 
 
-def feed_scope(model) -> Graph:
-    """What a backend's feeds and parameter values may name: the model's inputs and parameters
-    (the Trainer gives every call the model's feeds: its target too when predicting) and the
-    training-mode inputs `TrainingFeeds` adds to each step. Any other name is an error
-    (graphnn.evaluate.resolve)."""
-    return Graph([model.loss, model.output, TRAINING, STEP])
-
-
 def epoch_by_steps(train_step, feeds, batches) -> float:
     """An epoch as one ``train_step`` call per batch from Python; the mean loss per example."""
     total, count = 0.0, 0
@@ -78,11 +69,10 @@ class NumpyBackend:
         self.dtype = resolve_dtype(dtype)
         self.trainable = model.params
         grads = grad(model.loss, self.trainable)
-        scope = feed_scope(model)
-        self._step = Evaluator([model.loss] + [grads[p] for p in self.trainable], scope=scope)
-        self._loss = Evaluator(model.loss, scope=scope)
-        self._predict = Evaluator(model.output, scope=scope)
-        self._evaluate = Evaluator([model.loss, model.output], scope=scope)
+        self._step = Evaluator([model.loss] + [grads[p] for p in self.trainable])
+        self._loss = Evaluator(model.loss)
+        self._predict = Evaluator(model.output)
+        self._evaluate = Evaluator([model.loss, model.output])
         start = params or model.initial_params()
         self.params = {p: np.array(start[p], dtype=self.dtype) for p in model.parameters}
         self.state = optimizer.init_state({p: self.params[p] for p in self.trainable})
