@@ -12,12 +12,12 @@ import re
 import numba  # noqa: F401  (this backend compiles with Numba: a missing one fails here, named)
 import numpy as np
 
-from graphnn.evaluate import bind, resolve_dtype
+from graphnn.evaluate import bind, check_finite_feeds, resolve_dtype
 from graphnn.graph import Graph
 from graphnn.training.backends import epoch_by_steps
 
 from .cache import load_generated_module
-from .finite import check_feeds, guarded_epoch, name_nonfinite, step_is_finite
+from .finite import guarded_epoch, name_nonfinite, step_is_finite
 from .emit_cpu import batched_inputs, emit_module, train_epoch_args, update_args
 from .lower import CodegenError
 from .plan import lower
@@ -225,7 +225,7 @@ class CpuBackend:
             cached = self._data.get(a.name)
             if cached is None or cached[0] is not value:
                 converted = self._feeds([self.model.loss], {**feeds, a.node.name: value})[a.name]
-                check_feeds({a.node: converted})   # once per training array, on entry
+                check_finite_feeds({a.node: converted})   # once per training array, on entry
                 cached = (value, converted)
                 self._data[a.name] = cached
             out[a.name] = cached[1]

@@ -2,7 +2,8 @@
 
 Compiled code never tests each value (that would cost what it saves). Instead:
 
-- the data are checked once, when a backend first converts them (`check_feeds`);
+- the data are checked once, when a backend first converts them (`check_finite_feeds`,
+  graphnn.evaluate: the reference backend makes the same check);
 - each step's loss is a number the backend returns anyway, and its gradient buffer gets a
   one-pass check (`step_is_finite`), before the update touches the parameters;
 - a whole compiled epoch (`guarded_epoch`) keeps a copy of the parameters and optimizer
@@ -20,18 +21,8 @@ import math
 import numpy as np
 
 from graphnn.errors import NonFiniteError
+from graphnn.evaluate import bind, check_finite_feeds
 from graphnn.ops.base import describe
-
-
-def check_feeds(values: dict, what="input") -> None:
-    """``values``: node -> array, as the backend will use them; raise on the first NaN/inf."""
-    for node, value in values.items():
-        value = np.asarray(value)
-        if value.dtype.kind == "f" and not np.isfinite(value).all():
-            where = np.argwhere(~np.isfinite(value))[0]
-            bad = value[tuple(where)]
-            raise NonFiniteError(f"{what} {describe(node)} holds {bad} at index {tuple(int(i) for i in where)}: "
-                                 "training data must be finite numbers", node)
 
 
 def step_is_finite(loss, flat_grad) -> bool:
@@ -57,12 +48,11 @@ def name_nonfinite(backend, feeds, step: int):
     Raises `NonFiniteError`: the reference's (naming the first node), or one saying which
     parameter is already non-finite, or that only the compiled code produced it.
     """
-    from graphnn.evaluate import bind
     from graphnn.graph import Graph
     from graphnn.training.backends import NumpyBackend
 
     bound = bind(Graph([backend.model.loss]), feeds, None, backend.dtype)
-    check_feeds({n: v for n, v in bound.items() if n.kind == "input"})
+    check_finite_feeds({n: v for n, v in bound.items() if n.kind == "input"})
     params, state = backend.export_state() if hasattr(backend, "export_state") else (backend.params, backend.state)
     for p, value in params.items():
         if not np.isfinite(value).all():

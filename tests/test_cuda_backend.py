@@ -95,6 +95,10 @@ def test_epoch_on_device_matches_reference_with_short_last_batch():
         _close(params[p], ref.params[p], TOL["float64"])
     # the training arrays went to the device once and stay there
     assert len(dev._data) == 2
+    # new arrays replace their inputs' old device copies (they were kept: device memory grew per fit)
+    copies = {k: v.copy() for k, v in feeds.items()}
+    _close(dev.train_epoch(copies, batches), ref.train_epoch(copies, batches), TOL["float64"])
+    assert len(dev._data) == 2
 
 
 @pytest.mark.filterwarnings("error::RuntimeWarning")  # the hash's uint64 wrap-around stays quiet

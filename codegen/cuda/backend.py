@@ -15,9 +15,9 @@ import warnings
 
 import numpy as np
 
-from codegen.finite import check_feeds, guarded_epoch, name_nonfinite
+from codegen.finite import guarded_epoch, name_nonfinite
 from codegen.plan import lower
-from graphnn.evaluate import bind, resolve_dtype
+from graphnn.evaluate import bind, check_finite_feeds, resolve_dtype
 from graphnn.graph import Graph
 
 from . import conv, modern, recurrence  # noqa: F401  (CUDA printers of conv/pool/noise, modern and loop steps)
@@ -241,7 +241,8 @@ class CudaBackend:
             key = (node, id(host))
             if key not in self._data:
                 arr = _plain(np.asarray(host, dtype=self.dtype))
-                check_feeds({node: arr})   # once per training array, on entry                self._data = {k: v for k, v in self._data.items() if k[0] is not node}
+                check_finite_feeds({node: arr})   # once per training array, on entry
+                self._data = {k: v for k, v in self._data.items() if k[0] is not node}   # its old copy goes
                 self._data[key] = (host, self.cuda.to_device(arr.reshape(arr.shape[0], -1)))
             out[self._names[node]] = self._data[key][1]
         return out

@@ -86,5 +86,5 @@ def minibatches(n, batch_size, rng):
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]
 
 
-from .arrays import as_feeds, hold_out, targets_for  # noqa: E402  (they use Dataset and split)
+from .arrays import as_feeds, hold_out, targets_for, with_test_split  # noqa: E402  (they use Dataset and split)
 from .files import load_file  # noqa: E402

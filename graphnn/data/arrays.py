@@ -1,9 +1,13 @@
 """Users' arrays as feeds: ``x``/``y`` to the model's inputs, labels to targets, held-out splits.
 
 A model's first input takes ``x`` and its second ``y`` (the `Model.inputs` order), or a dict
-names every input. Targets may be given as class indices where the model's target input is
-one-hot (N, C): they are checked (integers in 0..C−1) and expanded, so a user never writes
-the one-hot encoding. Every error names the input and the shapes.
+names every input. Targets may be given as class indices where the model's target input
+(``inputs[1]``) is one-hot (N, C): they are checked (integers in 0..C−1) and expanded, so a
+user never writes the one-hot encoding. Only the target is read that way: a vector given to
+a feature input of shape (None, C > 1) is left as it is, for the evaluator to report the
+shape (it may be one example without its batch axis, or anything else; guessing would
+train on the wrong numbers). A vector given to any input of shape (None, 1) is its column.
+Every error names the input and the shapes.
 """
 from __future__ import annotations
 
@@ -12,15 +16,23 @@ import numpy as np
 from ..errors import FeedError
 
 
+def column_for(node, x):
+    """``x`` as the input ``node`` takes it: a vector (N,) → a column (N, 1) when the node is
+    (None, 1) (N examples of one number: no other reading exists); anything else unchanged."""
+    x = np.asarray(x)
+    if x.ndim == 1 and tuple(node.shape) == (None, 1):
+        return x.reshape(-1, 1)
+    return x
+
+
 def targets_for(node, y):
-    """``y`` as the input ``node`` takes it: class indices (N,) → one-hot (N, C) when the node
-    is (None, C > 1); a vector (N,) → a column (N, 1) when the node is (None, 1)."""
-    y = np.asarray(y)
+    """``y`` as the target input ``node`` takes it: class indices (N,) → one-hot (N, C) when
+    the node is (None, C > 1) of floats; a vector (N,) → a column (N, 1) when it is (None, 1).
+    An integer node holds ids (a language model's next tokens), never one-hot rows."""
+    y = column_for(node, y)
     shape = tuple(node.shape)
-    if y.ndim != len(shape) - 1 or len(shape) != 2:
+    if y.ndim != 1 or len(shape) != 2 or shape[1] == 1 or node.dtype == "int":
         return y
-    if shape[1] == 1:
-        return y.reshape(-1, 1)
     classes = shape[1]
     if y.dtype.kind not in "biuf":
         names = ", ".join(repr(str(v)) for v in np.unique(y.astype(str))[:5])
@@ -50,9 +62,14 @@ def as_feeds(inputs, x, y=None) -> dict:
             raise FeedError(f"the model has one input ({inputs[0].name!r}); it takes no targets y")
         feeds[inputs[1].name] = y
     by_name = {n.name: n for n in inputs}
-    feeds = {k: targets_for(by_name[k], v) if k in by_name else np.asarray(v) for k, v in feeds.items()}
-    rows = {k: len(v) for k, v in feeds.items() if np.ndim(v) and k in by_name and by_name[k].shape
-            and by_name[k].shape[0] is None}
+    target = inputs[1] if len(inputs) > 1 else None
+    feeds = {k: np.asarray(v) if k not in by_name else
+             targets_for(by_name[k], v) if by_name[k] is target else column_for(by_name[k], v)
+             for k, v in feeds.items()}
+    # rows of the arrays that have their input's rank; a wrong rank is the evaluator's shape
+    # error, which names the input and both shapes (a row count would mislead)
+    rows = {k: len(v) for k, v in feeds.items() if k in by_name and by_name[k].shape
+            and by_name[k].shape[0] is None and np.ndim(v) == len(by_name[k].shape)}
     if len(set(rows.values())) > 1:
         raise FeedError(f"inputs have different numbers of examples: {rows}")
     return feeds
@@ -69,3 +86,17 @@ def hold_out(feeds: dict, fraction, seed=0, what="validation_split") -> tuple:
     if len(held) == 0 or len(keep) == 0:
         raise ValueError(f"{what}={fraction} of {n} examples leaves an empty set")
     return {k: v[keep] for k, v in feeds.items()}, {k: v[held] for k, v in feeds.items()}
+
+
+def with_test_split(data, fraction, seed=0):
+    """``data`` (a Dataset without a test set) with a seeded ``fraction`` of its training
+    examples held out as its test set."""
+    from . import Dataset, split
+
+    if data.test is not None:
+        raise ValueError("the data already has a test set; test_fraction splits data that has none")
+    if not 0 < fraction < 1:
+        raise ValueError(f"test_fraction must lie strictly between 0 and 1, not {fraction}")
+    tr, te = split(data.n_train, fraction, seed)
+    return Dataset({k: v[tr] for k, v in data.train.items()}, {k: v[te] for k, v in data.train.items()},
+                   classes=data.classes)

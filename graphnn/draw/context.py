@@ -62,7 +62,7 @@ class DrawContext:
             if not outputs:
                 missing = ", ".join(repr(n.name) for n in self.graph.inputs if not self._has_feed(n))
                 raise FeedError(f"cannot show values: no feed for input {missing}")
-            self._values = evaluate(outputs, self.feeds, self.params, return_values=True)[1]
+            self._values = evaluate(outputs, self.feeds, self.params, return_values=True, scope=self.graph)[1]
         return self._values
 
     def value(self, node: Node):
@@ -99,7 +99,7 @@ class DrawContext:
                 grads = grad(self.loss, wanted, disconnected="zero")
             except GradientError as e:
                 raise DrawError(f"cannot show gradients of {self.loss.label()}: {e}") from None
-            arrays = evaluate([grads[w] for w in wanted], self.feeds, self.params)
+            arrays = evaluate([grads[w] for w in wanted], self.feeds, self.params, scope=self.graph)
             self._grad_cache.update(zip(wanted, arrays))
         return {w: self._grad_cache[w] for w in wrt}
 
@@ -115,7 +115,8 @@ class DrawContext:
             except GradientError as e:
                 raise DrawError(f"cannot show gradients of {self.loss.label()}: {e}") from None
             terms = record.terms_into(node)
-            arrays = evaluate([t.contribution for t in terms], self.feeds, self.params) if terms else []
+            arrays = evaluate([t.contribution for t in terms], self.feeds, self.params,
+                              scope=self.graph) if terms else []
             self._grad_cache[key] = {(t.consumer, t.position): v for t, v in zip(terms, arrays)}
         return self._grad_cache[key]
 
@@ -129,7 +130,7 @@ class DrawContext:
         """Values of ``nodes`` and everything they read (e.g. a gradient graph's nodes)."""
         if self.feeds is None:
             return {}
-        return evaluate(list(nodes), self.feeds, self.params, return_values=True)[1]
+        return evaluate(list(nodes), self.feeds, self.params, return_values=True, scope=self.graph)[1]
 
     # -- text -----------------------------------------------------------------------
     def num(self, x) -> Html:

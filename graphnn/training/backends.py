@@ -20,7 +20,7 @@ import numpy as np
 
 from ..autodiff import grad
 from ..errors import GraphnnError, UnknownNameError
-from ..evaluate import Evaluator, resolve_dtype
+from ..evaluate import Evaluator, check_finite_feeds, resolve_dtype
 from ..ops.dropout import STEP, TRAINING
 
 
@@ -78,6 +78,8 @@ class NumpyBackend:
         self.state = optimizer.init_state({p: self.params[p] for p in self.trainable})
         self.steps = 0
         self._flat = np.empty(sum(self.params[p].size for p in self.trainable), self.dtype)
+        self._inputs = {n.name: n for n in model.graph.inputs}
+        self._checked: dict = {}   # input name -> the training array last checked for NaN/inf
 
     def train_step(self, feeds) -> float:
         loss, *grads = self._step(feeds, self.params, dtype=self.dtype)
@@ -105,7 +107,16 @@ class NumpyBackend:
         self.optimizer.update({p: self.params[p] for p in self.trainable}, grads, self.state, self.steps)
 
     def train_epoch(self, feeds, batches) -> float:
-        """One epoch over ``batches`` (index arrays); the mean loss per example."""
+        """One epoch over ``batches`` (index arrays); the mean loss per example.
+
+        The training arrays are checked for NaN/inf once each, on entry, as the compiled
+        backends check them (graphnn.evaluate.check_finite_feeds): bad data are named before
+        any update, not as the first node to compute with them."""
+        for name, value in feeds.items():
+            node = self._inputs.get(getattr(name, "name", name))
+            if node is not None and self._checked.get(node.name) is not value:
+                check_finite_feeds({node: np.asarray(value)})
+                self._checked[node.name] = value
         return epoch_by_steps(self.train_step, feeds, batches)
 
     def loss(self, feeds) -> float:

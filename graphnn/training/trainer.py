@@ -12,16 +12,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..data import Dataset, as_feeds, hold_out, split
-from ..errors import GradientError
-from ..graph import Graph
+from ..data import Dataset, as_feeds, hold_out, with_test_split
+from ..errors import FeedError, GradientError
+from ..evaluate import check_value, resolve
+from ..graph import Graph, Node
+from ..ops.base import describe
 from ..optim import OPTIMIZERS, Optimizer, make_optimizer
 from . import metrics
 from .backends import BACKENDS, LazyBackend, TrainingFeeds, backend_factory, make_backend, uses_training_mode
 from .callbacks import EarlyStopping
 from .checkpoint import save_checkpoint
 from .distributed import DataParallel
-from .keywords import check_keywords, keywords_of, takes_any
+from .keywords import KeywordError, check_keywords, keywords_of, takes_any
 from .plot import plot_history
 from .resume import export_state, import_state, read_checkpoint
 from .switching import SwitchingBackend, end_of_training, start_of_training, wants_background
@@ -125,11 +127,18 @@ class Trainer:
         return self.backend.params
 
     def set_params(self, values: dict) -> None:
-        """Overwrite parameters ({node: array}) in place, on any backend."""
+        """Overwrite parameters in place, on any backend. ``values``: the model's parameters
+        (nodes, or names as `graphnn.evaluate` takes them) → arrays of exactly their shape (a
+        scalar fills no matrix), all checked before any is set; a `FeedError` names the culprit."""
+        graph = self.model.graph
+        for p in values:
+            if isinstance(p, Node) and p not in graph:   # resolve() would skip it: not here
+                raise FeedError(f"{p.kind} {describe(p)} is not a parameter of model {self.model.name!r}")
+        checked = {p: check_value(p, v) for p, v in resolve(graph, values, "parameter").items()}
         setter = getattr(self.backend, "set_params", None)
         if setter is not None:
-            return setter(values)
-        for p, v in values.items():
+            return setter(checked)
+        for p, v in checked.items():
             self.params[p][...] = v
 
     # -- data ------------------------------------------------------------------------------
@@ -145,7 +154,7 @@ class Trainer:
                        classes=data.classes,
                        validation=None if data.validation is None else as_feeds(inputs, data.validation))
         if test_fraction is not None:
-            data = _with_test_split(data, test_fraction, self.seed)
+            data = with_test_split(data, test_fraction, self.seed)
         if validation_data is not None:
             if validation_split is not None:
                 raise ValueError("give validation_split= or validation_data=, not both")
@@ -177,7 +186,7 @@ class Trainer:
     # -- training --------------------------------------------------------------------------
     def fit(self, x=None, y=None, *, epochs=None, steps=None, validation_split=None, validation_data=None,
             callbacks=(), log=None, log_every=None, progress=None, early_stopping=None, monitor=None,
-            restore_best=True):
+            restore_best=True, **unknown):
         """Run ``epochs`` passes over the data, or ``steps`` more updates; return the History.
 
         Rows are numbered by the trainer's own counts (``epoch``, ``step``: updates done), which
@@ -193,7 +202,11 @@ class Trainer:
         epochs or ≥ 1000 steps). ``early_stopping=k`` stops after k rows without improvement
         of ``monitor`` (default 'val_loss' with validation data, else 'loss') and, with
         ``restore_best``, puts back the parameters of the best row.
+        Any other keyword is a `KeywordError` naming it (a `Trainer()` keyword, such as
+        ``batch_size``, as one), before anything trains.
         """
+        if unknown:
+            _check_fit_keywords(unknown)
         if x is not None:
             if self.comm is not None:
                 raise ValueError("data-parallel training takes its data when the Trainer is built, not in fit()")
@@ -423,20 +436,20 @@ def _progress(total, unit, show):
     return bar
 
 
-def _with_test_split(data: Dataset, fraction, seed) -> Dataset:
-    if data.test is not None:
-        raise ValueError("the data already has a test set; test_fraction splits data that has none")
-    if not 0 < fraction < 1:
-        raise ValueError(f"test_fraction must lie strictly between 0 and 1, not {fraction}")
-    tr, te = split(data.n_train, fraction, seed)
-    return Dataset({k: v[tr] for k, v in data.train.items()}, {k: v[te] for k, v in data.train.items()},
-                   classes=data.classes)
-
-
 #: Trainer()'s own keywords; the backend factory's positional arguments
 TRAINER_KEYWORDS = keywords_of(Trainer.__init__) - {"model"}
 FIT_KEYWORDS = keywords_of(Trainer.fit) - {"x", "y"}
 BACKEND_ARGUMENTS = {"model", "optimizer", "dtype", "params"}
+
+
+def _check_fit_keywords(given) -> None:
+    """Raise `KeywordError` for ``given``, keywords fit does not take: a Trainer() keyword is
+    named as one (docs/own-data.md sets batch_size there), a typo gets its closest match."""
+    for k in given:
+        if k in TRAINER_KEYWORDS:
+            raise KeywordError(f"Trainer.fit() takes no {k!r}: it is a Trainer() keyword; give it as "
+                               f"Trainer(model, {k}=...), or use gn.fit(model, x, y, {k}=...)")
+    check_keywords(given, {"Trainer.fit()": FIT_KEYWORDS, "Trainer()": TRAINER_KEYWORDS}, "Trainer.fit()")
 
 
 def _name(spec):
