@@ -85,12 +85,18 @@ def test_a_name_that_several_nodes_share_is_ambiguous():
         gn.evaluate(gn.add(x1, x2), {"x": np.ones((1, 2))})
 
 
-@pytest.mark.parametrize("name", available())
-def test_every_builtin_model_names_a_misspelt_parameter(name):
+def _model_and_example(name):
+    """A built-in model and its example feeds (skipped for a model without any)."""
     model = get_model(name)
     example = model.example_feeds()
     if example is None:
         pytest.skip(f"{name} has no example feeds")
+    return model, example
+
+
+@pytest.mark.parametrize("name", available())
+def test_every_builtin_model_names_a_misspelt_parameter(name):
+    model, example = _model_and_example(name)
     feeds = {k: np.asarray(v)[:2] for k, v in example[0].items()}
     first = model.params[0] if model.params else model.parameters[0]
     wrong = first.name.swapcase() if first.name.swapcase() != first.name else first.name + "_"
@@ -118,10 +124,7 @@ def test_an_empty_batch_is_named_not_blamed_on_the_learning_rate():
 
 @pytest.mark.parametrize("name", available())
 def test_every_builtin_model_names_an_empty_batch_or_evaluates_it(name):
-    model = get_model(name)
-    example = model.example_feeds()
-    if example is None:
-        pytest.skip(f"{name} has no example feeds")
+    model, example = _model_and_example(name)
     empty = {k: np.asarray(v)[:0] for k, v in example[0].items()}
     if not any(np.asarray(v).ndim for v in empty.values()):
         pytest.skip(f"{name} has no batched inputs")
@@ -153,10 +156,7 @@ def test_nan_in_the_data_names_the_input_and_where():
 
 @pytest.mark.parametrize("name", available())
 def test_every_builtin_model_names_nan_in_its_data(name):
-    model = get_model(name)
-    example = model.example_feeds()
-    if example is None:
-        pytest.skip(f"{name} has no example feeds")
+    model, example = _model_and_example(name)
     feeds = {k: np.array(v, dtype=float) for k, v in example[0].items()}
     node = next((n for n in model.inputs if n.dtype != "int" and n.name in feeds and feeds[n.name].size), None)
     if node is None:
