@@ -94,7 +94,7 @@ def _cannot_write(given: str, path: Path, error: OSError) -> WriteError:
             where = existing if existing is not None else path.parent
             why = f"no file can be made in {str(where)!r} ({(error.strerror or str(error)).lower()})"
     e = WriteError(f"cannot write {given!r}: {why}")
-    e.errno, e.filename = error.errno, given   # callers that test errno keep working
+    e.errno, e.strerror, e.filename = error.errno, error.strerror, given   # callers that test errno keep working
     return e
 
 
