@@ -61,13 +61,16 @@ def {name}(a, b, out):
 
 
 def _generic_matmul(trans_a, trans_b, dtype) -> str:
-    """``matmul_nn`` / ``_nt`` / ``_tn`` / ``_tt``: any sizes. The innermost loop runs along
-    contiguous rows of b and out (or, for b.T, a dot product of two rows), so it vectorises
-    without literal sizes; each out[i, j] still sums over p in ascending order."""
+    """``matmul_nn`` / ``_nt`` / ``_tn`` / ``_tt``: any sizes (see `_generic_matmul_text`)."""
+    return _register(*_generic_matmul_text(trans_a, trans_b, dtype))
+
+
+def _generic_matmul_text(trans_a, trans_b, dtype):
+    """The innermost loop runs along contiguous rows of b and out (or, for b.T, a dot product
+    of two rows), so it vectorises without literal sizes; each out[i, j] still sums over p in
+    ascending order."""
     tag = f"{'t' if trans_a else 'n'}{'t' if trans_b else 'n'}"
     name = f"matmul_{tag}" + ("_f32" if dtype == "float32" else "")
-    if name in HELPERS:
-        return name
     zero = "np.float32(0.0)" if dtype == "float32" else "0.0"
     m, k = ("a.shape[1]", "a.shape[0]") if trans_a else ("a.shape[0]", "a.shape[1]")
     n = "b.shape[0]" if trans_b else "b.shape[1]"
@@ -81,9 +84,8 @@ def _generic_matmul(trans_a, trans_b, dtype) -> str:
                 f"        for p in range({k}):\n            aip = {ra}\n            for j in range({n}):\n"
                 f"                out[i, j] += aip * b[p, j]\n")
     what = f"out = {'a.T' if trans_a else 'a'} @ {'b.T' if trans_b else 'b'}"
-    HELPERS[name] = (f'\n@njit(**JIT)\ndef {name}(a, b, out):\n    """{what} for small sizes of any shape, as plain '
-                     f'loops (a BLAS call costs more)."""\n' + body)
-    return name
+    return name, (f'\n@njit(**JIT)\ndef {name}(a, b, out):\n    """{what} for small sizes of any shape, as plain '
+                  f'loops (a BLAS call costs more)."""\n' + body)
 
 
 def shareable_nest(step: S.Loop) -> bool:
@@ -132,19 +134,20 @@ def _loops(rank, statement):
 
 def array_helper(kind, shape):
     """``copy_2d`` / ``add_2d`` / ``fill_2d``… for arrays of ``shape``'s rank (made once)."""
-    rank = _rank(shape)
+    return _register(*_array_text(kind, _rank(shape)))
+
+
+def _array_text(kind, rank):
     name = f"{kind}_{rank}d"
-    if name not in HELPERS:
-        args, doc, statement = {"copy": ("dst, src", "dst[...] = src", "dst[{idx}] = src[{idx}]"),
-                                "add": ("dst, src", "dst += src", "dst[{idx}] += src[{idx}]"),
-                                "fill": ("dst, value", "dst[...] = value", "dst[{idx}] = value")}[kind]
-        HELPERS[name] = (f'\n@njit(**JIT)\ndef {name}({args}):\n    """{doc} ({rank}-d)."""\n'
-                         + _loops(rank, statement) + "\n")
-    return name
+    args, doc, statement = {"copy": ("dst, src", "dst[...] = src", "dst[{idx}] = src[{idx}]"),
+                            "add": ("dst, src", "dst += src", "dst[{idx}] += src[{idx}]"),
+                            "fill": ("dst, value", "dst[...] = value", "dst[{idx}] = value")}[kind]
+    return name, (f'\n@njit(**JIT)\ndef {name}({args}):\n    """{doc} ({rank}-d)."""\n'
+                  + _loops(rank, statement) + "\n")
 
 
 ANY_NONZERO = "any_nonzero"
-HELPERS[ANY_NONZERO] = '''
+_ANY_NONZERO_TEXT = '''
 @njit(**JIT)
 def any_nonzero(a):
     """True if an element of a (contiguous) is not zero."""
@@ -158,34 +161,87 @@ def any_nonzero(a):
 def stack_helper(kind) -> str:
     """``stack_to_cols`` / ``cols_to_stack``: a time-major stack (T, B, F) to or from the
     per-example columns off … off + T·F of a (B, width) array (the loop's packed row)."""
-    name = f"{kind}"
-    if name not in HELPERS:
-        if kind == "stack_to_cols":
-            sig, doc, stmt = "dst, off, src", "dst[b, off + t·F + c] = src[t, b, c]", \
-                "dst[b, off + t * F + c] = src[t, b, c]"
-            shape = "src"
-        else:
-            sig, doc, stmt = "dst, src, off", "dst[t, b, c] = src[b, off + t·F + c]", \
-                "dst[t, b, c] = src[b, off + t * F + c]"
-            shape = "dst"
-        HELPERS[name] = (f'\n@njit(**JIT)\ndef {name}({sig}):\n    """{doc}."""\n'
-                         f"    F = {shape}.shape[2]\n"
-                         f"    for b in range({shape}.shape[1]):\n"
-                         f"        for t in range({shape}.shape[0]):\n"
-                         f"            for c in range(F):\n"
-                         f"                {stmt}\n")
-    return name
+    return _register(*_stack_text(kind))
+
+
+def _stack_text(kind):
+    if kind == "stack_to_cols":
+        sig, doc, stmt = "dst, off, src", "dst[b, off + t·F + c] = src[t, b, c]", \
+            "dst[b, off + t * F + c] = src[t, b, c]"
+        shape = "src"
+    else:
+        sig, doc, stmt = "dst, src, off", "dst[t, b, c] = src[b, off + t·F + c]", \
+            "dst[t, b, c] = src[b, off + t * F + c]"
+        shape = "dst"
+    return kind, (f'\n@njit(**JIT)\ndef {kind}({sig}):\n    """{doc}."""\n'
+                  f"    F = {shape}.shape[2]\n"
+                  f"    for b in range({shape}.shape[1]):\n"
+                  f"        for t in range({shape}.shape[0]):\n"
+                  f"            for c in range(F):\n"
+                  f"                {stmt}\n")
 
 
 def swap01_helper(rank) -> str:
     """``swap01_<r>d(dst, src)``: dst[t, b, …] = src[b, t, …] (batch-major ↔ time-major)."""
+    return _register(*_swap01_text(rank))
+
+
+def _swap01_text(rank):
     name = f"swap01_{rank}d"
+    rest = "".join(f", i{d}" for d in range(2, rank))
+    lines = ["    for b in range(src.shape[0]):", "        for t in range(src.shape[1]):"]
+    for d in range(2, rank):
+        lines.append("    " * (d + 1) + f"for i{d} in range(src.shape[{d}]):")
+    lines.append("    " * (rank + 1) + f"dst[t, b{rest}] = src[b, t{rest}]")
+    return name, (f'\n@njit(**JIT)\ndef {name}(dst, src):\n    """dst[t, b, …] = src[b, t, …] '
+                  f'({rank}-d)."""\n' + "\n".join(lines) + "\n")
+
+
+# -- compiled once per install ------------------------------------------------------------------
+# The helpers above that depend on no model (size- and rank-generic) are stored, as these
+# generators print them, in codegen/generic_kernels.py, which Numba compiles and caches once;
+# a generated module imports them instead of compiling its own copies (a small model's cold
+# compile spent a fifth of its time on them). Ranks beyond these are printed into the module.
+GENERIC_RANKS = (1, 2, 3, 4)
+GENERIC_MODULE = "codegen.generic_kernels"
+
+
+def _generic_texts() -> dict:
+    texts = dict(_generic_matmul_text(ta, tb, dt) for dt in ("float64", "float32")
+                 for ta in (False, True) for tb in (False, True))
+    texts.update(_array_text(kind, r) for kind in ("copy", "add", "fill") for r in GENERIC_RANKS)
+    texts.update(_swap01_text(r) for r in GENERIC_RANKS if r >= 2)
+    texts.update(_stack_text(kind) for kind in ("stack_to_cols", "cols_to_stack"))
+    texts[ANY_NONZERO] = _ANY_NONZERO_TEXT
+    return texts
+
+
+_GENERIC = _generic_texts()
+
+
+def generic_kernels_source() -> str:
+    """The text of codegen/generic_kernels.py (tests/test_generic_kernels.py keeps the file equal)."""
+    header = ('"""Size- and rank-generic loop helpers, compiled by Numba once per install (cache=True) and\n'
+              'imported by every generated module. Generated by codegen/shared_loops.py — do not edit; after\n'
+              'changing a generator there, run `python scripts/write_generic_kernels.py` to write this file again.\n"""\n'
+              "import numpy as np\nfrom numba import njit\n\nfrom .emit_cpu import FASTMATH\n\n"
+              'JIT = dict(cache=True, fastmath=FASTMATH, error_model="numpy")\n')
+    return header + "".join("\n\n" + _GENERIC[name].strip("\n") + "\n" for name in sorted(_GENERIC))
+
+
+#: the stored kernels' version: in each import line, so a module that imports changed
+#: kernels has a new source, hence a new cache entry (Numba's cache of the importing module
+#: would keep the old kernels' code linked in)
+_GENERIC_DIGEST = hashlib.sha256(generic_kernels_source().encode()).hexdigest()[:12]
+
+
+def _register(name, text) -> str:
+    """Make ``name`` a helper: imported from the stored kernels when it is one of them."""
     if name not in HELPERS:
-        rest = "".join(f", i{d}" for d in range(2, rank))
-        lines = ["    for b in range(src.shape[0]):", "        for t in range(src.shape[1]):"]
-        for d in range(2, rank):
-            lines.append("    " * (d + 1) + f"for i{d} in range(src.shape[{d}]):")
-        lines.append("    " * (rank + 1) + f"dst[t, b{rest}] = src[b, t{rest}]")
-        HELPERS[name] = (f'\n@njit(**JIT)\ndef {name}(dst, src):\n    """dst[t, b, …] = src[b, t, …] '
-                         f'({rank}-d)."""\n' + "\n".join(lines) + "\n")
+        HELPERS[name] = (f"from {GENERIC_MODULE} import {name}  # kernels {_GENERIC_DIGEST}"
+                         if _GENERIC.get(name) == text else text)
     return name
+
+
+HELPERS[ANY_NONZERO] = f"from {GENERIC_MODULE} import {ANY_NONZERO}  # kernels {_GENERIC_DIGEST}"
+
