@@ -5,13 +5,19 @@ models and layers use them — not once per generated module.
 """
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 from .emit_cpu import register_emitter
 from .lower_modern import RowNorm, RowNormGrad, ScatterAddRows, SparseCE
 from .printer import HELPERS
 
 KERNELS = ("layer_norm_rows", "layer_norm_grad_rows", "sparse_ce_rows", "sparse_ce_grad_rows", "scatter_add_rows")
+# the kernels' digest in each import line: a module importing changed kernels has a new source,
+# hence a new cache entry (Numba's cache of the importing module keeps the old code linked in)
+_DIGEST = hashlib.sha256(Path(__file__).with_name("modern_kernels.py").read_bytes()).hexdigest()[:12]
 for _name in KERNELS:
-    HELPERS[_name] = f"from codegen.modern_kernels import {_name}"
+    HELPERS[_name] = f"from codegen.modern_kernels import {_name}  # kernels {_DIGEST}"
 
 
 def _call(w, name, step, args):

@@ -78,3 +78,23 @@ def test_generated_modules_import_them_and_print_only_what_is_not_stored(isolate
     from codegen.shared_loops import array_helper
     from codegen.printer import HELPERS
     assert HELPERS[array_helper("copy", (None,) * 6)].lstrip().startswith("@njit")   # rank 6: printed
+
+
+def test_a_module_names_the_version_of_the_stored_kernels_it_imports(isolated_cache):
+    """Numba's cache of a generated module keeps the imported kernels' code linked in; the
+    kernels' digest in the import line gives a module a new source (a new cache entry) when
+    they change. Without it, an edited kernel file went on running the old code."""
+    import hashlib
+
+    import graphnn as gn
+    import codegen.modern_kernels as M
+    from codegen.backend import CpuBackend
+    from codegen.shared_loops import generic_kernels_source
+    from graphnn.models import get_model
+
+    model = get_model("transformer")
+    source = CpuBackend(model, gn.Trainer(model, backend="numpy").optimizer).source
+    modern = hashlib.sha256(Path(M.__file__).read_bytes()).hexdigest()[:12]
+    generic = hashlib.sha256(generic_kernels_source().encode()).hexdigest()[:12]
+    assert f"import layer_norm_rows  # kernels {modern}" in source
+    assert f"  # kernels {generic}" in source
