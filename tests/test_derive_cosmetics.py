@@ -69,3 +69,14 @@ def test_a_target_asked_twice_is_derived_once():
     d = derive(get_model("mazur"), ["w5", "w5"], values=True)
     assert d.title.count(r"\partial w_{5}") == 1
     assert d.to_text() == derive(get_model("mazur"), "w5", values=True).to_text()
+
+
+@pytest.mark.parametrize("name, wrt, element", [("rnn", "W", "W_(1,1)"), ("lstm", "W_f", "(W_f)_(1,1)")])
+def test_time_view_of_a_matrix_names_the_element_it_derives(name, wrt, element):
+    """The title read ∂CE/∂W while every line derived W_(1,1) alone, without saying so."""
+    text = derive(get_model(name), wrt, values=True, view="time").to_text()
+    title = text.splitlines()[0]
+    assert title.startswith("Backpropagation: ∂") and f"/∂{element} (time view)" in title, title
+    assert f"{wrt} has " in text and f"this view follows one, {element}" in text
+    scalar = derive(get_model("rnn-scalar"), "w", values=True, view="time").to_text()
+    assert scalar.splitlines()[0] == "Backpropagation: ∂E/∂w (time view)" and "follows one" not in scalar

@@ -419,11 +419,12 @@ def derive(loss, wrt=None, values=None, view: str = "scalar", update: bool = Fal
     req = Request(loss, targets, feeds, model, update, lr, optimizer,
                   one_example=getattr(fn, "one_example", False), precision=int(precision))
     with printing(req.precision, req.display):
-        title = f"Backpropagation: {_derivative_titles(loss, targets, graph)} ({view} view)"
         try:
             items = fn(req)
         except NotImplementedError as e:  # an op with no element formula, a looped scan, …
             raise DerivationError(f"the {view} view cannot be written for this graph: {e}") from None
+        # after the view: it may narrow a target to the element it derives (the time view)
+        title = f"Backpropagation: {_derivative_titles(loss, req.targets, graph)} ({view} view)"
     if noise:
         items = [noise] + list(items)
     if source:

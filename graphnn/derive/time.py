@@ -17,6 +17,7 @@ from ..bptt import bptt_terms
 from ..errors import GradientError
 from ..graph import element_name
 from .core import Form, Step, first_example, register_view
+from .resolve import Target
 from .printing import number, numbers, symbol_latex
 
 
@@ -49,6 +50,8 @@ def time_view(req):
     target = req.targets[0]
     w = target.node
     index = target.index if target.index is not None else (0,) * len(w.shape)
+    if target.index is None and index:   # a matrix: the view follows one element, and says which
+        req.targets[0] = Target(w, index)
     w_tex = symbol_latex(element_name(w, index))
     E = symbol_latex(req.loss.label())
     feeds = first_example(req.graph, req.feeds) if req.feeds is not None else None
@@ -68,6 +71,9 @@ def time_view(req):
         f"implicitly, through ${state}_{{t-1}}$, which depends on ${w_tex}$ too. "
         f"$\\partial {state}_t/\\partial {w_tex}$ is the total derivative (every path), "
         f"$\\partial^{{+}}$ the immediate one."]
+    if target.index is None and index:
+        items.insert(0, f"${symbol_latex(w.label())}$ has {int(np.prod(w.shape))} elements; this view follows one, "
+                        f"${w_tex}$ (in Python, wrt=(W, (i, j)) picks another; --view matrix shows all).")
     if len(scan.cell.carry_out) > 1:
         parts = ", ".join(_base_name(c) for c in scan.cell.carry_out)
         items.append(f"The state is every carry together: ${state}_t = ({parts})$, so the step "
