@@ -269,3 +269,18 @@ def test_unnamed_elements_count_from_one_like_the_derivations():
     for label in ("x[1] = 1", "x[2] = 2", "W[1,1] = 0.7", "W[2,1] = −0.8", "b[1] = 0.05", "sigmoid[1] = "):
         assert label in found, label
     assert not re.search(r"\[0[,\]]", found)
+
+
+def test_the_loss_box_shows_the_example_the_units_show():
+    """With --example k the units showed row k but the loss box the whole batch's loss."""
+    model = get_model("xor")
+    feeds = {k: np.asarray(v) for k, v in model.example_feeds()[0].items()}
+    batch = gn.evaluate(model.loss, feeds)
+    for k in range(len(feeds["x"])):
+        one = gn.evaluate(model.loss, {name: v[k:k + 1] for name, v in feeds.items()})
+        source = gn.draw(model, view="neurons", values=feeds, example_index=k, precision=6).source
+        box = [lb for lb in labels(source) if f"over all {len(feeds['x'])})" in lb]
+        assert len(box) == 1, labels(source)
+        shown = re.search(r"E = (\S+) \(example (\d+); (\S+) over all", box[0].replace("</FONT>", ""))
+        assert html_number(shown.group(1)) == pytest.approx(one, rel=1e-5) and shown.group(2) == str(k + 1)
+        assert html_number(shown.group(3)) == pytest.approx(batch, rel=1e-5)

@@ -132,6 +132,19 @@ class DrawContext:
             return {}
         return evaluate(list(nodes), self.feeds, self.params, return_values=True, scope=self.graph)[1]
 
+    def example_value(self, node: Node):
+        """``node`` evaluated on the shown example alone (the row the units show): a loss
+        over the batch is not the loss of the example the picture shows."""
+        if self.feeds is None:
+            return None
+        one = {}
+        for key, value in self.feeds.items():
+            n = key if isinstance(key, Node) else next((i for i in self.graph.inputs if i.name == key), None)
+            arr = np.asarray(value)
+            batched = n is not None and n.shape and n.shape[0] is None and arr.ndim == len(n.shape)
+            one[key] = arr[self.example_index:self.example_index + 1] if batched else value
+        return evaluate(node, one, self.params, scope=self.graph)
+
     # -- text -----------------------------------------------------------------------
     def num(self, x) -> Html:
         """A number as labels show it (`notation.number_html`, ``precision`` digits)."""

@@ -266,7 +266,13 @@ class _Neurons:
                 else:
                     lines.append(small(h(name_html(t), " = ", ctx.arr(row))))
         if ctx.value(ctx.loss) is not None:
-            lines.append(value_line(h(nm(ctx.loss_name), " = ", ctx.num(ctx.value(ctx.loss)))))
+            batch = ctx.row_count(self.source)
+            if batch > 1:   # the example the units show, and the batch the gradients are of
+                lines.append(value_line(h(nm(ctx.loss_name), " = ", ctx.num(ctx.example_value(ctx.loss)),
+                                          f" (example {ctx.example_index + 1}; ", ctx.num(ctx.value(ctx.loss)),
+                                          f" over all {batch})")))
+            else:
+                lines.append(value_line(h(nm(ctx.loss_name), " = ", ctx.num(ctx.value(ctx.loss)))))
         self.g.node(LOSS_ID, html_label(*lines), **NODE_STYLES["loss"])
         k = len(self.layers)
         for j in self.shown[k]:
