@@ -176,3 +176,13 @@ def test_the_reference_checks_each_training_array_once_not_each_batch(monkeypatc
     trainer = gn.Trainer(_mlp(), batch_size=4)
     trainer.fit(X, y, epochs=3, progress=False)
     assert sorted(node.name for [node] in calls) == ["x", "y"]   # 10 batches × 3 epochs: checked once
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+def test_evaluating_an_empty_batch_is_one_line_naming_it(backend, isolated_cache):
+    """Trainer.evaluate on 0 rows ended in numpy's 'cannot reshape array of size 0'."""
+    extra = {"background_compile": False} if backend == "cpu" else {}
+    trainer = gn.Trainer(get_model("xor"), backend=backend, **extra)
+    with pytest.raises(gn.FeedError, match=r"^input 'x' is an empty batch, shape \(0, 2\): there is no example"):
+        trainer.evaluate(np.zeros((0, 2)), np.zeros((0, 1)))
+    assert trainer.predict(np.zeros((0, 2))).shape == (0, 1)   # an empty prediction is still fine

@@ -27,7 +27,7 @@ from .keywords import KeywordError, check_keywords, keywords_of, takes_any
 from .plot import plot_history
 from .resume import export_state, import_state, read_checkpoint
 from .switching import SwitchingBackend, end_of_training, start_of_training, wants_background
-from .validation import check_data, check_learning_rate
+from .validation import check_data, check_learning_rate, require_examples
 
 
 @dataclass
@@ -318,6 +318,7 @@ class Trainer:
     # -- measuring -------------------------------------------------------------------------
     def _measure(self, feeds) -> dict:
         """{'loss': …, metric: …} of the current parameters on ``feeds`` (evaluation mode)."""
+        require_examples(feeds)
         if hasattr(self.backend, "evaluate"):   # loss and output in one pass
             loss, out = self.backend.evaluate(feeds)
         else:
@@ -331,8 +332,7 @@ class Trainer:
         return feeds.get(inputs[1].name) if len(inputs) > 1 else None
 
     def evaluate(self, x=None, y=None, *, split="test") -> dict:
-        """{'loss': …, and the task's metrics by name} on arrays ``x``, ``y`` or on a set of the
-        data ('train', 'validation', 'test'), with the current parameters."""
+        """{'loss': …, the task's metrics by name} on ``x``, ``y`` or a split ('train', 'validation', 'test')."""
         return self._measure(self._feeds(x, y) if x is not None else self._split(split))
 
     def predict(self, x):

@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 
+from ..errors import FeedError
+
 from ..graph import Graph
 from ..ops import SoftmaxCrossEntropy
 
@@ -47,6 +49,15 @@ def check_data(model, data) -> None:
         for split, feeds in (("training", data.train), ("test", data.test)):
             if feeds is not None and node.name in feeds:
                 _check_distribution(np.asarray(feeds[node.name]), node.name, split, model.name)
+
+
+def require_examples(feeds) -> None:
+    """Raise FeedError naming an input fed no rows: a loss and metrics over 0 examples are no
+    numbers (Trainer.evaluate on an empty batch ended in a numpy reshape error)."""
+    for name, value in feeds.items():
+        if np.ndim(value) and np.shape(value)[0] == 0:
+            raise FeedError(f"input {name!r} is an empty batch, shape {tuple(np.shape(value))}: there is no "
+                            "example to measure the loss and metrics on; pass at least one")
 
 
 def _rows(feeds) -> int:
