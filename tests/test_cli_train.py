@@ -252,6 +252,17 @@ def test_a_write_that_fails_anyway_names_the_path_not_the_temporary(tmp_path):
     assert "x.npz" in str(caught.value) and ".tmp" not in str(caught.value)
 
 
+def test_the_language_models_default_checkpoint_is_checked_before_training(monkeypatch, capsys):
+    """Without --checkpoint the transformer saves transformer.npz in the working directory; a
+    folder that takes no file failed only after the training."""
+    monkeypatch.chdir("/proc")                   # no file can be made here, not even by root
+    assert main(["train", "transformer", "--steps", "1"]) != 0
+    out, err = capsys.readouterr()
+    assert "training transformer" not in out, out
+    assert err.count("\n") == 1 and "the checkpoint transformer.npz (the default, in the working directory)" in err
+    assert "pass --checkpoint PATH" in err
+
+
 @pytest.mark.parametrize("build,message", [
     (lambda: gn.constant("c", np.ones(2)), "constant: its value must be numbers"),   # name and value swapped
     (lambda: gn.parameter("q", ["a"]), "parameter 'q': its value must be numbers"),

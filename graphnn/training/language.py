@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..evaluate import Evaluator
+from ..files import check_writable
 from .checkpoint import load_checkpoint
 from .options import FILES, TRAINER
 from .tasks import TrainOptions, checkpoint_callbacks, register_task, resume_trainer, row_label
@@ -63,6 +64,12 @@ def sample_from_checkpoint(model, path, **kw) -> str:
 def train_language_model(model, opts: TrainOptions):
     """Gradient descent with validation loss, the n-gram baselines, a checkpoint and a sample."""
     report = opts.report
+    if not opts.checkpoint:   # the default checkpoint: a folder that takes no file fails now, not at the end
+        try:
+            check_writable(default_checkpoint(model))
+        except OSError as e:
+            raise OSError(f"the checkpoint {default_checkpoint(model)} (the default, in the working directory): "
+                          f"{e}; pass --checkpoint PATH") from None
     trainer = Trainer(model, **opts.trainer_kwargs())
     resume_trainer(trainer, opts)
     base = model.extras["baselines"]
