@@ -279,3 +279,15 @@ def test_a_model_file_that_calls_sys_exit_is_an_error_naming_it(tmp_path, capsys
     path.write_text("import sys\n\ndef build():\n    sys.exit(3)\n")
     line = one_error_line(capsys, [str(path)])                 # was: exit code 3, nothing said
     assert f"your model file {path} called sys.exit(3)" in line and "line 4" in line
+
+
+def test_a_resumed_diffusion_run_reports_its_epochs_to_the_end(tmp_path, capsys, monkeypatch):
+    """The epoch runners printed a line when the trainer's epoch hit a multiple of epochs/10 or
+    equalled this run's epoch count: resumed at epoch 3, 20 more printed 4, 6, …, 22 and never 23."""
+    monkeypatch.chdir(tmp_path)                  # the runner writes diffusion.png here
+    ck = str(tmp_path / "d.npz")
+    assert main(["train", "diffusion", "--epochs", "3", "--checkpoint", ck]) == 0
+    capsys.readouterr()
+    assert main(["train", "diffusion", "--epochs", "20", "--resume", ck]) == 0
+    shown = [int(n) for n in re.findall(r"^epoch\s+(\d+)\s", capsys.readouterr().out, re.M)]
+    assert shown == list(range(5, 24, 2)), shown

@@ -54,10 +54,11 @@ def _epoch_done(trainer, opts) -> None:
 def _train_epochs(trainer, opts, epochs, fresh_data, line) -> None:
     """``epochs`` epochs, each on ``fresh_data()`` (a new draw); about ten lines reported,
     ``line(row)`` after the epoch number; the checkpoint after every epoch."""
-    for _ in range(epochs):
+    every = max(1, epochs // 10)
+    for done in range(1, epochs + 1):   # counted from this run's start: a resumed one goes on from its epoch
         trainer.fit(fresh_data(), epochs=1, log=None, progress=False)
         _epoch_done(trainer, opts)
-        if trainer.epoch % max(1, epochs // 10) == 0 or trainer.epoch == epochs:
+        if done % every == 0 or done == epochs:
             opts.report(f"epoch {trainer.epoch:>4}  {line(trainer.history.records[-1])}")
 
 
