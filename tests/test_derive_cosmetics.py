@@ -80,3 +80,12 @@ def test_time_view_of_a_matrix_names_the_element_it_derives(name, wrt, element):
     assert f"{wrt} has " in text and f"this view follows one, {element}" in text
     scalar = derive(get_model("rnn-scalar"), "w", values=True, view="time").to_text()
     assert scalar.splitlines()[0] == "Backpropagation: ∂E/∂w (time view)" and "follows one" not in scalar
+
+
+@pytest.mark.parametrize("fmt", ["text", "latex"])
+def test_a_negative_argument_keeps_one_pair_of_brackets(fmt):
+    """rnn-scalar's second state read tanh((-0.499750)) (LaTeX: \\left(\\left(…\\right) \\right))."""
+    d = derive(get_model("rnn-scalar"), None, values=True, view="forward")
+    text = d.to_text() if fmt == "text" else d.to_latex()
+    assert ("tanh(-0.499750)" if fmt == "text" else r"tanh{\left(-0.499750 \right)}") in text
+    assert r"\left(\left(-" not in text and "tanh((" not in text

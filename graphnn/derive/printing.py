@@ -149,6 +149,10 @@ def number(value, digits: int | None = None) -> str:
 _NUMBER_THEN_NEGATIVE = re.compile(r"(?:(?<=\d)|(?<=\\right\)))\s+(?=\\left\(-\s*[\d.])|(?<=\\right\))\s+(?=\d)")
 
 
+#: a function's argument that is itself a bracketed number: \left(\left(-0.5\right) \right)
+_BRACKETED_ARGUMENT = re.compile(r"\\left\(\\left\((-[^()]*)\\right\) \\right\)")
+
+
 class TeachingPrinter(LatexPrinter):
     """sympy's LaTeX printer speaking the course's notation (see the module docstring)."""
 
@@ -168,6 +172,10 @@ class TeachingPrinter(LatexPrinter):
         # sympy writes · only between two bare digits (1 · 0); a bracketed negative number
         # (a substituted value) would follow with a bare space: 1 (−2) reads as a call
         return _NUMBER_THEN_NEGATIVE.sub(r" \\cdot ", super()._print_Mul(expr))
+
+    def _print_Function(self, expr, exp=None):
+        # a bracketed negative number as the argument keeps one pair: tanh(−0.5), not tanh((−0.5))
+        return _BRACKETED_ARGUMENT.sub(r"\\left(\1 \\right)", super()._print_Function(expr, exp))
 
     def _print_Heaviside(self, expr, exp=None):
         x = self._print(expr.args[0])
