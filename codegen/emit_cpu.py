@@ -24,7 +24,7 @@ from graphnn.ops.structure import numpy_slice
 
 from . import schedule as S
 from .printer import HELPERS, INDENT, INTRINSICS, Writer, reshaped
-from .shared_loops import share_nest, shareable_nest, small_matmul
+from .shared_loops import array_helper, share_nest, shareable_nest, small_matmul
 
 #: fastmath without nnan/ninf: isnan/isinf keep working
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -69,7 +69,30 @@ def _shape(shape) -> str:
 def _loop(step: S.Loop, w: Writer):
     if shareable_nest(step):
         return _outlined_loop(step, w)
+    copied = _identity_copy(step)
+    if copied is not None:   # one call of the stored copy kernel: nothing to compile here
+        dst, src = copied
+        name = array_helper("copy", (None,) * len(step.indices))
+        w.printer.helpers.add(name)
+        if step.comment:
+            w(f"# {step.comment}")
+        return w(f"{name}({dst}, {src})")
     _loop_inline(step, w)
+
+
+def _identity_copy(step: S.Loop):
+    """(dst, src) where the nest only copies: ``dst[i, j] = src[i, j]`` over dst's whole shape
+    (a copy node, the unpacked gradient of a recurrence), else None. Such a nest is as fast
+    as the stored ``copy_Nd`` kernel, and each inline nest costs compile time."""
+    if not 1 <= len(step.indices) <= 4 or len(step.body) != 2:
+        return None
+    let, store = step.body
+    index = tuple(step.indices)
+    if not (isinstance(let, S.Let) and isinstance(store, S.Store) and store.expr == let.name
+            and isinstance(let.expr, sympy.Indexed) and tuple(let.expr.indices) == index
+            and tuple(store.target.indices) == index):
+        return None
+    return str(store.target.base), str(let.expr.base)
 
 
 def _outlined_loop(step: S.Loop, w: Writer):

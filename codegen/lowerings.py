@@ -187,7 +187,10 @@ def _view(kind, key=None):
     def lower(node, ctx):
         args = tuple(node.attrs[key]) if key else ()
         if kind == "reshape":
-            if not _contiguous(node.inputs[0]):   # e.g. attention heads transposed then merged
+            x = node.inputs[0]
+            if not _contiguous(x) or (isinstance(x.op, ops.Index) and not node.shape):
+                # a copy: e.g. attention heads transposed then merged; a 0-d element of a
+                # slice goes to its one-element buffer, which the code reads as out[0]
                 return Lowered(steps=[Copy(ctx.name(node), ctx.array(node.inputs[0]))])
             args = tuple(node.shape)
         return Lowered(view=(kind, args))
@@ -195,14 +198,28 @@ def _view(kind, key=None):
 
 
 def _contiguous(x):
-    """Whether x's array is C-contiguous (views of transposes and slices are not)."""
-    if isinstance(x.op, (ops.Transpose, ops.Index)):
+    """Whether x's array is C-contiguous, as Numba types it (views of transposes and of most
+    slices are not)."""
+    if isinstance(x.op, ops.Index):
+        return _contiguous_index(x.attrs["spec"]) and _contiguous(x.inputs[0])
+    if isinstance(x.op, ops.Transpose):
         return False
     if isinstance(x.op, ops.Reshape):
         return True   # a view of a contiguous array, else a contiguous copy (_view below)
     if isinstance(x.op, ops.StopGradient):
         return _contiguous(x.inputs[0])
     return True
+
+
+def _contiguous_index(spec) -> bool:
+    """Whether indexing a C-contiguous array by ``spec`` gives an array Numba types C-contiguous:
+    integers, then at most one slice of step 1 as the last index (``a[3]``, ``a[2, 0:16]``,
+    ``flat[256:272]``); Numba types ``a[:, 0:16]`` (a slice before the last index) as strided,
+    so such an index stays a copy before a reshape."""
+    *outer, last = spec
+    if any(k[0] != "i" for k in outer):
+        return False
+    return last[0] == "s" and (last[1] is None or last[3] == 1)   # all integers: a scalar
 
 
 def _softmax(node, ctx):

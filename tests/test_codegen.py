@@ -311,3 +311,47 @@ def test_printed_expressions_are_reused_with_the_helpers_they_call():
     assert "tanh_f64" in first.expr(e) and "tanh_f64" in first.printer.helpers
     assert "tanh_f64" in second.printer.helpers          # from the memo, not a second print
     assert "tanh_f32" in Writer("float32").expr(e)       # per dtype
+
+
+def _sliced_parameter_model():
+    """One flat parameter whose slices are reshaped into two matrices (as a recurrence's packed
+    gradient row is unpacked), plus a copy node, a 0-d element and a slice after a slice."""
+    x = gn.input("x", (None, 4))
+    flat = gn.parameter("flat", RNG.normal(size=(24,)))
+    W1 = gn.reshape(flat[0:12], (4, 3))
+    W2 = gn.reshape(flat[12:18], (3, 2))
+    scale = gn.reshape(flat[18:19], ())
+    tail = gn.reshape(flat[19:24][1:4], (3, 1))
+    h = gn.tanh(x @ W1)
+    out = (h @ W2) * scale + gn.sum(h @ tail)
+    loss = gn.sum(out * out)
+    return Model("sliced", loss, out, (x,), Dataset({"x": X}))
+
+
+def test_reshaped_slices_of_a_contiguous_array_are_views_and_train_as_the_reference():
+    """A reshape of ``flat[a:b]`` needs no copy (Numba types the slice C-contiguous): the module
+    writes ``view(…)``; a 0-d element keeps its copy; gradients equal the reference's."""
+    model = _sliced_parameter_model()
+    cpu = _compare(model, {"x": X})
+    import re
+
+    src = cpu.source
+    for shape in ("(4, 3)", "(3, 2)", "(3, 1)"):   # each was a copy into a buffer of its own
+        assert re.search(rf"= view\(index\w*, {re.escape(shape)}\)", src), (shape, src)
+    assert re.search(r"copy_1d\(view\(reshape\w*, index\w*\.shape\), index\w*\)", src)   # the 0-d one
+
+
+def test_a_nest_that_only_copies_is_one_call_of_the_stored_copy_kernel():
+    """``h_T = copy(index)``-like nests (the unpacked gradients of every recurrence) print as
+    one ``copy_Nd`` call instead of an inline loop nest (compile time), with equal results."""
+    from graphnn.ops.elementwise import fmap
+
+    v = sympy.Symbol("v")
+    x = gn.input("x", (None, 4))
+    W = gn.parameter("W", RNG.normal(size=(4, 3)))
+    h = x @ W                                   # a GEMM's buffer, kept whole
+    out = fmap(v, {v: h}, fn="copy", name="h_copy")
+    loss = gn.sum(gn.tanh(out))
+    model = Model("copying", loss, out, (x,), Dataset({"x": X}))
+    cpu = _compare(model, {"x": X})
+    assert "copy_2d(h_copy, " in cpu.source, cpu.source

@@ -105,11 +105,17 @@ def interpreted(monkeypatch):
 
     from codegen import cache
 
-    before = {n for n in sys.modules if n.startswith(cache.PREFIX)}
+    # the stored kernels too: imported first here, they would be plain functions to every
+    # compiled module of this process after (Numba: "untyped global name 'matmul_nt'")
+    stored = ("codegen.generic_kernels", "codegen.modern_kernels")
+    before = set(sys.modules)
     monkeypatch.setattr(config, "DISABLE_JIT", True)
     yield
-    for name in [n for n in sys.modules if n.startswith(cache.PREFIX) and n not in before]:
+    for name in [n for n in sys.modules if (n.startswith(cache.PREFIX) or n in stored) and n not in before]:
         del sys.modules[name]
+        package, _, attr = name.rpartition(".")
+        if name in stored and hasattr(sys.modules.get(package), attr):
+            delattr(sys.modules[package], attr)
 
 
 @fuzz(40)
