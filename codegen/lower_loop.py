@@ -97,6 +97,16 @@ class Recurrence:
     reads: tuple = field(default=())
     truncate: int | None = None   # grad: truncated BPTT, k steps back (None: full)
     buffers: dict = field(default_factory=dict)   # role -> temp name (phase temps, statics, scratch)
+    #: grad: free leaf k -> (packed output, offset) where its summed gradient is written in
+    #: place (a 'flat' group's part is one contiguous slice); ``buffers[('freeg', k)]`` is then
+    #: the name of a local view of that slice, not a temporary
+    free_in_place: dict = field(default_factory=dict)
+
+    def local_names(self) -> set:
+        """The names this step binds in the function it is printed into (made fresh by the
+        lowering, so no graph name meets them): its stacks' views, the in-place gradient views."""
+        return ({s.view for s in self.slots.values()}
+                | {self.buffers[("freeg", k)] for k in self.free_in_place})
 
     @property
     def cell(self):
@@ -257,16 +267,20 @@ def _declare_buffers(step, ctx):
                 wanted[role] = shape
             elif role[0] == "acc_at":
                 wanted[("scratch", role[1])] = shape
+    out = {}
     if step.kind == "grad":
+        step.free_in_place = free_in_place(step)
         for k, target in step.free_targets.items():
-            wanted[("freeg", k)] = step.free_shapes[k]
+            if k in step.free_in_place:
+                out[("freeg", k)] = ctx.fresh(f"{pre}_freeg_{k}")
+            else:
+                wanted[("freeg", k)] = step.free_shapes[k]
         if step.truncate is not None:
             for j, shape in enumerate(step.y_shapes):
                 wanted[("gyzero", j)] = shape
             for k, shape in enumerate(step.carry_shapes):
                 for r in ("gcur", "dc", "accc", "gfinal"):
                     wanted[(r, k)] = shape
-    out = {}
     for role, shape in wanted.items():
         hint = f"{pre}_" + "_".join(str(r) for r in role)
         out[role] = ctx.temp(hint, tuple(shape) or (1,))
@@ -287,6 +301,33 @@ def packed_layout(step):
         parts.append((off, step.length * _row(s)))
         off += step.length * _row(s)
     return parts
+
+
+def group_offsets(step, emit, members):
+    """[(position, offset)] of each member of a gradient group in its packed output row."""
+    out, off = [], 0
+    for pos in members:
+        out.append((pos, off))
+        free = pos - len(step.carry_shapes) - len(step.x_shapes)
+        flat = emit != "batched" and free >= 0
+        off += math.prod(step.free_shapes[free]) if flat else member_size(step, pos, step.length)
+    return out
+
+
+def free_in_place(step) -> dict:
+    """Free leaf k -> (packed output, offset) for the gradients summed straight into a 'flat'
+    group's contiguous slice (no buffer of their own, no copy after the sweep); a 0-d leaf
+    keeps its buffer."""
+    nc, nx = len(step.carry_shapes), len(step.x_shapes)
+    out = {}
+    for name, emit, members in step.groups:
+        if emit == "batched":
+            continue
+        for pos, off in group_offsets(step, emit, members):
+            k = pos - nc - nx
+            if k >= 0 and step.free_shapes[k]:
+                out[k] = (name, off)
+    return out
 
 
 def member_size(step, pos, T):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 
-from .lower_loop import Recurrence, member_size, packed_layout
+from .lower_loop import Recurrence, group_offsets, member_size, packed_layout
 
 
 def row_size(shape):
@@ -102,9 +102,13 @@ class RecurrencePrinter:
         for j, shape in enumerate(step.y_shapes):
             off, _ = layout[nc + j]
             self.cols_to_stack(self.stack3(step.slots[f"gy{j}"], 0), step.g, off, row_size(shape))
+        for k, (out, off) in step.free_in_place.items():   # summed straight into the packed row
+            shape = step.free_shapes[k]
+            part = f"{self.buf(out)}[{off}:{off + math.prod(shape)}]"
+            self.line(f"{step.buffers[('freeg', k)]} = {self.reshape(part, str(shape[0]), shape[1:])}")
         for k, target in step.free_targets.items():
             if target[0] == "acc":
-                self.fill(self.buf(step.buffers[("freeg", k)]), "0.0", step.free_shapes[k])
+                self.fill(self.freeg(k), "0.0", step.free_shapes[k])
         if step.truncate is None:
             for k in range(nc):
                 off, size = layout[k]
@@ -126,7 +130,7 @@ class RecurrencePrinter:
         step = self.step
         for role, shape in step.calls["bwd"].args:
             if role[0] == "acc":
-                self.add(self.buf(step.buffers[("freeg", role[1])]), self.buf(step.buffers[role]), shape)
+                self.add(self.freeg(role[1]), self.buf(step.buffers[role]), shape)
             elif role[0] == "acc_at":
                 self.add(f"{step.slots[role[1]].view}[tt]", self.buf(step.buffers[("scratch", role[1])]), shape)
 
@@ -187,13 +191,18 @@ class RecurrencePrinter:
         self.dedent()
         return [self.buf(buf[("accc", k)]) for k in range(nc)]
 
+    def freeg(self, k) -> str:
+        """The summed gradient of free leaf k: a view of the packed row, or its own buffer."""
+        name = self.step.buffers[("freeg", k)]
+        return name if k in self.step.free_in_place else self.buf(name)
+
     def pack_grads(self, d_init):
-        """Each loop_grad node's group, in input order, into its packed output."""
+        """Each loop_grad node's group, in input order, into its packed output (free leaves
+        summed in place are there already)."""
         step = self.step
         T, nc, nx = step.length, len(step.carry_shapes), len(step.xs)
         for out, emit, members in step.groups:
-            off = 0
-            for pos in members:
+            for pos, off in group_offsets(step, emit, members):
                 if pos < nc:
                     size = member_size(step, pos, T)
                     self.copy(self.cols(out, off, size), self.reshape(d_init[pos], "B", (size,)), (None, size))
@@ -201,16 +210,15 @@ class RecurrencePrinter:
                     size = member_size(step, pos, T)
                     s = step.slots[step.dx_slots[pos - nc]]
                     self.stack_to_cols(out, off, self.stack3(s, 0), row_size(s.shape))
-                else:
+                elif pos - nc - nx not in step.free_in_place:
                     k = pos - nc - nx
-                    g = self.buf(step.buffers[("freeg", k)])
+                    g = self.freeg(k)
                     if emit == "batched":
                         size = member_size(step, pos, T)
                         self.copy(self.cols(out, off, size), self.reshape(g, "B", (size,)), (None, size))
                     else:
                         size = math.prod(step.free_shapes[k])
                         self.copy(f"{self.buf(out)}[{off}:{off + size}]", self.reshape(g, str(size), ()), (size,))
-                off += size
 
     def arg(self, phase, call, role, shape, t, local=()):
         """The text of one argument of a phase call at step ``t``; roles in ``local`` are locals."""
@@ -230,7 +238,7 @@ class RecurrencePrinter:
             b = self.buf(step.buffers[(phase, role[1])])
             return self.reshape(b, f"{T} * B", shape[1:]) if call.rows and shape and shape[0] is None else b
         if kind == "out":
-            return self.buf(step.buffers[("freeg", role[1])])
+            return self.freeg(role[1])
         if kind == "acc_at":
             return self.buf(step.buffers[("scratch", role[1])])
         if kind == "gyat":

@@ -57,6 +57,8 @@ def test_every_name_a_module_uses_is_kept_from_graph_names(name):
     graph_names = set(sched.names.values())
     for prog in (sched.forward, sched.loss, sched.evaluate, sched.grad_step):
         graph_names |= {b.name for b in list(prog.args) + list(prog.temps())}
+        for step in prog.steps:   # a recurrence's views: fresh names the lowering made
+            graph_names |= step.local_names() if hasattr(step, "local_names") else set()
     cells = [f for f in tree.body if isinstance(f, ast.FunctionDef) and f.name.startswith("cell_")]
     cell_names = {a.arg for f in cells for a in f.args.args}
     leaks = set()
