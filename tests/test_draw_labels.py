@@ -280,7 +280,7 @@ def test_the_loss_box_shows_the_example_the_units_show():
     batch = gn.evaluate(model.loss, feeds)
     for k in range(len(feeds["x"])):
         one = gn.evaluate(model.loss, {name: v[k:k + 1] for name, v in feeds.items()})
-        source = gn.draw(model, view="neurons", values=feeds, example_index=k, precision=6).source
+        source = gn.draw(model, view="neurons", values=feeds, example=k + 1, precision=6).source
         box = [lb for lb in labels(source) if f"over all {len(feeds['x'])})" in lb]
         assert len(box) == 1, labels(source)
         shown = re.search(r"E = (\S+) \(example (\d+); (\S+) over all", box[0].replace("</FONT>", ""))

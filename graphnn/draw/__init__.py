@@ -52,14 +52,15 @@ def register_view(name: str, fn: Callable, help: str = "", fits=None, grads: boo
 
 
 def draw(subject, view: str = "ops", values=None, grads: bool = False, *, params=None,
-         example_index: int = 0, precision: int = 3, max_units: int = 10, collapse: bool = False,
+         example: int = 1, precision: int = 3, max_units: int = 10, collapse: bool = False,
          size=None, output=None, **options):
     """Draw a Model, Graph or Node; returns a ``graphviz.Digraph`` (Jupyter displays it).
 
     ``values``: None (structure only), a dict of feeds, or 'example' (the model's worked
     example). ``grads=True`` adds d(loss)/d(·) from graphnn's autodiff (and implies
     values='example' when no values are given). ``params`` overrides parameter values
-    (e.g. trained weights). ``example_index`` picks the batch row units show;
+    (e.g. trained weights). ``example`` picks the batch row units show, counted from 1
+    as every label counts (CLI ``--example``; outside 1 … rows: a `DrawError`);
     ``precision`` is significant digits; layers wider than ``max_units`` collapse into
     an ellipsis group (neurons view); ``collapse`` draws one box per group (ops view).
     ``size``: 'slide' (1920×1080) or (width, height) in pixels — the picture is made to fit
@@ -70,8 +71,8 @@ def draw(subject, view: str = "ops", values=None, grads: bool = False, *, params
     _load_views()
     if view not in VIEWS:
         raise UnknownNameError(f"unknown view {view!r}; views: {', '.join(sorted(VIEWS))}")
-    _check_options(view, grads, precision, max_units)
-    ctx = make_context(subject, values, grads, params=params, example_index=example_index,
+    _check_options(view, grads, precision, max_units, options)
+    ctx = make_context(subject, values, grads, params=params, example=example,
                        precision=precision, max_units=max_units, collapse=collapse,
                        size=None if size is None else slide_size(size), options=options)
     if output is not None:
@@ -82,8 +83,11 @@ def draw(subject, view: str = "ops", values=None, grads: bool = False, *, params
     return fit(lambda opts: _with_options(ctx, opts, fn), ctx.size, VIEW_FITS[view])
 
 
-def _check_options(view, grads, precision, max_units) -> None:
+def _check_options(view, grads, precision, max_units, options) -> None:
     """One clear error for an option the drawing would otherwise ignore or bend silently."""
+    if "example_index" in options:   # the 0-based keyword of old: it would land in the view options, unread
+        raise DrawError(f"example_index= is gone: pass example={options['example_index'] + 1} "
+                        "(examples are counted from 1, as the pictures' labels count them)")
     if grads and view in NO_GRADS:
         shown = ", ".join(v for v in sorted(VIEWS) if v not in NO_GRADS)
         raise DrawError(f"the {view} view draws no gradients: drop --grads (grads=True), use --values for its "
