@@ -268,7 +268,8 @@ def test_cnn_scores_name_the_prediction_and_the_target_apart():
 def test_unnamed_elements_count_from_one_like_the_derivations():
     """Drawings wrote x[0], W[0,0] where the derivations (and the course's w_ij) write 1, 1."""
     found = " ".join(labels(gn.draw(_one_output_net(1.0), view="neurons", values="example").source))
-    for label in ("x[1] = 1", "x[2] = 2", "W[1,1] = 0.7", "W[2,1] = −0.8", "b[1] = 0.05", "sigmoid[1] = "):
+    for label in ("x[1] = 1", "x[2] = 2", "W[1,1] = 0.7", "W[2,1] = −0.8", "b[1] = 0.05",
+                  "out<SUP>(1)</SUP>[1] = "):     # the derivations' out⁽¹⁾ (was the op's label, "sigmoid[1]")
         assert label in found, label
     assert not re.search(r"\[0[,\]]", found)
 

@@ -8,7 +8,10 @@ names for what the user left unnamed.
 - an unnamed net input (a layer's x W + b, a convolution) is ``net⁽ˡ⁾`` for layer l, the
   activation right after it ``out⁽ˡ⁾``, an unnamed pre-activation of a named unit (the
   LSTM's gate g_t) ``net_{g,t}``; anything else unnamed gets a letter ``u⁽ᵏ⁾`` and is
-  usually written out inline by its formula instead;
+  usually written out inline by its formula instead. k is the node's place among the
+  graph's unlabelled nodes in topological order (from the inputs), fixed when `Names` is
+  built: every view of the same graph calls it the same, whatever order the view asks in
+  (so numbers can skip: a view shows u⁽²⁾ without u⁽¹⁾ when u⁽¹⁾ is written inline);
 - a layer's δ is ``δ⁽ˡ⁾`` (numbered like the net inputs, from the input side).
 
 `display` gives the element-level symbols of a `GradRecord` their course names: 1-based
@@ -85,6 +88,9 @@ class Names:
         self.layer = {n: k for k, n in enumerate(self.nets, 1)}
         self.labels: dict = dict(extra or {})
         self._label_all(nodes)
+        # u⁽ᵏ⁾ by graph position, never by the order a view asks (forward and scalar views agreed on
+        # no number when the scalar view asked from the loss down)
+        self._unnamed = {n: k for k, n in enumerate((n for n in nodes if n not in self.labels), 1)}
 
     def _rearranged(self, node) -> bool:
         """x W_Q split into heads and named Q: the net is Q, rearranged, not a layer of its own."""
@@ -135,10 +141,13 @@ class Names:
         return self.labels.get(node)
 
     def fallback(self, node: Node) -> str:
-        """A name for an unnamed node that must be named after all: u⁽ᵏ⁾."""
+        """A name for an unnamed node that must be named after all: u⁽ᵏ⁾, k its place among
+        the graph's unlabelled nodes (a node outside the graph: numbered after them all, in
+        the order asked)."""
         if node not in self.labels:
-            k = sum(1 for v in self.labels.values() if v.startswith("u⁽")) + 1
-            self.labels[node] = f"u{superscript(k)}"
+            if node not in self._unnamed:
+                self._unnamed[node] = len(self._unnamed) + 1
+            self.labels[node] = f"u{superscript(self._unnamed[node])}"
         return self.labels[node]
 
     def tex(self, node: Node) -> str:

@@ -42,11 +42,33 @@ class DrawContext:
     size: tuple | None = None         # (width, height) in pixels the picture must fit, or None
     options: dict = field(default_factory=dict)   # view-specific extras
     _values: dict | None = field(default=None, repr=False)
+    _names: object = field(default=None, repr=False)
     _grad_cache: dict = field(default_factory=dict, repr=False)
 
     # -- ids: graph positions, never id(), so DOT text is the same in every process --
     def node_id(self, node: Node) -> str:
         return f"n{self.graph.index[node]}"
+
+    # -- names: the derivations' own (one naming for every view) --------------------------
+    @property
+    def names(self):
+        """The derivations' `graphnn.derive.names.Names` of this graph, built over the loss's
+        graph first (the graph `derive` names), so a drawing and a derivation of the same
+        model call every node alike."""
+        if self._names is None:
+            from ..derive.names import Names
+            roots = [self.loss] if self.loss is not None else []
+            roots += [o for o in self.graph.outputs if o is not self.loss]
+            self._names = Names(Graph(roots))
+        return self._names
+
+    def node_name(self, node: Node) -> str | None:
+        """What a drawing calls ``node``: exactly what the derivations call it (`Names.label`):
+        the user's name (a dotted ``attn.head.A`` by its last part where that is unique),
+        else its course name (net⁽¹⁾, out⁽¹⁾; E_o for a loss's elements E_o1, E_o2, which
+        the losses name ``<loss>_elements`` for want of a better name), else None (the
+        drawing shows the op instead)."""
+        return self.names.label(node)
 
     # -- values ---------------------------------------------------------------------
     @property
