@@ -104,7 +104,8 @@ def draw_backward(ctx):
     g = new_digraph(ctx.name, "TB", ranksep="0.4", newrank="true")
     g.attr(label=html_label(h(ctx.name, ": backward view"),
                             small(h("forward graph (black) and the gradient graph autodiff built (red, dashed); "
-                                    "red edges carry d", nm(ctx.loss_name), "/d·"))))
+                                    "red edges carry d", nm(ctx.loss_name), "/d·",
+                                    f"; {ctx.training_note}" if ctx.training_note else None))))
     with g.subgraph(name="cluster_forward") as f:
         f.attr(label="forward", **CLUSTER_STYLE)
         f.node("fwd_anchor", "", style="invis", width="0", height="0", fixedsize="true")

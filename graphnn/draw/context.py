@@ -41,6 +41,7 @@ class DrawContext:
     collapse: bool = False            # ops view: one box per layer (CNNs, deep nets)
     size: tuple | None = None         # (width, height) in pixels the picture must fit, or None
     options: dict = field(default_factory=dict)   # view-specific extras
+    training_note: str | None = None  # the values are a training step's (dropout, masking noise): says which
     _values: dict | None = field(default=None, repr=False)
     _names: object = field(default=None, repr=False)
     _grad_cache: dict = field(default_factory=dict, repr=False)
@@ -260,9 +261,27 @@ def make_context(subject, values=None, grads=False, example: int = 1, **options)
     rows = batch_rows(graph, values) or 1
     if not 1 <= example <= rows:
         raise example_range_error(example, rows)
+    values, note = _training_step(graph, values)
     ctx = DrawContext(graph=graph, loss=loss, output=output, name=name, feeds=values,
-                      show_grads=bool(grads), example_index=int(example) - 1, **options)
+                      show_grads=bool(grads), example_index=int(example) - 1, training_note=note, **options)
     if ctx.show_grads and ctx.loss is None:
         raise DrawError(f"{name} has no scalar loss, so there are no gradients to show; "
                         "draw a Model or a scalar node")
     return ctx
+
+
+def _training_step(graph: Graph, feeds: dict | None):
+    """(feeds, note): the values a drawing shows are those of the training step `derive`
+    shows — `graphnn.derive.resolve.training_step`, the one mechanism: ``training`` fed 1
+    and ``step`` 0 unless the feeds say otherwise, so dropout and masking noise act with
+    the same seeded masks. The note (plain text for a title) says which step, or that the
+    user's ``training = 0`` shows evaluation; None for graphs without such ops."""
+    from ..derive.resolve import training_step
+
+    feeds, said = training_step(graph, feeds)
+    if said is None:
+        return feeds, None
+    given = {k.name if isinstance(k, Node) else k: v for k, v in feeds.items()}
+    if not float(np.asarray(given.get("training", 1.0))):
+        return feeds, "evaluation (training = 0): no noise"
+    return feeds, f"training step {int(float(np.asarray(given.get('step', 0.0))))}: its seeded noise acts, as in derive"

@@ -114,6 +114,8 @@ class _Neurons:
             notes.append(f"units show example {ctx.example_index + 1} of {batch}"
                          + (f"; weight gradients are of {ctx.loss_name} over all {batch}"
                             if ctx.show_grads else ""))
+        if ctx.training_note:
+            notes.append(ctx.training_note)
         if ctx.show_grads:
             notes.append(h("δ = ", d_of(ctx.loss_name, "net"), " in each unit"))
         elif ctx.nondiff_reason is not None:

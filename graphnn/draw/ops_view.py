@@ -83,7 +83,8 @@ def draw_ops(ctx, graph_name: str | None = None):
 def _value_note(ctx) -> str:
     if not ctx.has_values:
         return ""
-    return " (values of the example" + (" and gradients)" if ctx.show_grads else ")")
+    step = f"; {ctx.training_note}" if ctx.training_note else ""
+    return " (values of the example" + (" and gradients" if ctx.show_grads else "") + step + ")"
 
 
 def add_forward(ctx, g, grads: dict, prefix: str = ""):
