@@ -287,3 +287,16 @@ def test_the_loss_box_shows_the_example_the_units_show():
         shown = re.search(r"E = (\S+) \(example (\d+); (\S+) over all", box[0].replace("</FONT>", ""))
         assert html_number(shown.group(1)) == pytest.approx(one, rel=1e-5) and shown.group(2) == str(k + 1)
         assert html_number(shown.group(3)) == pytest.approx(batch, rel=1e-5)
+
+
+def test_delta_of_a_batch_says_it_is_of_the_batch_loss():
+    """linear-regression --example 3 --grads: the loss box gave example 3's own L = 25 and the
+    unit δ = −2, the batch mean's ∂L/∂net (example 3's own would be −10), while the title said
+    only the weight gradients were of the batch: now it says δ is too, and δ is that number."""
+    model = get_model("linear-regression")
+    feeds = {k: np.asarray(v) for k, v in model.example_feeds()[0].items()}
+    source = gn.draw(model, view="neurons", grads=True, example=3, precision=6).source
+    assert "weight gradients and δ are of L over all 5" in source
+    net = model.output
+    delta = gn.evaluate(gn.grad(model.loss, [net])[net], feeds)[2, 0]
+    assert f"δ = {number_html(delta, 6)}" in source, [lb for lb in labels(source) if "δ" in lb]

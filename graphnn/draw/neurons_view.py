@@ -112,7 +112,8 @@ class _Neurons:
         notes = []
         if batch > 1:
             notes.append(f"units show example {ctx.example_index + 1} of {batch}"
-                         + (f"; weight gradients are of {ctx.loss_name} over all {batch}"
+                         # δ too: the unit's row of ∂L/∂net for the batch's L, not the example's own L
+                         + (f"; weight gradients and δ are of {ctx.loss_name} over all {batch}"
                             if ctx.show_grads else ""))
         if ctx.training_note:
             notes.append(ctx.training_note)
