@@ -301,3 +301,14 @@ def test_example_without_values_is_one_line(capsys):
     assert main(["draw", "xor", "--view", "neurons", "--example", "2"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "add --values" in err, err
+
+
+@pytest.mark.parametrize("view", ["ops", "backward"])
+def test_example_in_a_view_that_shows_the_whole_batch_is_one_line(capsys, view):
+    """--example 3 was silently ignored by the views that show every row (ops, backward, …)."""
+    assert main(["draw", "xor", "--view", view, "--grads", "--example", "3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"the {view} view shows the values of the whole batch" in err \
+        and "--example 3" in err and "maps and neurons" in err, err
+    assert main(["draw", "xor", "--view", view, "--grads", "--example", "1"]) == 0
+    capsys.readouterr()

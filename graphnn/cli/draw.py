@@ -28,8 +28,8 @@ def register(sub):
                    help="unrolled view: draw K of the T steps (the first and last ones), ⋯ for the rest")
     p.add_argument("--step", type=int, metavar="T", help="cell view: the time step whose values are shown (1 … T; default T)")
     p.add_argument("--example", type=int, default=1, metavar="K",
-                   help="which example of the values' batch the units show, counted from 1 as the "
-                        "labels count it (1 … the batch's rows; default 1)")
+                   help="neurons and maps views: which example of the values' batch they show, counted "
+                        "from 1 as the labels count it (1 … the batch's rows; default 1)")
     p.add_argument("--precision", type=int, default=3, help="significant digits of numbers (default 3, at least 1)")
     p.add_argument("--max-units", type=int, default=10,
                    help="neurons view: wider layers show their first units, ⋮ and the last (default 10, at least 3)")

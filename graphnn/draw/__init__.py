@@ -30,18 +30,24 @@ VIEW_HELP: dict[str, str] = {}
 VIEW_FITS: dict[str, list] = {}
 #: views that draw no gradients (register_view(grads=False)): draw(grads=True) is refused there
 NO_GRADS: set[str] = set()
+#: views that show one example of a batch (register_view(example=True)): elsewhere --example K ≠ 1 is refused
+ONE_EXAMPLE: set[str] = set()
 
 
-def register_view(name: str, fn: Callable, help: str = "", fits=None, grads: bool = True) -> Callable:
+def register_view(name: str, fn: Callable, help: str = "", fits=None, grads: bool = True,
+                  example: bool = False) -> Callable:
     """Make ``draw(..., view=name)`` and ``graphnn draw --view name`` call ``fn(ctx)``.
 
     ``fits``: levels of detail for ``size=`` (see `graphnn.draw.fit`), each a list of option
     sets (DrawContext fields such as ``max_units``, or view options) from the most detailed
     to the most compact; without it, a sized drawing is the plain one scaled into the box.
     ``grads=False``: the view draws no gradients, so ``draw(grads=True)`` is refused rather
-    than silently ignored.
+    than silently ignored. ``example=True``: the view shows the batch row ``ctx.example_index``
+    (``--example``); other views are refused an ``example`` other than 1, which they would
+    ignore.
     """
     VIEWS[name] = fn
+    (ONE_EXAMPLE.add if example else ONE_EXAMPLE.discard)(name)
     if not grads:
         NO_GRADS.add(name)
     else:
@@ -75,6 +81,10 @@ def draw(subject, view: str = "ops", values=None, grads: bool = False, *, params
     ctx = make_context(subject, values, grads, params=params, example=example,
                        precision=precision, max_units=max_units, collapse=collapse,
                        size=None if size is None else slide_size(size), options=options)
+    if example != 1 and view not in ONE_EXAMPLE:    # after make_context: a range error comes first
+        shown = " and ".join(sorted(ONE_EXAMPLE))
+        raise DrawError(f"the {view} view shows the values of the whole batch, not one example: drop "
+                        f"--example {example} (example={example}); it applies to the {shown} views")
     if output is not None:
         ctx.output = output
     fn = VIEWS[view]

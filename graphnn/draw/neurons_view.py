@@ -296,7 +296,8 @@ def _register():
     from . import register_view
     register_view("neurons", draw_neurons,
                   "one circle per unit, bias units, named weights (values, dE/dw, δ) — MLPs",
-                  fits=[[{}], [{"max_units": 7}], [{"max_units": 5}], [{"max_units": 5, "edge_labels": False}]])
+                  fits=[[{}], [{"max_units": 7}], [{"max_units": 5}], [{"max_units": 5, "edge_labels": False}]],
+                  example=True)
 
 
 _register()
