@@ -300,3 +300,12 @@ def test_delta_of_a_batch_says_it_is_of_the_batch_loss():
     net = model.output
     delta = gn.evaluate(gn.grad(model.loss, [net])[net], feeds)[2, 0]
     assert f"δ = {number_html(delta, 6)}" in source, [lb for lb in labels(source) if "δ" in lb]
+
+
+@pytest.mark.parametrize("name", sorted(available()))
+def test_an_op_box_never_says_its_name_twice(name):
+    """With the derivations' names in drawings, a batch count's box read "n" over "n"."""
+    source = gn.draw(get_model(name), view="ops").source
+    for lb in labels(source):
+        lines = [re.sub("<[^>]+>", "", part) for part in lb.split("<BR/>")]
+        assert len(lines) < 2 or lines[0] != lines[1], lb

@@ -45,8 +45,8 @@ def element_names_text(node: Node, limit: int = 8):
 
 def node_label(ctx, node: Node, grads: dict) -> str:
     name = ctx.node_name(node)     # the derivations' name where the user gave none (E_o, net⁽¹⁾)
-    if node.kind == "op":
-        head = [bold(op_label(node)), nm(name) if name else None]
+    if node.kind == "op":    # a name that only repeats the op's label (a batch count's n) is said once
+        head = [bold(op_label(node)), nm(name) if name and name != node.op.label(node) else None]
     else:
         kind = node.kind if node.kind != "parameter" or node.trainable else "fixed parameter"
         # compact (a slide): the colour and border already say input/parameter/fixed
