@@ -1,4 +1,4 @@
-"""Drawings with values show the training step `derive` shows (`derive.resolve.training_step`,
+"""Drawings with values show the training step `derive` shows (`graphnn.noise.training_step`,
 one mechanism): `draw denoising-autoencoder --values` showed evaluation (x̃ = x, no
 corruption) while `derive denoising-autoencoder` showed step 0's masking noise."""
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import graphnn as gn
-from graphnn.derive.resolve import training_step
+from graphnn.noise import training_step
 from graphnn.draw.context import example_feeds, make_context
 from graphnn.models import available, get_model
 from graphnn.ops import Dropout, GaussianNoise

@@ -1,5 +1,5 @@
 """One naming for every view: derive's forward, scalar, matrix and time views and the
-drawings call each node by the same name (`graphnn.derive.names.Names`).
+drawings call each node by the same name (`graphnn.names.Names`).
 
 Unnamed nodes were numbered u⁽ᵏ⁾ in the order a view asked for them, so the forward view's
 u⁽¹⁾ was the scalar view's u⁽²⁾; drawings called an unnamed unit by its op ("sigmoid[1]")
@@ -11,7 +11,7 @@ import pytest
 
 import graphnn as gn
 from graphnn.derive import derive
-from graphnn.derive import names as names_module
+from graphnn import names as names_module
 from graphnn.draw.context import DrawContext
 from graphnn.errors import GraphnnError
 from graphnn.models import available, get_model

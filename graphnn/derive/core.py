@@ -448,7 +448,7 @@ def _rows(graph: Graph, feeds: dict | None) -> int:
 def _derivative_titles(loss, targets, graph=None) -> str:
     r"""``$\partial E_{total}/\partial w_{5}$, …`` in the course's notation (inline math: every
     format typesets it, the text format as ∂E_total/∂w_5)."""
-    from .names import Names
+    from ..names import Names
     names = Names(graph if graph is not None else Graph([loss]))
     num = names.tex(loss)
     parts = [rf"$\partial {num}/\partial {names.tex(t.node) if t.index is None else names.element(t.node, t.index)}$"

@@ -26,7 +26,7 @@ from ..graph import Node
 from ..ops import NET_OPS, Count, Linear, MatMul, Map, Max, OpTable, Softmax, SoftmaxCrossEntropy, Sum
 from ..ops.base import all_indices, concrete_shape
 from .core import DerivationError, Form, Step, Target, register_view
-from .names import Names
+from ..names import Names
 from .printing import Partial, Total, factored, latex, numbers, product, signed_number
 from .update import loss_after_update, update_steps
 

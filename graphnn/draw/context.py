@@ -53,11 +53,11 @@ class DrawContext:
     # -- names: the derivations' own (one naming for every view) --------------------------
     @property
     def names(self):
-        """The derivations' `graphnn.derive.names.Names` of this graph, built over the loss's
+        """The derivations' `graphnn.names.Names` of this graph, built over the loss's
         graph first (the graph `derive` names), so a drawing and a derivation of the same
         model call every node alike."""
         if self._names is None:
-            from ..derive.names import Names
+            from ..names import Names
             roots = [self.loss] if self.loss is not None else []
             roots += [o for o in self.graph.outputs if o is not self.loss]
             self._names = Names(Graph(roots))
@@ -272,11 +272,11 @@ def make_context(subject, values=None, grads=False, example: int = 1, **options)
 
 def _training_step(graph: Graph, feeds: dict | None):
     """(feeds, note): the values a drawing shows are those of the training step `derive`
-    shows — `graphnn.derive.resolve.training_step`, the one mechanism: ``training`` fed 1
+    shows — `graphnn.noise.training_step`, the one mechanism: ``training`` fed 1
     and ``step`` 0 unless the feeds say otherwise, so dropout and masking noise act with
     the same seeded masks. The note (plain text for a title) says which step, or that the
     user's ``training = 0`` shows evaluation; None for graphs without such ops."""
-    from ..derive.resolve import training_step
+    from ..noise import training_step
 
     feeds, said = training_step(graph, feeds)
     if said is None:

@@ -1,4 +1,4 @@
-"""What derivations call each node: the graph's names, made short and unique, and course
+"""What every view — derivations and drawings — calls each node: the graph's names, made short and unique, and course
 names for what the user left unnamed.
 
 - a named node keeps its name; a dotted one (``attn.head.A``) is called by its last part
@@ -23,9 +23,9 @@ import os
 import re
 from collections import Counter
 
-from ..graph import Graph, Node
-from ..notation import latex_name
-from ..ops import ACTIVATIONS, NET_OPS, Conv2D, Count, Map, Reshape, Transpose
+from .graph import Graph, Node
+from .notation import latex_name
+from .ops import ACTIVATIONS, NET_OPS, Conv2D, Count, Map, Reshape, Transpose
 
 _SUPERSCRIPT_DIGITS = dict(zip("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹"))
 
@@ -164,7 +164,7 @@ class Names:
         """One element as LaTeX: its own name (w5), else the node's name with 1-based
         indices and no batch index: (W_1)_{1,2}, \\mathrm{net}^{(1)}_{2}."""
         if node.names is not None:
-            from ..graph import element_name
+            from .graph import element_name
             return latex_name(element_name(node, index))
         fixed = tuple(i for i, d in zip(index, node.shape) if d is not None)
         base = self.label(node) or self.fallback(node)
