@@ -3,7 +3,7 @@
 Layers, from the IR up (README, *Architecture*):
 
     core      graph, ops/, autodiff, evaluate, gradcheck, losses, cell, looped, recurrent,
-              bptt, data/, model, optim, errors, callable_module
+              bptt, data/, model, optim, errors, callable_module, names, noise
     models    the built-in nets                               (core)
     training  Trainer, backends, tasks, MPI, checkpoints      (core, models)
     codegen   the Numba code generator                        (core, training's backend protocol)

@@ -126,7 +126,7 @@ def test_neurons_view_refuses_graphs_that_are_not_unit_chains():
 
 def test_neurons_view_example_index_and_param_override():
     model = get_model("xor")
-    src = gn.draw(model, view="neurons", values="example", example_index=3).source
+    src = gn.draw(model, view="neurons", values="example", example=4).source
     assert f"L0u0 [label=<<B>{html_name('x1')} = 1</B>>" in src
     W2 = model.find("W2")
     src = gn.draw(model, view="neurons", values="example", params={W2: np.array([[0.25], [0.5]])}).source
@@ -198,9 +198,13 @@ def test_shown_units_and_number_format():
     assert fmt_number(1.01134e-05, 3) == "1.01×10<SUP>−5</SUP>"
 
 
-def test_example_index_out_of_range_is_an_error():
-    with pytest.raises(DrawError, match="example_index 7 is out of range"):
-        gn.draw(get_model("xor"), view="neurons", values="example", example_index=7)
+def test_example_out_of_range_is_an_error():
+    with pytest.raises(DrawError, match=r"--example \(example=\) 7 is out of range: .* 4 examples, counted from 1 \(1 … 4\)"):
+        gn.draw(get_model("xor"), view="neurons", values="example", example=7)
+    with pytest.raises(DrawError, match=r"--example \(example=\) 0 is out of range"):
+        gn.draw(get_model("xor"), view="neurons", values="example", example=0)
+    with pytest.raises(DrawError, match="example_index= is gone: pass example=4"):
+        gn.draw(get_model("xor"), view="neurons", values="example", example_index=3)
 
 
 def test_inputs_with_defaults_need_no_feed():

@@ -259,3 +259,56 @@ def test_the_smallest_accepted_options_still_draw(capsys):
     assert main(["draw", "lstm", "--view", "cell", "--values", "--step", "1"]) == 0
     assert main(["draw", "rnn-scalar", "--view", "unrolled", "--grads"]) == 0   # it draws the BPTT terms
     capsys.readouterr()
+
+
+# -- --example counts from 1, as every label does ------------------------------------------------
+
+
+def _example_rows(name):
+    from graphnn.draw.context import batch_rows, example_feeds
+    model = get_model(name)
+    return model, batch_rows(model.graph, example_feeds(model)) or 1
+
+
+@pytest.mark.parametrize("name", sorted(gn.models.available()))
+def test_example_counts_from_one_and_out_of_range_is_one_line(capsys, tmp_path, name):
+    """`draw --example K` counted rows from 0 while the picture said "example K+1": now
+    --example 1 is the first example, and 0 or one past the last is one error line naming
+    the option and the valid range — for every built-in model."""
+    _, rows = _example_rows(name)
+    valid = "(1)" if rows == 1 else f"(1 … {rows})"
+    for bad in (0, rows + 1):
+        code = main(["draw", name, "--values", "--example", str(bad), "-o", str(tmp_path / "x.dot")])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1, err
+        assert f"--example (example=) {bad} is out of range" in err and valid in err, err
+        assert not (tmp_path / "x.dot").exists()
+
+
+def test_example_k_shows_the_kth_example(capsys):
+    """xor's example holds the four truth-table rows: --example 4 is x = (1, 1), "example 4 of 4"."""
+    assert main(["draw", "xor", "--view", "neurons", "--values", "--example", "4"]) == 0
+    dot = capsys.readouterr().out
+    assert "units show example 4 of 4" in dot
+    assert re.search(r"L0u0 \[label=<<B>x<SUB>1</SUB> = 1</B>>", dot) and \
+        re.search(r"L0u1 \[label=<<B>x<SUB>2</SUB> = 1</B>>", dot)
+    assert main(["draw", "xor", "--view", "neurons", "--values", "--example", "1"]) == 0
+    dot = capsys.readouterr().out
+    assert "units show example 1 of 4" in dot and re.search(r"L0u0 \[label=<<B>x<SUB>1</SUB> = 0</B>>", dot)
+
+
+def test_example_without_values_is_one_line(capsys):
+    assert main(["draw", "xor", "--view", "neurons", "--example", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "add --values" in err, err
+
+
+@pytest.mark.parametrize("view", ["ops", "backward"])
+def test_example_in_a_view_that_shows_the_whole_batch_is_one_line(capsys, view):
+    """--example 3 was silently ignored by the views that show every row (ops, backward, …)."""
+    assert main(["draw", "xor", "--view", view, "--grads", "--example", "3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"the {view} view shows the values of the whole batch" in err \
+        and "--example 3" in err and "maps and neurons" in err, err
+    assert main(["draw", "xor", "--view", view, "--grads", "--example", "1"]) == 0
+    capsys.readouterr()

@@ -268,7 +268,8 @@ def test_cnn_scores_name_the_prediction_and_the_target_apart():
 def test_unnamed_elements_count_from_one_like_the_derivations():
     """Drawings wrote x[0], W[0,0] where the derivations (and the course's w_ij) write 1, 1."""
     found = " ".join(labels(gn.draw(_one_output_net(1.0), view="neurons", values="example").source))
-    for label in ("x[1] = 1", "x[2] = 2", "W[1,1] = 0.7", "W[2,1] = −0.8", "b[1] = 0.05", "sigmoid[1] = "):
+    for label in ("x[1] = 1", "x[2] = 2", "W[1,1] = 0.7", "W[2,1] = −0.8", "b[1] = 0.05",
+                  "out<SUP>(1)</SUP>[1] = "):     # the derivations' out⁽¹⁾ (was the op's label, "sigmoid[1]")
         assert label in found, label
     assert not re.search(r"\[0[,\]]", found)
 
@@ -280,9 +281,31 @@ def test_the_loss_box_shows_the_example_the_units_show():
     batch = gn.evaluate(model.loss, feeds)
     for k in range(len(feeds["x"])):
         one = gn.evaluate(model.loss, {name: v[k:k + 1] for name, v in feeds.items()})
-        source = gn.draw(model, view="neurons", values=feeds, example_index=k, precision=6).source
+        source = gn.draw(model, view="neurons", values=feeds, example=k + 1, precision=6).source
         box = [lb for lb in labels(source) if f"over all {len(feeds['x'])})" in lb]
         assert len(box) == 1, labels(source)
         shown = re.search(r"E = (\S+) \(example (\d+); (\S+) over all", box[0].replace("</FONT>", ""))
         assert html_number(shown.group(1)) == pytest.approx(one, rel=1e-5) and shown.group(2) == str(k + 1)
         assert html_number(shown.group(3)) == pytest.approx(batch, rel=1e-5)
+
+
+def test_delta_of_a_batch_says_it_is_of_the_batch_loss():
+    """linear-regression --example 3 --grads: the loss box gave example 3's own L = 25 and the
+    unit δ = −2, the batch mean's ∂L/∂net (example 3's own would be −10), while the title said
+    only the weight gradients were of the batch: now it says δ is too, and δ is that number."""
+    model = get_model("linear-regression")
+    feeds = {k: np.asarray(v) for k, v in model.example_feeds()[0].items()}
+    source = gn.draw(model, view="neurons", grads=True, example=3, precision=6).source
+    assert "weight gradients and δ are of L over all 5" in source
+    net = model.output
+    delta = gn.evaluate(gn.grad(model.loss, [net])[net], feeds)[2, 0]
+    assert f"δ = {number_html(delta, 6)}" in source, [lb for lb in labels(source) if "δ" in lb]
+
+
+@pytest.mark.parametrize("name", sorted(available()))
+def test_an_op_box_never_says_its_name_twice(name):
+    """With the derivations' names in drawings, a batch count's box read "n" over "n"."""
+    source = gn.draw(get_model(name), view="ops").source
+    for lb in labels(source):
+        lines = [re.sub("<[^>]+>", "", part) for part in lb.split("<BR/>")]
+        assert len(lines) < 2 or lines[0] != lines[1], lb

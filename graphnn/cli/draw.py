@@ -27,8 +27,9 @@ def register(sub):
     p.add_argument("--show-steps", type=int, metavar="K",
                    help="unrolled view: draw K of the T steps (the first and last ones), ⋯ for the rest")
     p.add_argument("--step", type=int, metavar="T", help="cell view: the time step whose values are shown (1 … T; default T)")
-    p.add_argument("--example", type=int, default=0, metavar="K",
-                   help="which row of the example's batch the units show (default 0)")
+    p.add_argument("--example", type=int, default=1, metavar="K",
+                   help="neurons and maps views: which example of the values' batch they show, counted "
+                        "from 1 as the labels count it (1 … the batch's rows; default 1)")
     p.add_argument("--precision", type=int, default=3, help="significant digits of numbers (default 3, at least 1)")
     p.add_argument("--max-units", type=int, default=10,
                    help="neurons view: wider layers show their first units, ⋮ and the last (default 10, at least 3)")
@@ -57,7 +58,7 @@ def cmd_draw(args):
     options = {k: v for k, v in (("wrt", args.wrt), ("shown_steps", args.show_steps), ("step", args.step))
                if v is not None}
     drawing = draw(model, view=args.view, values="example" if args.values or args.grads else None,
-                   grads=args.grads, example_index=args.example, precision=args.precision,
+                   grads=args.grads, example=args.example, precision=args.precision,
                    max_units=args.max_units, collapse=args.collapse, size=_size(args), **options)
     if not args.output:
         if not hasattr(drawing, "source"):

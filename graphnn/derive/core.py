@@ -425,6 +425,9 @@ def derive(loss, wrt=None, values=None, view: str = "scalar", update: bool = Fal
             raise DerivationError(f"the {view} view cannot be written for this graph: {e}") from None
         # after the view: it may narrow a target to the element it derives (the time view)
         title = f"Backpropagation: {_derivative_titles(loss, req.targets, graph)} ({view} view)"
+    rows = _rows(graph, feeds)
+    if req.one_example and rows > 1:    # every one-example view says so, not the scalar view alone
+        items = [f"Values are those of the first example of the feeds (example 1 of {rows})."] + list(items)
     if noise:
         items = [noise] + list(items)
     if source:
@@ -432,10 +435,20 @@ def derive(loss, wrt=None, values=None, view: str = "scalar", update: bool = Fal
     return Derivation(req.title or title, items, req.precision, req.display)
 
 
+def _rows(graph: Graph, feeds: dict | None) -> int:
+    """How many examples the feeds of ``graph``'s batched inputs hold (1 without feeds)."""
+    rows = 1
+    for n in graph.inputs:
+        value = (feeds or {}).get(n.name, (feeds or {}).get(n))
+        if value is not None and n.shape and n.shape[0] is None and np.ndim(value) == len(n.shape):
+            rows = max(rows, int(np.shape(value)[0]))
+    return rows
+
+
 def _derivative_titles(loss, targets, graph=None) -> str:
     r"""``$\partial E_{total}/\partial w_{5}$, …`` in the course's notation (inline math: every
     format typesets it, the text format as ∂E_total/∂w_5)."""
-    from .names import Names
+    from ..names import Names
     names = Names(graph if graph is not None else Graph([loss]))
     num = names.tex(loss)
     parts = [rf"$\partial {num}/\partial {names.tex(t.node) if t.index is None else names.element(t.node, t.index)}$"

@@ -24,7 +24,7 @@ from ..ops import (AvgPool2D, Concat, Constant, Conv2D, Count, Dropout, Expand, 
                    Linear, LogSoftmax, Map, MatMul, Max, MaxPool2D, OpTable, Parameter, Reshape, Softmax,
                    SoftmaxCrossEntropy, StopGradient, Sum, Transpose)
 from ..ops.elementwise import V, Y
-from .names import activation_of
+from ..names import activation_of
 from .printing import ElementwisePrinter, integral_floats, matrix, needs_brackets, number, operand_names
 
 

@@ -23,7 +23,7 @@ from ..ops.base import all_indices, concrete_shape
 from ..ops.dropout import STEP, TRAINING
 from .core import Form, Step, first_example, register_view
 from .formulas import Formulas, activation_tex, is_leaf, is_loop_output, same_tex
-from .names import Names, activation_of
+from ..names import Names, activation_of
 from .printing import TeachingPrinter, latex, matrix, signed_number
 
 #: nets with more computed elements than this are written node by node

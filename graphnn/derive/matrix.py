@@ -24,7 +24,7 @@ from ..ops import NET_OPS, Sum, Transpose
 from .core import Form, Step, register_view
 from .formulas import Formulas, last_two_swapped
 from .matrix_rules import TERM_RULES, Adj, generic_rule
-from .names import Names
+from ..names import Names
 from .printing import Partial, latex, matrix, shape_latex
 from .update import loss_after_update, update_steps
 

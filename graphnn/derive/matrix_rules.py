@@ -27,7 +27,7 @@ from ..ops import (AvgPool2D, Concat, Conv2D, Count, Dropout, GaussianNoise, Ind
                    Transpose)
 from ..ops.elementwise import V, Y
 from .formulas import activation_tex, axes_tex, bracket, last_two_swapped, scale_tex, sup_base
-from .names import activation_of
+from ..names import activation_of
 from .printing import TeachingPrinter, factored, integral_floats, latex, operand_names
 
 ODOT = r" \odot "

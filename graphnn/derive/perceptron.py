@@ -20,7 +20,7 @@ from ..graph import Graph
 from ..ops import Linear, Map
 from .core import DerivationError, Form, Step, register_view
 from .formulas import Formulas
-from .names import Names
+from ..names import Names
 from .printing import number, signed_number
 
 

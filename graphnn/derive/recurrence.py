@@ -19,7 +19,7 @@ from ..notation import latex_name
 from .core import Form, Step
 from .formulas import Formulas, bracket
 from .matrix_rules import Piece, TERM_RULES
-from .names import Names
+from ..names import Names
 
 
 def _at(name: str, t: str) -> str:

@@ -26,7 +26,7 @@ from ..graph import Node
 from ..ops import NET_OPS, Count, Linear, MatMul, Map, Max, OpTable, Softmax, SoftmaxCrossEntropy, Sum
 from ..ops.base import all_indices, concrete_shape
 from .core import DerivationError, Form, Step, Target, register_view
-from .names import Names
+from ..names import Names
 from .printing import Partial, Total, factored, latex, numbers, product, signed_number
 from .update import loss_after_update, update_steps
 
@@ -256,20 +256,12 @@ def scalar_view(req) -> list:
     ctx = ScalarContext(req)
     req.display.add(ctx.names.display(req.record))
     items = []
-    if req.values is not None and req.feeds is not None and _batched(req):
-        items.append("Values are those of the first example of the feeds.")
     for target in targets:
         for index in target.elements(batch=1):
             items += element_derivation(ctx, target.node, index)
     if req.update and req.values is not None:
         items += loss_after_update(req)
     return items
-
-
-def _batched(req):
-    return any(np.shape(v)[0] > 1 for k, v in req.feeds.items()
-               if np.ndim(v) and any(n.name == k and n.shape and n.shape[0] is None
-                                     for n in req.graph.inputs))
 
 
 def element_derivation(ctx, node, index) -> list:

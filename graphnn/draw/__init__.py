@@ -30,18 +30,24 @@ VIEW_HELP: dict[str, str] = {}
 VIEW_FITS: dict[str, list] = {}
 #: views that draw no gradients (register_view(grads=False)): draw(grads=True) is refused there
 NO_GRADS: set[str] = set()
+#: views that show one example of a batch (register_view(example=True)): elsewhere --example K ≠ 1 is refused
+ONE_EXAMPLE: set[str] = set()
 
 
-def register_view(name: str, fn: Callable, help: str = "", fits=None, grads: bool = True) -> Callable:
+def register_view(name: str, fn: Callable, help: str = "", fits=None, grads: bool = True,
+                  example: bool = False) -> Callable:
     """Make ``draw(..., view=name)`` and ``graphnn draw --view name`` call ``fn(ctx)``.
 
     ``fits``: levels of detail for ``size=`` (see `graphnn.draw.fit`), each a list of option
     sets (DrawContext fields such as ``max_units``, or view options) from the most detailed
     to the most compact; without it, a sized drawing is the plain one scaled into the box.
     ``grads=False``: the view draws no gradients, so ``draw(grads=True)`` is refused rather
-    than silently ignored.
+    than silently ignored. ``example=True``: the view shows the batch row ``ctx.example_index``
+    (``--example``); other views are refused an ``example`` other than 1, which they would
+    ignore.
     """
     VIEWS[name] = fn
+    (ONE_EXAMPLE.add if example else ONE_EXAMPLE.discard)(name)
     if not grads:
         NO_GRADS.add(name)
     else:
@@ -52,14 +58,15 @@ def register_view(name: str, fn: Callable, help: str = "", fits=None, grads: boo
 
 
 def draw(subject, view: str = "ops", values=None, grads: bool = False, *, params=None,
-         example_index: int = 0, precision: int = 3, max_units: int = 10, collapse: bool = False,
+         example: int = 1, precision: int = 3, max_units: int = 10, collapse: bool = False,
          size=None, output=None, **options):
     """Draw a Model, Graph or Node; returns a ``graphviz.Digraph`` (Jupyter displays it).
 
     ``values``: None (structure only), a dict of feeds, or 'example' (the model's worked
     example). ``grads=True`` adds d(loss)/d(·) from graphnn's autodiff (and implies
     values='example' when no values are given). ``params`` overrides parameter values
-    (e.g. trained weights). ``example_index`` picks the batch row units show;
+    (e.g. trained weights). ``example`` picks the batch row units show, counted from 1
+    as every label counts (CLI ``--example``; outside 1 … rows: a `DrawError`);
     ``precision`` is significant digits; layers wider than ``max_units`` collapse into
     an ellipsis group (neurons view); ``collapse`` draws one box per group (ops view).
     ``size``: 'slide' (1920×1080) or (width, height) in pixels — the picture is made to fit
@@ -70,10 +77,14 @@ def draw(subject, view: str = "ops", values=None, grads: bool = False, *, params
     _load_views()
     if view not in VIEWS:
         raise UnknownNameError(f"unknown view {view!r}; views: {', '.join(sorted(VIEWS))}")
-    _check_options(view, grads, precision, max_units)
-    ctx = make_context(subject, values, grads, params=params, example_index=example_index,
+    _check_options(view, grads, precision, max_units, options)
+    ctx = make_context(subject, values, grads, params=params, example=example,
                        precision=precision, max_units=max_units, collapse=collapse,
                        size=None if size is None else slide_size(size), options=options)
+    if example != 1 and view not in ONE_EXAMPLE:    # after make_context: a range error comes first
+        shown = " and ".join(sorted(ONE_EXAMPLE))
+        raise DrawError(f"the {view} view shows the values of the whole batch, not one example: drop "
+                        f"--example {example} (example={example}); it applies to the {shown} views")
     if output is not None:
         ctx.output = output
     fn = VIEWS[view]
@@ -82,8 +93,11 @@ def draw(subject, view: str = "ops", values=None, grads: bool = False, *, params
     return fit(lambda opts: _with_options(ctx, opts, fn), ctx.size, VIEW_FITS[view])
 
 
-def _check_options(view, grads, precision, max_units) -> None:
+def _check_options(view, grads, precision, max_units, options) -> None:
     """One clear error for an option the drawing would otherwise ignore or bend silently."""
+    if "example_index" in options:   # the 0-based keyword of old: it would land in the view options, unread
+        raise DrawError(f"example_index= is gone: pass example={options['example_index'] + 1} "
+                        "(examples are counted from 1, as the pictures' labels count them)")
     if grads and view in NO_GRADS:
         shown = ", ".join(v for v in sorted(VIEWS) if v not in NO_GRADS)
         raise DrawError(f"the {view} view draws no gradients: drop --grads (grads=True), use --values for its "

@@ -58,19 +58,19 @@ class _Backward:
         self.results = {self.grads[w]: w for w in self.grads}
 
     def name_of(self, node) -> Html:
-        return h("d", nm(self.ctx.loss_name), "/d", name_html(node))
+        return h("d", nm(self.ctx.loss_name), "/d", name_html(node, self.ctx))
 
     def carries(self, x):
         if x in self.total_of:
             return self.name_of(self.total_of[x])
         if x in self.term_of:
             t = self.term_of[x]
-            return h(self.name_of(t.input), " via ", name_html(t.consumer))
+            return h(self.name_of(t.input), " via ", name_html(t.consumer, self.ctx))
         return None
 
     def label(self, n):
         compact = self.ctx.options.get("compact")    # a slide: names and numbers only
-        head = [bold(op_label(n) if n.kind == "op" else name_html(n))]
+        head = [bold(op_label(n) if n.kind == "op" else name_html(n, self.ctx))]
         if n in self.total_of:
             head = [bold(self.name_of(self.total_of[n])), None if compact else small(op_label(n))]
         lines = head + [None if compact else small(fmt_shape(n.shape))]
@@ -104,7 +104,8 @@ def draw_backward(ctx):
     g = new_digraph(ctx.name, "TB", ranksep="0.4", newrank="true")
     g.attr(label=html_label(h(ctx.name, ": backward view"),
                             small(h("forward graph (black) and the gradient graph autodiff built (red, dashed); "
-                                    "red edges carry d", nm(ctx.loss_name), "/d·"))))
+                                    "red edges carry d", nm(ctx.loss_name), "/d·",
+                                    f"; {ctx.training_note}" if ctx.training_note else None))))
     with g.subgraph(name="cluster_forward") as f:
         f.attr(label="forward", **CLUSTER_STYLE)
         f.node("fwd_anchor", "", style="invis", width="0", height="0", fixedsize="true")
@@ -165,7 +166,8 @@ def _collapsed_backward(ctx, g, b, fwd_ids):
 def _box_label(ctx, b, key, members, group_of):
     titles = {grp.key: grp.title for grp in group_of.values()}
     lines = [bold(h("backward of ", titles.get(key, "the rest")))]
-    carried = [b.total_of[n] for n in members if n in b.total_of and n not in b.results and b.total_of[n].name]
+    carried = [b.total_of[n] for n in members if n in b.total_of and n not in b.results
+               and ctx.node_name(b.total_of[n])]
     if carried:
         shown = carried[:3]
         lines.append(small(h(*[x for k, f in enumerate(shown) for x in (", " if k else None, b.name_of(f))],

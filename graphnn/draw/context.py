@@ -34,18 +34,42 @@ class DrawContext:
     feeds: dict | None = None         # None: draw structure only
     params: dict | None = None        # parameter value overrides (e.g. trained weights)
     show_grads: bool = False
-    example_index: int = 0            # which row of a batch the units show
+    example_index: int = 0            # which row of a batch the units show, 0-based (make_context
+                                      # takes the 1-based ``example`` users give and checks its range)
     precision: int = 3                # significant digits of numbers
     max_units: int = 10                # wider layers collapse into an ellipsis group
     collapse: bool = False            # ops view: one box per layer (CNNs, deep nets)
     size: tuple | None = None         # (width, height) in pixels the picture must fit, or None
     options: dict = field(default_factory=dict)   # view-specific extras
+    training_note: str | None = None  # the values are a training step's (dropout, masking noise): says which
     _values: dict | None = field(default=None, repr=False)
+    _names: object = field(default=None, repr=False)
     _grad_cache: dict = field(default_factory=dict, repr=False)
 
     # -- ids: graph positions, never id(), so DOT text is the same in every process --
     def node_id(self, node: Node) -> str:
         return f"n{self.graph.index[node]}"
+
+    # -- names: the derivations' own (one naming for every view) --------------------------
+    @property
+    def names(self):
+        """The derivations' `graphnn.names.Names` of this graph, built over the loss's
+        graph first (the graph `derive` names), so a drawing and a derivation of the same
+        model call every node alike."""
+        if self._names is None:
+            from ..names import Names
+            roots = [self.loss] if self.loss is not None else []
+            roots += [o for o in self.graph.outputs if o is not self.loss]
+            self._names = Names(Graph(roots))
+        return self._names
+
+    def node_name(self, node: Node) -> str | None:
+        """What a drawing calls ``node``: exactly what the derivations call it (`Names.label`):
+        the user's name (a dotted ``attn.head.A`` by its last part where that is unique),
+        else its course name (net⁽¹⁾, out⁽¹⁾; E_o for a loss's elements E_o1, E_o2, which
+        the losses name ``<loss>_elements`` for want of a better name), else None (the
+        drawing shows the op instead)."""
+        return self.names.label(node)
 
     # -- values ---------------------------------------------------------------------
     @property
@@ -159,8 +183,7 @@ class DrawContext:
         if arr.ndim < 2:
             return arr
         if not 0 <= self.example_index < arr.shape[0]:
-            raise DrawError(f"example_index {self.example_index} is out of range: the values have "
-                            f"{arr.shape[0]} example(s) (0..{arr.shape[0] - 1})")
+            raise example_range_error(self.example_index + 1, arr.shape[0])
         return arr[self.example_index]
 
     def row_count(self, node) -> int:
@@ -182,8 +205,30 @@ def example_feeds(model: Model) -> dict:
     raise DrawError(f"model {model.name!r} has no example feeds; pass values as a dict of feeds")
 
 
-def make_context(subject, values=None, grads=False, **options) -> DrawContext:
-    """Normalise a Model, Graph or Node (and values/grads requests) into a DrawContext."""
+def example_range_error(example, rows: int) -> DrawError:
+    """The one error for an ``example`` outside 1 … ``rows`` (CLI and Python name it alike)."""
+    valid = "1" if rows == 1 else f"1 … {rows}"
+    return DrawError(f"--example (example=) {example} is out of range: the values have {rows} "
+                     f"example{'s' if rows != 1 else ''}, counted from 1 ({valid})")
+
+
+def batch_rows(graph: Graph, feeds: dict | None) -> int | None:
+    """How many examples ``feeds`` hold: the rows of the batched inputs' feeds (None when
+    no input is batched or fed)."""
+    rows = None
+    for key, value in (feeds or {}).items():
+        n = key if isinstance(key, Node) else next((i for i in graph.inputs if i.name == key), None)
+        arr = np.asarray(value)
+        if n is not None and n.shape and n.shape[0] is None and arr.ndim == len(n.shape):
+            rows = max(rows or 0, int(arr.shape[0]))
+    return rows
+
+
+def make_context(subject, values=None, grads=False, example: int = 1, **options) -> DrawContext:
+    """Normalise a Model, Graph or Node (and values/grads requests) into a DrawContext.
+
+    ``example`` counts from 1 (the labels say "example 1"); it must lie in 1 … the feeds'
+    rows, else a `DrawError` naming ``--example``."""
     if isinstance(subject, Model):
         graph, loss, output, name = subject.graph, subject.loss, subject.output, subject.name
     elif isinstance(subject, Graph):
@@ -208,9 +253,35 @@ def make_context(subject, values=None, grads=False, **options) -> DrawContext:
         values = example_feeds(subject)
     elif values is not None and not isinstance(values, dict):
         raise DrawError(f"values must be None, a dict of feeds or 'example', not {type(values).__name__}")
+    if isinstance(example, bool) or not isinstance(example, (int, np.integer)):
+        raise DrawError(f"--example (example=) counts examples from 1: a whole number, not {example!r}")
+    if values is None and example != 1:
+        raise DrawError(f"--example (example=) {example} picks an example of the values, and this drawing "
+                        "has none: add --values (values='example' or a dict of feeds)")
+    rows = batch_rows(graph, values) or 1
+    if not 1 <= example <= rows:
+        raise example_range_error(example, rows)
+    values, note = _training_step(graph, values)
     ctx = DrawContext(graph=graph, loss=loss, output=output, name=name, feeds=values,
-                      show_grads=bool(grads), **options)
+                      show_grads=bool(grads), example_index=int(example) - 1, training_note=note, **options)
     if ctx.show_grads and ctx.loss is None:
         raise DrawError(f"{name} has no scalar loss, so there are no gradients to show; "
                         "draw a Model or a scalar node")
     return ctx
+
+
+def _training_step(graph: Graph, feeds: dict | None):
+    """(feeds, note): the values a drawing shows are those of the training step `derive`
+    shows — `graphnn.noise.training_step`, the one mechanism: ``training`` fed 1
+    and ``step`` 0 unless the feeds say otherwise, so dropout and masking noise act with
+    the same seeded masks. The note (plain text for a title) says which step, or that the
+    user's ``training = 0`` shows evaluation; None for graphs without such ops."""
+    from ..noise import training_step
+
+    feeds, said = training_step(graph, feeds)
+    if said is None:
+        return feeds, None
+    given = {k.name if isinstance(k, Node) else k: v for k, v in feeds.items()}
+    if not float(np.asarray(given.get("training", 1.0))):
+        return feeds, "evaluation (training = 0): no noise"
+    return feeds, f"training step {int(float(np.asarray(given.get('step', 0.0))))}: its seeded noise acts, as in derive"

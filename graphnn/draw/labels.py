@@ -56,10 +56,12 @@ def op_label(node: Node, ids=None, html: bool = True):
     return esc(text) if html else text
 
 
-def name_html(node: Node) -> Html:
+def name_html(node: Node, ctx=None) -> Html:
     """A node's name with real subscripts; an unnamed node by its op's label (never parsed as
-    a name: softmax_cross_entropy keeps its underscores)."""
-    return nm(node.name) if node.name else esc(node.op.label(node))
+    a name: softmax_cross_entropy keeps its underscores). With a `DrawContext`, the name is
+    ``ctx.node_name(node)``: the derivations' course name where the user gave none."""
+    name = ctx.node_name(node) if ctx is not None else node.name
+    return nm(name) if name else esc(node.op.label(node))
 
 
 # -- the loss in the model's names -----------------------------------------------------------
@@ -77,9 +79,10 @@ def _sce_formula(node, names):
 ELEMENT_FORMULAS = OpTable("loss element formula", {Map: _map_formula, SoftmaxCrossEntropy: _sce_formula})
 
 
-def loss_formula(loss: Node | None, output: Node | None = None) -> Html | None:
+def loss_formula(loss: Node | None, output: Node | None = None, ctx=None) -> Html | None:
     """``Σ ½(target − out_o)²`` for a loss that sums (or averages) a per-element formula of
-    the network's output and the targets; None for a loss of another shape."""
+    the network's output and the targets; None for a loss of another shape. With a
+    `DrawContext`, operands are called by ``ctx.node_name`` (the derivations' names)."""
     if loss is None:
         return None
     prefix, inner = "", loss
@@ -92,5 +95,7 @@ def loss_formula(loss: Node | None, output: Node | None = None) -> Html | None:
     rule = ELEMENT_FORMULAS.get(inner.op)
     if rule is None or any(x.kind == "op" and not x.name and x is not output for x in inner.inputs):
         return None
-    names = (lambda x: x.name or ("y" if x is output else x.op.label(x)))
+    def names(x):
+        name = ctx.node_name(x) if ctx is not None else x.name
+        return name or ("y" if x is output else x.op.label(x))
     return h(prefix, rule(inner, names))

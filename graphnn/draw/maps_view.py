@@ -176,7 +176,7 @@ draw_maps.fits_itself = True   # draw() passes size= through instead of fitting 
 def _register():
     from . import register_view
     register_view("maps", draw_maps, "a CNN's filters and feature maps as small images (matplotlib figure)",
-                  grads=False)
+                  grads=False, example=True)
 
 
 _register()

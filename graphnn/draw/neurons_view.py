@@ -112,8 +112,11 @@ class _Neurons:
         notes = []
         if batch > 1:
             notes.append(f"units show example {ctx.example_index + 1} of {batch}"
-                         + (f"; weight gradients are of {ctx.loss_name} over all {batch}"
+                         # δ too: the unit's row of ∂L/∂net for the batch's L, not the example's own L
+                         + (f"; weight gradients and δ are of {ctx.loss_name} over all {batch}"
                             if ctx.show_grads else ""))
+        if ctx.training_note:
+            notes.append(ctx.training_note)
         if ctx.show_grads:
             notes.append(h("δ = ", d_of(ctx.loss_name, "net"), " in each unit"))
         elif ctx.nondiff_reason is not None:
@@ -127,7 +130,7 @@ class _Neurons:
     def _caption(self, k, column):
         width = column.shape[-1]
         if k == 0:
-            return [bold("input layer"), small(h(name_html(column), f": {_units(width)}"))]
+            return [bold("input layer"), small(h(name_html(column, self.ctx), f": {_units(width)}"))]
         layer = self.layers[k - 1]
         role = "output layer" if k == len(self.layers) else f"hidden layer {k}"
         w, b = layer.weights, layer.bias
@@ -173,7 +176,7 @@ class _Neurons:
             return html_label(bold(h(nm(name), " = ", ctx.num(v)) if v is not None else nm(name)))
         layer = self.layers[k - 1]
         lin, out = layer.linear, layer.out
-        name = element_label(out, (0, j), out.label() or f"h{k}")
+        name = element_label(out, (0, j), ctx.node_name(out) or f"h{k}")   # derive's out⁽ᵏ⁾, never "sigmoid"
         if not ctx.has_values:
             return html_label(bold(nm(name)))
         lines = [bold(h(nm(name), " = ", ctx.num(self.value_at(out, j))))]
@@ -248,7 +251,7 @@ class _Neurons:
         ctx, end = self.ctx, self.layers[-1].out
         if ctx.loss is None or end not in Graph([ctx.loss]):
             return
-        formula = loss_formula(ctx.loss, ctx.output)
+        formula = loss_formula(ctx.loss, ctx.output, ctx)
         if formula is None:
             after = [n for n in Graph([ctx.loss]).nodes if n.kind == "op" and n is not end
                      and not isinstance(n.op, Count) and end in Graph([n])]
@@ -262,9 +265,9 @@ class _Neurons:
                                            for x in (", " if k else None, nm(n), " = ", ctx.num(v))])))
                 elif row.ndim == 1 and row.size > 1 and set(np.unique(row)) <= {0.0, 1.0} and row.sum() == 1:
                     # one-hot needs several classes: a single output's target 1.0 is just t = 1
-                    lines.append(small(h(name_html(t), f" = one-hot, class {int(np.argmax(row))}")))
+                    lines.append(small(h(name_html(t, ctx), f" = one-hot, class {int(np.argmax(row))}")))
                 else:
-                    lines.append(small(h(name_html(t), " = ", ctx.arr(row))))
+                    lines.append(small(h(name_html(t, ctx), " = ", ctx.arr(row))))
         if ctx.value(ctx.loss) is not None:
             batch = ctx.row_count(self.source)
             if batch > 1:   # the example the units show, and the batch the gradients are of
@@ -293,7 +296,8 @@ def _register():
     from . import register_view
     register_view("neurons", draw_neurons,
                   "one circle per unit, bias units, named weights (values, dE/dw, δ) — MLPs",
-                  fits=[[{}], [{"max_units": 7}], [{"max_units": 5}], [{"max_units": 5, "edge_labels": False}]])
+                  fits=[[{}], [{"max_units": 7}], [{"max_units": 5}], [{"max_units": 5, "edge_labels": False}]],
+                  example=True)
 
 
 _register()

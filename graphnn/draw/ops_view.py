@@ -44,8 +44,9 @@ def element_names_text(node: Node, limit: int = 8):
 
 
 def node_label(ctx, node: Node, grads: dict) -> str:
-    if node.kind == "op":
-        head = [bold(op_label(node)), nm(node.name) if node.name else None]
+    name = ctx.node_name(node)     # the derivations' name where the user gave none (E_o, net⁽¹⁾)
+    if node.kind == "op":    # a name that only repeats the op's label (a batch count's n) is said once
+        head = [bold(op_label(node)), nm(name) if name and name != node.op.label(node) else None]
     else:
         kind = node.kind if node.kind != "parameter" or node.trainable else "fixed parameter"
         # compact (a slide): the colour and border already say input/parameter/fixed
@@ -57,7 +58,7 @@ def node_label(ctx, node: Node, grads: dict) -> str:
     if ctx.has_values and node in ctx.values:
         lines.append(value_line(h("= ", ctx.arr(ctx.values[node]))))
     if node in grads:
-        of = nm(node.name) if node.name else Html("·")     # an unnamed op: "∂E/∂·", not "∂E/∂×"
+        of = nm(name) if name else Html("·")     # an unnamed op: "∂E/∂·", not "∂E/∂×"
         lines.append(grad_line(h(d_of(ctx.loss_name, of), " = ", ctx.arr(grads[node]))))
     return html_label(*lines)
 
@@ -82,7 +83,8 @@ def draw_ops(ctx, graph_name: str | None = None):
 def _value_note(ctx) -> str:
     if not ctx.has_values:
         return ""
-    return " (values of the example" + (" and gradients)" if ctx.show_grads else ")")
+    step = f"; {ctx.training_note}" if ctx.training_note else ""
+    return " (values of the example" + (" and gradients" if ctx.show_grads else "") + step + ")"
 
 
 def add_forward(ctx, g, grads: dict, prefix: str = ""):
@@ -175,7 +177,8 @@ def _collapsed_label(ctx, group) -> str:
     if group.kind == "loss":
         last = ctx.loss if ctx.loss in group.members else last
         params = []
-    out = h("→ ", nm(last.name) if last.name else None, " ", fmt_shape(last.shape))
+    name = ctx.node_name(last)
+    out = h("→ ", nm(name) if name else None, " ", fmt_shape(last.shape))
     if ctx.has_values and last in ctx.values:
         out = h(out, " = ", ctx.arr(ctx.values[last]))
     return html_label(bold(group.title), small(weights) if params else None, value_line(out))

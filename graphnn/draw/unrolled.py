@@ -127,7 +127,7 @@ class _Unrolled:
                 if terms is not None:
                     lines += [value_line(v) for v in _vector(ctx, terms.states[t][0])]
                 row.node(self.sid(t), html_label(*lines), **NODE_STYLES["constant" if t == 0 else "op"])
-            formula = loss_formula(ctx.loss, ctx.output)
+            formula = loss_formula(ctx.loss, ctx.output, ctx)
             lines = [bold(nm(ctx.loss_name)), small(h("= ", formula)) if formula is not None else None]
             if terms is not None:
                 lines.append(value_line(h("= ", ctx.num(terms.loss_value))))

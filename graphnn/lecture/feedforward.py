@@ -215,7 +215,7 @@ class FeedForward:
             if k > 0:          # the picture of the example the rule is at
                 name = f"example {k}"
                 lesson.pictures[name] = picture(draw(
-                    self.model, view="neurons", values=self.opt.all_feeds, example_index=k - 1,
+                    self.model, view="neurons", values=self.opt.all_feeds, example=k,
                     precision=self.opt.picture_precision, max_units=10 ** 6))
             lesson.add_step("backward", title, fr.panel(fr.esc(title), "".join(fr.step_html(d, i) for i in group)),
                             focus=[e[4] for e in self.elements], picture=name)

@@ -1,4 +1,4 @@
-"""What derivations call each node: the graph's names, made short and unique, and course
+"""What every view — derivations and drawings — calls each node: the graph's names, made short and unique, and course
 names for what the user left unnamed.
 
 - a named node keeps its name; a dotted one (``attn.head.A``) is called by its last part
@@ -8,7 +8,10 @@ names for what the user left unnamed.
 - an unnamed net input (a layer's x W + b, a convolution) is ``net⁽ˡ⁾`` for layer l, the
   activation right after it ``out⁽ˡ⁾``, an unnamed pre-activation of a named unit (the
   LSTM's gate g_t) ``net_{g,t}``; anything else unnamed gets a letter ``u⁽ᵏ⁾`` and is
-  usually written out inline by its formula instead;
+  usually written out inline by its formula instead. k is the node's place among the
+  graph's unlabelled nodes in topological order (from the inputs), fixed when `Names` is
+  built: every view of the same graph calls it the same, whatever order the view asks in
+  (so numbers can skip: a view shows u⁽²⁾ without u⁽¹⁾ when u⁽¹⁾ is written inline);
 - a layer's δ is ``δ⁽ˡ⁾`` (numbered like the net inputs, from the input side).
 
 `display` gives the element-level symbols of a `GradRecord` their course names: 1-based
@@ -20,9 +23,9 @@ import os
 import re
 from collections import Counter
 
-from ..graph import Graph, Node
-from ..notation import latex_name
-from ..ops import ACTIVATIONS, NET_OPS, Conv2D, Count, Map, Reshape, Transpose
+from .graph import Graph, Node
+from .notation import latex_name
+from .ops import ACTIVATIONS, NET_OPS, Conv2D, Count, Map, Reshape, Transpose
 
 _SUPERSCRIPT_DIGITS = dict(zip("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹"))
 
@@ -85,6 +88,9 @@ class Names:
         self.layer = {n: k for k, n in enumerate(self.nets, 1)}
         self.labels: dict = dict(extra or {})
         self._label_all(nodes)
+        # u⁽ᵏ⁾ by graph position, never by the order a view asks (forward and scalar views agreed on
+        # no number when the scalar view asked from the loss down)
+        self._unnamed = {n: k for k, n in enumerate((n for n in nodes if n not in self.labels), 1)}
 
     def _rearranged(self, node) -> bool:
         """x W_Q split into heads and named Q: the net is Q, rearranged, not a layer of its own."""
@@ -135,10 +141,13 @@ class Names:
         return self.labels.get(node)
 
     def fallback(self, node: Node) -> str:
-        """A name for an unnamed node that must be named after all: u⁽ᵏ⁾."""
+        """A name for an unnamed node that must be named after all: u⁽ᵏ⁾, k its place among
+        the graph's unlabelled nodes (a node outside the graph: numbered after them all, in
+        the order asked)."""
         if node not in self.labels:
-            k = sum(1 for v in self.labels.values() if v.startswith("u⁽")) + 1
-            self.labels[node] = f"u{superscript(k)}"
+            if node not in self._unnamed:
+                self._unnamed[node] = len(self._unnamed) + 1
+            self.labels[node] = f"u{superscript(self._unnamed[node])}"
         return self.labels[node]
 
     def tex(self, node: Node) -> str:
@@ -155,7 +164,7 @@ class Names:
         """One element as LaTeX: its own name (w5), else the node's name with 1-based
         indices and no batch index: (W_1)_{1,2}, \\mathrm{net}^{(1)}_{2}."""
         if node.names is not None:
-            from ..graph import element_name
+            from .graph import element_name
             return latex_name(element_name(node, index))
         fixed = tuple(i for i, d in zip(index, node.shape) if d is not None)
         base = self.label(node) or self.fallback(node)
