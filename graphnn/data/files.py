@@ -25,14 +25,28 @@ from ..errors import FeedError
 from .arrays import as_feeds
 
 
-def load_file(path, inputs, columns=None, classes=None) -> dict:
-    """Feeds {input name: array} for ``inputs`` (the model's input nodes) from ``path``.
+def load_file(path, inputs, columns=None, classes=None, class_inputs=None) -> dict:
+    """Feeds {input name: array} for ``inputs`` (the model's input nodes, or the `Model`) from ``path``.
 
     ``columns``: {input name: column name or list of names} (CSV only; see the module doc).
     ``classes``: the class names, in index order, that a CSV label column may hold.
+    ``class_inputs``: the inputs whose one value per example is a class index, one-hot
+    encoded (graphnn.data.arrays.as_feeds); None: the model's classifier targets when a
+    `Model` is given, else the target input if ``classes`` names classes, else none.
     Inputs the file lacks are an error naming them and what the file has; inputs with a
     default value (dropout's ``training``) may be missing.
     """
+    from ..model import Model
+
+    if isinstance(inputs, Model):
+        from ..training.validation import class_targets
+
+        model, inputs = inputs, inputs.inputs
+        columns = model.extras.get("columns") if columns is None else columns
+        classes = model.extras.get("classes") if classes is None else classes
+        class_inputs = class_targets(model) if class_inputs is None else class_inputs
+    if class_inputs is None:
+        class_inputs = {inputs[1].name} if classes is not None and len(inputs) > 1 else ()
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"data file {str(path)!r} does not exist")
@@ -43,7 +57,7 @@ def load_file(path, inputs, columns=None, classes=None) -> dict:
         feeds = _csv(path, inputs, columns or {}, classes)
     else:
         raise ValueError(f"data file {path}: expected a .npz or .csv file, got {suffix or 'no suffix'!r}")
-    return as_feeds(inputs, feeds)
+    return as_feeds(inputs, feeds, class_inputs=class_inputs)
 
 
 def _npz(path, inputs):

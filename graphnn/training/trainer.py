@@ -27,7 +27,7 @@ from .keywords import KeywordError, check_keywords, keywords_of, takes_any
 from .plot import plot_history
 from .resume import export_state, import_state, read_checkpoint
 from .switching import SwitchingBackend, end_of_training, start_of_training, wants_background
-from .validation import check_data, check_learning_rate, require_examples
+from .validation import check_data, check_learning_rate, class_targets, require_examples
 
 
 @dataclass
@@ -149,17 +149,20 @@ class Trainer:
                 raise ValueError(f"model {self.model.name!r} has no data to split; pass data= or arrays to fit()")
             self.data = None
             return
-        inputs = self.model.inputs
-        data = Dataset(*(None if f is None else as_feeds(inputs, f) for f in (data.train, data.test)),
+        inputs, classes = self.model.inputs, class_targets(self.model)
+        data = Dataset(*(None if f is None else as_feeds(inputs, f, class_inputs=classes)
+                         for f in (data.train, data.test)),
                        classes=data.classes,
-                       validation=None if data.validation is None else as_feeds(inputs, data.validation))
+                       validation=None if data.validation is None else as_feeds(inputs, data.validation,
+                                                                                class_inputs=classes))
         if test_fraction is not None:
             data = with_test_split(data, test_fraction, self.seed)
         if validation_data is not None:
             if validation_split is not None:
                 raise ValueError("give validation_split= or validation_data=, not both")
-            given = validation_data if isinstance(validation_data, dict) else as_feeds(inputs, *validation_data)
-            data = dataclasses.replace(data, validation=as_feeds(inputs, given))
+            given = validation_data if isinstance(validation_data, dict) else \
+                as_feeds(inputs, *validation_data, class_inputs=classes)
+            data = dataclasses.replace(data, validation=as_feeds(inputs, given, class_inputs=classes))
         elif validation_split is not None:
             if data.validation is not None:
                 raise ValueError("the data already has a validation set; validation_split splits data that has none")
@@ -169,7 +172,7 @@ class Trainer:
         self.data = data
 
     def _feeds(self, x, y=None) -> dict:
-        return as_feeds(self.model.inputs, x, y)
+        return as_feeds(self.model.inputs, x, y, class_inputs=class_targets(self.model))
 
     def _batches(self):
         """This epoch's batches (after a mid-epoch resume: the ones not yet trained)."""

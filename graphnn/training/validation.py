@@ -60,6 +60,13 @@ def require_examples(feeds) -> None:
                             "example to measure the loss and metrics on; pass at least one")
 
 
+def class_targets(model) -> frozenset:
+    """The names of ``model``'s inputs that take class indices for one-hot rows (a softmax
+    cross-entropy's targets, a 'classification' model's second input of several columns):
+    `graphnn.data.as_feeds` one-hot encodes labels for these and no other."""
+    return frozenset(n.name for n in _probability_targets(model))
+
+
 def _rows(feeds) -> int:
     return len(next(iter(feeds.values()))) if feeds else 0
 
