@@ -14,7 +14,7 @@ import numpy as np
 
 from ..data import Dataset, as_feeds, hold_out, with_test_split
 from ..errors import FeedError, GradientError
-from ..evaluate import check_value, resolve
+from ..evaluate import check_finite_feeds, check_value, resolve
 from ..graph import Graph, Node
 from ..ops.base import describe
 from ..optim import OPTIMIZERS, Optimizer, make_optimizer
@@ -241,6 +241,10 @@ class Trainer:
             show = False
         bar = _progress(total, "epoch" if epochs is not None else "step", show)
         self.stopped_early = False
+        # NaN/inf in the training arrays: named by their row in the data, on every backend and
+        # schedule, before any update (a batch's check named the row inside the batch)
+        by_name = {n.name: n for n in self.model.inputs}
+        check_finite_feeds({by_name[k]: v for k, v in self.data.train.items() if k in by_name})
         # a background compile needs evaluate too if rows measure a held-out set (or, by steps, the loss)
         start_of_training(self.backend, steps is not None or self.data.validation is not None
                           or self.data.test is not None)
