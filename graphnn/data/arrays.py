@@ -36,6 +36,8 @@ def targets_for(node, y, one_hot=True):
     holds ids (a language model's next tokens), never one-hot rows."""
     y = column_for(node, y)
     shape = tuple(node.shape)
+    if one_hot and y.ndim == 2 and y.shape[1:] == (1,) and len(shape) == 2 and shape[1] not in (None, 1):
+        y = y[:, 0]   # a column of class indices (a one-column frame, (N, 1)): no probability row of C
     if y.ndim != 1 or len(shape) != 2 or shape[1] == 1 or node.dtype == "int":
         return y
     classes = shape[1]
@@ -49,7 +51,12 @@ def targets_for(node, y, one_hot=True):
         raise FeedError(f"input {node.name!r} takes class indices 0..{classes - 1} or one-hot rows, got labels "
                         f"that are not numbers ({names}, …): map them first, e.g. "
                         f"classes, y = np.unique(y, return_inverse=True)")
-    if y.size and (not np.all(np.mod(y, 1) == 0) or y.min() < 0 or y.max() >= classes):
+    whole = np.mod(y, 1) == 0
+    if not whole.all():
+        row = int(np.argmin(whole))
+        raise FeedError(f"input {node.name!r} takes one-hot rows of {classes} classes; labels given as one value "
+                        f"per example must be class indices 0..{classes - 1}, got {y[row]:g} at row {row}")
+    if y.size and (y.min() < 0 or y.max() >= classes):
         raise FeedError(f"input {node.name!r} takes one-hot rows of {classes} classes; labels given "
                         f"as one value per example must be class indices 0..{classes - 1}, got "
                         f"{y.min():g}..{y.max():g}")

@@ -27,7 +27,7 @@ from .keywords import KeywordError, check_keywords, keywords_of, takes_any
 from .plot import plot_history
 from .resume import export_state, import_state, read_checkpoint
 from .switching import SwitchingBackend, end_of_training, start_of_training, wants_background
-from .validation import check_data, check_learning_rate, class_targets, require_examples
+from .validation import check_count, check_data, check_learning_rate, class_targets, require_examples
 
 
 @dataclass
@@ -85,8 +85,8 @@ class Trainer:
         self.data = None
         self._use_data(data if data is not None else model.data, test_fraction, validation_split, validation_data)
         self.batch_size = batch_size if batch_size is not None else d.get("batch_size")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, not {self.batch_size}")
+        if self.batch_size is not None:
+            self.batch_size = check_count(self.batch_size, "batch_size")
         lr = lr if lr is not None else d.get("lr")
         check_learning_rate(lr)
         self.optimizer = make_optimizer(spec, lr=lr, **hyper)
@@ -135,6 +135,7 @@ class Trainer:
             if isinstance(p, Node) and p not in graph:   # resolve() would skip it: not here
                 raise FeedError(f"{p.kind} {describe(p)} is not a parameter of model {self.model.name!r}")
         checked = {p: check_value(p, v) for p, v in resolve(graph, values, "parameter").items()}
+        check_finite_feeds(checked, "parameter")   # NaN set here was blamed on the learning rate later
         setter = getattr(self.backend, "set_params", None)
         if setter is not None:
             return setter(checked)
@@ -224,8 +225,10 @@ class Trainer:
             epochs, steps = self.model.defaults.get("epochs"), self.model.defaults.get("steps")
         if (epochs is None) == (steps is None):
             raise ValueError("give exactly one of epochs= or steps=")
-        if (epochs if epochs is not None else steps) < 0:
-            raise ValueError("epochs/steps must not be negative")
+        if epochs is not None:
+            epochs = check_count(epochs, "epochs", least=0)
+        else:
+            steps = check_count(steps, "steps", least=0)
         callbacks = list(callbacks)
         if early_stopping:
             default = "val_loss" if self.data.validation is not None else "loss"
