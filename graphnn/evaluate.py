@@ -62,8 +62,10 @@ class Evaluator:
         checking = os.environ.get(CHECK_ENV, "") not in ("", "0")
         batch = _batch_size(self.graph, values) if checking else None
         empty = _empty_input(self.graph, values)
-        # an empty batch's 0/0 is reported below as the empty batch: no numpy warning first
-        quiet = np.errstate(divide="ignore", invalid="ignore") if empty is not None else contextlib.nullcontext()
+        # an empty batch's 0/0 is reported below as the empty batch, and with check_finite any
+        # NaN/inf is one NonFiniteError naming its node: no numpy RuntimeWarning lines first
+        quiet = np.errstate(over="ignore", divide="ignore", invalid="ignore") \
+            if empty is not None or check_finite else contextlib.nullcontext()
         with quiet:
             for node in self.graph.nodes:
                 if node in values:

@@ -172,3 +172,18 @@ def test_set_params_refuses_nan_naming_the_parameter(backend):
     with pytest.raises(gn.NonFiniteError, match=r"^parameter 'h\.W' holds nan at index \(1, 2\)"):
         trainer.set_params({"h.W": W, "out.b": np.ones(1)})
     np.testing.assert_array_equal(trainer.params[model.find("out.b")], model.find("out.b").value)  # none set
+
+
+def test_an_overflow_on_the_reference_is_one_error_and_no_numpy_warning():
+    """The evaluator names the first node to produce inf; numpy's 'RuntimeWarning: overflow
+    encountered in matmul' (two more lines on stderr, pointing into graphnn's source: `graphnn
+    train diffusion --lr 1e12`) came first."""
+    import warnings
+
+    trainer = gn.Trainer(_mlp())
+    trainer.set_params({"h.W": np.full((3, 4), 1e200)})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(gn.NonFiniteError, match=r"^linear node 'h\.net' is the first to produce inf"):
+            trainer.fit(np.full((4, 3), 1e200), np.zeros(4), epochs=1, progress=False)
+    assert [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)] == []
