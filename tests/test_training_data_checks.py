@@ -187,3 +187,31 @@ def test_an_overflow_on_the_reference_is_one_error_and_no_numpy_warning():
         with pytest.raises(gn.NonFiniteError, match=r"^linear node 'h\.net' is the first to produce inf"):
             trainer.fit(np.full((4, 3), 1e200), np.zeros(4), epochs=1, progress=False)
     assert [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)] == []
+
+
+# -- a user's model file with mistakes --------------------------------------------------------------
+
+@pytest.mark.parametrize("loss", ["mse", "mae", "quadratic", "binary_cross_entropy", "cross_entropy",
+                                  "binary_cross_entropy_with_logits", "kl_divergence"])
+def test_a_loss_of_an_output_and_a_target_of_other_widths_is_refused(loss):
+    """A 2-unit output against a 1-column target broadcast into a loss over made-up pairs and
+    trained without a word (graphnn train on such a model file printed a falling loss)."""
+    x, t = gn.input("x", (None, 3)), gn.input("y", (None, 1))
+    p = gn.dense(x, 2, "sigmoid", name="out")
+    with pytest.raises(gn.ShapeError, match=r"the output 'out' has shape \(B, 2\) but the target 'y' has shape "
+                                            r"\(B, 1\); .* must match \(is the output layer's width right\?\)$"):
+        getattr(gn.losses, loss)(p, t)
+    assert getattr(gn.losses, loss)(p, gn.input("y2", (None, 2))).shape == ()   # matching: fine
+    assert gn.losses.mse(p, gn.constant(0.0)).shape == ()                       # a scalar target: fine
+
+
+def test_a_graph_input_left_out_of_the_models_inputs_is_named(tmp_path, capsys):
+    from graphnn.cli import main
+
+    (tmp_path / "m.py").write_text(MODEL_FILE.replace("(x, t), task=", "(x,), task="))
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.normal(size=(10, 3)), y=rng.normal(size=10))
+    assert main(["train", str(tmp_path / "m.py"), "--data", str(tmp_path / "d.npz"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()   # was: "missing feed for input 'y' of shape (B, 1)" after training began
+    assert err == ("graphnn train: error: model 'mlp': its graph reads input(s) 'y', which are not among the "
+                   "model's inputs ('x') and get no data; list them in gn.Model(..., inputs=...)")

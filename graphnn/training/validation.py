@@ -63,6 +63,13 @@ def check_data(model, data) -> None:
     """Splits that hold rows, arrays of real numbers in their inputs' shapes (`check_feed`:
     named with the data's shape, before training, not a batch's at its first step), and
     cross-entropy targets that are probability rows."""
+    declared = {n.name for n in model.inputs}
+    unlisted = [n.name for n in model.graph.inputs if n.name not in declared and n.value is None
+                and n.name not in data.train]
+    if unlisted:   # Model(..., inputs=(x,)) while the loss reads y: was "missing feed" at the first step
+        raise FeedError(f"model {model.name!r}: its graph reads input(s) {', '.join(map(repr, unlisted))}, which "
+                        f"are not among the model's inputs ({', '.join(map(repr, declared))}) and get no data; "
+                        "list them in gn.Model(..., inputs=...)")
     missing = [n.name for n in model.inputs if n.name not in data.train and n.value is None]
     if missing:   # fit(x) without y: was the evaluator's "missing feed" at the first step, the data replaced
         second = model.inputs[1].name if len(model.inputs) > 1 else None
