@@ -62,8 +62,10 @@ class Evaluator:
         checking = os.environ.get(CHECK_ENV, "") not in ("", "0")
         batch = _batch_size(self.graph, values) if checking else None
         empty = _empty_input(self.graph, values)
-        # an empty batch's 0/0 is reported below as the empty batch: no numpy warning first
-        quiet = np.errstate(divide="ignore", invalid="ignore") if empty is not None else contextlib.nullcontext()
+        # an empty batch's 0/0 is reported below as the empty batch, and with check_finite any
+        # NaN/inf is one NonFiniteError naming its node: no numpy RuntimeWarning lines first
+        quiet = np.errstate(over="ignore", divide="ignore", invalid="ignore") \
+            if empty is not None or check_finite else contextlib.nullcontext()
         with quiet:
             for node in self.graph.nodes:
                 if node in values:
@@ -256,8 +258,14 @@ def check_value(node, value, dtype="float64", what=None):
     return _checked(node, value, resolve_dtype(dtype), {}, what or node.kind)
 
 
-def _checked(node, value, dtype, batch, what):
-    arr = np.asarray(value)
+def check_feed(node, value, what="input") -> None:
+    """Raise `FeedError` unless ``value`` suits the leaf ``node`` as `check_value` checks it
+    (real numbers, integers for an int node, exactly the node's shape, any batch size),
+    without converting or copying it: a whole data set is checked before training."""
+    _check_kind_and_shape(node, np.asarray(value), what)
+
+
+def _check_kind_and_shape(node, arr, what):
     if arr.dtype.kind not in "fiub":
         raise FeedError(f"{what} {describe(node)} expects real numbers, got an array of dtype {arr.dtype}")
     if node.dtype == "int" and arr.dtype.kind not in "iu" and not np.array_equal(arr, np.trunc(arr)):
@@ -266,6 +274,11 @@ def _checked(node, value, dtype, batch, what):
     if arr.ndim != len(node.shape) or any(d is not None and d != a for d, a in zip(node.shape, arr.shape)):
         raise FeedError(f"{what} {describe(node)} expects shape {fmt_shape(node.shape)}, "
                         f"got {fmt_shape(arr.shape)}")
+
+
+def _checked(node, value, dtype, batch, what):
+    arr = np.asarray(value)
+    _check_kind_and_shape(node, arr, what)
     if node.shape and node.shape[0] is None:
         first = batch.setdefault("size", (arr.shape[0], node))
         if first[0] != arr.shape[0]:

@@ -18,6 +18,7 @@ from sympy.codegen.cfunctions import log1p
 
 from .errors import ShapeError
 from .ops import constant, count, fmap, reshape, softmax_cross_entropy as _sce, sum as sum_
+from .ops.base import describe, fmt_shape
 from .ops.elementwise import div
 from .ops.sparse_ce import sparse_softmax_cross_entropy as _sparse_sce
 
@@ -59,9 +60,20 @@ def _targets(y, t, classes_ok, what):
     return one_hot(t, y.shape[-1], name=f"{t.name or 't'}.one_hot")
 
 
+def _same_shape(y, t, what):
+    """Output and target must match element for element: a (None, 2) output against a
+    (None, 1) target broadcast into a loss over made-up pairs and trained without a word.
+    A scalar target (regress everything to 0) is the one broadcast that means something."""
+    if t.shape != () and tuple(t.shape) != tuple(y.shape):
+        raise ShapeError(f"{what}: the output {describe(y)} has shape {fmt_shape(y.shape)} but the target "
+                         f"{describe(t)} has shape {fmt_shape(t.shape)}; a loss compares them element by "
+                         "element, so they must match (is the output layer's width right?)")
+
+
 def _elementwise_loss(expr, fn, y, t, reduction, name, element_names, dexpr=None, compute=None,
                       classes_ok=False):
     t = _targets(y, t, classes_ok, name or fn)
+    _same_shape(y, t, name or fn)
     e = fmap(expr, {_y: y, _t: t}, fn=fn, names=element_names,
              name=None if reduction == "none" else f"{name}_elements" if name else None,
              dexprs=None if dexpr is None else {_y: dexpr}, compute=compute)

@@ -2,12 +2,16 @@
 
 A model's first input takes ``x`` and its second ``y`` (the `Model.inputs` order), or a dict
 names every input. Targets may be given as class indices where the model's target input
-(``inputs[1]``) is one-hot (N, C): they are checked (integers in 0..C−1) and expanded, so a
-user never writes the one-hot encoding. Only the target is read that way: a vector given to
-a feature input of shape (None, C > 1) is left as it is, for the evaluator to report the
-shape (it may be one example without its batch axis, or anything else; guessing would
-train on the wrong numbers). A vector given to any input of shape (None, 1) is its column.
-Every error names the input and the shapes.
+(``inputs[1]``) is one-hot (N, C) *and a classifier's target* (``class_inputs``: the
+targets of a softmax cross-entropy, or the second input of a 'classification' model,
+`graphnn.training.validation.class_targets`): they are checked (integers in 0..C−1) and
+expanded, so a user never writes the one-hot encoding. Any other target of shape
+(None, C > 1) given a vector is an error naming it (a GAN's noise ``z`` or a regression's
+two outputs are no classes: encoding them one-hot trained on made-up numbers). A vector
+given to a feature input of shape (None, C > 1) is left as it is, for the evaluator to
+report the shape (it may be one example without its batch axis, or anything else; guessing
+would train on the wrong numbers). A vector given to any input of shape (None, 1) is its
+column. Every error names the input and the shapes.
 """
 from __future__ import annotations
 
@@ -25,21 +29,34 @@ def column_for(node, x):
     return x
 
 
-def targets_for(node, y):
+def targets_for(node, y, one_hot=True):
     """``y`` as the target input ``node`` takes it: class indices (N,) → one-hot (N, C) when
-    the node is (None, C > 1) of floats; a vector (N,) → a column (N, 1) when it is (None, 1).
-    An integer node holds ids (a language model's next tokens), never one-hot rows."""
+    the node is (None, C > 1) of floats and ``one_hot`` (it is a classifier's target; else
+    a `FeedError`); a vector (N,) → a column (N, 1) when it is (None, 1). An integer node
+    holds ids (a language model's next tokens), never one-hot rows."""
     y = column_for(node, y)
     shape = tuple(node.shape)
+    if one_hot and y.ndim == 2 and y.shape[1:] == (1,) and len(shape) == 2 and shape[1] not in (None, 1):
+        y = y[:, 0]   # a column of class indices (a one-column frame, (N, 1)): no probability row of C
     if y.ndim != 1 or len(shape) != 2 or shape[1] == 1 or node.dtype == "int":
         return y
     classes = shape[1]
+    if not one_hot:
+        raise FeedError(f"input {node.name!r} expects shape (B, {classes}), got {tuple(y.shape)}: one value per "
+                        f"example is read as a class index only for a classifier's target (a softmax "
+                        f"cross-entropy's, or task='classification'), and {node.name!r} is not one; "
+                        f"give its {classes} columns")
     if y.dtype.kind not in "biuf":
         names = ", ".join(repr(str(v)) for v in np.unique(y.astype(str))[:5])
         raise FeedError(f"input {node.name!r} takes class indices 0..{classes - 1} or one-hot rows, got labels "
                         f"that are not numbers ({names}, …): map them first, e.g. "
                         f"classes, y = np.unique(y, return_inverse=True)")
-    if y.size and (not np.all(np.mod(y, 1) == 0) or y.min() < 0 or y.max() >= classes):
+    whole = np.mod(y, 1) == 0
+    if not whole.all():
+        row = int(np.argmin(whole))
+        raise FeedError(f"input {node.name!r} takes one-hot rows of {classes} classes; labels given as one value "
+                        f"per example must be class indices 0..{classes - 1}, got {y[row]:g} at row {row}")
+    if y.size and (y.min() < 0 or y.max() >= classes):
         raise FeedError(f"input {node.name!r} takes one-hot rows of {classes} classes; labels given "
                         f"as one value per example must be class indices 0..{classes - 1}, got "
                         f"{y.min():g}..{y.max():g}")
@@ -48,9 +65,11 @@ def targets_for(node, y):
     return out
 
 
-def as_feeds(inputs, x, y=None) -> dict:
+def as_feeds(inputs, x, y=None, *, class_inputs=()) -> dict:
     """Feeds {input name: array} from ``x`` (an array for the first input, or a dict of feeds)
-    and ``y`` (for the second input: targets or labels)."""
+    and ``y`` (for the second input: targets or labels). ``class_inputs``: the names of the
+    inputs that may take class indices for one-hot rows (the model's classifier targets,
+    `graphnn.training.validation.class_targets`); no other input is one-hot encoded."""
     if isinstance(x, dict):
         feeds = {getattr(k, "name", k): v for k, v in x.items()}
     else:
@@ -64,7 +83,7 @@ def as_feeds(inputs, x, y=None) -> dict:
     by_name = {n.name: n for n in inputs}
     target = inputs[1] if len(inputs) > 1 else None
     feeds = {k: np.asarray(v) if k not in by_name else
-             targets_for(by_name[k], v) if by_name[k] is target else column_for(by_name[k], v)
+             targets_for(by_name[k], v, k in class_inputs) if by_name[k] is target else column_for(by_name[k], v)
              for k, v in feeds.items()}
     # rows of the arrays that have their input's rank; a wrong rank is the evaluator's shape
     # error, which names the input and both shapes (a row count would mislead)

@@ -25,14 +25,28 @@ from ..errors import FeedError
 from .arrays import as_feeds
 
 
-def load_file(path, inputs, columns=None, classes=None) -> dict:
-    """Feeds {input name: array} for ``inputs`` (the model's input nodes) from ``path``.
+def load_file(path, inputs, columns=None, classes=None, class_inputs=None) -> dict:
+    """Feeds {input name: array} for ``inputs`` (the model's input nodes, or the `Model`) from ``path``.
 
     ``columns``: {input name: column name or list of names} (CSV only; see the module doc).
     ``classes``: the class names, in index order, that a CSV label column may hold.
+    ``class_inputs``: the inputs whose one value per example is a class index, one-hot
+    encoded (graphnn.data.arrays.as_feeds); None: the model's classifier targets when a
+    `Model` is given, else the target input if ``classes`` names classes, else none.
     Inputs the file lacks are an error naming them and what the file has; inputs with a
     default value (dropout's ``training``) may be missing.
     """
+    from ..model import Model
+
+    if isinstance(inputs, Model):
+        from ..training.validation import class_targets
+
+        model, inputs = inputs, inputs.inputs
+        columns = model.extras.get("columns") if columns is None else columns
+        classes = model.extras.get("classes") if classes is None else classes
+        class_inputs = class_targets(model) if class_inputs is None else class_inputs
+    if class_inputs is None:
+        class_inputs = {inputs[1].name} if classes is not None and len(inputs) > 1 else ()
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"data file {str(path)!r} does not exist")
@@ -40,10 +54,23 @@ def load_file(path, inputs, columns=None, classes=None) -> dict:
     if suffix == ".npz":
         feeds = _npz(path, inputs)
     elif suffix == ".csv":
-        feeds = _csv(path, inputs, columns or {}, classes)
+        try:
+            feeds = _csv(path, inputs, columns or {}, classes)
+        except UnicodeDecodeError as e:
+            raise FeedError(f"{path} is not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); "
+                            "save it as UTF-8 CSV") from None
     else:
         raise ValueError(f"data file {path}: expected a .npz or .csv file, got {suffix or 'no suffix'!r}")
-    return as_feeds(inputs, feeds)
+    from ..evaluate import check_feed   # not at the top: evaluate imports model, which imports this package
+
+    feeds = as_feeds(inputs, feeds, class_inputs=class_inputs)
+    for node in inputs:   # named with the file: --data and --test-data may both be given
+        if node.name in feeds:
+            try:
+                check_feed(node, feeds[node.name])
+            except FeedError as e:
+                raise FeedError(f"{path}: {e}") from None
+    return feeds
 
 
 def _npz(path, inputs):
@@ -62,6 +89,10 @@ def _npz(path, inputs):
                         "unpickled)") from None
     except (zipfile.BadZipFile, EOFError, OSError, KeyError) as e:
         raise FeedError(f"{path} is not a readable .npz file ({type(e).__name__}: {e})") from None
+    empty = next((k for k, v in found.items() if np.ndim(v) and len(v) == 0), None)
+    if empty is not None:
+        raise FeedError(f"{path}: array {empty!r} has no rows (shape {found[empty].shape}): expected one row "
+                        "per example")
     missing = [n.name for n in inputs if n.name not in found and n.value is None]
     if missing:
         raise FeedError(f"{path} has arrays {sorted(found)}, but the model's inputs {missing} are not among them")
@@ -69,7 +100,7 @@ def _npz(path, inputs):
 
 
 def _csv(path, inputs, columns, classes):
-    with open(path, encoding="utf-8", newline="") as f:
+    with open(path, encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f)
         header = [h.strip() for h in next(reader, [])]
         has_rows = any(any(cell.strip() for cell in row) for row in reader)   # stops at the first
@@ -93,6 +124,11 @@ def _csv(path, inputs, columns, classes):
         if missing:
             raise FeedError(f"{path}: input {node.name!r} needs columns {_show(missing)}, which the file "
                             f"lacks; it has {_show(header)}")
+        twice = next((c for c in wanted if header.count(c) > 1), None)
+        if twice is not None:   # which of them is meant? (the last one was read, without a word)
+            places = [i + 1 for i, h in enumerate(header) if h == twice]
+            raise FeedError(f"{path}: input {node.name!r} reads column {twice!r}, which the header names "
+                            f"{len(places)} times (columns {', '.join(map(str, places))}); rename them apart")
         label = len(wanted) == 1 and tuple(node.shape[1:]) != (1,)   # one value per example: may be a class
         values = np.column_stack([table.column(where[c], label) for c in wanted])
         feeds[node.name] = _shaped(values, node, len(wanted) == 1, path)
@@ -112,7 +148,7 @@ class _Table:
             self.numbers = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, dtype=np.float64)
         except ValueError:
             self.numbers = None
-            with open(path, encoding="utf-8", newline="") as f:
+            with open(path, encoding="utf-8-sig", newline="") as f:
                 self.rows = [row for row in csv.reader(f) if row][1:]
             for line, row in enumerate(self.rows, start=2):
                 if len(row) != len(header):

@@ -70,9 +70,8 @@ class TrainOptions:
             if self.test_data is not None:
                 raise ValueError("--test-data needs --data (the training data)")
             return None
-        columns, classes = model.extras.get("columns"), model.extras.get("classes")
-        test = None if self.test_data is None else load_file(self.test_data, model.inputs, columns, classes)
-        return Dataset(load_file(self.data, model.inputs, columns, classes), test)
+        test = None if self.test_data is None else load_file(self.test_data, model)
+        return Dataset(load_file(self.data, model), test)
 
     def schedule(self, model) -> tuple:
         """(epochs, steps): the asked ones, else the model's defaults."""

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..data import Dataset, as_feeds, hold_out, with_test_split
 from ..errors import FeedError, GradientError
-from ..evaluate import check_value, resolve
+from ..evaluate import check_finite_feeds, check_value, resolve
 from ..graph import Graph, Node
 from ..ops.base import describe
 from ..optim import OPTIMIZERS, Optimizer, make_optimizer
@@ -27,7 +27,7 @@ from .keywords import KeywordError, check_keywords, keywords_of, takes_any
 from .plot import plot_history
 from .resume import export_state, import_state, read_checkpoint
 from .switching import SwitchingBackend, end_of_training, start_of_training, wants_background
-from .validation import check_data, check_learning_rate, require_examples
+from .validation import check_count, check_data, check_learning_rate, class_targets, require_examples
 
 
 @dataclass
@@ -85,8 +85,8 @@ class Trainer:
         self.data = None
         self._use_data(data if data is not None else model.data, test_fraction, validation_split, validation_data)
         self.batch_size = batch_size if batch_size is not None else d.get("batch_size")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, not {self.batch_size}")
+        if self.batch_size is not None:
+            self.batch_size = check_count(self.batch_size, "batch_size")
         lr = lr if lr is not None else d.get("lr")
         check_learning_rate(lr)
         self.optimizer = make_optimizer(spec, lr=lr, **hyper)
@@ -135,6 +135,7 @@ class Trainer:
             if isinstance(p, Node) and p not in graph:   # resolve() would skip it: not here
                 raise FeedError(f"{p.kind} {describe(p)} is not a parameter of model {self.model.name!r}")
         checked = {p: check_value(p, v) for p, v in resolve(graph, values, "parameter").items()}
+        check_finite_feeds(checked, "parameter")   # NaN set here was blamed on the learning rate later
         setter = getattr(self.backend, "set_params", None)
         if setter is not None:
             return setter(checked)
@@ -149,17 +150,20 @@ class Trainer:
                 raise ValueError(f"model {self.model.name!r} has no data to split; pass data= or arrays to fit()")
             self.data = None
             return
-        inputs = self.model.inputs
-        data = Dataset(*(None if f is None else as_feeds(inputs, f) for f in (data.train, data.test)),
+        inputs, classes = self.model.inputs, class_targets(self.model)
+        data = Dataset(*(None if f is None else as_feeds(inputs, f, class_inputs=classes)
+                         for f in (data.train, data.test)),
                        classes=data.classes,
-                       validation=None if data.validation is None else as_feeds(inputs, data.validation))
+                       validation=None if data.validation is None else as_feeds(inputs, data.validation,
+                                                                                class_inputs=classes))
         if test_fraction is not None:
             data = with_test_split(data, test_fraction, self.seed)
         if validation_data is not None:
             if validation_split is not None:
                 raise ValueError("give validation_split= or validation_data=, not both")
-            given = validation_data if isinstance(validation_data, dict) else as_feeds(inputs, *validation_data)
-            data = dataclasses.replace(data, validation=as_feeds(inputs, given))
+            given = validation_data if isinstance(validation_data, dict) else \
+                as_feeds(inputs, *validation_data, class_inputs=classes)
+            data = dataclasses.replace(data, validation=as_feeds(inputs, given, class_inputs=classes))
         elif validation_split is not None:
             if data.validation is not None:
                 raise ValueError("the data already has a validation set; validation_split splits data that has none")
@@ -169,7 +173,7 @@ class Trainer:
         self.data = data
 
     def _feeds(self, x, y=None) -> dict:
-        return as_feeds(self.model.inputs, x, y)
+        return as_feeds(self.model.inputs, x, y, class_inputs=class_targets(self.model))
 
     def _batches(self):
         """This epoch's batches (after a mid-epoch resume: the ones not yet trained)."""
@@ -221,8 +225,10 @@ class Trainer:
             epochs, steps = self.model.defaults.get("epochs"), self.model.defaults.get("steps")
         if (epochs is None) == (steps is None):
             raise ValueError("give exactly one of epochs= or steps=")
-        if (epochs if epochs is not None else steps) < 0:
-            raise ValueError("epochs/steps must not be negative")
+        if epochs is not None:
+            epochs = check_count(epochs, "epochs", least=0)
+        else:
+            steps = check_count(steps, "steps", least=0)
         callbacks = list(callbacks)
         if early_stopping:
             default = "val_loss" if self.data.validation is not None else "loss"
@@ -238,6 +244,10 @@ class Trainer:
             show = False
         bar = _progress(total, "epoch" if epochs is not None else "step", show)
         self.stopped_early = False
+        # NaN/inf in the training arrays: named by their row in the data, on every backend and
+        # schedule, before any update (a batch's check named the row inside the batch)
+        by_name = {n.name: n for n in self.model.inputs}
+        check_finite_feeds({by_name[k]: v for k, v in self.data.train.items() if k in by_name})
         # a background compile needs evaluate too if rows measure a held-out set (or, by steps, the loss)
         start_of_training(self.backend, steps is not None or self.data.validation is not None
                           or self.data.test is not None)

@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from ..errors import FeedError
+from ..evaluate import check_feed
 
 from ..graph import Graph
 from ..ops import SoftmaxCrossEntropy
@@ -33,18 +34,57 @@ def check_options(opts) -> None:
 
 
 def check_learning_rate(lr, what="lr") -> None:
-    """A number must be positive and finite (a schedule — graphnn.schedules — is checked by its own rules)."""
-    if isinstance(lr, (int, float, np.number)) and not (math.isfinite(lr) and lr > 0):
+    """A number must be positive and finite (a schedule — graphnn.schedules — is checked by its
+    own rules); anything else (a string, a list) is an error naming it, not numpy's TypeError."""
+    from ..schedules import Schedule
+
+    if lr is None or isinstance(lr, Schedule):
+        return
+    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{what} must be a positive number or a schedule (graphnn.schedules), "
+                         f"got {type(lr).__name__} {lr!r}")
+    if not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"{what} must be a positive finite number, got {lr}")
 
 
+def check_count(value, what, least=1):
+    """``value`` as an int if it is a whole number ≥ ``least`` (1.0 and numpy integers
+    pass); a bool, a fraction or a string is a ValueError naming ``what``."""
+    whole = isinstance(value, (int, np.integer)) or (isinstance(value, (float, np.floating))
+                                                      and math.isfinite(value) and float(value).is_integer())
+    if isinstance(value, (bool, np.bool_)) or not whole:
+        raise ValueError(f"{what} must be a whole number, got {type(value).__name__} {value!r}")
+    if value < least:
+        raise ValueError(f"{what} must be at least {least}, not {value}")
+    return int(value)
+
+
 def check_data(model, data) -> None:
-    """Splits that hold rows, and cross-entropy targets that are probability rows."""
+    """Splits that hold rows, arrays of real numbers in their inputs' shapes (`check_feed`:
+    named with the data's shape, before training, not a batch's at its first step), and
+    cross-entropy targets that are probability rows."""
+    declared = {n.name for n in model.inputs}
+    unlisted = [n.name for n in model.graph.inputs if n.name not in declared and n.value is None
+                and n.name not in data.train]
+    if unlisted:   # Model(..., inputs=(x,)) while the loss reads y: was "missing feed" at the first step
+        raise FeedError(f"model {model.name!r}: its graph reads input(s) {', '.join(map(repr, unlisted))}, which "
+                        f"are not among the model's inputs ({', '.join(map(repr, declared))}) and get no data; "
+                        "list them in gn.Model(..., inputs=...)")
+    missing = [n.name for n in model.inputs if n.name not in data.train and n.value is None]
+    if missing:   # fit(x) without y: was the evaluator's "missing feed" at the first step, the data replaced
+        second = model.inputs[1].name if len(model.inputs) > 1 else None
+        hint = f", its target: give fit(x, y)" if missing == [second] else ""
+        raise FeedError(f"model {model.name!r}: the training data has no values for input(s) "
+                        f"{', '.join(map(repr, missing))}{hint}")
     if data.n_train < 1:
         raise ValueError(f"model {model.name!r}: the training split is empty (a test fraction too large "
                          "for the data?)")
     if data.test is not None and _rows(data.test) < 1:
         raise ValueError(f"model {model.name!r}: the test split is empty (a test fraction too small for the data?)")
+    for split, feeds in (("training", data.train), ("validation", data.validation), ("test", data.test)):
+        for node in model.inputs:   # the whole arrays, before any batch: shapes as the user gave them
+            if feeds is not None and node.name in feeds:
+                check_feed(node, feeds[node.name])
     for node in _probability_targets(model):
         for split, feeds in (("training", data.train), ("test", data.test)):
             if feeds is not None and node.name in feeds:
@@ -58,6 +98,13 @@ def require_examples(feeds) -> None:
         if np.ndim(value) and np.shape(value)[0] == 0:
             raise FeedError(f"input {name!r} is an empty batch, shape {tuple(np.shape(value))}: there is no "
                             "example to measure the loss and metrics on; pass at least one")
+
+
+def class_targets(model) -> frozenset:
+    """The names of ``model``'s inputs that take class indices for one-hot rows (a softmax
+    cross-entropy's targets, a 'classification' model's second input of several columns):
+    `graphnn.data.as_feeds` one-hot encodes labels for these and no other."""
+    return frozenset(n.name for n in _probability_targets(model))
 
 
 def _rows(feeds) -> int:
