@@ -283,19 +283,21 @@ for _type, _fn in {S.Loop: _loop, S.Scalar: _scalar, S.MatMul: _matmul, S.View: 
 
 # -- the module --------------------------------------------------------------------------
 
-def _decorator():
-    return "@njit(**JIT)"
+def _decorator(inner=False):
+    return "@njit(**JIT_INNER)" if inner else "@njit(**JIT)"
 
 
-def emit_program(prog: S.Program, dtype: str, helpers: set | None = None, *, specialise=False) -> str:
+def emit_program(prog: S.Program, dtype: str, helpers: set | None = None, *, specialise=False,
+                 inner=False) -> str:
     """One ``@njit`` function for a `Program` (helper functions it calls are added to ``helpers``);
     ``specialise``: its tiny products get helpers with literal sizes (for code run many times a
-    batch, a recurrence's step; elsewhere one size-generic helper per transposition pays more)."""
+    batch, a recurrence's step; elsewhere one size-generic helper per transposition pays more);
+    ``inner``: called only from compiled code (a recurrence's cell), so it gets no Python wrapper."""
     lines = program_lines(prog, dtype, helpers, specialise=specialise)
     ret = [f"{INDENT}return {prog.returns}"] if prog.returns is not None else []
     doc = [f'{INDENT}"""{prog.doc}"""'] if prog.doc else []
     args = ", ".join(a.name for a in prog.args)
-    return "\n".join([_decorator(), f"def {prog.name}({args}):", *doc, *lines, *ret]) + "\n"
+    return "\n".join([_decorator(inner), f"def {prog.name}({args}):", *doc, *lines, *ret]) + "\n"
 
 
 def program_lines(prog: S.Program, dtype: str, helpers: set | None = None, *, specialise=False) -> list:
@@ -504,8 +506,12 @@ def emit_module(sched, optimizer=None) -> str:
               "Flat layout of the trainable parameters (and of the gradient buffer):\n"
               f"{layout}\n"
               '"""\n')
+    # no C-callable wrapper: nothing takes a kernel's C address; no Python wrapper for what
+    # only compiled code calls (cells, helpers): each wrapper is more for LLVM to compile
     imports = ("import math\n\nimport numpy as np\nfrom numba import njit\n\n"
-               f"JIT = dict(cache=True, fastmath={{{', '.join(repr(f) for f in sorted(FASTMATH))}}}, error_model='numpy')\n")
+               f"JIT = dict(cache=True, fastmath={{{', '.join(repr(f) for f in sorted(FASTMATH))}}}, "
+               "error_model='numpy', no_cfunc_wrapper=True)\n"
+               "JIT_INNER = dict(JIT, no_cpython_wrapper=True)  # called only from compiled code\n")
     helpers: set = set()
     programs = [emit_program(prog, sched.dtype, helpers) for prog in sched.programs + [sched.evaluate]]
     programs += [emit_update(sched.update, sched.dtype), emit_train_step(sched), emit_train_epoch(sched, helpers)]

@@ -147,7 +147,7 @@ def compile_phase(phase, prefix, dtype, doc) -> CellCall:
         outs.append((o, "output"))
     prog = lower_program("PHASE_FN", outs, args, names=names, dtype=dtype, doc=doc)
     helpers: set = set()
-    text = emit_program(prog, dtype, helpers, specialise=prefix in _PER_STEP)
+    text = emit_program(prog, dtype, helpers, specialise=prefix in _PER_STEP, inner=True)
     digest = hashlib.sha1(text.encode()).hexdigest()[:12]
     fn = f"{prefix}_{digest}" + ("_f32" if dtype == "float32" else "")
     prog.name = fn

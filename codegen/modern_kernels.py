@@ -13,7 +13,7 @@ from numba import njit
 
 from .emit_cpu import FASTMATH
 
-JIT = dict(cache=True, fastmath=FASTMATH, error_model="numpy")
+JIT = dict(cache=True, fastmath=FASTMATH, error_model="numpy", no_cfunc_wrapper=True)   # no C address taken
 
 
 @njit(**JIT)
