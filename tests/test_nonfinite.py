@@ -55,3 +55,24 @@ def test_nan_in_the_training_data_is_named(schedule):
     t = Trainer(model, backend="cpu", data=gn.Dataset(data))
     with pytest.raises(gn.NonFiniteError, match=r"input 'x' holds nan at index \(2, 0\)"):
         t.fit(progress=False, **schedule)
+
+
+@pytest.mark.parametrize("backend,background", [("numpy", None), ("cpu", True)], ids=["numpy", "cpu-while-compiling"])
+def test_every_backend_names_the_step_of_a_divergence(backend, background, monkeypatch):
+    """The reference (and the cpu backend while it still trains on the reference, compiling in
+    the background) said which node overflowed but not at which step; the compiled backends
+    did: every backend now says 'training step 44: …'."""
+    if background:   # keep the compile from finishing first: the reference trains throughout
+        import codegen.background as bg
+
+        def never_ready(*args, cancelled, **kwargs):
+            cancelled.wait(600)
+            raise bg.Cancelled
+
+        monkeypatch.setattr(bg, "prepare", never_ready)
+    t = Trainer(get_model("linear-regression"), lr=100, backend=backend, background_compile=background)
+    with pytest.raises(gn.NonFiniteError) as err:
+        t.fit(epochs=400, progress=False)
+    assert str(err.value).startswith("training step 44: "), str(err.value)
+    assert "'L_elements' is the first to produce inf" in str(err.value)
+    assert str(err.value).count("training step") == 1

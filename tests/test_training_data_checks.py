@@ -184,7 +184,7 @@ def test_an_overflow_on_the_reference_is_one_error_and_no_numpy_warning():
     trainer.set_params({"h.W": np.full((3, 4), 1e200)})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with pytest.raises(gn.NonFiniteError, match=r"^linear node 'h\.net' is the first to produce inf"):
+        with pytest.raises(gn.NonFiniteError, match=r"^training step 1: linear node 'h\.net' is the first to produce inf"):
             trainer.fit(np.full((4, 3), 1e200), np.zeros(4), epochs=1, progress=False)
     assert [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)] == []
 

@@ -19,7 +19,7 @@ from typing import Protocol
 import numpy as np
 
 from ..autodiff import grad
-from ..errors import GraphnnError, UnknownNameError
+from ..errors import GraphnnError, NonFiniteError, UnknownNameError
 from ..evaluate import Evaluator, check_finite_feeds, resolve_dtype
 from ..ops.dropout import STEP, TRAINING
 
@@ -82,17 +82,25 @@ class NumpyBackend:
         self._checked: dict = {}   # input name -> the training array last checked for NaN/inf
 
     def train_step(self, feeds) -> float:
-        loss, *grads = self._step(feeds, self.params, dtype=self.dtype)
+        loss, *grads = self._checked_step(feeds)
         self.steps += 1
         self.optimizer.update({p: self.params[p] for p in self.trainable},
                               dict(zip(self.trainable, grads)), self.state, self.steps)
         return float(loss)
 
+    def _checked_step(self, feeds):
+        """Loss and gradients of one step; a NaN/inf is named with the step's number, as every
+        backend names it (codegen/finite.py)."""
+        try:
+            return self._step(feeds, self.params, dtype=self.dtype)
+        except NonFiniteError as e:
+            raise NonFiniteError(f"training step {self.steps + 1}: {e}", e.node) from None
+
     # train_step split in two, for data-parallel training (training/distributed.py): the
     # gradients in ONE flat buffer that an all-reduce can sum in place, then the update.
     def gradients(self, feeds):
         """Forward + backward on ``feeds``: (loss, flat gradient), no update."""
-        loss, *grads = self._step(feeds, self.params, dtype=self.dtype)
+        loss, *grads = self._checked_step(feeds)
         np.concatenate([np.ravel(g_) for g_ in grads], out=self._flat)
         return float(loss), self._flat
 
