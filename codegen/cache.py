@@ -115,6 +115,8 @@ def _private_folder(folder: Path) -> str | None:
             if not d.exists():
                 d.mkdir(parents=True, mode=0o700)
                 os.chmod(d, 0o700)   # whatever the umask
+            if not d.is_dir():   # a file of that name: nothing to do with other users
+                return f"{d} is not a folder"
             reason = unsafe_reason(d)
             if reason:
                 return f"{d} {reason}; another user could plant code there"

@@ -63,6 +63,18 @@ def test_a_folder_others_can_write_is_not_used(tmp_path, monkeypatch, capsys):
     assert len(err) == 1 and "writable by group and others" in err[0] and str(shared) in err[0]
 
 
+def test_a_file_in_place_of_the_folder_is_named_as_such(tmp_path, monkeypatch, capsys):
+    """GRAPHNN_CACHE_DIR naming a file said 'is not a folder; another user could plant code
+    there': the notice now says what is wrong and nothing about other users."""
+    plain = tmp_path / "f"
+    plain.write_text("")
+    mod = _use(plain, monkeypatch)
+    assert mod.triple(2.0) == 6.0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{plain} is not a folder" in err[0], err
+    assert "another user" not in err[0]
+
+
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="chown to another user needs root")
 def test_a_folder_owned_by_another_user_is_not_used(tmp_path, monkeypatch, capsys):
     theirs = tmp_path / "theirs"
