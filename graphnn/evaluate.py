@@ -297,8 +297,9 @@ def check_finite_feeds(values: dict, what="input") -> None:
         if value.dtype.kind == "f" and not np.isfinite(value).all():
             where = np.argwhere(~np.isfinite(value))[0]
             bad = value[tuple(where)]
+            kind = "data" if what == "input" else f"{what}s"   # 'parameters must be finite numbers'
             raise NonFiniteError(f"{what} {describe(node)} holds {bad} at index {tuple(int(i) for i in where)}: "
-                                 "data must be finite numbers", node)
+                                 f"{kind} must be finite numbers", node)
 
 
 def _empty_input(graph, values):

@@ -169,7 +169,7 @@ def test_set_params_refuses_nan_naming_the_parameter(backend):
     trainer = gn.Trainer(model, backend=backend)
     W = np.ones((3, 4))
     W[1, 2] = np.nan
-    with pytest.raises(gn.NonFiniteError, match=r"^parameter 'h\.W' holds nan at index \(1, 2\)"):
+    with pytest.raises(gn.NonFiniteError, match=r"^parameter 'h\.W' holds nan at index \(1, 2\): parameters must be finite numbers$"):
         trainer.set_params({"h.W": W, "out.b": np.ones(1)})
     np.testing.assert_array_equal(trainer.params[model.find("out.b")], model.find("out.b").value)  # none set
 
