@@ -7,7 +7,7 @@ import numpy as np
 
 from .data import Dataset
 from .graph import Graph, Node
-from .ops import StopGradient
+from .ops import SoftmaxCrossEntropy, StopGradient
 
 
 @dataclass
@@ -77,3 +77,23 @@ def held_fixed(loss: Node) -> set:
         if not isinstance(node.op, StopGradient):
             stack.extend(node.inputs)
     return {p for p in Graph([loss]).trainable if p not in free}
+
+
+# -- which inputs take class indices (the data loaders and the Trainer ask) -----------------
+
+def class_targets(model) -> frozenset:
+    """The names of ``model``'s inputs that take class indices for one-hot rows (a softmax
+    cross-entropy's targets, a 'classification' model's second input of several columns):
+    `graphnn.data.as_feeds` one-hot encodes labels for these and no other."""
+    return frozenset(n.name for n in probability_targets(model))
+
+
+def probability_targets(model) -> list:
+    """Input nodes fed as the targets of a softmax cross-entropy (or a classifier's second input)."""
+    found = [n.inputs[1] for n in Graph([model.loss]).nodes
+             if isinstance(n.op, SoftmaxCrossEntropy) and n.inputs[1].kind == "input"]
+    second = model.inputs[1] if len(model.inputs) > 1 else None
+    if (model.task == "classification" and second is not None and second not in found
+            and second.shape and second.shape[-1] not in (None, 1)):   # one column: 0/1 labels, not rows
+        found.append(second)
+    return found

@@ -4,7 +4,7 @@ A model's first input takes ``x`` and its second ``y`` (the `Model.inputs` order
 names every input. Targets may be given as class indices where the model's target input
 (``inputs[1]``) is one-hot (N, C) *and a classifier's target* (``class_inputs``: the
 targets of a softmax cross-entropy, or the second input of a 'classification' model,
-`graphnn.training.validation.class_targets`): they are checked (integers in 0..C−1) and
+`graphnn.model.class_targets`): they are checked (integers in 0..C−1) and
 expanded, so a user never writes the one-hot encoding. Any other target of shape
 (None, C > 1) given a vector is an error naming it (a GAN's noise ``z`` or a regression's
 two outputs are no classes: encoding them one-hot trained on made-up numbers). A vector
@@ -69,7 +69,7 @@ def as_feeds(inputs, x, y=None, *, class_inputs=()) -> dict:
     """Feeds {input name: array} from ``x`` (an array for the first input, or a dict of feeds)
     and ``y`` (for the second input: targets or labels). ``class_inputs``: the names of the
     inputs that may take class indices for one-hot rows (the model's classifier targets,
-    `graphnn.training.validation.class_targets`); no other input is one-hot encoded."""
+    `graphnn.model.class_targets`); no other input is one-hot encoded."""
     if isinstance(x, dict):
         feeds = {getattr(k, "name", k): v for k, v in x.items()}
     else:

@@ -36,11 +36,9 @@ def load_file(path, inputs, columns=None, classes=None, class_inputs=None) -> di
     Inputs the file lacks are an error naming them and what the file has; inputs with a
     default value (dropout's ``training``) may be missing.
     """
-    from ..model import Model
+    from ..model import Model, class_targets
 
     if isinstance(inputs, Model):
-        from ..training.validation import class_targets
-
         model, inputs = inputs, inputs.inputs
         columns = model.extras.get("columns") if columns is None else columns
         classes = model.extras.get("classes") if classes is None else classes

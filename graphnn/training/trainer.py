@@ -25,6 +25,7 @@ from .checkpoint import save_checkpoint
 from .distributed import DataParallel
 from .keywords import KeywordError, check_keywords, keywords_of, takes_any
 from .plot import plot_history
+from .progress import progress_bar
 from .resume import export_state, import_state, read_checkpoint
 from .switching import SwitchingBackend, end_of_training, start_of_training, wants_background
 from .validation import check_count, check_data, check_learning_rate, class_targets, require_examples
@@ -242,7 +243,7 @@ class Trainer:
         show = progress if progress is not None else total >= (20 if epochs is not None else 1000)
         if self.comm is not None and self.comm.rank != 0:
             show = False
-        bar = _progress(total, "epoch" if epochs is not None else "step", show)
+        bar = progress_bar(total, "epoch" if epochs is not None else "step", show)
         self.stopped_early = False
         # NaN/inf in the training arrays: named by their row in the data, on every backend and
         # schedule, before any update (a batch's check named the row inside the batch)
@@ -421,29 +422,6 @@ class Trainer:
         if self.comm is not None and self.comm.rank != 0:  # data-parallel: rank 0 alone writes
             return str(path)
         return plot_history(self.history, path, title=title or f"{self.model.name} ({getattr(self.backend, 'name', '')})")
-
-
-class _NoBar:
-    active = False
-
-    def update(self, n=1):
-        pass
-
-    def set_postfix(self, *a, **k):
-        pass
-
-    def close(self):
-        pass
-
-
-def _progress(total, unit, show):
-    if not show:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, unit=unit, dynamic_ncols=True, leave=True)
-    bar.active = True
-    return bar
 
 
 #: Trainer()'s own keywords; the backend factory's positional arguments

@@ -15,8 +15,7 @@ import numpy as np
 from ..errors import FeedError
 from ..evaluate import check_feed
 
-from ..graph import Graph
-from ..ops import SoftmaxCrossEntropy
+from ..model import class_targets, probability_targets  # noqa: F401  (re-exported)
 
 
 def check_options(opts) -> None:
@@ -85,7 +84,7 @@ def check_data(model, data) -> None:
         for node in model.inputs:   # the whole arrays, before any batch: shapes as the user gave them
             if feeds is not None and node.name in feeds:
                 check_feed(node, feeds[node.name])
-    for node in _probability_targets(model):
+    for node in probability_targets(model):
         for split, feeds in (("training", data.train), ("test", data.test)):
             if feeds is not None and node.name in feeds:
                 _check_distribution(np.asarray(feeds[node.name]), node.name, split, model.name)
@@ -100,26 +99,8 @@ def require_examples(feeds) -> None:
                             "example to measure the loss and metrics on; pass at least one")
 
 
-def class_targets(model) -> frozenset:
-    """The names of ``model``'s inputs that take class indices for one-hot rows (a softmax
-    cross-entropy's targets, a 'classification' model's second input of several columns):
-    `graphnn.data.as_feeds` one-hot encodes labels for these and no other."""
-    return frozenset(n.name for n in _probability_targets(model))
-
-
 def _rows(feeds) -> int:
     return len(next(iter(feeds.values()))) if feeds else 0
-
-
-def _probability_targets(model) -> list:
-    """Input nodes fed as the targets of a softmax cross-entropy (or a classifier's second input)."""
-    found = [n.inputs[1] for n in Graph([model.loss]).nodes
-             if isinstance(n.op, SoftmaxCrossEntropy) and n.inputs[1].kind == "input"]
-    second = model.inputs[1] if len(model.inputs) > 1 else None
-    if (model.task == "classification" and second is not None and second not in found
-            and second.shape and second.shape[-1] not in (None, 1)):   # one column: 0/1 labels, not rows
-        found.append(second)
-    return found
 
 
 def _check_distribution(t, name, split, model_name) -> None:
