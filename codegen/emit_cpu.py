@@ -16,15 +16,14 @@ last batch uses the leading rows of the same buffers), so nothing is a global an
 """
 from __future__ import annotations
 
-import dataclasses
-
 import sympy
 
 from graphnn.ops.structure import numpy_slice
 
 from . import schedule as S
+from .nest_sharing import CENSUS, identity_copy, nest_helper
 from .printer import HELPERS, INDENT, INTRINSICS, Writer, reshaped
-from .shared_loops import array_helper, share_nest, shareable_nest, small_matmul
+from .shared_loops import array_helper, shareable_nest, small_matmul
 
 #: fastmath without nnan/ninf: isnan/isinf keep working
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -67,9 +66,7 @@ def _shape(shape) -> str:
 # -- step printers ---------------------------------------------------------------------
 
 def _loop(step: S.Loop, w: Writer):
-    if shareable_nest(step):
-        return _outlined_loop(step, w)
-    copied = _identity_copy(step)
+    copied = identity_copy(step)
     if copied is not None:   # one call of the stored copy kernel: nothing to compile here
         dst, src = copied
         name = array_helper("copy", (None,) * len(step.indices))
@@ -77,28 +74,13 @@ def _loop(step: S.Loop, w: Writer):
         if step.comment:
             w(f"# {step.comment}")
         return w(f"{name}({dst}, {src})")
+    if shareable_nest(step) or CENSUS.shares(step, w, _loop_inline):
+        return _outlined_loop(step, w)
     _loop_inline(step, w)
 
 
-def _identity_copy(step: S.Loop):
-    """(dst, src) where the nest only copies: ``dst[i, j] = src[i, j]`` over dst's whole shape
-    (a copy node, the unpacked gradient of a recurrence), else None. Such a nest is as fast
-    as the stored ``copy_Nd`` kernel, and each inline nest costs compile time."""
-    if not 1 <= len(step.indices) <= 4 or len(step.body) != 2:
-        return None
-    let, store = step.body
-    index = tuple(step.indices)
-    if not (isinstance(let, S.Let) and isinstance(store, S.Store) and store.expr == let.name
-            and isinstance(let.expr, sympy.Indexed) and tuple(let.expr.indices) == index
-            and tuple(store.target.indices) == index):
-        return None
-    return str(store.target.base), str(let.expr.base)
-
-
 def _outlined_loop(step: S.Loop, w: Writer):
-    inner = Writer(w.dtype)
-    _loop_inline(dataclasses.replace(step, comment=""), inner)
-    name, args = share_nest(step, "\n".join(inner.lines), w.dtype)
+    name, args = nest_helper(step, w, _loop_inline)
     w.printer.helpers.add(name)
     if step.comment:
         w(f"# {step.comment}")
@@ -209,75 +191,7 @@ def index_text(spec):
     return ", ".join(parts) or "..."
 
 
-def _as_rows(w, name):
-    """A 2-d (rows, last axis) view of a contiguous N-d array."""
-    w(f"{name}_rows = {reshaped(name, f'(-1, {name}.shape[-1])')}")
-    return f"{name}_rows"
-
-
-def _softmax_ce(step: S.SoftmaxCE, w: Writer):
-    if step.comment:
-        w(f"# {step.comment}")
-    z, t, p = step.logits, step.targets, step.probs
-    if step.ndim != 2:   # rows of the last axis
-        z, t, loss = _as_rows(w, z), _as_rows(w, t), f"{step.loss}_rows"
-        w(f"{loss} = {reshaped(step.loss, '-1')}")
-        p = _as_rows(w, p) if p else p
-    else:
-        loss = step.loss
-    w(f"for r in range({z}.shape[0]):")
-    w.indent()
-    w(f"zmax = {z}[r, 0]")
-    w(f"for c in range(1, {z}.shape[1]):")
-    w(f"    zmax = max(zmax, {z}[r, c])")
-    w(f"s = {w.num(0.0)}")
-    w(f"for c in range({z}.shape[1]):")
-    w.indent()
-    if p:
-        w(f"e = math.exp({z}[r, c] - zmax)")
-        w(f"{p}[r, c] = e")
-        w("s += e")
-    else:
-        w(f"s += math.exp({z}[r, c] - zmax)")
-    w.dedent()
-    w("lse = math.log(s) + zmax")
-    w(f"acc = {w.num(0.0)}")
-    w(f"for c in range({z}.shape[1]):")
-    w(f"    acc += {t}[r, c] * (lse - {z}[r, c])  # −t·log softmax(z)")
-    w(f"{loss}[r] = acc")
-    if p:
-        w(f"inv = {w.num(1.0)} / s")
-        w(f"for c in range({z}.shape[1]):")
-        w(f"    {p}[r, c] *= inv")
-    w.dedent()
-
-
-def _row_softmax(step: S.RowSoftmax, w: Writer):
-    x, out = step.x, step.out
-    w(f"# {step.comment or ('log_softmax' if step.log else 'softmax')} over the last axis")
-    if step.ndim != 2:
-        x, out = _as_rows(w, x), _as_rows(w, out)
-    w(f"for r in range({x}.shape[0]):")
-    w.indent()
-    w(f"zmax = {x}[r, 0]")
-    w(f"for c in range(1, {x}.shape[1]):")
-    w(f"    zmax = max(zmax, {x}[r, c])")
-    w(f"s = {w.num(0.0)}")
-    w(f"for c in range({x}.shape[1]):")
-    w(f"    s += math.exp({x}[r, c] - zmax)")
-    if step.log:
-        w("lse = math.log(s) + zmax")
-        w(f"for c in range({x}.shape[1]):")
-        w(f"    {out}[r, c] = {x}[r, c] - lse")
-    else:
-        w(f"inv = {w.num(1.0)} / s")
-        w(f"for c in range({x}.shape[1]):")
-        w(f"    {out}[r, c] = math.exp({x}[r, c] - zmax) * inv")
-    w.dedent()
-
-
-for _type, _fn in {S.Loop: _loop, S.Scalar: _scalar, S.MatMul: _matmul, S.View: _view,
-                   S.SoftmaxCE: _softmax_ce, S.RowSoftmax: _row_softmax}.items():
+for _type, _fn in {S.Loop: _loop, S.Scalar: _scalar, S.MatMul: _matmul, S.View: _view}.items():
     register_emitter(_type, _fn)
 
 
@@ -512,9 +426,16 @@ def emit_module(sched, optimizer=None) -> str:
                f"JIT = dict(cache=True, fastmath={{{', '.join(repr(f) for f in sorted(FASTMATH))}}}, "
                "error_model='numpy', no_cfunc_wrapper=True)\n"
                "JIT_INNER = dict(JIT, no_cpython_wrapper=True)  # called only from compiled code\n")
+    def print_all(helpers):
+        programs = [emit_program(prog, sched.dtype, helpers) for prog in sched.programs + [sched.evaluate]]
+        return programs + [emit_update(sched.update, sched.dtype), emit_train_step(sched),
+                           emit_train_epoch(sched, helpers)]
+
+    with CENSUS.counting():   # the first printing only counts the nests (codegen/nest_sharing.py)
+        print_all(set())
     helpers: set = set()
-    programs = [emit_program(prog, sched.dtype, helpers) for prog in sched.programs + [sched.evaluate]]
-    programs += [emit_update(sched.update, sched.dtype), emit_train_step(sched), emit_train_epoch(sched, helpers)]
+    with CENSUS.sharing():
+        programs = print_all(helpers)
     # the intrinsics last: the kernels read first, and Numba resolves a global when it compiles
     intrinsics = "# -- the intrinsics the kernels call (codegen/intrinsics.py: why) --" + INTRINSICS
     return "\n\n".join([header, imports] + [HELPERS[h].strip() + "\n" for h in sorted(helpers)] + programs
@@ -522,3 +443,4 @@ def emit_module(sched, optimizer=None) -> str:
 
 
 from .emit_arrays import array_op  # noqa: E402  (Fill, Copy, Scatter, Concat: their printers register)
+from . import emit_softmax  # noqa: E402,F401  (SoftmaxCE, RowSoftmax: their printers register)

@@ -106,17 +106,23 @@ def shareable_nest(step: S.Loop) -> bool:
 def share_nest(step: S.Loop, text: str, dtype: str):
     """The helper for a nest printed as ``text`` (its arrays renamed a0, a1… in order of
     appearance, so equal nests share one) and the arguments to call it with."""
-    names = {str(i.base) for b in step.body for i in (b.expr.atoms(sympy.Indexed) | {b.target})}
+    names = {str(i.base) for b in step.body
+             for i in (b.expr.atoms(sympy.Indexed) | ({b.target} if hasattr(b, "target") else set()))}
     first = {n: re.search(rf"(?<![\w]){re.escape(n)}(?![\w])", text).start() for n in names}
     arrays = sorted(names, key=first.get)
-    for k, name in enumerate(arrays):
-        text = re.sub(rf"(?<![\w]){re.escape(name)}(?![\w])", f"a{k}", text)
+    # all at once: renamed one by one, an array called 'a1' would take x's new name 'a1' with it
+    canonical = {name: f"a{k}" for k, name in enumerate(arrays)}
+    pattern = "|".join(re.escape(n) for n in sorted(arrays, key=len, reverse=True))
+    text = re.sub(rf"(?<![\w])(?:{pattern})(?![\w])", lambda m: canonical[m.group(0)], text)
     batch = ["B"] if re.search(r"(?<![\w])B(?![\w])", text) else []
     params = [f"a{k}" for k in range(len(arrays))] + batch
-    name = f"loops_{hashlib.sha1(text.encode()).hexdigest()[:10]}" + ("_f32" if dtype == "float32" else "")
+    # the depth first: a name of digits after "loops_" would read as a uniqueness suffix (names.py)
+    digest = hashlib.sha1(text.encode()).hexdigest()[:10]
+    name = f"loops_{len(step.indices)}d_{digest}" + ("_f32" if dtype == "float32" else "")
     if name not in HELPERS:
         dims = " × ".join("B" if str(d) == "B" else str(d) for d in step.extents)
-        doc = f"A {len(step.indices)}-deep accumulation nest ({dims}), shared by every nest of this shape."
+        what = "accumulation nest" if all(isinstance(b, S.Accumulate) for b in step.body) else "loop nest"
+        doc = f"A {len(step.indices)}-deep {what} ({dims}), shared by every nest of this shape."
         HELPERS[name] = f"\n@njit(**JIT_INNER)\ndef {name}({', '.join(params)}):\n    \"\"\"{doc}\"\"\"\n{text}\n"
     return name, arrays + batch
 
