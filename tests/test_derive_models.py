@@ -169,3 +169,15 @@ def test_every_model_and_view_compiles_as_an_article_and_as_slides(derivations, 
 def _titled(name, view, d):
     d = Derivation(f"{name}: " + d.title, d.items, d.precision, d.display)
     return d
+
+
+#: a numeral, a thin space, a numeral: "-1 \, 0.5" reads as −10.5
+SIDE_BY_SIDE = re.compile(r"(?<![\w.}])-?\d+(?:\.\d+)? \\, -?\d")
+
+
+def test_no_two_numbers_side_by_side(derivations):
+    """The GAN's ∂L/∂D̄ read "= −1 0.5 [...]" (−1 · 1/n, n = 2): a factor −1 is a sign."""
+    for name, view, _, d in derivations:
+        found = SIDE_BY_SIDE.search(d.to_latex())
+        assert found is None, (name, view, found.group(0))
+
