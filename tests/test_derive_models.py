@@ -181,3 +181,25 @@ def test_no_two_numbers_side_by_side(derivations):
         found = SIDE_BY_SIDE.search(d.to_latex())
         assert found is None, (name, view, found.group(0))
 
+
+_SCRIPTS = {"msub": 2, "msup": 2, "msubsup": 3, "munder": 2, "mover": 2, "munderover": 3, "mfrac": 2}
+
+
+def test_html_math_is_well_formed_mathml(derivations):
+    """latex2mathml wrote a matrix with a script (the attention's [⋯]_(1,1,:,:), a ᵀ) as an
+    <msub> of four children, which Chromium draws shrunk to script size, and left a matrix's
+    brackets loose in the row, stretched to the tallest neighbour. Every script element has
+    its base and scripts only; every bracketed matrix is one <mrow>."""
+    from xml.etree import ElementTree
+    for name, view, _, d in derivations:
+        page = d.render("html")
+        for math in re.findall(r"<math\b.*?</math>", page, flags=re.S):
+            root = ElementTree.fromstring(math)
+            for el in root.iter():
+                if el.tag in _SCRIPTS:
+                    assert len(el) == _SCRIPTS[el.tag], (name, view, el.tag, [k.tag for k in el])
+                kids = list(el)
+                for k, kid in enumerate(kids):
+                    if kid.tag == "mtable" and 0 < k < len(kids) - 1 and kids[k - 1].tag == "mo":
+                        assert len(kids) == 3, (name, view, [c.tag for c in kids][:8])
+

@@ -241,7 +241,50 @@ def _mathml(latex: str, display: bool = False, inner: bool = False) -> str:
             elif word and len(word) > 1 and word.isalpha() and not (
                     k == 0 and parent.tag.startswith(("msub", "munder"))):  # \max_i stays
                 el.tag = "mi"  # \operatorname{softmax}(z): upright, hugging its argument
+    _group_matrices(root)
     return ElementTree.tostring(root[0] if inner else root, encoding="unicode")
+
+
+#: the children a script element takes: its base and its scripts
+_SCRIPT_ARITY = {"msub": 2, "msup": 2, "msubsup": 3, "munder": 2, "mover": 2, "munderover": 3}
+_OPEN, _CLOSE = "([{|\u2016\u27e8", ")]}|\u2016\u27e9"
+
+
+def _group_matrices(root) -> None:
+    """Repair latex2mathml's matrices: it writes ``\\begin{bmatrix}…\\end{bmatrix}`` as three
+    loose siblings ``<mo>[</mo><mtable/><mo>]</mo>``. Loose, the brackets stretch to the
+    tallest thing in the row (a 2-row matrix beside a 5-row one got 5-row brackets), and
+    under a script (``…\\end{bmatrix}_{(1,1,:,:)}``, ``^{\\top}``) they made an ``<msub>``
+    of four children, which Chromium draws as an error: the matrix shrunk to script size.
+    Each bracketed matrix becomes one ``<mrow>``, and a script element's extra leading
+    children its base."""
+    def fence(el, chars):
+        return el is not None and el.tag == "mo" and (el.text or "") in chars and len(el.text or "") == 1
+
+    for parent in list(root.iter()):
+        kids = list(parent)
+        k = 0
+        while k + 2 < len(kids):
+            a, t, b = kids[k:k + 3]
+            if fence(a, _OPEN) and t.tag == "mtable" and fence(b, _CLOSE) and len(kids) > 3:
+                group = ElementTree.Element("mrow")
+                at = list(parent).index(a)
+                for el in (a, t, b):
+                    parent.remove(el)
+                    group.append(el)
+                parent.insert(at, group)
+                kids[k:k + 3] = [group]
+            k += 1
+    for parent in list(root.iter()):
+        arity = _SCRIPT_ARITY.get(parent.tag)
+        kids = list(parent)
+        if arity is None or len(kids) <= arity:
+            continue
+        base = ElementTree.Element("mrow")
+        for el in kids[:len(kids) - arity + 1]:
+            parent.remove(el)
+            base.append(el)
+        parent.insert(0, base)
 
 
 def _mtd(cell: str, right: bool) -> str:
