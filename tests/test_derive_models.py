@@ -203,3 +203,23 @@ def test_html_math_is_well_formed_mathml(derivations):
                     if kid.tag == "mtable" and 0 < k < len(kids) - 1 and kids[k - 1].tag == "mo":
                         assert len(kids) == 3, (name, view, [c.tag for c in kids][:8])
 
+
+def test_markdown_and_html_rows_are_broken_like_the_article(derivations):
+    """lstm's BPTT total (20 terms) was one Markdown row and one HTML row 3,100 px wide, read
+    by scrolling sideways; the article broke it. Every format breaks long rows alike."""
+    from xml.etree import ElementTree
+
+    from graphnn.derive import layout
+    from graphnn.derive.blocks import MathBlock, block_rows
+    from graphnn.derive.documents import ARTICLE_EMS
+    for name, view, _, d in derivations:
+        article = [r for b in d.to_document().blocks if isinstance(b, MathBlock)
+                   for r in layout.fit_rows(block_rows(b), ARTICLE_EMS)]
+        md = d.render("markdown")
+        rows = [r for b in re.findall(r"\\begin\{aligned\}\n(.*?)\n\\end\{aligned\}", md, re.S)
+                for r in b.split(" \\\\\n")]
+        assert rows == article, (name, view, next((r[:200] for r, a in zip(rows, article) if r != a), None))
+        page = d.render("html")
+        html_rows = sum(len(ElementTree.fromstring(m)[0]) for m in
+                        re.findall(r'<math display="block">.*?</math>', page, flags=re.S))
+        assert html_rows == len(article), (name, view, html_rows, len(article))

@@ -187,8 +187,11 @@ def _md_escape(text: str) -> str:
 
 
 def _aligned(block: MathBlock) -> str:
-    # MathJax (Jupyter) and GitHub render ``aligned`` inside $$ but not ``align*``.
-    return "\\begin{aligned}\n" + " \\\\\n".join(block_rows(block)) + "\n\\end{aligned}"
+    # MathJax (Jupyter) and GitHub render ``aligned`` inside $$ but not ``align*``; neither
+    # breaks a long row, so rows are broken as for the article (a 20-term BPTT sum was one
+    # line, scrolled sideways)
+    rows = layout.fit_rows(block_rows(block), ARTICLE_EMS)
+    return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
 
 
 def to_markdown(doc: Document) -> str:
@@ -299,9 +302,11 @@ def _mtd(cell: str, right: bool) -> str:
 
 
 def _html_math_block(block: MathBlock) -> str:
-    # One <mtable> per block, cells right/left/right... like align*: "&"s line up.
+    # One <mtable> per block, cells right/left/right... like align*: "&"s line up. Long
+    # rows are broken as in the article (a browser does not break display math: lstm's
+    # 20-term BPTT sum was one row 3,100 px wide, read by scrolling sideways)
     rows = ["<mtr>" + "".join(_mtd(c, k % 2 == 0) for k, c in enumerate(split_cells(s)))
-            + "</mtr>" for s in block_rows(block)]
+            + "</mtr>" for s in layout.fit_rows(block_rows(block), ARTICLE_EMS)]
     return ('<math display="block"><mtable displaystyle="true">' + "".join(rows)
             + "</mtable></math>")
 
