@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import functools
 import html
+import os
 import re
 import shutil
 import subprocess
@@ -157,6 +158,11 @@ def write_atomic(path: Union[str, Path], text: str) -> Path:
     return write_text(path, text)
 
 
+#: pdflatex's environment: a fixed creation date and file ID (pdfTeX reads SOURCE_DATE_EPOCH),
+#: so the same derivation gives the same PDF bytes (its dates and ID changed every run)
+_REPRODUCIBLE_TEX = {"SOURCE_DATE_EPOCH": "0", "FORCE_SOURCE_DATE": "1"}
+
+
 def compile_pdf(latex_source: str, out_path: Union[str, Path], timeout: float = 120) -> Path:
     """Compile LaTeX source to ``out_path`` with pdflatex (run in a temporary directory)."""
     exe = shutil.which("pdflatex")
@@ -168,7 +174,8 @@ def compile_pdf(latex_source: str, out_path: Union[str, Path], timeout: float = 
         (Path(tmp) / "doc.tex").write_text(latex_source, encoding="utf-8")
         proc = subprocess.run(
             [exe, "-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape", "doc.tex"],
-            cwd=tmp, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+            cwd=tmp, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
+            env={**os.environ, **_REPRODUCIBLE_TEX})
         pdf = Path(tmp) / "doc.pdf"
         if proc.returncode != 0 or not pdf.exists():
             log = proc.stdout.decode("utf-8", "replace").splitlines()
