@@ -169,3 +169,57 @@ def test_every_model_and_view_compiles_as_an_article_and_as_slides(derivations, 
 def _titled(name, view, d):
     d = Derivation(f"{name}: " + d.title, d.items, d.precision, d.display)
     return d
+
+
+#: a numeral, a thin space, a numeral: "-1 \, 0.5" reads as −10.5
+SIDE_BY_SIDE = re.compile(r"(?<![\w.}])-?\d+(?:\.\d+)? \\, -?\d")
+
+
+def test_no_two_numbers_side_by_side(derivations):
+    """The GAN's ∂L/∂D̄ read "= −1 0.5 [...]" (−1 · 1/n, n = 2): a factor −1 is a sign."""
+    for name, view, _, d in derivations:
+        found = SIDE_BY_SIDE.search(d.to_latex())
+        assert found is None, (name, view, found.group(0))
+
+
+_SCRIPTS = {"msub": 2, "msup": 2, "msubsup": 3, "munder": 2, "mover": 2, "munderover": 3, "mfrac": 2}
+
+
+def test_html_math_is_well_formed_mathml(derivations):
+    """latex2mathml wrote a matrix with a script (the attention's [⋯]_(1,1,:,:), a ᵀ) as an
+    <msub> of four children, which Chromium draws shrunk to script size, and left a matrix's
+    brackets loose in the row, stretched to the tallest neighbour. Every script element has
+    its base and scripts only; every bracketed matrix is one <mrow>."""
+    from xml.etree import ElementTree
+    for name, view, _, d in derivations:
+        page = d.render("html")
+        for math in re.findall(r"<math\b.*?</math>", page, flags=re.S):
+            root = ElementTree.fromstring(math)
+            for el in root.iter():
+                if el.tag in _SCRIPTS:
+                    assert len(el) == _SCRIPTS[el.tag], (name, view, el.tag, [k.tag for k in el])
+                kids = list(el)
+                for k, kid in enumerate(kids):
+                    if kid.tag == "mtable" and 0 < k < len(kids) - 1 and kids[k - 1].tag == "mo":
+                        assert len(kids) == 3, (name, view, [c.tag for c in kids][:8])
+
+
+def test_markdown_and_html_rows_are_broken_like_the_article(derivations):
+    """lstm's BPTT total (20 terms) was one Markdown row and one HTML row 3,100 px wide, read
+    by scrolling sideways; the article broke it. Every format breaks long rows alike."""
+    from xml.etree import ElementTree
+
+    from graphnn.derive import layout
+    from graphnn.derive.blocks import MathBlock, block_rows
+    from graphnn.derive.documents import ARTICLE_EMS
+    for name, view, _, d in derivations:
+        article = [r for b in d.to_document().blocks if isinstance(b, MathBlock)
+                   for r in layout.fit_rows(block_rows(b), ARTICLE_EMS)]
+        md = d.render("markdown")
+        rows = [r for b in re.findall(r"\\begin\{aligned\}\n(.*?)\n\\end\{aligned\}", md, re.S)
+                for r in b.split(" \\\\\n")]
+        assert rows == article, (name, view, next((r[:200] for r, a in zip(rows, article) if r != a), None))
+        page = d.render("html")
+        html_rows = sum(len(ElementTree.fromstring(m)[0]) for m in
+                        re.findall(r'<math display="block">.*?</math>', page, flags=re.S))
+        assert html_rows == len(article), (name, view, html_rows, len(article))

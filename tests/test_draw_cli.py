@@ -35,7 +35,7 @@ def svg_groups(path, cls, subscripts=False):
         title = g.find(f"{SVG}title").text
         runs = list(g.iter(f"{SVG}text"))
         if subscripts:
-            out[title] = [t.text for t in runs if t.get("baseline-shift") == "sub"]
+            out[title] = [t.text for t in runs if t.get("class") == "sub"]   # graphnn.draw.render.browser_svg
             continue
         lines = {}
         for t in runs:

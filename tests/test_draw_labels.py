@@ -309,3 +309,25 @@ def test_an_op_box_never_says_its_name_twice(name):
     for lb in labels(source):
         lines = [re.sub("<[^>]+>", "", part) for part in lb.split("<BR/>")]
         assert len(lines) < 2 or lines[0] != lines[1], lb
+
+
+_SCRIPT_RUN = re.compile(r'<text\b[^>]*>')
+
+
+@pytest.mark.parametrize("name", sorted(available()))
+def test_svg_indices_are_placed_for_a_browser(name, tmp_path):
+    """Graphviz writes x<SUB>1</SUB> as a full-size <text baseline-shift="sub">, which
+    Chromium (and Jupyter, which shows a drawing as SVG) dropped half a line, onto the label's
+    next line: s₁'s index sat on its value. The saved .svg and the notebook's SVG place every
+    index by its own y, smaller than its line, as the PNG and PDF draw it."""
+    from conftest import require_program
+    from graphnn.draw import draw, save
+    require_program("dot")
+    drawing = draw(get_model(name), values="example")
+    saved = save(drawing, tmp_path / f"{name}.svg").read_text(encoding="utf-8")
+    shown = drawing._repr_mimebundle_()["image/svg+xml"]
+    for svg in (saved, shown):
+        assert "baseline-shift" not in svg, name
+    texts = _SCRIPT_RUN.findall(saved)
+    sizes = {float(s) for t in texts for s in re.findall(r'font-size="([\d.]+)"', t)}
+    assert any("<SUB>" in line or "<SUP>" in line for line in drawing.source.splitlines()) <= (len(sizes) > 1), name

@@ -156,3 +156,28 @@ def test_missing_folders_are_made_and_help_says_so(tmp_path, capsys):
     path = tmp_path / "new" / "deeper" / "x.dot"
     code, _, err = run_cli(capsys, "draw", "mazur", "-o", path)
     assert code == 0 and path.exists(), err
+
+
+@pytest.mark.parametrize("fmt", ["pdf", "beamer"])
+def test_the_same_derivation_gives_the_same_pdf_bytes(tmp_path, capsys, fmt):
+    """pdflatex wrote the run's time as the PDF's dates and file ID: every run a different
+    file (a diff in a course repository, a rebuild that never settles)."""
+    import time
+
+    from conftest import require_program
+    require_program("pdflatex")
+    outs = []
+    for k in range(2):
+        outs.append(tmp_path / f"{k}.pdf")
+        assert main(["derive", "mazur", "--wrt", "w5", "--values", "--format", fmt, "-o", str(outs[-1])]) == 0
+        time.sleep(1.1)                     # PDF dates count seconds
+    assert outs[0].read_bytes() == outs[1].read_bytes()
+
+
+def test_the_same_lecture_gives_the_same_page(tmp_path):
+    """matplotlib named the training plot's clip paths and markers by a random hash: the
+    same lecture page differed every run."""
+    from conftest import require_program
+    require_program("dot")
+    pages = [gn.lecture(get_model("mazur"), tmp_path / f"{k}.html", train_steps=20) for k in range(2)]
+    assert (tmp_path / "0.html").read_bytes() == (tmp_path / "1.html").read_bytes(), pages

@@ -84,7 +84,7 @@ def test_draw_cli_unrolled_svg(tmp_path, capsys):
     out = tmp_path / "r.svg"
     assert main(["draw", "rnn", "--view", "unrolled", "--steps", "4", "-o", str(out)]) == 0
     svg = out.read_text()
-    states = re.findall(r'>s</text>\s*<text[^>]*baseline-shift="sub"[^>]*>(\d+)</text>', svg)
+    states = re.findall(r'>s</text>\s*<text[^>]*class="sub"[^>]*>(\d+)</text>', svg)
     assert svg.startswith("<?xml") and "4" in states and "5" not in states
     assert main(["draw", "mazur", "--view", "unrolled"]) == 2
     assert "recurrent" in capsys.readouterr().err

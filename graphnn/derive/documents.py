@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import functools
 import html
+import os
 import re
 import shutil
 import subprocess
@@ -157,6 +158,11 @@ def write_atomic(path: Union[str, Path], text: str) -> Path:
     return write_text(path, text)
 
 
+#: pdflatex's environment: a fixed creation date and file ID (pdfTeX reads SOURCE_DATE_EPOCH),
+#: so the same derivation gives the same PDF bytes (its dates and ID changed every run)
+_REPRODUCIBLE_TEX = {"SOURCE_DATE_EPOCH": "0", "FORCE_SOURCE_DATE": "1"}
+
+
 def compile_pdf(latex_source: str, out_path: Union[str, Path], timeout: float = 120) -> Path:
     """Compile LaTeX source to ``out_path`` with pdflatex (run in a temporary directory)."""
     exe = shutil.which("pdflatex")
@@ -168,7 +174,8 @@ def compile_pdf(latex_source: str, out_path: Union[str, Path], timeout: float = 
         (Path(tmp) / "doc.tex").write_text(latex_source, encoding="utf-8")
         proc = subprocess.run(
             [exe, "-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape", "doc.tex"],
-            cwd=tmp, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+            cwd=tmp, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
+            env={**os.environ, **_REPRODUCIBLE_TEX})
         pdf = Path(tmp) / "doc.pdf"
         if proc.returncode != 0 or not pdf.exists():
             log = proc.stdout.decode("utf-8", "replace").splitlines()
@@ -187,8 +194,11 @@ def _md_escape(text: str) -> str:
 
 
 def _aligned(block: MathBlock) -> str:
-    # MathJax (Jupyter) and GitHub render ``aligned`` inside $$ but not ``align*``.
-    return "\\begin{aligned}\n" + " \\\\\n".join(block_rows(block)) + "\n\\end{aligned}"
+    # MathJax (Jupyter) and GitHub render ``aligned`` inside $$ but not ``align*``; neither
+    # breaks a long row, so rows are broken as for the article (a 20-term BPTT sum was one
+    # line, scrolled sideways)
+    rows = layout.fit_rows(block_rows(block), ARTICLE_EMS)
+    return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
 
 
 def to_markdown(doc: Document) -> str:
@@ -241,7 +251,50 @@ def _mathml(latex: str, display: bool = False, inner: bool = False) -> str:
             elif word and len(word) > 1 and word.isalpha() and not (
                     k == 0 and parent.tag.startswith(("msub", "munder"))):  # \max_i stays
                 el.tag = "mi"  # \operatorname{softmax}(z): upright, hugging its argument
+    _group_matrices(root)
     return ElementTree.tostring(root[0] if inner else root, encoding="unicode")
+
+
+#: the children a script element takes: its base and its scripts
+_SCRIPT_ARITY = {"msub": 2, "msup": 2, "msubsup": 3, "munder": 2, "mover": 2, "munderover": 3}
+_OPEN, _CLOSE = "([{|\u2016\u27e8", ")]}|\u2016\u27e9"
+
+
+def _group_matrices(root) -> None:
+    """Repair latex2mathml's matrices: it writes ``\\begin{bmatrix}…\\end{bmatrix}`` as three
+    loose siblings ``<mo>[</mo><mtable/><mo>]</mo>``. Loose, the brackets stretch to the
+    tallest thing in the row (a 2-row matrix beside a 5-row one got 5-row brackets), and
+    under a script (``…\\end{bmatrix}_{(1,1,:,:)}``, ``^{\\top}``) they made an ``<msub>``
+    of four children, which Chromium draws as an error: the matrix shrunk to script size.
+    Each bracketed matrix becomes one ``<mrow>``, and a script element's extra leading
+    children its base."""
+    def fence(el, chars):
+        return el is not None and el.tag == "mo" and (el.text or "") in chars and len(el.text or "") == 1
+
+    for parent in list(root.iter()):
+        kids = list(parent)
+        k = 0
+        while k + 2 < len(kids):
+            a, t, b = kids[k:k + 3]
+            if fence(a, _OPEN) and t.tag == "mtable" and fence(b, _CLOSE) and len(kids) > 3:
+                group = ElementTree.Element("mrow")
+                at = list(parent).index(a)
+                for el in (a, t, b):
+                    parent.remove(el)
+                    group.append(el)
+                parent.insert(at, group)
+                kids[k:k + 3] = [group]
+            k += 1
+    for parent in list(root.iter()):
+        arity = _SCRIPT_ARITY.get(parent.tag)
+        kids = list(parent)
+        if arity is None or len(kids) <= arity:
+            continue
+        base = ElementTree.Element("mrow")
+        for el in kids[:len(kids) - arity + 1]:
+            parent.remove(el)
+            base.append(el)
+        parent.insert(0, base)
 
 
 def _mtd(cell: str, right: bool) -> str:
@@ -256,9 +309,11 @@ def _mtd(cell: str, right: bool) -> str:
 
 
 def _html_math_block(block: MathBlock) -> str:
-    # One <mtable> per block, cells right/left/right... like align*: "&"s line up.
+    # One <mtable> per block, cells right/left/right... like align*: "&"s line up. Long
+    # rows are broken as in the article (a browser does not break display math: lstm's
+    # 20-term BPTT sum was one row 3,100 px wide, read by scrolling sideways)
     rows = ["<mtr>" + "".join(_mtd(c, k % 2 == 0) for k, c in enumerate(split_cells(s)))
-            + "</mtr>" for s in block_rows(block)]
+            + "</mtr>" for s in layout.fit_rows(block_rows(block), ARTICLE_EMS)]
     return ('<math display="block"><mtable displaystyle="true">' + "".join(rows)
             + "</mtable></math>")
 

@@ -83,8 +83,15 @@ def _times(factor_tex: str, up, scalar=False) -> str:
     if factor_tex == "1":
         return up.tex
     if scalar or up.scalar:
-        return f"{factor_tex} \\, {bracket(up.tex)}" if not up.scalar else f"{up.tex} \\, {bracket(factor_tex)}"
+        return _scaled(factor_tex, up.tex) if not up.scalar else f"{up.tex} \\, {bracket(factor_tex)}"
     return bracket(up.tex) + ODOT + bracket(factor_tex)
+
+
+def _scaled(factor: str, tex: str) -> str:
+    """c g for a scalar factor c; -1 g is -g (was "-1 \\, 0.5", read as -10.5)."""
+    if factor.strip() == "-1":
+        return "-" + bracket(tex)
+    return f"{factor} \\, {bracket(tex)}"
 
 
 def _hadamard(expr, printer) -> str:
@@ -139,7 +146,7 @@ def _map_rule(ctx, term, up) -> Piece:
             factor = latex(float(local_value.flat[0]))
             if factor == "1" and not up.one:
                 return up.numeric(ctx, tm)
-            return factor if up.one else f"{factor} \\, {bracket(up.numeric(ctx, tm))}"
+            return factor if up.one else _scaled(factor, up.numeric(ctx, tm))
         parts = ([] if up.one else [bracket(up.numeric(ctx, tm))]) + [ctx.mat(local_value, tm)]
         return (r" \, " if up.scalar else ODOT).join(parts)
     sym, num = _unbroadcast(ctx, term, sym, num if ctx.values is not None else None)

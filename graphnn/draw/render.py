@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import re
 import shutil
 from pathlib import Path
 
@@ -40,6 +41,40 @@ def output_format(path) -> str:
     return suffix
 
 
+#: a sub- or superscript in a browser: its size, of the line's, and its shift, in the line's ems
+#: (down for a subscript, up for a superscript); about what Graphviz's cairo PNG and PDF draw
+SCRIPT_SCALE, SUB_SHIFT, SUP_SHIFT = 0.75, 0.25, 0.4
+_SCRIPT_TEXT = re.compile(r'<text\b[^>]*\bbaseline-shift="(sub|super)"[^>]*>')
+
+
+def _placed_script(m: re.Match) -> str:
+    tag = m.group(0)
+    size = re.search(r'\bfont-size="([\d.]+)"', tag)
+    if size is None:
+        return tag
+    fs, kind = float(size.group(1)), m.group(1)
+    shift = fs * (SUB_SHIFT if kind == "sub" else -SUP_SHIFT)
+    tag = tag.replace(f' baseline-shift="{kind}"', f' class="{"sub" if kind == "sub" else "sup"}" dy="{shift:.2f}"')
+    return tag.replace(size.group(0), f'font-size="{fs * SCRIPT_SCALE:.2f}"')
+
+
+def browser_svg(svg: bytes) -> bytes:
+    """Graphviz's SVG with its indices placed for a browser. Graphviz writes a <SUB>/<SUP>
+    run as a full-size ``<text baseline-shift="sub">``; Chromium drops that by half a line,
+    into the label's next line (s₁ over its value, ∂s₂/∂s₁ over its number), where cairo
+    (PNG, PDF) draws a small index just below the line. Here each index gets cairo's look:
+    smaller, moved by ``dy`` (its ``y`` stays its line's), marked ``class="sub"``/``"sup"``."""
+    return _SCRIPT_TEXT.sub(_placed_script, svg.decode("utf-8")).encode("utf-8")
+
+
+class Drawing(graphviz.Digraph):
+    """A graphviz Digraph whose SVG (Jupyter's display, `save` to .svg) has its indices placed
+    for a browser (`browser_svg`)."""
+
+    def _repr_image_svg_xml(self) -> str:
+        return browser_svg(self.pipe(format="svg")).decode("utf-8")
+
+
 def render_bytes(digraph: graphviz.Digraph, fmt: str) -> bytes:
     """The drawing as bytes in ``fmt`` (dot/gv: its DOT source). A matplotlib Figure (the
     'maps' view) is written by matplotlib, offline, images embedded."""
@@ -66,5 +101,8 @@ def save(digraph: graphviz.Digraph, path) -> Path:
     """Write ``digraph`` to ``path``; the format comes from the suffix (.dot .svg .png .pdf).
     Missing folders are made (`graphnn.files.atomic_write`)."""
     path = Path(path)
-    data = render_bytes(digraph, output_format(path))
+    fmt = output_format(path)
+    data = render_bytes(digraph, fmt)
+    if fmt == "svg" and not hasattr(digraph, "savefig"):
+        data = browser_svg(data)
     return write_bytes(path, data)     # atomic, missing folders made, a bad path named in one line

@@ -14,6 +14,7 @@ import graphviz
 import numpy as np
 
 from ..notation import html_name, number_html
+from .render import Drawing
 
 FONT = "Helvetica"
 #: point sizes: names and op labels, details (values, shapes), edge labels, titles
@@ -115,7 +116,7 @@ def new_digraph(name: str, rankdir: str = "TB", **graph_attr) -> graphviz.Digrap
     attrs = {"rankdir": rankdir, "fontname": FONT, "fontsize": str(TITLE_PT), "labelloc": "t",
              "nodesep": "0.25", "ranksep": "0.45", "pad": "0.1"}
     attrs.update(graph_attr)
-    return graphviz.Digraph(name=name, graph_attr=attrs,
+    return Drawing(name=name, graph_attr=attrs,
                             node_attr={"fontname": FONT, "fontsize": str(NAME_PT)},
                             edge_attr={"fontname": FONT, "fontsize": str(EDGE_PT)})
 

@@ -161,6 +161,10 @@ def picture(digraph) -> Picture:
 
 def figure_svg(fig) -> str:
     """A matplotlib figure as inline SVG (no metadata, no addresses)."""
+    import matplotlib
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
+    # a fixed salt: matplotlib names clip paths and markers by a random hash otherwise, and
+    # the same lecture gave a different page every run
+    with matplotlib.rc_context({"svg.hashsalt": "graphnn"}):
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
     return clean_svg(buf.getvalue())
