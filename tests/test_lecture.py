@@ -310,3 +310,58 @@ def test_forward_derivation_writes_unnamed_intermediates_by_their_formula():
     assert "net_2 = w s_1 + u x_2 + b" in text and "⁽" not in text
     assert "E = ((t - s_4)²)/2" in text
     assert "E = ((t - o)²)/2" in gn.derive(get_model("perceptron-and"), view="forward", values=True).to_text()
+
+
+# ------------------------------------------------------------------ the pictures' type
+_GAPS_BEFORE_INDICES = """(() => {
+  const out = [];
+  const pics = [...document.querySelectorAll(".pic")];
+  const was = pics.map(p => p.hidden);
+  for (const pic of pics) {
+    pics.forEach(p => { p.hidden = p !== pic; });
+    for (const g of pic.querySelectorAll("[data-owner]")) {
+      const ts = [...g.querySelectorAll("text")];
+      for (let i = 0; i + 1 < ts.length; i++) {
+        const a = ts[i], b = ts[i + 1];
+        if (a.getAttribute("y") !== b.getAttribute("y") || a.getAttribute("text-anchor") !== "start"
+            || a.classList.contains("sub") || a.classList.contains("sup")
+            || !(b.classList.contains("sub") || b.classList.contains("sup"))) continue;
+        const gap = parseFloat(b.getAttribute("x")) - parseFloat(a.getAttribute("x")) - a.getComputedTextLength();
+        out.push([gap / parseFloat(a.getAttribute("font-size")), pic.dataset.picture, a.textContent, b.textContent,
+                  getComputedStyle(a).fontFamily]);
+      }
+    }
+  }
+  pics.forEach((p, k) => { p.hidden = was[k]; });
+  return out;
+})()"""
+
+
+def test_picture_indices_follow_their_names_in_the_font_graphviz_measured(tmp_path, browser):
+    """rnn-scalar's page showed "∂E/∂s  4", "s  k−1": Graphviz places a name and its index as
+    two runs by the widths of the font it measured with (fontconfig's match for Helvetica,
+    DejaVu Sans here), and the page drew them in DejaVu Sans Condensed; the lecture also read
+    Graphviz's baseline-shift where drawings now mark indices class="sub"/"sup". Every page's
+    pictures: indices so marked, drawn in the measured font, right after their names."""
+    from graphnn.lecture.svg import measured_font
+    b = browser
+    checked = 0
+    for name, build in available().items():
+        model = build()
+        try:
+            lesson_kind(model)
+        except LectureError:
+            continue
+        path = tmp_path / f"{name}.html"
+        gn.lecture(model, train_steps=3).save(path)
+        page = path.read_text(encoding="utf-8")
+        assert "baseline-shift" not in page, name       # indices are class="sub"/"sup" (gaps below)
+        b.open(path)
+        gaps = b.eval(_GAPS_BEFORE_INDICES)
+        assert gaps, name
+        for gap, pic, run, index, family in gaps:
+            if measured_font():
+                assert family.startswith(f'"{measured_font()}"'), (name, family)
+            assert -0.1 < gap < 0.3, (name, pic, run, index, round(gap, 2))
+            checked += 1
+    assert checked > 50
