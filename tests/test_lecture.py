@@ -337,7 +337,23 @@ _GAPS_BEFORE_INDICES = """(() => {
 })()"""
 
 
-def test_picture_indices_follow_their_names_in_the_font_graphviz_measured(tmp_path, browser):
+@pytest.fixture(scope="module")
+def every_page(tmp_path_factory):
+    """{name: page file} for every built-in model that gets a lecture page."""
+    folder = tmp_path_factory.mktemp("every")
+    out = {}
+    for name, build in available().items():
+        model = build()
+        try:
+            lesson_kind(model)
+        except LectureError:
+            continue
+        out[name] = gn.lecture(model, train_steps=3).save(folder / f"{name}.html")
+    assert {"mazur", "rnn-scalar", "xor"} <= set(out)
+    return out
+
+
+def test_picture_indices_follow_their_names_in_the_font_graphviz_measured(every_page, browser):
     """rnn-scalar's page showed "∂E/∂s  4", "s  k−1": Graphviz places a name and its index as
     two runs by the widths of the font it measured with (fontconfig's match for Helvetica,
     DejaVu Sans here), and the page drew them in DejaVu Sans Condensed; the lecture also read
@@ -346,14 +362,7 @@ def test_picture_indices_follow_their_names_in_the_font_graphviz_measured(tmp_pa
     from graphnn.lecture.svg import measured_font
     b = browser
     checked = 0
-    for name, build in available().items():
-        model = build()
-        try:
-            lesson_kind(model)
-        except LectureError:
-            continue
-        path = tmp_path / f"{name}.html"
-        gn.lecture(model, train_steps=3).save(path)
+    for name, path in every_page.items():
         page = path.read_text(encoding="utf-8")
         assert "baseline-shift" not in page, name       # indices are class="sub"/"sup" (gaps below)
         b.open(path)
@@ -365,3 +374,29 @@ def test_picture_indices_follow_their_names_in_the_font_graphviz_measured(tmp_pa
             assert -0.1 < gap < 0.3, (name, pic, run, index, round(gap, 2))
             checked += 1
     assert checked > 50
+
+
+def test_the_title_bar_shows_the_whole_title(every_page, browser):
+    """At 1600 px the bar read "rnn-scalar: backpropagation through ti…" (one line, cut with an
+    ellipsis): the title wraps instead, and nothing in the bar runs off the screen."""
+    b = browser
+    measure = """(() => { const t = document.querySelector('.brand'), bar = document.querySelector('.bar');
+        const r = t.getBoundingClientRect();
+        return {text: t.textContent, sw: t.scrollWidth, cw: t.clientWidth, sh: t.scrollHeight, ch: t.clientHeight,
+                right: Math.max(...[...bar.querySelectorAll('button, .counter')].map(e => e.getBoundingClientRect().right)),
+                width: innerWidth, h: r.height, barh: bar.getBoundingClientRect().height}; })()"""
+    try:
+        for width in (1600, 1280, 1024):
+            b.call("Emulation.setDeviceMetricsOverride", session=True, width=width, height=900,
+                   deviceScaleFactor=1, mobile=False)
+            for name, path in every_page.items():
+                b.open(path)
+                m = b.eval(measure)
+                title = re.search(r"<title>(.*?)</title>", path.read_text(encoding="utf-8")).group(1)
+                assert m["text"] == title, (name, width, m)
+                assert m["sw"] <= m["cw"] and m["sh"] <= m["ch"] and m["h"] > 10, (name, width, m)
+                assert m["right"] <= m["width"], (name, width, m)
+                assert m["barh"] < 0.15 * 900, (name, width, m)      # the picture keeps the room
+    finally:
+        b.call("Emulation.setDeviceMetricsOverride", session=True, width=1600, height=900,
+               deviceScaleFactor=1, mobile=False)
