@@ -400,3 +400,23 @@ def test_the_title_bar_shows_the_whole_title(every_page, browser):
     finally:
         b.call("Emulation.setDeviceMetricsOverride", session=True, width=1600, height=900,
                deviceScaleFactor=1, mobile=False)
+
+
+def test_prose_writes_indices_as_subscripts(every_page):
+    """rnn-scalar's introduction read "loss ½(t − s_T)²" (the description's plain text), the
+    training bar "E_total = 0.298", linear-regression's δ "δy_hat": every step's text, on
+    every model's page, shows no raw name_index."""
+    from graphnn.lecture.fragments import prose_html
+    assert prose_html("loss ½(t − s_T)², s_{t-1}, ε_θ(x_t, t) <b>") == \
+        "loss ½(t − s<sub>T</sub>)², s<sub>t−1</sub>, ε<sub>θ</sub>(x<sub>t</sub>, t) &lt;b&gt;"
+    raw = re.compile(r"[^\W_]_[{\w]")
+    for name, path in every_page.items():
+        lesson = json.loads(re.search(r'<script type="application/json" id="lesson">(.*?)</script>',
+                                      path.read_text(encoding="utf-8"), flags=re.S).group(1))
+        for k, step in enumerate(lesson["steps"]):
+            text = re.sub(r"<[^>]*>", "", re.sub(r"<math\b.*?</math>|<svg\b.*?</svg>", "", step["html"], flags=re.S))
+            found = raw.search(text)
+            assert found is None, (name, k, text[max(0, found.start() - 30):found.end() + 20])
+    intro = json.loads(re.search(r'id="lesson">(.*?)</script>', every_page["rnn-scalar"].read_text(encoding="utf-8"),
+                                 flags=re.S).group(1))["steps"][0]["html"]
+    assert "s<sub>T</sub>)²" in intro
