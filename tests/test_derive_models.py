@@ -175,10 +175,20 @@ def _titled(name, view, d):
 SIDE_BY_SIDE = re.compile(r"(?<![\w.}])-?\d+(?:\.\d+)? \\, -?\d")
 
 
+#: a ones-vector 𝟙_n, then (past spacing and a row break) a number or a numeric fraction
+ONES_THEN_NUMBER = re.compile(r"\\mathbf\{1\}_\{\d+\}(?:\s|\\[,;! ]|\\\\|&|\\quad)*(?:-\s*)?(?:\d|\\frac\{\d)")
+TEXT_ONES_THEN_NUMBER = re.compile(r"𝟙_\d+\s+-?\d")
+
+
 def test_no_two_numbers_side_by_side(derivations):
-    """The GAN's ∂L/∂D̄ read "= −1 0.5 [...]" (−1 · 1/n, n = 2): a factor −1 is a sign."""
+    """The GAN's ∂L/∂D̄ read "= −1 0.5 [...]" (−1 · 1/n, n = 2): a factor −1 is a sign.
+    A mean's gradient read "𝟙₈ 0.125 [...]" and "𝟙₈ 1/8 ∂CE/∂pooled" (attention), "𝟙₅ 0.2"
+    (contrastive): a ones-vector's size beside a number (8 0.125, 8⅛); now 𝟙₈ · 0.125."""
     for name, view, _, d in derivations:
-        found = SIDE_BY_SIDE.search(d.to_latex())
+        latex = d.to_latex()
+        found = SIDE_BY_SIDE.search(latex) or ONES_THEN_NUMBER.search(latex)
+        assert found is None, (name, view, found.group(0))
+        found = TEXT_ONES_THEN_NUMBER.search(d.render("text"))
         assert found is None, (name, view, found.group(0))
 
 

@@ -15,7 +15,7 @@ import pytest
 
 import graphnn as gn
 from graphnn.cli import main
-from graphnn.models import get_model
+from graphnn.models import available, get_model
 from graphnn.notation import number_html
 
 REFERENCE = json.loads(Path("/work/shared/reference/mazur_2_2_2.json").read_text()) \
@@ -312,3 +312,30 @@ def test_example_in_a_view_that_shows_the_whole_batch_is_one_line(capsys, view):
         and "--example 3" in err and "maps and neurons" in err, err
     assert main(["draw", "xor", "--view", view, "--grads", "--example", "1"]) == 0
     capsys.readouterr()
+
+
+@pytest.mark.parametrize("name", list(available()))
+def test_pdf_drawing_is_the_same_bytes_every_time(tmp_path, name):
+    """cairo (behind `dot -Tpdf`) stamps the current time into /CreationDate: the same drawing
+    gave different bytes a second later. The date is now the epoch, as in the derive PDFs,
+    and the file's cross-reference offsets still hold (pdfinfo reads it without complaint)."""
+    from graphnn.draw.render import save
+    drawing = gn.draw(get_model(name))
+    first, second = save(drawing, tmp_path / "a.pdf"), save(drawing, tmp_path / "b.pdf")
+    data = first.read_bytes()
+    dates = re.findall(rb"/CreationDate \(([^)]*)\)", data)
+    assert dates == [b"D:19700101000000Z"], dates
+    assert data == second.read_bytes()
+    assert not list(tmp_path.glob(".*")), "no temporary file left beside the drawing"
+    if subprocess.run(["which", "pdfinfo"], capture_output=True).returncode == 0:
+        info = subprocess.run(["pdfinfo", str(first)], capture_output=True, text=True)
+        assert info.returncode == 0 and not info.stderr, info.stderr
+        assert "1970" in info.stdout
+
+
+@pytest.mark.parametrize("stamp", [b"D:20261206180404Z", b"D:20261206130421-05'00", b"D:20261206233421+05'30"])
+def test_pdf_date_of_any_time_zone_is_fixed_in_place(stamp):
+    from graphnn.draw.render import _fixed_pdf_date
+    pdf = b"<< /Producer (cairo) /CreationDate (" + stamp + b") >>\nxref"
+    fixed = _fixed_pdf_date(pdf)
+    assert len(fixed) == len(pdf) and b"(D:19700101000000Z)" in fixed and stamp not in fixed

@@ -310,3 +310,113 @@ def test_forward_derivation_writes_unnamed_intermediates_by_their_formula():
     assert "net_2 = w s_1 + u x_2 + b" in text and "⁽" not in text
     assert "E = ((t - s_4)²)/2" in text
     assert "E = ((t - o)²)/2" in gn.derive(get_model("perceptron-and"), view="forward", values=True).to_text()
+
+
+# ------------------------------------------------------------------ the pictures' type
+_GAPS_BEFORE_INDICES = """(() => {
+  const out = [];
+  const pics = [...document.querySelectorAll(".pic")];
+  const was = pics.map(p => p.hidden);
+  for (const pic of pics) {
+    pics.forEach(p => { p.hidden = p !== pic; });
+    for (const g of pic.querySelectorAll("[data-owner]")) {
+      const ts = [...g.querySelectorAll("text")];
+      for (let i = 0; i + 1 < ts.length; i++) {
+        const a = ts[i], b = ts[i + 1];
+        if (a.getAttribute("y") !== b.getAttribute("y") || a.getAttribute("text-anchor") !== "start"
+            || a.classList.contains("sub") || a.classList.contains("sup")
+            || !(b.classList.contains("sub") || b.classList.contains("sup"))) continue;
+        const gap = parseFloat(b.getAttribute("x")) - parseFloat(a.getAttribute("x")) - a.getComputedTextLength();
+        out.push([gap / parseFloat(a.getAttribute("font-size")), pic.dataset.picture, a.textContent, b.textContent,
+                  getComputedStyle(a).fontFamily]);
+      }
+    }
+  }
+  pics.forEach((p, k) => { p.hidden = was[k]; });
+  return out;
+})()"""
+
+
+@pytest.fixture(scope="module")
+def every_page(tmp_path_factory):
+    """{name: page file} for every built-in model that gets a lecture page."""
+    folder = tmp_path_factory.mktemp("every")
+    out = {}
+    for name, build in available().items():
+        model = build()
+        try:
+            lesson_kind(model)
+        except LectureError:
+            continue
+        out[name] = gn.lecture(model, train_steps=3).save(folder / f"{name}.html")
+    assert {"mazur", "rnn-scalar", "xor"} <= set(out)
+    return out
+
+
+def test_picture_indices_follow_their_names_in_the_font_graphviz_measured(every_page, browser):
+    """rnn-scalar's page showed "∂E/∂s  4", "s  k−1": Graphviz places a name and its index as
+    two runs by the widths of the font it measured with (fontconfig's match for Helvetica,
+    DejaVu Sans here), and the page drew them in DejaVu Sans Condensed; the lecture also read
+    Graphviz's baseline-shift where drawings now mark indices class="sub"/"sup". Every page's
+    pictures: indices so marked, drawn in the measured font, right after their names."""
+    from graphnn.lecture.svg import measured_font
+    b = browser
+    checked = 0
+    for name, path in every_page.items():
+        page = path.read_text(encoding="utf-8")
+        assert "baseline-shift" not in page, name       # indices are class="sub"/"sup" (gaps below)
+        b.open(path)
+        gaps = b.eval(_GAPS_BEFORE_INDICES)
+        assert gaps, name
+        for gap, pic, run, index, family in gaps:
+            if measured_font():
+                assert family.startswith(f'"{measured_font()}"'), (name, family)
+            assert -0.1 < gap < 0.3, (name, pic, run, index, round(gap, 2))
+            checked += 1
+    assert checked > 50
+
+
+def test_the_title_bar_shows_the_whole_title(every_page, browser):
+    """At 1600 px the bar read "rnn-scalar: backpropagation through ti…" (one line, cut with an
+    ellipsis): the title wraps instead, and nothing in the bar runs off the screen."""
+    b = browser
+    measure = """(() => { const t = document.querySelector('.brand'), bar = document.querySelector('.bar');
+        const r = t.getBoundingClientRect();
+        return {text: t.textContent, sw: t.scrollWidth, cw: t.clientWidth, sh: t.scrollHeight, ch: t.clientHeight,
+                right: Math.max(...[...bar.querySelectorAll('button, .counter')].map(e => e.getBoundingClientRect().right)),
+                width: innerWidth, h: r.height, barh: bar.getBoundingClientRect().height}; })()"""
+    try:
+        for width in (1600, 1280, 1024):
+            b.call("Emulation.setDeviceMetricsOverride", session=True, width=width, height=900,
+                   deviceScaleFactor=1, mobile=False)
+            for name, path in every_page.items():
+                b.open(path)
+                m = b.eval(measure)
+                title = re.search(r"<title>(.*?)</title>", path.read_text(encoding="utf-8")).group(1)
+                assert m["text"] == title, (name, width, m)
+                assert m["sw"] <= m["cw"] and m["sh"] <= m["ch"] and m["h"] > 10, (name, width, m)
+                assert m["right"] <= m["width"], (name, width, m)
+                assert m["barh"] < 0.15 * 900, (name, width, m)      # the picture keeps the room
+    finally:
+        b.call("Emulation.setDeviceMetricsOverride", session=True, width=1600, height=900,
+               deviceScaleFactor=1, mobile=False)
+
+
+def test_prose_writes_indices_as_subscripts(every_page):
+    """rnn-scalar's introduction read "loss ½(t − s_T)²" (the description's plain text), the
+    training bar "E_total = 0.298", linear-regression's δ "δy_hat": every step's text, on
+    every model's page, shows no raw name_index."""
+    from graphnn.lecture.fragments import prose_html
+    assert prose_html("loss ½(t − s_T)², s_{t-1}, ε_θ(x_t, t) <b>") == \
+        "loss ½(t − s<sub>T</sub>)², s<sub>t−1</sub>, ε<sub>θ</sub>(x<sub>t</sub>, t) &lt;b&gt;"
+    raw = re.compile(r"[^\W_]_[{\w]")
+    for name, path in every_page.items():
+        lesson = json.loads(re.search(r'<script type="application/json" id="lesson">(.*?)</script>',
+                                      path.read_text(encoding="utf-8"), flags=re.S).group(1))
+        for k, step in enumerate(lesson["steps"]):
+            text = re.sub(r"<[^>]*>", "", re.sub(r"<math\b.*?</math>|<svg\b.*?</svg>", "", step["html"], flags=re.S))
+            found = raw.search(text)
+            assert found is None, (name, k, text[max(0, found.start() - 30):found.end() + 20])
+    intro = json.loads(re.search(r'id="lesson">(.*?)</script>', every_page["rnn-scalar"].read_text(encoding="utf-8"),
+                                 flags=re.S).group(1))["steps"][0]["html"]
+    assert "s<sub>T</sub>)²" in intro

@@ -17,6 +17,7 @@ is written as the row vector times the Jacobian, g ∂y/∂x.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -231,9 +232,20 @@ def _sum_rule(ctx, term, up) -> Piece:
     if not axes or up.one or len(c.attrs["axes"]) == len(x.shape):
         return _passthrough(ctx, term, up)       # a scalar's adjoint reaches every element
     n = int(np.prod([x.shape[a] for a in axes]))
-    return Piece(r"\mathbf{1}_{%d} \, %s" % (n, bracket(up.tex)),
-                 (lambda tm: r"\mathbf{1}_{%d} \, %s" % (n, bracket(up.numeric(ctx, tm))))
+    return Piece(_ones_times(n, bracket(up.tex)),
+                 (lambda tm: _ones_times(n, bracket(up.numeric(ctx, tm))))
                  if ctx.values is not None else None)
+
+
+#: a factor that starts with a number: 0.125, −1, 1/8 (a mean's scale)
+_LEADING_NUMBER = re.compile(r"\s*(?:-\s*)?(?:\d|\\frac\{\d)")
+
+
+def _ones_times(n: int, factor: str) -> str:
+    """𝟙_n times ``factor``; when the factor starts with a number (a mean's 1/n, its 0.125),
+    with an explicit ·: "𝟙_8 0.125 [⋯]" and "𝟙_8 1/8" read as one number (8 0.125, 8⅛)."""
+    joiner = r" \cdot " if _LEADING_NUMBER.match(factor) else r" \, "
+    return r"\mathbf{1}_{%d}%s%s" % (n, joiner, factor)
 
 
 def _softmax_rule(ctx, term, up) -> Piece:

@@ -19,6 +19,21 @@ INSTALL_HINT = ("install Graphviz: `apt-get install graphviz` (Debian/Ubuntu), `
 # no creation dates in the files, so the same figure gives the same bytes
 _FIXED_METADATA = {"png": {"Software": None}, "svg": {"Date": None}, "pdf": {"CreationDate": None}}
 
+#: cairo (1.16, behind Graphviz's -Tpdf) stamps the current time, with the local offset, into
+#: the PDF's /CreationDate and ignores SOURCE_DATE_EPOCH
+_CAIRO_DATE = re.compile(rb"/CreationDate \((D:[0-9]{14}[^)]*)\)")
+FIXED_PDF_DATE = b"D:19700101000000Z"
+
+
+def _fixed_pdf_date(pdf: bytes) -> bytes:
+    """``pdf`` with its creation date the epoch, as the derive PDFs have (SOURCE_DATE_EPOCH=0).
+    The replacement is padded with spaces after the string to the old length, so the byte
+    offsets in the cross-reference table stay right."""
+    def fixed(m: re.Match) -> bytes:
+        new = b"/CreationDate (" + FIXED_PDF_DATE + b")"
+        return new + b" " * (len(m.group(0)) - len(new))
+    return _CAIRO_DATE.sub(fixed, pdf, count=1)
+
 
 class MissingDotError(GraphnnError, RuntimeError):
     """Rendering an image needs the Graphviz ``dot`` program, which is not on PATH."""
@@ -89,12 +104,13 @@ def render_bytes(digraph: graphviz.Digraph, fmt: str) -> bytes:
         return digraph.source.encode("utf-8")
     require_dot()
     try:
-        return digraph.pipe(format=fmt)
+        data = digraph.pipe(format=fmt)
     except graphviz.ExecutableNotFound as e:  # PATH changed between check and run
         raise MissingDotError(f"{e}; {INSTALL_HINT}") from None
     except graphviz.CalledProcessError as e:
         stderr = (e.stderr or b"").decode(errors="replace").strip()
         raise GraphnnError(f"Graphviz `dot` failed to render {fmt}: {stderr or e}") from None
+    return _fixed_pdf_date(data) if fmt == "pdf" else data
 
 
 def save(digraph: graphviz.Digraph, path) -> Path:

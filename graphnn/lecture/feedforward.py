@@ -99,7 +99,7 @@ class FeedForward:
                 "the derivations and the update are its own; the training uses all of them")
         first = (f"<p>The picture and the forward pass show the first of the model's {rows} examples; "
                  f"{rest}.</p>") if rows > 1 else ""
-        text = (f"<p>{fr.esc(self.model.description or self.model.name)}</p>" + first +
+        text = (f"<p>{fr.prose_html(self.model.description or self.model.name)}</p>" + first +
                 f"<p>A {sizes} net: {len(self.layers)} layer(s) of weights. Press → (or space) to run the "
                 "forward pass unit by unit, then the backward pass δ by δ; click any weight for its "
                 "derivation.</p>" + body)

@@ -61,6 +61,18 @@ def esc(text: str) -> str:
     return html.escape(text)
 
 
+#: an index in prose: s_T, x_t, s_{t-1}, ε_θ, d_model (after a letter or digit)
+_PROSE_INDEX = re.compile(r"(?<=[^\W_])_(?:\{([^{}]*)\}|([^\W_]+))")
+
+
+def prose_html(text: str) -> str:
+    """A model's plain-text prose (its description: "loss ½(t − s_T)²") for the page: safe
+    HTML, its indices written as subscripts (s<sub>T</sub>), as the notation is elsewhere."""
+    def index(m: re.Match) -> str:
+        return "<sub>%s</sub>" % (m.group(1) if m.group(1) is not None else m.group(2)).replace("-", "−")
+    return _PROSE_INDEX.sub(index, esc(text))
+
+
 def label_html(name: str) -> str:
     """A result's name with real subscripts: out_o1, ∂E_total/∂w5, w5⁺ (the value after a step)."""
     if name.endswith("⁺"):
@@ -68,6 +80,8 @@ def label_html(name: str) -> str:
     if name.startswith("∂") and "/∂" in name:
         num, den = name[1:].split("/∂", 1)
         return f"∂{html_name(num)}/∂{html_name(den)}"
+    if name.startswith("δ_") and "<" not in html_name(name[2:]):
+        return f"δ<sub>{html_name(name[2:])}</sub>"      # δ_y_hat: δ with index ŷ
     return html_name(name)
 
 

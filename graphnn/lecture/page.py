@@ -13,6 +13,7 @@ from importlib import resources
 
 from ..derive.documents import html_style
 from .lesson import Lesson
+from .svg import picture_font_css
 
 #: a reference the page would have to fetch (the page must not have one)
 EXTERNAL = re.compile(r"https?://|\b(?:src|href)\s*=\s*[\"'](?!data:|#)[^\"']+", re.I)
@@ -34,7 +35,7 @@ def render(lesson: Lesson) -> str:
     chips = "".join(f'<button class="chip" type="button" data-weight="{html.escape(name)}">{_chip(name)}</button>'
                     for name in lesson.weights)
     page = asset("page.html")
-    parts = {"TITLE": html.escape(lesson.title), "STYLE": html_style(embed_font=True) + asset("lecture.css"),
+    parts = {"TITLE": html.escape(lesson.title), "STYLE": html_style(embed_font=True) + asset("lecture.css") + picture_font_css(),
              "PICTURES": pictures, "CHIPS": chips, "DATA": lesson.to_json(), "SCRIPT": asset("lecture.js")}
     for key, value in parts.items():
         page = page.replace("{{" + key + "}}", value)

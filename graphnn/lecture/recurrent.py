@@ -65,7 +65,7 @@ class Recurrent:
 
     def _forward(self, lesson, forward):
         prose = "".join(fr.item_html(forward, i) for i in forward.items if isinstance(i, str))
-        text = (f"<p>{fr.esc(self.model.description or self.model.name)}</p><p>The same cell runs T = {self.T} "
+        text = (f"<p>{fr.prose_html(self.model.description or self.model.name)}</p><p>The same cell runs T = {self.T} "
                 "times; each step reads the previous state and its input. Press → for the forward pass, step "
                 "by step, then backprop through time term by term; click a weight for its derivation.</p>" + prose)
         lesson.add_step("intro", f"{self.model.name}: the net unrolled in time", fr.panel(

@@ -10,12 +10,16 @@ no metadata, so the page holds no web address at all.
 """
 from __future__ import annotations
 
+import functools
 import io
 import re
+import shutil
+import subprocess
 from dataclasses import dataclass
 from xml.etree import ElementTree as ET
 
-from ..draw.render import render_bytes
+from ..draw.render import browser_svg, render_bytes
+from ..draw.style import FONT
 
 SVG_NS = "http://www.w3.org/2000/svg"
 _Q = "{%s}" % SVG_NS
@@ -48,8 +52,6 @@ class Picture:
         """"owner|line" -> number texts where ``other`` (the same drawing, other values) differs."""
         return {k: v for k, v in other.numbers.items() if k in self.numbers and self.numbers[k] != v}
 
-
-INDEX_SCALE = 0.8    # sub- and superscripts' size in the picture, of the line's
 
 _SUPERSCRIPT = dict(zip("0123456789−-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁻"))
 
@@ -103,18 +105,15 @@ def annotate(svg_bytes: bytes) -> Picture:
         exponent_next = False
         for t in texts:
             t.set("data-line", str(line_of[t]))
-            if t.get("baseline-shift") in ("sub", "super") and t.get("font-size"):
-                # Graphviz gives an index the width of full-size type; a browser's wider sans
-                # then runs it into the next run: smaller indices fit (and read as indices)
-                t.set("font-size", f"{float(t.get('font-size')) * INDEX_SCALE:.2f}")
+            script = t.get("class") in ("sub", "sup")       # graphnn.draw.render.browser_svg
             lines.setdefault(line_of[t], []).append(t.text or "")
             key = f"{owner}|{line_of[t]}"
-            if exponent_next and t.get("baseline-shift") == "super":
-                t.set("class", "num")
+            if exponent_next and t.get("class") == "sup":
+                t.set("class", "sup num")
                 numbers[key][-1] += "".join(_SUPERSCRIPT.get(c, c) for c in t.text or "")
                 exponent_next = False
                 continue
-            exponent_next = t.get("baseline-shift") not in ("sub", "super") and _wrap_number(t)
+            exponent_next = not script and _wrap_number(t)
             span = t.find(_Q + "tspan")
             if span is not None:
                 numbers.setdefault(key, []).append(span.text)
@@ -155,8 +154,42 @@ def enlarge(digraph, factor: float = PROJECTOR_SCALE):
 
 
 def picture(digraph) -> Picture:
-    """Render a drawing with Graphviz, its type enlarged for a projector, and `annotate` it."""
-    return annotate(render_bytes(enlarge(digraph), "svg"))
+    """Render a drawing with Graphviz, its type enlarged for a projector, its indices placed
+    for a browser as every SVG drawing's are (`graphnn.draw.render.browser_svg`: smaller,
+    moved by dy, class="sub"/"sup"), and `annotate` it."""
+    return annotate(browser_svg(render_bytes(enlarge(digraph), "svg")))
+
+
+#: after the font Graphviz measured with: fonts of Helvetica's widths, then any sans
+FALLBACK_FONTS = ('"Liberation Sans", Arimo, "Nimbus Sans", Helvetica, Arial, sans-serif')
+
+
+@functools.lru_cache(maxsize=None)
+def measured_font() -> str | None:
+    """The family Graphviz sets the drawings' font (`graphnn.draw.style.FONT`) in on this
+    machine: it places each run of a label (a name, then its index) by that font's widths,
+    so the page must draw the runs in it, or a narrower font leaves gaps before indices
+    ("∂E/∂s  4") and a wider one runs them together. Graphviz's text layout (pango) asks
+    fontconfig; None where fontconfig's ``fc-match`` is not there to ask."""
+    program = shutil.which("fc-match")
+    if program is None:
+        return None
+    try:
+        out = subprocess.run([program, "-f", "%{family[0]}", FONT], capture_output=True, text=True,
+                             timeout=10, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    family = out.stdout.strip()
+    return family if out.returncode == 0 and family and '"' not in family and "<" not in family else None
+
+
+def picture_font_css() -> str:
+    """The pictures' font rule: the measured family first (`measured_font`)."""
+    family = measured_font()
+    first = f'"{family}", ' if family else ""
+    # white-space: a run starts with its space (" via net" after "out" with its index): a
+    # browser drops it, Graphviz counted it
+    return f"svg.picture text {{ font-family: {first}{FALLBACK_FONTS}; white-space: pre; }}\n"
 
 
 def figure_svg(fig) -> str:

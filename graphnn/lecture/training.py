@@ -17,6 +17,7 @@ from ..evaluate import evaluate
 from ..notation import number_text
 from ..training import LambdaCallback, Trainer
 from ..training import perceptron as perceptron_rule
+from .fragments import prose_html
 from .svg import figure_svg
 
 FRAMES = 12          # snapshots the play button steps through (the first is step 0)
@@ -194,6 +195,6 @@ def training_panel(section: dict) -> str:
             '<div class="trainbar"><button class="play" type="button">▶ play</button>'
             f'<input class="frame" type="range" min="0" max="{len(section["frames"]) - 1}" value="0">'
             f'<span class="result" data-name="frame">{html.escape(section["unit"])} <span class="fstep">0</span>: '
-            f'{html.escape(section["measure"])} = <span class="num floss">{section["frames"][0]["loss"]}</span>'
+            f'{prose_html(section["measure"])} = <span class="num floss">{section["frames"][0]["loss"]}</span>'
             '</span></div>'
             f'<div class="trainview"><div class="curve">{section["curve"]}</div>{image}</div>')
