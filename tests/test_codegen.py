@@ -10,7 +10,7 @@ import sympy
 
 import codegen
 import graphnn as gn
-from codegen import CodegenError, register_lowering, vector_math
+from codegen import CodegenError, register_lowering
 from codegen.lower import LOWERINGS
 from graphnn.ops import Map
 from graphnn.model import Model
@@ -117,7 +117,7 @@ def test_elementwise_chain_is_one_loop_without_temporaries():
     assert fwd.count("_ij = ") == 1                    # the whole chain is one assignment …
     assert fwd.count("for i in range(B):") == 1        # … in one loop
     assert "matmul_nn(x, W, matmul)" in fwd             # x @ W: the tiny-product loops (any sizes)
-    assert ("tanh_vec(" if vector_math.AVAILABLE else "tanh_f64(") in fwd and "math.exp(" in fwd
+    assert "tanh_f64(" in fwd and "math.exp(" in fwd
 
 
 def test_generated_module_uses_blas_names_and_no_globals():
@@ -308,9 +308,8 @@ def test_printed_expressions_are_reused_with_the_helpers_they_call():
     first, second = Writer("float64"), Writer("float64")
     first.expr(sympy.tanh(2 * x))                       # the helper already known to this Writer …
     assert first.expr(e) == second.expr(e)              # … is still recorded as what e calls
-    tanh = "tanh_vec" if vector_math.AVAILABLE else "tanh_f64"
-    assert tanh in first.expr(e) and tanh in first.printer.helpers
-    assert tanh in second.printer.helpers                # from the memo, not a second print
+    assert "tanh_f64" in first.expr(e) and "tanh_f64" in first.printer.helpers
+    assert "tanh_f64" in second.printer.helpers          # from the memo, not a second print
     assert "tanh_f32" in Writer("float32").expr(e)       # per dtype
 
 

@@ -105,31 +105,17 @@ def interpreted(monkeypatch):
 
     from codegen import cache
 
-    # the stored kernels (and the vector tanh) are imported afresh as plain Python here, and
-    # the compiled ones put back after: either kind leaking into the other's modules fails
-    # (Numba: "untyped global name 'matmul_nt'"; Python cannot call an intrinsic)
-    stored = ("codegen.generic_kernels", "codegen.modern_kernels", "codegen.vector_math")
-    compiled = {name: sys.modules.pop(name) for name in stored if name in sys.modules}
-    for name in compiled:
-        _forget_attribute(name)
+    # the stored kernels too: imported first here, they would be plain functions to every
+    # compiled module of this process after (Numba: "untyped global name 'matmul_nt'")
+    stored = ("codegen.generic_kernels", "codegen.modern_kernels")
     before = set(sys.modules)
     monkeypatch.setattr(config, "DISABLE_JIT", True)
     yield
     for name in [n for n in sys.modules if (n.startswith(cache.PREFIX) or n in stored) and n not in before]:
         del sys.modules[name]
-        _forget_attribute(name)
-    for name, module in compiled.items():
-        sys.modules[name] = module
         package, _, attr = name.rpartition(".")
-        setattr(sys.modules[package], attr, module)
-
-
-def _forget_attribute(name):
-    import sys
-
-    package, _, attr = name.rpartition(".")
-    if hasattr(sys.modules.get(package), attr):
-        delattr(sys.modules[package], attr)
+        if name in stored and hasattr(sys.modules.get(package), attr):
+            delattr(sys.modules[package], attr)
 
 
 @fuzz(40)
