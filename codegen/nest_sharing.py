@@ -13,6 +13,7 @@ lowering and LLVM time in every function it is written into.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from contextlib import contextmanager
 
 import sympy
@@ -68,8 +69,9 @@ def nest_helper(step: S.Loop, w: Writer, print_inline):
     return name, args
 
 
-class NestCensus:
-    """Which self-contained nests a module prints more than once (see the module docstring)."""
+class NestCensus(threading.local):
+    """Which self-contained nests a module prints more than once (see the module docstring).
+    Per thread: two Trainers may lower their models at once (background compiles)."""
 
     def __init__(self):
         self.counts: dict | None = None   # while counting: helper name -> copies seen

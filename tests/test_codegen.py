@@ -373,3 +373,20 @@ def test_a_shared_nest_keeps_arrays_apart_whatever_they_are_called():
     model = Model("a-names", loss, out, (x,), Dataset({"x": X}))
     cpu = _compare(model, {"x": X})
     assert "def loops_" in cpu.source   # the nests are shared helpers: the renaming is exercised
+
+
+def test_a_module_printed_while_another_thread_counts_is_printed_as_alone():
+    """The nest census is per thread: a background compile lowering one model while another
+    thread prints its first (counting) pass gets the module it would get alone."""
+    import threading
+
+    from codegen.nest_sharing import CENSUS
+
+    model = _model(lambda x, W, b: gn.tanh(gn.linear(x, W, b)))
+    alone = codegen.source(model)
+    printed = []
+    with CENSUS.counting():   # this thread is counting …
+        t = threading.Thread(target=lambda: printed.append(codegen.source(model)))
+        t.start()
+        t.join()
+    assert printed == [alone]   # … the other printed as if alone
