@@ -420,3 +420,32 @@ def test_prose_writes_indices_as_subscripts(every_page):
     intro = json.loads(re.search(r'id="lesson">(.*?)</script>', every_page["rnn-scalar"].read_text(encoding="utf-8"),
                                  flags=re.S).group(1))["steps"][0]["html"]
     assert "s<sub>T</sub>)²" in intro
+
+
+def test_the_training_curve_names_its_loss_as_the_derivations_do(monkeypatch):
+    """The curve's axis read 'E_total' (the node's raw name) beside derivations writing E with
+    index total: every page's curve is labelled in the derivations' notation (mathtext)."""
+    from graphnn.lecture import training
+
+    assert training._plot_label("E_total") == r"$E_{\mathrm{total}}$"
+    assert training._plot_label("CE") == r"$\mathrm{CE}$"
+    labels = {}
+    real = training.loss_curve
+
+    def recording(rows, xlabel, ylabel, marks):
+        labels[current[0]] = ylabel
+        return real(rows, xlabel, ylabel, marks)
+
+    monkeypatch.setattr(training, "loss_curve", recording)
+    current = [None]
+    for name, build in available().items():
+        model = build()
+        try:
+            lesson_kind(model)
+        except LectureError:
+            continue
+        current[0] = name
+        gn.lecture(model, train_steps=2)
+    assert labels["mazur"] == r"$E_{\mathrm{total}}$"
+    for name, label in labels.items():
+        assert label == "misclassified examples" or (label.startswith("$") and label.endswith("$")), (name, label)

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..data import Dataset
 from ..evaluate import evaluate
-from ..notation import number_text
+from ..notation import latex_name, number_text
 from ..training import LambdaCallback, Trainer
 from ..training import perceptron as perceptron_rule
 from .fragments import prose_html
@@ -61,6 +61,19 @@ def perceptron(model, epochs: int, lr=None):
         if result.converged:
             break
     return "epoch", rows, f"the perceptron rule from zero weights (η = {lr:g}), one example at a time"
+
+
+def _plot_label(name: str) -> str:
+    """A node's name as the derivations typeset it (E_total → E with index total), in
+    matplotlib's mathtext; the name as written where mathtext cannot read it."""
+    from matplotlib.mathtext import MathTextParser
+
+    text = f"${latex_name(name)}$"
+    try:
+        MathTextParser("path").parse(text)
+    except ValueError:
+        return name
+    return text
 
 
 def loss_curve(rows, xlabel: str, ylabel: str, marks: list) -> tuple[str, list]:
@@ -168,7 +181,7 @@ def training_section(model, feeds, options, redraw, base) -> dict:
         xlabel, rows, how = gradient_descent(model, feeds, steps, options.lr)
         ylabel = model.loss.label()
     picks = _frame_steps(rows, FRAMES)
-    curve, points = loss_curve(rows, xlabel, ylabel, picks)
+    curve, points = loss_curve(rows, xlabel, _plot_label(ylabel) if model.task != "perceptron" else ylabel, picks)
     kind, images = outcome_frames(model, feeds, [rows[i][2] for i in picks])
     frames = []
     for n, (i, (px, py)) in enumerate(zip(picks, points)):
