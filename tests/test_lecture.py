@@ -337,17 +337,23 @@ _GAPS_BEFORE_INDICES = """(() => {
 })()"""
 
 
-@pytest.fixture(scope="module")
-def every_page(tmp_path_factory):
-    """{name: page file} for every built-in model that gets a lecture page."""
-    folder = tmp_path_factory.mktemp("every")
-    out = {}
+def _models_with_pages():
+    """(name, model) for every built-in model that gets a lecture page."""
     for name, build in available().items():
         model = build()
         try:
             lesson_kind(model)
         except LectureError:
             continue
+        yield name, model
+
+
+@pytest.fixture(scope="module")
+def every_page(tmp_path_factory):
+    """{name: page file} for every built-in model that gets a lecture page."""
+    folder = tmp_path_factory.mktemp("every")
+    out = {}
+    for name, model in _models_with_pages():
         out[name] = gn.lecture(model, train_steps=3).save(folder / f"{name}.html")
     assert {"mazur", "rnn-scalar", "xor"} <= set(out)
     return out
@@ -438,12 +444,7 @@ def test_the_training_curve_names_its_loss_as_the_derivations_do(monkeypatch):
 
     monkeypatch.setattr(training, "loss_curve", recording)
     current = [None]
-    for name, build in available().items():
-        model = build()
-        try:
-            lesson_kind(model)
-        except LectureError:
-            continue
+    for name, model in _models_with_pages():
         current[0] = name
         gn.lecture(model, train_steps=2)
     assert labels["mazur"] == r"$E_{\mathrm{total}}$"
