@@ -176,6 +176,12 @@ class CpuBackend:
         size = len(batches[0])
         if any(len(b) != size for b in batches[:-1]) or len(batches[-1]) > size:
             return epoch_by_steps(self.train_step, feeds, batches)   # unequal batches
+        if len(batches[-1]) < size and len(batches) > 1 and self._batch_axis_inside():
+            # a short batch uses the buffers' leading rows, which is not its part of a buffer
+            # whose batch axis is not the first (a transposed activation): it runs as a step
+            head = self.train_epoch(feeds, batches[:-1]) * size * (len(batches) - 1)
+            last = epoch_by_steps(self.train_step, feeds, batches[-1:]) * len(batches[-1])
+            return (head + last) / (size * (len(batches) - 1) + len(batches[-1]))
         order = np.ascontiguousarray(np.concatenate(batches), dtype=np.int64)
         values = {f"{k}_data": v for k, v in self._data_arrays(feeds).items()}
         values.update(self._temps(size))   # includes the batch buffers named like the inputs
@@ -194,6 +200,11 @@ class CpuBackend:
         total = guarded_epoch(self, run, feeds, batches, self._snapshot, self._restore,
                               lambda: bool(np.isfinite(self.flat_params).all()))
         return total / len(order)
+
+    def _batch_axis_inside(self) -> bool:
+        """Whether a temporary has the batch axis after its first (a transposed activation)."""
+        return any(None in a.shape[1:] for prog in self.schedule.programs for a in prog.args
+                   if a.role in ("temp", "output"))
 
     def _snapshot(self):
         return self.flat_params.copy(), {s: a.copy() for s, a in self.flat_state.items()}, self.steps

@@ -21,6 +21,7 @@ import sympy
 from graphnn.ops.structure import numpy_slice
 
 from . import schedule as S
+from .fuse_update import GemmUpdate, fold_sgd
 from .nest_sharing import CENSUS, identity_copy, nest_helper
 from .printer import HELPERS, INDENT, INTRINSICS, Writer, reshaped
 from .shared_loops import array_helper, shareable_nest, small_matmul
@@ -156,6 +157,14 @@ def _matmul(step: S.MatMul, w: Writer):
     w(f"{fn}({step.a}, {step.b}, {step.out})  # tiny: loops beat a BLAS call")
 
 
+def _gemm_update(step: GemmUpdate, w: Writer):
+    a = f"{step.a}.T" if step.trans_a else step.a
+    b = f"{step.b}.T" if step.trans_b else step.b
+    if step.comment:
+        w(f"# {step.comment}")
+    w(f"gemm_update({a}, {b}, {step.param}, {step.alpha})")
+
+
 def _view(step: S.View, w: Writer):
     src = step.source
     if step.kind == "transpose":
@@ -193,6 +202,7 @@ def index_text(spec):
 
 for _type, _fn in {S.Loop: _loop, S.Scalar: _scalar, S.MatMul: _matmul, S.View: _view}.items():
     register_emitter(_type, _fn)
+register_emitter(GemmUpdate, _gemm_update, cpu_only=True)
 
 
 # -- the module --------------------------------------------------------------------------
@@ -214,14 +224,19 @@ def emit_program(prog: S.Program, dtype: str, helpers: set | None = None, *, spe
     return "\n".join([_decorator(inner), f"def {prog.name}({args}):", *doc, *lines, *ret]) + "\n"
 
 
-def program_lines(prog: S.Program, dtype: str, helpers: set | None = None, *, specialise=False) -> list:
-    """The statements of a `Program`'s function body (one indent), without its return."""
+def program_lines(prog: S.Program, dtype: str, helpers: set | None = None, *, specialise=False,
+                  finish=None) -> list:
+    """The statements of a `Program`'s function body (one indent), without its return;
+    ``finish(steps, writer) -> steps`` last changes the steps after the rewrites (train_epoch's
+    folded SGD)."""
     w = Writer(dtype)
     w.specialise = specialise
     w.ranks.update({a.name: len(a.shape) for a in prog.args})
     steps = prog.steps
     for rewrite in REWRITES:
         steps = rewrite(prog, steps)
+    if finish is not None:
+        steps = finish(steps, w)
     for step in steps:
         fn = EMITTERS.get(type(step))
         if fn is None:
@@ -385,16 +400,16 @@ def emit_train_epoch(sched, helpers: set | None = None) -> str:
         w(f"{h} = {h}_per_step[{k}]")
     _gather_batch(w, sched, whole, unique)
     w("# -- grad_step's statements --")
-    lines = [INDENT + line if line else "" for line in program_lines(prog, sched.dtype, helpers)]
+    folded = []
+
+    def fold(steps, writer):   # plain SGD applied by the weight-gradient products (fuse_update.py)
+        plan = fold_sgd(sched, prog, steps, writer)
+        folded.append(plan)
+        return steps if plan is None else plan.steps
+
+    lines = [INDENT + line if line else "" for line in program_lines(prog, sched.dtype, helpers, finish=fold)]
     w.dedent()
-    tail = Writer(sched.dtype)
-    tail.indent()
-    tail(f"loss = {prog.returns}")
-    tail("step += 1")
-    tail(f"apply_update({', '.join(update_args(sched.update))})")
-    tail("total += loss * nb")
-    tail.dedent()
-    tail("return total")
+    tail = _batch_end(sched, prog, folded[0])
     doc = (f'{INDENT}"""One epoch: batches order[start:start + batch_size], gathered into the batch buffers; '
            f'returns the summed loss."""')
     if helpers is not None:
@@ -402,6 +417,24 @@ def emit_train_epoch(sched, helpers: set | None = None) -> str:
     params = [whole.get(n, n) for n in train_epoch_args(sched)]
     return "\n".join([_decorator(), f"def train_epoch({', '.join(params)}):", doc,
                       *w.lines, *lines, *tail.lines]) + "\n"
+
+
+def _batch_end(sched, prog, folded) -> Writer:
+    """The end of train_epoch's batch loop (the update, the summed loss) and its return."""
+    tail = Writer(sched.dtype)
+    tail.indent()
+    tail(f"loss = {prog.returns}")
+    tail("step += 1")
+    args = update_args(sched.update)
+    if folded is None:
+        tail(f"apply_update({', '.join(args)})")
+    else:   # the parameters the products did not update (biases, scalars, tiny products)
+        for lo, hi in folded.ranges:
+            tail(f"apply_update({', '.join([f'flat_params[{lo}:{hi}]', f'flat_grad[{lo}:{hi}]', *args[2:]])})")
+    tail("total += loss * nb")
+    tail.dedent()
+    tail("return total")
+    return tail
 
 
 def emit_module(sched, optimizer=None) -> str:

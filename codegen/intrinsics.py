@@ -13,6 +13,10 @@ C-contiguous, one float dtype, ``out`` not overlapping ``a`` or ``b``. Shapes th
 raise ValueError (a constant message: three comparisons); any other layout or dtype is a
 typing error at compile time, never a silent copy.
 
+``gemm_update(a, b, out, alpha)``: out += alpha · (a @ b), the same BLAS call with β = 1: plain
+SGD's step folded into a weight's gradient product (codegen/fuse_update.py), so that the
+gradient is never stored and read back. Operands as for ``gemm``; ``out`` must not overlap them.
+
 ``view(a, shape)``: ``a.reshape(shape)`` for a C-contiguous ``a`` — a new header on the same
 data, its C strides computed from the shape (one ``-1`` is inferred); a size that differs
 raises ValueError. Numba's reshape goes through a C helper that searches for strides, with
@@ -31,6 +35,7 @@ a generated name (``gemm``, ``view`` and ``rows`` are reserved: codegen/lower.py
 DISABLE_JIT (the module run as plain Python) they are NumPy's own ``np.dot``, ``reshape`` and slicing.
 """
 # -- printed into generated modules from here on --
+import llvmlite.ir as _llvm
 import numpy as np
 from numba.core import cgutils as _cgutils, config as _config, types as _types
 from numba.core.errors import TypingError as _TypingError
@@ -38,34 +43,79 @@ from numba.core.extending import intrinsic as _intrinsic
 from numba.core.imputils import impl_ret_borrowed as _borrowed
 from numba.core.typing import signature as _signature
 from numba.np.arrayobj import make_array as _make_array, populate_array as _populate_array
-from numba.np.linalg import call_xxgemm as _call_xxgemm, ensure_blas as _ensure_blas
+from numba.np.linalg import check_blas_return as _check_blas, ensure_blas as _ensure_blas, \
+    get_blas_kind as _blas_kind
+
+
+def _gemm_types(name, a, b, out):
+    """gemm's and gemm_update's operand checks (typing errors at compile time)."""
+    arrays = (a, b, out)
+    if not all(isinstance(x, _types.Array) and x.ndim == 2 for x in arrays):
+        raise _TypingError(f"{name}: 2-d arrays expected, got {arrays}")
+    if len({x.dtype for x in arrays}) != 1 or a.dtype not in (_types.float32, _types.float64):
+        raise _TypingError(f"{name}: one float dtype expected, got {[x.dtype for x in arrays]}")
+    if a.layout not in "CF" or b.layout not in "CF" or out.layout != "C":
+        raise _TypingError(f"{name}: contiguous operands expected (a, b: C or F; out: C), got layouts "
+                           f"{a.layout}, {b.layout}, {out.layout}")
+
+
+def _gemm_call(context, builder, sig, args, name, alpha=None, beta=0.0):
+    """out = alpha·(a @ b) + beta·out by one ``numba_xxgemm`` call (SciPy's BLAS), with Numba's
+    own argument order (row-major out: BLAS computes outᵀ = bᵀ·aᵀ); alpha an LLVM value of the
+    dtype (None: 1), beta a constant."""
+    _ensure_blas()
+    x, y, z = (_make_array(t)(context, builder, v) for t, v in zip(sig.args[:3], args[:3]))
+    (m, k), (k2, n), (m2, n2) = (_cgutils.unpack_tuple(builder, v.shape) for v in (x, y, z))
+    differ = [builder.icmp_signed("!=", p, q) for p, q in ((k, k2), (m, m2), (n, n2))]
+    with builder.if_then(builder.or_(builder.or_(*differ[:2]), differ[2]), likely=False):
+        context.call_conv.return_user_exc(builder, ValueError, (f"{name}: the operands' shapes do not match",))
+    dtype = sig.args[0].dtype
+    alpha = context.get_constant(dtype, 1.0) if alpha is None else alpha
+    slots = [_cgutils.alloca_once_value(builder, v) for v in (alpha, context.get_constant(dtype, beta))]
+    char, voidp, intp = _llvm.IntType(8), _cgutils.voidptr_t, context.get_value_type(_types.intp)
+    fnty = _llvm.FunctionType(_llvm.IntType(32), [char, char, char, intp, intp, intp, voidp, voidp, intp,
+                                                  voidp, intp, voidp, voidp, intp])
+    fn = _cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")
+
+    def operand(ty, cols, rows, data):   # a C operand as is, an F one (a transpose) as 't'
+        c = ty.layout == "C"
+        return _llvm.Constant(char, ord("n" if c else "t")), cols if c else rows, builder.bitcast(data, voidp)
+
+    trans_b, ld_b, data_b = operand(sig.args[1], n, k2, y.data)
+    trans_a, ld_a, data_a = operand(sig.args[0], k, m, x.data)
+    kind = _llvm.Constant(char, ord(_blas_kind(dtype)))
+    status = builder.call(fn, (kind, trans_b, trans_a, n, m, k, builder.bitcast(slots[0], voidp), data_b, ld_b,
+                               data_a, ld_a, builder.bitcast(slots[1], voidp), builder.bitcast(z.data, voidp), n))
+    _check_blas(context, builder, status)
 
 
 @_intrinsic
 def gemm(typingctx, a, b, out):
     """out = a @ b by one BLAS call: a, b C- or F-contiguous, out C-contiguous (codegen/intrinsics.py)."""
-    arrays = (a, b, out)
-    if not all(isinstance(x, _types.Array) and x.ndim == 2 for x in arrays):
-        raise _TypingError(f"gemm: 2-d arrays expected, got {arrays}")
-    if len({x.dtype for x in arrays}) != 1 or a.dtype not in (_types.float32, _types.float64):
-        raise _TypingError(f"gemm: one float dtype expected, got {[x.dtype for x in arrays]}")
-    if a.layout not in "CF" or b.layout not in "CF" or out.layout != "C":
-        raise _TypingError(f"gemm: contiguous operands expected (a, b: C or F; out: C), got layouts "
-                           f"{a.layout}, {b.layout}, {out.layout}")
+    _gemm_types("gemm", a, b, out)
 
     def codegen(context, builder, sig, args):
-        _ensure_blas()
-        x, y, z = (_make_array(t)(context, builder, v) for t, v in zip(sig.args, args))
-        shapes = [_cgutils.unpack_tuple(builder, v.shape) for v in (x, y, z)]
-        (m, k), (k2, n), (m2, n2) = shapes
-        differ = [builder.icmp_signed("!=", p, q) for p, q in ((k, k2), (m, m2), (n, n2))]
-        with builder.if_then(builder.or_(builder.or_(*differ[:2]), differ[2]), likely=False):
-            context.call_conv.return_user_exc(builder, ValueError, ("gemm: the operands' shapes do not match",))
-        _call_xxgemm(context, builder, sig.args[0], shapes[0], x.data, sig.args[1], shapes[1], y.data,
-                     sig.args[2], shapes[2], z.data)
+        _gemm_call(context, builder, sig, args, "gemm")
         return context.get_dummy_value()
 
     return _signature(_types.none, a, b, out), codegen
+
+
+@_intrinsic
+def gemm_update(typingctx, a, b, out, alpha):
+    """out += alpha · (a @ b) by one BLAS call (β = 1): plain SGD's step folded into a weight's
+    gradient product (codegen/fuse_update.py); operands as for gemm, alpha a number."""
+    _gemm_types("gemm_update", a, b, out)
+    if not isinstance(alpha, (_types.Float, _types.Integer)):
+        raise _TypingError(f"gemm_update: a number alpha expected, got {alpha}")
+
+    def codegen(context, builder, sig, args):
+        dtype = sig.args[0].dtype
+        _gemm_call(context, builder, sig, args, "gemm_update",
+                   alpha=context.cast(builder, args[3], sig.args[3], dtype), beta=1.0)
+        return context.get_dummy_value()
+
+    return _signature(_types.none, a, b, out, alpha), codegen
 
 
 @_intrinsic
@@ -170,6 +220,9 @@ def rows_at(typingctx, a, first, n):
 if _config.DISABLE_JIT:   # the module runs as plain Python (NUMBA_DISABLE_JIT): the same operations by NumPy
     def gemm(a, b, out):  # noqa: F811
         np.dot(a, b, out)
+
+    def gemm_update(a, b, out, alpha):  # noqa: F811
+        out += alpha * (a @ b)
 
     def view(a, shape):  # noqa: F811
         return a.reshape(shape)

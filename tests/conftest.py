@@ -31,6 +31,27 @@ def isolated_cache(tmp_path, monkeypatch):
         del sys.modules[name]
 
 
+@pytest.fixture
+def interpreted(monkeypatch):
+    """Generated modules run as plain Python (Numba's DISABLE_JIT at decoration), then forgotten:
+    the whole generated pipeline checked without paying a compile per graph."""
+    from numba.core import config
+
+    from codegen import cache
+
+    # the stored kernels too: imported first here, they would be plain functions to every
+    # compiled module of this process after (Numba: "untyped global name 'matmul_nt'")
+    stored = ("codegen.generic_kernels", "codegen.modern_kernels")
+    before = set(sys.modules)
+    monkeypatch.setattr(config, "DISABLE_JIT", True)
+    yield
+    for name in [n for n in sys.modules if (n.startswith(cache.PREFIX) or n in stored) and n not in before]:
+        del sys.modules[name]
+        package, _, attr = name.rpartition(".")
+        if name in stored and hasattr(sys.modules.get(package), attr):
+            delattr(sys.modules[package], attr)
+
+
 def require_program(*names: str) -> str:
     """Path of the first program found; skip locally, fail on CI, when none is."""
     for name in names:

@@ -73,3 +73,33 @@ def test_shuffled_batches_are_gathered(case):
         return [order[i:i + 32] for i in range(0, n, 32)]
     buffers = _epoch(CASES[case], shuffled)
     assert all(buf.any() for buf in buffers.values())
+
+
+def _user_transposed():
+    """A user's graph whose activation is transposed (the batch axis second): (W·xᵀ) then back."""
+    from graphnn.ops import matmul, tanh, transpose
+
+    rng = np.random.default_rng(5)
+    x, t = input("x", (None, 5)), input("t", (None, 3))
+    A = parameter("A", rng.normal(0, 0.5, (20, 5)))
+    h = transpose(tanh(matmul(A, transpose(x))))          # (20, B) inside, (B, 20) out
+    z = linear(h, parameter("W", rng.normal(0, 0.3, (20, 3))), parameter("b", np.zeros(3)))
+    X, T = rng.normal(size=(23, 5)), rng.normal(size=(23, 3))
+    return Model("user-transposed", losses.mse(z, t), z, (x, t), Dataset({"x": X, "t": T}))
+
+
+def test_a_short_last_batch_trains_right_when_a_buffer_has_the_batch_axis_second():
+    """Regression: train_epoch gives a short last batch the leading rows of each buffer, which
+    for a (20, B) activation is not its part: the compiled epoch's loss and weights were wrong
+    (the plain-Python module raised IndexError). Now that batch runs as its own step."""
+    model = _user_transposed()
+    cpu = codegen.CpuBackend(model, make_optimizer("sgd", lr=0.05), "float64")
+    ref = NumpyBackend(model, make_optimizer("sgd", lr=0.05), "float64")
+    order = np.random.default_rng(0).permutation(23)
+    batches = [order[i:i + 8] for i in range(0, 23, 8)]   # 8, 8, 7
+    for _ in range(2):
+        assert cpu.train_epoch(model.data.train, batches) == pytest.approx(
+            ref.train_epoch(model.data.train, batches), rel=1e-10)
+    for p in model.params:
+        np.testing.assert_allclose(cpu.params[p], ref.params[p], rtol=0, atol=1e-10)
+    assert cpu.steps == ref.steps == 6

@@ -7,7 +7,7 @@ import pytest
 from numba import njit
 from numba.core.errors import TypingError
 
-from codegen.intrinsics import gemm, rows, rows_at, view
+from codegen.intrinsics import gemm, gemm_update, rows, rows_at, view
 
 
 @njit(cache=False)
@@ -50,6 +50,42 @@ def test_every_transposition_equals_numpy(dtype, m, k, n):
     _rows(np.vstack([a, np.ones((2, k), dtype)]), b, out, m)
     np.testing.assert_allclose(out[:m], a.astype(np.float64) @ b, **tol)
     assert (out[m:] == 7.0).all()                     # rows past the batch untouched
+
+
+@njit(cache=False)
+def _update_nn(a, b, out, alpha):
+    gemm_update(a, b, out, alpha)
+
+
+@njit(cache=False)
+def _update_tn(a, b, out, alpha):   # a weight gradient's product: xᵀ·δ
+    gemm_update(a.T, b, out, alpha)
+
+
+@njit(cache=False)
+def _update_nt(a, b, out, alpha):
+    gemm_update(a, b.T, out, alpha)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (3, 5, 2), (64, 32, 128), (7, 1, 9)])
+def test_gemm_update_adds_the_scaled_product_to_out(dtype, m, k, n):
+    """out += α·(a @ b): plain SGD's step in the weight-gradient product (fuse_update.py)."""
+    rng = np.random.default_rng(m + 10 * k + 100 * n)
+    a, b = rng.normal(size=(m, k)).astype(dtype), rng.normal(size=(k, n)).astype(dtype)
+    start = rng.normal(size=(m, n)).astype(dtype)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-13, atol=1e-13)
+    want = start.astype(np.float64) - 0.25 * (a.astype(np.float64) @ b)
+    for fn, x, y in [(_update_nn, a, b), (_update_tn, np.ascontiguousarray(a.T), b),
+                     (_update_nt, a, np.ascontiguousarray(b.T))]:
+        for alpha in (-0.25, dtype(-0.25)):   # a Python float or the kernel's dtype (a learning rate)
+            out = start.copy()
+            fn(x, y, out, alpha)
+            np.testing.assert_allclose(out, want, **tol)
+    with pytest.raises(ValueError, match="gemm_update: the operands' shapes do not match"):
+        _update_nn(a, b, np.zeros((m + 1, n), dtype), 1.0)
+    with pytest.raises(TypingError, match="a number alpha"):
+        _update_nn(a, b, start.copy(), a)
 
 
 def test_mismatched_shapes_raise_a_clear_error():
