@@ -20,7 +20,7 @@ from graphnn.data import as_feeds
 
 from .cache import load_from_cache, numba_index_present
 from .compile_child import warm_up
-from .worker import Cancelled, CompilerPool, can_spawn
+from .worker import Cancelled, CompilerPool, can_spawn, worker_count
 
 
 def prepare(model, optimizer, dtype, params, options, plan, cancelled: threading.Event, report=None,
@@ -111,13 +111,15 @@ def compile_into_cache(model, optimizer, dtype="float64", *, feeds=None, batch_s
     'functions': [...], 'path': the module's file, 'source': its text}. A later run finds it
     compiled."""
     start = time.perf_counter()
-    backend = _cpu_backend()(model, optimizer, dtype, verbose=verbose)
-    feeds = as_feeds(model.inputs, feeds if feeds is not None else model.data.train)
-    n = len(next(v for v in feeds.values() if np.ndim(v) > 0))
-    size = min(batch_size or n, n)
-    batches = [np.arange(i, min(i + size, n)) for i in range(0, n, size)]
-    sigs = signatures(backend, ("epoch", feeds, batches, True))
-    with CompilerPool(0, reserve=0) as pool:   # nothing else runs: every core may compile
+    # nothing else runs: every core may compile; the children start now, so that their start-up
+    # (importing Numba) overlaps the lowering (a cached module only kills them again)
+    with CompilerPool(worker_count(2, reserve=0) if can_spawn() else 0, reserve=0) as pool:
+        backend = _cpu_backend()(model, optimizer, dtype, verbose=verbose)
+        feeds = as_feeds(model.inputs, feeds if feeds is not None else model.data.train)
+        n = len(next(v for v in feeds.values() if np.ndim(v) > 0))
+        size = min(batch_size or n, n)
+        batches = [np.arange(i, min(i + size, n)) for i in range(0, n, size)]
+        sigs = signatures(backend, ("epoch", feeds, batches, True))
         compile_ready(backend, sigs, threading.Event(), report, pool)
     return {"seconds": time.perf_counter() - start, "functions": [fn for fn, _ in sigs],
             "path": getattr(backend.module, "__file__", None), "source": backend.source}
