@@ -103,3 +103,15 @@ def test_time_view_compiles_to_pdf(tmp_path):
     assert main(["derive", "rnn-scalar", "--wrt", "w", "--values", "--view", "time", "--format", "pdf",
                  "-o", str(out)]) == 0
     assert out.read_bytes().startswith(b"%PDF")
+
+
+@pytest.mark.parametrize("name", ["rnn", "lstm"])   # (rnn-scalar has one training row)
+def test_unrolled_values_of_a_batch_say_which_example_the_states_show(name):
+    """Regression: with a batch of feeds the states drawn are row 1's and the loss the batch's,
+    and the title did not say so (with the model's one example it needs no note)."""
+    m = get_model(name)
+    batch = {k: v[:3] for k, v in m.data.train.items()}
+    title = re.search(r"unrolled over[^>]*", draw(m, view="unrolled", values=batch).source).group(0)
+    assert "states of example 1 of 3, the loss over all 3" in title
+    one = re.search(r"unrolled over[^>]*", draw(m, view="unrolled", values="example").source).group(0)
+    assert "example" not in one

@@ -91,6 +91,9 @@ class _Unrolled:
         ctx, T = self.ctx, self.T
         elided = [t for t in range(1, T + 1) if t not in self.steps]
         note = f"; steps {elided[0]} … {elided[-1]} elided (⋯)" if elided else ""
+        batch = np.shape(self.terms.states[0])[0] if self.terms is not None and np.ndim(self.terms.states[0]) > 1 else 1
+        if batch > 1:   # the states drawn are one row of the batch: say which
+            note += f"; states of example 1 of {batch}, the loss over all {batch}"
         self.g.attr(label=html_label(f"{ctx.name} unrolled over T = {T} steps{note}"))
         self._inputs()
         self._states()
