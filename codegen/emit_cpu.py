@@ -372,6 +372,8 @@ def emit_train_epoch(sched, helpers: set | None = None) -> str:
     would compile grad_step twice (alone, then again inside train_epoch). Batch k (from 0)
     runs with the hyperparameters ``<h>_per_step[k]`` and, when the graph reads the
     training ``step`` input, with step = (the fed step) + k: what k single steps would feed.
+    With plain SGD the weight-gradient products apply the update themselves
+    (codegen/fuse_update.py) and ``apply_update`` runs on the rest of the flat vectors.
     """
     w = Writer(sched.dtype)
     prog = sched.grad_step
@@ -430,7 +432,8 @@ def _batch_end(sched, prog, folded) -> Writer:
         tail(f"apply_update({', '.join(args)})")
     else:   # the parameters the products did not update (biases, scalars, tiny products)
         for lo, hi in folded.ranges:
-            tail(f"apply_update({', '.join([f'flat_params[{lo}:{hi}]', f'flat_grad[{lo}:{hi}]', *args[2:]])})")
+            part = [f"rows_at({a}, {lo}, {hi - lo})" for a in args[:2]]   # not a slice: one compile per place
+            tail(f"apply_update({', '.join([*part, *args[2:]])})")
     tail("total += loss * nb")
     tail.dedent()
     tail("return total")

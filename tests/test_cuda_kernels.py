@@ -187,8 +187,9 @@ def test_loop_kernel_reductions_registers_in_place_and_scalar_tree(split):
 def test_every_schedule_step_the_cpu_prints_has_a_cuda_printer():
     """A step type added to the shared schedule (with its CPU printer) needs a CUDA printer
     too (codegen.cuda.emit.register_cuda_printer); this names the ones missing. Steps only a
-    CPU rewrite makes (the fused conv-ReLU-pool block) are exempt — and never reach the CUDA
-    printer: a CUDA module of a model the CPU fuses is printed from the unfused schedule."""
+    CPU rewrite makes (the fused conv-ReLU-pool block, train_epoch's product with SGD folded
+    in) are exempt — and never reach the CUDA printer: a CUDA module of a model the CPU fuses
+    is printed from the unfused schedule."""
     import codegen  # noqa: F401  (registers every lowering and CPU printer)
     from codegen.cuda import backend  # noqa: F401  (registers the CUDA printers)
     from codegen.cuda.emit import cuda_can_print
@@ -196,4 +197,4 @@ def test_every_schedule_step_the_cpu_prints_has_a_cuda_printer():
 
     missing = sorted(t.__name__ for t in EMITTERS if not cuda_can_print(t) and t not in CPU_ONLY_STEPS)
     assert not missing, f"schedule steps without a CUDA printer: {missing}"
-    assert {t.__name__ for t in CPU_ONLY_STEPS} == {"ConvReluPool", "PoolReluConvGrad"}
+    assert {t.__name__ for t in CPU_ONLY_STEPS} == {"ConvReluPool", "PoolReluConvGrad", "GemmUpdate"}
