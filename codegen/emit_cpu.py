@@ -144,9 +144,13 @@ def _scalar(step: S.Scalar, w: Writer):
     w(f"{step.name} = {w.expr(step.expr)}" + (f"  # {step.comment}" if step.comment else ""))
 
 
+def _operands(step) -> tuple:
+    """A product step's operands as kernel text (``x.T``: a transposed view, no copy)."""
+    return (f"{step.a}.T" if step.trans_a else step.a), (f"{step.b}.T" if step.trans_b else step.b)
+
+
 def _matmul(step: S.MatMul, w: Writer):
-    a = f"{step.a}.T" if step.trans_a else step.a
-    b = f"{step.b}.T" if step.trans_b else step.b
+    a, b = _operands(step)
     if step.comment:
         w(f"# {step.comment}")
     if not step.tiny:
@@ -158,8 +162,7 @@ def _matmul(step: S.MatMul, w: Writer):
 
 
 def _gemm_update(step: GemmUpdate, w: Writer):
-    a = f"{step.a}.T" if step.trans_a else step.a
-    b = f"{step.b}.T" if step.trans_b else step.b
+    a, b = _operands(step)
     if step.comment:
         w(f"# {step.comment}")
     w(f"gemm_update({a}, {b}, {step.param}, {step.alpha})")
@@ -405,7 +408,7 @@ def emit_train_epoch(sched, helpers: set | None = None) -> str:
     folded = []
 
     def fold(steps, writer):   # plain SGD applied by the weight-gradient products (fuse_update.py)
-        plan = fold_sgd(sched, prog, steps, writer)
+        plan = fold_sgd(sched, steps, writer)
         folded.append(plan)
         return steps if plan is None else plan.steps
 

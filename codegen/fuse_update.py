@@ -70,9 +70,10 @@ def sgd_coefficient(update: S.Update):
     return c
 
 
-def fold_sgd(sched, prog: S.Program, steps: list, writer) -> FoldedSGD | None:
-    """The products of ``steps`` (``prog``'s, after the CPU rewrites) that can apply plain SGD
-    themselves (module doc), or None when none can; ``writer`` prints the coefficient."""
+def fold_sgd(sched, steps: list, writer) -> FoldedSGD | None:
+    """The products of ``steps`` (train_epoch's gradient step, after the CPU rewrites) that can
+    apply plain SGD themselves (module doc), or None when none can; ``writer`` prints the
+    coefficient."""
     c = sgd_coefficient(sched.update)
     if c is None:
         return None

@@ -112,7 +112,7 @@ def _fold(steps_of):
     from codegen.printer import Writer
 
     sched = lower(_mlp(), make_optimizer("sgd", lr=0.1), "float64")
-    plan = fold_sgd(sched, sched.grad_step, steps_of(list(sched.grad_step.steps)), Writer("float64"))
+    plan = fold_sgd(sched, steps_of(list(sched.grad_step.steps)), Writer("float64"))
     return [] if plan is None else sorted(s.param for s in plan.steps if type(s).__name__ == "GemmUpdate")
 
 
