@@ -82,13 +82,13 @@ def fold_sgd(sched, steps: list, writer) -> FoldedSGD | None:
     aliases = _aliases(steps)
     alpha = writer.expr(c)
     folded, out = set(), list(steps)
+    names = [_names(s) for s in steps]   # walked once: each candidate checks the steps after it
     for i, step in enumerate(steps):
         if not (isinstance(step, S.MatMul) and not step.tiny and step.out in grads):
             continue
         param = grads[step.out][0]
         touched = aliases(step.out) | aliases(param)
-        later = [_names(s) for s in steps[i + 1:]]
-        if any(names is None or names & touched for names in later) or {step.a, step.b} & touched:
+        if any(held is None or held & touched for held in names[i + 1:]) or {step.a, step.b} & touched:
             continue
         note = f"{step.comment}: plain SGD applies it to {param} in the product" if step.comment else ""
         out[i] = GemmUpdate(param, step.a, step.b, step.trans_a, step.trans_b, alpha, note)
