@@ -274,6 +274,8 @@ def element_derivation(ctx, node, index) -> list:
     paths = [ctx.shown(p) for p in record.chains(node, index, batch=1)]
     total = Total(loss_sym, w_sym)
     have_values = ctx.values is not None
+    if not paths:   # sliced away, multiplied by a constant 0 …: no term to write, the gradient is 0
+        return _no_path(ctx, node, index, loss_sym, w_sym, total, have_values)
     items = [f"How ${_tex(loss_sym)}$ changes with ${_tex(w_sym)}$: the chain rule along "
              + ("the one path" if len(paths) == 1 else f"each of the {len(paths)} paths")
              + f" from ${_tex(loss_sym)}$ down to ${_tex(w_sym)}$."]
@@ -304,6 +306,17 @@ def element_derivation(ctx, node, index) -> list:
     if ctx.req.update:
         grad_value = sum(term_values) if have_values else None
         items += update_steps(ctx.req, node, index, w_sym, total, grad_value)
+    return items
+
+
+def _no_path(ctx, node, index, loss_sym, w_sym, total, have_values) -> list:
+    """The derivation of an element the loss does not read: ∂E/∂w = 0 (and w⁺ = w)."""
+    items = [f"${_tex(loss_sym)}$ does not depend on ${_tex(w_sym)}$: no path leads from "
+             f"${_tex(loss_sym)}$ down to ${_tex(w_sym)}$, so the chain rule has no term.",
+             Step(total, [Form(expr=sympy.Integer(0))], kind="gradient", value=0.0 if have_values else None,
+                  checks=[(("gradient", node, index), 0.0)] if have_values else [])]
+    if ctx.req.update:
+        items += update_steps(ctx.req, node, index, w_sym, total, 0.0 if have_values else None)
     return items
 
 
