@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .data import Dataset
+from .errors import FeedError
 from .graph import Graph, Node
 from .ops import SoftmaxCrossEntropy, StopGradient
 
@@ -53,13 +54,18 @@ class Model:
     def structural_hash(self) -> str:
         return self.graph.structural_hash()
 
-    def example_feeds(self):
+    def example_feeds(self, number: int = 1):
         """(feeds, where they come from) for one worked example: the model's ``example``,
-        else the first training example of its data, else None."""
+        else training example ``number`` (from 1) of its data, else None."""
         if self.example:
             return dict(self.example), "the model's worked example"
         if self.data is not None and self.data.train:
-            return {k: np.asarray(v)[:1] for k, v in self.data.train.items()}, "the first training example"
+            rows = self.data.n_train
+            if not 1 <= number <= rows:
+                raise FeedError(f"--example (example=) {number} is out of range: {self.name!r} has {rows} "
+                                f"training examples, counted from 1 (1 … {rows})")
+            which = "the first training example" if number == 1 else f"training example {number}"
+            return {k: np.asarray(v)[number - 1:number] for k, v in self.data.train.items()}, which
         return None
 
     def initial_params(self) -> dict:

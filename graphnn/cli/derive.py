@@ -25,6 +25,9 @@ def register(sub):
                    help="values of your own, e.g. --feed i1=0.05,i2=0.1 (element names) or "
                         "--feed i=0.05,0.1 (a whole input), or a JSON file {name: value}; "
                         "inputs you leave out come from the worked example")
+    p.add_argument("--example", type=int, default=1, metavar="K",
+                   help="with --values or --feed: the row (from 1) the scalar, forward and time views show "
+                        "(default 1; with --values and no worked example: training example K)")
     p.add_argument("--view", default="scalar",
                    help="scalar (per element, chain rule per path), matrix (delta rule for whole layers), "
                         "forward (the forward pass with numbers), time (BPTT), or another registered view")
@@ -64,7 +67,7 @@ def cmd_derive(args):
     if args.feed:
         values = feeds_from_arguments(model, args.feed)
     d = derive(model, wrt, values=values, view=args.view, update=args.update, lr=args.lr,
-               optimizer=args.optimizer, precision=args.precision)
+               optimizer=args.optimizer, precision=args.precision, example=args.example)
     if fmt in ("pdf", "beamer-pdf"):
         try:
             d.to_pdf(args.output, beamer=fmt == "beamer-pdf", pause=args.pause)

@@ -19,7 +19,7 @@ import numpy as np
 import sympy
 
 from ..autodiff import grad
-from ..errors import GraphnnError
+from ..errors import FeedError, GraphnnError
 from ..evaluate import evaluate
 from ..graph import Graph, Node
 from . import documents as docs
@@ -336,13 +336,14 @@ class Request:
         return self.loss.label()
 
 
-def first_example(graph: Graph, feeds: dict) -> dict:
-    """The feeds cut to their first row (lectures derive one example at a time)."""
+def first_example(graph: Graph, feeds: dict, row: int = 0) -> dict:
+    """The feeds cut to one row, the first unless ``row`` says (lectures derive one example
+    at a time); unbatched feeds are kept whole."""
     out = {}
     for key, value in feeds.items():
         node = key if isinstance(key, Node) else next((n for n in graph.inputs if n.name == key), None)
         arr = np.asarray(value)
-        out[key] = arr[:1] if node is not None and node.shape and node.shape[0] is None else arr
+        out[key] = arr[row:row + 1] if node is not None and node.shape and node.shape[0] is None else arr
     return out
 
 
@@ -375,7 +376,7 @@ def register_view(name: str, fn=None, *, one_example: bool = False, needs_wrt: b
 
 
 def derive(loss, wrt=None, values=None, view: str = "scalar", update: bool = False, lr=None,
-           model=None, optimizer=None, precision: int = 6) -> Derivation:
+           model=None, optimizer=None, precision: int = 6, example: int = 1) -> Derivation:
     """Backprop for ``loss`` with respect to ``wrt``, step by step.
 
     ``loss``: the loss node, or a `Model` (then its loss, example and defaults are used).
@@ -386,7 +387,9 @@ def derive(loss, wrt=None, values=None, view: str = "scalar", update: bool = Fal
     dict. ``view``: a key of `VIEWS` ('scalar', 'matrix', 'forward', 'time', …).
     ``update``: add the optimizer's step w⁺ = w − η·∂E/∂w and the loss after it (η:
     ``lr``, else the model's default; the optimizer likewise). ``precision``: significant
-    digits of every printed number (exact ones print exactly: 0.4, η = 0.5).
+    digits of every printed number (exact ones print exactly: 0.4, η = 0.5). ``example``:
+    the row of the feeds a one-example view ('scalar', 'forward', 'time') shows, counted
+    from 1 (with values=True and no worked example: that training example).
     """
     from ..model import Model
 
@@ -404,20 +407,18 @@ def derive(loss, wrt=None, values=None, view: str = "scalar", update: bool = Fal
         if threshold_unit(graph) is not None:   # no gradient to derive: the perceptron rule instead
             view = "perceptron"
     fn = VIEWS[view]
-    feeds, source = resolve_feeds(graph, values, model)
+    one_example = getattr(fn, "one_example", False)
+    example = _example_number(example, view, one_example, values)
+    feeds, source = resolve_feeds(graph, values, model, example)
     feeds, noise = training_step(graph, feeds)     # backprop is a training step: its noise acts
+    rows = _rows(graph, feeds)
+    if one_example and feeds is not None:   # the row asked for (the views read row 1)
+        feeds = _example_row(graph, feeds, example, rows, values is True and model is not None and not model.example)
     if wrt is None and getattr(fn, "needs_wrt", True):
         raise ValueError(f"the {view} view needs wrt (what to differentiate by); parameters: "
                          + parameter_listing(graph))
-    targets = resolve_wrt(graph, wrt) if wrt is not None else []
-    # --wrt w5,w5 (or W2 and w5 of W2 twice): each derivative once, in the order first asked
-    unique: list = []
-    for t in targets:
-        if not any(t.node is u.node and t.index == u.index for u in unique):
-            unique.append(t)
-    targets = unique
-    req = Request(loss, targets, feeds, model, update, lr, optimizer,
-                  one_example=getattr(fn, "one_example", False), precision=int(precision))
+    req = Request(loss, _unique_targets(graph, wrt), feeds, model, update, lr, optimizer,
+                  one_example=one_example, precision=int(precision))
     with printing(req.precision, req.display):
         try:
             items = fn(req)
@@ -425,14 +426,50 @@ def derive(loss, wrt=None, values=None, view: str = "scalar", update: bool = Fal
             raise DerivationError(f"the {view} view cannot be written for this graph: {e}") from None
         # after the view: it may narrow a target to the element it derives (the time view)
         title = f"Backpropagation: {_derivative_titles(loss, req.targets, graph)} ({view} view)"
-    rows = _rows(graph, feeds)
-    if req.one_example and rows > 1:    # every one-example view says so, not the scalar view alone
-        items = [f"Values are those of the first example of the feeds (example 1 of {rows})."] + list(items)
+    if one_example and rows > 1:    # every one-example view says so, not the scalar view alone
+        which = "the first example" if example == 1 else f"example {example}"
+        items = [f"Values are those of {which} of the feeds (example {example} of {rows})."] + list(items)
     if noise:
         items = [noise] + list(items)
     if source:
         items = [f"Numbers: {source}."] + list(items)
     return Derivation(req.title or title, items, req.precision, req.display)
+
+
+def _example_number(example, view: str, one_example: bool, values) -> int:
+    """``example`` checked: a whole number ≥ 1, and other than 1 only where a view shows one example."""
+    if isinstance(example, bool) or not isinstance(example, (int, np.integer)) or example < 1:
+        raise ValueError(f"example counts rows from 1: a whole number ≥ 1, got {example!r}")
+    if example != 1 and not one_example:
+        shown = ", ".join(sorted(n for n, f in VIEWS.items() if getattr(f, "one_example", False)))
+        raise ValueError(f"the {view} view shows the whole batch, so example={example} picks nothing; "
+                         f"one example is shown by the {shown} views")
+    if example != 1 and (values is None or values is False):
+        raise ValueError(f"example={example} picks a row of the values, and this derivation has none "
+                         "(symbols only): pass values=True or feeds (--values or --feed)")
+    return int(example)
+
+
+def _unique_targets(graph: Graph, wrt) -> list:
+    """The targets ``wrt`` names, each derivative once in the order first asked (--wrt w5,w5;
+    W2 and w5 of W2 twice)."""
+    unique: list = []
+    for t in resolve_wrt(graph, wrt) if wrt is not None else []:
+        if not any(t.node is u.node and t.index == u.index for u in unique):
+            unique.append(t)
+    return unique
+
+
+def _example_row(graph: Graph, feeds: dict, example: int, rows: int, picked: bool) -> dict:
+    """Row ``example`` (from 1) of the feeds, or the one error that names the range; ``picked``:
+    resolve_feeds took that training example already (values=True, no worked example)."""
+    if picked:
+        return feeds
+    if example > rows:
+        valid = "1" if rows == 1 else f"1 … {rows}"
+        raise FeedError(f"--example (example=) {example} is out of range: the feeds have {rows} "
+                        f"example{'s' if rows != 1 else ''}, counted from 1 ({valid})")
+    return first_example(graph, feeds, example - 1)
 
 
 def _rows(graph: Graph, feeds: dict | None) -> int:

@@ -25,15 +25,16 @@ class Target:
         return list(all_indices(concrete_shape(self.node.shape, batch)))
 
 
-def resolve_feeds(graph: Graph, values, model):
+def resolve_feeds(graph: Graph, values, model, example: int = 1):
     """(feeds, where they come from): (None, None) when symbolic; feeds checked to cover
     every input of the loss's graph (inputs with a default, dropout's training flag,
-    may be left out). The source is said only when it is not the worked example."""
+    may be left out). The source is said only when it is not the worked example.
+    ``example``: with values=True and no worked example, the training example taken."""
     if values is None or values is False:
         return None, None
     source = None
     if values is True:
-        found = model.example_feeds() if model is not None else None
+        found = model.example_feeds(example) if model is not None else None
         if found is None:
             need = ", ".join(f"{describe(n)} {_shape(n)}" for n in graph.inputs)
             where = f"model {model.name!r}" if model is not None else "this loss (no model given)"

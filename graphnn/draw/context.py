@@ -198,10 +198,9 @@ class DrawContext:
 
 def example_feeds(model: Model) -> dict:
     """The model's worked example, else the first training example (one row)."""
-    if model.example:
-        return dict(model.example)
-    if model.data is not None and model.data.train:
-        return {k: np.asarray(v)[:1] for k, v in model.data.train.items()}
+    found = model.example_feeds()
+    if found is not None:
+        return found[0]
     raise DrawError(f"model {model.name!r} has no example feeds; pass values as a dict of feeds")
 
 
