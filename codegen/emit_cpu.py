@@ -250,8 +250,8 @@ def program_lines(prog: S.Program, dtype: str, helpers: set | None = None, *, sp
     head = []
     batched = next((a for a in prog.args if a.role == "input" and a.batched), None)
     text = "\n".join(body)
-    if batched is not None and ("B" in _words(text) or "nB" in _words(text)):
-        head.append(f"{INDENT}B = {batched.name}.shape[0]")
+    if "B" in _words(text) or "nB" in _words(text):   # fed nothing batched (a recurrence of its own): one row
+        head.append(f"{INDENT}B = {batched.name}.shape[0]" if batched is not None else f"{INDENT}B = 1")
     if "nB" in _words(text):
         head.append(f"{INDENT}nB = {'float(B)' if dtype == 'float64' else 'np.float32(B)'}")
     if helpers is not None:

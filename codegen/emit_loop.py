@@ -59,7 +59,8 @@ class CpuRecurrencePrinter(RecurrencePrinter):
         self.w(f"{self.helper(swap01_helper(rank))}({view}, {x})  # x time-major: x_t is one contiguous block")
 
     def broadcast_row(self, dst, init, init_shape, carry_shape):
-        src = f"{init}[0]" if tuple(init_shape) == (1,) + tuple(carry_shape[1:]) else init
+        # a row (1, *S) and a scalar parameter () (stored as one element) are read at [0]
+        src = f"{init}[0]" if tuple(init_shape) in ((), (1,) + tuple(carry_shape[1:])) else init
         self.w("for r in range(B):")
         if len(carry_shape) > 1:
             self.w.indent()

@@ -194,6 +194,13 @@ def _forward_node(node, ctx):
 def _lower(node, ctx, kind):
     a = node.attrs
     cell = a["cell"]
+    lead = (node.inputs[-1] if kind == "grad" else node).shape[0]   # the loop's (a reverse loop's cotangent's)
+    if lead is not None:   # (1, …): fed nothing batched (graphnn.looped.batch_lead)
+        raise CodegenError(
+            f"the recurrence {node.label()!r} is fed nothing batched (no sequence, no batched initial carry, "
+            "no batched input in its cell), so it is one sequence of states shared by every example; "
+            "the compiled backends run recurrences over a batch: give it a batched initial carry "
+            "(an input shaped (None, …)) or train it with backend='numpy'")
     nc, nx, nf = a["n_carry"], a["n_xs"], len(cell.free)
     ins = node.inputs
     groups, others, positions = (), (), None

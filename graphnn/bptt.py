@@ -144,7 +144,7 @@ class _FakeLoop:
 
     def __init__(self, scan):
         self.attrs = {"cell": scan.cell, "length": scan.length}
-        self.inputs = list(scan.inits)
+        self.inputs = list(scan.inits) + list(scan.xs) + list(scan.cell.free)   # run_forward's values, in order
 
 
 def _param_value(node, params):
@@ -167,22 +167,25 @@ def _split_flat(vec, shapes, B):
 
 
 def _local_factors(cell, history, xs, free, w_pos, index, dtype):
-    """Per step k: ∂⁺s_k/∂w[index] (B, n) and ∂s_k/∂s_{k−1} (B, n, n), one example at a time."""
+    """Per step k: ∂⁺s_k/∂w[index] (B, n) and ∂s_k/∂s_{k−1} (B, n, n), one example at a time
+    (its rows of the carries, the sequences and any batched input the cell reads)."""
     gcell = cell.grad_cell
     shapes = cell.carry_shapes
     T, B = len(history) - 1, history[0][0].shape[0]
     n = _flat(history[0]).shape[1]
+    batched = [bool(f.shape) and f.shape[0] is None for f in cell.free]
     imm, jac = [], []
     for k in range(1, T + 1):
         P, J = np.zeros((B, n)), np.zeros((B, n, n))
         for b in range(B):
             carries = [c[b:b + 1] for c in history[k - 1]]
             x_k = [x[b:b + 1, k - 1] for x in xs]
+            free_b = [v[b:b + 1] if is_b else v for v, is_b in zip(free, batched)]
             gy = [np.zeros((1,) + tuple(s[1:]), dtype=dtype) for s in cell.y_shapes]
             for j in range(n):
                 e = np.zeros((1, n), dtype=dtype)
                 e[0, j] = 1.0
-                dc, _, df = gcell.step(carries, x_k, free, _split_flat(e, shapes, 1), gy, dtype)
+                dc, _, df = gcell.step(carries, x_k, free_b, _split_flat(e, shapes, 1), gy, dtype)
                 J[b, j] = _flat(dc)[0]
                 P[b, j] = np.asarray(df[w_pos])[index]
         imm.append(P)

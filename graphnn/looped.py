@@ -30,13 +30,14 @@ def row_size(shape):
 class Layout:
     """Where each part sits in the loop's packed row (per example)."""
 
-    def __init__(self, cell: Cell, length: int):
+    def __init__(self, cell: Cell, length: int, lead=None):
+        """``lead``: the leading axis of every part, None (the batch) or 1 (see `batch_lead`)."""
         self.parts, offset = [], 0
         for s in cell.carry_shapes:
-            self.parts.append((offset, row_size(s), tuple(s)))
+            self.parts.append((offset, row_size(s), (lead,) + tuple(s[1:])))
             offset += row_size(s)
         for s in cell.y_shapes:
-            shape = (None, length) + tuple(s[1:])
+            shape = (lead, length) + tuple(s[1:])
             self.parts.append((offset, length * row_size(s), shape))
             offset += length * row_size(s)
         self.width = offset
@@ -71,17 +72,29 @@ def _split(node, values):
     return values[:nc], values[nc:nc + nx], values[nc + nx:nc + nx + nf], values[nc + nx + nf:]
 
 
-def _batch(node, inits, xs):
-    for v in list(xs) + [i for i, n in zip(inits, node.inputs) if n.shape and n.shape[0] is None]:
-        return v.shape[0]
+def _batch(node, values):
+    """The loop's batch size: the rows of its sequences, of a batched initial carry or of a
+    batched input its cell reads (the first input shaped (None, …)); 1 when nothing batched
+    feeds it (then the loop has no batch axis: see `batch_lead`)."""
+    for v, n in zip(values, node.inputs):
+        if n.shape and n.shape[0] is None:
+            return v.shape[0]
     return 1
+
+
+def batch_lead(shapes) -> int | None:
+    """The loop's leading axis: None (the batch) when any of its inputs is batched — a
+    sequence, an initial carry, an input its cell reads —, else 1: a recurrence driven by
+    parameters and constants alone is one sequence of states, shared by every example
+    (as its unrolled view, whose nodes are (1, …), says too)."""
+    return None if any(s and s[0] is None for s in shapes) else 1
 
 
 def run_forward(node, inits, xs, free, keep_history=False):
     """Iterate the cell; returns final carries, stacked outputs, and optionally every carry."""
     cell, T = node.attrs["cell"], node.attrs["length"]
     dtype = np.result_type(*(list(inits) + list(xs) + list(free)))
-    B = _batch(node, inits, xs)
+    B = _batch(node, list(inits) + list(xs) + list(free))
     carries = [broadcast_carry(v, s, B) for v, s in zip(inits, cell.carry_shapes)]
     ys = [np.empty((B, T) + tuple(s[1:]), dtype=dtype) for s in cell.y_shapes]
     history = [carries]
@@ -105,7 +118,7 @@ class Loop(Op):
         for s, want, ph in zip(shapes[:n_c], cell.carry_shapes, cell.carry_in):
             if not _init_fits(tuple(s), tuple(want)):
                 raise ShapeError(f"initial carry of shape {s} does not fit the carry {ph.name!r} {want}")
-        return (None, Layout(cell, attrs["length"]).width)
+        return (batch_lead(shapes), Layout(cell, attrs["length"]).width)
 
     def reference(self, node, *values):
         inits, xs, free, _ = _split(node, values)
@@ -141,8 +154,8 @@ class LoopGrad(Op):
     name = "loop_grad"
     symbol = "BPTT"
 
-    def infer_shape(self, shapes, attrs):
-        return (None, attrs["width"]) if attrs["emit"] == "batched" else (attrs["width"],)
+    def infer_shape(self, shapes, attrs):   # shapes[-1]: the loop's cotangent, (lead, width)
+        return (shapes[-1][0], attrs["width"]) if attrs["emit"] == "batched" else (attrs["width"],)
 
     def reference(self, node, *values):
         inits, xs, free, (g,) = _split(node, values)
@@ -240,7 +253,7 @@ def _unpack_grads(gnode, group, emit, attrs):
         if emit == "batched":
             piece = index(gnode, (slice(None), slice(off, off + size)))
             if pos < nc and not _is_batched(x):   # a per-example initial carry: sum the batch
-                carry_shape = attrs["cell"].carry_shapes[pos]
+                carry_shape = (gnode.shape[0],) + tuple(attrs["cell"].carry_shapes[pos][1:])
                 piece = sum_(reshape(piece, carry_shape), 0, keepdims=len(x.shape) == len(carry_shape))
                 out.append(reshape(piece, x.shape) if tuple(piece.shape) != tuple(x.shape) else piece)
             else:

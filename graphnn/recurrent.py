@@ -108,7 +108,7 @@ def _looped(cell, inits, xs, T, truncate, name, structure):
     node = apply(Loop.instance(), list(inits) + list(xs) + list(cell.free), attrs, name=name)
     labels = [_final_name(c, name, k) for k, c in enumerate(cell.carry_out)] + \
         [f"{name}.ys{j}" if len(cell.y_out) > 1 else f"{name}.ys" for j in range(len(cell.y_out))]
-    parts = Layout(cell, T).unpack_nodes(node, labels)
+    parts = Layout(cell, T, node.shape[0]).unpack_nodes(node, labels)
     nc = len(inits)
     carry, ys = tuple(parts[:nc]), tuple(parts[nc:])
     return Scan("looped", *_shape_result(carry, ys, structure), cell, T, inits, xs, truncate, node=node)
@@ -190,8 +190,13 @@ def _base(node):
 
 
 def _stack(nodes, name):
-    """(batch, …) per step → (batch, T, …)."""
-    rows = [reshape(n, (None, 1) + tuple(n.shape[1:])) for n in nodes]
+    """(batch, …) per step → (batch, T, …); a step fed nothing batched, (1, …) or per example,
+    → (1, T, …), as the looped view's (see looped.batch_lead)."""
+    def as_row(shape):
+        if shape and shape[0] is None:
+            return (None, 1) + shape[1:]
+        return (1, 1) + (shape[1:] if shape[:1] == (1,) else shape)
+    rows = [reshape(n, as_row(tuple(n.shape))) for n in nodes]
     return rows[0] if len(rows) == 1 else concat(rows, axis=1, name=name)
 
 

@@ -14,7 +14,6 @@ import numpy as np
 import sympy
 
 from ..bptt import bptt_terms
-from ..errors import GradientError
 from ..graph import element_name
 from .core import Form, Step, first_example, register_view
 from .resolve import Target
@@ -33,15 +32,17 @@ def _s(state, k):
 
 
 def _recurrence(req):
-    """(the model's scan or None, its state letter); an error for a graph without one."""
+    """(the recurrence: the model's ``extras['scan']``, else the first the graph holds — a
+    user's own `scan` — , its state letter); an error for a graph without one."""
     from ..recurrent import scans_in
     from .core import DerivationError
 
     extras = (req.model.extras or {}) if req.model is not None else {}
-    if extras.get("scan") is None and not scans_in(req.graph):
+    found = [extras["scan"]] if extras.get("scan") is not None else scans_in(req.graph)
+    if not found:
         raise DerivationError("the time view writes backprop through time, and this graph has no recurrence "
                               "(rnn-scalar, rnn and lstm have one); use --view matrix or --view scalar")
-    return extras.get("scan"), extras.get("state", "s")
+    return found[0], extras.get("state", "s")
 
 
 @register_view("time", one_example=True)
@@ -57,14 +58,10 @@ def time_view(req):
     feeds = first_example(req.graph, req.feeds) if req.feeds is not None else None
     if feeds is None:
         # structure only: the factors need forward values, the formulas do not
-        terms = None
-        T = scan.length if scan is not None else None
-        if T is None:
-            raise GradientError("the time view needs the model's recurrence (Model.extras['scan'])")
+        terms, T = None, scan.length
     else:
         terms = bptt_terms(req.loss, w, feeds, index=index, scan=scan)
         T = terms.steps
-        scan = scan or _scan_from(terms)
     items = [
         f"The state ${state}_t$ depends on ${w_tex}$ twice: explicitly, through step $t$'s own use of "
         f"${w_tex}$ (the immediate partial $\\partial^{{+}}$, with ${state}_{{t-1}}$ held constant), and "
@@ -109,10 +106,6 @@ def time_view(req):
 def _base_name(node):
     name = (node.name or "s").split("(")[0]
     return (name[:-2] if name.endswith("_t") else name) + "_t"
-
-
-def _scan_from(terms):
-    raise GradientError("the time view needs the model's recurrence (Model.extras['scan'])")
 
 
 def _formulas(scan, w, index, state):
