@@ -134,7 +134,9 @@ class _Unrolled:
             lines = [bold(nm(ctx.loss_name)), small(h("= ", formula)) if formula is not None else None]
             if terms is not None:
                 lines.append(value_line(h("= ", ctx.num(terms.loss_value))))
-            row.node("loss", html_label(*lines), **NODE_STYLES["loss"])
+            # beside s_T when it reads s_T alone; a loss over several steps goes a row below:
+            # labelled edges within one rank to several states crash dot ("routesplines")
+            (row if self.reads() == [self.T] else self.g).node("loss", html_label(*lines), **NODE_STYLES["loss"])
         chain = [0] + self.steps
         for a, b in zip(chain, chain[1:]):
             self.g.edge(self.sid(a), self.sid(b), **FORWARD_EDGE)

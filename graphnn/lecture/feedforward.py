@@ -156,7 +156,7 @@ class FeedForward:
                                       and s.checks[0][0][1] is layer.linear and s.checks[0][0][2][-1] == j), None)
                         delta_d = d
                     if node.trainable:
-                        grads.append((name, d, next(s for s in d.steps if s.kind == "gradient")))
+                        grads.append((name, d, _gradient_step(d)))
                 out = element_label(layer.out, (0, j), layer.out.label() or "out")
                 body = (fr.step_html(delta_d, delta) if delta is not None else "") + \
                     "".join(fr.step_html(d, s) for _, d, s in grads)
@@ -270,3 +270,10 @@ class FeedForward:
 def _suffix(net_name: str) -> str:
     return net_name[4:] if net_name.startswith("net_") else net_name
 
+
+
+def _gradient_step(d):
+    """The step that states ∂E/∂w: the delta form's last, else (a weight of the last layer
+    under a plain sum or mean: no delta form) the chain rule's own."""
+    return next((s for s in d.steps if s.kind == "gradient"), None) or \
+        next(s for s in reversed(d.steps) if any(c[0] == "gradient" for c, _ in s.checks))

@@ -13,6 +13,7 @@ import numpy as np
 from ..derive.core import first_example
 from ..draw import DrawError, example_feeds
 from ..draw.layers import dense_chain
+from ..ops.base import fmt_shape
 from ..recurrent import scans_in
 from .feedforward import FeedForward
 from .lesson import Lesson, LectureError
@@ -49,7 +50,7 @@ def check_recurrence(model, scan):
     if scan.mode != "unrolled":
         raise _too_large(model, f"its recurrence is one looped node over T = {scan.length} steps", True)
     if len(cell.carry_out) != 1 or tuple(cell.carry_out[0].shape) != (None,):
-        shapes = ", ".join(str(tuple("B" if d is None else d for d in c.shape)) for c in cell.carry_out)
+        shapes = ", ".join(fmt_shape(c.shape) for c in cell.carry_out)
         raise _too_large(model, f"its state is {shapes} per step, not one number", True)
     if scan.length > MAX_STEPS:
         raise _too_large(model, f"it is unrolled over T = {scan.length} steps (ask for fewer with --steps)", True)

@@ -75,7 +75,7 @@ class Recurrent:
             nodes = {n for n in self.scan.steps[t - 1] if not isinstance(n.op, Index)}
             items = [s for s in forward.steps if s.checks[0][0][1] in nodes]
             used.update(id(s) for s in items)
-            results = [(s.checks[0][0][1].name, shown(s.value, self.opt.precision)) for s in items]
+            results = [(s.checks[0][0][1].label(), shown(s.value, self.opt.precision)) for s in items]
             lesson.add_step("forward", f"Forward: step t = {t}", fr.panel(
                 f"Forward pass: step t = {t}", "".join(fr.step_html(forward, s) for s in items), results),
                 show=[f"{_s(t)}|1"], focus=[_s(t), f"{_s(t - 1)}->{_s(t)}", f"x{t}->{_s(t)}"])

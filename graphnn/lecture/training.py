@@ -14,6 +14,7 @@ import numpy as np
 
 from ..data import Dataset
 from ..evaluate import evaluate
+from ..graph import Graph
 from ..notation import latex_name, number_text
 from ..training import LambdaCallback, Trainer
 from ..training import perceptron as perceptron_rule
@@ -106,7 +107,10 @@ def outcome_frames(model, feeds, snapshots) -> tuple[str | None, list]:
     """What the net computes over its input space at each snapshot: ('boundary', PNGs) for
     2-D inputs and one output, ('fit', PNGs) for 1-D inputs and one output, else (None, [])."""
     x_node = model.inputs[0]
-    if len(x_node.shape) != 2 or model.output.shape[-1] != 1 or x_node.shape[-1] not in (1, 2):
+    out = tuple(model.output.shape)
+    # a picture over x needs one output per example that reads x (not a 0-d loss, not a (1, …) row)
+    if len(x_node.shape) != 2 or x_node.shape[-1] not in (1, 2) or len(out) != 2 or out[0] is not None \
+            or out[-1] != 1 or x_node not in Graph([model.output]).inputs:
         return None, []
     data = _data(model, feeds).train
     X = np.asarray(data[x_node.name], dtype=float)
