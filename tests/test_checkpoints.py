@@ -282,3 +282,43 @@ def test_every_task_runner_checkpoints_resumes_and_plots(name, extra, tmp_path, 
     assert f"from {ck}" in capsys.readouterr().out
     if name == "hopfield":   # the stored weights come back as they were saved
         np.testing.assert_array_equal(saved.params[model.extras["W"]], model.extras["W"].value)
+
+
+def test_resume_mid_epoch_with_another_batch_size_starts_at_the_same_example(tmp_path):
+    """9 rows in batches of 2, stopped after 2 batches (4 examples): resumed in batches of 4 the
+    epoch goes on with examples 5–8 and 9 (two batches). It skipped 2 batches of the new size
+    before, 8 examples, training 4 fewer without a word."""
+    def trainer(batch_size):
+        return Trainer(noisy_net(), optimizer="sgd", lr=0.01, batch_size=batch_size, seed=4)
+    part = trainer(2)
+    part.fit(steps=2, progress=False)
+    path = part.save(tmp_path / "mid")
+    resumed = trainer(4).load(path)
+    resumed.fit(steps=1, progress=False)
+    assert resumed.epoch == 0                # examples 5–8: the epoch is not over
+    resumed.fit(steps=1, progress=False)
+    assert resumed.epoch == 1                # example 9: now it is
+    part.fit(steps=1, progress=False)        # 6 examples done: batches of 4 cannot start at the 7th
+    odd = part.save(tmp_path / "odd")
+    with pytest.raises(CheckpointError, match=r"odd.npz stopped mid-epoch, after 3 batches of 2 \(6 examples\); "
+                                              r"batches of 4 cannot start at example 7 .*resume with batch size 2"):
+        trainer(4).load(odd)
+    same = trainer(2).load(odd)              # the same size: as before
+    same.fit(steps=2, progress=False)
+    assert same.epoch == 1
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+def test_fit_in_pieces_goes_on_with_the_epoch_it_stopped_in(backend):
+    """fit(steps=3) then fit(steps=4) is fit(steps=7): the second call finished the shuffled
+    epoch the first stopped in (it drew a new order and started over, and the epoch count
+    never moved while every call stopped mid-epoch)."""
+    def trainer():
+        return Trainer(noisy_net(), backend=backend, optimizer="adam", lr=0.01, batch_size=2, seed=4)
+    whole, pieces = trainer(), trainer()
+    whole.fit(steps=7, progress=False)
+    pieces.fit(steps=3, progress=False)
+    pieces.fit(steps=4, progress=False)
+    assert (pieces.epoch, pieces.step) == (whole.epoch, whole.step) == (1, 7)
+    for p, q in zip(whole.model.parameters, pieces.model.parameters):
+        np.testing.assert_allclose(pieces.params[q], whole.params[p], rtol=1e-12, atol=1e-15, err_msg=p.name)

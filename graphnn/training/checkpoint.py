@@ -73,13 +73,14 @@ def _existing(path) -> Path:
 # -- writing -----------------------------------------------------------------------------------
 
 def save_checkpoint(path, model, params, *, state=None, steps=0, epoch=0, rng_state=None,
-                    batch_in_epoch=0, counters=None, optimizer=None) -> str:
+                    batch_in_epoch=0, counters=None, optimizer=None, batch_size=None) -> str:
     """Write ``params`` ({node: array}) of ``model`` to ``path`` (.npz added if missing), atomically.
 
     ``state``: {node: {name: array}} optimizer state; ``rng_state`` (the Trainer's
     batch-order generator, as it was when the current epoch's order was drawn) and
     ``batch_in_epoch`` make a resumed run draw the batches an uninterrupted one would have
-    drawn; ``counters`` are other named step counters. Non-finite values raise
+    drawn (``batch_size``: the size those batches had, None for full batch); ``counters``
+    are other named step counters. Non-finite values raise
     `NonFiniteError` and write nothing (the previous checkpoint stays).
     """
     path = checkpoint_path(path)
@@ -97,6 +98,8 @@ def save_checkpoint(path, model, params, *, state=None, steps=0, epoch=0, rng_st
             "batch_in_epoch": int(batch_in_epoch), "counters": {k: int(v) for k, v in (counters or {}).items()}}
     if optimizer is not None:
         meta["optimizer"] = str(optimizer)
+    if batch_size is not None:
+        meta["batch_size"] = int(batch_size)
     if rng_state is not None:
         meta["rng"] = rng_state
     arrays[META] = np.array(json.dumps(meta))
@@ -218,6 +221,9 @@ def validate_meta(meta, path) -> None:
     counters = meta.get("counters", {})
     if not isinstance(counters, dict) or not all(isinstance(k, str) and _count(v) for k, v in counters.items()):
         raise CheckpointError(f"{path}: metadata field 'counters' must map names to non-negative integers")
+    if "batch_size" in meta and not (_count(meta["batch_size"]) and meta["batch_size"] > 0):
+        raise CheckpointError(f"{path}: metadata field 'batch_size' must be a positive integer, "
+                              f"got {meta['batch_size']!r}")
     if "rng" in meta:
         _check_rng(meta["rng"], path)
     if meta["format"] == FORMAT:

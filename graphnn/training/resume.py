@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checkpoint import Checkpoint, check_state_names, load_checkpoint
+from .checkpoint import Checkpoint, CheckpointError, check_state_names, load_checkpoint
 
 
 def chain(backend) -> list:
@@ -93,3 +93,21 @@ def read_checkpoint(path, model, comm=None) -> Checkpoint:
     return Checkpoint(dict(zip(order, payload["params"])),
                       {p: s for p, s in zip(order, payload["state"]) if s},
                       payload["steps"], payload["epoch"], payload["meta"])
+
+
+def resumed_batches(ck: Checkpoint, path, batch_size) -> int:
+    """How many of this epoch's batches of ``batch_size`` (None: full batch) the checkpoint's
+    run had trained: its own count when it used the same size (or did not record one); the
+    same examples in batches of another size when they divide evenly; else a `CheckpointError`
+    (a resumed epoch would skip or repeat examples without a word)."""
+    done = int(ck.meta.get("batch_in_epoch", 0))
+    saved = ck.meta.get("batch_size")
+    if not done or "batch_size" not in ck.meta or saved == batch_size:
+        return done
+    examples = done * saved
+    if batch_size is not None and examples % batch_size == 0:
+        return examples // batch_size
+    now = "full batches" if batch_size is None else f"batches of {batch_size}"
+    raise CheckpointError(f"{path} stopped mid-epoch, after {done} batches of {saved} ({examples} examples); "
+                          f"{now} cannot start at example {examples + 1} of that epoch's order: resume with "
+                          f"batch size {saved}, or from a checkpoint saved at the end of an epoch")

@@ -26,7 +26,7 @@ from .distributed import DataParallel
 from .keywords import KeywordError, check_keywords, keywords_of, takes_any
 from .plot import plot_history
 from .progress import progress_bar
-from .resume import export_state, import_state, read_checkpoint
+from .resume import export_state, import_state, read_checkpoint, resumed_batches
 from .switching import SwitchingBackend, end_of_training, start_of_training, wants_background
 from .validation import check_count, check_data, check_learning_rate, class_targets, require_examples
 
@@ -308,6 +308,9 @@ class Trainer:
                 if self._batch_pos == total:   # its last batch is done: the epoch is complete
                     self.epoch += 1
                     self._batch_pos = 0
+                elif self._batch_pos:          # stopped mid-epoch: the next fit goes on with this epoch's order
+                    self.rng.bit_generator.state = self._epoch_rng
+                    self._skip = self._batch_pos
 
     def _record(self, log, bar=None, **row):
         for prefix, feeds in (("val", self.data.validation), ("test", self.data.test)):
@@ -401,7 +404,7 @@ class Trainer:
         rng = self._epoch_rng if self._batch_pos else self.rng.bit_generator.state
         return save_checkpoint(path, self.model, params, state=state, steps=steps, epoch=self.epoch,
                                rng_state=rng, batch_in_epoch=self._batch_pos, counters=counters,
-                               optimizer=self.optimizer)
+                               optimizer=self.optimizer, batch_size=self._effective_batch_size())
 
     def load(self, path) -> "Trainer":
         """Load a checkpoint saved from the same graph (another graph, a bad file: `CheckpointError`).
@@ -413,9 +416,15 @@ class Trainer:
         self.epoch, self.step = ck.epoch, int(ck.steps)
         if "rng" in ck.meta:  # the batch order continues where the saved run stopped
             self.rng.bit_generator.state = ck.meta["rng"]
-        self._epoch_rng, self._batch_pos = self.rng.bit_generator.state, ck.meta.get("batch_in_epoch", 0)
+        done = resumed_batches(ck, path, self._effective_batch_size())
+        self._epoch_rng, self._batch_pos = self.rng.bit_generator.state, done
         self._skip = self._batch_pos
         return self
+
+    def _effective_batch_size(self) -> int | None:
+        """The size of this run's batches: None for full batch (one batch an epoch)."""
+        n = self.data.n_train if getattr(self, "data", None) is not None else None
+        return None if not self.batch_size or (n is not None and self.batch_size >= n) else int(self.batch_size)
 
     def plot(self, path, title=None) -> str:
         """Training curves (loss, test loss, test accuracy) as a PNG."""
