@@ -94,6 +94,17 @@ def class_targets(model) -> frozenset:
     return frozenset(n.name for n in probability_targets(model))
 
 
+#: elementwise losses whose target is a probability: a number in [0, 1] per output
+UNIT_INTERVAL_LOSSES = ("BCE", "BCE(logits)")
+
+
+def unit_interval_targets(model) -> list:
+    """Input nodes fed as the target of a binary cross-entropy (the loss's second operand)."""
+    return list(dict.fromkeys(n.inputs[1] for n in Graph([model.loss]).nodes
+                              if n.op.name == "map" and n.attrs.get("fn") in UNIT_INTERVAL_LOSSES
+                              and len(n.inputs) == 2 and n.inputs[1].kind == "input"))
+
+
 def probability_targets(model) -> list:
     """Input nodes fed as the targets of a softmax cross-entropy (or a classifier's second input)."""
     found = [n.inputs[1] for n in Graph([model.loss]).nodes

@@ -215,3 +215,17 @@ def test_a_graph_input_left_out_of_the_models_inputs_is_named(tmp_path, capsys):
     err = capsys.readouterr().err.strip()   # was: "missing feed for input 'y' of shape (B, 1)" after training began
     assert err == ("graphnn train: error: model 'mlp': its graph reads input(s) 'y', which are not among the "
                    "model's inputs ('x') and get no data; list them in gn.Model(..., inputs=...)")
+
+
+@pytest.mark.parametrize("loss", [gn.losses.binary_cross_entropy, gn.losses.binary_cross_entropy_with_logits])
+@pytest.mark.parametrize("bad", [7.0, -1.0, 1.5])
+def test_binary_cross_entropy_targets_outside_0_1_are_refused(loss, bad, tmp_path, capsys):
+    """A label 7 in a BCE classifier's data trained on with a negative, falling loss and exit 0."""
+    x, t = gn.input("x", (None, 2)), gn.input("label", (None, 1))
+    z = gn.dense(x, 1, None if "logits" in loss.__name__ else "sigmoid", name="o")
+    model = gn.Model("bce", loss(z, t), z, (x, t), task="classification")
+    X, y = np.ones((4, 2)), np.array([0.0, 1.0, bad, 0.5])
+    with pytest.raises(ValueError, match=rf"target 'label' \(training row 3\) holds {bad:g}; binary cross-entropy "
+                                         r"targets are 0/1 labels or probabilities in \[0, 1\]"):
+        gn.Trainer(model).fit(X, y, epochs=1, progress=False)
+    gn.Trainer(model).fit(X, np.array([0.0, 1.0, 1.0, 0.5]), epochs=1, progress=False)   # probabilities are fine

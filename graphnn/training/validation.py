@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import FeedError
 from ..evaluate import check_feed
 
-from ..model import class_targets, probability_targets  # noqa: F401  (re-exported)
+from ..model import class_targets, probability_targets, unit_interval_targets  # noqa: F401  (re-exported)
 
 
 def check_options(opts) -> None:
@@ -88,6 +88,22 @@ def check_data(model, data) -> None:
         for split, feeds in (("training", data.train), ("test", data.test)):
             if feeds is not None and node.name in feeds:
                 _check_distribution(np.asarray(feeds[node.name]), node.name, split, model.name)
+    for node in unit_interval_targets(model):
+        for split, feeds in (("training", data.train), ("validation", data.validation), ("test", data.test)):
+            if feeds is not None and node.name in feeds:
+                _check_unit_interval(np.asarray(feeds[node.name]), node.name, split, model.name)
+
+
+def _check_unit_interval(t, name, split, model_name) -> None:
+    """Binary cross-entropy's targets are probabilities: a label 7 gave a negative loss, trained on."""
+    if t.dtype.kind not in "fiub" or not t.size:
+        return
+    bad = (t < 0) | (t > 1)
+    if bad.any():
+        row = int(np.argwhere(bad)[0][0])
+        raise ValueError(f"model {model_name!r}: target {name!r} ({split} row {row + 1}) holds "
+                         f"{np.ravel(t[row])[np.ravel(bad[row]).argmax()]:g}; binary cross-entropy targets are "
+                         f"0/1 labels or probabilities in [0, 1] (its values here run {t.min():g} … {t.max():g})")
 
 
 def require_examples(feeds) -> None:
