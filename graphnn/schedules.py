@@ -16,6 +16,7 @@ rate must not be).
 """
 from __future__ import annotations
 
+import ast
 from functools import cached_property
 
 import numpy as np
@@ -89,8 +90,9 @@ def parse(text: str, origin=None) -> Schedule:
     finite number.
     """
     origin = origin or repr(text)
+    _check_words(text, origin)     # before sympify, which evaluates its text as Python
     try:
-        expr = sympy.sympify(text, locals={"t": t})
+        expr = sympy.sympify(text, locals={"t": t, **{k: getattr(sympy, v) for k, v in FUNCTIONS.items()}})
     except (sympy.SympifyError, SyntaxError, TypeError, ValueError, AttributeError) as e:
         raise ValueError(f"{origin} is not an expression in the step count t ({_why_unparsed(text, e)})") from None
     if not isinstance(expr, sympy.Expr):   # a Matrix, a tuple, a relation: no number per step
@@ -99,11 +101,46 @@ def parse(text: str, origin=None) -> Schedule:
         result = Schedule(expr, origin=origin)
     except ValueError as e:
         raise ValueError(f"{origin}: {e}") from None
+    if expr.has(sympy.zoo, sympy.oo, -sympy.oo, sympy.nan):   # 1/0, log(0): no finite rate at any step
+        raise ValueError(f"{origin} is not a finite number (it simplifies to {expr})")
     try:
         result(1)   # fails now, naming the origin, rather than once training has started
-    except (TypeError, ArithmeticError) as e:   # a function NumPy cannot evaluate
+    except (TypeError, ArithmeticError, KeyError) as e:   # a function NumPy cannot evaluate
         raise ValueError(f"{origin} cannot be evaluated at t = 1 ({type(e).__name__}: {e})") from None
     return result
+
+
+#: what a typed schedule may call: its name → sympy's function
+FUNCTIONS = {"exp": "exp", "log": "log", "sqrt": "sqrt", "sin": "sin", "cos": "cos", "tan": "tan",
+             "tanh": "tanh", "atan": "atan", "floor": "floor", "ceiling": "ceiling", "ceil": "ceiling",
+             "min": "Min", "max": "Max", "Min": "Min", "Max": "Max", "abs": "Abs", "Abs": "Abs"}
+_NODES = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.Mod,
+          ast.FloorDiv, ast.USub, ast.UAdd, ast.Constant, ast.Name, ast.Load, ast.Call)
+
+
+def _check_words(text: str, origin: str) -> None:
+    """Only numbers, t, pi, E, + − * / ** % // and `FUNCTIONS` called by name: the text is never
+    run as Python (sympify evaluates it) and anything else is one line saying what is allowed."""
+    allowed = (f"numbers, t, pi, E, + - * / ** and the functions {', '.join(sorted(set(FUNCTIONS)))}")
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as e:
+        raise ValueError(f"{origin} is not an expression in the step count t ({e.msg})") from None
+    for node in ast.walk(tree):
+        bad = None
+        if not isinstance(node, _NODES):
+            bad = f"a {type(node).__name__.lower()}"
+        elif isinstance(node, ast.Constant) and (isinstance(node.value, bool)
+                                                 or not isinstance(node.value, (int, float))):
+            bad = f"the constant {node.value!r}"
+        elif isinstance(node, ast.Name) and node.id not in ("t", "pi", "E", "I") and node.id not in FUNCTIONS:
+            raise ValueError(f"{origin} is an expression in the step count t only, not in {node.id!r} "
+                             f"(a schedule may use {allowed})")
+        elif isinstance(node, ast.Call) and (not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS
+                                             or node.keywords):
+            bad = f"the call {ast.unparse(node)[:40]!r}"
+        if bad:
+            raise ValueError(f"{origin}: a schedule may use {allowed}; not {bad}")
 
 
 def _why_unparsed(text, error) -> str:

@@ -291,3 +291,20 @@ def test_a_resumed_diffusion_run_reports_its_epochs_to_the_end(tmp_path, capsys,
     assert main(["train", "diffusion", "--epochs", "20", "--resume", ck]) == 0
     shown = [int(n) for n in re.findall(r"^epoch\s+(\d+)\s", capsys.readouterr().out, re.M)]
     assert shown == list(range(5, 24, 2)), shown
+
+
+@pytest.mark.parametrize("text,message", [
+    ('__import__("os").system("touch PWNED")', "not the call"),   # was: run by sympify, then refused
+    ('().__class__.__bases__[0]', "not a "),
+    ("zoo", "not in 'zoo'"), ("1/0", "is not a finite number (it simplifies to zoo)"),   # was: KeyError
+    ("lambda: 1", "not a lambda"), ("besselj(0, t)", "not the call"),                   # was: NameError
+    ("Integral(t, t)", "not the call"),            # was: a multi-line sympy printer error
+])
+def test_a_schedule_is_never_run_as_python_and_any_other_text_is_one_line(text, message, capsys, tmp_path,
+                                                                         monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    line = one_error_line(capsys, ["xor", "--steps", "1", "--lr-schedule", text])
+    assert message in line and line.startswith(f"graphnn train: error: --lr-schedule {text!r}")
+    assert list(tmp_path.iterdir()) == []
+    assert main(["train", "xor", "--steps", "1", "--no-progress",
+                 "--lr-schedule", "max(0.01, 0.5*exp(-t/100))/sqrt(floor(t/10) + 1)"]) == 0
