@@ -196,7 +196,9 @@ class Writer:
             try:
                 text = self.printer.doprint(e)
             except Exception as err:   # sympy: a function with no Python/Numba spelling
-                raise CodegenError(f"codegen: cannot print {e} as kernel code ({err})") from None
+                why = " ".join(str(err).splitlines()[0].split())   # not sympy's advice on printer options
+                raise CodegenError(f"codegen: cannot print {e} as kernel code ({why}); the compiled backends "
+                                   "have no spelling for it: train with backend='numpy'") from None
             finally:
                 mine, self.printer.helpers = self.printer.helpers, mine
             if len(_PRINTED) > 100_000:

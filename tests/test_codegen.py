@@ -390,3 +390,27 @@ def test_a_module_printed_while_another_thread_counts_is_printed_as_alone():
         t.start()
         t.join()
     assert printed == [alone]   # … the other printed as if alone
+
+
+def test_a_function_numba_cannot_spell_is_one_line_and_erf_compiles():
+    """loggamma's gradient (polygamma) has no kernel spelling: one line, no sympy advice on
+    printer options; erf has one (math.erf) and trains as the reference does."""
+    from codegen.backend import CpuBackend
+    from codegen.lower import CodegenError
+    from graphnn.optim import make_optimizer
+    from graphnn.training.backends import NumpyBackend
+
+    def model(fn):
+        x = gn.input("x", (None, 2))
+        W = gn.parameter("W", np.array([[0.3, -0.2], [0.1, 0.4]]))
+        y = gn.elementwise(fn(gn.ops.X), {gn.ops.X: x @ W}, name="special")
+        return gn.Model("special", gn.sum(y * y), y, (x,), gn.Dataset({"x": np.array([[0.5, -1.0], [1.5, 0.3]])}))
+    with pytest.raises(CodegenError) as e:
+        CpuBackend(model(lambda v: sympy.loggamma(v * v + 1)), make_optimizer("sgd", lr=0.1))
+    assert "\n" not in str(e.value) and "polygamma" in str(e.value) and "strict" not in str(e.value)
+    m = model(sympy.erf)
+    feeds = m.data.train
+    (l_ref, g_ref), (l_cpu, g_cpu) = (NumpyBackend(m, make_optimizer("sgd", lr=0.1)).gradients(feeds),
+                                      CpuBackend(m, make_optimizer("sgd", lr=0.1)).gradients(feeds))
+    assert l_cpu == pytest.approx(l_ref, rel=1e-12)
+    np.testing.assert_allclose(g_cpu, g_ref, rtol=1e-10)

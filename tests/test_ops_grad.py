@@ -253,3 +253,21 @@ def test_a_node_used_many_times_sums_all_its_terms(uses):
     grads = gn.grad(loss, [b])
     assert len(grads.record.adjoints[b].terms) == uses
     gn.check_grad(loss, [b, Ws[-1]], {"x": rng.normal(size=(4, 3))})
+
+
+@pytest.mark.parametrize("name", ["erf", "loggamma", "besselj"])
+def test_a_map_of_a_function_numpy_lacks_is_evaluated_by_scipy(name):
+    """erf, loggamma, Bessel J₀ in a user's elementwise op: the reference raised TypeError
+    (sympy's NumPy printing wrote math.erf, which takes no arrays) or NameError (polygamma)."""
+    from scipy import special
+
+    fn, oracle = {"erf": (sympy.erf, special.erf), "loggamma": (sympy.loggamma, special.gammaln),
+                  "besselj": (lambda v: sympy.besselj(0, v), lambda v: special.jv(0, v))}[name]
+    x = gn.input("x", (None, 3))
+    W = gn.parameter("W", np.array([[0.3, -0.2, 0.5], [0.1, 0.4, -0.6], [0.2, 0.0, 0.7]]))
+    z = x @ W
+    y = gn.elementwise(fn(gn.ops.X * gn.ops.X + 1), {gn.ops.X: z}, name="special")
+    feeds = {"x": np.array([[0.5, -1.0, 2.0], [1.5, 0.3, -0.7]])}
+    zv = feeds["x"] @ W.value
+    np.testing.assert_allclose(gn.evaluate(y, feeds), oracle(zv * zv + 1), rtol=1e-12)
+    gn.check_grad(gn.sum(y), [W], feeds, rtol=1e-6, atol=1e-9)

@@ -114,7 +114,15 @@ def _shape_of(values):
 
 @lru_cache(maxsize=4096)
 def _lambdified(expr, n):
-    return sympy.lambdify(V[:n], expr, modules="numpy")
+    """NumPy code for ``expr``; SciPy's where NumPy has no such function (erf, gamma, Bessel:
+    sympy's NumPy printing falls back to ``math``, which takes no arrays)."""
+    fn = sympy.lambdify(V[:n], expr, modules="numpy")
+    try:
+        with np.errstate(all="ignore"):
+            fn(*[np.full(2, 0.5)] * n)
+    except (TypeError, NameError):   # a math.* function handed an array; a name NumPy lacks
+        fn = sympy.lambdify(V[:n], expr, modules=["numpy", "scipy"])
+    return fn
 
 
 def fmap(expr, operands: dict, *, fn=None, name=None, names=None, dexprs=None,
