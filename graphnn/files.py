@@ -52,6 +52,35 @@ def atomic_write(path, write, mode: int | None = None) -> Path:
     return path
 
 
+#: what matplotlib writes, by the file's ending
+FIGURE_FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
+
+
+def figure_format(path) -> str:
+    """The picture format ``path``'s ending names (png, svg, pdf); anything else is a ValueError
+    (a PNG written into curves.txt or curves.svg was one, without a word)."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FIGURE_FORMATS:
+        raise ValueError(f"{path}: a figure is written as .png, .svg or .pdf, by the file's ending "
+                         f"({'no ending' if not suffix else suffix + ' is none of them'})")
+    return FIGURE_FORMATS[suffix]
+
+
+def keep_earlier(path) -> Path | None:
+    """Before a *default* output (no file named by the user) replaces ``path``: move the file
+    there to the first free ``<stem>.<n><suffix>`` (transformer.npz → transformer.1.npz), one
+    atomic rename, and return where it went (None: there was none). A second run must not
+    destroy the first one's checkpoint or picture without a word."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    n = 1
+    while (kept := path.with_name(f"{path.stem}.{n}{path.suffix}")).exists():
+        n += 1
+    os.replace(path, kept)
+    return kept
+
+
 def check_writable(path) -> None:
     """Raise OSError (a message to follow the caller's name for ``path``) unless `atomic_write`
     could write ``path`` now: it is not a folder, and the nearest existing folder above it takes

@@ -181,3 +181,43 @@ def test_the_same_lecture_gives_the_same_page(tmp_path):
     require_program("dot")
     pages = [gn.lecture(get_model("mazur"), tmp_path / f"{k}.html", train_steps=20) for k in range(2)]
     assert (tmp_path / "0.html").read_bytes() == (tmp_path / "1.html").read_bytes(), pages
+
+
+def test_keep_earlier_renames_to_the_first_free_number(tmp_path):
+    path = tmp_path / "run.npz"
+    assert files.keep_earlier(path) is None                  # nothing there: nothing moved
+    for n in (1, 2):
+        path.write_text(f"run {n}")
+        assert files.keep_earlier(path) == tmp_path / f"run.{n}.npz"
+    assert not path.exists() and (tmp_path / "run.1.npz").read_text() == "run 1"
+
+
+@pytest.mark.parametrize("argv, default", [(["gan", "--epochs", "1"], "gan.png"),
+                                           (["transformer", "--steps", "1"], "transformer.npz")])
+def test_a_default_output_never_replaces_an_earlier_runs(argv, default, tmp_path, monkeypatch, capsys):
+    """The language model's checkpoint and the GAN's picture go to MODEL.npz / MODEL.png when no
+    file is named: a second run overwrote the first run's (a long training lost to a quick try)."""
+    monkeypatch.chdir(tmp_path)
+    earlier = tmp_path / default
+    earlier.write_bytes(b"an earlier run's file")
+    assert main(["train", *argv, "--no-progress"]) == 0
+    stem, suffix = default.rsplit(".", 1)
+    kept = tmp_path / f"{stem}.1.{suffix}"
+    assert kept.read_bytes() == b"an earlier run's file"
+    assert earlier.exists() and earlier.read_bytes() != b"an earlier run's file"
+    assert f"(the earlier {default} is kept as {stem}.1.{suffix})" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name, fmt", [("curves.svg", b"<?xml"), ("curves.pdf", b"%PDF"), ("curves.png", b"\x89PNG")])
+def test_plot_writes_the_format_its_ending_names(name, fmt, tmp_path):
+    assert main(["train", "xor", "--steps", "2", "--no-progress", "--plot", str(tmp_path / name)]) == 0
+    assert (tmp_path / name).read_bytes().startswith(fmt)
+
+
+@pytest.mark.parametrize("name", ["curves.txt", "curves"])
+def test_plot_to_another_ending_is_refused_before_training(name, tmp_path, capsys):
+    """A PNG was written into curves.svg, curves.txt or a file with no ending, exit 0."""
+    assert main(["train", "xor", "--steps", "2", "--no-progress", "--plot", str(tmp_path / name)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--plot" in err[0] and "a figure is written as .png, .svg or .pdf" in err[0]
+    assert not (tmp_path / name).exists()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..files import atomic_write
+from ..files import atomic_write, figure_format
 
 
 def scatter_panels(path, panels, *, title=None, reference=None, reference_label="data") -> str:
@@ -37,5 +37,6 @@ def scatter_panels(path, panels, *, title=None, reference=None, reference_label=
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, dpi=100, format="png"))   # never a half-written picture
+    fmt = figure_format(path)     # before anything is written
+    atomic_write(path, lambda f: fig.savefig(f, dpi=100, format=fmt))   # never a half-written picture
     return str(path)

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..data.toy2d import energy_distance, modes_covered
 from ..evaluate import Evaluator
+from ..files import keep_earlier
 from ..optim import make_optimizer
 from .backends import make_backend
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -41,8 +42,14 @@ def set_values(backend, values: dict) -> None:
         backend.params[p][...] = v
 
 
-def _figure_path(model, opts):
-    return opts.plot or f"{model.name}.png"
+def _figure_path(model, opts, report):
+    """``--plot``, else ``<model>.png`` in the working folder (an earlier one is kept, renamed)."""
+    if opts.plot:
+        return opts.plot
+    kept = keep_earlier(f"{model.name}.png")
+    if kept is not None:
+        report(f"(the earlier {model.name}.png is kept as {kept})")
+    return f"{model.name}.png"
 
 
 def _epoch_done(trainer, opts) -> None:
@@ -132,7 +139,7 @@ def train_gan(model, opts: TrainOptions):
     covered, near = modes_covered(gan_samples(model, gen, 2000, check), model.extras["centres"])
     report(f"final: {covered} of {len(model.extras['centres'])} modes covered, {near:.0%} of 2000 samples "
            "within 0.5 of a mode's centre")
-    path = scatter_panels(_figure_path(model, opts), panels, reference=real[:1000],
+    path = scatter_panels(_figure_path(model, opts, report), panels, reference=real[:1000],
                           title="GAN: generated (blue) vs real (grey) samples")
     report(f"samples vs data saved to {path}")
     if opts.checkpoint:
@@ -181,7 +188,7 @@ def train_diffusion(model, opts: TrainOptions):
            f"std {np.round(samples.std(0), 3).tolist()} vs {np.round(data.std(0), 3).tolist()}")
     panels = [(f"t = {t}" + (" (noise)" if t == steps else " (samples)" if t == 0 else ""), kept[t])
               for t in sorted(kept, reverse=True)]
-    path = scatter_panels(_figure_path(model, opts), panels, reference=data[:1000],
+    path = scatter_panels(_figure_path(model, opts, report), panels, reference=data[:1000],
                           title="DDPM: the reverse process from noise (blue) to data (grey)")
     report(f"reverse process saved to {path}")
     if opts.checkpoint:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..evaluate import Evaluator
-from ..files import check_writable
+from ..files import check_writable, keep_earlier
 from .checkpoint import load_checkpoint
 from .options import FILES, TRAINER
 from .tasks import TrainOptions, checkpoint_callbacks, register_task, resume_trainer, row_label
@@ -87,6 +87,10 @@ def train_language_model(model, opts: TrainOptions):
     verdict = "below" if val < base["bigram"] else "NOT below"
     report(f"validation loss {val:.4f} nats/character: {verdict} the bigram baseline {base['bigram']:.4f} "
            f"(unigram {base['unigram']:.4f})")
+    if not opts.checkpoint:   # the default file: an earlier run's is kept, renamed, not overwritten
+        kept = keep_earlier(default_checkpoint(model))
+        if kept is not None:
+            report(f"(the earlier {default_checkpoint(model)} is kept as {kept})")
     path = trainer.save(opts.checkpoint or default_checkpoint(model))
     report(f"checkpoint saved to {path} (graphnn sample {model.name} --checkpoint {path} --prompt …)")
     report("sample:\n" + generate(model, trainer.params, prompt="\n", length=160, seed=opts.seed))

@@ -30,12 +30,13 @@ def _label(ax, xlabel, ylabel):
 
 def _save(fig, path, title) -> str:
     """Title, layout, and the PNG written atomically (never left half-written)."""
-    from ..files import atomic_write
+    from ..files import atomic_write, figure_format
 
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, dpi=100, format="png"))
+    fmt = figure_format(path)     # before anything is written
+    atomic_write(path, lambda f: fig.savefig(f, dpi=100, format=fmt))
     return str(path)
 
 

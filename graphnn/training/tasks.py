@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import UnknownNameError
-from ..files import check_writable
+from ..files import check_writable, figure_format
 from ..models.hopfield import hebbian, recall
 from . import perceptron, pretraining
 from .backends import BACKENDS
@@ -95,6 +95,11 @@ def _check_outputs(options: TrainOptions) -> None:
                 check_writable(target(given))
             except OSError as e:
                 raise OSError(f"{flag} {given}: {e}") from None
+            if flag == "--plot":
+                try:
+                    figure_format(given)
+                except ValueError as e:
+                    raise ValueError(f"{flag} {e}") from None
 
 
 def _shown(key):
