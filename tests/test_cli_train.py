@@ -308,3 +308,34 @@ def test_a_schedule_is_never_run_as_python_and_any_other_text_is_one_line(text, 
     assert list(tmp_path.iterdir()) == []
     assert main(["train", "xor", "--steps", "1", "--no-progress",
                  "--lr-schedule", "max(0.01, 0.5*exp(-t/100))/sqrt(floor(t/10) + 1)"]) == 0
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["train", "xor", "--steps", "1", "--resume", ""], "--resume"),        # was: trained from scratch, exit 0
+    (["train", "xor", "--steps", "1", "--checkpoint", ""], "--checkpoint"),  # was: saved nothing
+    (["train", "xor", "--steps", "1", "--lr-schedule", ""], "--lr-schedule"),  # was: the default rate
+    (["derive", "mazur", "--wrt", "w5", "-o", ""], "--output"),           # was: printed to stdout
+    (["draw", "mazur", "-o", ""], "--output"),
+    (["derive", "mazur", "--wrt", "w5", "--feed", ""], "--feed"),
+])
+def test_an_empty_value_is_an_error_naming_the_option(argv, flag, capsys, tmp_path, monkeypatch):
+    """``--resume "$CKPT"`` with CKPT unset must not start over without a word."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    out, err = capsys.readouterr()
+    assert err.strip().splitlines() == [f"graphnn {argv[0]}: error: {flag}: an empty value (a path, a name or "
+                                        "an expression was expected)"]
+    assert out == "" and list(tmp_path.iterdir()) == []
+
+
+def test_a_bad_value_is_one_line_and_an_unknown_option_lists_the_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "xor", "--lr", "abc"])
+    assert capsys.readouterr().err.strip().splitlines() == ["graphnn train: error: argument --lr: invalid float "
+                                                            "value: 'abc'"]
+    with pytest.raises(SystemExit):
+        main(["train", "xor", "--lrr", "0.1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "unrecognized arguments: --lrr" in err[0] and "--lr-schedule" in err[1]

@@ -24,7 +24,8 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         options = sorted(o for a in self._actions for o in a.option_strings if o.startswith("--"))
-        hint = f"\n{self.prog} accepts: {', '.join(options)}" if options else ""
+        # the list of options only where it helps: an option not known (not a bad value)
+        hint = f"\n{self.prog} accepts: {', '.join(options)}" if options and "unrecognized" in message else ""
         self.exit(2, f"{self.prog}: error: {message}{hint}\n")
 
 
@@ -49,6 +50,7 @@ def main(argv=None) -> int:
     args, extra = build_parser().parse_known_args(argv)
     if extra:  # report against the subcommand, so the hint lists *its* options
         args._parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    _refuse_empty(args)
     debug = args.debug or os.environ.get("GRAPHNN_DEBUG", "") not in ("", "0")
     saved = {k: os.environ.get(k) for k in ("GRAPHNN_DEBUG", "GRAPHNN_CHECK_SHAPES")}
     if debug:
@@ -70,6 +72,21 @@ def main(argv=None) -> int:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+#: options whose empty text means something (an empty prompt: a new line)
+EMPTY_OK = {"prompt"}
+
+
+def _refuse_empty(args) -> None:
+    """An empty value ('' from an unset shell variable: --resume "$CKPT") is an error naming the
+    option: it was taken as not given, so training started over from scratch without a word."""
+    for key, value in vars(args).items():
+        if key in EMPTY_OK or not (value == "" or (isinstance(value, list) and "" in value)):
+            continue
+        action = next((a for a in args._parser._actions if a.dest == key), None)
+        flag = max(action.option_strings, key=len) if action is not None and action.option_strings else key
+        args._parser.error(f"{flag}: an empty value (a path, a name or an expression was expected)")
 
 
 def error_text(error, debug=False) -> str:
