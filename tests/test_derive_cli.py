@@ -184,6 +184,37 @@ def test_values_without_example_names_missing_feeds(capsys, tmp_path):
     assert "--feed" in err
 
 
+BARE_NAMED = ("import graphnn as gn\n\ndef build():\n    x = gn.input('x', (None, 3), names=['a', 'b', 'c'])\n"
+              "    t = gn.input('label', (None, 1))\n    p = gn.dense(x, 1, 'sigmoid', name='out')\n"
+              "    return gn.Model('bare', gn.losses.binary_cross_entropy(p, t), p, (x, t))\n")
+
+
+def test_feeds_by_element_name_without_a_worked_example(capsys, tmp_path):
+    """All of x's elements named one by one: was "the other elements of input 'x' have no values"."""
+    path = tmp_path / "bare.py"
+    path.write_text(BARE_NAMED)
+    code, out, err = run_cli(capsys, "derive", str(path), "--wrt", "out.W", "--view", "matrix",
+                             "--feed", "a=1,b=2,c=3", "--feed", "label=1")
+    assert code == 0 and err == ""
+    code, whole, _ = run_cli(capsys, "derive", str(path), "--wrt", "out.W", "--view", "matrix",
+                             "--feed", "x=1,2,3,label=1")
+    assert code == 0 and whole == out
+    code, _, err = run_cli(capsys, "derive", str(path), "--wrt", "out.W", "--view", "matrix",
+                           "--feed", "a=1,c=3", "--feed", "label=1")
+    assert code == 2 and "input 'x' has no values for b (this model has no worked example" in err
+
+
+@pytest.mark.parametrize("value, message", [
+    ("null", "feed 'i1': None is not a number"), ('"abc"', "feed 'i1': 'abc' is not a number"),
+    ("[1, 2]", "feed 'i1': [1, 2] is not a number"), ('{"a": 1}', "feed 'i1': {'a': 1} is not a number")])
+def test_a_json_feed_that_is_not_a_number_is_named(value, message, capsys, tmp_path):
+    """Was: unexpected TypeError (float() argument …) or NumPy's message, naming no feed."""
+    path = tmp_path / "feed.json"
+    path.write_text('{"i1": %s}' % value)
+    code, _, err = run_cli(capsys, "derive", "mazur", "--wrt", "w5", "--feed", str(path))
+    assert code == 2 and err.strip().splitlines() == [f"graphnn derive: error: {message}"]
+
+
 def test_bad_view_and_pdf_errors(capsys, monkeypatch, tmp_path):
     code, _, err = run_cli(capsys, "derive", "mazur", "--wrt", "w5", "--view", "sideways")
     assert code == 2 and "unknown view 'sideways'" in err and "matrix" in err

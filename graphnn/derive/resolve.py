@@ -117,24 +117,44 @@ def feeds_from_assignments(model, assignments: dict) -> dict:
             flat, shp = n.names
             for k, name in enumerate(flat):
                 elements[name] = (n, tuple(int(i) for i in np.unravel_index(k, shp)) if shp else ())
+    by_element = set()   # inputs given element by element where no example had them: all elements needed
     for name, value in assignments.items():
         if name in inputs:
             node = inputs[name]
             shape = concrete_shape(node.shape, 1)
-            arr = np.asarray(value, dtype=float)
+            arr = _numbers(name, value)
             if arr.size != int(np.prod(shape)):
                 raise FeedError(f"feed {name!r}: {arr.size} value(s) given, but input {describe(node)} holds "
                                 f"{int(np.prod(shape))} per example (shape {shape})")
             feeds[name] = arr.reshape(shape)
         elif name in elements:
             node, idx = elements[name]
-            if node.name not in feeds:
-                raise FeedError(f"feed {name!r}: the other elements of input {describe(node)} have no values "
-                                f"(this model has no worked example); give the whole input, {node.name}=…")
+            if node.name not in feeds:   # no worked example: the elements must give the whole input
+                feeds[node.name] = np.full(concrete_shape(node.shape, 1), np.nan)
+                by_element.add(node)
             arr = feeds[node.name] = np.array(feeds[node.name][:1] if node.shape and node.shape[0] is None
                                               else feeds[node.name], dtype=float)
-            arr[((0,) if node.shape and node.shape[0] is None else ()) + idx] = float(value)
+            arr[((0,) if node.shape and node.shape[0] is None else ()) + idx] = _numbers(name, value, one=True)
         else:
             known = ", ".join(list(inputs) + list(elements))
             raise FeedError(f"feed {name!r} names no input of this model; inputs and their elements: {known}")
+    for node in by_element:
+        missing = [e for e, (n, idx) in elements.items() if n is node and np.isnan(feeds[node.name][
+            ((0,) if node.shape and node.shape[0] is None else ()) + idx])]
+        if missing:
+            raise FeedError(f"input {describe(node)} has no values for {', '.join(missing)} (this model has no "
+                            f"worked example to take them from); give every element, or the whole input, "
+                            f"{node.name}=…")
     return feeds
+
+
+def _numbers(name, value, one=False) -> np.ndarray:
+    """``value`` as float64 (one number when ``one``), or a FeedError naming the feed."""
+    try:   # (None would be NaN, True 1.0: neither is a number someone typed)
+        arr = None if value is None or isinstance(value, (bool, dict)) else np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        arr = None
+    if arr is None or (one and arr.ndim) or (arr.dtype == object):
+        what = "a number" if one else "a number or a (nested) list of numbers of one shape"
+        raise FeedError(f"feed {name!r}: {value!r} is not {what}")
+    return arr
