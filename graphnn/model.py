@@ -8,7 +8,7 @@ import numpy as np
 from .data import Dataset
 from .errors import FeedError
 from .graph import Graph, Node
-from .ops import SoftmaxCrossEntropy, StopGradient
+from .ops import Map, SoftmaxCrossEntropy, StopGradient
 
 
 @dataclass
@@ -101,7 +101,7 @@ UNIT_INTERVAL_LOSSES = ("BCE", "BCE(logits)")
 def unit_interval_targets(model) -> list:
     """Input nodes fed as the target of a binary cross-entropy (the loss's second operand)."""
     return list(dict.fromkeys(n.inputs[1] for n in Graph([model.loss]).nodes
-                              if n.op.name == "map" and n.attrs.get("fn") in UNIT_INTERVAL_LOSSES
+                              if isinstance(n.op, Map) and n.attrs.get("fn") in UNIT_INTERVAL_LOSSES
                               and len(n.inputs) == 2 and n.inputs[1].kind == "input"))
 
 
