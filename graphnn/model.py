@@ -32,6 +32,9 @@ class Model:
     description: str = ""
     extras: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        check_defaults(self.name, self.defaults)
+
     @property
     def graph(self) -> Graph:
         return Graph([self.loss, self.output])
@@ -70,6 +73,31 @@ class Model:
 
     def initial_params(self) -> dict:
         return {p: p.value.copy() for p in self.parameters}
+
+
+#: the training settings a Model's ``defaults`` may hold (besides the optimizers' hyperparameters)
+DEFAULT_KEYS = ("lr", "optimizer", "batch_size", "epochs", "steps", "threshold")
+
+
+def check_defaults(name: str, defaults) -> None:
+    """``defaults`` keys are settings training reads (a misspelt one was ignored without a word),
+    and the counts are whole numbers ≥ 1 (epochs=0 trained nothing and exited 0)."""
+    import difflib
+
+    from .optim import OPTIMIZERS
+
+    allowed = DEFAULT_KEYS + tuple(sorted({h for cls in OPTIMIZERS.values() for h in cls.defaults} - {"lr"}))
+    if not isinstance(defaults, dict):
+        raise TypeError(f"model {name!r}: defaults must be a dict of training settings, not {type(defaults).__name__}")
+    for key, value in defaults.items():
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            raise ValueError(f"model {name!r}: defaults has {key!r}, which no training reads"
+                             + (f" (did you mean {close[0]!r}?)" if close else "")
+                             + f"; it may hold {', '.join(allowed)} (the optimizer's hyperparameters)")
+        whole = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+        if key in ("batch_size", "epochs", "steps") and value is not None and not (whole and value >= 1):
+            raise ValueError(f"model {name!r}: defaults[{key!r}] must be a whole number ≥ 1, got {value!r}")
 
 
 def held_fixed(loss: Node) -> set:

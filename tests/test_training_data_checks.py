@@ -229,3 +229,30 @@ def test_binary_cross_entropy_targets_outside_0_1_are_refused(loss, bad, tmp_pat
                                          r"targets are 0/1 labels or probabilities in \[0, 1\]"):
         gn.Trainer(model).fit(X, y, epochs=1, progress=False)
     gn.Trainer(model).fit(X, np.array([0.0, 1.0, 1.0, 0.5]), epochs=1, progress=False)   # probabilities are fine
+
+
+@pytest.mark.parametrize("defaults, message", [
+    ({"lrr": 0.1}, r"defaults has 'lrr', which no training reads \(did you mean 'lr'\?\)"),
+    ({"epochs": 0}, r"defaults\['epochs'\] must be a whole number ≥ 1, got 0"),   # was: trained nothing, exit 0
+    ({"steps": 0}, r"defaults\['steps'\] must be a whole number ≥ 1, got 0"),
+    ({"batch_size": 2.5}, r"defaults\['batch_size'\] must be a whole number ≥ 1, got 2.5")])
+def test_a_models_defaults_are_checked_when_it_is_made(defaults, message):
+    x, t = gn.input("x", (None, 2)), gn.input("t", (None, 1))
+    y = gn.dense(x, 1, name="o")
+    with pytest.raises(ValueError, match=rf"model 'm': {message}"):
+        gn.Model("m", gn.losses.mse(y, t), y, (x, t), defaults=defaults)
+    gn.Model("m", gn.losses.mse(y, t), y, (x, t), defaults={"optimizer": "adam", "beta1": 0.5, "epochs": 2})
+
+
+def test_a_task_training_does_not_know_is_named_on_the_command_line(tmp_path, capsys):
+    """task='bogus' trained as a regression without a word."""
+    from graphnn.cli import main
+
+    path = tmp_path / "m.py"
+    path.write_text("import numpy as np, graphnn as gn\n\ndef build():\n    x = gn.input('x', (None, 2))\n"
+                    "    t = gn.input('t', (None, 1))\n    y = gn.dense(x, 1, name='o')\n"
+                    "    data = gn.Dataset({'x': np.ones((4, 2)), 't': np.ones((4, 1))})\n"
+                    "    return gn.Model('m', gn.losses.mse(y, t), y, (x, t), data, task='clasification')\n")
+    assert main(["train", str(path), "--epochs", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "task 'clasification' is none that training knows; tasks: classification," in err

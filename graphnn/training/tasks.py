@@ -66,9 +66,19 @@ def register_task(task: str, runner: Callable, *, honours=None, rule=None, why=N
     TASKS[task] = Runner(runner, honours, rule or f"the {task!r} runner", dict(why or {}))
 
 
+#: tasks gradient descent trains (metrics by task: accuracy, or mse/mae/r2)
+DESCENT_TASKS = ("classification", "regression")
+
+
 def runner_of(model) -> Runner:
-    """The Runner of ``model.task``: gradient descent when none is registered."""
-    return TASKS.get(model.task, GRADIENT_DESCENT)
+    """The Runner of ``model.task``: gradient descent for classification and regression; a
+    task nobody registered is an error listing the known ones (a typo trained as regression)."""
+    if model.task in DESCENT_TASKS:
+        return TASKS.get(model.task, GRADIENT_DESCENT)
+    if model.task not in TASKS:
+        known = ", ".join(sorted([*DESCENT_TASKS, *TASKS]))
+        raise ValueError(f"model {model.name!r}: task {model.task!r} is none that training knows; tasks: {known}")
+    return TASKS[model.task]
 
 
 def run(model, options: TrainOptions):
