@@ -66,6 +66,14 @@ def figure_format(path) -> str:
     return FIGURE_FORMATS[suffix]
 
 
+def not_a_file(what: str, path) -> OSError:
+    """The error for a ``what`` (model file, data file, checkpoint) at ``path`` that is no file:
+    a folder is named a folder (it was "does not exist")."""
+    if Path(path).is_dir():
+        return IsADirectoryError(f"{what} {str(path)!r} is a folder, not a file")
+    return FileNotFoundError(f"{what} {str(path)!r} does not exist")
+
+
 def keep_earlier(path) -> Path | None:
     """Before a *default* output (no file named by the user) replaces ``path``: move the file
     there to the first free ``<stem>.<n><suffix>`` (transformer.npz → transformer.1.npz), one

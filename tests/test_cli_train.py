@@ -339,3 +339,15 @@ def test_a_bad_value_is_one_line_and_an_unknown_option_lists_the_options(capsys)
         main(["train", "xor", "--lrr", "0.1"])
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "unrecognized arguments: --lrr" in err[0] and "--lr-schedule" in err[1]
+
+
+def test_a_folder_or_a_file_without_py_is_named_for_what_it_is(tmp_path, capsys, monkeypatch):
+    """A folder named net.py or data was 'does not exist'; a model file without .py 'unknown model'."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "net.py").mkdir()
+    (tmp_path / "data").mkdir()
+    (tmp_path / "net").write_text("def build():\n    pass\n")
+    for argv, message in ((["net.py"], "model file 'net.py' is a folder, not a file"),
+                          (["xor", "--data", "data"], "data file 'data' is a folder, not a file"),
+                          (["net"], "'net' is a file but not a model file: a model file's name ends in .py")):
+        assert message in one_error_line(capsys, [*argv, "--epochs", "1"])

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FeedError
+from ..files import not_a_file
 from .arrays import as_feeds
 
 
@@ -47,7 +48,7 @@ def load_file(path, inputs, columns=None, classes=None, class_inputs=None) -> di
         class_inputs = {inputs[1].name} if classes is not None and len(inputs) > 1 else ()
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"data file {str(path)!r} does not exist")
+        raise not_a_file("data file", path)
     suffix = path.suffix.lower()
     if suffix == ".npz":
         feeds = _npz(path, inputs)

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from ..errors import GraphnnError, UnknownNameError
+from ..files import not_a_file
 from ..model import Model
 
 _BUILDERS: dict = {}
@@ -71,7 +72,7 @@ def load_model_file(path: str, **kw):
     and the line.
     """
     if not Path(path).is_file():
-        raise FileNotFoundError(f"model file {path!r} does not exist")
+        raise not_a_file("model file", path)
     folder = str(Path(path).resolve().parent)
     added = folder not in sys.path
     if added:
@@ -129,6 +130,10 @@ def resolve(name_or_path: str, **options):
                 takers = [n for n, b in builders.items() if key in b.options]
                 raise ValueError(f"model {name_or_path!r} has no option --{key} "
                                  f"(it applies to: {', '.join(takers) or 'no built-in model'})")
+    if name_or_path not in builders and Path(name_or_path).is_file():
+        raise UnknownNameError(f"{name_or_path!r} is a file but not a model file: a model file's name ends in .py "
+                               "(it runs as Python); a built-in model is named by one of "
+                               f"{', '.join(builders)}")
     return get_model(name_or_path, **options)
 
 

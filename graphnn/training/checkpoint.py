@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import GraphnnError, NonFiniteError
-from ..files import atomic_write
+from ..files import atomic_write, not_a_file
 
 FORMAT = "graphnn-checkpoint-2"
 OLD_FORMAT = "graphnn-checkpoint-1"      # keyed by display name; still read when names are unique
@@ -66,7 +66,7 @@ def _existing(path) -> Path:
     if not path.is_file() and checkpoint_path(path).is_file():
         return checkpoint_path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+        raise not_a_file("checkpoint", path)
     return path
 
 
