@@ -351,3 +351,10 @@ def test_a_folder_or_a_file_without_py_is_named_for_what_it_is(tmp_path, capsys,
                           (["xor", "--data", "data"], "data file 'data' is a folder, not a file"),
                           (["net"], "'net' is a file but not a model file: a model file's name ends in .py")):
         assert message in one_error_line(capsys, [*argv, "--epochs", "1"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--seed", "-1"], "--seed must be a whole number ≥ 0, got -1"),          # was: numpy's words, no flag
+    (["--validation-split", "0"], "--validation-split must lie strictly between 0 and 1, got 0.0")])  # was: validation_split
+def test_a_bad_seed_or_split_is_named_by_its_flag(argv, message, capsys):
+    assert one_error_line(capsys, ["xor", "--steps", "1", *argv]).endswith(message)

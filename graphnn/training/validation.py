@@ -30,6 +30,11 @@ def check_options(opts) -> None:
                          "give one (a constant rate as a schedule: --lr-schedule 0.5)")
     if opts.test_fraction is not None and not 0 < opts.test_fraction < 1:
         raise ValueError(f"--test-fraction must lie strictly between 0 and 1, got {opts.test_fraction}")
+    split = getattr(opts, "validation_split", None)
+    if split is not None and not 0 < split < 1:   # was named validation_split, the Python keyword
+        raise ValueError(f"--validation-split must lie strictly between 0 and 1, got {split}")
+    if getattr(opts, "seed", 0) is not None and opts.seed < 0:   # was numpy's "expected non-negative integer"
+        raise ValueError(f"--seed must be a whole number ≥ 0, got {opts.seed}")
 
 
 def check_learning_rate(lr, what="lr") -> None:
