@@ -24,8 +24,18 @@ def cmd_demo(args):
     from ..models import get_model
     from ..training import Trainer
 
+    from ..training import BACKENDS
+
+    if args.backend not in BACKENDS:   # checked before section 1 writes anything, as train does
+        raise ValueError(f"--backend {args.backend}: unknown backend; available: {', '.join(sorted(BACKENDS))}")
+    if args.epochs < 1:
+        raise ValueError(f"--epochs must be at least 1, got {args.epochs}")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:   # a file where the folder should be, a place that takes no folder
+        raise OSError(f"--out {args.out}: cannot make the folder for the demo's files "
+                      f"({e.strerror or e}{': ' + str(e.filename) if e.filename else ''})") from None
     mazur = get_model("mazur")
 
     _banner("1. The lecture: backprop through Mazur's 2-2-2 net, read from the autodiff record")
