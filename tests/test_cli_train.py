@@ -358,3 +358,12 @@ def test_a_folder_or_a_file_without_py_is_named_for_what_it_is(tmp_path, capsys,
     (["--validation-split", "0"], "--validation-split must lie strictly between 0 and 1, got 0.0")])  # was: validation_split
 def test_a_bad_seed_or_split_is_named_by_its_flag(argv, message, capsys):
     assert one_error_line(capsys, ["xor", "--steps", "1", *argv]).endswith(message)
+
+
+def test_a_model_file_without_data_asks_for_data_on_the_command_line(tmp_path, capsys):
+    path = tmp_path / "nodata.py"
+    path.write_text("import graphnn as gn\n\ndef build():\n    x = gn.input('x', (None, 2))\n"
+                    "    t = gn.input('t', (None, 1))\n    y = gn.dense(x, 1, name='o')\n"
+                    "    return gn.Model('nodata', gn.losses.mse(y, t), y, (x, t))\n")
+    line = one_error_line(capsys, [str(path), "--epochs", "1"])
+    assert "model 'nodata' has no data of its own: give the training data with --data FILE" in line

@@ -69,6 +69,9 @@ class TrainOptions:
         if self.data is None:
             if self.test_data is not None:
                 raise ValueError("--test-data needs --data (the training data)")
+            if model.data is None or not model.data.train:   # (was: "pass arrays (fit(x, y))", Python's advice)
+                raise ValueError(f"model {model.name!r} has no data of its own: give the training data with "
+                                 "--data FILE (.csv or .npz; docs/own-data.md)")
             return None
         test = None if self.test_data is None else load_file(self.test_data, model)
         return Dataset(load_file(self.data, model), test)
