@@ -367,3 +367,16 @@ def test_a_model_file_without_data_asks_for_data_on_the_command_line(tmp_path, c
                     "    return gn.Model('nodata', gn.losses.mse(y, t), y, (x, t))\n")
     line = one_error_line(capsys, [str(path), "--epochs", "1"])
     assert "model 'nodata' has no data of its own: give the training data with --data FILE" in line
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["lecture", "xor", "-o", "x.html", "--train", "0"], "argument --train: must be at least 1, got 0"),
+    (["lecture", "xor", "-o", "x.html", "--lr", "0"], "argument --lr: must be a positive finite number, got 0"),
+    (["sample", "transformer", "--temperature", "0"], "argument --temperature: must be a positive finite number, got 0"),
+    (["sample", "transformer", "--seed", "-1"], "argument --seed: must be at least 0, got -1")])
+def test_lecture_and_sample_name_the_option_of_a_bad_number(argv, message, capsys, tmp_path, monkeypatch):
+    """Were: 'train_steps must be at least 1', 'lr must …', 'temperature must be > 0' (Python's names)."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert capsys.readouterr().err.strip().splitlines() == [f"graphnn {argv[0]}: error: {message}"]

@@ -7,7 +7,34 @@ truncates BPTT (train, codegen).
 """
 from __future__ import annotations
 
+import argparse
+import math
+
 from .. import models
+
+
+def whole(least: int):
+    """An argparse type: a whole number ≥ ``least`` (argparse then names the option)."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
+        return value
+    return parse
+
+
+def positive(text):
+    """An argparse type: a positive finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
+    return value
 
 #: builder option -> (flag, argparse dest, metavar, the commands that offer it)
 MODEL_OPTIONS = {

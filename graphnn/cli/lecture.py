@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import add_model_arguments, resolve_model
+from .common import add_model_arguments, positive, resolve_model, whole
 
 
 def register(sub):
@@ -13,11 +13,11 @@ def register(sub):
                                    "and a precomputed training run. One file, no network needed.")
     add_model_arguments(p, "lecture")
     p.add_argument("-o", "--output", metavar="FILE", required=True, help="the page to write (FILE.html or .htm); missing folders are made")
-    p.add_argument("--train", type=int, metavar="N", dest="train_steps",
+    p.add_argument("--train", type=whole(1), metavar="N", dest="train_steps",
                    help="precomputed training updates for the play button (default: the model's; "
                         "epochs for a perceptron)")
-    p.add_argument("--lr", type=float, help="learning rate of the update and the training (default: the model's)")
-    p.add_argument("--precision", type=int, default=6, metavar="N",
+    p.add_argument("--lr", type=positive, help="learning rate of the update and the training (default: the model's)")
+    p.add_argument("--precision", type=whole(1), default=6, metavar="N",
                    help="significant digits of the derivations (default 6)")
     p.add_argument("--quiz", action="store_true", help="open with the numbers hidden (Q toggles)")
     p.set_defaults(func=cmd_lecture)
