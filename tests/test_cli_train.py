@@ -380,3 +380,10 @@ def test_lecture_and_sample_name_the_option_of_a_bad_number(argv, message, capsy
     with pytest.raises(SystemExit):
         main(argv)
     assert capsys.readouterr().err.strip().splitlines() == [f"graphnn {argv[0]}: error: {message}"]
+
+
+def test_a_schedule_that_turns_negative_later_stops_before_the_first_update(capsys):
+    """--epochs 6 with 0.5 − 0.1t trained 5 epochs, then stopped at t = 6."""
+    assert main(["train", "xor", "--epochs", "6", "--no-progress", "--lr-schedule", "0.5-0.1*t"]) == 2
+    out, err = capsys.readouterr()
+    assert "is -0.1 at step t = 6" in err and "epoch" not in out     # no epoch ran

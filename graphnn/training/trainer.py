@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..data import Dataset, as_feeds, hold_out, with_test_split
-from ..errors import FeedError, GradientError
+from ..errors import FeedError
 from ..evaluate import check_finite_feeds, check_value, resolve
-from ..graph import Graph, Node
+from ..graph import Node
 from ..ops.base import describe
 from ..optim import OPTIMIZERS, Optimizer, make_optimizer
 from . import metrics
@@ -28,7 +28,8 @@ from .plot import plot_history
 from .progress import progress_bar
 from .resume import export_state, import_state, read_checkpoint, resumed_batches
 from .switching import SwitchingBackend, end_of_training, start_of_training, wants_background
-from .validation import check_count, check_data, check_learning_rate, class_targets, require_examples
+from .validation import (check_count, check_data, check_learning_rate, check_trainable, class_targets,
+                         require_examples)
 
 
 @dataclass
@@ -82,7 +83,7 @@ class Trainer:
         spec = optimizer or d.get("optimizer", "sgd")
         check_keywords(hyper, {"Trainer()": TRAINER_KEYWORDS, f"optimizer {_name(spec)!r}": hyper_keywords(spec)},
                        "Trainer()")
-        _check_trainable(model)
+        check_trainable(model)
         self.data = None
         self._use_data(data if data is not None else model.data, test_fraction, validation_split, validation_data)
         self.batch_size = batch_size if batch_size is not None else d.get("batch_size")
@@ -249,6 +250,7 @@ class Trainer:
         # schedule, before any update (a batch's check named the row inside the batch)
         by_name = {n.name: n for n in self.model.inputs}
         check_finite_feeds({by_name[k]: v for k, v in self.data.train.items() if k in by_name})
+        self._check_schedules(epochs, steps)
         # a background compile needs evaluate too if rows measure a held-out set (or, by steps, the loss)
         start_of_training(self.backend, steps is not None or self.data.validation is not None
                           or self.data.test is not None)
@@ -283,6 +285,17 @@ class Trainer:
         self.kept_row = self.history.records[-1] if self.history.records else None
         for cb in callbacks:
             cb.on_train_end(self)
+
+    def _check_schedules(self, epochs, steps) -> None:
+        """Every scheduled hyperparameter over the updates this fit will make, before the first:
+        a learning rate that turns negative at update 6 stopped a run after 5 (the optimizer's
+        own check, `Optimizer.hyper_table`, names the step)."""
+        if not self.optimizer.schedules:
+            return
+        per_epoch = -(-self.data.n_train // self._effective_batch_size()) if self._effective_batch_size() else 1
+        planned = steps if steps is not None else epochs * per_epoch
+        if planned:
+            self.optimizer.hyper_table(self.step + 1, planned)
 
     def _fit_steps(self, feeds, steps, log, log_every, bar, after):
         done = 0
@@ -469,17 +482,6 @@ def _backend_keywords(name, load=True):
         return set(entry.options)
     factory = backend_factory(name)
     return None if takes_any(factory) else keywords_of(factory) - BACKEND_ARGUMENTS
-
-
-def _check_trainable(model):
-    """Every trainable parameter must influence the loss, or training cannot move it."""
-    in_loss = set(Graph([model.loss]).nodes)
-    cut = [p.name or "?" for p in model.params if p not in in_loss]
-    if cut:
-        raise GradientError(
-            f"model {model.name!r}: parameter(s) {', '.join(map(repr, cut))} reach the output but not the loss "
-            f"{model.loss.label()!r}, so training cannot change them; declare them with trainable=False "
-            "(they keep their values) or make the loss depend on them")
 
 
 def fit(model, x=None, y=None, **kw):

@@ -137,3 +137,17 @@ def _check_distribution(t, name, split, model_name) -> None:
         row = int(np.argwhere(bad)[0][0])
         raise ValueError(f"model {model_name!r}: target {name!r} ({split} row {row}) sums to "
                          f"{np.ravel(sums)[row]:g}, not 1; cross-entropy targets are one-hot or probability rows")
+
+
+def check_trainable(model) -> None:
+    """Every trainable parameter must influence the loss, or training cannot move it."""
+    from ..errors import GradientError
+    from ..graph import Graph
+
+    in_loss = set(Graph([model.loss]).nodes)
+    cut = [p.name or "?" for p in model.params if p not in in_loss]
+    if cut:
+        raise GradientError(
+            f"model {model.name!r}: parameter(s) {', '.join(map(repr, cut))} reach the output but not the loss "
+            f"{model.loss.label()!r}, so training cannot change them; declare them with trainable=False "
+            "(they keep their values) or make the loss depend on them")
