@@ -322,3 +322,16 @@ def test_fit_in_pieces_goes_on_with_the_epoch_it_stopped_in(backend):
     assert (pieces.epoch, pieces.step) == (whole.epoch, whole.step) == (1, 7)
     for p, q in zip(whole.model.parameters, pieces.model.parameters):
         np.testing.assert_allclose(pieces.params[q], whole.params[p], rtol=1e-12, atol=1e-15, err_msg=p.name)
+
+
+def test_a_resumed_gan_goes_on_counting_its_epochs(tmp_path, capsys):
+    """The log restarted at epoch 1 after --resume (the other runners go on from the checkpoint's)."""
+    ck = tmp_path / "gan.npz"
+    plot = str(tmp_path / "gan.png")
+    assert main(["train", "gan", "--epochs", "2", "--checkpoint", str(ck), "--plot", plot, "--no-progress"]) == 0
+    assert "epoch    2" in capsys.readouterr().out
+    assert main(["train", "gan", "--epochs", "2", "--resume", str(ck), "--checkpoint", str(ck), "--plot", plot,
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert f"resumed both players from {ck} (epoch 2)" in out and "epoch    4" in out and "epoch    1 " not in out
+    assert load_checkpoint(ck, get_model("gan")).epoch == 4

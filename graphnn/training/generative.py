@@ -111,11 +111,13 @@ def train_gan(model, opts: TrainOptions):
     """Alternating updates; losses and modes covered per epoch; samples vs data as a PNG."""
     report, epochs = opts.report, _epochs(model, opts)
     disc, gen = gan_players(model, opts.backend, opts.dtype, opts.learning_rate(), opts.optimizer)
+    start = 0          # epochs the resumed run had trained: the log and the checkpoint go on from there
     if opts.resume:    # both players' weights (the optimizers start afresh)
-        saved = load_checkpoint(opts.resume, model).params
+        ck = load_checkpoint(opts.resume, model)
         for player in (disc, gen):
-            set_values(player, {p: saved[p] for p in model.params})
-        report(f"resumed both players from {opts.resume}")
+            set_values(player, {p: ck.params[p] for p in model.params})
+        start = int(ck.epoch)
+        report(f"resumed both players from {opts.resume} (epoch {start})")
     real = model.data.train["x"]
     batch = opts.batch_size or model.defaults["batch_size"]
     rng = np.random.default_rng(opts.seed)
@@ -129,13 +131,13 @@ def train_gan(model, opts: TrainOptions):
         if epoch in shown or epoch == epochs:
             fake = gan_samples(model, gen, 1000, check)
             covered, near = modes_covered(fake, model.extras["centres"])
-            report(f"epoch {epoch:>4}  L_D {ld:.4f}  L_G {lg:.4f}  modes covered {covered}/"
+            report(f"epoch {start + epoch:>4}  L_D {ld:.4f}  L_G {lg:.4f}  modes covered {covered}/"
                    f"{len(model.extras['centres'])}  samples near a mode {near:.0%}")
-            panels.append((f"epoch {epoch}", fake))
+            panels.append((f"epoch {start + epoch}", fake))
         if opts.checkpoint:
             weights = {**{p: disc.params[p] for p in model.extras["discriminator"].params},
                        **{p: gen.params[p] for p in model.extras["generator"].params}}
-            save_checkpoint(opts.checkpoint, model, {**model.initial_params(), **weights}, epoch=epoch)
+            save_checkpoint(opts.checkpoint, model, {**model.initial_params(), **weights}, epoch=start + epoch)
     covered, near = modes_covered(gan_samples(model, gen, 2000, check), model.extras["centres"])
     report(f"final: {covered} of {len(model.extras['centres'])} modes covered, {near:.0%} of 2000 samples "
            "within 0.5 of a mode's centre")
