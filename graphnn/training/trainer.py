@@ -292,8 +292,8 @@ class Trainer:
         own check, `Optimizer.hyper_table`, names the step)."""
         if not self.optimizer.schedules:
             return
-        per_epoch = -(-self.data.n_train // self._effective_batch_size()) if self._effective_batch_size() else 1
-        planned = steps if steps is not None else epochs * per_epoch
+        size = self._effective_batch_size()
+        planned = steps if steps is not None else epochs * (-(-self.data.n_train // size) if size else 1)
         if planned:
             self.optimizer.hyper_table(self.step + 1, planned)
 
