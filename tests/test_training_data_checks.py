@@ -256,3 +256,16 @@ def test_a_task_training_does_not_know_is_named_on_the_command_line(tmp_path, ca
     assert main(["train", str(path), "--epochs", "1", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "task 'clasification' is none that training knows; tasks: classification," in err
+
+
+@pytest.mark.parametrize("cell", ["nan", "inf", "-inf"])
+def test_nan_in_a_csv_is_named_by_its_file_line_and_column(cell, tmp_path, capsys):
+    """It was named by the input and row only ('input 'x' holds nan at row 1'), not by the file."""
+    from graphnn.cli import main
+
+    (tmp_path / "m.py").write_text(MODEL_FILE)
+    (tmp_path / "d.csv").write_text(f"a,b,c,y\n1,2,3,0.5\n1,{cell},3,1\n2,2,2,0\n")
+    assert main(["train", str(tmp_path / "m.py"), "--data", str(tmp_path / "d.csv"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"graphnn train: error: {tmp_path / 'd.csv'}, line 3, column 'b': {float(cell):g} is not a "
+                   "finite number (data must be finite)"]

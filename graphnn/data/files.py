@@ -158,11 +158,12 @@ class _Table:
                             f"{len(header)} columns")
 
     def column(self, j, label: bool) -> np.ndarray:
+        """Column ``j`` as numbers; a word, or nan/inf, is named by its line and column."""
         if self.numbers is not None:
-            return self.numbers[:, j]
+            return self._finite(self.numbers[:, j], j)
         cells = [row[j].strip() for row in self.rows]
         try:
-            return np.array([float(c) for c in cells], dtype=np.float64)
+            return self._finite(np.array([float(c) for c in cells], dtype=np.float64), j)
         except ValueError:
             pass
         line, bad = next((k + 2, c) for k, c in enumerate(cells) if not _is_number(c))
@@ -178,6 +179,15 @@ class _Table:
             raise FeedError(f"{self.path}: label column {name!r} holds {_show(unknown, 5)}, not among the "
                             f"model's classes {list(self.classes)}") from None
         return np.array([self.classes[c] for c in cells], dtype=np.float64)
+
+    def _finite(self, values, j) -> np.ndarray:
+        """NaN/inf named by the file's line (later checks name only the input and its row)."""
+        bad = ~np.isfinite(values)
+        if bad.any():
+            k = int(np.argmax(bad))
+            raise FeedError(f"{self.path}, line {k + 2}, column {self.header[j]!r}: {values[k]:g} is not a "
+                            "finite number (data must be finite)")
+        return values
 
 
 def _is_number(text: str) -> bool:
