@@ -49,7 +49,7 @@ def test_a_page_for_a_users_graph_or_one_line(recipe):
     _page_or_refusal(fuzz_graphs.build(recipe).model)
 
 
-@fuzz(20)
+@fuzz(10)
 @given(fuzz_scans.scans())
 @example(UNNAMED_SCALAR_RNN)
 @example(NO_PICTURE_OVER_X)
