@@ -450,3 +450,15 @@ def test_the_training_curve_names_its_loss_as_the_derivations_do(monkeypatch):
     assert labels["mazur"] == r"$E_{\mathrm{total}}$"
     for name, label in labels.items():
         assert label == "misclassified examples" or (label.startswith("$") and label.endswith("$")), (name, label)
+
+
+@pytest.mark.parametrize("name", ["digits-mlp", "hopfield", "rnn", "attention"])
+def test_the_commands_a_refusal_suggests_run_as_written(name, capsys):
+    """They said `graphnn derive X --view matrix`, which fails: the derivation needs --wrt."""
+    with pytest.raises(LectureError) as e:
+        lesson_kind(get_model(name))
+    commands = re.findall(r"`graphnn ([^`]+)`", str(e.value))
+    assert commands and all(c.split()[1] == name for c in commands)
+    for command in commands:
+        assert main(command.split()) == 0, command
+    capsys.readouterr()

@@ -38,11 +38,19 @@ class Options:
 
 
 def _too_large(model, what: str, recurrent: bool = False) -> LectureError:
-    instead = (f"`graphnn derive {model.name} --view time` and `graphnn draw {model.name} --view unrolled`" if recurrent
-               else f"`graphnn derive {model.name} --view matrix` and `graphnn draw {model.name} --view ops`")
+    instead = _instead(model, recurrent)
     return LectureError(f"{model.name} is too large for the lecture page: {what}; the page steps through small "
                         f"nets unit by unit (at most {MAX_UNITS} units per layer, {MAX_WEIGHTS} weights, "
                         f"{MAX_STEPS} time steps of a scalar recurrence). Show it with {instead} instead")
+
+
+def _instead(model, recurrent=False) -> str:
+    """Commands that show ``model`` instead, runnable as written: the derivation names a weight
+    (it needs one); a model with none to train (Hopfield's stored weights) gets the drawing."""
+    weight = next((p.name for p in model.params), None)
+    derive = (f"`graphnn derive {model.name} --view {'time' if recurrent else 'matrix'} --wrt {weight}` and "
+              if weight else "")
+    return derive + f"`graphnn draw {model.name} --view {'unrolled' if recurrent else 'ops'}`"
 
 
 def check_recurrence(model, scan):
@@ -66,8 +74,7 @@ def check_feedforward(model):
         ops = sorted({n.op.name for n in model.graph.nodes if n.kind == "op"})
         raise LectureError(f"{model.name} is not a net the lecture page can draw unit by unit: the page takes "
                            f"feed-forward chains input → linear → activation → … and scalar recurrences, and "
-                           f"{model.name} has the ops {', '.join(ops)}. Show it with `graphnn derive {model.name} "
-                           f"--view matrix` and `graphnn draw {model.name} --view ops` instead") from None
+                           f"{model.name} has the ops {', '.join(ops)}. Show it with {_instead(model)} instead") from None
     widths = [source.shape[-1]] + [layer.width for layer in layers]
     weights = sum(int(np.prod(layer.weights.shape)) + int(np.prod(layer.bias.shape)) for layer in layers)
     shape = "-".join(map(str, widths))
