@@ -339,3 +339,16 @@ def test_pdf_date_of_any_time_zone_is_fixed_in_place(stamp):
     pdf = b"<< /Producer (cairo) /CreationDate (" + stamp + b") >>\nxref"
     fixed = _fixed_pdf_date(pdf)
     assert len(fixed) == len(pdf) and b"(D:19700101000000Z)" in fixed and stamp not in fixed
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["rnn-scalar", "--view", "unrolled", "--show-steps", "0"], "--show-steps (shown_steps=) draws the first and last"),
+    (["rnn-scalar", "--view", "ops", "--wrt", "w"], "--wrt (wrt=) applies to the unrolled view only, not to the ops"),
+    (["lstm", "--view", "ops", "--step", "2"], "--step (step=) applies to the cell view only, not to the ops view")])
+def test_an_option_the_view_would_ignore_is_refused(argv, message, capsys):
+    """--show-steps 0 drew 2 steps; --wrt and --step were ignored by the ops view without a word."""
+    from graphnn.cli import main
+
+    assert main(["draw", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]

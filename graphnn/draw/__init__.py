@@ -106,6 +106,13 @@ def _check_options(view, grads, precision, max_units, options) -> None:
         raise DrawError(f"--precision (precision=) counts significant digits: at least 1, got {precision}")
     if int(max_units) < 3:   # a collapsed layer shows its first unit, ⋮ and its last
         raise DrawError(f"--max-units (max_units=) must be at least 3 (the first unit, ⋮, the last), got {max_units}")
+    for option, flag, only in (("wrt", "--wrt", "unrolled"), ("shown_steps", "--show-steps", "unrolled"),
+                               ("step", "--step", "cell")):
+        if option in options and view != only:   # it was ignored without a word
+            raise DrawError(f"{flag} ({option}=) applies to the {only} view only, not to the {view} view")
+    if options.get("shown_steps") is not None and int(options["shown_steps"]) < 2:   # was drawn as 2
+        raise DrawError(f"--show-steps (shown_steps=) draws the first and last steps at least: 2 or more, "
+                        f"got {options['shown_steps']}")
 
 
 def _with_options(ctx, options: dict, fn):
