@@ -316,3 +316,18 @@ def test_the_title_is_typeset_in_every_format(capsys, tmp_path):
     assert re.search(r"<h1>Backpropagation: <math[^>]*>.*</math> \(scalar view\)</h1>", text)
     code, out, _ = run_cli(capsys, "derive", "mazur", "--wrt", "w5", "--format", "markdown")
     assert out.startswith(r"# Backpropagation: $\partial E_{\mathrm{total}}/\partial w_{5}$ (scalar view)")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--lr", "0.5"], "--lr sets the update step, which only --update writes: add --update"),
+    (["--optimizer", "adam"], "--optimizer sets the update step, which only --update writes: add --update"),
+    (["--pause"], "--pause uncovers a Beamer frame's steps: it needs --format beamer")])
+def test_an_option_the_derivation_would_ignore_is_refused(argv, message, capsys):
+    """derive --lr 0.5 without --update wrote the same derivation as without it."""
+    code, out, err = run_cli(capsys, "derive", "mazur", "--wrt", "w5", *argv)
+    assert code == 2 and out == "" and err.strip().splitlines() == [f"graphnn derive: error: {message}"]
+
+
+def test_codegen_takes_one_of_schedule_cuda_compile(capsys):
+    code, out, err = run_cli(capsys, "codegen", "xor", "--schedule", "--cuda")
+    assert code == 2 and "--schedule and --cuda each choose what codegen prints: give one" in err

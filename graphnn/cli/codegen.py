@@ -42,6 +42,10 @@ def cmd_codegen(args):
         return
     from ..optim import make_optimizer
 
+    chosen = [flag for flag, on in (("--schedule", args.schedule), ("--cuda", args.cuda), ("--compile", args.compile))
+              if on]
+    if len(chosen) > 1:   # each prints something else: the first one given won, the rest were ignored
+        raise ValueError(f"{' and '.join(chosen)} each choose what codegen prints: give one")
     model = resolve_model(args)
     if model.task == "perceptron":
         raise ValueError(f"{model.name!r} is trained by the perceptron rule, not by gradient descent: "

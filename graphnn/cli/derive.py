@@ -61,7 +61,14 @@ def cmd_derive(args):
     fmt = file_format(args.output, args.format, option="--format ") if args.output else args.format or "text"
     if fmt == "pdf" and not args.output:
         raise DeriveError("--format pdf writes a file: give -o FILE.pdf")
+    if args.pause and fmt not in ("beamer", "beamer-pdf"):
+        raise DeriveError("--pause uncovers a Beamer frame's steps: it needs --format beamer")
     model = resolve_model(args)
+    for flag, given in (("--lr", args.lr is not None), ("--optimizer", args.optimizer is not None)):
+        # they set the update step, which only --update writes (ignored before); the perceptron
+        # rule's derivation is its update, and reads --lr
+        if given and not args.update and model.task != "perceptron":
+            raise DeriveError(f"{flag} sets the update step, which only --update writes: add --update")
     wrt = [w.strip() for item in args.wrt or [] for w in item.split(",") if w.strip()] or None
     values = True if args.values else None
     if args.feed:
