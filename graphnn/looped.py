@@ -76,10 +76,7 @@ def _batch(node, values):
     """The loop's batch size: the rows of its sequences, of a batched initial carry or of a
     batched input its cell reads (the first input shaped (None, …)); 1 when nothing batched
     feeds it (then the loop has no batch axis: see `batch_lead`)."""
-    for v, n in zip(values, node.inputs):
-        if n.shape and n.shape[0] is None:
-            return v.shape[0]
-    return 1
+    return next((v.shape[0] for v, n in zip(values, node.inputs) if _is_batched(n)), 1)
 
 
 def batch_lead(shapes) -> int | None:
