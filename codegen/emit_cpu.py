@@ -172,7 +172,7 @@ def _view(step: S.View, w: Writer):
     src = step.source
     if step.kind == "transpose":
         axes = tuple(step.args)
-        text = f"{src}.T" if axes == (1, 0) else f"{src}.transpose({axes})"   # not np.transpose: an overload to compile
+        text = f"{src}.T" if axes == (1, 0) else f"permuted({src}, {axes})"   # not .transpose(axes): a helper to compile
     elif step.kind == "reshape":
         text = reshaped(src, _shape(step.args))
     elif step.kind == "index":

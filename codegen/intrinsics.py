@@ -1,6 +1,7 @@
 """The intrinsics generated code calls where Numba's own construct costs a compile per place:
 ``gemm(a, b, out)`` instead of ``np.dot(a, b, out)``, ``view(a, shape)`` instead of
-``a.reshape(shape)`` and ``rows(a, n)`` instead of ``a[:n]``. Each is a few instructions at its
+``a.reshape(shape)``, ``permuted(a, axes)`` instead of ``a.transpose(axes)`` and ``rows(a, n)``
+instead of ``a[:n]``. Each is a few instructions at its
 call site.
 
 ``gemm(a, b, out)``: out = a @ b by one BLAS call. Numba compiles ``np.dot(a, b, out)`` as an
@@ -24,6 +25,11 @@ stack buffers and its own error paths (~17 ms of compile per call site; the LSTM
 175). An F-contiguous array goes to Numba's reshape; any other layout is a typing error, as
 there.
 
+``permuted(a, axes)``: ``a.transpose(axes)`` — a new header, the shape and strides permuted
+(axes that are not a permutation raise ValueError). Numba's transpose with axes compiles a
+helper (fancy indexing of the shape) per function that uses it: ~1.4 s of cold compile each,
+a third of the attention model's.
+
 ``rows(a, n)``: ``a[:n]``, the batch's leading rows of an epoch buffer (a header with n rows;
 n outside 0 … len(a) raises ValueError). Numba's slicing handles any slice (negative bounds,
 steps, clipping): ~7 ms of compile per place, and the transformer's epoch slices ~150 buffers.
@@ -31,7 +37,7 @@ steps, clipping): ~7 ms of compile per place, and the transformer's epoch slices
 The generated module ends with this file's code from the marker below on (printed by
 codegen/emit_cpu.py after the kernels, which read first): the module stays self-contained — its compiler process imports nothing
 of graphnn — and its cache key covers this code. Names are private so that they cannot meet
-a generated name (``gemm``, ``view`` and ``rows`` are reserved: codegen/lower.py). Under Numba's
+a generated name (``gemm``, ``view``, ``permuted`` and ``rows`` are reserved: codegen/lower.py). Under Numba's
 DISABLE_JIT (the module run as plain Python) they are NumPy's own ``np.dot``, ``reshape`` and slicing.
 """
 # -- printed into generated modules from here on --
@@ -217,6 +223,43 @@ def rows_at(typingctx, a, first, n):
     return _signature(result, a, first, n), codegen
 
 
+
+@_intrinsic
+def permuted(typingctx, a, axes):
+    """a.transpose(axes): the same data, its shape and strides permuted (codegen/intrinsics.py)."""
+    if not isinstance(a, _types.Array) or not isinstance(axes, _types.UniTuple) \
+            or not isinstance(axes.dtype, _types.Integer) or axes.count != a.ndim:
+        raise _TypingError(f"permuted: an array and one axis per dimension expected, got {a}, {axes}")
+
+    def codegen(context, builder, sig, args):
+        n = a.ndim
+        ary = _make_array(sig.args[0])(context, builder, args[0])
+        picks = [context.cast(builder, v, axes.dtype, _types.intp) for v in _cgutils.unpack_tuple(builder, args[1], n)]
+        shape, strides = (_cgutils.unpack_tuple(builder, t, n) for t in (ary.shape, ary.strides))
+        zero, top = (context.get_constant(_types.intp, v) for v in (0, n))
+        bad = _cgutils.false_bit
+        new_shape, new_strides = [], []
+        for i, p in enumerate(picks):   # constants at every call site: LLVM folds the selects
+            bad = builder.or_(bad, builder.or_(builder.icmp_signed("<", p, zero), builder.icmp_signed(">=", p, top)))
+            for q in picks[:i]:
+                bad = builder.or_(bad, builder.icmp_signed("==", p, q))
+            size, step = zero, zero
+            for j in range(n):
+                hit = builder.icmp_signed("==", p, context.get_constant(_types.intp, j))
+                size, step = builder.select(hit, shape[j], size), builder.select(hit, strides[j], step)
+            new_shape.append(size)
+            new_strides.append(step)
+        with builder.if_then(bad, likely=False):
+            context.call_conv.return_user_exc(builder, ValueError, ("permuted: the axes are not a permutation",))
+        out = _make_array(sig.return_type)(context, builder)
+        _populate_array(out, data=ary.data, shape=_cgutils.pack_array(builder, new_shape),
+                        strides=_cgutils.pack_array(builder, new_strides), itemsize=ary.itemsize,
+                        meminfo=ary.meminfo, parent=ary.parent)
+        return _borrowed(context, builder, sig.return_type, out._getvalue())
+
+    return _signature(a.copy(layout="A"), a, axes), codegen   # the type Numba's transpose gives
+
+
 if _config.DISABLE_JIT:   # the module runs as plain Python (NUMBA_DISABLE_JIT): the same operations by NumPy
     def gemm(a, b, out):  # noqa: F811
         np.dot(a, b, out)
@@ -229,6 +272,9 @@ if _config.DISABLE_JIT:   # the module runs as plain Python (NUMBA_DISABLE_JIT):
 
     def rows(a, n):  # noqa: F811
         return a[:n]
+
+    def permuted(a, axes):  # noqa: F811
+        return a.transpose(axes)
 
     def rows_at(a, first, n):  # noqa: F811
         if first < 0 or n < 0 or first + n > len(a):
