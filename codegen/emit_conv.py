@@ -376,12 +376,13 @@ def _emit_noise(step: NoiseLoop, w):
     w.printer.helpers.add("mix64")
     fixed = step.shape
     idx = [f"_a{k}" for k in range(len(fixed) + 1)]
-    flat = idx[0]
+    flat = f"_row0 + {idx[0]}"   # the element's flat index in the whole batch (a shard starts at _row0)
     for k, d in enumerate(fixed):
         flat = f"({flat}) * {d} + {idx[k + 1]}"
     w(f"if {reshaped(step.training, '1')}[0] != 0:")
     w.indent()
     w(f"_key = mix64(np.uint64({step.seed}) * np.uint64({int(GOLDEN)}) + np.uint64(int({reshaped(step.step, '1')}[0])))")
+    w(f"_row0 = int({reshaped(step.first_row, '1')}[0])")
     w(f"for {idx[0]} in range({step.a}.shape[0]):")
     w.indent()
     for k, d in enumerate(fixed):

@@ -69,6 +69,7 @@ class NoiseLoop:
     scale: bool = True
     sigma: float = 0.0
     comment: str = ""
+    first_row: str = ""   # the fed batch's first row in the whole batch (data-parallel shards)
 
 
 # -- lowerings -------------------------------------------------------------------------------
@@ -139,14 +140,14 @@ def _pool(kind):
 
 def _noise(kind):
     def lower(node, ctx):
-        x, training, step_in = node.inputs
+        x, training, step_in, first_row = node.inputs
         if not x.shape or x.shape[0] is not None:
             raise CodegenError(f"codegen: {node.op.name} {node.label()!r} needs a batched operand, got {x.shape}")
         attrs = node.attrs
         step = NoiseLoop(ctx.name(node), ctx.array(x), ctx.array(training), ctx.array(step_in), kind,
                          tuple(x.shape[1:]), attrs["seed"], rate=attrs.get("rate", 0.0),
                          scale=attrs.get("scale", True), sigma=attrs.get("sigma", 0.0),
-                         comment=f"{node.label()} = {node.op.label(node)}")
+                         comment=f"{node.label()} = {node.op.label(node)}", first_row=ctx.array(first_row))
         return Lowered(steps=[step])
     return lower
 

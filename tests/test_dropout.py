@@ -149,3 +149,83 @@ def test_compiled_dropout_training_equals_the_reference():
     ref.fit(epochs=2, progress=False)
     cpu.fit(epochs=2, progress=False)
     np.testing.assert_allclose(cpu.params[W1], ref.params[W1], rtol=1e-10, atol=1e-12)
+
+
+# -- data-parallel shards: a shard's masks are its rows' masks in the whole batch --------------
+
+NOISES = {"dropout": lambda v: dropout(v, 0.4, name="d"), "masking": lambda v: masking_noise(v, 0.3, name="m"),
+          "gaussian": lambda v: gaussian_noise(v, 0.5, name="g")}
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kind=st.sampled_from(sorted(NOISES)), rows=st.integers(1, 7), inner=st.lists(st.integers(1, 3), max_size=2),
+       step=st.integers(0, 50), data=st.data())
+def test_a_shard_fed_its_first_row_gets_the_whole_batchs_numbers(kind, rows, inner, step, data):
+    """Rows lo … hi − 1 fed alone with first_row = lo equal those rows of the whole batch
+    (before: every shard got the numbers of rows 0 …, so data-parallel ranks shared masks)."""
+    lo = data.draw(st.integers(0, rows - 1))
+    hi = data.draw(st.integers(lo + 1, rows))
+    x = gn.input("x", (None, *inner))
+    y = NOISES[kind](x)
+    xv = np.random.default_rng(step).normal(size=(rows, *inner))
+    whole = gn.evaluate(y, {"x": xv, **ON, "step": step})
+    part = gn.evaluate(y, {"x": xv[lo:hi], **ON, "step": step, "first_row": float(lo)})
+    np.testing.assert_array_equal(part, whole[lo:hi])
+
+
+@pytest.mark.parametrize("kind", sorted(NOISES))
+def test_a_shard_without_its_first_row_gets_other_numbers(kind):
+    """What the property above rules out (the old behaviour: a shard hashed as rows 0 …)."""
+    y = NOISES[kind](gn.input("x", (None, 16)))
+    xv = np.random.default_rng(0).normal(size=(8, 16))
+    whole = gn.evaluate(y, {"x": xv, **ON})
+    assert not np.array_equal(gn.evaluate(y, {"x": xv[4:], **ON}), whole[4:])
+
+
+def test_first_row_on_a_tensor_whose_batch_axis_is_not_first_is_one_clear_error():
+    x = gn.input("x", (None, 3))
+    y = dropout(gn.transpose(x), 0.5, name="late")
+    assert gn.evaluate(y, {"x": np.ones((4, 3)), **ON}).shape == (3, 4)   # unsharded: fine
+    with pytest.raises(ValueError, match="'late'.*batch axis is not the first"):
+        gn.evaluate(y, {"x": np.ones((4, 3)), **ON, "first_row": 2.0})
+    w = gn.parameter("w", np.ones((2, 2)))   # no batch axis: the same numbers on every shard
+    np.testing.assert_array_equal(gn.evaluate(dropout(w, 0.5, name="dc"), {**ON, "first_row": 3.0}),
+                                  gn.evaluate(dropout(w, 0.5, name="dc"), ON))
+
+
+@pytest.mark.parametrize("backend", ["cpu", "cuda"])
+def test_compiled_shards_get_the_whole_batchs_masks(backend):
+    """The generated code (and the CUDA printer, under the simulator) offsets the hash's index
+    by first_row like the reference."""
+    from graphnn.optim import make_optimizer
+    from graphnn.training import NumpyBackend
+
+    if backend == "cuda":
+        from codegen.cuda.device import enable_simulator
+
+        enable_simulator()   # (what CI runs; test_cuda_backend.py does the same at import)
+        from codegen.cuda.backend import CudaBackend as Compiled
+    else:
+        from codegen import CpuBackend as Compiled
+    model, _ = dropout_mlp()
+    feeds = {k: v[:6] for k, v in model.data.train.items()}
+    shard = {**{k: v[2:5] for k, v in feeds.items()}, **ON, "step": 4.0, "first_row": 2.0}
+    ref = NumpyBackend(model, make_optimizer("sgd", lr=0.1), "float64")
+    dev = Compiled(model, make_optimizer("sgd", lr=0.1), "float64")
+    loss_ref, g_ref = ref.gradients(shard)
+    g_ref = g_ref.copy()   # (a backend's gradient buffer is rewritten by its next call)
+    loss_dev, g_dev = dev.gradients(shard)
+    np.testing.assert_allclose(g_dev, g_ref, rtol=1e-10, atol=1e-12)
+    assert loss_dev == pytest.approx(loss_ref, rel=1e-10)
+    unshifted = ref.gradients({**shard, "first_row": 0.0})[1]
+    assert not np.allclose(unshifted, g_ref)   # the offset changes the masks: the check can fail
+
+
+@pytest.mark.parametrize("view", ["ops", "backward"])
+def test_drawings_leave_out_the_data_parallel_first_row(view):
+    """The shard offset is plumbing (0 in every run a lecture shows): not a fourth input node
+    beside x, training and step."""
+    from graphnn.models import get_model
+
+    source = gn.draw(get_model("denoising-autoencoder", hidden=4), view=view).source
+    assert "first" not in source and ">training<" in source.replace("<b>", ">").replace("</b>", "<")

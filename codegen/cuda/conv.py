@@ -186,27 +186,28 @@ def _noise(step: NoiseLoop, em):
     idx = _unravel(names, ["B", *fixed])
     at = ", ".join(names)
     golden = int(GOLDEN)
-    key = (f"key = mix64(np.uint64({step.seed}) * np.uint64({golden}) + np.uint64(int(stepv[0])))")
+    key = [f"key = mix64(np.uint64({step.seed}) * np.uint64({golden}) + np.uint64(int(stepv[0])))",
+           f"whole = int(rowv[0]) * {_prod(fixed)} + flat"]   # the index in the whole batch (a shard starts at rowv)
     if step.kind == "mask":
         keep = repr(1.0 / (1.0 - step.rate)) if step.scale else "1.0"
-        noisy = [f"u = float(mix64(key + (np.uint64(flat) + np.uint64(1)) * np.uint64({golden})) "
+        noisy = [f"u = float(mix64(key + (np.uint64(whole) + np.uint64(1)) * np.uint64({golden})) "
                  f">> np.uint64(11)) * {2.0 ** -53!r}",
                  f"out[{at}] = x[{at}] * F({keep}) if u >= {step.rate!r} else F(0)"]
     else:
-        noisy = [f"e = np.uint64(2 * flat)",
+        noisy = [f"e = np.uint64(2 * whole)",
                  f"u1 = float(mix64(key + (e + np.uint64(1)) * np.uint64({golden})) >> np.uint64(11)) * {2.0 ** -53!r}",
                  f"u2 = float(mix64(key + (e + np.uint64(2)) * np.uint64({golden})) >> np.uint64(11)) * {2.0 ** -53!r}",
                  f"out[{at}] = x[{at}] + F({step.sigma!r} * math.sqrt(-2.0 * math.log1p(-u1)) "
                  f"* math.cos(2.0 * math.pi * u2))"]
-    body = ["if training[0] != 0:"] + ["    " + line for line in [key] + noisy] + \
+    body = ["if training[0] != 0:"] + ["    " + line for line in key + noisy] + \
         ["else:", f"    out[{at}] = x[{at}]"]
     total = f"B * {_prod(fixed)}"
     k = em.kernel(f"noise_{step.kind}", lambda n: _kernel(
-        n, ["x", "training", "stepv", "out", "B"], total, idx, body,
+        n, ["x", "training", "stepv", "rowv", "out", "B"], total, idx, body,
         f"{step.kind} noise (training mode only): the reference's splitmix64 counter hash"))
     head = [f"# {step.comment}"] if step.comment else []
     return head + [_launch(k, f"a.{step.out}.size", [f"a.{step.a}", f"a.{step.training}", f"a.{step.step}",
-                                                     f"a.{step.out}", f"a.{step.a}.shape[0]"])]
+                                                     f"a.{step.first_row}", f"a.{step.out}", f"a.{step.a}.shape[0]"])]
 
 
 def _prod(dims):

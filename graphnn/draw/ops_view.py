@@ -11,7 +11,7 @@ to right.
 from __future__ import annotations
 
 from ..graph import Graph, Node
-from ..ops import Count, Linear, MatMul, OpTable
+from ..ops import FIRST_ROW, Count, Linear, MatMul, OpTable
 from .groups import find_groups
 from .labels import name_html, op_label
 from .modules import groups_of
@@ -21,6 +21,9 @@ from .style import (CLUSTER_STYLE, FORWARD_EDGE, NODE_STYLES, Html, bold, d_of, 
 #: op class -> the names its input edges are labelled with
 EDGE_NAMES = OpTable("edge labels", {Linear: ("x", "W", "b"), MatMul: ("a", "b")})
 MERGE_AT = 4   # merge_params: groups with this many parameters draw them as one box
+#: inputs left out of the picture: only data-parallel training feeds them (a shard's first
+#: row for the noise hash, 0 in every run a lecture shows)
+NOT_DRAWN = frozenset([FIRST_ROW])
 
 
 def node_style(ctx, node: Node) -> dict:
@@ -109,13 +112,15 @@ def add_forward(ctx, g, grads: dict, prefix: str = ""):
         with g.subgraph(name=f"cluster_{prefix}{group.key}") as c:
             c.attr(label=html_label(group.title), **CLUSTER_STYLE)
             for m in group.members:
+                if m in NOT_DRAWN:
+                    continue
                 if m in merged:
                     c.node(ids[m], merged[m], **NODE_STYLES["parameter"])
                 else:
                     c.node(ids[m], node_label(ctx, m, grads), **node_style(ctx, m))
                 placed.add(m)
     for n in graph.nodes:
-        if n not in placed:
+        if n not in placed and n not in NOT_DRAWN:
             g.node(ids[n], node_label(ctx, n, grads), **node_style(ctx, n))
     _edges(ctx, g, ids, named=not boxed and not merged)
     return ids
@@ -139,7 +144,7 @@ def _edges(ctx, g, ids, named: bool):
     for n in ctx.graph.nodes:
         for pos, x in enumerate(n.inputs):
             edge = (ids[x], ids[n])
-            if ids[x] == ids[n] or edge in seen:
+            if ids[x] == ids[n] or edge in seen or x in NOT_DRAWN:
                 continue
             seen.add(edge)
             names = EDGE_NAMES.get(n.op) if named else None

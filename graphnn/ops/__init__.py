@@ -15,7 +15,7 @@ from .structure import (Concat, Count, Expand, Index, IndexGrad, Linear, MatMul,
                         reshape, stop_gradient, sum, transpose)
 from .conv import (AvgPool2D, AvgPool2DGrad, Conv2D, Conv2DGradBias, Conv2DGradFilter, Conv2DGradInput,
                    MaxPool2D, MaxPool2DGather, MaxPool2DGrad, avg_pool2d, conv2d, max_pool2d)
-from .dropout import STEP, TRAINING, Dropout, GaussianNoise, dropout, gaussian_noise, masking_noise
+from .dropout import FIRST_ROW, STEP, TRAINING, Dropout, GaussianNoise, dropout, gaussian_noise, masking_noise
 from .attention import multi_head_attention, scaled_dot_product_attention
 from .layers import dense
 from .norm import Standardize, StandardizeGrad, layer_norm, standardize

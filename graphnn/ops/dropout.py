@@ -6,13 +6,18 @@ element's flat index), splitmix64's mixer in unsigned 64-bit integers. The same 
 code runs vectorised in NumPy and as a scalar loop in Numba, so a compiled mask equals the
 reference mask bit for bit, for any batch order and on any machine.
 
-Mode and step are two ordinary scalar inputs that every such op shares:
+Mode, step and first row are ordinary scalar inputs that every such op shares:
 
 - ``training`` (`TRAINING`, default 0): dropout and corruption act only when it is 1; in
   evaluation (the default, e.g. ``predict``) they are the identity.
 - ``step`` (`STEP`, default 0): a new mask for every training step.
+- ``first_row`` (`FIRST_ROW`, default 0): the row of the whole batch that the fed batch starts
+  at. A data-parallel rank fed rows lo … hi − 1 of a batch feeds lo, so that its rows get the
+  numbers those rows get in one process (the flat index counts from row lo); a rank with the
+  same numbers as every other rank would train on correlated masks, and not as one process.
 
-Training feeds both during training steps (graphnn.training.backends.TrainingFeeds).
+Training feeds the first two during training steps (graphnn.training.backends.TrainingFeeds),
+data-parallel training the third (graphnn.training.distributed.DataParallel).
 """
 from __future__ import annotations
 
@@ -30,6 +35,8 @@ from .leaves import input as _input
 TRAINING = _input("training", (), default=0.0)
 #: the training step: a new mask per step
 STEP = _input("step", (), default=0.0)
+#: the fed batch's first row within the whole batch (a data-parallel shard's offset)
+FIRST_ROW = _input("first_row", (), default=0.0)
 
 #: splitmix64's constants (the compiled backends print the same hash)
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -56,23 +63,44 @@ def uniform_bits(key, index):
     return mix64(key + (index + np.uint64(1)) * GOLDEN) >> _S11
 
 
-def uniform(seed, step, shape):
-    """The op's uniforms for a whole tensor of ``shape`` (flat row-major indices)."""
+def uniform(seed, step, shape, first_row=0):
+    """The op's uniforms for a whole tensor of ``shape`` (flat row-major indices), or for rows
+    ``first_row`` on of a larger one (the flat index starts at first_row × the row's size)."""
+    size = int(np.prod(shape))
+    start = first_row * int(np.prod(shape[1:])) if first_row else 0
     with np.errstate(over="ignore"):
         key = stream_key(seed, step)
-        bits = uniform_bits(key, np.arange(int(np.prod(shape)), dtype=np.uint64))
+        bits = uniform_bits(key, np.arange(start, start + size, dtype=np.uint64))
     return (bits.astype(np.float64) * _TO_UNIT).reshape(shape)
 
 
-def _step_int(step):
-    s = float(np.asarray(step))
+def _whole(value, name):
+    s = float(np.asarray(value))
     if s < 0 or s != int(s):
-        raise ValueError(f"the 'step' input must be a non-negative integer, got {s}")
+        raise ValueError(f"the {name!r} input must be a non-negative integer, got {s}")
     return int(s)
 
 
+def _step_int(step):
+    return _whole(step, "step")
+
+
+def _first_row(node, first_row):
+    """The fed rows' offset in the whole batch: 0 for a tensor without a leading batch axis
+    (every shard gets the same numbers); an error where the batch axis is not the first."""
+    row = _whole(first_row, "first_row")
+    x = node.inputs[0]
+    if row and not (x.shape and x.shape[0] is None):
+        if None in (x.shape or ()):
+            raise ValueError(f"{node.op.name} {node.label()!r}: its operand's batch axis is not the first "
+                             f"({fmt_shape(x.shape)}), so a shard of the batch (first_row {row}) cannot get "
+                             "the whole batch's numbers; put the batch axis first")
+        return 0   # no batch axis: the same numbers on every shard, as in one process
+    return row
+
+
 def _check_scalars(shapes, what):
-    for name, s in zip(("training", "step"), shapes[1:]):
+    for name, s in zip(("training", "step", "first_row"), shapes[1:]):
         if tuple(s) != ():
             raise ShapeError(f"{what}: the {name!r} operand must be a scalar, got {fmt_shape(s)}")
     return shapes[0]
@@ -81,9 +109,9 @@ def _check_scalars(shapes, what):
 class Dropout(Op):
     """y = x · m / (1 − p) in training (m_i = 1 with probability 1 − p), y = x in evaluation.
 
-    Inputs (x, training, step); attrs rate, seed, scale (False: masking noise, no 1/(1−p)).
-    Its gradient is the same op applied to the cotangent: the same mask, since the mask
-    depends only on (seed, step, element index).
+    Inputs (x, training, step, first_row); attrs rate, seed, scale (False: masking noise, no
+    1/(1−p)). Its gradient is the same op applied to the cotangent: the same mask, since the
+    mask depends only on (seed, step, element index in the whole batch).
     """
 
     name = "dropout"
@@ -91,19 +119,19 @@ class Dropout(Op):
     def infer_shape(self, shapes, attrs):
         return _check_scalars(shapes, "dropout")
 
-    def mask(self, node, shape, training, step):
+    def mask(self, node, shape, training, step, first_row=0):
         """The multiplier per element: 0 or 1/(1 − p) in training (0 or 1 unscaled), 1 otherwise."""
         rate = node.attrs["rate"]
         if not float(np.asarray(training)):
             return np.ones(shape)
-        keep = uniform(node.attrs["seed"], _step_int(step), shape) >= rate
+        keep = uniform(node.attrs["seed"], _step_int(step), shape, _first_row(node, first_row)) >= rate
         return keep / (1.0 - rate) if node.attrs["scale"] else keep.astype(np.float64)
 
-    def reference(self, node, x, training, step):
-        return x * self.mask(node, x.shape, training, step).astype(x.dtype)
+    def reference(self, node, x, training, step, first_row=0.0):
+        return x * self.mask(node, x.shape, training, step, first_row).astype(x.dtype)
 
     def vjp(self, node, g):
-        return [apply(self, [g, node.inputs[1], node.inputs[2]], dict(node.attrs)), None, None]
+        return [apply(self, [g, *node.inputs[1:]], dict(node.attrs)), *[None] * (len(node.inputs) - 1)]
 
     def element_expr(self, node, index, sym, batch):
         # the mask is data (a hash), not algebra: shown as a named factor m[index]
@@ -123,17 +151,17 @@ class GaussianNoise(Op):
     def infer_shape(self, shapes, attrs):
         return _check_scalars(shapes, "gaussian_noise")
 
-    def noise(self, node, shape, training, step):
+    def noise(self, node, shape, training, step, first_row=0):
         if not float(np.asarray(training)):
             return np.zeros(shape)
-        u = uniform(node.attrs["seed"], _step_int(step), tuple(shape) + (2,))
+        u = uniform(node.attrs["seed"], _step_int(step), tuple(shape) + (2,), _first_row(node, first_row))
         return node.attrs["sigma"] * np.sqrt(-2.0 * np.log1p(-u[..., 0])) * np.cos(2 * np.pi * u[..., 1])
 
-    def reference(self, node, x, training, step):
-        return x + self.noise(node, x.shape, training, step).astype(x.dtype)
+    def reference(self, node, x, training, step, first_row=0.0):
+        return x + self.noise(node, x.shape, training, step, first_row).astype(x.dtype)
 
     def vjp(self, node, g):
-        return [g, None, None]
+        return [g, *[None] * (len(node.inputs) - 1)]
 
     def element_expr(self, node, index, sym, batch):
         return sym(0, index) + sympy.Float(node.attrs["sigma"]) * sympy.Symbol(f"z{list(index)}")
@@ -153,7 +181,7 @@ def _seed(seed, name, default):
 def _operands(x, training, step, what):
     if not isinstance(x, Node):
         raise TypeError(f"{what}: x must be a graph node, got {type(x).__name__}")
-    return [x, TRAINING if training is None else training, STEP if step is None else step]
+    return [x, TRAINING if training is None else training, STEP if step is None else step, FIRST_ROW]
 
 
 def dropout(x, rate=0.5, *, seed=None, training=None, step=None, name=None):

@@ -28,6 +28,9 @@ from typing import Protocol
 import numpy as np
 
 from ..errors import GraphnnError
+from ..graph import Graph
+from ..ops.dropout import FIRST_ROW
+from .backends import TrainingFeeds
 from .switching import agree_to_switch, switching_backend
 
 #: seconds a rank waits in one collective before it calls the run hung
@@ -328,6 +331,9 @@ class DataParallel:
         self.reduction = comm.bcast(batch_reduction(inner, train) if comm.rank == 0 else None)
         size = sum(inner.params[p].size for p in self.trainable)
         self._buf = np.zeros(size, dtype=inner.dtype)
+        # dropout/noise hash an element's index in the batch: a shard says where its rows start
+        # (ops.dropout.FIRST_ROW), so that its masks are those rows' masks in one process
+        self._noisy = any(n is FIRST_ROW for n in Graph(self.model.loss).nodes)
 
     def _fingerprint(self, train, settings):
         return {"graph": self.model.structural_hash(), "backend": self.inner.name,
@@ -356,7 +362,7 @@ class DataParallel:
         """This rank's share of one global step; returns its weighted loss contribution."""
         if self._switcher is not None:
             agree_to_switch(self._switcher, self.comm)
-        n = len(next(iter(shard.values()))) if shard else 0
+        n = len(next((v for v in shard.values() if np.ndim(v)), ()))   # (first_row is a scalar)
         weight = n / n_global if self.reduction == "mean" else 1.0
         if n:  # scaled in place: the backend's buffer is rewritten by its next call anyway
             loss, g = self.inner.gradients(shard)
@@ -372,19 +378,23 @@ class DataParallel:
         self.inner.apply_gradients(g)
         return weight * loss
 
+    def _shard(self, feeds, rows, first) -> dict:
+        """This rank's feeds: ``rows`` of every batched feed, and where they start in the batch."""
+        out = {k: v[rows] for k, v in feeds.items()}
+        return {**out, FIRST_ROW.name: float(first)} if self._noisy else out
+
     def train_step(self, feeds) -> float:
         """One update from the global batch ``feeds``; the loss of that batch."""
         n = len(next(iter(feeds.values())))
         lo, hi = shard_bounds(n, self.comm.rank, self.comm.size)
-        return self.comm.allreduce_sum(self._step({k: v[lo:hi] for k, v in feeds.items()}, n))
+        return self.comm.allreduce_sum(self._step(self._shard(feeds, slice(lo, hi), lo), n))
 
     def train_epoch(self, feeds, batches) -> float:
         """One epoch over the global ``batches``; the mean loss per example (all ranks)."""
         total, count = 0.0, 0
         for idx in batches:
             lo, hi = shard_bounds(len(idx), self.comm.rank, self.comm.size)
-            mine = idx[lo:hi]
-            total += self._step({k: v[mine] for k, v in feeds.items()}, len(idx)) * len(idx)
+            total += self._step(self._shard(feeds, idx[lo:hi], lo), len(idx)) * len(idx)
             count += len(idx)
         return self.comm.allreduce_sum(total) / count
 
@@ -430,6 +440,9 @@ def batch_reduction(backend, train, rows=8) -> str:
     The shard weights depend on it: a mean loss weights rank r's gradient by n_r / n, a
     summed loss (the course's ½Σ(t−y)²) adds the shards' gradients.
     """
+    # in evaluation mode, on the backend itself: a training step's noise differs between the
+    # halves of the doubled batch, and TrainingFeeds would count these calls as steps (on rank 0)
+    backend = backend.inner if isinstance(backend, TrainingFeeds) else backend
     some = {k: np.asarray(v)[:rows] for k, v in train.items()}
     twice = {k: np.concatenate([v, v]) for k, v in some.items()}
     loss1, g1 = backend.gradients(some)

@@ -70,7 +70,7 @@ def train_language_model(model, opts: TrainOptions):
         except OSError as e:
             raise OSError(f"the checkpoint {default_checkpoint(model)} (the default, in the working directory): "
                           f"{e}; pass --checkpoint PATH") from None
-    trainer = Trainer(model, **opts.trainer_kwargs())
+    trainer = Trainer(model, **opts.trainer_kwargs(), comm=opts.comm)
     resume_trainer(trainer, opts)
     base = model.extras["baselines"]
     report(f"training {model.name} on {opts.backend} ({trainer.optimizer!r}, batch {trainer.batch_size}, "
@@ -87,7 +87,8 @@ def train_language_model(model, opts: TrainOptions):
     verdict = "below" if val < base["bigram"] else "NOT below"
     report(f"validation loss {val:.4f} nats/character: {verdict} the bigram baseline {base['bigram']:.4f} "
            f"(unigram {base['unigram']:.4f})")
-    if not opts.checkpoint:   # the default file: an earlier run's is kept, renamed, not overwritten
+    if not opts.checkpoint and (opts.comm is None or opts.comm.rank == 0):   # (rank 0 alone writes)
+        # the default file: an earlier run's is kept, renamed, not overwritten
         kept = keep_earlier(default_checkpoint(model))
         if kept is not None:
             report(f"(the earlier {default_checkpoint(model)} is kept as {kept})")
@@ -99,5 +100,5 @@ def train_language_model(model, opts: TrainOptions):
     return trainer
 
 
-register_task("language-model", train_language_model, honours={*TRAINER, "epochs", "steps", *FILES},
+register_task("language-model", train_language_model, honours={*TRAINER, "epochs", "steps", "comm", *FILES},
               rule="gradient descent on windows of the text")

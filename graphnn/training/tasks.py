@@ -287,7 +287,7 @@ def train_hopfield(model, opts: TrainOptions):
 def train_reconstruction(model, opts: TrainOptions):
     """The (denoising) autoencoders: train, then report reconstruction errors."""
     report = opts.report
-    trainer = pretraining.make_trainer(model, **opts.trainer_kwargs())
+    trainer = pretraining.make_trainer(model, **opts.trainer_kwargs(), comm=opts.comm)
     resume_trainer(trainer, opts)
     report(f"training {model.name} on {opts.backend} ({trainer.optimizer!r}, "
            f"batch {trainer.batch_size or 'full'}, {opts.dtype})")
@@ -356,7 +356,7 @@ register_task("perceptron", train_perceptron, honours={"lr", "epochs", *FILES}, 
 register_task("hopfield", train_hopfield, honours={"steps", *FILES}, rule="Hebbian storage and recall",
               why={**_REFERENCE, "epochs": "stores the patterns in one step (--steps bounds the recall)",
                    "lr": "has no learning rate", "lr_schedule": "has no learning rate"})
-register_task("reconstruction", train_reconstruction, honours={*TRAINER, "epochs", "steps", *FILES},
+register_task("reconstruction", train_reconstruction, honours={*TRAINER, "epochs", "steps", "comm", *FILES},
               rule="gradient descent on the reconstruction error")
 register_task("stacked-autoencoder", train_stacked, honours={*TRAINER, "epochs", *FILES},
               rule="greedy pretraining, then fine-tuning", why={"steps": _BY_EPOCHS})
