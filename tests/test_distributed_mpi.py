@@ -101,6 +101,13 @@ WORKER = textwrap.dedent('''
                 assert t.epoch == 1
                 t.fit(epochs=1)
                 save("resumed", t)
+    elif scenario == "newdata":  # fit(x, y) on every rank: the same draw trains, different draws stop
+        with comm.guard():
+            t = Trainer(get_model("xor"), comm=comm, seed=1)
+            x = np.random.default_rng(7).normal(size=(6, 2))
+            t.fit(x, x[:, :1] ** 2, steps=2)
+            x = np.random.default_rng(r).normal(size=(6, 2))   # a draw seeded by the rank
+            t.fit(x, x[:, :1] ** 2, steps=2)
     elif scenario == "killed":
         with comm.guard():
             if r == 1:
@@ -202,6 +209,16 @@ def test_a_rank_that_raises_stops_every_rank_with_a_message(mpiexec, tmp_path):
     assert took < 45  # the workers would wait 60 s (GRAPHNN_MPI_TIMEOUT) if this failed
 
 
+def test_new_data_in_fit_must_agree_across_ranks(mpiexec, tmp_path):
+    """fit(x, y) with data-parallel ranks was refused outright; now the same data trains and
+    different data stop every rank saying so."""
+    proc, took = launch(mpiexec, tmp_path, 2, "newdata", str(tmp_path))
+    assert proc.returncode != 0
+    assert "disagree on the training setup" in proc.stderr and "data: rank 0 has" in proc.stderr, proc.stderr
+    assert "takes its data when the Trainer is built" not in proc.stderr
+    assert took < 45
+
+
 def test_an_uncaught_exception_does_not_hang_the_others(mpiexec, tmp_path):
     proc, took = launch(mpiexec, tmp_path, 2, "uncaught", str(tmp_path))
     assert proc.returncode != 0
@@ -262,17 +279,21 @@ def test_w2_benchmark_script_runs_and_reports_the_allreduce_share(mpiexec, tmp_p
     assert two["gradient_mb"] == pytest.approx((784 * 256 + 256 + 256 * 256 + 256 + 256 * 10 + 10) * 4 / 1e6)
 
 
-@pytest.mark.parametrize("name,line", [("autoencoder", "final loss"), ("denoising-autoencoder", "final loss"),
-                                       ("transformer", "validation loss")])
-def test_cli_trains_the_autoencoders_and_the_transformer_data_parallel(mpiexec, tmp_path, name, line):
-    """Their runners took no --distributed (refused in one line); now the ranks' run is the
-    single process's, the denoising autoencoder's corruption included."""
-    args = ["-m", "graphnn", "train", name, "--steps", "2", "--no-progress", "--checkpoint", str(tmp_path / "ck.npz")]
+@pytest.mark.parametrize("name,length,line", [
+    ("autoencoder", "--steps", "final loss"), ("denoising-autoencoder", "--steps", "final loss"),
+    ("transformer", "--steps", "validation loss"), ("diffusion", "--epochs", "epoch"),
+    ("contrastive", "--epochs", "zero-shot")])
+def test_cli_trains_more_runners_data_parallel(mpiexec, tmp_path, name, length, line):
+    """These runners took no --distributed (refused in one line), and fit() refused new data
+    (diffusion and contrastive draw it every epoch); now the ranks' run is the single
+    process's, the denoising autoencoder's corruption included, and rank 0 alone writes."""
+    args = ["-m", "graphnn", "train", name, length, "2" if length == "--steps" else "1", "--no-progress"]
     ranks, _ = launch(mpiexec, tmp_path, 2, *args, "--distributed", worker=False, timeout=180)
     assert ranks.returncode == 0, ranks.stderr
     assert "data-parallel over 2 MPI ranks" in ranks.stdout
-    single = subprocess.run([sys.executable, *args[:-1], str(tmp_path / "single.npz")], capture_output=True,
-                            text=True, timeout=120, cwd=tmp_path)
+    written = sorted(p.name for p in tmp_path.iterdir() if p.suffix in (".png", ".npz"))
+    assert written == {"transformer": ["transformer.npz"], "diffusion": ["diffusion.png"]}.get(name, []), written
+    single = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert single.returncode == 0, single.stderr
 
     def figure(text):

@@ -341,6 +341,11 @@ class DataParallel:
                 "optimizer": self.inner.optimizer.structural_key(),
                 "data": data_fingerprint(train), **settings}
 
+    def agree_on_data(self, train) -> None:
+        """New training data (``fit(x, y)`` on every rank, e.g. each epoch's fresh draw): the
+        ranks must hold the same, or all stop saying so (as at the start)."""
+        check_agreement(self.comm, {"data": data_fingerprint(train)})
+
     def __getattr__(self, name):  # params, state, dtype, optimizer, ... of the inner backend
         if name == "inner":  # not set yet (copy, pickle): no recursion
             raise AttributeError(name)

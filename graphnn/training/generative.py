@@ -172,7 +172,7 @@ def train_diffusion(model, opts: TrainOptions):
     from ..models.generative import noised
 
     report, epochs = opts.report, _epochs(model, opts)
-    trainer = Trainer(model, **opts.trainer_kwargs())
+    trainer = Trainer(model, **opts.trainer_kwargs(), comm=opts.comm)
     resume_trainer(trainer, opts)
     rng = np.random.default_rng(opts.seed)
     x0, schedule, steps = model.extras["x0"], model.extras["schedule"], model.extras["timesteps"]
@@ -190,9 +190,10 @@ def train_diffusion(model, opts: TrainOptions):
            f"std {np.round(samples.std(0), 3).tolist()} vs {np.round(data.std(0), 3).tolist()}")
     panels = [(f"t = {t}" + (" (noise)" if t == steps else " (samples)" if t == 0 else ""), kept[t])
               for t in sorted(kept, reverse=True)]
-    path = scatter_panels(_figure_path(model, opts, report), panels, reference=data[:1000],
-                          title="DDPM: the reverse process from noise (blue) to data (grey)")
-    report(f"reverse process saved to {path}")
+    if opts.writes_files:
+        path = scatter_panels(_figure_path(model, opts, report), panels, reference=data[:1000],
+                              title="DDPM: the reverse process from noise (blue) to data (grey)")
+        report(f"reverse process saved to {path}")
     if opts.checkpoint:
         report(f"checkpoint saved to {opts.checkpoint}")
     return trainer
@@ -218,7 +219,7 @@ def train_contrastive(model, opts: TrainOptions):
     from ..models.contrastive import episodes
 
     report, epochs = opts.report, _epochs(model, opts)
-    trainer = Trainer(model, **opts.trainer_kwargs())
+    trainer = Trainer(model, **opts.trainer_kwargs(), comm=opts.comm)
     resume_trainer(trainer, opts)
     rng = np.random.default_rng(opts.seed)
     (train_x, test_x), (train_y, test_y) = model.extras["images"], model.extras["labels"]
@@ -238,7 +239,7 @@ def train_contrastive(model, opts: TrainOptions):
 _BY_EPOCHS = {"steps": "counts epochs, each a new draw (use --epochs)"}
 register_task("gan", train_gan, rule="alternating discriminator and generator updates", why=_BY_EPOCHS,
               honours={"backend", "dtype", "optimizer", "lr", "lr_schedule", "batch_size", "seed", "epochs", *FILES})
-register_task("diffusion", train_diffusion, honours={*TRAINER, "epochs", *FILES}, why=_BY_EPOCHS,
+register_task("diffusion", train_diffusion, honours={*TRAINER, "epochs", "comm", *FILES}, why=_BY_EPOCHS,
               rule="ε-prediction on fresh noise")
-register_task("contrastive", train_contrastive, honours={*TRAINER, "epochs", *FILES}, why=_BY_EPOCHS,
+register_task("contrastive", train_contrastive, honours={*TRAINER, "epochs", "comm", *FILES}, why=_BY_EPOCHS,
               rule="InfoNCE on fresh episodes")

@@ -87,7 +87,7 @@ def train_language_model(model, opts: TrainOptions):
     verdict = "below" if val < base["bigram"] else "NOT below"
     report(f"validation loss {val:.4f} nats/character: {verdict} the bigram baseline {base['bigram']:.4f} "
            f"(unigram {base['unigram']:.4f})")
-    if not opts.checkpoint and (opts.comm is None or opts.comm.rank == 0):   # (rank 0 alone writes)
+    if not opts.checkpoint and opts.writes_files:
         # the default file: an earlier run's is kept, renamed, not overwritten
         kept = keep_earlier(default_checkpoint(model))
         if kept is not None:

@@ -51,6 +51,12 @@ class TrainOptions:
     comm: object = None                 # a communicator: data-parallel (gradient descent only)
     report: Callable = functools.partial(print, flush=True)   # report(text): one line of output
 
+    @property
+    def writes_files(self) -> bool:
+        """Whether this process writes the run's own files (figures, default checkpoints): the
+        only one, or rank 0 of a data-parallel run (the others compute the same)."""
+        return self.comm is None or self.comm.rank == 0
+
     def learning_rate(self):
         """``--lr``, or ``--lr-schedule`` parsed (its errors name the flag and the text); None: the model's."""
         if not self.lr_schedule:

@@ -214,10 +214,10 @@ class Trainer:
         if unknown:
             _check_fit_keywords(unknown)
         if x is not None:
-            if self.comm is not None:
-                raise ValueError("data-parallel training takes its data when the Trainer is built, not in fit()")
             # arrays replace the training data; a test set the trainer has stays (it is only reported)
             data = x if isinstance(x, Dataset) else Dataset(self._feeds(x, y), self.data and self.data.test)
+            if self.comm is not None:   # data-parallel: every rank must hold the same (e.g. a seeded draw)
+                self.backend.agree_on_data(data.train)
             self._use_data(data, validation_split=validation_split, validation_data=validation_data)
         elif validation_split is not None or validation_data is not None:
             self._use_data(self.data, validation_split=validation_split, validation_data=validation_data)
