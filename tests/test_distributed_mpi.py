@@ -282,7 +282,7 @@ def test_w2_benchmark_script_runs_and_reports_the_allreduce_share(mpiexec, tmp_p
 @pytest.mark.parametrize("name,length,line", [
     ("autoencoder", "--steps", "final loss"), ("denoising-autoencoder", "--steps", "final loss"),
     ("transformer", "--steps", "validation loss"), ("diffusion", "--epochs", "epoch"),
-    ("contrastive", "--epochs", "zero-shot")])
+    ("contrastive", "--epochs", "zero-shot"), ("stacked-autoencoder", "--epochs", "stage")])
 def test_cli_trains_more_runners_data_parallel(mpiexec, tmp_path, name, length, line):
     """These runners took no --distributed (refused in one line), and fit() refused new data
     (diffusion and contrastive draw it every epoch); now the ranks' run is the single

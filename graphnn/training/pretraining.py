@@ -50,7 +50,7 @@ def reconstruction_errors(model, params, split="test", corrupted=False):
 
 #: Trainer keywords that say how a run computes rather than what it optimizes: the pretraining
 #: stages take these from the caller too (their optimizer, rate and batch size are their own)
-RUN_SETTINGS = ("backend", "dtype", "seed", "background_compile", "backend_options")
+RUN_SETTINGS = ("backend", "dtype", "seed", "background_compile", "backend_options", "comm")
 
 
 def pretrain_stacked(model, *, backend="numpy", epochs=None, lr=None, seed=0, log=None, progress=None, **run):

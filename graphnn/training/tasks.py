@@ -161,7 +161,7 @@ def _rule_checkpoint(model, opts, params, epoch) -> None:
 
 
 def _rule_plot(opts, curves, ylabel, title) -> None:
-    if opts.plot:
+    if opts.plot and opts.writes_files:
         opts.report(f"curves saved to {plot_curves(curves, opts.plot, xlabel=curves.xlabel, ylabel=ylabel, title=title)}")
 
 
@@ -331,7 +331,7 @@ def train_stacked(model, opts: TrainOptions):
 
     results, errors = pretraining.compare_pretraining(model, epochs=opts.epochs, log=log, resume=opts.resume,
                                                       trainers=trainers, progress=opts.progress,
-                                                      **opts.trainer_kwargs())
+                                                      **opts.trainer_kwargs(), comm=opts.comm)
     for k, (rec, mean_img) in enumerate(errors, start=1):
         report(f"stage {k}: test reconstruction error {rec:.5f} (predicting the mean: {mean_img:.5f})")
     report(f"test accuracy: {results['pretrained']:.4f}")
@@ -358,7 +358,7 @@ register_task("hopfield", train_hopfield, honours={"steps", *FILES}, rule="Hebbi
                    "lr": "has no learning rate", "lr_schedule": "has no learning rate"})
 register_task("reconstruction", train_reconstruction, honours={*TRAINER, "epochs", "steps", "comm", *FILES},
               rule="gradient descent on the reconstruction error")
-register_task("stacked-autoencoder", train_stacked, honours={*TRAINER, "epochs", *FILES},
+register_task("stacked-autoencoder", train_stacked, honours={*TRAINER, "epochs", "comm", *FILES},
               rule="greedy pretraining, then fine-tuning", why={"steps": _BY_EPOCHS})
 
 __all__ = ["GRADIENT_DESCENT", "Runner", "TASKS", "TrainOptions", "register_task", "run", "runner_of", "train_by_gradient_descent", "train_hopfield",
