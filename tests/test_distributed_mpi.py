@@ -282,7 +282,7 @@ def test_w2_benchmark_script_runs_and_reports_the_allreduce_share(mpiexec, tmp_p
 @pytest.mark.parametrize("name,length,line", [
     ("autoencoder", "--steps", "final loss"), ("denoising-autoencoder", "--steps", "final loss"),
     ("transformer", "--steps", "validation loss"), ("diffusion", "--epochs", "epoch"),
-    ("contrastive", "--epochs", "zero-shot"), ("stacked-autoencoder", "--epochs", "stage")])
+    ("contrastive", "--epochs", "zero-shot"), ("stacked-autoencoder", "--epochs", "stage"), ("gan", "--epochs", "epoch")])
 def test_cli_trains_more_runners_data_parallel(mpiexec, tmp_path, name, length, line):
     """These runners took no --distributed (refused in one line), and fit() refused new data
     (diffusion and contrastive draw it every epoch); now the ranks' run is the single
@@ -292,7 +292,8 @@ def test_cli_trains_more_runners_data_parallel(mpiexec, tmp_path, name, length, 
     assert ranks.returncode == 0, ranks.stderr
     assert "data-parallel over 2 MPI ranks" in ranks.stdout
     written = sorted(p.name for p in tmp_path.iterdir() if p.suffix in (".png", ".npz"))
-    assert written == {"transformer": ["transformer.npz"], "diffusion": ["diffusion.png"]}.get(name, []), written
+    assert written == {"transformer": ["transformer.npz"], "diffusion": ["diffusion.png"],
+                       "gan": ["gan.png"]}.get(name, []), written
     single = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert single.returncode == 0, single.stderr
 

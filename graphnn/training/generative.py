@@ -121,6 +121,8 @@ def train_gan(model, opts: TrainOptions):
     real = model.data.train["x"]
     batch = opts.batch_size or model.defaults["batch_size"]
     rng = np.random.default_rng(opts.seed)
+    if opts.comm is not None:
+        disc, gen = _data_parallel_players(model, disc, gen, real, opts.comm)
     report(f"training {model.name} on {opts.backend}: discriminator and generator alternate, "
            f"{type(disc.optimizer).__name__} each, "
            f"batch {batch}, {len(real)} real points, {len(model.extras['centres'])} modes")
@@ -134,19 +136,29 @@ def train_gan(model, opts: TrainOptions):
             report(f"epoch {start + epoch:>4}  L_D {ld:.4f}  L_G {lg:.4f}  modes covered {covered}/"
                    f"{len(model.extras['centres'])}  samples near a mode {near:.0%}")
             panels.append((f"epoch {start + epoch}", fake))
-        if opts.checkpoint:
+        if opts.checkpoint and opts.writes_files:
             weights = {**{p: disc.params[p] for p in model.extras["discriminator"].params},
                        **{p: gen.params[p] for p in model.extras["generator"].params}}
             save_checkpoint(opts.checkpoint, model, {**model.initial_params(), **weights}, epoch=start + epoch)
     covered, near = modes_covered(gan_samples(model, gen, 2000, check), model.extras["centres"])
     report(f"final: {covered} of {len(model.extras['centres'])} modes covered, {near:.0%} of 2000 samples "
            "within 0.5 of a mode's centre")
-    path = scatter_panels(_figure_path(model, opts, report), panels, reference=real[:1000],
-                          title="GAN: generated (blue) vs real (grey) samples")
-    report(f"samples vs data saved to {path}")
+    if opts.writes_files:
+        path = scatter_panels(_figure_path(model, opts, report), panels, reference=real[:1000],
+                              title="GAN: generated (blue) vs real (grey) samples")
+        report(f"samples vs data saved to {path}")
     if opts.checkpoint:
         report(f"checkpoint saved to {opts.checkpoint} (both players)")
     return disc, gen
+
+
+def _data_parallel_players(model, disc, gen, real, comm):
+    """Each player sharding every batch over the ranks (graphnn.training.distributed): every
+    rank draws the same batches and noise from the seed, so the run is the single process's."""
+    from .distributed import DataParallel
+
+    z = np.random.default_rng(0).standard_normal((len(real), model.extras["noise"]))
+    return DataParallel(disc, comm, {"x": real, "z": z}), DataParallel(gen, comm, {"z": z})
 
 
 # -- diffusion -----------------------------------------------------------------------------------
@@ -238,7 +250,8 @@ def train_contrastive(model, opts: TrainOptions):
 # What each runner honours (options.py). All three train by epochs: each epoch is a new draw.
 _BY_EPOCHS = {"steps": "counts epochs, each a new draw (use --epochs)"}
 register_task("gan", train_gan, rule="alternating discriminator and generator updates", why=_BY_EPOCHS,
-              honours={"backend", "dtype", "optimizer", "lr", "lr_schedule", "batch_size", "seed", "epochs", *FILES})
+              honours={"backend", "dtype", "optimizer", "lr", "lr_schedule", "batch_size", "seed", "epochs", "comm",
+                       *FILES})
 register_task("diffusion", train_diffusion, honours={*TRAINER, "epochs", "comm", *FILES}, why=_BY_EPOCHS,
               rule="ε-prediction on fresh noise")
 register_task("contrastive", train_contrastive, honours={*TRAINER, "epochs", "comm", *FILES}, why=_BY_EPOCHS,
