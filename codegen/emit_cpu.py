@@ -24,7 +24,8 @@ from . import schedule as S
 from .fuse_update import GemmUpdate, fold_sgd
 from .nest_sharing import CENSUS, identity_copy, nest_helper
 from .printer import HELPERS, INDENT, INTRINSICS, Writer, reshaped
-from .shared_loops import array_helper, shareable_nest, small_matmul
+from .emit_update import update_args
+from .shared_loops import array_helper, shareable_nest, small_matmul, stored_update
 
 #: fastmath without nnan/ninf: isnan/isinf keep working
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -264,34 +265,6 @@ def _words(text):
     return set(re.findall(r"[A-Za-z_][A-Za-z_0-9]*", text))
 
 
-def emit_update(update: S.Update, dtype: str) -> str:
-    """apply_update: the optimizer's rules in one loop over the flat arrays."""
-    w = Writer(dtype)
-    step_sym = sympy.Symbol("step")
-    tsym = sympy.Symbol("t")
-    states = [f"state_{s}" for s in update.state]
-    for sym, e in update.hoisted:
-        w(f"{sym} = {_cast(w, w.expr(e.xreplace({tsym: step_sym})))}")
-    w("for k in range(flat_params.shape[0]):")
-    w.indent()
-    w("w = flat_params[k]")
-    w("g = flat_grad[k]")
-    for s, arr in zip(update.state, states):
-        w(f"{s} = {arr}[k]")
-    for target, e in update.rules:
-        w(f"{target} = {w.expr(e.xreplace({tsym: step_sym}))}")
-    for s, arr in zip(update.state, states):
-        w(f"{arr}[k] = {s}")
-    w("flat_params[k] = w")
-    args = ", ".join(["flat_params", "flat_grad", *states, "step", *update.hyper])
-    doc = f'{INDENT}"""One optimizer step on the flat parameters (step = 1, 2, ... for Adam\'s bias correction)."""'
-    return "\n".join([_decorator(), f"def apply_update({args}):", doc, *w.lines]) + "\n"
-
-
-def update_args(update: S.Update):
-    return ["flat_params", "flat_grad", *[f"state_{s}" for s in update.state], "step", *update.hyper]
-
-
 def train_step_args(sched):
     return [a.name for a in sched.grad_step.args] + update_args(sched.update)
 
@@ -467,7 +440,7 @@ def emit_module(sched, optimizer=None) -> str:
                "JIT_INNER = dict(JIT, no_cpython_wrapper=True)  # called only from compiled code\n")
     def print_all(helpers):
         programs = [emit_program(prog, sched.dtype, helpers) for prog in sched.programs + [sched.evaluate]]
-        return programs + [emit_update(sched.update, sched.dtype), emit_train_step(sched),
+        return programs + [stored_update(sched.update, sched.dtype), emit_train_step(sched),
                            emit_train_epoch(sched, helpers)]
 
     with CENSUS.counting():   # the first printing only counts the nests (codegen/nest_sharing.py)

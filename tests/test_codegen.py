@@ -129,8 +129,9 @@ def test_generated_module_uses_blas_names_and_no_globals():
     assert "tanh_f32(" in src                         # float32: the rational tanh
     assert "fastmath={'afn', 'arcp', 'contract', 'nsz', 'reassoc'}" in src   # no nnan/ninf
     assert "error_model='numpy'" in src and "cache=True" in src
-    for fn in ("forward", "loss", "grad_step", "apply_update", "train_step", "train_epoch"):
+    for fn in ("forward", "loss", "grad_step", "train_step", "train_epoch"):
         assert f"def {fn}(" in src
+    assert "import apply_update_sgd_float32 as apply_update" in src   # stored: tests/test_generic_kernels.py
     assert "np.empty" not in src and "np.zeros" not in src   # no allocation inside kernels
     compile(src, "generated", "exec")
 
