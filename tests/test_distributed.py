@@ -128,3 +128,97 @@ def test_missing_mpi4py_gives_an_install_hint():
     assert out.returncode == 2
     assert "graphnn train: error: distributed training needs mpi4py" in out.stderr
     assert "pip install 'graphnn[mpi]'" in out.stderr
+
+
+class _RankOf(LocalComm):
+    """Rank ``rank`` of ``size`` seen alone: collectives the identity (its local state)."""
+
+    def __init__(self, rank, size):
+        self.rank, self.size = rank, size
+
+    def bcast(self, obj, root=0):
+        return "mean" if obj is None else obj
+
+
+def test_a_rank_without_rows_still_moves_the_noise_step_on():
+    """A batch with fewer rows than ranks leaves a rank empty; its step number fell behind
+    for the rest of the run, so its later rows got another step's masks."""
+    from graphnn.training.backends import TrainingFeeds
+
+    model = get_model("denoising-autoencoder", hidden=4)
+    train = {k: v[:10] for k, v in model.data.train.items()}
+    counts = []
+    for rank in (0, 1):
+        feeds = TrainingFeeds(NumpyBackend(model, make_optimizer("sgd", lr=0.1), "float64"))
+        dp = DataParallel(feeds, _RankOf(rank, 2), train)
+        dp.train_step({k: v[:1] for k, v in train.items()})   # one row: rank 1 has none
+        dp.train_step({k: v[:4] for k, v in train.items()})
+        counts.append(feeds.count)
+    assert counts == [2, 2]
+
+
+def test_with_training_feeds_on_a_data_parallel_trainer_goes_under_the_shards():
+    """It wrapped the sharding backend, which then sliced the scalar training feeds."""
+    from graphnn.training import with_training_feeds
+
+    def trained(comm):
+        t = Trainer(get_model("autoencoder", hidden=4), batch_size=10, seed=1, comm=comm)
+        with_training_feeds(with_training_feeds(t))   # idempotent
+        t.fit(steps=2, progress=False)
+        return t.history.losses
+
+    assert trained(LocalComm()) == pytest.approx(trained(None), rel=1e-12)
+
+
+class _Prep:
+    def __init__(self, done, ok):
+        self._done, self._ok = done, ok
+
+    def done(self):
+        return self._done
+
+    def ok(self):
+        return self._ok
+
+
+class _Switcher:
+    """What agree_to_switch reads of a SwitchingBackend."""
+
+    def __init__(self, prep=None):
+        self._prep, self.failure, self.compiled, self.decided, self.took = prep, None, False, False, None
+
+    def take(self, switch=True):
+        self.took, self._prep = switch, None
+        self.compiled = switch
+
+    def _say(self, text):
+        pass
+
+
+class _Votes(LocalComm):
+    """Rank 0 of 2; the other rank's vote is added by the all-reduce; calls are counted."""
+
+    def __init__(self, other):
+        self.rank, self.size, self.other, self.calls = 0, 2, np.array(other, dtype=float), 0
+
+    def allreduce_sum_inplace(self, buf):
+        self.calls += 1
+        buf += self.other
+
+
+def test_every_rank_votes_on_the_switch_even_before_its_compile_started():
+    """A rank with no rows yet has no compile running; it used to skip the vote, so its
+    gradient all-reduce met another rank's vote (an MPI error or a hang)."""
+    from graphnn.training.switching import agree_to_switch
+
+    idle, comm = _Switcher(), _Votes([1, 1])        # the other rank's compile is done and fine
+    agree_to_switch(idle, comm)
+    assert comm.calls == 1 and not idle.decided     # voted, not ready: nobody switches
+    ready, comm = _Switcher(_Prep(True, True)), _Votes([1, 1])
+    agree_to_switch(ready, comm)
+    assert ready.took is True and ready.decided
+    agree_to_switch(ready, comm)
+    assert comm.calls == 1                          # decided: no more votes
+    fine, comm = _Switcher(_Prep(True, True)), _Votes([1, 0])   # the other's compile failed
+    agree_to_switch(fine, comm)
+    assert fine.took is None and fine.failure and fine.decided and fine._prep is None

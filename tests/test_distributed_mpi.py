@@ -301,3 +301,22 @@ def test_cli_trains_more_runners_data_parallel(mpiexec, tmp_path, name, length, 
         return [ln for ln in text.splitlines() if ln.startswith(line)]
 
     assert figure(ranks.stdout) == figure(single.stdout) and figure(single.stdout), (ranks.stdout, single.stdout)
+
+
+def test_more_ranks_than_rows_with_the_background_compile_on(mpiexec, tmp_path):
+    """--batch-size 1 on 2 ranks: rank 1 never has rows. With the background compile on (the
+    CLI's default for cpu; conftest turns it off), rank 0 alone voted on the switch, and its
+    vote met rank 1's gradient all-reduce. Now every rank votes; the run is one process's."""
+    args = ["-m", "graphnn", "train", "xor", "--backend", "cpu", "--batch-size", "1", "--epochs", "40",
+            "--no-progress", "--optimizer", "momentum", "--lr", "0.1"]
+    env = {"GRAPHNN_BACKGROUND_COMPILE": "1", "GRAPHNN_MPI_TIMEOUT": "30"}
+    ranks, _ = launch(mpiexec, tmp_path, 2, *args, "--distributed", worker=False, timeout=120, env=env)
+    assert ranks.returncode == 0, ranks.stderr
+    single = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, **env})
+    assert single.returncode == 0, single.stderr
+
+    def final(text):
+        return [float(v) for v in re.findall(r"final loss: (\S+)", text)]
+
+    assert final(ranks.stdout) == pytest.approx(final(single.stdout), rel=1e-9) and final(single.stdout)

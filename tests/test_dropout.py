@@ -1,5 +1,7 @@
 """Dropout and corruption: inverted scaling, off in evaluation, seeded and reproducible, a new
 mask per step, the gradient uses the same mask, and the counter hash is bit-identical in Numba."""
+import re
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -227,5 +229,44 @@ def test_drawings_leave_out_the_data_parallel_first_row(view):
     beside x, training and step."""
     from graphnn.models import get_model
 
-    source = gn.draw(get_model("denoising-autoencoder", hidden=4), view=view).source
-    assert "first" not in source and ">training<" in source.replace("<b>", ">").replace("</b>", "<")
+    from graphnn.draw.ops_view import NOT_DRAWN
+
+    for model, options in ((get_model("denoising-autoencoder", hidden=4), {}), (dropout_mlp()[0], {}),
+                           (dropout_mlp()[0], {"reads": True})):   # (its backward dropout reads first_row)
+        d = gn.draw(model, view=view, **options)
+        assert "first" not in d.source and ">training<" in d.source.replace("<b>", ">").replace("</b>", "<")
+        declared = set(re.findall(r"^\s*(\w+) \[", d.source, re.M))   # every edge's ends are drawn nodes
+        ends = set(re.findall(r"^\s*(\w+) -> (\w+)", d.source, re.M))
+        assert {e for pair in ends for e in pair} <= declared, "an edge to a node that is not drawn"
+    assert NOT_DRAWN
+
+
+def test_the_forward_derivation_lists_no_first_row():
+    from graphnn.models import get_model
+
+    text = gn.derive(get_model("denoising-autoencoder", hidden=4), view="forward", values=True).to_markdown()
+    assert "first" not in text.replace("first training example", "")
+
+
+def test_data_parallel_refuses_a_noise_op_whose_batch_axis_is_not_first_at_the_start():
+    """It failed only on ranks whose shard does not start at row 0, at their first step."""
+    from graphnn.data import Dataset
+    from graphnn.model import Model
+    from graphnn.training import Trainer
+    from graphnn.training.distributed import LocalComm
+
+    x, t = gn.input("x", (None, 3)), gn.input("t", (None, 3))
+    y = gn.transpose(dropout(gn.transpose(x), 0.5, name="late"))
+    data = Dataset({"x": np.ones((4, 3)), "t": np.ones((4, 3))})
+    model = Model("late", gn.losses.mse(y * gn.parameter("w", np.ones(3)), t), y, (x, t), data)
+    Trainer(model, batch_size=2)   # one process: fine
+    with pytest.raises(ValueError, match="'late'.*batch axis is not the first"):
+        Trainer(model, batch_size=2, comm=LocalComm())
+
+
+def test_a_noise_op_built_by_hand_with_three_operands_is_one_clear_error():
+    from graphnn.ops.base import apply
+    from graphnn.ops.dropout import STEP, TRAINING, Dropout
+
+    with pytest.raises(gn.ShapeError, match="takes \\(x, training, step, first_row\\), got 3"):
+        apply(Dropout.instance(), [gn.input("x", (None, 2)), TRAINING, STEP], {"rate": 0.5, "seed": 1, "scale": True})

@@ -20,7 +20,7 @@ from ..evaluate import evaluate
 from ..looped import Loop
 from ..ops import Count, Linear, Map, MatMul, Sum
 from ..ops.base import all_indices, concrete_shape
-from ..ops.dropout import STEP, TRAINING
+from ..ops.dropout import FIRST_ROW, STEP, TRAINING
 from .core import Form, Step, first_example, register_view
 from .formulas import Formulas, activation_tex, is_leaf, is_loop_output, same_tex
 from ..names import Names, activation_of
@@ -51,7 +51,7 @@ def forward_view(req) -> list:
 def _inputs_prose(req, names, values, scalar=True) -> str:
     parts = []
     for n in req.graph.inputs + [p for p in req.graph.parameters]:
-        if n not in values or n in (TRAINING, STEP):   # dropout's mode and step: plumbing, not data
+        if n not in values or n in (TRAINING, STEP, FIRST_ROW):   # dropout's mode, step, shard: plumbing
             continue
         v = np.asarray(values[n])
         if scalar and v.size <= 8:

@@ -99,11 +99,12 @@ def add_forward(ctx, g, grads: dict, prefix: str = ""):
     for group in groups:
         if group.key in boxed:
             gid = f"{prefix}{group.key}"
-            ids.update((m, gid) for m in group.members)
+            ids.update((m, gid) for m in group.members if m not in NOT_DRAWN)
             g.node(gid, _collapsed_label(ctx, group), **NODE_STYLES["loss" if group.kind == "loss" else "op"])
     merged = _merge_params(groups, boxed, ids, prefix) if ctx.options.get("merge_params") else {}
     for n in graph.nodes:
-        ids.setdefault(n, prefix + ctx.node_id(n))
+        if n not in NOT_DRAWN:   # no id: no node, no edge and no backward "reads" line to it
+            ids.setdefault(n, prefix + ctx.node_id(n))
     placed = set(merged)
     for group in groups:
         if group.key in boxed:
@@ -143,8 +144,10 @@ def _edges(ctx, g, ids, named: bool):
     seen = set()
     for n in ctx.graph.nodes:
         for pos, x in enumerate(n.inputs):
+            if x in NOT_DRAWN:
+                continue
             edge = (ids[x], ids[n])
-            if ids[x] == ids[n] or edge in seen or x in NOT_DRAWN:
+            if ids[x] == ids[n] or edge in seen:
                 continue
             seen.add(edge)
             names = EDGE_NAMES.get(n.op) if named else None

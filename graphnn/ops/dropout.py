@@ -85,21 +85,39 @@ def _step_int(step):
     return _whole(step, "step")
 
 
+def _batch_not_first(node):
+    """Why a shard of the batch cannot get the whole batch's numbers at noise op ``node`` (its
+    operand's batch axis is not the first), or None."""
+    shape = node.inputs[0].shape
+    if shape and shape[0] is not None and None in shape:
+        return (f"{node.op.name} {node.label()!r}: its operand's batch axis is not the first ({fmt_shape(shape)}), "
+                "so a shard of the batch cannot get the whole batch's numbers; put the batch axis first")
+    return None
+
+
+def check_shardable(graph) -> None:
+    """Data-parallel training feeds each shard's first row: said at the start, on every rank,
+    rather than at the first step of a rank whose shard does not start at row 0."""
+    for n in graph.nodes:
+        why = _batch_not_first(n) if n.kind == "op" and isinstance(n.op, (Dropout, GaussianNoise)) else None
+        if why:
+            raise ValueError(why)
+
+
 def _first_row(node, first_row):
-    """The fed rows' offset in the whole batch: 0 for a tensor without a leading batch axis
-    (every shard gets the same numbers); an error where the batch axis is not the first."""
+    """The fed rows' offset in the whole batch: 0 for a tensor without a batch axis (every
+    shard gets the same numbers); an error where the batch axis is not the first."""
     row = _whole(first_row, "first_row")
-    x = node.inputs[0]
-    if row and not (x.shape and x.shape[0] is None):
-        if None in (x.shape or ()):
-            raise ValueError(f"{node.op.name} {node.label()!r}: its operand's batch axis is not the first "
-                             f"({fmt_shape(x.shape)}), so a shard of the batch (first_row {row}) cannot get "
-                             "the whole batch's numbers; put the batch axis first")
-        return 0   # no batch axis: the same numbers on every shard, as in one process
-    return row
+    why = _batch_not_first(node) if row else None
+    if why:
+        raise ValueError(why)
+    shape = node.inputs[0].shape
+    return row if shape and shape[0] is None else 0
 
 
 def _check_scalars(shapes, what):
+    if len(shapes) != 4:   # (a graph built by hand, without dropout()/…_noise())
+        raise ShapeError(f"{what}: takes (x, training, step, first_row), got {len(shapes)} operands")
     for name, s in zip(("training", "step", "first_row"), shapes[1:]):
         if tuple(s) != ():
             raise ShapeError(f"{what}: the {name!r} operand must be a scalar, got {fmt_shape(s)}")

@@ -231,6 +231,11 @@ class TrainingFeeds:
         self.count += 1
         return self.inner.gradients({**feeds, **training_feeds(self.count)})
 
+    def skip_step(self) -> None:
+        """A data-parallel step this rank has no rows of: the step number still moves on (the
+        other ranks' masks are step k's; this rank's next rows must get step k + 1's)."""
+        self.count += 1
+
     def train_epoch(self, feeds, batches) -> float:
         # A backend whose epoch numbers the steps itself (``epoch_feeds_steps``: the fed step
         # is the first batch's) runs it whole, compiled; others step per batch from Python.
@@ -242,7 +247,9 @@ class TrainingFeeds:
 
 
 def with_training_feeds(trainer):
-    """Make ``trainer`` feed training=1 and the step number (idempotent); returns it."""
-    if not isinstance(trainer.backend, TrainingFeeds):
-        trainer.backend = TrainingFeeds(trainer.backend)
+    """Make ``trainer`` feed training=1 and the step number (idempotent); returns it. Under
+    data-parallel training it goes under the sharding backend (each shard's feeds)."""
+    owner, attr = (trainer.backend, "inner") if getattr(trainer, "comm", None) is not None else (trainer, "backend")
+    if not isinstance(getattr(owner, attr), TrainingFeeds):
+        setattr(owner, attr, TrainingFeeds(getattr(owner, attr)))
     return trainer

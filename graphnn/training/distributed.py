@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import GraphnnError
 from ..graph import Graph
-from ..ops.dropout import FIRST_ROW
+from ..ops.dropout import FIRST_ROW, check_shardable
 from .backends import TrainingFeeds
 from .switching import agree_to_switch, switching_backend
 
@@ -331,9 +331,9 @@ class DataParallel:
         self.reduction = comm.bcast(batch_reduction(inner, train) if comm.rank == 0 else None)
         size = sum(inner.params[p].size for p in self.trainable)
         self._buf = np.zeros(size, dtype=inner.dtype)
-        # dropout/noise hash an element's index in the batch: a shard says where its rows start
-        # (ops.dropout.FIRST_ROW), so that its masks are those rows' masks in one process
-        self._noisy = any(n is FIRST_ROW for n in Graph(self.model.loss).nodes)
+        graph = Graph(self.model.loss)   # noise hashes an element's batch index: a shard says
+        check_shardable(graph)           # where its rows start (ops.dropout.FIRST_ROW)
+        self._noisy = any(n is FIRST_ROW for n in graph.nodes)
 
     def _fingerprint(self, train, settings):
         return {"graph": self.model.structural_hash(), "backend": self.inner.name,
@@ -373,9 +373,12 @@ class DataParallel:
             loss, g = self.inner.gradients(shard)
             if weight != 1.0:
                 g *= weight
-        else:  # more ranks than rows in this batch: contribute nothing
+        else:  # more ranks than rows in this batch: contribute nothing (the step still counts)
             loss, g = 0.0, self._buf
             g.fill(0)
+            skip = getattr(self.inner, "skip_step", None)
+            if skip is not None:
+                skip()
         start = time.perf_counter()
         self.comm.allreduce_sum_inplace(g)
         self.allreduce_seconds += time.perf_counter() - start

@@ -26,9 +26,10 @@ from ..evaluate import Evaluator
 from ..files import keep_earlier
 from ..optim import make_optimizer
 from .backends import make_backend
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import save_checkpoint
 from .figures import scatter_panels
 from .options import FILES, TRAINER
+from .resume import read_checkpoint
 from .tasks import TrainOptions, finish_trainer, register_task, resume_trainer
 from .trainer import Trainer
 
@@ -113,7 +114,7 @@ def train_gan(model, opts: TrainOptions):
     disc, gen = gan_players(model, opts.backend, opts.dtype, opts.learning_rate(), opts.optimizer)
     start = 0          # epochs the resumed run had trained: the log and the checkpoint go on from there
     if opts.resume:    # both players' weights (the optimizers start afresh)
-        ck = load_checkpoint(opts.resume, model)
+        ck = read_checkpoint(opts.resume, model, opts.comm)   # data-parallel: rank 0 reads, then broadcasts
         for player in (disc, gen):
             set_values(player, {p: ck.params[p] for p in model.params})
         start = int(ck.epoch)

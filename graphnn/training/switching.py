@@ -142,6 +142,7 @@ class SwitchingBackend:
         self.options = dict(options or {})
         self.verbose = bool(self.options.get("verbose"))
         self.collective = False   # data-parallel: the ranks decide together (agree_to_switch)
+        self.decided = False      # … and have decided (switched, or all stay on the reference)
         self.evaluates = True     # training measures loss/metrics (the Trainer says: start_of_training)
         self.switched_at = None
         self.failure = None
@@ -338,18 +339,27 @@ def end_of_training(backend, quiet: bool = False) -> None:
 
 def agree_to_switch(switcher: SwitchingBackend, comm) -> None:
     """Data-parallel: switch on every rank at this step if every rank is ready; if any rank's
-    compile failed, every rank stays on the reference (the ranks keep identical parameters)."""
-    if not switcher.pending:
+    compile failed, every rank stays on the reference (the ranks keep identical parameters).
+
+    Every rank takes part in the vote at every step until the ranks have decided, whatever its
+    own state: a rank that has had no rows yet (more ranks than rows in a batch) has started no
+    compile, and a vote only where a compile runs would pair this all-reduce with another's
+    gradient all-reduce."""
+    if switcher.compiled or switcher.decided:
         return
     prep = switcher._prep
-    status = np.array([float(prep.done()), float(prep.ok())])
+    gave_up = prep is None and switcher.failure is not None   # this rank's compile could not start
+    done = gave_up or (prep is not None and prep.done())
+    status = np.array([float(done), float(prep is not None and prep.done() and prep.ok())])
     comm.allreduce_sum_inplace(status)
     if status[0] < comm.size:
         return
-    everyone_ok = status[1] == comm.size
-    if not everyone_ok and prep.ok():
+    switcher.decided = True
+    if status[1] == comm.size:
+        switcher.take(switch=True)
+    elif prep is not None and prep.ok():
         switcher.failure = "the compile failed on another rank"
         switcher._prep = None
         switcher._say("another rank could not compile: every rank stays on the numpy reference")
-        return
-    switcher.take(switch=everyone_ok)
+    elif prep is not None:
+        switcher.take(switch=False)   # this rank's own failure, reported
