@@ -19,11 +19,8 @@ from .trainer import Trainer
 
 
 def make_trainer(model, **kw) -> Trainer:
-    """A Trainer in training mode (``kw`` as for `Trainer`). Data-parallel (``comm``), the
-    Trainer's own training feeds (under its shards, for a graph that reads them) are the ones:
-    wrapping the sharding backend again would shard the scalar feeds."""
-    trainer = Trainer(model, **kw)
-    return trainer if kw.get("comm") is not None else with_training_feeds(trainer)
+    """A Trainer in training mode (``kw`` as for `Trainer`, ``comm`` included)."""
+    return with_training_feeds(Trainer(model, **kw))
 
 
 def reconstruction_errors(model, params, split="test", corrupted=False):
