@@ -359,11 +359,14 @@ def load_generated_module(source: str, key_parts: dict, *, verbose: bool = False
     """
     key = cache_key(source, key_parts)
     name = PREFIX + key[:16]
-    module = sys.modules.get(name)
-    if module is not None:
-        _record(key, getattr(module, "_graphnn_path", None), True, module, verbose)
-        return module
     folder = usable_cache_dir()
+    module = sys.modules.get(name)
+    loaded_from = getattr(module, "_graphnn_path", None)
+    # imported already, from this folder (after a change of GRAPHNN_CACHE_DIR in this process the
+    # module goes into the new folder: a plan there names its module by file name)
+    if module is not None and (loaded_from.parent if loaded_from is not None else None) == folder:
+        _record(key, loaded_from, True, module, verbose)
+        return module
     path = folder / f"{name}.py" if folder is not None else None
     hit = False
     if path is not None:

@@ -139,8 +139,8 @@ def save_plan(model, optimizer, sched: ModelSchedule, module_path) -> bool:
     """Write ``sched``'s run-time plan for ``module_path`` (atomically); False if it cannot be
     described by the model's own nodes or the folder refuses (nothing is written then)."""
     folder = usable_cache_dir()
-    if folder is None or module_path is None or user_code(model):
-        return False
+    if folder is None or module_path is None or Path(module_path).parent != folder or user_code(model):
+        return False   # (a plan names its module by file name, in its own folder)
     index = model.graph.index
 
     def ref(node):

@@ -242,3 +242,19 @@ def test_a_model_shaped_by_the_users_own_code_has_no_plan(isolated_cache, monkey
     assert "rewrite" in user_code(get_model("xor"))
     CpuBackend(get_model("xor"), make_optimizer("sgd", lr=0.1), "float64")
     assert not _plans(isolated_cache)
+
+
+def test_a_new_cache_folder_in_the_same_process_gets_its_own_module_and_plan(isolated_cache, monkeypatch, tmp_path):
+    """A module imported from one cache folder was reused after GRAPHNN_CACHE_DIR changed: the
+    plan written in the new folder named a module file that was not there, and no cached start
+    could use it (seen when one test's backend ran before another's isolated cache)."""
+    model, optimizer = get_model("xor"), make_optimizer("adam", lr=0.01)
+    first = codegen.backend.CpuBackend(model, optimizer, "float64").module._graphnn_path
+    assert first.parent == isolated_cache
+    other = tmp_path / "other-cache"
+    other.mkdir(mode=0o700)
+    monkeypatch.setenv("GRAPHNN_CACHE_DIR", str(other))
+    second = codegen.backend.CpuBackend(get_model("xor"), optimizer, "float64").module._graphnn_path
+    assert second.parent == other and second.read_bytes() == first.read_bytes()
+    assert load_plan(get_model("xor"), optimizer, "float64") is not None
+    assert not save_plan(model, optimizer, lower(model, optimizer, "float64"), first)   # another folder's module
