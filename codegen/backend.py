@@ -17,7 +17,7 @@ from graphnn.graph import Graph
 from graphnn.training.backends import epoch_by_steps
 
 from .cache import load_generated_module
-from .finite import guarded_epoch, name_nonfinite, step_is_finite
+from .finite import check_result, guarded_epoch, name_nonfinite, step_is_finite
 from .emit_cpu import batched_inputs, emit_module, train_epoch_args, update_args
 from .lower import CodegenError
 from .plan import lower
@@ -249,15 +249,18 @@ class CpuBackend:
         """(loss, output) of a batch in one compiled call."""
         f = self._feeds([self.model.loss, self.model.output], feeds)
         batch = _batch_of(f, self.schedule)
-        loss = self._call("evaluate", self._args(self.schedule.evaluate, f, batch))
-        return float(loss), self._output(batch)
+        loss, out = float(self._call("evaluate", self._args(self.schedule.evaluate, f, batch))), self._output(batch)
+        check_result(self, "evaluate", feeds, loss, out)   # NaN/inf: the reference names the node
+        return loss, out
 
     def predict(self, feeds):
         f = self._feeds([self.model.output], feeds)
         prog = self.schedule.forward
         batch = _batch_of(f, self.schedule)
         self._call("forward", self._args(prog, f, batch))
-        return self._output(batch)
+        out = self._output(batch)
+        check_result(self, "predict", feeds, out)
+        return out
 
     def _output(self, batch):
         """A copy of the output buffer, in the output's own shape (a 0-d output is stored as one element)."""

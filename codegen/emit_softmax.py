@@ -36,11 +36,11 @@ def _softmax_ce(step: S.SoftmaxCE, w: Writer):
     w(f"for c in range({z}.shape[1]):")
     w.indent()
     if p:
-        w(f"e = math.exp({z}[r, c] - zmax)")
+        w(f"e = {w.exp(f'{z}[r, c] - zmax')}")
         w(f"{p}[r, c] = e")
         w("s += e")
     else:
-        w(f"s += math.exp({z}[r, c] - zmax)")
+        w(f"s += {w.exp(f'{z}[r, c] - zmax')}")
     w.dedent()
     w("lse = math.log(s) + zmax")
     w(f"acc = {w.num(0.0)}")
@@ -66,7 +66,7 @@ def _row_softmax(step: S.RowSoftmax, w: Writer):
     w(f"    zmax = max(zmax, {x}[r, c])")
     w(f"s = {w.num(0.0)}")
     w(f"for c in range({x}.shape[1]):")
-    w(f"    s += math.exp({x}[r, c] - zmax)")
+    w(f"    s += {w.exp(f'{x}[r, c] - zmax')}")
     if step.log:
         w("lse = math.log(s) + zmax")
         w(f"for c in range({x}.shape[1]):")
@@ -74,7 +74,7 @@ def _row_softmax(step: S.RowSoftmax, w: Writer):
     else:
         w(f"inv = {w.num(1.0)} / s")
         w(f"for c in range({x}.shape[1]):")
-        w(f"    {out}[r, c] = math.exp({x}[r, c] - zmax) * inv")
+        w(f"    {out}[r, c] = {w.exp(f'{x}[r, c] - zmax')} * inv")
     w.dedent()
 
 

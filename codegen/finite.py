@@ -88,3 +88,17 @@ def guarded_epoch(backend, run, feeds, batches, snapshot, restore, params_finite
                              "NaN/inf; lower the learning rate")
     raise NonFiniteError(f"the compiled {backend.name!r} epoch produced a NaN/inf loss, but replaying it step by "
                          "step did not: please report it as a codegen bug")
+
+
+def check_result(backend, what: str, feeds, *values) -> None:
+    """Raise unless ``values`` (a compiled ``predict``/``evaluate``/``loss``'s loss and output)
+    are finite: the reference then computes ``what`` on ``feeds`` from the backend's parameters
+    and raises `NonFiniteError` naming the first node, as ``backend='numpy'`` does."""
+    if all(np.isfinite(v).all() for v in values):
+        return
+    from graphnn.training.backends import NumpyBackend
+
+    params = backend.export_state()[0] if hasattr(backend, "export_state") else backend.params
+    getattr(NumpyBackend(backend.model, backend.optimizer, backend.dtype, params=params), what)(feeds)
+    raise NonFiniteError(f"{what}: the compiled {backend.name!r} backend computed NaN/inf, but the NumPy reference "
+                         f"({np.dtype(backend.dtype).name}) computes it finite: please report it as a codegen bug")

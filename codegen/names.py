@@ -29,7 +29,7 @@ RESERVED = {"np", "math", "numba", "njit", "gemm", "gemm_update", "view", "rows"
 INTERNAL_NAMES = {"JIT", "JIT_INNER", "forward", "loss", "evaluate", "grad_step", "apply_update", "train_step", "train_epoch",
                   "first_row", "in_order", "k_batch", "first_step", "any_nonzero", "stack_to_cols",
                   "cols_to_stack", "mix64", "lr", "float", "int", "len", "bool", "isinstance"}
-INTERNAL_PREFIXES = re.compile(r"^(?:matmul|copy|add|fill|swap01|cell|loops|nest|tanh|state|layer_norm|sparse_ce|"
+INTERNAL_PREFIXES = re.compile(r"^(?:matmul|copy|add|fill|swap01|cell|loops|nest|tanh|exp|state|layer_norm|sparse_ce|"
                                r"scatter_add)_(?!\d+$)")   # not matmul_2: the uniqueness suffix
 #: endings the emitters give a buffer's name for their own locals and buffers ('h' → h_all,
 #: h_data, h_ij; E → E_acc; lr → lr_per_step): 'h' and 'h_ij' cannot both be graph names

@@ -7,6 +7,7 @@ integer powers as products (no ``pow`` call) and prints array reads verbatim.
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import sympy
@@ -59,9 +60,10 @@ class KernelPrinter(PythonCodePrinter):
         return expr.name
 
     def _print_tanh(self, expr):
-        name = "tanh_f32" if self.dtype == "float32" else "tanh_f64"
-        self.helpers.add(name)
-        return f"{name}({self._print(expr.args[0])})"
+        return f"{scalar_math('tanh', self.dtype, self.helpers)}({self._print(expr.args[0])})"
+
+    def _print_exp(self, expr):
+        return f"{scalar_math('exp', self.dtype, self.helpers)}({self._print(expr.args[0])})"
 
     def _print_Indexed(self, expr):
         return f"{expr.base}[{', '.join(str(i) for i in expr.indices)}]"
@@ -123,47 +125,23 @@ def reshaped(array: str, shape: str) -> str:
     return f"view({array}, {shape})"
 
 
-#: Small @njit helpers a module includes when its code calls them.
-HELPERS = {
-    "tanh_f64": '''
-@njit(inline="always", **JIT)
-def tanh_f64(x):
-    """tanh in float64 without a libm call (≤ 4 ulp; ~7x faster here, and loops vectorise).
+#: Small @njit helpers a module includes when its code calls them (other modules add theirs).
+HELPERS: dict = {}
 
-    u = expm1(−2|x|/64) by its Taylor series, then six doublings expm1(2z) = u(u + 2)
-    give expm1(−2|x|) to full relative precision; tanh|x| = −u / (2 + u).
-    """
-    a = min(abs(x), 20.0)
-    z = a * (-2.0 / 64.0)
-    u = z * (1.0 + z * (1.0 / 2 + z * (1.0 / 6 + z * (1.0 / 24 + z * (1.0 / 120 + z * (1.0 / 720 + z * (
-        1.0 / 5040 + z * (1.0 / 40320 + z * (1.0 / 362880 + z * (1.0 / 3628800 + z * (1.0 / 39916800 + z * (
-            1.0 / 479001600 + z * (1.0 / 6227020800 + z * (1.0 / 87178291200))))))))))))))
-    for _ in range(6):
-        u = u * (u + 2.0)
-    t = -u / (2.0 + u)
-    return t if x >= 0 else -t
-''',
-    "tanh_f32": '''
-@njit(inline="always", **JIT)
-def tanh_f32(x):
-    """tanh in float32 as a rational function (Eigen's fast tanh, error of a few ulp).
+#: exp and tanh without a libm call, so loops vectorise (codegen/scalar_math.py), imported
+#: by name; the digest in the import line recompiles a module when they change
+SCALAR_MATH = {("exp", "float64"): "exp_f64", ("exp", "float32"): "exp_f32",
+               ("tanh", "float64"): "tanh_f64", ("tanh", "float32"): "tanh_f32"}
+_SCALAR_DIGEST = hashlib.sha256(Path(__file__).with_name("scalar_math.py").read_bytes()).hexdigest()[:12]
+HELPERS.update({name: f"from codegen.scalar_math import {name}  # kernels {_SCALAR_DIGEST}"
+                for name in SCALAR_MATH.values()})
 
-    libm's tanhf is a scalar call; this is branch-free arithmetic, so loops vectorise.
-    """
-    x = max(np.float32(-7.90531110763549805), min(np.float32(7.90531110763549805), x))
-    x2 = x * x
-    p = x2 * np.float32(-2.76076847742355e-16) + np.float32(2.00018790482477e-13)
-    p = x2 * p + np.float32(-8.60467152213735e-11)
-    p = x2 * p + np.float32(5.12229709037114e-08)
-    p = x2 * p + np.float32(1.48572235717979e-05)
-    p = x2 * p + np.float32(6.37261928875436e-04)
-    p = x2 * p + np.float32(4.89352455891786e-03)
-    q = x2 * np.float32(1.19825839466702e-06) + np.float32(1.18534705686654e-04)
-    q = x2 * q + np.float32(2.26843463243900e-03)
-    q = x2 * q + np.float32(4.89352518554385e-03)
-    return x * p / q
-''',
-}
+
+def scalar_math(fn: str, dtype: str, helpers: set) -> str:
+    """The name of the vectorisable ``fn`` ('exp', 'tanh') for ``dtype``, added to ``helpers``."""
+    name = SCALAR_MATH[fn, dtype]
+    helpers.add(name)
+    return name
 
 
 INDENT = "    "
@@ -209,6 +187,10 @@ class Writer:
 
     def num(self, value) -> str:
         return self.printer._number(value)
+
+    def exp(self, arg: str) -> str:
+        """The text of e**arg (the vectorisable exp of the dtype)."""
+        return f"{scalar_math('exp', self.dtype, self.printer.helpers)}({arg})"
 
     def indent(self, n=1):
         self.depth += n

@@ -247,3 +247,22 @@ def test_a_block_the_cpu_fuses_runs_unfused_on_the_device():
         _close(dev.train_step(small), ref.train_step(small), TOL["float64"])
     for p in model.parameters:
         _close(dev.params[p], ref.params[p], TOL["float64"])
+
+
+@pytest.mark.parametrize("what", ["predict", "loss"])
+def test_a_nan_in_predict_or_loss_names_the_node_as_the_reference_does(what):
+    import graphnn as gn
+    from graphnn.data import Dataset
+    from graphnn.model import Model
+
+    rng = np.random.default_rng(0)
+    x, W = gn.input("x", (None, 3)), rng.normal(size=(3, 4))
+    W[1, 2] = np.nan    # (a √ of a negative raises in the simulator, which runs Python's math)
+    y = gn.tanh(gn.matmul(x, gn.parameter("W", W), name="xW"), name="y")
+    feeds = {"x": rng.normal(size=(6, 3))}
+    model = Model("nan-inside", gn.sum(y), y, (x,), Dataset(feeds))
+    with pytest.raises(gn.NonFiniteError, match="node 'xW' is the first to produce NaN") as want:
+        getattr(NumpyBackend(model, make_optimizer("sgd", lr=0.1)), what)(feeds)
+    with pytest.raises(gn.NonFiniteError) as got:
+        getattr(CudaBackend(model, make_optimizer("sgd", lr=0.1)), what)(feeds)
+    assert str(got.value) == str(want.value)

@@ -76,3 +76,33 @@ def test_every_backend_names_the_step_of_a_divergence(backend, background, monke
     assert str(err.value).startswith("training step 44: "), str(err.value)
     assert "'L_elements' is the first to produce inf" in str(err.value)
     assert str(err.value).count("training step") == 1
+
+
+def _sqrt_of_negatives():
+    from graphnn.data import Dataset
+    from graphnn.model import Model
+
+    rng = np.random.default_rng(0)
+    x = gn.input("x", (None, 3))
+    y = gn.tanh(gn.sqrt(x @ gn.parameter("W", rng.normal(size=(3, 4))), name="roots"), name="y")
+    X = rng.normal(size=(6, 3))
+    return Model("nan-inside", gn.sum(y), y, (x,), Dataset({"x": X})), {"x": X}
+
+
+@pytest.mark.parametrize("what", ["predict", "evaluate", "loss"])
+def test_compiled_predict_and_evaluate_name_the_node_that_made_a_nan(what):
+    """The reference's predict, evaluate and loss raise NonFiniteError naming the node; the
+    compiled backend returned the NaNs (training stopped, a prediction did not)."""
+    from codegen import CpuBackend
+    from graphnn.optim import make_optimizer
+    from graphnn.training import NumpyBackend
+
+    model, feeds = _sqrt_of_negatives()
+    with pytest.raises(gn.NonFiniteError, match="node 'roots' is the first to produce NaN") as want:
+        getattr(NumpyBackend(model, make_optimizer("sgd", lr=0.1)), what)(feeds)
+    with pytest.raises(gn.NonFiniteError) as got:
+        getattr(CpuBackend(model, make_optimizer("sgd", lr=0.1)), what)(feeds)
+    assert str(got.value) == str(want.value)
+    trainer = Trainer(model, backend="cpu", background_compile=False)
+    with pytest.raises(gn.NonFiniteError, match="'roots'"):
+        trainer.predict(feeds["x"])

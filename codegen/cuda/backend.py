@@ -15,7 +15,7 @@ import warnings
 
 import numpy as np
 
-from codegen.finite import guarded_epoch, name_nonfinite
+from codegen.finite import check_result, guarded_epoch, name_nonfinite
 from codegen.plan import lower
 from graphnn.evaluate import bind, check_finite_feeds, resolve_dtype
 from graphnn.graph import Graph
@@ -306,13 +306,17 @@ class CudaBackend:
 
     def loss(self, feeds) -> float:
         a, batch = self._upload(self.schedule.loss, feeds)
-        return float(self.module.loss(a, batch).copy_to_host()[0])
+        loss = float(self.module.loss(a, batch).copy_to_host()[0])
+        check_result(self, "loss", feeds, loss)   # NaN/inf: the reference names the node
+        return loss
 
     def predict(self, feeds):
         a, batch = self._upload(self.schedule.forward, feeds)
         self.module.forward(a, batch)
         out = getattr(a, _attr(self._names[self.model.output]))
-        return out.copy_to_host().reshape(tuple(batch if d is None else d for d in self.model.output.shape))
+        out = out.copy_to_host().reshape(tuple(batch if d is None else d for d in self.model.output.shape))
+        check_result(self, "predict", feeds, out)
+        return out
 
     # data-parallel pair (graphnn/distributed.py): gradients out, summed gradients in
     def gradients(self, feeds):

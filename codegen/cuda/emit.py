@@ -36,7 +36,6 @@ from codegen.schedule import (BATCH, BATCH_F, Accumulate, Concat, Copy, Fill, Le
 
 from . import kernels
 
-
 #: step type -> fn(step, emitter) -> driver lines; for steps other helpers add to the
 #: schedule (convolution, pooling and noise: codegen/cuda/conv.py)
 CUDA_PRINTERS: dict = {}
@@ -58,11 +57,12 @@ def register_cuda_printer(step_type, fn):
 
 
 class CudaPrinter(KernelPrinter):
-    """The CPU emitter's printer, but tanh is CUDA's own (libdevice ``tanhf`` is already fast
-    on the GPU; the CPU's rational float32 tanh exists to let loops vectorise)."""
+    """The CPU emitter's printer, but exp and tanh are libdevice's (fast on the GPU already)."""
 
     def _print_tanh(self, expr):
-        return f"math.tanh({self._print(expr.args[0])})"
+        return f"math.{type(expr).__name__}({self._print(expr.args[0])})"
+
+    _print_exp = _print_tanh
 
 
 def device_helper(source: str) -> str:

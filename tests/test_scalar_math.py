@@ -1,0 +1,116 @@
+"""codegen/scalar_math.py: exp and tanh compiled as the generated modules compile them (their
+fast-math flags, in a loop LLVM vectorises) against NumPy, in ulps, with the special values."""
+import math
+
+import numpy as np
+import pytest
+from numba import njit
+
+import graphnn as gn
+from graphnn.data import Dataset
+from graphnn.model import Model
+
+from codegen.emit_cpu import FASTMATH
+from codegen.scalar_math import exp_f32, exp_f64, tanh_f32, tanh_f64
+
+RNG = np.random.default_rng(0)
+
+
+def _loop(fn):
+    @njit(fastmath=FASTMATH, error_model="numpy")
+    def run(x, out):
+        for i in range(x.shape[0]):
+            out[i] = fn(x[i])
+    return run
+
+
+def _apply(fn, x):
+    out = np.empty_like(x)
+    _loop(fn)(x, out)
+    return out
+
+
+def _ulps(got, want):
+    with np.errstate(all="ignore"):
+        d = np.abs(got.astype(np.float64) - want.astype(np.float64)) / np.spacing(np.abs(want)).astype(np.float64)
+    return np.where(got == want, 0.0, d)
+
+
+def _sample(dtype, lo, hi):
+    spread = [RNG.normal(size=200_000) * s for s in (1e-9, 1e-3, 0.1, 1, 3, 10, 100)]
+    return np.concatenate(spread + [np.linspace(lo, hi, 400_001)]).astype(dtype)
+
+
+@pytest.mark.parametrize("fn, dtype, lo, hi", [(exp_f64, np.float64, -760, 720), (exp_f32, np.float32, -110, 95)])
+def test_exp_is_within_one_ulp_where_the_result_is_normal(fn, dtype, lo, hi):
+    x = _sample(dtype, lo, hi)
+    x = x[(x > lo) & (x < hi)]
+    got = _apply(fn, x)
+    with np.errstate(all="ignore"):
+        want = np.exp(x.astype(np.float64)).astype(dtype)   # NumPy's float32 exp is itself 1 ulp off
+    normal = np.isfinite(want) & (want >= np.finfo(dtype).tiny)
+    assert _ulps(got[normal], want[normal]).max() <= 1.0
+    assert (got[np.isinf(want)] == np.inf).all()
+    small = ~normal & np.isfinite(want)      # subnormal or 0: one rounding of the scaled result
+    assert np.abs(got[small] - want[small]).max() <= 2 * np.finfo(dtype).smallest_subnormal
+
+
+@pytest.mark.parametrize("fn, dtype", [(exp_f64, np.float64), (exp_f32, np.float32)])
+def test_exp_special_values(fn, dtype):
+    big = 800.0 if dtype == np.float64 else 110.0
+    x = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, big, -big, 1e30, -1e30], dtype=dtype)
+    got = _apply(fn, x)
+    assert np.isnan(got[0])
+    assert got[1:].tolist() == [np.inf, 0.0, 1.0, 1.0, np.inf, 0.0, np.inf, 0.0]
+
+
+@pytest.mark.parametrize("fn, dtype, ulps", [(tanh_f64, np.float64, 4.0), (tanh_f32, np.float32, 6.0)])
+def test_tanh_is_within_a_few_ulp(fn, dtype, ulps):
+    x = _sample(dtype, -30, 30)
+    got = _apply(fn, x)
+    want = np.tanh(x.astype(np.float64)).astype(dtype)
+    tiny = np.abs(want) < np.finfo(dtype).tiny
+    assert _ulps(got[~tiny], want[~tiny]).max() <= ulps
+    special = np.array([np.nan, np.inf, -np.inf, 0.0, 1e300 if dtype == np.float64 else 1e30], dtype=dtype)
+    out = _apply(fn, special)
+    assert np.isnan(out[0])   # NaN is never hidden
+    assert _ulps(out[1:], np.array([1.0, -1.0, 0.0, 1.0], dtype)).max() <= ulps
+
+
+@pytest.mark.parametrize("fn, dtype", [(exp_f64, np.float64), (tanh_f64, np.float64), (exp_f32, np.float32)])
+def test_loops_over_them_are_vectorised_and_call_no_libm(fn, dtype):
+    run = _loop(fn)
+    run(np.zeros(8, dtype), np.zeros(8, dtype))
+    asm = next(iter(run.inspect_asm().values()))
+    assert "ymm" in asm or "zmm" in asm
+    assert not any(f"{name}@" in asm or f"call\t{name}" in asm for name in ("exp", "expf", "tanh", "__ieee754_exp"))
+
+
+def test_the_generated_modules_import_them_with_a_digest():
+    from codegen.printer import HELPERS
+
+    line = HELPERS["exp_f64"]
+    assert line.startswith("from codegen.scalar_math import exp_f64  # kernels ")
+    assert math.isfinite(float(int(line.rsplit(" ", 1)[1], 16)))
+
+
+@pytest.mark.parametrize("fn", ["tanh", "sigmoid", "exp"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_nan_reaching_tanh_or_exp_is_not_hidden_in_compiled_code(dtype, fn):
+    """float32's tanh clamped its argument first, and a NaN came out as 0.99999976: a compiled
+    prediction could be finite where the reference's is NaN."""
+    from codegen import CpuBackend
+    from graphnn.optim import make_optimizer
+
+    model, X = _nan_model(fn)
+    cpu = CpuBackend(model, make_optimizer("sgd", lr=0.1), dtype)
+    with pytest.raises(gn.NonFiniteError):   # as the reference: the NaN reached the output
+        cpu.predict({"x": X.astype(dtype)})
+
+
+def _nan_model(fn):
+    x = gn.input("x", (None, 3))
+    W = gn.parameter("W", RNG.normal(size=(3, 4)))
+    y = getattr(gn, fn)(gn.sqrt(x @ W, name="roots"), name="y")   # √ of a negative: NaN (sympy folds exp(log z) to z)
+    X = RNG.normal(size=(6, 3))
+    return Model("nan-through", gn.sum(y), y, (x,), Dataset({"x": X})), X
