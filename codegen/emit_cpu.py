@@ -23,12 +23,10 @@ from graphnn.ops.structure import numpy_slice
 from . import schedule as S
 from .fuse_update import GemmUpdate, fold_sgd
 from .nest_sharing import CENSUS, identity_copy, nest_helper
-from .printer import HELPERS, INDENT, INTRINSICS, Writer, reshaped
+from .printer import FASTMATH, HELPERS, INDENT, INTRINSICS, Writer, reshaped
 from .emit_update import update_args
 from .shared_loops import array_helper, shareable_nest, small_matmul, stored_update
 
-#: fastmath without nnan/ninf: isnan/isinf keep working
-FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 EMITTERS: dict = {}
 
@@ -440,7 +438,7 @@ def emit_module(sched, optimizer=None) -> str:
                "JIT_INNER = dict(JIT, no_cpython_wrapper=True)  # called only from compiled code\n")
     def print_all(helpers):
         programs = [emit_program(prog, sched.dtype, helpers) for prog in sched.programs + [sched.evaluate]]
-        return programs + [stored_update(sched.update, sched.dtype), emit_train_step(sched),
+        return programs + [stored_update(sched.update, sched.dtype, helpers), emit_train_step(sched),
                            emit_train_epoch(sched, helpers)]
 
     with CENSUS.counting():   # the first printing only counts the nests (codegen/nest_sharing.py)

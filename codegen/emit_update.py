@@ -12,9 +12,10 @@ from . import schedule as S
 from .printer import INDENT, Writer
 
 
-def emit_update(update: S.Update, dtype: str, name: str = "apply_update") -> str:
+def emit_update(update: S.Update, dtype: str, name: str = "apply_update", helpers: set | None = None) -> str:
     """``def name(flat_params, flat_grad, state_*, step, hyper…)``: the optimizer's rules in one
-    loop over the flat arrays, its per-step scalars computed once before it."""
+    loop over the flat arrays, its per-step scalars computed once before it; the helpers its
+    rules call (exp_f64, …) are added to ``helpers``."""
     w = Writer(dtype)
     step_sym = sympy.Symbol("step")
     tsym = sympy.Symbol("t")
@@ -33,6 +34,8 @@ def emit_update(update: S.Update, dtype: str, name: str = "apply_update") -> str
     for s, arr in zip(update.state, states):
         w(f"{arr}[k] = {s}")
     w("flat_params[k] = w")
+    if helpers is not None:
+        helpers |= w.printer.helpers
     doc = f'{INDENT}"""One optimizer step on the flat parameters (step = 1, 2, ... for Adam\'s bias correction)."""'
     return "\n".join(["@njit(**JIT)", f"def {name}({', '.join(update_args(update))}):", doc, *w.lines]) + "\n"
 

@@ -7,9 +7,9 @@ import math
 import numpy as np
 from numba import njit
 
-from .emit_cpu import FASTMATH
-
-JIT = dict(cache=True, fastmath=FASTMATH, error_model="numpy", no_cfunc_wrapper=True)
+# the generated modules' flags (printer.FASTMATH) written out: Numba's cache of this file
+# and the digest in the modules' import lines see only this file's text
+JIT = dict(cache=True, fastmath={'afn', 'arcp', 'contract', 'nsz', 'reassoc'}, error_model="numpy", no_cfunc_wrapper=True)
 
 
 @njit(**JIT)

@@ -18,6 +18,11 @@ from .lower import CodegenError
 
 PREC_MUL = PRECEDENCE["Mul"]
 
+#: the generated modules' fast-math flags; without nnan/ninf: isnan/isinf keep working. The
+#: stored kernels (generic_kernels.py, modern_kernels.py, scalar_math.py) write them out
+#: (Numba's cache of a file sees only its text; their tests keep them equal to these)
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+
 
 class KernelPrinter(PythonCodePrinter):
     """Prints expressions whose symbols are code (``h[i, j]``, ``d_z``) for dtype float64/float32."""

@@ -31,9 +31,11 @@ from numba.core.errors import TypingError
 from numba.core.extending import intrinsic
 from numba.core.typing import signature
 
-from .emit_cpu import FASTMATH
-
-JIT = dict(cache=True, fastmath=FASTMATH, error_model="numpy", no_cfunc_wrapper=True)
+#: the generated modules' flags (codegen/printer.py's FASTMATH, tests/test_scalar_math.py keeps
+#: them equal), written out: Numba's cache of this file and the digest in the modules' import
+#: lines see only this file's text, so a change of flags must change it
+JIT = dict(cache=True, fastmath={"afn", "arcp", "contract", "nsz", "reassoc"}, error_model="numpy",
+           no_cfunc_wrapper=True)
 
 
 @intrinsic
@@ -102,8 +104,7 @@ def tanh_f64(x):
     r = fused_multiply_add(kf, -_LN2_LO, fused_multiply_add(kf, -_LN2_HI, y))
     scale = power_of_two(k, y)
     u = fused_multiply_add(scale, _expm1_reduced_f64(r), scale - 1.0)
-    t = -u / (2.0 + u)
-    t = t if x >= 0 else -t
+    t = math.copysign(u / (2.0 + u), x)   # tanh(±0) = ±0
     return t if x == x else x
 
 
@@ -130,4 +131,7 @@ def tanh_f32(x):
     q = x2 * q + np.float32(2.26843463243900e-03)
     q = x2 * q + np.float32(4.89352518554385e-03)
     t = c * p / q
+    a = abs(x)
+    t = x if a < np.float32(0.0004) else t   # tanh x = x to < 1 ulp there; c·p underflowed below ~1e-37
+    t = t if a < np.float32(7.90531110763549805) else math.copysign(np.float32(1.0), x)   # the fit's end
     return t if x == x else x

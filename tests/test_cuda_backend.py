@@ -266,3 +266,16 @@ def test_a_nan_in_predict_or_loss_names_the_node_as_the_reference_does(what):
     with pytest.raises(gn.NonFiniteError) as got:
         getattr(CudaBackend(model, make_optimizer("sgd", lr=0.1)), what)(feeds)
     assert str(got.value) == str(want.value)
+
+
+def test_an_optimizer_calling_exp_and_tanh_trains_like_the_reference():
+    """Its host-side update printed exp_f64 (the CPU's helper), a NameError on the host."""
+    from test_generic_kernels import DecayingSoftClip
+
+    model = get_model("xor")
+    dev = CudaBackend(model, DecayingSoftClip.make(), "float64")
+    ref = NumpyBackend(model, DecayingSoftClip.make(), "float64")
+    for _ in range(2):
+        assert dev.train_step(model.data.train) == pytest.approx(ref.train_step(model.data.train), rel=1e-12)
+    for p in model.parameters:
+        np.testing.assert_allclose(dev.params[p], ref.params[p], rtol=1e-12)

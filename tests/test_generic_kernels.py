@@ -146,3 +146,41 @@ def test_a_users_own_optimizer_prints_its_update_and_trains_like_the_reference()
         assert cpu.train_step(model.data.train) == pytest.approx(ref.train_step(model.data.train), rel=1e-12)
     for p in model.parameters:
         np.testing.assert_allclose(cpu.params[p], ref.params[p], rtol=1e-12, atol=1e-15)
+
+
+class DecayingSoftClip:
+    """An optimizer whose rules call exp (a per-step scalar) and tanh (per element):
+    w ← w − η·e^(−λt)·tanh(g). Its module printed exp_f64 without importing it (the update's
+    own printer's helpers were dropped): Numba could not compile apply_update."""
+
+    @staticmethod
+    def make():
+        import sympy
+
+        from graphnn.optim import Optimizer, g, t, w
+
+        class DecayingSoftClipOptimizer(Optimizer):
+            name = "decaying_soft_clip"
+            defaults = {"lr": 0.1, "decay": 0.5}
+
+            def rules(self):
+                h = self.hyper_symbols
+                return [(w, w - h["lr"] * sympy.exp(-h["decay"] * t) * sympy.tanh(g))]
+
+        return DecayingSoftClipOptimizer()
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_an_optimizer_calling_exp_and_tanh_compiles_and_trains_like_the_reference(dtype):
+    from codegen import CpuBackend
+    from graphnn.models import get_model
+    from graphnn.training import NumpyBackend
+
+    model = get_model("xor")
+    cpu = CpuBackend(model, DecayingSoftClip.make(), dtype)
+    ref = NumpyBackend(model, DecayingSoftClip.make(), dtype)
+    for _ in range(3):
+        assert cpu.train_step(model.data.train) == pytest.approx(ref.train_step(model.data.train),
+                                                                 rel=1e-12 if dtype == "float64" else 1e-5)
+    for p in model.parameters:
+        np.testing.assert_allclose(cpu.params[p], ref.params[p], rtol=1e-12 if dtype == "float64" else 1e-5)

@@ -106,3 +106,16 @@ def test_compiled_predict_and_evaluate_name_the_node_that_made_a_nan(what):
     trainer = Trainer(model, backend="cpu", background_compile=False)
     with pytest.raises(gn.NonFiniteError, match="'roots'"):
         trainer.predict(feeds["x"])
+
+
+def test_a_nan_only_the_compiled_predict_makes_is_reported_as_a_codegen_bug(monkeypatch):
+    from codegen import CpuBackend
+    from graphnn.optim import make_optimizer
+
+    model = get_model("xor")
+    cpu = CpuBackend(model, make_optimizer("sgd", lr=0.1))
+    real = CpuBackend._output
+    monkeypatch.setattr(CpuBackend, "_output", lambda self, batch: real(self, batch) * np.nan)
+    with pytest.raises(gn.NonFiniteError, match=r"predict: the compiled 'cpu' backend computed NaN/inf, but the "
+                                                r"NumPy reference \(float64\) computes it finite: please report it"):
+        cpu.predict(model.data.train)

@@ -11,7 +11,7 @@ import graphnn as gn
 from graphnn.data import Dataset
 from graphnn.model import Model
 
-from codegen.emit_cpu import FASTMATH
+from codegen.printer import FASTMATH
 from codegen.scalar_math import exp_f32, exp_f64, tanh_f32, tanh_f64
 
 RNG = np.random.default_rng(0)
@@ -132,3 +132,29 @@ def _nan_model(fn):
     y = getattr(gn, fn)(gn.sqrt(x @ W, name="roots"), name="y")   # √ of a negative: NaN (sympy folds exp(log z) to z)
     X = RNG.normal(size=(6, 3))
     return Model("nan-through", gn.sum(y), y, (x,), Dataset({"x": X})), X
+
+
+@pytest.mark.parametrize("module", ["codegen.scalar_math", "codegen.generic_kernels", "codegen.modern_kernels"])
+def test_the_stored_kernels_write_out_the_generated_modules_flags(module):
+    """Numba's cache of these files sees only their text: flags imported from elsewhere could
+    change while their compiled code stayed the old flags'."""
+    import importlib
+    import inspect
+
+    mod = importlib.import_module(module)
+    assert mod.JIT["fastmath"] == FASTMATH
+    assert "FASTMATH" not in inspect.getsource(mod).split("\nJIT = ", 1)[1].split("\n", 1)[0]
+
+
+def test_tanh_keeps_the_sign_of_zero_tiny_values_and_saturates_at_one():
+    zeros = np.array([0.0, -0.0])
+    for fn, dtype in ((tanh_f64, np.float64), (tanh_f32, np.float32)):
+        assert np.signbit(_apply(fn, zeros.astype(dtype))).tolist() == [False, True]   # NumPy's: +0 → +0
+    tiny = np.logspace(np.log10(np.finfo(np.float32).tiny), -3, 4001).astype(np.float32)
+    got = _apply(tanh_f32, tiny)   # c·p underflowed: 103 ulp off at 1.2e-38
+    assert _ulps(got, np.tanh(tiny.astype(np.float64)).astype(np.float32)).max() <= 6
+    assert (got[tiny < 1e-30] == tiny[tiny < 1e-30]).all()
+    big = np.array([7.9, 8.0, 9.5, 2000.0], dtype=np.float32)
+    got = _apply(tanh_f32, np.concatenate([big, -big]))
+    assert (got[1:4] == 1.0).all() and (got[5:] == -1.0).all()   # it stopped at ±0.99999976
+    assert _ulps(got[[0, 4]], np.tanh(np.array([7.9, -7.9])).astype(np.float32)).max() <= 6

@@ -196,7 +196,7 @@ class CudaEmitter:
                     f'    """The optimizer step, one element of the flat parameters per thread."""\n'
                     f"    for i in range(cuda.grid(1), w.shape[0], cuda.gridsize(1)):\n{body}\n")
         kname = self.kernel("update", make)
-        host = KernelPrinter("float64")  # host-side Python: plain floats
+        host = CudaPrinter("float64")  # host-side Python: plain floats, math.exp
         lines = ["def update(a, t, hyper):", '    """One optimizer step: a.flat_params -= … (in place)."""']
         for h in upd.hyper:
             lines.append(f"    {h} = hyper[{h!r}]")
