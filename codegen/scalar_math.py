@@ -27,6 +27,7 @@ import math
 import llvmlite.ir as llvm_ir
 import numpy as np
 from numba import njit, types
+from numba.core import config
 from numba.core.errors import TypingError
 from numba.core.extending import intrinsic
 from numba.core.typing import signature
@@ -65,6 +66,14 @@ def power_of_two(typingctx, k, like):
         raw = builder.shl(builder.add(kk, llvm_ir.Constant(int_t, bias)), llvm_ir.Constant(int_t, mantissa))
         return builder.bitcast(raw, context.get_value_type(like))
     return signature(like, k, like), codegen
+
+
+if config.DISABLE_JIT:   # imported as plain Python (NUMBA_DISABLE_JIT: tests' interpreted mode)
+    def fused_multiply_add(a, b, c):  # noqa: F811
+        return a * b + c
+
+    def power_of_two(k, like):  # noqa: F811
+        return type(like)(2.0 ** int(k))
 
 
 _LOG2E = 1.4426950408889634

@@ -41,7 +41,7 @@ def interpreted(monkeypatch):
 
     # the stored kernels too: imported first here, they would be plain functions to every
     # compiled module of this process after (Numba: "untyped global name 'matmul_nt'")
-    stored = ("codegen.generic_kernels", "codegen.modern_kernels")
+    stored = ("codegen.generic_kernels", "codegen.modern_kernels", "codegen.scalar_math")
     before = set(sys.modules)
     monkeypatch.setattr(config, "DISABLE_JIT", True)
     yield

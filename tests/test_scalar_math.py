@@ -158,3 +158,24 @@ def test_tanh_keeps_the_sign_of_zero_tiny_values_and_saturates_at_one():
     got = _apply(tanh_f32, np.concatenate([big, -big]))
     assert (got[1:4] == 1.0).all() and (got[5:] == -1.0).all()   # it stopped at ±0.99999976
     assert _ulps(got[[0, 4]], np.tanh(np.array([7.9, -7.9])).astype(np.float32)).max() <= 6
+
+
+def test_they_run_as_plain_python_when_numba_jit_is_disabled():
+    """Imported first under NUMBA_DISABLE_JIT (the tests' interpreted mode), the intrinsics were
+    called from Python: NotImplementedError in every interpreted model with exp or tanh."""
+    import subprocess
+    import sys
+
+    code = ("import numpy as np\nnp.seterr(all='ignore')\n"
+            "from codegen.scalar_math import exp_f32, exp_f64, tanh_f32, tanh_f64\n"
+            "xs = [-800.0, -3.5, -1e-9, 0.0, 0.7, 5.0, 800.0]\n"
+            "for x in xs:\n"
+            "    got, want = exp_f64(x), np.exp(x)\n"
+            "    assert got == want or abs(got - want) <= 4e-16 * want, x\n"
+            "    assert abs(tanh_f64(x) - np.tanh(x)) <= 1e-15 * max(abs(np.tanh(x)), 1e-300), x\n"
+            "    assert abs(tanh_f32(np.float32(x)) - np.tanh(x)) <= 1e-6 * abs(np.tanh(x)) + 1e-40, x\n"
+            "    assert np.isclose(exp_f32(np.float32(x / 10)), np.exp(x / 10), rtol=2e-7), x\n"
+            "print('ok')\n")
+    env = {**__import__("os").environ, "NUMBA_DISABLE_JIT": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
