@@ -5,6 +5,9 @@ import re
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from numba import njit
 
 import graphnn as gn
@@ -179,3 +182,30 @@ def test_they_run_as_plain_python_when_numba_jit_is_disabled():
     env = {**__import__("os").environ, "NUMBA_DISABLE_JIT": "1"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+_LOOPS = {np.float64: (_loop(exp_f64), _loop(tanh_f64), 4.0), np.float32: (_loop(exp_f32), _loop(tanh_f32), 6.0)}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_any_float_array_agrees_with_numpy(dtype, data):
+    """Drawn from every float of the dtype (subnormals, ±0, ±inf, NaN, the overflow edges)."""
+    width = 64 if dtype == np.float64 else 32
+    x = data.draw(arrays(dtype, st.integers(1, 64), elements=st.floats(allow_nan=True, allow_infinity=True,
+                                                                        width=width)))
+    exp_loop, tanh_loop, tanh_ulps = _LOOPS[dtype]
+    got_exp, got_tanh = np.empty_like(x), np.empty_like(x)
+    exp_loop(x, got_exp)
+    tanh_loop(x, got_tanh)
+    with np.errstate(all="ignore"):   # the float64 function, rounded once (NumPy's float32 exp is 1 ulp off)
+        want_exp, want_tanh = (f(x.astype(np.float64)).astype(dtype) for f in (np.exp, np.tanh))
+    for got, want, ulps in ((got_exp, want_exp, 1.0), (got_tanh, want_tanh, tanh_ulps)):
+        assert (np.isnan(got) == np.isnan(want)).all()
+        finite = np.isfinite(want) & (np.abs(want) >= np.finfo(dtype).tiny)
+        assert _ulps(got[finite], want[finite]).max(initial=0.0) <= ulps
+        rest = ~finite & ~np.isnan(want)   # ±inf, 0 and subnormals: equal or one subnormal step
+        with np.errstate(invalid="ignore"):
+            near = np.abs(got[rest] - want[rest]) <= 2 * np.finfo(dtype).smallest_subnormal
+        assert ((got[rest] == want[rest]) | near).all()
