@@ -43,6 +43,8 @@ def interpreted(monkeypatch):
     # compiled module of this process after (Numba: "untyped global name 'matmul_nt'")
     stored = ("codegen.generic_kernels", "codegen.modern_kernels", "codegen.scalar_math")
     before = set(sys.modules)
+    # the variable too: Numba reloads its config from the environment when that changes
+    monkeypatch.setenv("NUMBA_DISABLE_JIT", "1")
     monkeypatch.setattr(config, "DISABLE_JIT", True)
     yield
     for name in [n for n in sys.modules if (n.startswith(cache.PREFIX) or n in stored) and n not in before]:

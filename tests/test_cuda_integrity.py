@@ -61,3 +61,23 @@ def test_the_issue_graph_agrees_with_the_reference_on_cuda():
     np.testing.assert_allclose(g_dev, g_ref, rtol=1e-10, atol=1e-12)
     out = dev.predict(g.feeds)
     assert out.shape == () and float(out) == pytest.approx(float(ref.predict(g.feeds)), rel=1e-12)
+
+
+def test_switching_to_the_simulator_leaves_numbas_config_settings_alone():
+    """enable_simulator set NUMBA_ENABLE_CUDASIM for a moment: Numba's next compile then saw a
+    changed environment and reloaded its whole config, undoing a setting made in between — a
+    test's DISABLE_JIT, at some later compile (a generated module half interpreted, half compiled:
+    "untyped global name 'exp_f64'"). In a fresh process, as the switch is once per process."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("from codegen.cuda.device import enable_simulator\n"
+            "enable_simulator()\n"
+            "from numba.core import config\n"
+            "config.DISABLE_JIT = True\n"
+            "config.reload_config()   # what Numba's compiler calls first at every compile\n"
+            "assert config.DISABLE_JIT, 'the next compile undid a config setting'\n")
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr

@@ -49,6 +49,11 @@ def enable_simulator():
             os.environ.pop("NUMBA_ENABLE_CUDASIM", None)
         else:
             os.environ["NUMBA_ENABLE_CUDASIM"] = previous
+        # and let Numba see the environment as it now is: it reloads its whole config at the
+        # next compile when the environment differs from what it saw last, which would undo
+        # any setting made in between (numba.config.DISABLE_JIT = True, say) at a random later
+        # compile
+        config.reload_config()
     return cuda
 
 
