@@ -23,7 +23,7 @@ from graphnn.ops.structure import numpy_slice
 from . import schedule as S
 from .fuse_update import GemmUpdate, fold_sgd
 from .nest_sharing import CENSUS, identity_copy, nest_helper
-from .printer import FASTMATH, HELPERS, INDENT, INTRINSICS, Writer, reshaped
+from .printer import FASTMATH, HELPERS, INDENT, INTRINSICS, Writer, max_into, reshaped
 from .emit_update import update_args
 from .shared_loops import array_helper, shareable_nest, small_matmul, stored_update
 
@@ -115,7 +115,7 @@ def _loop_inline(step: S.Loop, w: Writer):
             if item.op == "sum":
                 w(f"{target} += {w.expr(item.expr)}")
             else:
-                w(f"{target} = max({target}, {w.expr(item.expr)})")
+                w(max_into(target, w.expr(item.expr)))
     w.dedent(len(step.indices))
     for name in scalar_accs:
         w(f"{name} = {_cast(w, f'{name}_acc')}")

@@ -6,6 +6,7 @@ formula (fused and inlined by the scheduler); matmul, softmax and friends give s
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import sympy
 
@@ -13,7 +14,8 @@ from graphnn import ops
 from graphnn.ops.elementwise import V
 
 from .lower import CodegenError, Lowered, broadcast_read, register_lowering
-from .schedule import BATCH, BATCH_F, Accumulate, Concat, Copy, Loop, MatMul, RowSoftmax, Scatter, SoftmaxCE, View
+from .schedule import BATCH, BATCH_F, Accumulate, Concat, Copy, Kept, Loop, MatMul, RowSoftmax, Scatter, SoftmaxCE, \
+    View
 
 #: matmuls whose fixed dimensions are all at most this are written as loops (BLAS call
 #: overhead dominates a 2×2 product)
@@ -25,8 +27,37 @@ def _map(node, ctx):
 
     def element(index, read):
         subs = {V[pos]: broadcast_read(read, pos, node, index) for pos in range(len(node.inputs))}
-        return expr.xreplace(subs)
+        return keep_restricted_steps(expr, subs)
     return Lowered(element=element)
+
+
+#: functions defined on part of the real line only: NaN outside it in the reference
+RESTRICTED = (sympy.log, sympy.asin, sympy.acos, sympy.atanh, sympy.acosh, sympy.acoth, sympy.asec,
+              sympy.acsc)
+
+
+def restricted_steps(expr) -> Counter:
+    """How many restricted steps ``expr`` takes, by kind: logs and inverse functions defined on
+    part of the line, roots and other non-integer powers, reciprocals (x⁻ⁿ: inf at 0)."""
+    out = Counter()
+    for e in sympy.preorder_traversal(expr):
+        if isinstance(e, RESTRICTED):
+            out[type(e).__name__] += 1
+        elif isinstance(e, sympy.Pow) and not (e.exp.is_integer and e.exp.is_nonnegative):
+            out["power"] += 1
+    return out
+
+
+def keep_restricted_steps(expr, subs):
+    """``expr`` with ``subs`` put in, as sympy simplifies it — unless that simplification drops a
+    restricted step of the operands or of ``expr`` (exp(log z) → z): then each operand is
+    `Kept`, so the fused code computes node by node, as the reference does (NaN where it does)."""
+    folded = expr.xreplace(subs)
+    with sympy.evaluate(False):
+        spelled = expr.xreplace(subs)
+    if restricted_steps(spelled) - restricted_steps(folded):   # a kind with fewer steps left
+        return expr.xreplace({v: Kept(e, k) for k, (v, e) in enumerate(subs.items())})
+    return folded
 
 
 def _expand(node, ctx):

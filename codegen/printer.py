@@ -70,6 +70,9 @@ class KernelPrinter(PythonCodePrinter):
     def _print_exp(self, expr):
         return f"{scalar_math('exp', self.dtype, self.helpers)}({self._print(expr.args[0])})"
 
+    def _print_Kept(self, expr):   # the value itself; the wrapper only stopped sympy's folding
+        return f"({self._print(expr.args[0])})"
+
     def _print_Indexed(self, expr):
         return f"{expr.base}[{', '.join(str(i) for i in expr.indices)}]"
 
@@ -89,17 +92,20 @@ class KernelPrinter(PythonCodePrinter):
             return f"{self._number(1)}/math.sqrt({self._print(base)})"
         return super()._print_Pow(expr, rational=rational)
 
+    # NaN in, NaN out, as NumPy's heaviside, sign, maximum and minimum: a comparison with NaN
+    # is false, so each form below ends in the branch that returns x itself
     def _print_Heaviside(self, expr):
         x = self._print(expr.args[0])
         at0 = expr.args[1] if len(expr.args) > 1 else sympy.S.Half
         if at0 == 0:
-            return f"({self._number(1)} if {x} > 0 else {self._number(0)})"
-        return (f"({self._number(1)} if {x} > 0 else "
-                f"({self._print(at0)} if {x} == 0 else {self._number(0)}))")
+            return f"({self._number(1)} if {x} > 0 else ({self._number(0)} if {x} <= 0 else {x}))"
+        return (f"({self._number(1)} if {x} > 0 else ({self._print(at0)} if {x} == 0 else "
+                f"({self._number(0)} if {x} < 0 else {x})))")
 
     def _print_sign(self, expr):
         x = self._print(expr.args[0])
-        return f"({self._number(1)} if {x} > 0 else ({self._number(-1)} if {x} < 0 else {self._number(0)}))"
+        return (f"({self._number(1)} if {x} > 0 else ({self._number(-1)} if {x} < 0 else "
+                f"({self._number(0)} if {x} == 0 else {x})))")
 
     def _print_Max(self, expr):
         return self._minmax("max", expr.args)
@@ -108,11 +114,21 @@ class KernelPrinter(PythonCodePrinter):
         return self._minmax("min", expr.args)
 
     def _minmax(self, fn, args):
-        # nested two-argument calls: Numba types max(a, b) of equal dtypes as that dtype
+        # nested two-argument calls: Numba types max(a, b) of equal dtypes as that dtype.
+        # Numba's max(a, b) keeps a NaN a but not a NaN b: numbers go last, and a b that may be
+        # NaN is tested (relu(NaN) must be NaN, as np.maximum gives, not 0)
+        args = sorted(args, key=lambda a: a.is_number)
         out = self._print(args[0])
         for a in args[1:]:
-            out = f"{fn}({out}, {self._print(a)})"
+            b = self._print(a)
+            out = f"{fn}({out}, {b})" if a.is_number else f"({fn}({out}, {b}) if {b} == {b} else {b})"
         return out
+
+
+def max_into(target: str, value: str) -> str:
+    """The statement ``target = max(target, value)`` of a max-reduction, with a NaN sticking as
+    in ``np.max`` (Numba's and Python's max keep a NaN only as their first argument)."""
+    return f"{target} = max({target}, {value}) if {value} == {value} else {value}"
 
 
 def print_expr(expr, dtype="float64") -> str:

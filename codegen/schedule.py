@@ -4,7 +4,8 @@
 dataclass steps. An emitter (emit_cpu for Numba on the CPU; a CUDA emitter can reuse the
 same schedule) prints each step type. Expressions are sympy: array elements are
 ``sympy.Indexed`` reads (``h[i, j]``), scalars are ``sympy.Symbol`` locals, and the
-batch size is the symbol ``B`` (``nB`` is B as a float in the kernel's dtype).
+batch size is the symbol ``B`` (``nB`` is B as a float in the kernel's dtype). `Kept(e, k)`
+is ``e`` itself, shielded from sympy's automatic simplification (see `Kept`).
 
 Step types:
     Loop        a fused elementwise loop nest: lets (scalar temporaries), stores, and
@@ -29,6 +30,22 @@ import sympy
 
 BATCH = sympy.Symbol("B")      # batch size (an int in the kernel)
 BATCH_F = sympy.Symbol("nB")   # batch size as a float of the kernel's dtype
+
+
+class Kept(sympy.Function):
+    """``Kept(e, k)`` is the value ``e``, opaque to sympy: printed as ``(e)``; ``k`` (an integer)
+    only keeps two copies of one operand apart.
+
+    sympy simplifies as it builds: exp(log z) → z, (√z)² → z. Where the graph spells such a
+    composition as two nodes, the reference computes the inner node first — NaN for z < 0,
+    which stops training and names the node — while the fused loop would compute z and go
+    on, silently. The lowering wraps the operands in `Kept` where building the expression
+    would drop such a restricted step (a log, a root, a reciprocal), so the compiled code
+    computes what the reference does (codegen/lowerings.py)."""
+    nargs = 2
+
+    def _eval_derivative(self, s):
+        raise TypeError("Kept: a fused expression is printed, never differentiated")
 
 
 @dataclass

@@ -30,7 +30,7 @@ import sympy
 
 from codegen.emit_cpu import index_text
 from codegen.lower import CodegenError
-from codegen.printer import HELPERS, KernelPrinter
+from codegen.printer import HELPERS, KernelPrinter, max_into
 from codegen.schedule import (BATCH, BATCH_F, Accumulate, Concat, Copy, Fill, Let, Loop, MatMul,
                               RowSoftmax, Scalar, Scatter, SoftmaxCE, Store, Update, View)
 
@@ -388,7 +388,7 @@ class CudaEmitter:
                     dest = pr(b.target)
                 else:
                     dest = plan.sregs[str(b.target)][0]
-                inner.append(f"{dest} += {value}" if b.op == "sum" else f"{dest} = max({dest}, {value})")
+                inner.append(f"{dest} += {value}" if b.op == "sum" else max_into(dest, value))
         depth = 0
         for n, s in enumerate(plan.serial):
             first = n == 0 and plan.split > 1
