@@ -330,6 +330,8 @@ def _emit_pool(step: PoolLoop, w):
     src = step.b if step.kind in ("max_grad", "max_gather") else step.a
     if step.kind in ("max_grad", "avg_grad"):
         _zero(w, step.out)
+    if step.kind == "max":   # NaN once any value was NaN or inf: the strict > never picks a NaN
+        w(f"_nan = {w.num(0.0)}")
     w(f"for _bb in range({step.a}.shape[0]):")
     w.indent()
     w(f"for _cc in range({c}):")
@@ -357,12 +359,14 @@ def _emit_pool(step: PoolLoop, w):
         w(f"for _mm in range({ph}):")
         w(f"    for _nn in range({pw}):")
         w(f"        _v = {src}[_bb, _cc, _ii * {sh} + _mm, _jj * {sw} + _nn]")
+        if step.kind == "max":
+            w(f"        _nan += _v * {w.num(0.0)}  # (v·0: LLVM may not fold it without fast-math's nnan)")
         w("        if _v > _best:  # strict: the first maximum wins, as in the reference")
         w("            _best = _v")
         w(f"            _rb = _ii * {sh} + _mm")
         w(f"            _sb = _jj * {sw} + _nn")
         if step.kind == "max":
-            w(f"{step.out}[_bb, _cc, _ii, _jj] = _best")
+            w(f"{step.out}[_bb, _cc, _ii, _jj] = _best + _nan")
         elif step.kind == "max_grad":
             w(f"{step.out}[_bb, _cc, _rb, _sb] += {step.a}[_bb, _cc, _ii, _jj]")
         else:

@@ -173,10 +173,18 @@ def _emit_forward(step: ConvReluPool, w):
         w(f"_xr = _xl_{pool.out}[{cc * h * wd}:]")
         total = " + ".join(f"_k{m}_{n} * _xr[_p{at[(m, n)]}]" for m, n in taps)
         lead = f"{conv.bias}[_ff] + " if cc == 0 and conv.bias else ""
-        w(f"for _p in range(_n_{pool.out}):")
         if cc == c - 1:   # the last channel's sum is the conv: clamp it (ReLU) in place
-            w(f"    _t[_p] = max({zero}, {'_t[_p] + (' + total + ')' if cc else lead + total})")
+            # the sum first: Numba's max keeps a NaN only as its first argument (relu(NaN) = NaN);
+            # _nan turns NaN if any map value is NaN or inf (v·0: without fast-math's nnan LLVM
+            # may not fold it, while v − v it folds away under reassoc), and every pooled value of
+            # this filter then with it — the strict > below never picks a NaN
+            w(f"_nan = {zero}")
+            w(f"for _p in range(_n_{pool.out}):")
+            w(f"    _r = max({'_t[_p] + (' + total + ')' if cc else lead + total}, {zero})")
+            w("    _t[_p] = _r")
+            w(f"    _nan += _r * {zero}")
         else:
+            w(f"for _p in range(_n_{pool.out}):")
             w(f"    _t[_p] {'+=' if cc else '='} {lead}{total}")
     w(f"for _bb in range({x}.shape[0]):")
     w(f"    _po = {pool.out}[_bb, _ff]")
@@ -190,7 +198,7 @@ def _emit_forward(step: ConvReluPool, w):
         w(f"            if _t[_q + {m * wd + n}] > _best:  # strict: the first maximum wins, as in the reference")
         w(f"                _best = _t[_q + {m * wd + n}]")
         w(f"                _arg = {m * wd + n}")
-    w("            _po[_ii, _jj] = _best")
+    w("            _po[_ii, _jj] = _best + _nan")
     w("            _pp[_ii, _jj] = _arg")
     w.dedent()
 

@@ -96,3 +96,42 @@ def test_compiled_chains_stop_where_the_reference_stops_and_agree_elsewhere(chai
         assert (cpu_kind, cpu) == (ref_kind, ref), chain
     else:   # an infinite intermediate: the same stop, or its limit (see the module docstring)
         assert cpu_kind == "value" or cpu == ref, chain
+
+
+def _pooled(build, x):
+    xin, t = gn.input("x", (None, 1, 2, 2)), gn.input("t", (None, 1, 1, 1))
+    y = gn.max_pool2d(build(xin * gn.parameter("w", np.ones((1, 2, 2)))), 2)
+    model = Model("pool", gn.losses.mse(y, t), y, (xin, t))
+    feeds = {"x": x, "t": np.zeros((len(x), 1, 1, 1))}
+    sgd = make_optimizer("sgd", lr=0.1)
+    return _outcome(NumpyBackend(model, sgd, "float64"), feeds), _outcome(CpuBackend(model, sgd, "float64"), feeds)
+
+
+@pytest.mark.parametrize("build", [
+    pytest.param(gn.sqrt, id="pool of a NaN"),
+    pytest.param(lambda z: gn.conv2d(gn.log(z), gn.parameter("K", np.ones((1, 1, 1, 1)))), id="conv then pool"),
+    pytest.param(lambda z: gn.relu(gn.conv2d(gn.log(z), gn.parameter("K", np.ones((1, 1, 1, 1))))),
+                 id="conv, relu and pool fused"),
+])
+def test_a_max_pool_passes_a_nan_on_as_the_references_argmax_does(build):
+    # the NaN is not a window's first element: the strict > skipped it, and the window gave 2
+    (ref_kind, ref), (cpu_kind, cpu) = _pooled(build, np.array([[[[4.0, -1.0], [1.0, 2.0]]]]))
+    assert ref_kind == "error" and "first to produce NaN" in ref
+    assert (cpu_kind, cpu) == (ref_kind, ref)
+
+
+def test_the_fused_conv_relu_pool_block_passes_a_nan_on():
+    """W4's block (codegen/fuse_conv.py) clamped by max(0, v): relu(NaN) was 0 there too."""
+    xin, t = gn.input("x", (None, 1, 4, 4)), gn.input("t", (None, 1))
+    z = gn.log(xin * gn.parameter("w", np.ones((1, 4, 4))))
+    pooled = gn.max_pool2d(gn.relu(gn.conv2d(z, gn.parameter("K", np.full((2, 1, 3, 3), 0.1)))), 2)
+    y = gn.reshape(pooled, (None, 2)) @ gn.parameter("V", np.ones((2, 1)))
+    model = Model("block", gn.losses.mse(y, t), y, (xin, t))
+    import codegen
+    assert "_pos_" in codegen.source(model), "the block is no longer fused: this test lost its subject"
+    x = np.ones((1, 1, 4, 4))
+    x[0, 0, 3, 3] = -1.0   # NaN in the last conv output of the window only
+    feeds, sgd = {"x": x, "t": np.zeros((1, 1))}, make_optimizer("sgd", lr=0.1)
+    ref = _outcome(NumpyBackend(model, sgd, "float64"), feeds)
+    assert ref[0] == "error" and "first to produce NaN" in ref[1]
+    assert _outcome(CpuBackend(model, sgd, "float64"), feeds) == ref

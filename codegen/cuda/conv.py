@@ -126,12 +126,13 @@ def {{name}}(g, out):
 
 
 def _first_max(src, sh, sw, ph, pw):
-    """Lines finding the window's first maximum (strict >, like the reference's argmax)."""
+    """Lines finding the window's first maximum (strict >), or its first NaN: np.argmax's choice,
+    the reference's."""
     return [f"rb = ii * {sh}", f"sb = jj * {sw}", f"best = {src}[bb, cc, rb, sb]",
             f"for mm in range({ph}):",
             f"    for nn in range({pw}):",
             f"        v = {src}[bb, cc, ii * {sh} + mm, jj * {sw} + nn]",
-            "        if v > best:",
+            "        if v > best or (v != v and best == best):",
             "            best = v",
             f"            rb = ii * {sh} + mm",
             f"            sb = jj * {sw} + nn"]
