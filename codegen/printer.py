@@ -127,8 +127,9 @@ class KernelPrinter(PythonCodePrinter):
 
 def max_into(target: str, value: str) -> str:
     """The statement ``target = max(target, value)`` of a max-reduction, with a NaN sticking as
-    in ``np.max`` (Numba's and Python's max keep a NaN only as their first argument)."""
-    return f"{target} = max({target}, {value}) if {value} == {value} else {value}"
+    in ``np.max`` (Numba's and Python's max keep a NaN only as their first argument: the value
+    goes first while the target is a number; a NaN target is kept). ``value`` is printed once."""
+    return f"{target} = max({value}, {target}) if {target} == {target} else {target}"
 
 
 def print_expr(expr, dtype="float64") -> str:

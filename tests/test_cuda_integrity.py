@@ -81,3 +81,25 @@ def test_switching_to_the_simulator_leaves_numbas_config_settings_alone():
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_max_reduction_on_cuda_keeps_a_nan_as_the_reference_stops_on_it():
+    """The threads' partial maxima were combined by max(a, b), which drops a NaN b: the loss came
+    back finite (0.0) where the reference stops. (Python's math in the simulator raises on log(−1),
+    so the NaN here is inf − inf.)"""
+    from graphnn.optim import make_optimizer
+    from graphnn.training import NumpyBackend
+
+    from codegen.cuda.backend import CudaBackend
+
+    x = gn.input("x", (None, 8))
+    big = [x * gn.parameter(f"w{k}", np.ones(8)) * 1e300 for k in (1, 2)]
+    loss = gn.max(big[0] - big[1])
+    model = gn.Model("nan-max", loss, loss, (x,))
+    feeds = {"x": np.array([[1.0] * 5 + [1e10] + [1.0] * 2] * 3)}   # 1e310: inf − inf at one place
+    errors = []
+    for backend in (NumpyBackend(model, make_optimizer("sgd", lr=0.1)), CudaBackend(model, make_optimizer("sgd", lr=0.1))):
+        with pytest.raises(gn.NonFiniteError) as err:
+            backend.loss(feeds)
+        errors.append(str(err.value))
+    assert errors[0] == errors[1] and "first to produce inf" in errors[0]

@@ -460,7 +460,7 @@ class CudaEmitter:
         for target, part in parts.items():
             body.append(f"    acc = {part}[0, pf]")
             body.append(f"    for rr in range(1, {split}):")
-            body.append(f"        acc {'+= ' + part + '[rr, pf]' if ops[target] == 'sum' else '= max(acc, ' + part + '[rr, pf])'}")
+            body.append(f"        {'acc += ' + part + '[rr, pf]' if ops[target] == 'sum' else max_into('acc', part + '[rr, pf]')}")
             body.append(f"    {pr(target)} = acc")
             names.add(str(target.base))
         args = sorted(names)
@@ -491,7 +491,7 @@ class CudaEmitter:
             if op == "sum":
                 lines.append(f"        {reg}_part[t] += {reg}_part[t + s]")
             else:
-                lines.append(f"        {reg}_part[t] = max({reg}_part[t], {reg}_part[t + s])")
+                lines.append(f"        {max_into(f'{reg}_part[t]', f'{reg}_part[t + s]')}")
         lines.append("    cuda.syncthreads()")
         lines.append("    s //= 2")
         lines.append("if t == 0:")
