@@ -46,11 +46,11 @@ def _outcome(backend, feeds):
         return "error", str(e)
 
 
-def _both(build, x=X):
+def _both(build, x=X, dtype="float64"):
     model = _model(build)
     feeds = {"x": x, "t": np.zeros((len(x),) + model.output.shape[1:])}
     sgd = make_optimizer("sgd", lr=0.1)
-    return _outcome(NumpyBackend(model, sgd, "float64"), feeds), _outcome(CpuBackend(model, sgd, "float64"), feeds)
+    return _outcome(NumpyBackend(model, sgd, dtype), feeds), _outcome(CpuBackend(model, sgd, dtype), feeds)
 
 
 @pytest.mark.parametrize("build", [
@@ -60,8 +60,9 @@ def _both(build, x=X):
     pytest.param(lambda z: gn.leaky_relu(gn.sqrt(z)), id="leaky relu of NaN"),
     pytest.param(lambda z: gn.max(gn.log(z), axis=1), id="a max-reduction skipped a NaN"),
 ])
-def test_a_nan_inside_a_fused_chain_stops_the_compiled_code_as_it_stops_the_reference(build):
-    (ref_kind, ref), (cpu_kind, cpu) = _both(build)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_nan_inside_a_fused_chain_stops_the_compiled_code_as_it_stops_the_reference(build, dtype):
+    (ref_kind, ref), (cpu_kind, cpu) = _both(build, dtype=dtype)
     assert ref_kind == "error" and "first to produce NaN" in ref
     assert (cpu_kind, cpu) == (ref_kind, ref)
 
