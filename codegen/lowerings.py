@@ -5,6 +5,7 @@ formula (fused and inlined by the scheduler); matmul, softmax and friends give s
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter
 
@@ -39,23 +40,41 @@ RESTRICTED = (sympy.log, sympy.asin, sympy.acos, sympy.atanh, sympy.acosh, sympy
 def restricted_steps(expr) -> Counter:
     """How many restricted steps ``expr`` takes, by kind: logs and inverse functions defined on
     part of the line, roots and other non-integer powers, reciprocals (x⁻ⁿ: inf at 0)."""
+    return Counter(dict(_restricted_steps(expr)))
+
+
+@functools.lru_cache(maxsize=8192)   # an element is the operand of the next: counted once
+def _restricted_steps(expr) -> tuple:
+    return tuple(sorted(_own_steps(expr, {}).items()))
+
+
+def _own_steps(expr, subs) -> Counter:
+    """`restricted_steps` of ``expr`` itself, a power's exponent read with ``subs`` put in."""
     out = Counter()
     for e in sympy.preorder_traversal(expr):
         if isinstance(e, RESTRICTED):
             out[type(e).__name__] += 1
-        elif isinstance(e, sympy.Pow) and not (e.exp.is_integer and e.exp.is_nonnegative):
-            out["power"] += 1
+        elif isinstance(e, sympy.Pow):
+            exp = e.exp.xreplace(subs) if subs else e.exp
+            if not (exp.is_integer and exp.is_nonnegative):
+                out["power"] += 1
     return out
 
 
 def keep_restricted_steps(expr, subs):
     """``expr`` with ``subs`` put in, as sympy simplifies it — unless that simplification drops a
     restricted step of the operands or of ``expr`` (exp(log z) → z): then each operand is
-    `Kept`, so the fused code computes node by node, as the reference does (NaN where it does)."""
+    `Kept`, so the fused code computes node by node, as the reference does (NaN where it does).
+
+    The steps the unsimplified expression takes are counted without building it: ``expr``'s
+    own, and each operand's as often as ``expr`` reads it."""
     folded = expr.xreplace(subs)
-    with sympy.evaluate(False):
-        spelled = expr.xreplace(subs)
-    if restricted_steps(spelled) - restricted_steps(folded):   # a kind with fewer steps left
+    spelled = _own_steps(expr, subs)
+    for v, e in subs.items():
+        uses = expr.count(v)
+        for kind, n in _restricted_steps(e):
+            spelled[kind] += uses * n
+    if spelled and spelled - restricted_steps(folded):   # a kind with fewer steps left
         return expr.xreplace({v: Kept(e, k) for k, (v, e) in enumerate(subs.items())})
     return folded
 
