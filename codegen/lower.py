@@ -381,13 +381,16 @@ class _Scheduler:
         return expr.xreplace(subs) if subs else expr
 
     def _drop_unused_views(self):
-        used = set()
-        for step in self.steps:
-            used |= _names_read(step)
-            if isinstance(getattr(step, "out", None), str):
-                used.add(step.out)       # written through a view (a GEMM into out.reshape(-1, n))
-        used |= {self.ctx.name(n) for n in self.required}
-        self.steps = [s for s in self.steps if not (isinstance(s, View) and s.name not in used)]
+        while True:   # a view read only by a dropped view is dropped next round
+            used = {self.ctx.name(n) for n in self.required}
+            for step in self.steps:
+                used |= _names_read(step)
+                if isinstance(getattr(step, "out", None), str):
+                    used.add(step.out)       # written through a view (a GEMM into out.reshape(-1, n))
+            kept = [s for s in self.steps if not (isinstance(s, View) and s.name not in used)]
+            if len(kept) == len(self.steps):
+                return
+            self.steps = kept
 
 
 def _names_read(step) -> set:

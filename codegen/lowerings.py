@@ -24,6 +24,9 @@ TINY = 16
 
 
 def _map(node, ctx):
+    written = ctx.shared.get(("written by", node))
+    if written is not None:   # a BPTT total the reverse sweep writes itself (lower_loop.py)
+        return written
     expr = node.attrs.get("compute", node.attrs["expr"])
 
     def element(index, read):

@@ -104,6 +104,9 @@ class RecurrencePrinter:
             self.cols_to_stack(self.stack3(step.slots[f"gy{j}"], 0), step.g, off, row_size(shape))
         for k, (out, off) in step.free_in_place.items():   # summed straight into the packed row
             shape = step.free_shapes[k]
+            if off is None:   # or into the gradient's own buffer (lower_loop._totals_written_in_place)
+                self.line(f"{step.buffers[('freeg', k)]} = {self.buf(out)}  # Σ over t, written in place")
+                continue
             part = f"{self.buf(out)}[{off}:{off + math.prod(shape)}]"
             self.line(f"{step.buffers[('freeg', k)]} = {self.reshape(part, str(shape[0]), shape[1:])}")
         for k, target in step.free_targets.items():
