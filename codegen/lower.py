@@ -74,6 +74,7 @@ class Context:
         self._deps = None
         self.current = None          # the node being lowered (owner of new temps)
         self.outputs: set = set()    # the program's outputs (always computed into their buffers)
+        self.lowered: dict = {}      # node -> its Lowered, for the nodes lowered so far (its inputs)
         self._consumers = graph.consumers()
         self._taken = set(names.values()) | RESERVED | INTERNAL_NAMES
 
@@ -128,7 +129,7 @@ def lower_program(name: str, outputs: list, args: list, *, names: dict, dtype: s
     graph = Graph(roots)
     ctx = Context(graph, names, dtype)
     ctx.outputs = set(roots)
-    lowered = {}
+    lowered = ctx.lowered
     for node in graph.nodes:
         if node.kind != "op":
             continue

@@ -27,6 +27,8 @@ def _map(node, ctx):
     written = ctx.shared.get(("written by", node))
     if written is not None:   # a BPTT total the reverse sweep writes itself (lower_loop.py)
         return written
+    if _copy_of_an_array(node, ctx):
+        return Lowered(view=("alias", ()))
     expr = node.attrs.get("compute", node.attrs["expr"])
 
     def element(index, read):
@@ -116,7 +118,52 @@ def _blas_ready(x):
     """Operands BLAS takes (codegen/gemm.py): whole buffers, and 2-d transposes of them (not strided slices)."""
     if isinstance(x.op, ops.Transpose):
         return x.ndim == 2 and tuple(x.attrs["axes"]) == (1, 0) and _blas_ready(x.inputs[0])
+    if isinstance(x.op, ops.Index) and selects_all(x):
+        return _blas_ready(x.inputs[0])
     return not isinstance(x.op, (ops.Index, ops.StopGradient))
+
+
+# -- copies that are the array itself: bound to it, not copied ----------------------------------
+# (a recurrence's carry unpacked from its packed row, s_T = copy(row), and their gradients:
+# each copy a helper call, ~40 ms of compile)
+
+def selects_all(x) -> bool:
+    """Whether the Index node ``x`` selects its whole operand as is (every axis a full slice, step 1)."""
+    return _whole(tuple(x.attrs["spec"]), x.inputs[0].shape)
+
+
+def _whole(spec, shape) -> bool:
+    if len(spec) > len(shape) or any(k[0] != "s" for k in spec):
+        return False
+    return all(k[1] in (None, 0) and k[3] in (None, 1) and (k[2] is None or (d is not None and k[2] >= d))
+               for k, d in zip(spec, shape))
+
+
+def _copy_of_an_array(node, ctx) -> bool:
+    """An identity map (a copy node) of an array the program computes anyway, contiguous and
+    not a parameter's or an input's memory, the copy not an output and read as a whole array
+    only (an elementwise reader inlines the copy instead, fused into its loop): a name for
+    that array."""
+    if len(node.inputs) != 1 or node.attrs.get("compute", node.attrs["expr"]) != V[0] or node in ctx.outputs:
+        return False
+    if any(isinstance(c.op, _ELEMENTWISE_READERS) for c, _ in ctx.consumers(node)):
+        return False
+    x = node.inputs[0]
+    if tuple(x.shape) != tuple(node.shape) or not (_contiguous(x) and _blas_ready(x) and _computed(x)):
+        return False
+    low = ctx.lowered.get(x)
+    return low is not None and (low.view is not None or (low.element is None and low.reduction is None))
+
+
+#: ops that read an operand element by element (inlined into their loop, not as an array)
+_ELEMENTWISE_READERS = (ops.Map, ops.Expand, ops.Sum, ops.Max, ops.Count)
+
+
+def _computed(x) -> bool:
+    """Whether x's array is one the program computes (through views), not a leaf's memory."""
+    while x.kind == "op" and isinstance(x.op, (ops.Index, ops.Reshape, ops.Transpose, ops.StopGradient)):
+        x = x.inputs[0]
+    return x.kind == "op"
 
 
 def _matmul_steps(node, ctx, a, b, out) -> list:
@@ -239,6 +286,8 @@ def _linear(node, ctx):
 def _view(kind, key=None):
     def lower(node, ctx):
         args = tuple(node.attrs[key]) if key else ()
+        if kind == "index" and selects_all(node):
+            return Lowered(view=("alias", ()))
         if kind == "reshape":
             x = node.inputs[0]
             if not _contiguous(x) or (isinstance(x.op, ops.Index) and not node.shape):
@@ -254,7 +303,7 @@ def _contiguous(x):
     """Whether x's array is C-contiguous, as Numba types it (views of transposes and of most
     slices are not)."""
     if isinstance(x.op, ops.Index):
-        return _contiguous_index(x.attrs["spec"]) and _contiguous(x.inputs[0])
+        return (selects_all(x) or _contiguous_index(x.attrs["spec"])) and _contiguous(x.inputs[0])
     if isinstance(x.op, ops.Transpose):
         return False
     if isinstance(x.op, ops.Reshape):
@@ -319,7 +368,10 @@ def _fused_sce(z, ctx, sce=None):
 
 
 def _index_grad(node, ctx):
-    g, _ = node.inputs
+    g, like = node.inputs
+    if tuple(g.shape) == tuple(like.shape) and _whole(node.attrs["spec"], like.shape) and _contiguous(g) \
+            and _blas_ready(g):
+        return Lowered(view=("alias", ()), shape_only=(1,))   # the whole array scattered: the array
     return Lowered(steps=[Scatter(ctx.name(node), ctx.array(g), tuple(node.attrs["spec"]))], shape_only=(1,))
 
 
