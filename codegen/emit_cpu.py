@@ -25,6 +25,7 @@ from .fuse_update import GemmUpdate, fold_sgd
 from .nest_sharing import CENSUS, identity_copy, nest_helper
 from .printer import FASTMATH, HELPERS, INDENT, INTRINSICS, Writer, max_into, reshaped
 from .emit_update import update_args
+from .lowerings import contiguous_index
 from .shared_loops import array_helper, shareable_nest, small_matmul, stored_update
 
 
@@ -81,6 +82,7 @@ def _loop(step: S.Loop, w: Writer):
 
 def _outlined_loop(step: S.Loop, w: Writer):
     name, args = nest_helper(step, w, _loop_inline)
+    args = CENSUS.one_layout(name, args, w.strided)
     w.printer.helpers.add(name)
     if step.comment:
         w(f"# {step.comment}")
@@ -186,7 +188,20 @@ def _view(step: S.View, w: Writer):
         rank = w.ranks.get(src)
     if rank is not None:
         w.ranks[step.name] = rank
+    if _strided_view(step, src in w.strided):
+        w.strided.add(step.name)
     w(f"{step.name} = {text}" + (f"  # {step.comment}" if step.comment else ""))
+
+
+def _strided_view(step: S.View, of_strided: bool) -> bool:
+    """Whether Numba types the view as any layout ('A'): a permutation other than a matrix's
+    .T (F-ordered), a slice that is not contiguous, or any view of such an array but a reshape
+    (which needs a contiguous operand: the lowering copied a strided one first)."""
+    if step.kind == "transpose":
+        return of_strided or tuple(step.args) != (1, 0)
+    if step.kind == "index":
+        return of_strided or not contiguous_index(step.args)
+    return of_strided and step.kind != "reshape"
 
 
 def index_text(spec):

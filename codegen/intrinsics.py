@@ -30,6 +30,11 @@ there.
 helper (fancy indexing of the shape) per function that uses it: ~1.4 s of cold compile each,
 a third of the attention model's.
 
+``strided(a)``: ``a`` itself, typed as any layout ('A'). Numba compiles a function once per
+argument layout, so a shared loop nest called with a permuted view in one place and a
+contiguous array in another compiled twice (attention: three helpers, ~0.5 s); its contiguous
+operands at that position are passed as ``strided`` (codegen/nest_sharing.py).
+
 ``rows(a, n)``: ``a[:n]``, the batch's leading rows of an epoch buffer (a header with n rows;
 n outside 0 … len(a) raises ValueError). Numba's slicing handles any slice (negative bounds,
 steps, clipping): ~7 ms of compile per place, and the transformer's epoch slices ~150 buffers.
@@ -37,7 +42,7 @@ steps, clipping): ~7 ms of compile per place, and the transformer's epoch slices
 The generated module ends with this file's code from the marker below on (printed by
 codegen/emit_cpu.py after the kernels, which read first): the module stays self-contained — its compiler process imports nothing
 of graphnn — and its cache key covers this code. Names are private so that they cannot meet
-a generated name (``gemm``, ``view``, ``permuted`` and ``rows`` are reserved: codegen/lower.py). Under Numba's
+a generated name (``gemm``, ``view``, ``permuted``, ``strided`` and ``rows`` are reserved: codegen/lower.py). Under Numba's
 DISABLE_JIT (the module run as plain Python) they are NumPy's own ``np.dot``, ``reshape`` and slicing.
 """
 # -- printed into generated modules from here on --
@@ -260,6 +265,18 @@ def permuted(typingctx, a, axes):
     return _signature(a.copy(layout="A"), a, axes), codegen   # the type Numba's transpose gives
 
 
+@_intrinsic
+def strided(typingctx, a):
+    """``a`` typed as any layout ('A'), the same value (codegen/intrinsics.py)."""
+    if not isinstance(a, _types.Array):
+        raise _TypingError(f"strided: an array expected, got {a}")
+
+    def codegen(context, builder, sig, args):
+        return _borrowed(context, builder, sig.return_type, args[0])   # one data model for every layout
+
+    return _signature(a.copy(layout="A"), a), codegen
+
+
 if _config.DISABLE_JIT:   # the module runs as plain Python (NUMBA_DISABLE_JIT): the same operations by NumPy
     def gemm(a, b, out):  # noqa: F811
         np.dot(a, b, out)
@@ -275,6 +292,9 @@ if _config.DISABLE_JIT:   # the module runs as plain Python (NUMBA_DISABLE_JIT):
 
     def permuted(a, axes):  # noqa: F811
         return a.transpose(axes)
+
+    def strided(a):  # noqa: F811
+        return a
 
     def rows_at(a, first, n):  # noqa: F811
         if first < 0 or n < 0 or first + n > len(a):

@@ -303,7 +303,7 @@ def _contiguous(x):
     """Whether x's array is C-contiguous, as Numba types it (views of transposes and of most
     slices are not)."""
     if isinstance(x.op, ops.Index):
-        return (selects_all(x) or _contiguous_index(x.attrs["spec"])) and _contiguous(x.inputs[0])
+        return (selects_all(x) or contiguous_index(x.attrs["spec"])) and _contiguous(x.inputs[0])
     if isinstance(x.op, ops.Transpose):
         return False
     if isinstance(x.op, ops.Reshape):
@@ -313,7 +313,7 @@ def _contiguous(x):
     return True
 
 
-def _contiguous_index(spec) -> bool:
+def contiguous_index(spec) -> bool:
     """Whether indexing a C-contiguous array by ``spec`` gives an array Numba types C-contiguous:
     integers, then at most one slice of step 1 as the last index (``a[3]``, ``a[2, 0:16]``,
     ``flat[256:272]``); Numba types ``a[:, 0:16]`` (a slice before the last index) as strided,

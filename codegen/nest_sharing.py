@@ -76,10 +76,11 @@ class NestCensus(threading.local):
     def __init__(self):
         self.counts: dict | None = None   # while counting: helper name -> copies seen
         self.repeated: frozenset = frozenset()
+        self.strided_at: dict = {}        # helper name -> argument positions some call passes strided
 
     @contextmanager
     def counting(self):
-        self.counts, self.repeated = {}, frozenset()
+        self.counts, self.repeated, self.strided_at = {}, frozenset(), {}
         try:
             yield
             self.repeated = frozenset(name for name, k in self.counts.items() if k > 1)
@@ -91,15 +92,28 @@ class NestCensus(threading.local):
         try:
             yield
         finally:
-            self.repeated = frozenset()
+            self.repeated, self.strided_at = frozenset(), {}
+
+    def one_layout(self, name, args, strided) -> list:
+        """The arguments of a call of helper ``name``: where any call passes a strided array
+        (``strided``: the names Numba types as any layout), the others pass theirs as
+        ``strided(…)`` too, so the helper compiles once, not once per layout (a permuted view
+        in the backward, a buffer in the forward: attention −0.5 s). A matrix's ``.T`` (F-ordered)
+        keeps its own compile: LLVM vectorises a known-contiguous operand better."""
+        if self.counts is not None:
+            self.strided_at.setdefault(name, set()).update(p for p, a in enumerate(args) if a in strided)
+            return list(args)
+        at = self.strided_at.get(name, ())
+        return [f"strided({a})" if p in at and a not in strided else a for p, a in enumerate(args)]
 
     def shares(self, step: S.Loop, w: Writer, print_inline) -> bool:
         """While counting: count ``step`` (False). While sharing: whether it is a repeated nest."""
         if not self_contained_nest(step) or (self.counts is None and not self.repeated):
             return False
-        name = nest_helper(step, w, print_inline)[0]
-        if self.counts is not None:
+        name, args = nest_helper(step, w, print_inline)
+        if self.counts is not None:   # printed inline this time: its call's layouts are noted here
             self.counts[name] = self.counts.get(name, 0) + 1
+            self.one_layout(name, args, w.strided)
             return False
         return name in self.repeated
 

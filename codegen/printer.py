@@ -183,6 +183,7 @@ class Writer:
         self.lines: list = []
         self.depth = 1
         self.ranks: dict = {}   # array name -> rank, where known (the program's arguments, views)
+        self.strided: set = set()   # views Numba types as any layout ('A'): permuted, sliced
         self.specialise = False   # tiny products with literal sizes (a recurrence's step)
 
     def __call__(self, line=""):
