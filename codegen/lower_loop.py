@@ -280,7 +280,8 @@ def _slice_as_is(packed, spec, ctx):
     """The output node that is ``packed[spec]`` unchanged (through reshapes and an identity
     map, nothing else reading any of them), or None."""
     from graphnn import ops
-    from graphnn.ops.elementwise import V
+
+    from .lowerings import identity_map
 
     node = next((c for c, _ in ctx.consumers(packed)
                  if isinstance(c.op, ops.Index) and tuple(c.attrs["spec"]) == (spec,)), None)
@@ -289,8 +290,7 @@ def _slice_as_is(packed, spec, ctx):
         if len(uses) != 1:
             return None
         node = uses[0][0]
-        if not (isinstance(node.op, ops.Reshape) or (isinstance(node.op, ops.Map) and len(node.inputs) == 1
-                                                      and node.attrs.get("compute", node.attrs["expr"]) == V[0])):
+        if not (isinstance(node.op, ops.Reshape) or identity_map(node)):
             return None
     return node if node is not None and isinstance(node.op, ops.Map) else None
 

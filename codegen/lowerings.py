@@ -139,12 +139,18 @@ def _whole(spec, shape) -> bool:
                for k, d in zip(spec, shape))
 
 
+def identity_map(node) -> bool:
+    """Whether ``node`` is a map that is its one operand unchanged (a copy node, ∂copy/∂x, x * 1)."""
+    return isinstance(node.op, ops.Map) and len(node.inputs) == 1 \
+        and node.attrs.get("compute", node.attrs["expr"]) == V[0]
+
+
 def _copy_of_an_array(node, ctx) -> bool:
     """An identity map (a copy node) of an array the program computes anyway, contiguous and
     not a parameter's or an input's memory, the copy not an output and read as a whole array
     only (an elementwise reader inlines the copy instead, fused into its loop): a name for
     that array."""
-    if len(node.inputs) != 1 or node.attrs.get("compute", node.attrs["expr"]) != V[0] or node in ctx.outputs:
+    if not identity_map(node) or node in ctx.outputs:
         return False
     if any(isinstance(c.op, _ELEMENTWISE_READERS) for c, _ in ctx.consumers(node)):
         return False
