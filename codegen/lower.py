@@ -302,7 +302,9 @@ class _Scheduler:
                 self._emit(View(view, self.ctx.name(node.inputs[0]), kind, tuple(vargs)))
                 self.ready[name] = self._emit(Copy(name, view))
                 return
-            at = self._emit(View(name, self.ctx.name(node.inputs[0]), kind, tuple(vargs)))
+            # a bound copy says what it stands for (s_T = copy(index) is index itself)
+            note = f"{self._what(node)}: the same array" if kind == "alias" else ""
+            at = self._emit(View(name, self.ctx.name(node.inputs[0]), kind, tuple(vargs), note))
             self.ready[name] = at
             return
         if low.reduction is not None:
