@@ -33,7 +33,8 @@ Contracts others rely on:
   ``<name>_xW``.
 """
 from .cache import cache_info, clear_cache, load_generated_module
-from .emit_cpu import FASTMATH, emit_module, register_emitter
+from .emit_cpu import emit_module, register_emitter
+from .printer import FASTMATH
 from .lower import CodegenError, Lowered, available_lowerings, register_lowering
 from .plan import ModelSchedule, lower
 from . import schedule

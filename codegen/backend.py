@@ -8,7 +8,6 @@ array the backend allocates starts on a cache-line boundary (`aligned_zeros`).
 from __future__ import annotations
 
 import contextlib
-import math
 import re
 
 import numba  # noqa: F401  (this backend compiles with Numba: a missing one fails here, named)
@@ -20,10 +19,12 @@ from graphnn.training.backends import epoch_by_steps
 
 from .cache import load_generated_module
 from .finite import check_result, guarded_epoch, name_nonfinite, step_is_finite
-from .emit_cpu import batched_inputs, emit_module, train_epoch_args, update_args
+from .emit_cpu import emit_module, train_epoch_args, update_args
 from .lower import CodegenError
 from .plan import lower
 from .plan_cache import load_plan, save_plan
+from .workspace import (CACHE_LINE, FLAT_GRAD, FLAT_PARAMS, WORK, Carving, Workspace,  # noqa: F401
+                        aligned_copy, aligned_zeros, batched_inputs, workspace_buffers)
 
 
 class CpuBackend:
@@ -54,6 +55,7 @@ class CpuBackend:
             print("graphnn cache: plan stored with the module: the model was not lowered again")
         self.blas_threads = blas_threads
         self.trainable = list(self.schedule.trainable)
+        self._carving = Carving.of(self.schedule)
         self._init_params(params or model.initial_params())
         self.steps = 0
         self._buffers: dict = {}
@@ -81,20 +83,16 @@ class CpuBackend:
         self._kernel_params = {p: _one(v) for p, v in self.params.items()}
         self._consts = {sched.names[c]: aligned_copy(c.value, dt) for c in sched.consts}
 
+    def _workspace(self, batch: int) -> Workspace:
+        """The temporaries for this batch size (shared by all programs; codegen/workspace.py)."""
+        ws = self._buffers.get(batch)
+        if ws is None:
+            ws = self._buffers[batch] = Workspace(workspace_buffers(self.schedule), batch, self.dtype)
+        return ws
+
     def _temps(self, batch: int) -> dict:
-        """name -> preallocated array for this batch size (shared by all programs)."""
-        bufs = self._buffers.get(batch)
-        if bufs is None:
-            bufs = {}
-            for prog in self.schedule.programs + [self.schedule.evaluate]:
-                for a in prog.args:
-                    if a.role in ("temp", "output") and a.name not in bufs:
-                        bufs[a.name] = aligned_zeros(tuple(batch if d is None else d for d in a.shape) or (1,),
-                                                     self.dtype)
-            for a in batched_inputs(self.schedule):
-                bufs[f"{a.name}"] = aligned_zeros((batch,) + tuple(a.shape[1:]), self.dtype)
-            self._buffers[batch] = bufs
-        return bufs
+        """name -> the preallocated array for this batch size (a view into its workspace)."""
+        return self._workspace(batch).views
 
     def _feeds(self, graph_nodes, feeds):
         """Checked, converted feeds by name (the reference's own checks and errors)."""
@@ -103,20 +101,18 @@ class CpuBackend:
         return {self.schedule.names[n]: np.ascontiguousarray(_one(v)) for n, v in values.items() if n.kind == "input"}
 
     def _args(self, prog, feeds: dict, batch: int):
-        temps = self._temps(batch)
-        out = []
+        """The printed function's arguments for ``prog`` (codegen/workspace.py: `Carving.args`)."""
+        values = {WORK: self._workspace(batch).work, FLAT_PARAMS: self.flat_params, FLAT_GRAD: self.flat_grad}
         for a in prog.args:
             if a.role == "input":
-                out.append(feeds[a.name])
+                values[a.name] = feeds[a.name]
             elif a.role == "param":
-                out.append(self._kernel_params[a.node])
+                values[a.name] = self._kernel_params[a.node]
             elif a.role == "const":
-                out.append(self._consts[a.name])
+                values[a.name] = self._consts[a.name]
             elif a.role == "grad":
-                out.append(self._grad_buffers[a.name])
-            else:
-                out.append(temps[a.name])
-        return out
+                values[a.name] = self._grad_buffers[a.name]
+        return [values[n] for n in self._carving.args(prog)]
 
     def _named_state(self) -> dict:
         """Parameters, gradients, constants and update arguments by their generated names."""
@@ -186,13 +182,14 @@ class CpuBackend:
             return (head + last) / (size * (len(batches) - 1) + len(batches[-1]))
         order = np.ascontiguousarray(np.concatenate(batches), dtype=np.int64)
         values = {f"{k}_data": v for k, v in self._data_arrays(feeds).items()}
-        values.update(self._temps(size))   # includes the batch buffers named like the inputs
+        ws = self._workspace(size)   # includes the batch buffers named like the inputs
+        values[WORK] = ws.work
         values.update(self._named_state())
         values.update(self._unbatched_inputs(feeds))
         values.update({f"{h}_per_step": v.astype(self.dtype) for h, v in
                        self.optimizer.hyper_table(self.steps + 1, len(batches)).items()})
         values.update(order=order, batch_size=size)
-        args = [values[n] for n in train_epoch_args(self.schedule)]
+        args = [values[n] for n in train_epoch_args(self.schedule, self._carving)]
         def run():
             with self._blas():
                 total = self._call("train_epoch", args)
@@ -300,30 +297,6 @@ class CpuBackend:
             return getattr(self.module, fn_name)(*args)
         except NumbaError as e:
             raise CodegenError(explain_numba_error(e, fn_name, self.source, self.module)) from None
-
-
-CACHE_LINE = 64   # bytes; also the width of an AVX-512 register
-
-
-def aligned_zeros(shape, dtype) -> np.ndarray:
-    """Zeros whose data starts on a cache-line boundary (an empty array has no data: NumPy gives
-    it an address of its own, not ours). NumPy only promises 16 bytes, so a
-    compiled loop's vector loads and stores could straddle two lines — at random, per process:
-    W1 float64 took 1.80–1.87 ms an epoch with NumPy's buffers, 1.58–1.64 with these."""
-    dtype = np.dtype(dtype)
-    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
-    nbytes = math.prod(shape) * dtype.itemsize
-    raw = np.zeros(nbytes + CACHE_LINE, np.uint8)
-    start = -raw.ctypes.data % CACHE_LINE
-    return raw[start:start + nbytes].view(dtype).reshape(shape)
-
-
-def aligned_copy(value, dtype) -> np.ndarray:
-    """``value`` as a C-contiguous array of ``dtype`` in an `aligned_zeros` buffer."""
-    value = np.asarray(value, dtype=dtype)
-    out = aligned_zeros(value.shape, dtype)
-    out[...] = value
-    return out
 
 
 def _one(array):

@@ -2,15 +2,16 @@
 
 Functions (all ``@njit(cache=True, fastmath=FASTMATH, error_model='numpy')``):
 
-    forward(inputs, params, out, temps)          the model's output into ``out``
-    evaluate(inputs, targets, params, out, temps)  the loss of a batch, and the output
-    grad_step(inputs, params, grads, temps)      loss; gradients into the d_* views
+    forward(inputs, params, work)          the model's output into its buffer in ``work``
+    evaluate(inputs, targets, params, work)  the loss of a batch, and the output
+    grad_step(inputs, params, grads, work) loss; gradients into the d_* views
     apply_update(flat_params, flat_grad, state_*, step, hyper)
     train_step(... grad_step's args, flat_params, flat_grad, state_*, step, hyper)
-    train_epoch(data arrays, order, batch_size, ... train_step's args with batch buffers)
+    train_epoch(data arrays, order, batch_size, ... train_step's args but the batched inputs)
 
-Every array is an argument (the caller preallocates temporaries per batch size; a short
-last batch uses the leading rows of the same buffers), so nothing is a global and Numba's
+Every array is an argument (the caller preallocates temporaries per batch size, in one
+workspace array each function carves them from: codegen/workspace.py; a short last batch
+uses the leading rows of the same buffers), so nothing is a global and Numba's
 ``cache=True`` works. Each step type of the schedule has one printer here;
 `register_emitter` adds printers for step types other helpers define.
 """
@@ -23,10 +24,11 @@ from graphnn.ops.structure import numpy_slice
 from . import schedule as S
 from .fuse_update import GemmUpdate, fold_sgd
 from .nest_sharing import CENSUS, identity_copy, nest_helper
-from .printer import FASTMATH, HELPERS, INDENT, INTRINSICS, Writer, max_into, reshaped
+from .printer import HELPERS, INDENT, INTRINSICS, Writer, jit_settings, max_into, reshaped
 from .emit_update import update_args
 from .lowerings import contiguous_index
 from .shared_loops import array_helper, shareable_nest, small_matmul, stored_update
+from .workspace import WORK, Carving, batched_inputs
 
 
 EMITTERS: dict = {}
@@ -229,23 +231,27 @@ def _decorator(inner=False):
 
 
 def emit_program(prog: S.Program, dtype: str, helpers: set | None = None, *, specialise=False,
-                 inner=False) -> str:
+                 inner=False, carving: Carving | None = None) -> str:
     """One ``@njit`` function for a `Program` (helper functions it calls are added to ``helpers``);
     ``specialise``: its tiny products get helpers with literal sizes (for code run many times a
     batch, a recurrence's step; elsewhere one size-generic helper per transposition pays more);
-    ``inner``: called only from compiled code (a recurrence's cell), so it gets no Python wrapper."""
-    lines = program_lines(prog, dtype, helpers, specialise=specialise)
+    ``inner``: called only from compiled code (a recurrence's cell), so it gets no Python wrapper;
+    ``carving``: a function called from Python carves its temporaries, parameters and gradients
+    from the workspace and the flat vectors (codegen/workspace.py)."""
+    carving = None if inner else carving
+    carves = carving.lines([a.name for a in prog.args if carving.carves(a)], "B") if carving else []
+    lines = program_lines(prog, dtype, helpers, specialise=specialise, carves=carves)
     ret = [f"{INDENT}return {prog.returns}"] if prog.returns is not None else []
     doc = [f'{INDENT}"""{prog.doc}"""'] if prog.doc else []
-    args = ", ".join(a.name for a in prog.args)
+    args = ", ".join(carving.args(prog) if carving else [a.name for a in prog.args])
     return "\n".join([_decorator(inner), f"def {prog.name}({args}):", *doc, *lines, *ret]) + "\n"
 
 
 def program_lines(prog: S.Program, dtype: str, helpers: set | None = None, *, specialise=False,
-                  finish=None) -> list:
+                  finish=None, carves=()) -> list:
     """The statements of a `Program`'s function body (one indent), without its return;
     ``finish(steps, writer) -> steps`` last changes the steps after the rewrites (train_epoch's
-    folded SGD)."""
+    folded SGD); ``carves``: lines that carve buffers from the workspace, first after ``B``."""
     w = Writer(dtype)
     w.specialise = specialise
     w.ranks.update({a.name: len(a.shape) for a in prog.args})
@@ -263,14 +269,15 @@ def program_lines(prog: S.Program, dtype: str, helpers: set | None = None, *, sp
     body = w.lines
     head = []
     batched = next((a for a in prog.args if a.role == "input" and a.batched), None)
-    text = "\n".join(body)
+    carves = [INDENT + line for line in carves]
+    text = "\n".join(carves + body)
     if "B" in _words(text) or "nB" in _words(text):   # fed nothing batched (a recurrence of its own): one row
         head.append(f"{INDENT}B = {batched.name}.shape[0]" if batched is not None else f"{INDENT}B = 1")
     if "nB" in _words(text):
         head.append(f"{INDENT}nB = {'float(B)' if dtype == 'float64' else 'np.float32(B)'}")
     if helpers is not None:
         helpers |= w.printer.helpers
-    return head + body
+    return head + carves + body
 
 
 def _words(text):
@@ -278,32 +285,32 @@ def _words(text):
     return set(re.findall(r"[A-Za-z_][A-Za-z_0-9]*", text))
 
 
-def train_step_args(sched):
-    return [a.name for a in sched.grad_step.args] + update_args(sched.update)
+def train_step_args(sched, carving: Carving | None = None):
+    step = (carving or Carving.of(sched)).args(sched.grad_step)
+    return step + [a for a in update_args(sched.update) if a not in step]
 
 
-def emit_train_step(sched) -> str:
-    gargs = ", ".join(a.name for a in sched.grad_step.args)
+def emit_train_step(sched, carving: Carving | None = None) -> str:
+    gargs = ", ".join((carving or Carving.of(sched)).args(sched.grad_step))
     uargs = ", ".join(update_args(sched.update))
     return "\n".join([
         _decorator(),
-        f"def train_step({', '.join(train_step_args(sched))}):",
+        f"def train_step({', '.join(train_step_args(sched, carving))}):",
         f'{INDENT}"""grad_step then apply_update: the parameters change in place; returns the loss."""',
         f"{INDENT}loss = grad_step({gargs})",
         f"{INDENT}apply_update({uargs})",
         f"{INDENT}return loss"]) + "\n"
 
 
-def batched_inputs(sched):
-    return [a for a in sched.grad_step.args if a.role == "input" and a.batched]
-
-
-def train_epoch_args(sched):
-    """train_epoch's parameters: the data, the order, then train_step's arguments with each
-    hyperparameter as an array of its values per batch (``<h>_per_step``: schedules)."""
+def train_epoch_args(sched, carving: Carving | None = None):
+    """train_epoch's parameters: the data, the order, then train_step's arguments but the batched
+    inputs (gathered into workspace buffers), each hyperparameter as an array of its values per
+    batch (``<h>_per_step``: schedules)."""
     data = [f"{a.name}_data" for a in batched_inputs(sched)]
-    return data + ["order", "batch_size"] + train_step_args(sched)[:-len(sched.update.hyper) or None] + \
-        [f"{h}_per_step" for h in sched.update.hyper]
+    gathered = {a.name for a in batched_inputs(sched)}
+    step = [n for n in train_step_args(sched, carving)[:-len(sched.update.hyper) or None] if n not in gathered]
+    work = [WORK] if gathered and WORK not in step else []   # the batch buffers, even with no temporary
+    return data + ["order", "batch_size"] + step + work + [f"{h}_per_step" for h in sched.update.hyper]
 
 
 def _step_input(prog):
@@ -353,7 +360,7 @@ def _gather_batch(w, sched, whole, unique):
             w(f"{name} = rows({all_rows}, nb)")
 
 
-def emit_train_epoch(sched, helpers: set | None = None) -> str:
+def emit_train_epoch(sched, helpers: set | None = None, carving: Carving | None = None) -> str:
     """Mini-batches of ``order`` (the caller's shuffled order) inside compiled code.
 
     The gradient step's statements are written into the batch loop rather than called:
@@ -376,6 +383,9 @@ def emit_train_epoch(sched, helpers: set | None = None) -> str:
 
     whole = {a.name: unique(f"{a.name}_all") for a in prog.args if a.batched and a.role in ("input", "temp")}
     k, step_in = unique("k_batch"), _step_input(prog)
+    carving = carving or Carving.of(sched)
+    for line in _epoch_carves(sched, carving, whole):
+        w(line)
     w("total = 0.0")
     if step_in:
         first = unique("first_step")
@@ -405,9 +415,16 @@ def emit_train_epoch(sched, helpers: set | None = None) -> str:
            f'returns the summed loss."""')
     if helpers is not None:
         helpers |= w.printer.helpers
-    params = [whole.get(n, n) for n in train_epoch_args(sched)]
+    params = train_epoch_args(sched, carving)
     return "\n".join([_decorator(), f"def train_epoch({', '.join(params)}):", doc,
                       *w.lines, *lines, *tail.lines]) + "\n"
+
+
+def _epoch_carves(sched, carving, whole) -> list:
+    """train_epoch's first lines: the batch buffers (``batch_size`` rows, named by ``whole``), the
+    other temporaries, the parameters and gradients, carved from the workspace and flat vectors."""
+    owned = [a.name for a in batched_inputs(sched)] + [a.name for a in sched.grad_step.args if carving.carves(a)]
+    return carving.lines(owned, "batch_size", lambda n: whole.get(n, n))
 
 
 def _batch_end(sched, prog, folded) -> Writer:
@@ -441,20 +458,18 @@ def emit_module(sched, optimizer=None) -> str:
               + (f", {optimizer.name}({', '.join(optimizer.hyper)})" if optimizer is not None else "") + ".\n\n"
               f"Graph {sched.graph_hash[:16]}. Generated by codegen.emit_cpu from the model's graph, its\n"
               "gradient graph (graphnn.grad) and the optimizer's update rules. Every array is an\n"
-              "argument; temporaries are preallocated by the caller per batch size.\n\n"
+              "argument; temporaries are preallocated by the caller per batch size, in one workspace\n"
+              "array each function carves them from (codegen/workspace.py).\n\n"
               "Flat layout of the trainable parameters (and of the gradient buffer):\n"
               f"{layout}\n"
               '"""\n')
-    # no C-callable wrapper: nothing takes a kernel's C address; no Python wrapper for what
-    # only compiled code calls (cells, helpers): each wrapper is more for LLVM to compile
-    imports = ("import math\n\nimport numpy as np\nfrom numba import njit\n\n"
-               f"JIT = dict(cache=True, fastmath={{{', '.join(repr(f) for f in sorted(FASTMATH))}}}, "
-               "error_model='numpy', no_cfunc_wrapper=True)\n"
-               "JIT_INNER = dict(JIT, no_cpython_wrapper=True)  # called only from compiled code\n")
+    carving = Carving.of(sched)
+
     def print_all(helpers):
-        programs = [emit_program(prog, sched.dtype, helpers) for prog in sched.programs + [sched.evaluate]]
-        return programs + [stored_update(sched.update, sched.dtype, helpers), emit_train_step(sched),
-                           emit_train_epoch(sched, helpers)]
+        programs = [emit_program(prog, sched.dtype, helpers, carving=carving)
+                    for prog in sched.programs + [sched.evaluate]]
+        return programs + [stored_update(sched.update, sched.dtype, helpers), emit_train_step(sched, carving),
+                           emit_train_epoch(sched, helpers, carving)]
 
     with CENSUS.counting():   # the first printing only counts the nests (codegen/nest_sharing.py)
         print_all(set())
@@ -463,8 +478,9 @@ def emit_module(sched, optimizer=None) -> str:
         programs = print_all(helpers)
     # the intrinsics last: the kernels read first, and Numba resolves a global when it compiles
     intrinsics = "# -- the intrinsics the kernels call (codegen/intrinsics.py: why) --" + INTRINSICS
-    return "\n\n".join([header, imports] + [HELPERS[h].strip() + "\n" for h in sorted(helpers)] + programs
-                       + [intrinsics])
+    kernels = [HELPERS[h].strip() + "\n" for h in sorted(helpers)] + programs
+    imports = "import math\n\nimport numpy as np\nfrom numba import njit\n\n" + jit_settings(kernels)
+    return "\n\n".join([header, imports] + kernels + [intrinsics])
 
 
 from .emit_arrays import array_op  # noqa: E402  (Fill, Copy, Scatter, Concat: their printers register)

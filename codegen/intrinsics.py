@@ -35,6 +35,11 @@ argument layout, so a shared loop nest called with a permuted view in one place 
 contiguous array in another compiled twice (attention: three helpers, ~0.5 s); its contiguous
 operands at that position are passed as ``strided`` (codegen/nest_sharing.py).
 
+``carve(work, offset, shape)``: ``work[offset:offset + size].reshape(shape)`` for a 1-D
+C-contiguous ``work`` — a C-contiguous header on its data from element ``offset`` on. A
+Python-callable generated function takes its temporaries as one workspace and carves them in
+its first lines (codegen/workspace.py: why); a part outside ``work`` raises ValueError.
+
 ``rows(a, n)``: ``a[:n]``, the batch's leading rows of an epoch buffer (a header with n rows;
 n outside 0 … len(a) raises ValueError). Numba's slicing handles any slice (negative bounds,
 steps, clipping): ~7 ms of compile per place, and the transformer's epoch slices ~150 buffers.
@@ -42,7 +47,7 @@ steps, clipping): ~7 ms of compile per place, and the transformer's epoch slices
 The generated module ends with this file's code from the marker below on (printed by
 codegen/emit_cpu.py after the kernels, which read first): the module stays self-contained — its compiler process imports nothing
 of graphnn — and its cache key covers this code. Names are private so that they cannot meet
-a generated name (``gemm``, ``view``, ``permuted``, ``strided`` and ``rows`` are reserved: codegen/lower.py). Under Numba's
+a generated name (``gemm``, ``view``, ``permuted``, ``strided``, ``carve`` and ``rows`` are reserved: codegen/lower.py). Under Numba's
 DISABLE_JIT (the module run as plain Python) they are NumPy's own ``np.dot``, ``reshape`` and slicing.
 """
 # -- printed into generated modules from here on --
@@ -277,6 +282,46 @@ def strided(typingctx, a):
     return _signature(a.copy(layout="A"), a), codegen
 
 
+@_intrinsic
+def carve(typingctx, work, offset, shape):
+    """work[offset:offset + size].reshape(shape) of a 1-D C-contiguous ``work``: a C-contiguous
+    header on its data from element ``offset`` on (codegen/intrinsics.py)."""
+    if not isinstance(work, _types.Array) or work.ndim != 1 or work.layout != "C" \
+            or not isinstance(offset, _types.Integer):
+        raise _TypingError(f"carve: a 1-D C-contiguous array and an offset expected, got {work}, {offset}")
+    if isinstance(shape, _types.Integer):
+        dims_types = [shape]
+    elif isinstance(shape, _types.BaseTuple) and all(isinstance(t, _types.Integer) for t in shape.types):
+        dims_types = list(shape.types)
+    else:
+        raise _TypingError(f"carve: a shape of integers expected, got {shape}")
+
+    def codegen(context, builder, sig, args):
+        ary = _make_array(sig.args[0])(context, builder, args[0])
+        start = context.cast(builder, args[1], sig.args[1], _types.intp)
+        raw = [args[2]] if isinstance(sig.args[2], _types.Integer) else _cgutils.unpack_tuple(builder, args[2])
+        dims = [context.cast(builder, d, t, _types.intp) for d, t in zip(raw, dims_types)]
+        zero = context.get_constant(_types.intp, 0)
+        bad, total = builder.icmp_signed("<", start, zero), context.get_constant(_types.intp, 1)
+        for d in dims:
+            bad = builder.or_(bad, builder.icmp_signed("<", d, zero))
+            total = builder.mul(total, d)
+        bad = builder.or_(bad, builder.icmp_signed(">", builder.add(start, total), ary.nitems))
+        with builder.if_then(bad, likely=False):
+            context.call_conv.return_user_exc(builder, ValueError, ("carve: a part outside the workspace asked",))
+        strides, step = [], ary.itemsize
+        for d in reversed(dims):
+            strides.append(step)
+            step = builder.mul(step, d)
+        out = _make_array(sig.return_type)(context, builder)
+        _populate_array(out, data=builder.gep(ary.data, [start]), shape=_cgutils.pack_array(builder, dims),
+                        strides=_cgutils.pack_array(builder, strides[::-1]), itemsize=ary.itemsize,
+                        meminfo=ary.meminfo, parent=ary.parent)
+        return _borrowed(context, builder, sig.return_type, out._getvalue())
+
+    return _signature(_types.Array(work.dtype, len(dims_types), "C"), work, offset, shape), codegen
+
+
 if _config.DISABLE_JIT:   # the module runs as plain Python (NUMBA_DISABLE_JIT): the same operations by NumPy
     def gemm(a, b, out):  # noqa: F811
         np.dot(a, b, out)
@@ -300,3 +345,9 @@ if _config.DISABLE_JIT:   # the module runs as plain Python (NUMBA_DISABLE_JIT):
         if first < 0 or n < 0 or first + n > len(a):
             raise ValueError("rows_at: rows outside the array asked")
         return a[first:first + n]
+
+    def carve(work, offset, shape):  # noqa: F811
+        size = int(np.prod(shape))
+        if offset < 0 or np.any(np.asarray(shape) < 0) or offset + size > len(work):
+            raise ValueError("carve: a part outside the workspace asked")
+        return work[offset:offset + size].reshape(shape)

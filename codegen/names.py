@@ -13,7 +13,7 @@ import re
 import unicodedata
 
 #: the generated loops' own names: indices, sizes, locals, builtins a graph name would shadow
-RESERVED = {"np", "math", "numba", "njit", "gemm", "gemm_update", "view", "rows", "rows_at", "permuted", "strided", "B", "nB", "i", "j", "k", "l", "m", "n", "o", "q", "p", "r",
+RESERVED = {"np", "math", "numba", "njit", "gemm", "gemm_update", "view", "rows", "rows_at", "permuted", "strided", "carve", "work", "B", "nB", "i", "j", "k", "l", "m", "n", "o", "q", "p", "r",
             "c", "s", "w", "g", "step", "order", "start", "stop", "nb", "total", "loss", "acc", "zmax",
             "lse", "flat_params", "flat_grad", "sum", "max", "min", "abs", "range", "batch_size",
             # locals the emitters assign (softmax/CE rows, reductions): a buffer named like

@@ -8,6 +8,7 @@ integer powers as products (no ``pow`` call) and prints array reads verbatim.
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import sympy
@@ -22,6 +23,24 @@ PREC_MUL = PRECEDENCE["Mul"]
 #: stored kernels (generic_kernels.py, modern_kernels.py, scalar_math.py) write them out
 #: (Numba's cache of a file sees only its text; their tests keep them equal to these)
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+
+#: what allocates in generated code (the convolution printers' padded copies and scratch rows)
+ALLOCATES = re.compile(r"\bnp\.(?:zeros|empty|ones)\(")
+
+
+def jit_settings(kernels) -> str:
+    """The module's ``JIT``/``JIT_INNER`` settings for the texts of its functions ``kernels``.
+
+    No C-callable wrapper: nothing takes a kernel's C address; no Python wrapper for what only
+    compiled code calls (cells, helpers): each wrapper is more for LLVM to compile. Where no
+    function allocates (every array is the caller's), no reference counting either (``_nrt``):
+    Numba then emits no incref/decref around every array value, which cut 5–14 % of the large
+    models' compile. An allocation such a module would make is a typing error, never silent."""
+    allocates = any(ALLOCATES.search(text) for text in kernels)
+    return (f"JIT = dict(cache=True, fastmath={{{', '.join(repr(f) for f in sorted(FASTMATH))}}}, "
+            "error_model='numpy', no_cfunc_wrapper=True" + ("" if allocates else ", _nrt=False") + ")"
+            + ("" if allocates else "  # nothing here allocates: no reference counting") + "\n"
+            "JIT_INNER = dict(JIT, no_cpython_wrapper=True)  # called only from compiled code\n")
 
 
 class KernelPrinter(PythonCodePrinter):

@@ -113,7 +113,9 @@ def test_elementwise_chain_is_one_loop_without_temporaries():
     model = Model("chain", gn.sum(out), out, (x,), Dataset({"x": X}))
     src = codegen.source(model)
     fwd = src.split("def forward")[1].split("@njit")[0]
-    assert fwd.startswith("(x, W, out, matmul):")     # no buffer for exp, ×0.5, sigmoid, +1
+    assert fwd.startswith("(x, flat_params, work):")   # W lives in the flat vector, temporaries in one workspace …
+    carved = [line.split(" = ")[0].strip() for line in fwd.splitlines() if "= carve(work, " in line]
+    assert carved == ["out", "matmul"]                # … and are no more than these: no buffer for exp, ×0.5, sigmoid, +1
     assert fwd.count("_ij = ") == 1                    # the whole chain is one assignment …
     assert fwd.count("for i in range(B):") == 1        # … in one loop
     assert "matmul_nn(x, W, matmul)" in fwd             # x @ W: the tiny-product loops (any sizes)
