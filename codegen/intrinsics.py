@@ -134,17 +134,40 @@ def gemm_update(typingctx, a, b, out, alpha):
     return _signature(_types.none, a, b, out, alpha), codegen
 
 
+def _dims_types(shape, who):
+    """The integer types of a shape argument (an integer or a tuple of them); else a typing error."""
+    if isinstance(shape, _types.Integer):
+        return [shape]
+    if isinstance(shape, _types.BaseTuple) and all(isinstance(t, _types.Integer) for t in shape.types):
+        return list(shape.types)
+    raise _TypingError(f"{who}: a shape of integers expected, got {shape}")
+
+
+def _dims(context, builder, shapety, value, dims_types):
+    """A shape argument's values as intp."""
+    raw = [value] if isinstance(shapety, _types.Integer) else _cgutils.unpack_tuple(builder, value)
+    return [context.cast(builder, d, t, _types.intp) for d, t in zip(raw, dims_types)]
+
+
+def _c_contiguous(context, builder, view_type, ary, data, dims):
+    """A new C-contiguous header of shape ``dims`` on ``ary``'s memory from ``data`` on (view, carve)."""
+    strides, step = [], ary.itemsize
+    for d in reversed(dims):
+        strides.append(step)
+        step = builder.mul(step, d)
+    out = _make_array(view_type)(context, builder)
+    _populate_array(out, data=data, shape=_cgutils.pack_array(builder, dims),
+                    strides=_cgutils.pack_array(builder, strides[::-1]), itemsize=ary.itemsize,
+                    meminfo=ary.meminfo, parent=ary.parent)
+    return _borrowed(context, builder, view_type, out._getvalue())
+
+
 @_intrinsic
 def view(typingctx, a, shape):
     """a.reshape(shape) without a copy for a C-contiguous a (codegen/intrinsics.py)."""
     if not isinstance(a, _types.Array) or a.layout not in "CF":
         raise _TypingError(f"view: a contiguous array expected (as for Numba's reshape), got {a}")
-    if isinstance(shape, _types.Integer):
-        dims_types = [shape]
-    elif isinstance(shape, _types.BaseTuple) and all(isinstance(t, _types.Integer) for t in shape.types):
-        dims_types = list(shape.types)
-    else:
-        raise _TypingError(f"view: a shape of integers expected, got {shape}")
+    dims_types = _dims_types(shape, "view")
     result = a.copy(ndim=len(dims_types))   # the type Numba's reshape gives
 
     def codegen(context, builder, sig, args):
@@ -152,8 +175,7 @@ def view(typingctx, a, shape):
         if aryty.layout != "C":   # F-contiguous: Numba's reshape (it may need to copy, and says so)
             return context.compile_internal(builder, lambda x, s: x.reshape(s), sig, args)
         ary = _make_array(aryty)(context, builder, args[0])
-        raw = [args[1]] if isinstance(shapety, _types.Integer) else _cgutils.unpack_tuple(builder, args[1])
-        dims = [context.cast(builder, d, t, _types.intp) for d, t in zip(raw, dims_types)]
+        dims = _dims(context, builder, shapety, args[1], dims_types)
         one, zero = (context.get_constant(_types.intp, v) for v in (1, 0))
         known = one
         for d in dims:   # one -1 is inferred: nitems / the product of the others
@@ -166,15 +188,7 @@ def view(typingctx, a, shape):
             total = builder.mul(total, d)
         with builder.if_then(builder.icmp_signed("!=", total, ary.nitems), likely=False):
             context.call_conv.return_user_exc(builder, ValueError, ("view: the new shape's size differs",))
-        strides, step = [], ary.itemsize
-        for d in reversed(dims):
-            strides.append(step)
-            step = builder.mul(step, d)
-        out = _make_array(sig.return_type)(context, builder)
-        _populate_array(out, data=ary.data, shape=_cgutils.pack_array(builder, dims),
-                        strides=_cgutils.pack_array(builder, strides[::-1]), itemsize=ary.itemsize,
-                        meminfo=ary.meminfo, parent=ary.parent)
-        return _borrowed(context, builder, sig.return_type, out._getvalue())
+        return _c_contiguous(context, builder, sig.return_type, ary, ary.data, dims)
 
     return _signature(result, a, shape), codegen
 
@@ -289,18 +303,12 @@ def carve(typingctx, work, offset, shape):
     if not isinstance(work, _types.Array) or work.ndim != 1 or work.layout != "C" \
             or not isinstance(offset, _types.Integer):
         raise _TypingError(f"carve: a 1-D C-contiguous array and an offset expected, got {work}, {offset}")
-    if isinstance(shape, _types.Integer):
-        dims_types = [shape]
-    elif isinstance(shape, _types.BaseTuple) and all(isinstance(t, _types.Integer) for t in shape.types):
-        dims_types = list(shape.types)
-    else:
-        raise _TypingError(f"carve: a shape of integers expected, got {shape}")
+    dims_types = _dims_types(shape, "carve")
 
     def codegen(context, builder, sig, args):
         ary = _make_array(sig.args[0])(context, builder, args[0])
         start = context.cast(builder, args[1], sig.args[1], _types.intp)
-        raw = [args[2]] if isinstance(sig.args[2], _types.Integer) else _cgutils.unpack_tuple(builder, args[2])
-        dims = [context.cast(builder, d, t, _types.intp) for d, t in zip(raw, dims_types)]
+        dims = _dims(context, builder, sig.args[2], args[2], dims_types)
         zero = context.get_constant(_types.intp, 0)
         bad, total = builder.icmp_signed("<", start, zero), context.get_constant(_types.intp, 1)
         for d in dims:
@@ -309,15 +317,7 @@ def carve(typingctx, work, offset, shape):
         bad = builder.or_(bad, builder.icmp_signed(">", builder.add(start, total), ary.nitems))
         with builder.if_then(bad, likely=False):
             context.call_conv.return_user_exc(builder, ValueError, ("carve: a part outside the workspace asked",))
-        strides, step = [], ary.itemsize
-        for d in reversed(dims):
-            strides.append(step)
-            step = builder.mul(step, d)
-        out = _make_array(sig.return_type)(context, builder)
-        _populate_array(out, data=builder.gep(ary.data, [start]), shape=_cgutils.pack_array(builder, dims),
-                        strides=_cgutils.pack_array(builder, strides[::-1]), itemsize=ary.itemsize,
-                        meminfo=ary.meminfo, parent=ary.parent)
-        return _borrowed(context, builder, sig.return_type, out._getvalue())
+        return _c_contiguous(context, builder, sig.return_type, ary, builder.gep(ary.data, [start]), dims)
 
     return _signature(_types.Array(work.dtype, len(dims_types), "C"), work, offset, shape), codegen
 
