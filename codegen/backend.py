@@ -2,8 +2,9 @@
 
 Parameters live in one flat array (trainable ones, in `ModelSchedule.flat_layout` order);
 ``backend.params[node]`` are views into it, so compiled updates are visible at once.
-Temporaries are allocated once per batch size and reused; a whole epoch is one call. Every
-array the backend allocates starts on a cache-line boundary (`aligned_zeros`).
+Temporaries are allocated once per batch size, in one workspace array the generated functions
+carve them from (codegen/workspace.py), and reused; a whole epoch is one call. Every buffer
+the backend allocates starts on a cache-line boundary (`aligned_zeros`).
 """
 from __future__ import annotations
 
