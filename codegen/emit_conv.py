@@ -45,13 +45,13 @@ def _out_range(var, tap, stride, pad, size, out, pad_after=0):
 UNROLL = 49  #: filters with at most this many taps (7×7) are written out tap by tap
 
 
-def _padded_copy(w, x, c, h, wd, pad):
-    """A zero-padded copy of x (so the tap loops need no bounds tests); x itself if unpadded."""
+def _padded_copy(w, x, c, h, wd, pad, name):
+    """A zero-padded copy of x in the workspace buffer ``name`` (so the tap loops need no bounds
+    tests); x itself if unpadded."""
     pt, pb, pl, pr = pad
     if not any(pad):
         return x
-    name = f"_pad_{x}"
-    w(f"{name} = np.zeros(({x}.shape[0], {c}, {h + pt + pb}, {wd + pl + pr}), {x}.dtype)")
+    _zero(w, name)
     w(f"for _bb in range({x}.shape[0]):")
     w(f"    for _cc in range({c}):")
     w(f"        for _rr in range({h}):")
@@ -91,7 +91,7 @@ def _conv_forward(step: ConvLoop, w):
     taps = _taps(kh, kw)
     # y[b,f,i,j] = bias[f] + Σ_c Σ_{m,n} w[f,c,m,n] x[b,c,i·s+m, j·s+n] (x padded): the filter's
     # taps are locals, each output one straight-line sum
-    src = _padded_copy(w, step.a, c, h, wd, pad)
+    src = _padded_copy(w, step.a, c, h, wd, pad, step.padded)
     w(f"for _ff in range({f}):")
     w.indent()
     for first in (True, False):
@@ -119,7 +119,7 @@ def _conv_grad_filter(step: ConvLoop, w):
     (sh, sw), pad = step.stride, step.pad
     taps = _taps(kh, kw)
     # dw[f,c,m,n] = Σ_{b,i,j} g[b,f,i,j] x[b,c,i·s+m, j·s+n]: one accumulator per tap
-    src = _padded_copy(w, step.a, c, h, wd, pad)
+    src = _padded_copy(w, step.a, c, h, wd, pad, step.padded)
     zero = w.num(0.0)
     w(f"for _ff in range({f}):")
     w(f"    for _cc in range({c}):")
@@ -144,11 +144,8 @@ def _conv_grad_input(step: ConvLoop, w):
     # dx: each output position scatters g·w over its window (into a padded buffer, then cropped)
     pt, pb, pl, pr = pad
     padded = any(pad)
-    dst = f"_pad_{step.out}" if padded else step.out
-    if padded:
-        w(f"{dst} = np.zeros(({step.a}.shape[0], {c}, {h + pt + pb}, {wd + pl + pr}), {step.a}.dtype)")
-    else:
-        _zero(w, step.out)
+    dst = step.padded if padded else step.out
+    _zero(w, dst)
     w(f"for _ff in range({f}):")
     w(f"    for _cc in range({c}):")
     w.indent(2)
@@ -307,8 +304,9 @@ def _emit_bias_grad(step: BiasGradLoop, w):
         w(f"# {step.comment}")
     # per-position partial sums over the batch (a contiguous, vectorisable add), then one sum per filter
     n, zero = ho * wo, w.num(0.0)
-    w(f"_gf_{step.out} = {reshaped(f'np.ascontiguousarray({step.g})', f'({step.g}.shape[0], {f}, {n})')}")
-    w(f"_bs = np.empty({n}, {step.g}.dtype)")
+    g = f"np.ascontiguousarray({step.g})" if step.g in w.strided else step.g   # a copy only of a strided view
+    w(f"_gf_{step.out} = {reshaped(g, f'({step.g}.shape[0], {f}, {n})')}")
+    w(f"_bs = {step.sums}")
     w(f"for _ff in range({f}):")
     w(f"    for _p in range({n}):")
     w(f"        _bs[_p] = {zero}")

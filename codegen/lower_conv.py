@@ -30,6 +30,7 @@ class ConvLoop:
     stride: tuple
     pad: tuple
     comment: str = ""
+    padded: str = ""   # a padded conv's (B, C, H + pads, W + pads) scratch buffer (x, or dx before cropping)
 
 
 @dataclass
@@ -39,6 +40,7 @@ class BiasGradLoop:
     g: str
     dims: tuple      # (F, HO, WO)
     comment: str = ""
+    sums: str = ""   # the (HO·WO,) scratch buffer of the per-position sums
 
 
 @dataclass
@@ -81,6 +83,13 @@ def _image_dims(node, what):
     return shape[1:]
 
 
+def _padded(node, ctx, c, h, wd) -> str:
+    """A workspace buffer for the zero-padded image of a padded conv ('' if unpadded): the
+    generated code allocates nothing (codegen/workspace.py)."""
+    pt, pb, pl, pr = node.attrs["pad"]
+    return ctx.temp(f"{ctx.name(node)}_padded", (None, c, h + pt + pb, wd + pl + pr)) if any(node.attrs["pad"]) else ""
+
+
 def _conv(node, ctx):
     x, w = node.inputs[:2]
     c, h, wd = _image_dims(x, "conv2d")
@@ -88,7 +97,8 @@ def _conv(node, ctx):
     ho, wo = node.shape[2:]
     bias = ctx.array(node.inputs[2]) if len(node.inputs) == 3 else None
     step = ConvLoop(ctx.name(node), ctx.array(x), ctx.array(w), bias, "forward", (c, h, wd, f, kh, kw, ho, wo),
-                    node.attrs["stride"], node.attrs["pad"], comment=f"{node.label()} = {node.op.label(node)}")
+                    node.attrs["stride"], node.attrs["pad"], comment=f"{node.label()} = {node.op.label(node)}",
+                    padded=_padded(node, ctx, c, h, wd))
     return Lowered(steps=[step])
 
 
@@ -98,7 +108,8 @@ def _conv_grad_input(node, ctx):
     f, _, kh, kw = w.shape
     ho, wo = g.shape[2:]
     step = ConvLoop(ctx.name(node), ctx.array(g), ctx.array(w), None, "grad_input", (c, h, wd, f, kh, kw, ho, wo),
-                    node.attrs["stride"], node.attrs["pad"], comment=f"{node.label()} = {node.op.label(node)}")
+                    node.attrs["stride"], node.attrs["pad"], comment=f"{node.label()} = {node.op.label(node)}",
+                    padded=_padded(node, ctx, c, h, wd))
     return Lowered(steps=[step])
 
 
@@ -108,14 +119,17 @@ def _conv_grad_filter(node, ctx):
     f, _, kh, kw = node.shape
     ho, wo = g.shape[2:]
     step = ConvLoop(ctx.name(node), ctx.array(x), ctx.array(g), None, "grad_filter", (c, h, wd, f, kh, kw, ho, wo),
-                    node.attrs["stride"], node.attrs["pad"], comment=f"{node.label()} = {node.op.label(node)}")
+                    node.attrs["stride"], node.attrs["pad"], comment=f"{node.label()} = {node.op.label(node)}",
+                    padded=_padded(node, ctx, c, h, wd))
     return Lowered(steps=[step])
 
 
 def _conv_grad_bias(node, ctx):
     (g,) = node.inputs
-    step = BiasGradLoop(ctx.name(node), ctx.array(g), tuple(g.shape[1:]),
-                        comment=f"{node.label()} = Σ over batch and positions of {g.label()}")
+    f, ho, wo = g.shape[1:]
+    step = BiasGradLoop(ctx.name(node), ctx.array(g), (f, ho, wo),
+                        comment=f"{node.label()} = Σ over batch and positions of {g.label()}",
+                        sums=ctx.temp(f"{ctx.name(node)}_sums", (ho * wo,)))
     return Lowered(steps=[step])
 
 
