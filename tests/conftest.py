@@ -40,8 +40,13 @@ def interpreted(monkeypatch):
     from codegen import cache
 
     # the stored kernels too: imported first here, they would be plain functions to every
-    # compiled module of this process after (Numba: "untyped global name 'matmul_nt'")
+    # compiled module of this process after (Numba: "untyped global name 'matmul_nt'"); imported
+    # (compiled) before, the interpreted module would call Numba's dispatchers, and one that had
+    # to compile a new signature here would meet Numba's own overloads made plain functions by
+    # DISABLE_JIT ("'function' object has no attribute 'get_call_template'"): the test gets
+    # fresh plain copies, and the compiled ones come back after it
     stored = ("codegen.generic_kernels", "codegen.modern_kernels", "codegen.scalar_math")
+    compiled = {n: sys.modules.pop(n) for n in stored if n in sys.modules}
     before = set(sys.modules)
     # the variable too: Numba reloads its config from the environment when that changes
     monkeypatch.setenv("NUMBA_DISABLE_JIT", "1")
@@ -52,6 +57,10 @@ def interpreted(monkeypatch):
         package, _, attr = name.rpartition(".")
         if name in stored and hasattr(sys.modules.get(package), attr):
             delattr(sys.modules[package], attr)
+    for name, module in compiled.items():
+        sys.modules[name] = module
+        package, _, attr = name.rpartition(".")
+        setattr(sys.modules[package], attr, module)
 
 
 def require_program(*names: str) -> str:
