@@ -24,8 +24,8 @@ PREC_MUL = PRECEDENCE["Mul"]
 #: (Numba's cache of a file sees only its text; their tests keep them equal to these)
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
-#: what allocates in generated code (the convolution printers' padded copies and scratch rows)
-ALLOCATES = re.compile(r"\bnp\.(?:zeros|empty|ones)\(")
+#: what allocates in generated code (the flat convolutions' scratch rows, a copy of a strided view)
+ALLOCATES = re.compile(r"\bnp\.(?:zeros|empty|ones|full|array|copy|ascontiguousarray)\(|\.copy\(\)")
 
 
 def jit_settings(kernels) -> str:

@@ -21,6 +21,7 @@ import codegen
 import graphnn as gn
 from codegen.backend import CpuBackend
 from codegen.intrinsics import carve
+from codegen.printer import ALLOCATES
 from codegen.workspace import (CACHE_LINE, Carving, Workspace, polynomial_text, polynomial_value,
                                workspace_buffers, workspace_layout)
 from graphnn.data import Dataset
@@ -137,7 +138,7 @@ def test_reference_counting_is_off_exactly_where_nothing_allocates(name):
     opt = gn.Trainer(model, backend="numpy").optimizer
     source = codegen.emit_module(codegen.lower(model, opt), opt)
     jit = next(line for line in source.splitlines() if line.startswith("JIT = dict("))
-    allocates = re.search(r"\bnp\.(zeros|empty|ones)\(", source.split("# -- the intrinsics")[0]) is not None
+    allocates = ALLOCATES.search(source.split("# -- the intrinsics")[0]) is not None
     assert ("_nrt=False" in jit) == (not allocates), f"{name}: {jit}"
 
 
@@ -198,3 +199,14 @@ def test_padded_convolutions_allocate_nothing_and_train_as_the_reference():
         assert cpu.train_epoch(feeds, batches) == pytest.approx(ref.train_epoch(feeds, batches), rel=1e-10)
     for p in model.params:
         np.testing.assert_allclose(cpu.params[p], ref.params[p], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("line,allocates", [
+    ("    _t = np.empty(_n, x.dtype)", True), ("    _g = view(np.ascontiguousarray(g), (B, 4))", True),
+    ("    y = x.copy()", True), ("    _p = np.zeros((B, 2), x.dtype)", True),
+    ("    z = carve(work, 8 * B, (B, 4))", False), ("    acc = np.float32(0.0)", False)])
+def test_reference_counting_stays_on_for_any_allocation(line, allocates):
+    from codegen.printer import jit_settings
+
+    settings_text = jit_settings(["def f(x, work):\n" + line + "\n"])
+    assert ("_nrt=False" not in settings_text) == allocates
