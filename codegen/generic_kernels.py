@@ -5,7 +5,8 @@ changing a generator there, run `python scripts/write_generic_kernels.py` to wri
 import math
 
 import numpy as np
-from numba import njit
+
+from .linking import njit  # calls between our functions: codegen/linking.py
 
 # the generated modules' flags (printer.FASTMATH) written out: Numba's cache of this file
 # and the digest in the modules' import lines see only this file's text

@@ -26,11 +26,13 @@ import math
 
 import llvmlite.ir as llvm_ir
 import numpy as np
-from numba import njit, types
+from numba import types
 from numba.core import config
 from numba.core.errors import TypingError
 from numba.core.extending import intrinsic
 from numba.core.typing import signature
+
+from .linking import njit  # calls between our functions: codegen/linking.py
 
 #: the generated modules' flags (codegen/printer.py's FASTMATH, tests/test_scalar_math.py keeps
 #: them equal), written out: Numba's cache of this file and the digest in the modules' import

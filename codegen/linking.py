@@ -1,0 +1,152 @@
+"""Our compiled functions call each other by declaration: a caller's code holds no copy of
+its callees'.
+
+Numba links a callee's whole LLVM module into every caller and optimises and compiles it to
+machine code again there (``CPUCodeLibrary.finalize``), so that it may be inlined. For
+generated code that calls tens of shared helpers, this is most of the cold compile: the
+LSTM's ``evaluate`` compiled its cells a second time, ``train_epoch`` a third; the
+transformer's ``train_epoch`` module held 33 helpers beside itself (12 000 of its 18 800
+lines of optimised IR). Here a call from any compiled function to one of ours — a function
+on arrays of a module that decorates with this module's `njit`: the generated modules, the
+stored kernels — is left a declaration, which the JIT resolves against the callee's own,
+already compiled code.
+
+A caller compiled this way needs its callees' code in the process before its own loads
+from Numba's cache. So its cache entry also lists them (symbol, module, name, argument
+types): loading it first loads each (from its own cache entry, or compiles it) and binds
+the recorded symbol to that code, which also covers a callee cached by another process
+under another name (Numba's symbols carry a per-process counter). The entry's layout is
+one an unpatched Numba refuses with an error, never one it half-loads.
+
+`install` patches Numba's CPU code library once per process: `njit` does it before it
+decorates, so it has happened before any of our functions compiles or loads. Functions of
+other modules (a user's own ``@njit`` code, Numba's internals) keep Numba's linking.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+import threading
+import weakref
+
+from numba.core import types
+
+__all__ = ["install", "njit"]
+
+#: Numba's own cache reader, kept by `install` (tests/test_linking.py reads an entry with it)
+NUMBA_UNSERIALIZE = None
+_installed = False
+_lock = threading.Lock()
+_described: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()   # library → its fndesc
+_kept = []   # the libraries a bound symbol points into: never freed while the symbol exists
+
+
+def _declared(fndesc) -> bool:
+    """Whether a call to this function is left a declaration: it takes an array, and its module
+    decorates with `njit` below (the generated and stored kernel modules). A function of scalars
+    (``exp_f64``, ``tanh_f64``) runs per element inside loops: it must be inlined (declared, the
+    transformer's epoch took 1.7 s, not 1.0)."""
+    module = sys.modules.get(fndesc.modname) if fndesc is not None else None
+    return (getattr(module, "njit", None) is njit
+            and any(isinstance(t, types.Array) for t in fndesc.argtypes))
+
+
+def install() -> None:
+    """Patch Numba's CPU code library (idempotent; thread-safe)."""
+    global _installed
+    with _lock:
+        if _installed:
+            return
+        from numba.core import codegen, cpu
+
+        library = codegen.CPUCodeLibrary
+        _patch_context(cpu.CPUContext)
+        _patch_library(library)
+        _installed = True
+
+
+def _patch_context(context_class) -> None:
+    insert = context_class.insert_user_function
+
+    def insert_user_function(self, func, fndesc, libs=()):
+        for lib in libs:   # what each compiled function's library holds: its name and types
+            _described[lib] = fndesc
+        return insert(self, func, fndesc, libs)
+
+    context_class.insert_user_function = insert_user_function
+
+
+def _patch_library(library_class) -> None:
+    add_linking_library = library_class.add_linking_library
+    serialize = library_class.serialize_using_object_code
+    unserialize = library_class._unserialize.__func__
+    global NUMBA_UNSERIALIZE
+    NUMBA_UNSERIALIZE = unserialize
+
+    def add_linking_library_(self, library):
+        fndesc = _described.get(library)
+        deps = self.__dict__.setdefault("_graphnn_declared", {})
+        if not _declared(fndesc):   # linked in whole: whatever it declares, this library declares
+            deps.update(library.__dict__.get("_graphnn_declared", {}))
+            return add_linking_library(self, library)
+        library._ensure_finalized()   # its code in the JIT before the caller's is resolved
+        deps[fndesc.mangled_name] = (fndesc.modname, fndesc.qualname, tuple(fndesc.argtypes))
+        return None
+
+    def serialize_using_object_code(self):
+        name, kind, data = serialize(self)
+        deps = self.__dict__.get("_graphnn_declared")
+        if deps:
+            data = (*data, sorted(deps.items()))   # (object, bitcode, callees): see the docstring
+        return name, kind, data
+
+    @classmethod
+    def _unserialize_(cls, codegen_, state):
+        name, kind, data = state
+        if kind == "object" and len(data) == 3:
+            object_code, bitcode, deps = data
+            _bind(deps)
+            self = unserialize(cls, codegen_, (name, kind, (object_code, bitcode)))
+            self.__dict__["_graphnn_declared"] = dict(deps)   # a re-save lists them again
+            return self
+        return unserialize(cls, codegen_, state)
+
+    library_class.add_linking_library = add_linking_library_
+    library_class.serialize_using_object_code = serialize_using_object_code
+    library_class._unserialize = _unserialize_
+
+
+def _bind(deps) -> None:
+    """Load each recorded callee and bind its recorded symbol to the code loaded now."""
+    import llvmlite.binding as ll
+
+    for symbol, (modname, qualname, argtypes) in deps:
+        cres = _callee(modname, qualname, argtypes)
+        address = cres.library.get_pointer_to_function(cres.fndesc.mangled_name)
+        if not address:
+            raise RuntimeError(f"graphnn: {modname}.{qualname}{argtypes} has no code for a cached caller")
+        _kept.append(cres.library)
+        ll.add_symbol(symbol, address)
+
+
+def _callee(modname, qualname, argtypes):
+    """The compile result of ``modname.qualname`` for ``argtypes`` (from its cache, or compiled).
+    A generated module is only looked up where its loader registered it, never imported by
+    name: the cache entry names it, and the cache folder is not trusted to say what runs."""
+    if modname.startswith("codegen."):
+        module = importlib.import_module(modname)
+    else:
+        module = sys.modules.get(modname)
+    dispatcher = getattr(module, qualname, None) if module is not None else None
+    if dispatcher is None or not hasattr(dispatcher, "compile"):
+        raise RuntimeError(f"graphnn: a cached function calls {modname}.{qualname}, which is not loaded")
+    dispatcher.compile(argtypes)
+    return dispatcher.overloads[tuple(argtypes)]
+
+
+def njit(*args, **kwargs):
+    """``numba.njit``, after `install`: the decorator of the generated and stored kernel modules."""
+    install()
+    import numba
+
+    return numba.njit(*args, **kwargs)
