@@ -320,7 +320,7 @@ def _step_input(prog):
     return next((a.name for a in prog.args if a.role == "input" and a.node is STEP), None)
 
 
-def _gather_batch(w, sched, whole, unique, carving):
+def _gather_batch(w, sched, whole, unique):
     """The batch's inputs, and the leading ``nb`` rows of the other batch buffers.
 
     A batch whose rows are consecutive rows of the data, in order (full-batch training, an
@@ -354,19 +354,10 @@ def _gather_batch(w, sched, whole, unique, carving):
         for a in inputs:
             w(f"{a.name} = rows({whole[a.name]}, nb)")
         w.dedent()
-    per_batch = _carved_per_batch(sched, carving, whole)
+    gathered = {a.name for a in inputs}
     for name, all_rows in whole.items():
-        if name not in per_batch and name not in {a.name for a in inputs}:
+        if name not in gathered:
             w(f"{name} = rows({all_rows}, nb)")
-    for line in carving.lines(per_batch, "batch_size", rows="nb"):   # one carve, not a carve and a view
-        w(line)
-
-
-def _carved_per_batch(sched, carving, whole) -> list:
-    """The batch buffers train_epoch carves in its batch loop, ``nb`` rows at once: those with
-    the batch axis first and only there, but the gathered inputs (their buffers fill by row)."""
-    gathered = {a.name for a in batched_inputs(sched)}
-    return [n for n in whole if n not in gathered and carving.batch_leading(n)]
 
 
 def emit_train_epoch(sched, helpers: set | None = None, carving: Carving | None = None) -> str:
@@ -408,7 +399,7 @@ def emit_train_epoch(sched, helpers: set | None = None, carving: Carving | None 
         w(f"{step_in}[0] = {first} + {k}")
     for h in sched.update.hyper:
         w(f"{h} = {h}_per_step[{k}]")
-    _gather_batch(w, sched, whole, unique, carving)
+    _gather_batch(w, sched, whole, unique)
     w("# -- grad_step's statements --")
     folded = []
 
@@ -430,12 +421,9 @@ def emit_train_epoch(sched, helpers: set | None = None, carving: Carving | None 
 
 
 def _epoch_carves(sched, carving, whole) -> list:
-    """train_epoch's first lines: the gathered inputs' buffers (``batch_size`` rows, named by
-    ``whole``), the other temporaries but those carved per batch (`_gather_batch`), the
-    parameters and gradients, carved from the workspace and flat vectors."""
-    per_batch = set(_carved_per_batch(sched, carving, whole))
-    owned = [a.name for a in batched_inputs(sched)] + [a.name for a in sched.grad_step.args
-                                                      if carving.carves(a) and a.name not in per_batch]
+    """train_epoch's first lines: the batch buffers (``batch_size`` rows, named by ``whole``), the
+    other temporaries, the parameters and gradients, carved from the workspace and flat vectors."""
+    owned = [a.name for a in batched_inputs(sched)] + [a.name for a in sched.grad_step.args if carving.carves(a)]
     return carving.lines(owned, "batch_size", lambda n: whole.get(n, n))
 
 

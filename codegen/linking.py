@@ -9,7 +9,8 @@ transformer's ``train_epoch`` module held 33 helpers beside itself (12 000 of it
 lines of optimised IR). Here a call from any compiled function to one of ours — a function
 on arrays of a module that decorates with this module's `njit`: the generated modules, the
 stored kernels — is left a declaration, which the JIT resolves against the callee's own,
-already compiled code.
+already compiled code. Only a callee short enough that LLVM would inline it is still linked
+in (`SMALL_LINES`).
 
 A caller compiled this way needs its callees' code in the process before its own loads
 from Numba's cache. So its cache entry also lists them (symbol, module, name, argument
@@ -33,6 +34,10 @@ from numba.core import types
 
 __all__ = ["install", "njit"]
 
+#: a callee under this many lines of optimised LLVM IR is linked in whole (`_small`): about
+#: LLVM's inlining threshold (225 instructions' cost), with the lines of labels and declarations
+SMALL_LINES = 300
+
 #: Numba's own cache reader, kept by `install` (tests/test_linking.py reads an entry with it)
 NUMBA_UNSERIALIZE = None
 _installed = False
@@ -49,6 +54,14 @@ def _declared(fndesc) -> bool:
     module = sys.modules.get(fndesc.modname) if fndesc is not None else None
     return (getattr(module, "njit", None) is njit
             and any(isinstance(t, types.Array) for t in fndesc.argtypes))
+
+
+def _small(library, fndesc) -> bool:
+    """Whether the callee's optimised code is short enough that LLVM would inline it: such a
+    callee is linked in as Numba does (compiling it again costs little; a call per row or per
+    time step would cost the LSTM's epoch 3 %)."""
+    fn = library._get_module_for_linking().get_function(fndesc.mangled_name)
+    return str(fn).count("\n") < SMALL_LINES
 
 
 def install() -> None:
@@ -86,7 +99,7 @@ def _patch_library(library_class) -> None:
     def add_linking_library_(self, library):
         fndesc = _described.get(library)
         deps = self.__dict__.setdefault("_graphnn_declared", {})
-        if not _declared(fndesc):   # linked in whole: whatever it declares, this library declares
+        if not _declared(fndesc) or _small(library, fndesc):   # linked in whole: what it declares, this library declares
             deps.update(library.__dict__.get("_graphnn_declared", {}))
             return add_linking_library(self, library)
         library._ensure_finalized()   # its code in the JIT before the caller's is resolved

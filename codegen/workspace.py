@@ -82,16 +82,9 @@ class Carving:
         sources = {WORK if a.role in CARVED_ROLES else self.places[a.name][0] for a in prog.args if self.carves(a)}
         return kept + [s for s in (FLAT_PARAMS, FLAT_GRAD, WORK) if s in sources]
 
-    def batch_leading(self, name) -> bool:
-        """Whether the workspace buffer ``name`` has the batch axis first and only there: its
-        leading ``nb`` rows are one carve (``carve(work, start, (nb, …))``)."""
-        shape = self.shapes.get(name, ())
-        return bool(shape) and shape[0] is None and None not in shape[1:]
-
-    def lines(self, names, batch: str, local=None, rows: str | None = None) -> list:
+    def lines(self, names, batch: str, local=None) -> list:
         """``local(name) = carve(...)`` for each carved name (``batch``: the text of the batch
-        size; ``local``: the name the function uses, default the argument's; ``rows``: the
-        leading dimension's text where only the first rows are taken, `batch_leading` buffers)."""
+        size; ``local``: the name the function uses, default the argument's)."""
         local = local or (lambda n: n)
         out = []
         for n in names:
@@ -100,7 +93,7 @@ class Carving:
                 out.append(f"{local(n)} = carve({source}, {offset}, {shape_text(shape, batch)})")
             else:
                 out.append(f"{local(n)} = carve({WORK}, {polynomial_text(self.starts[n], batch)}, "
-                           f"{shape_text(self.shapes[n], rows or batch)})")
+                           f"{shape_text(self.shapes[n], batch)})")
         return out
 
 

@@ -34,13 +34,14 @@ def _defined(library) -> set:
 
 
 def _array_helpers(module) -> dict:
-    """{mangled name: qualname} of the module's compiled overloads that take an array."""
+    """{mangled name: qualname} of the module's compiled overloads that take an array and are
+    not short enough to be linked in (`linking.SMALL_LINES`)."""
     out = {}
     for value in vars(module).values():
         if isinstance(value, CPUDispatcher):
             for cres in value.overloads.values():
                 if any(hasattr(t, "layout") for t in cres.signature.args) and cres.fndesc.qualname not in (
-                        "train_epoch", "evaluate"):
+                        "train_epoch", "evaluate") and not linking._small(cres.library, cres.fndesc):
                     out[cres.fndesc.mangled_name] = cres.fndesc.qualname
     return out
 
@@ -86,7 +87,8 @@ SCALAR_AND_ARRAY = textwrap.dedent('''
 ''')
 
 
-def test_a_function_of_scalars_is_linked_in_and_one_of_arrays_declared(isolated_cache):
+def test_a_function_of_scalars_is_linked_in_and_one_of_arrays_declared(isolated_cache, monkeypatch):
+    monkeypatch.setattr(linking, "SMALL_LINES", 0)   # `fill` is short: declared whatever its length
     module = load_generated_module(SCALAR_AND_ARRAY, {"test": "linking"})
     out = np.zeros(3)
     assert module.caller(out, 1.5) == 3.0 and (out == 3.0).all()
@@ -98,7 +100,8 @@ def test_a_function_of_scalars_is_linked_in_and_one_of_arrays_declared(isolated_
     assert twice not in declared   # linked in and inlined, as Numba does
 
 
-def test_a_module_on_numbas_own_njit_keeps_numbas_linking(isolated_cache):
+def test_a_module_on_numbas_own_njit_keeps_numbas_linking(isolated_cache, monkeypatch):
+    monkeypatch.setattr(linking, "SMALL_LINES", 0)
     module = load_generated_module(SCALAR_AND_ARRAY.replace("from codegen.linking import njit",
                                                             "from numba import njit"), {"test": "linking"})
     module.caller(np.zeros(2), 1.0)
@@ -141,6 +144,16 @@ def test_a_cached_caller_loads_after_a_parallel_compile_and_trains_as_the_refere
         assert later.returncode == 0, later.stderr[-3000:]
         assert "corrupted" not in later.stderr, later.stderr[-2000:]
         assert later.stdout.split()[-5:] == ["misses", "0", "hits", "1", "equal"], later.stdout
+
+
+def test_a_short_callee_is_linked_in_as_numba_does(isolated_cache):
+    module = load_generated_module(SCALAR_AND_ARRAY, {"test": "linking-short"})
+    module.caller(np.zeros(2), 1.0)
+    caller = next(iter(module.caller.overloads.values()))
+    fill = next(iter(module.fill.overloads.values()))
+    assert linking._small(fill.library, fill.fndesc)
+    declared = {fn.name for fn in caller.library._get_module_for_linking().functions if fn.is_declaration}
+    assert fill.fndesc.mangled_name not in declared
 
 
 def test_an_unpatched_numba_refuses_an_entry_with_callees_whole():
