@@ -364,8 +364,8 @@ def emit_train_epoch(sched, helpers: set | None = None, carving: Carving | None 
     """Mini-batches of ``order`` (the caller's shuffled order) inside compiled code.
 
     The gradient step's statements are written into the batch loop rather than called:
-    Numba re-optimises and re-emits a callee's whole code inside each caller, so a call
-    would compile grad_step twice (alone, then again inside train_epoch). Batch k (from 0)
+    inline, LLVM specialises them to the carved buffers' constant shapes (and before
+    codegen/linking.py, Numba compiled a callee's code again inside each caller). Batch k (from 0)
     runs with the hyperparameters ``<h>_per_step[k]`` and, when the graph reads the
     training ``step`` input, with step = (the fed step) + k: what k single steps would feed.
     With plain SGD the weight-gradient products apply the update themselves
