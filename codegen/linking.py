@@ -43,7 +43,7 @@ NUMBA_UNSERIALIZE = None
 _installed = False
 _lock = threading.Lock()
 _described: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()   # library → its fndesc
-_kept = []   # the libraries a bound symbol points into: never freed while the symbol exists
+_kept: set = set()   # the libraries a bound symbol points into: never freed while it exists
 
 
 def _declared(fndesc) -> bool:
@@ -99,7 +99,8 @@ def _patch_library(library_class) -> None:
     def add_linking_library_(self, library):
         fndesc = _described.get(library)
         deps = self.__dict__.setdefault("_graphnn_declared", {})
-        if not _declared(fndesc) or _small(library, fndesc):   # linked in whole: what it declares, this library declares
+        if not _declared(fndesc) or _small(library, fndesc):
+            # linked in whole, as Numba does: what the callee declares, the caller now declares
             deps.update(library.__dict__.get("_graphnn_declared", {}))
             return add_linking_library(self, library)
         library._ensure_finalized()   # its code in the JIT before the caller's is resolved
@@ -138,7 +139,7 @@ def _bind(deps) -> None:
         address = cres.library.get_pointer_to_function(cres.fndesc.mangled_name)
         if not address:
             raise RuntimeError(f"graphnn: {modname}.{qualname}{argtypes} has no code for a cached caller")
-        _kept.append(cres.library)
+        _kept.add(cres.library)
         ll.add_symbol(symbol, address)
 
 
