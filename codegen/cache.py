@@ -256,6 +256,8 @@ def _exec(name: str, source: str, filename: str) -> types.ModuleType:
 
 def _guard_numba_cache(module: types.ModuleType) -> None:
     """A Numba cache file that fails to load is dropped (recompile); one that cannot be saved is skipped."""
+    from codegen.linking import CalleeNotCached   # absolute: a compile child loads this file by path
+
     for obj in list(vars(module).values()):
         cache = getattr(obj, "_cache", None)
         if cache is None or not hasattr(cache, "load_overload") or getattr(cache, "_graphnn_guarded", False):
@@ -265,6 +267,8 @@ def _guard_numba_cache(module: types.ModuleType) -> None:
         def guarded_load(*args, _load=load, _cache=cache, **kw):
             try:
                 return _load(*args, **kw)
+            except (_NotCached, CalleeNotCached):   # load_from_cache's refusal: not a corrupted entry
+                raise
             except Exception:  # noqa: BLE001  (a corrupted pickle raises anything)
                 notice(f"Numba's compiled code of {module.__name__} is corrupted: discarded, recompiling")
                 try:
@@ -336,14 +340,17 @@ def load_from_cache(dispatcher, sig) -> bool:
     ``Dispatcher.compile`` looks in memory, then on disk, and only then compiles: the
     compiler is stood in for by one that refuses (private attribute, so checked).
     """
+    from codegen.linking import CalleeNotCached, loading_only   # (this file may be loaded by path)
+
     compiler = getattr(dispatcher, "_compiler", None)
     if compiler is None or not hasattr(dispatcher, "compile"):
         return False
     dispatcher._compiler = _RefuseToCompile()
     try:
-        dispatcher.compile(sig)
+        with loading_only():   # nor its callees (codegen/linking.py)
+            dispatcher.compile(sig)
         return True
-    except _NotCached:
+    except (_NotCached, CalleeNotCached):
         return False
     finally:
         dispatcher._compiler = compiler

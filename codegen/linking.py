@@ -9,15 +9,18 @@ transformer's ``train_epoch`` module held 33 helpers beside itself (12 000 of it
 lines of optimised IR). Here a call from any compiled function to one of ours — a function
 on arrays of a module that decorates with this module's `njit`: the generated modules, the
 stored kernels — is left a declaration, which the JIT resolves against the callee's own,
-already compiled code. Only a callee short enough that LLVM would inline it is still linked
-in (`SMALL_LINES`).
+already compiled code. Still linked in: a callee short enough that LLVM would inline it
+(`SMALL_LINES`), a function of scalars, a generator (its caller calls a ``next`` too) and any
+function a later process could not find by its module's name for it (a nested function).
 
 A caller compiled this way needs its callees' code in the process before its own loads
 from Numba's cache. So its cache entry also lists them (symbol, module, name, argument
 types): loading it first loads each (from its own cache entry, or compiles it) and binds
 the recorded symbol to that code, which also covers a callee cached by another process
 under another name (Numba's symbols carry a per-process counter). The entry's layout is
-one an unpatched Numba refuses with an error, never one it half-loads.
+one an unpatched Numba refuses with an error, never one it half-loads. Inside
+`loading_only` (codegen/cache.py's ``load_from_cache``) a callee in no cache makes the load
+a miss instead of a compile.
 
 `install` patches Numba's CPU code library once per process: `njit` does it before it
 decorates, so it has happened before any of our functions compiles or loads. Functions of
@@ -25,14 +28,16 @@ other modules (a user's own ``@njit`` code, Numba's internals) keep Numba's link
 """
 from __future__ import annotations
 
+import contextvars
 import importlib
 import sys
 import threading
 import weakref
+from contextlib import contextmanager
 
 from numba.core import types
 
-__all__ = ["install", "njit"]
+__all__ = ["install", "njit", "loading_only", "CalleeNotCached"]
 
 #: a callee under this many lines of optimised LLVM IR is linked in whole (`_small`): about
 #: LLVM's inlining threshold (225 instructions' cost), with the lines of labels and declarations
@@ -43,17 +48,43 @@ NUMBA_UNSERIALIZE = None
 _installed = False
 _lock = threading.Lock()
 _described: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()   # library → its fndesc
-_kept: set = set()   # the libraries a bound symbol points into: never freed while it exists
+_kept: set = set()   # what a bound symbol points into (Numba frees no JIT code today; if it did)
+_loading_only = contextvars.ContextVar("graphnn_loading_only", default=False)
 
 
-def _declared(fndesc) -> bool:
+class CalleeNotCached(Exception):
+    """Raised instead of compiling a cached caller's callee, inside `loading_only`."""
+
+
+@contextmanager
+def loading_only():
+    """Within it, a cached caller whose callee is in no cache fails with `CalleeNotCached`
+    instead of compiling the callee (codegen/cache.py's ``load_from_cache`` never compiles)."""
+    token = _loading_only.set(True)
+    try:
+        yield
+    finally:
+        _loading_only.reset(token)
+
+
+def _declared(fndesc, library) -> bool:
     """Whether a call to this function is left a declaration: it takes an array, and its module
     decorates with `njit` below (the generated and stored kernel modules). A function of scalars
     (``exp_f64``, ``tanh_f64``) runs per element inside loops: it must be inlined (declared, the
     transformer's epoch took 1.7 s, not 1.0)."""
     module = sys.modules.get(fndesc.modname) if fndesc is not None else None
     return (getattr(module, "njit", None) is njit
-            and any(isinstance(t, types.Array) for t in fndesc.argtypes))
+            and any(isinstance(t, types.Array) for t in fndesc.argtypes)
+            and not isinstance(fndesc.restype, types.Generator)   # its caller also calls a `next`
+            and _found(module, fndesc, library))
+
+
+def _found(module, fndesc, library) -> bool:
+    """Whether a later process finds this code as `_callee` does (the module's attribute
+    ``qualname``, that overload): not a nested function, a method, a parfor kernel."""
+    overloads = getattr(getattr(module, fndesc.qualname, None), "overloads", None)
+    cres = overloads.get(tuple(fndesc.argtypes)) if isinstance(overloads, dict) else None
+    return cres is not None and cres.library is library
 
 
 def _small(library, fndesc) -> bool:
@@ -99,7 +130,7 @@ def _patch_library(library_class) -> None:
     def add_linking_library_(self, library):
         fndesc = _described.get(library)
         deps = self.__dict__.setdefault("_graphnn_declared", {})
-        if not _declared(fndesc) or _small(library, fndesc):
+        if not _declared(fndesc, library) or _small(library, fndesc):
             # linked in whole, as Numba does: what the callee declares, the caller now declares
             deps.update(library.__dict__.get("_graphnn_declared", {}))
             return add_linking_library(self, library)
@@ -154,7 +185,13 @@ def _callee(modname, qualname, argtypes):
     dispatcher = getattr(module, qualname, None) if module is not None else None
     if dispatcher is None or not hasattr(dispatcher, "compile"):
         raise RuntimeError(f"graphnn: a cached function calls {modname}.{qualname}, which is not loaded")
-    dispatcher.compile(argtypes)
+    if _loading_only.get():
+        from .cache import load_from_cache
+
+        if not load_from_cache(dispatcher, argtypes):
+            raise CalleeNotCached(f"{modname}.{qualname}{argtypes}")
+    else:
+        dispatcher.compile(argtypes)
     return dispatcher.overloads[tuple(argtypes)]
 
 

@@ -58,6 +58,9 @@ def test_train_epoch_and_evaluate_hold_no_helpers_code(name):
         for cres in getattr(module, fn).overloads.values():
             held = [helpers[s] for s in _defined(cres.library) if s in helpers]
             assert not held, f"{name}: {fn} holds a copy of {held}"
+    for fn in ("train_epoch", "evaluate"):   # what a later process binds is all the code needs
+        for cres in getattr(module, fn).overloads.values():
+            assert _unrecorded(cres.library) == set(), f"{name}: {fn}"
     declared = set()   # each of the module's helpers was called: by declaration, from whichever caller
     for value in vars(module).values():
         if isinstance(value, CPUDispatcher):
@@ -65,6 +68,15 @@ def test_train_epoch_and_evaluate_hold_no_helpers_code(name):
                 declared |= {f.name for f in cres.library._get_module_for_linking().functions if f.is_declaration}
     own = {s for s in helpers if s.startswith(f"_ZN{len(module.__name__)}{module.__name__}")}
     assert own <= declared, f"{name}: linked in: {sorted(helpers[s] for s in own - declared)}"
+
+
+def _unrecorded(library) -> set:
+    """Symbols of compiled functions the library calls by declaration without listing them in
+    its cache entry (a later process would not bind them)."""
+    recorded = set(library.__dict__.get("_graphnn_declared", {}))
+    declared = {fn.name for fn in library._get_module_for_linking().functions
+                if fn.is_declaration and fn.name.startswith("_ZN") and not fn.name.startswith("_ZN5numba")}
+    return declared - recorded
 
 
 SCALAR_AND_ARRAY = textwrap.dedent('''
@@ -144,6 +156,65 @@ def test_a_cached_caller_loads_after_a_parallel_compile_and_trains_as_the_refere
         assert later.returncode == 0, later.stderr[-3000:]
         assert "corrupted" not in later.stderr, later.stderr[-2000:]
         assert later.stdout.split()[-5:] == ["misses", "0", "hits", "1", "equal"], later.stdout
+
+
+ODD_CALLEES = textwrap.dedent('''
+    import numpy as np
+    from codegen.linking import njit
+
+    @njit(cache=True)
+    def rows_of(a):
+        for i in range(a.shape[0]):
+            yield a[i]
+
+    def _make():
+        @njit(cache=True)
+        def scaled(a):
+            return 2.0 * a.sum()
+        return scaled
+
+    scaled = _make()
+
+    @njit(cache=True)
+    def caller(a):
+        s = scaled(a)
+        for r in rows_of(a):
+            s += r
+        return s
+''')
+
+
+def test_a_generator_and_a_nested_function_are_linked_in(isolated_cache, monkeypatch):
+    """A generator's caller also calls its ``next``; a nested function is not found by name in a
+    later process: declared, either would leave a symbol no cache entry binds."""
+    monkeypatch.setattr(linking, "SMALL_LINES", 0)
+    module = load_generated_module(ODD_CALLEES, {"test": "linking-odd"})
+    assert module.caller(np.arange(3.0)) == 9.0
+    caller = next(iter(module.caller.overloads.values()))
+    assert _unrecorded(caller.library) == set()
+    assert not caller.library.__dict__.get("_graphnn_declared")
+
+
+def test_loading_from_cache_never_compiles_a_missing_callee(isolated_cache, monkeypatch):
+    """codegen/cache.py's load_from_cache (the Trainer's check for a compiled module) says
+    'not cached' when a cached caller's callee has no entry, and keeps the caller's entry."""
+    from codegen import cache
+
+    monkeypatch.setattr(linking, "SMALL_LINES", 0)
+    source = SCALAR_AND_ARRAY.replace("cache=False", "cache=True")
+    module = load_generated_module(source, {"test": "linking-missing"})
+    out = np.zeros(3)
+    module.caller(out, 1.5)
+    pycache = isolated_cache / "__pycache__"
+    for f in pycache.glob(f"{module.__name__}.fill-*"):
+        f.unlink()
+    del sys.modules[module.__name__]
+    again = load_generated_module(source, {"test": "linking-missing"})
+    sig = next(iter(module.caller.overloads))
+    assert cache.load_from_cache(again.caller, sig) is False
+    assert not again.fill.overloads and not again.caller.overloads   # nothing compiled
+    assert list(pycache.glob(f"{module.__name__}.caller-*.nbi"))    # the caller's entry kept
+    assert again.caller(out, 2.0) == 4.0 and (out == 4.0).all()     # a plain call compiles the callee
 
 
 def test_a_short_callee_is_linked_in_as_numba_does(isolated_cache):
