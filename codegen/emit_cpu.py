@@ -365,8 +365,8 @@ def emit_train_epoch(sched, helpers: set | None = None, carving: Carving | None 
 
     The gradient step's statements are written into the batch loop rather than called:
     inline, LLVM specialises them to the carved buffers' constant shapes (and before
-    codegen/linking.py, Numba compiled a callee's code again inside each caller). Batch k (from 0)
-    runs with the hyperparameters ``<h>_per_step[k]`` and, when the graph reads the
+    codegen/linking.py, Numba compiled a callee's code again inside each caller).
+    Batch k (from 0) runs with the hyperparameters ``<h>_per_step[k]`` and, when the graph reads the
     training ``step`` input, with step = (the fed step) + k: what k single steps would feed.
     With plain SGD the weight-gradient products apply the update themselves
     (codegen/fuse_update.py) and ``apply_update`` runs on the rest of the flat vectors.
@@ -479,7 +479,8 @@ def emit_module(sched, optimizer=None) -> str:
     # the intrinsics last: the kernels read first, and Numba resolves a global when it compiles
     intrinsics = "# -- the intrinsics the kernels call (codegen/intrinsics.py: why) --" + INTRINSICS
     kernels = [HELPERS[h].strip() + "\n" for h in sorted(helpers)] + programs
-    imports = "import math\n\nimport numpy as np\n\nfrom codegen.linking import njit\n\n" + jit_settings(kernels)
+    imports = ("import math\n\nimport numpy as np\n\nfrom codegen.linking import njit\n\n"
+               + jit_settings(kernels))
     return "\n\n".join([header, imports] + kernels + [intrinsics])
 
 
