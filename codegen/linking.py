@@ -37,6 +37,8 @@ from contextlib import contextmanager
 
 from numba.core import types
 
+from . import liveness
+
 __all__ = ["install", "njit", "loading_only", "CalleeNotCached"]
 
 #: a callee under this many lines of optimised LLVM IR is linked in whole (`_small`): about
@@ -196,8 +198,10 @@ def _callee(modname, qualname, argtypes):
 
 
 def njit(*args, **kwargs):
-    """``numba.njit``, after `install`: the decorator of the generated and stored kernel modules."""
+    """``numba.njit``, after `install` (and codegen/liveness.py's): the decorator of the
+    generated and stored kernel modules."""
     install()
+    liveness.install()
     import numba
 
     return numba.njit(*args, **kwargs)
