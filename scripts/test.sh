@@ -12,8 +12,10 @@ bash scripts/setup.sh "dev,mpi,cu12"
   .venv/bin/python -m pip install -q --disable-pip-version-check "torch==2.13.0+cpu"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[oracle]"
 export MPLBACKEND=Agg
+# One pytest worker per core (at most four), each taking whole test files: a file's tests share
+# its module-scoped compile cache, and the suite's time is mostly single-threaded Numba compiles.
 set +e
-.venv/bin/python -m pytest -q "$@"
+.venv/bin/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile "$@"
 status=$?
 set -e
 # pytest's 5 means "no tests collected": never a reason for CI to fail on its own.
