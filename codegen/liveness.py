@@ -13,8 +13,12 @@ the same ``{block: set of names}``: both iterate to the least fixed point of the
 monotone equations, which is unique. tests/test_liveness.py checks the two against each other
 on drawn control-flow graphs and on every call Numba makes while it compiles a CNN function.
 
-`install` puts it in place of Numba's, in every Numba module that imported it (idempotent,
-for the whole process: a user's own ``@njit`` code gets the same result sooner too).
+Numba 0.68 iterates the blocks reachable from the entry (its CFG's topological order); an
+iteration over every block gives the same sets, since Numba's processed CFG gives an
+unreachable block no edges (the tests check both). `install` puts this function in place of Numba's, in every Numba module that
+imported it, once Numba's own gives the same on a probe graph (`_agrees`: another Numba's
+contract keeps its own function). Idempotent, for the whole process: a user's own ``@njit``
+code gets the same result sooner too.
 """
 from __future__ import annotations
 
@@ -104,11 +108,35 @@ def install() -> None:
         from numba.core import analysis
 
         _original.setdefault("fn", analysis.compute_live_map)
+        _installed = True
+        if not _agrees(_original["fn"]):   # a Numba whose analysis differs: keep its own
+            return
         for name in _HOLDERS:
             module = sys.modules.get(name)
             if module is not None:   # parfors, if imported later, imports ours from analysis
                 module.compute_live_map = compute_live_map
-        _installed = True
+
+
+def _agrees(numbas) -> bool:
+    """Whether ``numbas`` (Numba's ``compute_live_map``) gives what `compute_live_map` gives on
+    a probe graph: a loop, a branch around it and an unreachable block."""
+    from numba.core.controlflow import CFGraph
+
+    cfg = CFGraph()
+    for offset in (0, 2, 4, 6, 8):
+        cfg.add_node(offset)
+    for a, b in ((0, 2), (2, 4), (4, 2), (2, 6), (0, 6), (8, 4)):   # 8 is unreachable
+        cfg.add_edge(a, b)
+    cfg.set_entry_point(0)
+    cfg.process()
+    blocks = dict.fromkeys((0, 2, 4, 6, 8))
+    use = {0: set(), 2: {"i"}, 4: {"a", "i"}, 6: {"x"}, 8: {"z"}}
+    defs = {0: {"i", "x"}, 2: {"a"}, 4: {"i"}, 6: set(), 8: {"a"}}
+    try:
+        theirs = numbas(cfg, blocks, {k: set(v) for k, v in use.items()}, {k: set(v) for k, v in defs.items()})
+    except Exception:   # another signature or contract
+        return False
+    return theirs == compute_live_map(cfg, blocks, use, defs)
 
 
 def numba_original():
