@@ -15,10 +15,10 @@ on drawn control-flow graphs and on every call Numba makes while it compiles a C
 
 Numba 0.68 iterates the blocks reachable from the entry (its CFG's topological order); an
 iteration over every block gives the same sets, since Numba's processed CFG gives an
-unreachable block no edges (the tests check both). `install` puts this function in place of Numba's, in every Numba module that
-imported it, once Numba's own gives the same on a probe graph (`_agrees`: another Numba's
-contract keeps its own function). Idempotent, for the whole process: a user's own ``@njit``
-code gets the same result sooner too.
+unreachable block no edges (the tests check both). `install` puts this function in place of
+Numba's, in every Numba module that imported it, once Numba's own gives the same on a probe
+graph (`_agrees`: another Numba's contract keeps its own function). Idempotent, for the whole
+process: a user's own ``@njit`` code gets the same result sooner too.
 """
 from __future__ import annotations
 
@@ -133,7 +133,8 @@ def _agrees(numbas) -> bool:
     use = {0: set(), 2: {"i"}, 4: {"a", "i"}, 6: {"x"}, 8: {"z"}}
     defs = {0: {"i", "x"}, 2: {"a"}, 4: {"i"}, 6: set(), 8: {"a"}}
     try:
-        theirs = numbas(cfg, blocks, {k: set(v) for k, v in use.items()}, {k: set(v) for k, v in defs.items()})
+        theirs = numbas(cfg, blocks, {k: set(v) for k, v in use.items()},   # copies: it may not
+                        {k: set(v) for k, v in defs.items()})                 # mutate ours
     except Exception:   # another signature or contract
         return False
     return theirs == compute_live_map(cfg, blocks, use, defs)
