@@ -58,7 +58,6 @@ from numba.core.errors import TypingError as _TypingError
 from numba.core.extending import intrinsic as _intrinsic
 from numba.core.imputils import impl_ret_borrowed as _borrowed
 from numba.core.typing import signature as _signature
-from numba.np.arrayobj import make_array as _make_array, populate_array as _populate_array
 from numba.np.linalg import check_blas_return as _check_blas, ensure_blas as _ensure_blas, \
     get_blas_kind as _blas_kind
 
@@ -80,7 +79,7 @@ def _gemm_call(context, builder, sig, args, name, alpha=None, beta=0.0):
     own argument order (row-major out: BLAS computes outᵀ = bᵀ·aᵀ); alpha an LLVM value of the
     dtype (None: 1), beta a constant."""
     _ensure_blas()
-    x, y, z = (_make_array(t)(context, builder, v) for t, v in zip(sig.args[:3], args[:3]))
+    x, y, z = (_Header(context, builder, t, v) for t, v in zip(sig.args[:3], args[:3]))
     (m, k), (k2, n), (m2, n2) = (_cgutils.unpack_tuple(builder, v.shape) for v in (x, y, z))
     differ = [builder.icmp_signed("!=", p, q) for p, q in ((k, k2), (m, m2), (n, n2))]
     with builder.if_then(builder.or_(builder.or_(*differ[:2]), differ[2]), likely=False):
@@ -149,17 +148,47 @@ def _dims(context, builder, shapety, value, dims_types):
     return [context.cast(builder, d, t, _types.intp) for d, t in zip(raw, dims_types)]
 
 
+class _Header:
+    """An array argument's header fields, read from its value (``extractvalue``): no stack slot,
+    where Numba's ``make_array`` proxy stores the header to memory and loads each field back."""
+
+    def __init__(self, context, builder, aryty, value):
+        self._model, self._builder, self._value = context.data_model_manager[aryty], builder, value
+
+    def __getattr__(self, name):   # meminfo, parent, nitems, itemsize, data, shape, strides
+        return self._builder.extract_value(self._value, self._model.get_field_position(name))
+
+
+def _new_header(context, builder, view_type, data, shape, strides, like):
+    """A header of ``view_type`` on ``data`` with the given ``shape`` and ``strides`` (lists of
+    intp values, or an array value for strides), ``like``'s itemsize, meminfo and parent —
+    built by ``insertvalue``, as an SSA value: each header Numba's ``populate_array`` makes
+    is a stack slot that LLVM's SROA must take apart again (the epoch functions make hundreds)."""
+    model = context.data_model_manager[view_type]
+    nitems = context.get_constant(_types.intp, 1)
+    for d in shape:
+        nitems = builder.mul(nitems, d, flags=["nsw"])
+    value = _llvm.Constant(model.get_value_type(), _llvm.Undefined)
+    for name, v in (("meminfo", like.meminfo), ("parent", like.parent), ("nitems", nitems),
+                    ("itemsize", like.itemsize), ("data", data)):
+        value = builder.insert_value(value, v, model.get_field_position(name))
+    for name, values in (("shape", shape), ("strides", strides)):
+        at = model.get_field_position(name)
+        if isinstance(values, (list, tuple)):
+            for i, v in enumerate(values):
+                value = builder.insert_value(value, v, [at, i])
+        else:
+            value = builder.insert_value(value, values, at)
+    return _borrowed(context, builder, view_type, value)
+
+
 def _c_contiguous(context, builder, view_type, ary, data, dims):
     """A new C-contiguous header of shape ``dims`` on ``ary``'s memory from ``data`` on (view, carve)."""
     strides, step = [], ary.itemsize
     for d in reversed(dims):
         strides.append(step)
         step = builder.mul(step, d)
-    out = _make_array(view_type)(context, builder)
-    _populate_array(out, data=data, shape=_cgutils.pack_array(builder, dims),
-                    strides=_cgutils.pack_array(builder, strides[::-1]), itemsize=ary.itemsize,
-                    meminfo=ary.meminfo, parent=ary.parent)
-    return _borrowed(context, builder, view_type, out._getvalue())
+    return _new_header(context, builder, view_type, data, dims, strides[::-1], ary)
 
 
 @_intrinsic
@@ -174,7 +203,7 @@ def view(typingctx, a, shape):
         aryty, shapety = sig.args
         if aryty.layout != "C":   # F-contiguous: Numba's reshape (it may need to copy, and says so)
             return context.compile_internal(builder, lambda x, s: x.reshape(s), sig, args)
-        ary = _make_array(aryty)(context, builder, args[0])
+        ary = _Header(context, builder, aryty, args[0])
         dims = _dims(context, builder, shapety, args[1], dims_types)
         one, zero = (context.get_constant(_types.intp, v) for v in (1, 0))
         known = one
@@ -196,10 +225,7 @@ def view(typingctx, a, shape):
 def _row_view(context, builder, view_type, ary, data, count):
     """A new header on ``ary``'s data from ``data`` on: ``count`` rows, the same strides (rows, rows_at)."""
     shape = _cgutils.unpack_tuple(builder, ary.shape)
-    out = _make_array(view_type)(context, builder)
-    _populate_array(out, data=data, shape=_cgutils.pack_array(builder, [count] + shape[1:]),
-                    strides=ary.strides, itemsize=ary.itemsize, meminfo=ary.meminfo, parent=ary.parent)
-    return _borrowed(context, builder, view_type, out._getvalue())
+    return _new_header(context, builder, view_type, data, [count] + shape[1:], ary.strides, ary)
 
 
 @_intrinsic
@@ -209,7 +235,7 @@ def rows(typingctx, a, n):
         raise _TypingError(f"rows: an array and a row count expected, got {a}, {n}")
 
     def codegen(context, builder, sig, args):
-        ary = _make_array(sig.args[0])(context, builder, args[0])
+        ary = _Header(context, builder, sig.args[0], args[0])
         count = context.cast(builder, args[1], sig.args[1], _types.intp)
         shape = _cgutils.unpack_tuple(builder, ary.shape)
         bad = builder.or_(builder.icmp_signed("<", count, context.get_constant(_types.intp, 0)),
@@ -230,7 +256,7 @@ def rows_at(typingctx, a, first, n):
         raise _TypingError(f"rows_at: an array, a first row and a row count expected, got {a}, {first}, {n}")
 
     def codegen(context, builder, sig, args):
-        ary = _make_array(sig.args[0])(context, builder, args[0])
+        ary = _Header(context, builder, sig.args[0], args[0])
         start, count = (context.cast(builder, v, t, _types.intp) for v, t in zip(args[1:], sig.args[1:]))
         shape = _cgutils.unpack_tuple(builder, ary.shape)
         zero = context.get_constant(_types.intp, 0)
@@ -257,7 +283,7 @@ def permuted(typingctx, a, axes):
 
     def codegen(context, builder, sig, args):
         n = a.ndim
-        ary = _make_array(sig.args[0])(context, builder, args[0])
+        ary = _Header(context, builder, sig.args[0], args[0])
         picks = [context.cast(builder, v, axes.dtype, _types.intp) for v in _cgutils.unpack_tuple(builder, args[1], n)]
         shape, strides = (_cgutils.unpack_tuple(builder, t, n) for t in (ary.shape, ary.strides))
         zero, top = (context.get_constant(_types.intp, v) for v in (0, n))
@@ -275,11 +301,7 @@ def permuted(typingctx, a, axes):
             new_strides.append(step)
         with builder.if_then(bad, likely=False):
             context.call_conv.return_user_exc(builder, ValueError, ("permuted: the axes are not a permutation",))
-        out = _make_array(sig.return_type)(context, builder)
-        _populate_array(out, data=ary.data, shape=_cgutils.pack_array(builder, new_shape),
-                        strides=_cgutils.pack_array(builder, new_strides), itemsize=ary.itemsize,
-                        meminfo=ary.meminfo, parent=ary.parent)
-        return _borrowed(context, builder, sig.return_type, out._getvalue())
+        return _new_header(context, builder, sig.return_type, ary.data, new_shape, new_strides, ary)
 
     return _signature(a.copy(layout="A"), a, axes), codegen   # the type Numba's transpose gives
 
@@ -306,7 +328,7 @@ def carve(typingctx, work, offset, shape):
     dims_types = _dims_types(shape, "carve")
 
     def codegen(context, builder, sig, args):
-        ary = _make_array(sig.args[0])(context, builder, args[0])
+        ary = _Header(context, builder, sig.args[0], args[0])
         start = context.cast(builder, args[1], sig.args[1], _types.intp)
         dims = _dims(context, builder, sig.args[2], args[2], dims_types)
         zero = context.get_constant(_types.intp, 0)
