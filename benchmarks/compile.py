@@ -13,6 +13,9 @@ Every figure comes from a fresh process (``--probe``), after ``import graphnn, n
   ``evaluate``, the signatures a Trainer uses) with an empty cache, in this process; in
   parentheses the CPU seconds it used (what it takes on an idle core: on a shared machine
   the wall time grows with the load);
+- ahead of time: the same with `graphnn codegen MODEL --compile`'s function
+  (``codegen.background.compile_into_cache``): this process compiles ``train_epoch`` while a
+  child process compiles ``evaluate`` (its start-up overlapping the lowering), then loads it;
 - first batch: ``Trainer(model, backend='cpu')`` (background compile, empty cache) until its
   first batch has trained;
 - cached start: ``Trainer(model, backend='cpu', background_compile=False)`` with the cache the
@@ -40,8 +43,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 USER_MLP = "user-mlp-2-16-16-1"
-COLUMNS = ["model", "lines", "numba start-up", "cold compile", "first batch", "cached start", "switch",
-           "epoch cpu", "epoch numpy"]
+COLUMNS = ["model", "lines", "numba start-up", "cold compile", "ahead of time", "first batch", "cached start",
+           "switch", "epoch cpu", "epoch numpy"]
 
 
 def models() -> list:
@@ -95,6 +98,12 @@ def probe(kind: str, name: str, dtype: str) -> dict:
         out = {"numba start-up": T() - start}
         out.update(_cold(gn, model, dtype))
         return out
+    if kind == "ahead":
+        from codegen.background import compile_into_cache
+
+        optimizer = gn.Trainer(model, backend="numpy", dtype=dtype).optimizer
+        warm_up()   # Numba's start-up: its own column, as for the cold compile
+        return {"ahead of time": compile_into_cache(model, optimizer, dtype)["seconds"]}
     if kind == "first":
         start = T()
         trainer = gn.Trainer(model, backend="cpu", dtype=dtype, background_compile=True)
@@ -178,8 +187,8 @@ def cells(row) -> list:
         return "–" if v is None else f"{v * 1e3:.1f} ms" if v < 1 else f"{v:.2f} s"
 
     cold = s("cold compile") + (f" ({row['cold cpu']:.2f})" if "cold cpu" in row else "")
-    return [row["model"], str(row.get("lines", "–")), s("numba start-up"), cold, s("first batch"),
-            s("cached start"), s("switch"), ms("epoch cpu"), ms("epoch numpy")]
+    return [row["model"], str(row.get("lines", "–")), s("numba start-up"), cold, s("ahead of time"),
+            s("first batch"), s("cached start"), s("switch"), ms("epoch cpu"), ms("epoch numpy")]
 
 
 def table(rows) -> str:
@@ -193,7 +202,7 @@ def main(argv=None):
     ap.add_argument("--models", help="comma-separated (default: every built-in model and a user MLP)")
     ap.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     ap.add_argument("--switch", action="store_true", help="also time the background switch (another cold compile)")
-    ap.add_argument("--only", help="comma-separated probes: first, cold, cached, switch (cached needs cold)")
+    ap.add_argument("--only", help="comma-separated probes: first, cold, ahead, cached, switch (cached needs cold)")
     ap.add_argument("--probe", nargs=3, metavar=("KIND", "MODEL", "DTYPE"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.probe:
@@ -202,7 +211,7 @@ def main(argv=None):
     names = args.models.split(",") if args.models else models()
     rows = []
     for name in names:
-        kinds = args.only.split(",") if args.only else ["first", "cold", "cached"] + ["switch"] * args.switch
+        kinds = args.only.split(",") if args.only else ["first", "cold", "ahead", "cached"] + ["switch"] * args.switch
         rows.append(measure(name, args.dtype, kinds))
         print(f"{name}: done", file=sys.stderr, flush=True)
     print(f"# {args.dtype}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")

@@ -42,9 +42,12 @@ def prepare(model, optimizer, dtype, params, options, plan, cancelled: threading
     return backend
 
 
-def compile_ready(backend, sigs, cancelled, report=None, pool=None) -> None:
+def compile_ready(backend, sigs, cancelled, report=None, pool=None, compile_here=False) -> None:
     """Every ``(function, signature)`` of ``sigs`` loaded into ``backend.module``, compiled first
-    by child processes (``pool``) where Numba's cache lacks it."""
+    by child processes (``pool``) where Numba's cache lacks it. ``compile_here``: nothing else
+    runs in this process, so it compiles the first missing function itself (``train_epoch``,
+    the largest) while the children compile the rest: no child's start-up on the longest
+    path."""
     module = backend.module
     # what Numba's cache holds is loaded; a function with no cache index at all is sent to
     # the compiler processes before this process pays Numba's start-up to look
@@ -55,8 +58,11 @@ def compile_ready(backend, sigs, cancelled, report=None, pool=None) -> None:
         return
     cached = getattr(module, "_graphnn_path", None) is not None
     if cached and pool is not None and can_spawn():
-        timings = pool.run(backend.source, backend.cache_key, missing, cancelled, report=report,
-                           meanwhile=warm_up)
+        here, sent = (missing[:1], missing[1:]) if compile_here and len(missing) > 1 else ([], missing)
+        timings_here: dict = {}
+        timings = pool.run(backend.source, backend.cache_key, sent, cancelled, report=report,
+                           meanwhile=(lambda: _compile(module, here, timings_here)) if here else warm_up)
+        timings.update(timings_here)
         if report and timings:
             report("compiled " + ", ".join(f"{fn} in {t:.1f} s" for fn, t in timings.items()))
         missing = [(fn, sig) for fn, sig in missing if not load_from_cache(getattr(module, fn), sig)]
@@ -66,6 +72,14 @@ def compile_ready(backend, sigs, cancelled, report=None, pool=None) -> None:
         if cancelled.is_set():
             raise Cancelled
         getattr(module, fn).compile(sig)
+
+
+def _compile(module, sigs, timings) -> None:
+    """Compile ``sigs`` in this process, noting each one's seconds in ``timings``."""
+    for fn, sig in sigs:
+        start = time.perf_counter()
+        getattr(module, fn).compile(sig)
+        timings[fn] = time.perf_counter() - start
 
 
 def signatures(backend, plan) -> list:
@@ -111,15 +125,16 @@ def compile_into_cache(model, optimizer, dtype="float64", *, feeds=None, batch_s
     'functions': [...], 'path': the module's file, 'source': its text}. A later run finds it
     compiled."""
     start = time.perf_counter()
-    # nothing else runs: every core may compile; the children start now, so that their start-up
-    # (importing Numba) overlaps the lowering (a cached module only kills them again)
-    with CompilerPool(worker_count(2, reserve=0) if can_spawn() else 0, reserve=0) as pool:
+    # nothing else runs: this process compiles train_epoch and children the rest, one per
+    # other core; they start now, so that their start-up (importing Numba) overlaps the
+    # lowering (a cached module only kills them again)
+    with CompilerPool(1 if can_spawn() else 0, reserve=1) as pool:
         backend = _cpu_backend()(model, optimizer, dtype, verbose=verbose)
         feeds = as_feeds(model.inputs, feeds if feeds is not None else model.data.train)
         n = len(next(v for v in feeds.values() if np.ndim(v) > 0))
         size = min(batch_size or n, n)
         batches = [np.arange(i, min(i + size, n)) for i in range(0, n, size)]
         sigs = signatures(backend, ("epoch", feeds, batches, True))
-        compile_ready(backend, sigs, threading.Event(), report, pool)
+        compile_ready(backend, sigs, threading.Event(), report, pool, compile_here=True)
     return {"seconds": time.perf_counter() - start, "functions": [fn for fn, _ in sigs],
             "path": getattr(backend.module, "__file__", None), "source": backend.source}

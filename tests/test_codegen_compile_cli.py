@@ -32,3 +32,28 @@ def test_compile_fills_the_cache_that_a_later_training_run_loads(tmp_path):
                            text=True, timeout=600)
     assert later.returncode == 0, later.stderr[-2000:]
     assert later.stdout.split()[-4:] == ["misses", "0", "hits", "1"], later.stdout
+
+
+IN_THIS_PROCESS = textwrap.dedent("""
+    import graphnn as gn
+    from codegen.background import compile_into_cache
+    from graphnn.models import get_model
+    model = get_model('xor')
+    said = []
+    done = compile_into_cache(model, gn.Trainer(model, backend='numpy').optimizer, 'float64', report=said.append)
+    print(repr(said))
+    print(done['functions'])
+""")
+
+
+def test_this_process_compiles_train_epoch_while_a_child_compiles_the_rest(tmp_path):
+    """Nothing else runs during an ahead-of-time compile: the parent compiles the largest
+    function itself (no child's start-up on the longest path), one child the others."""
+    env = dict(os.environ, GRAPHNN_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=str(REPO))
+    run = subprocess.run([sys.executable, "-c", IN_THIS_PROCESS], env=env, cwd=tmp_path, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    said, functions = run.stdout.splitlines()[-2:]
+    assert functions == "['train_epoch', 'evaluate']"
+    assert "compiling evaluate in 1 compiler process (pid " in said, said   # only evaluate was sent
+    assert "compiled evaluate in " in said and ", train_epoch in " in said, said   # both timed
