@@ -45,9 +45,8 @@ def prepare(model, optimizer, dtype, params, options, plan, cancelled: threading
 def compile_ready(backend, sigs, cancelled, report=None, pool=None, compile_here=False) -> None:
     """Every ``(function, signature)`` of ``sigs`` loaded into ``backend.module``, compiled first
     by child processes (``pool``) where Numba's cache lacks it. ``compile_here``: nothing else
-    runs in this process, so it compiles the first missing function itself (``train_epoch``,
-    the largest) while the children compile the rest: no child's start-up on the longest
-    path."""
+    runs in this process (and nothing cancels), so it compiles the first missing function
+    itself (`_compile_beside`)."""
     module = backend.module
     # what Numba's cache holds is loaded; a function with no cache index at all is sent to
     # the compiler processes before this process pays Numba's start-up to look
@@ -58,11 +57,11 @@ def compile_ready(backend, sigs, cancelled, report=None, pool=None, compile_here
         return
     cached = getattr(module, "_graphnn_path", None) is not None
     if cached and pool is not None and can_spawn():
-        here, sent = (missing[:1], missing[1:]) if compile_here and len(missing) > 1 else ([], missing)
-        timings_here: dict = {}
-        timings = pool.run(backend.source, backend.cache_key, sent, cancelled, report=report,
-                           meanwhile=(lambda: _compile(module, here, timings_here)) if here else warm_up)
-        timings.update(timings_here)
+        if compile_here and len(missing) > 1:
+            timings = _compile_beside(pool, backend, missing[:1], missing[1:], report)
+        else:
+            timings = pool.run(backend.source, backend.cache_key, missing, cancelled, report=report,
+                               meanwhile=warm_up)
         if report and timings:
             report("compiled " + ", ".join(f"{fn} in {t:.1f} s" for fn, t in timings.items()))
         missing = [(fn, sig) for fn, sig in missing if not load_from_cache(getattr(module, fn), sig)]
@@ -72,6 +71,29 @@ def compile_ready(backend, sigs, cancelled, report=None, pool=None, compile_here
         if cancelled.is_set():
             raise Cancelled
         getattr(module, fn).compile(sig)
+
+
+def _compile_beside(pool, backend, here, sent, report) -> dict:
+    """Compile ``here`` in this process while the pool's children compile ``sent`` ({function:
+    seconds}): no child's start-up on the longest path (``here`` is ``train_epoch``, the
+    largest). A child still at work once this process is done is overtaken — this process
+    compiles its functions too and the child is stopped — so that a small model, whose
+    ``evaluate`` compiles here sooner than a child has started, waits for no child."""
+    module, timings, overtaken = backend.module, {}, threading.Event()
+
+    def meanwhile():
+        _compile(module, here, timings)
+        if pool.working():
+            _compile(module, sent, timings)
+            overtaken.set()   # the pool stops its children
+
+    try:
+        return {**pool.run(backend.source, backend.cache_key, sent, overtaken, report=report,
+                           meanwhile=meanwhile), **timings}
+    except Cancelled:
+        if not overtaken.is_set():
+            raise
+        return timings
 
 
 def _compile(module, sigs, timings) -> None:

@@ -66,6 +66,7 @@ class CompilerPool:
     def __init__(self, start: int = 1, reserve: int = 1):
         self.reserve = reserve   # cores left to the parent (it trains meanwhile)
         self.children: list[_Child] = []
+        self._busy: list[_Child] = []   # those `run` gave a job
         for _ in range(start):
             self.children.append(_Child())
 
@@ -89,7 +90,7 @@ class CompilerPool:
             raise Cancelled
         while len(self.children) < n:
             self.children.append(_Child())
-        busy = self.children[:n]
+        busy = self._busy = self.children[:n]
         for i, child in enumerate(busy):
             child.send({"source": source, "key": key, "signatures": signatures[i::n]})
         if report:
@@ -106,6 +107,10 @@ class CompilerPool:
         for child in busy:
             timings.update(child.result())
         return timings
+
+    def working(self) -> bool:
+        """Whether a child given a job by `run` is still at it (for ``meanwhile`` to ask)."""
+        return any(c.proc.poll() is None for c in self._busy)
 
     def close(self) -> None:
         for child in self.children:
