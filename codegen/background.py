@@ -20,7 +20,7 @@ from graphnn.data import as_feeds
 
 from .cache import load_from_cache, numba_index_present
 from .compile_child import warm_up
-from .worker import Cancelled, CompilerPool, can_spawn, worker_count
+from .worker import Cancelled, CompilerPool, can_spawn
 
 
 def prepare(model, optimizer, dtype, params, options, plan, cancelled: threading.Event, report=None,
