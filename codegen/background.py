@@ -20,6 +20,7 @@ from graphnn.data import as_feeds
 
 from .cache import load_from_cache, numba_index_present
 from .compile_child import warm_up
+from .lower import CodegenError
 from .worker import Cancelled, CompilerPool, can_spawn
 
 
@@ -67,10 +68,7 @@ def compile_ready(backend, sigs, cancelled, report=None, pool=None, compile_here
         missing = [(fn, sig) for fn, sig in missing if not load_from_cache(getattr(module, fn), sig)]
         if missing and report:
             report("the compiled code could not be read back from the cache: compiling it here")
-    for fn, sig in missing:   # in memory (no cache folder), or the cache could not keep it
-        if cancelled.is_set():
-            raise Cancelled
-        getattr(module, fn).compile(sig)
+    _compile(backend, missing, {}, cancelled)   # in memory (no cache folder), or the cache could not keep it
 
 
 def _compile_beside(pool, backend, here, sent, report) -> dict:
@@ -79,12 +77,12 @@ def _compile_beside(pool, backend, here, sent, report) -> dict:
     largest). A child still at work once this process is done is overtaken — this process
     compiles its functions too and the child is stopped — so that a small model, whose
     ``evaluate`` compiles here sooner than a child has started, waits for no child."""
-    module, timings, overtaken = backend.module, {}, threading.Event()
+    timings, overtaken = {}, threading.Event()
 
     def meanwhile():
-        _compile(module, here, timings)
+        _compile(backend, here, timings)
         if pool.working():
-            _compile(module, sent, timings)
+            _compile(backend, sent, timings)
             overtaken.set()   # the pool stops its children
 
     try:
@@ -96,11 +94,21 @@ def _compile_beside(pool, backend, here, sent, report) -> dict:
         return timings
 
 
-def _compile(module, sigs, timings) -> None:
-    """Compile ``sigs`` in this process, noting each one's seconds in ``timings``."""
+def _compile(backend, sigs, timings, cancelled=None) -> None:
+    """Compile ``sigs`` in this process, noting each one's seconds in ``timings``. A Numba error
+    is a `CodegenError` naming the generated function and line, as a compiler process says it."""
+    from numba.core.errors import NumbaError
+
     for fn, sig in sigs:
+        if cancelled is not None and cancelled.is_set():
+            raise Cancelled
         start = time.perf_counter()
-        getattr(module, fn).compile(sig)
+        try:
+            getattr(backend.module, fn).compile(sig)
+        except NumbaError as e:
+            from .backend import explain_numba_error
+
+            raise CodegenError(explain_numba_error(e, fn, backend.source, backend.module)) from None
         timings[fn] = time.perf_counter() - start
 
 

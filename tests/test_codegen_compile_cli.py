@@ -6,6 +6,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 LATER_RUN = textwrap.dedent("""
@@ -110,3 +112,21 @@ def test_a_child_done_first_is_not_overtaken():
     timings = _compile_beside(pool, _backend(compiled), [("train_epoch", ())], [("evaluate", ())], None)
     assert compiled == ["train_epoch"] and not pool.stopped
     assert timings["evaluate"] == 0.5 and "train_epoch" in timings
+
+
+def test_a_numba_error_in_this_process_names_the_generated_function():
+    """What this process compiles fails as a compiler process's compile does: one CodegenError
+    naming the generated function, not Numba's raw error."""
+    from numba.core.errors import TypingError
+
+    from codegen.background import _compile_beside
+    from codegen.lower import CodegenError
+
+    class Failing(_Dispatcher):
+        def compile(self, sig):
+            raise TypingError("No implementation of function <built-in function getitem>")
+
+    backend = _backend([])
+    backend.module.train_epoch = Failing("train_epoch", [])
+    with pytest.raises(CodegenError, match=r"generated function 'train_epoch'.*\n.*getitem"):
+        _compile_beside(_Pool(child_done=True), backend, [("train_epoch", ())], [("evaluate", ())], None)
