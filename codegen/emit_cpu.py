@@ -479,7 +479,8 @@ def emit_module(sched, optimizer=None) -> str:
     # the intrinsics last: the kernels read first, and Numba resolves a global when it compiles
     intrinsics = "# -- the intrinsics the kernels call (codegen/intrinsics.py: why) --" + INTRINSICS
     kernels = [HELPERS[h].strip() + "\n" for h in sorted(helpers)] + programs
-    imports = ("import math\n\nimport numpy as np\n\nfrom codegen.linking import njit\n\n"
+    imports = ("import math\n\nimport numpy as np\n\n"
+               "from codegen.linking import njit\nfrom codegen.pipeline import GeneratedCompiler\n\n"
                + jit_settings(kernels))
     return "\n\n".join([header, imports] + kernels + [intrinsics])
 

@@ -26,7 +26,7 @@ RESERVED = {"np", "math", "numba", "njit", "gemm", "gemm_update", "view", "rows"
 #: (a parameter called 'lr' or 'matmul_nn' made Python refuse the module): the module's
 #: functions and helpers, and the locals train_epoch and apply_update assign. Names with a
 #: leading underscore are the generator's own already (`identifier` strips it from graph names).
-INTERNAL_NAMES = {"JIT", "JIT_INNER", "forward", "loss", "evaluate", "grad_step", "apply_update", "train_step", "train_epoch",
+INTERNAL_NAMES = {"JIT", "JIT_INNER", "GeneratedCompiler", "forward", "loss", "evaluate", "grad_step", "apply_update", "train_step", "train_epoch",
                   "first_row", "in_order", "k_batch", "first_step", "any_nonzero", "stack_to_cols",
                   "cols_to_stack", "mix64", "lr", "float", "int", "len", "bool", "isinstance"}
 INTERNAL_PREFIXES = re.compile(r"^(?:matmul|copy|add|fill|swap01|cell|loops|nest|tanh|exp|state|layer_norm|sparse_ce|"

@@ -35,10 +35,12 @@ def jit_settings(kernels) -> str:
     compiled code calls (cells, helpers): each wrapper is more for LLVM to compile. Where no
     function allocates (every array is the caller's), no reference counting either (``_nrt``):
     Numba then emits no incref/decref around every array value, which cut 5–14 % of the large
-    models' compile. An allocation such a module would make is a typing error, never silent."""
+    models' compile. An allocation such a module would make is a typing error, never silent.
+    Numba's pipeline less what generated code never needs: codegen/pipeline.py."""
     allocates = any(ALLOCATES.search(text) for text in kernels)
     return (f"JIT = dict(cache=True, fastmath={{{', '.join(repr(f) for f in sorted(FASTMATH))}}}, "
-            "error_model='numpy', no_cfunc_wrapper=True" + ("" if allocates else ", _nrt=False") + ")"
+            "error_model='numpy', no_cfunc_wrapper=True" + ("" if allocates else ", _nrt=False")
+            + ", pipeline_class=GeneratedCompiler)"
             + ("" if allocates else "  # nothing here allocates: no reference counting") + "\n"
             "JIT_INNER = dict(JIT, no_cpython_wrapper=True)  # called only from compiled code\n")
 
