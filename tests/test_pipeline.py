@@ -168,14 +168,15 @@ def test_every_built_in_models_functions_type_alike_without_ssa(name, dtype):
         assert typed_apart_in(getattr(module, fn), argtypes) == [], f"{name} {dtype}: {fn}"
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
 @settings(max_examples=6, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
-@given(graphs(max_terms=3, max_steps=4))
-def test_drawn_graphs_functions_type_alike_without_ssa(recipe):
+@given(recipe=graphs(max_terms=3, max_steps=4))
+def test_drawn_graphs_functions_type_alike_without_ssa(dtype, recipe):
     g = build(recipe)
     n = len(g.feeds["x"])
     order = np.arange(n)[::-1]
     batches = [b for b in (order[:(n + 1) // 2], order[(n + 1) // 2:]) if len(b)]
-    module, calls = _calls(g.model, "float64", g.feeds, batches)
+    module, calls = _calls(g.model, dtype, g.feeds, batches)
     for fn, argtypes in calls:
         assert typed_apart_in(getattr(module, fn), argtypes) == [], fn
 
