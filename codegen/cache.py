@@ -310,7 +310,7 @@ class _GeneratedCompile:
     other compile sees it). A compile makes hundreds of thousands of objects (Numba's IR,
     llvmlite's): the collector ran 500–700 times in the CNN's and the transformer's
     ``train_epoch``, scanning Numba's own long-lived objects at each full pass, which took
-    10–15 % of those compiles (0.6 of 5.5 s, 1.1 of 7.6 s). The garbage a compile leaves in
+    10–15 % of those compiles (0.6 of 5.6 s, 1.0 of 7.7 s). The garbage a compile leaves in
     cycles waits for the next collection after it (the transformer's peak memory +40 MB)."""
 
     def __init__(self, compiler, opt_level):
