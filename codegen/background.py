@@ -87,7 +87,7 @@ def _compile_beside(pool, backend, here, sent, report) -> dict:
 
     try:
         return {**pool.run(backend.source, backend.cache_key, sent, overtaken, report=report,
-                           meanwhile=meanwhile), **timings}
+                           meanwhile=meanwhile, helps=here), **timings}
     except Cancelled:
         if not overtaken.is_set():
             raise

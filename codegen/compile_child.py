@@ -28,6 +28,8 @@ def main(head: dict, stream) -> None:
     from numba.core.errors import NumbaError
 
     module = cache.load_generated_module(job["source"], job["key"])
+    if job.get("helps"):
+        _help(module, job["helps"], cache)
     for fn, sig in job["signatures"]:
         start = time.perf_counter()
         try:
@@ -39,6 +41,23 @@ def main(head: dict, stream) -> None:
         print(f"compiled {fn} {time.perf_counter() - start:.3f}", flush=True)
     sys.stderr.flush()
     os._exit(0)   # Numba has written its cache files; nothing else to tear down
+
+
+def _help(module, helps, cache) -> None:
+    """Compile the helpers of the functions ``helps`` that the parent compiles itself, from the
+    last one backwards, until one is in the cache (codegen/split_compile.py). Prints ``helped
+    <count> <seconds> <functions>``; a failure here only means less help (the parent compiles
+    the rest)."""
+    start, done, names = time.perf_counter(), 0, ",".join(fn for fn, _ in helps)
+    try:
+        from codegen.split_compile import compile_from_the_end, helper_calls
+
+        for fn, sig in helps:
+            done += compile_from_the_end(helper_calls(getattr(module, fn), sig), cache.load_from_cache)
+    except Exception as e:  # noqa: BLE001 — whatever it is, the parent meets it and says so
+        print(f"helped {done} {time.perf_counter() - start:.3f} {names} (stopped: {type(e).__name__})", flush=True)
+        return
+    print(f"helped {done} {time.perf_counter() - start:.3f} {names}", flush=True)
 
 
 def warm_up() -> None:

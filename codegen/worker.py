@@ -77,10 +77,12 @@ class CompilerPool:
         self.close()
 
     def run(self, source: str, key: dict, signatures: list, cancelled: threading.Event, *,
-            report=None, meanwhile=None, poll: float = 0.02) -> dict:
+            report=None, meanwhile=None, helps=(), poll: float = 0.02) -> dict:
         """Compile ``signatures`` ([(function name, Numba signature)]) of the module generated as
         ``source`` (cache key parts ``key``); {function: seconds} on success. ``meanwhile()``
-        runs here while the children compile.
+        runs here while the children compile; ``helps``: the [(function, signature)] it
+        compiles, whose helpers the first child compiles from the end first
+        (codegen/split_compile.py).
 
         Raises `Cancelled` once ``cancelled`` is set (the children are killed and reaped) and
         `CodegenError` if a child fails.
@@ -92,7 +94,8 @@ class CompilerPool:
             self.children.append(_Child())
         busy = self._busy = self.children[:n]
         for i, child in enumerate(busy):
-            child.send({"source": source, "key": key, "signatures": signatures[i::n]})
+            child.send({"source": source, "key": key, "signatures": signatures[i::n],
+                        "helps": list(helps) if i == 0 else []})
         if report:
             names = ", ".join(fn for fn, _ in signatures)
             report(f"compiling {names} in {len(busy)} compiler process{'es' * (len(busy) > 1)} "
@@ -163,6 +166,9 @@ class _Child:
             if line.startswith("compiled "):
                 _, fn, seconds = line.split()
                 timings[fn] = float(seconds)
+            elif line.startswith("helped "):   # "helped <count> <seconds> <functions>" (split_compile.py)
+                _, count, seconds, names = line.split()[:4]
+                timings[f"{count} of {names.replace(',', ', ')}'s helpers"] = float(seconds)
         return timings
 
     def close(self):

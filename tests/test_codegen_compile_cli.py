@@ -74,12 +74,13 @@ class _Pool:
     """A compiler pool whose child is still at work (or done) when this process has compiled its share."""
 
     def __init__(self, child_done: bool):
-        self.child_done, self.stopped = child_done, False
+        self.child_done, self.stopped, self.helps = child_done, False, None
 
     def working(self):
         return not self.child_done
 
-    def run(self, source, key, sent, cancelled, report=None, meanwhile=None):
+    def run(self, source, key, sent, cancelled, report=None, meanwhile=None, helps=()):
+        self.helps = list(helps)
         meanwhile()
         if cancelled.is_set():   # what CompilerPool.run does: its children are stopped
             from codegen.worker import Cancelled
@@ -112,6 +113,7 @@ def test_a_child_done_first_is_not_overtaken():
     timings = _compile_beside(pool, _backend(compiled), [("train_epoch", ())], [("evaluate", ())], None)
     assert compiled == ["train_epoch"] and not pool.stopped
     assert timings["evaluate"] == 0.5 and "train_epoch" in timings
+    assert pool.helps == [("train_epoch", ())]   # the child compiles train_epoch's helpers from the end
 
 
 def test_a_numba_error_in_this_process_names_the_generated_function():
