@@ -12,6 +12,7 @@ from __future__ import annotations
 from graphnn.ops.dropout import GOLDEN, MIX1, MIX2
 
 from .emit_cpu import register_emitter
+from .step_helpers import as_helper
 from .lower_conv import BiasGradLoop, ConvLoop, NoiseLoop, PoolLoop
 from .printer import HELPERS, reshaped
 
@@ -418,9 +419,9 @@ def _cast(w, text):
     return text if w.dtype == "float64" else f"np.float32({text})"
 
 
-register_emitter(ConvLoop, _emit_conv)
-register_emitter(PoolLoop, _emit_pool)
-register_emitter(BiasGradLoop, _emit_bias_grad)
+register_emitter(ConvLoop, as_helper(_emit_conv, lambda s: (s.out, s.a, s.b, s.bias, s.padded), "conv"))
+register_emitter(PoolLoop, as_helper(_emit_pool, lambda s: (s.out, s.a, s.b), "pool"))
+register_emitter(BiasGradLoop, as_helper(_emit_bias_grad, lambda s: (s.out, s.g, s.sums), "bias_grad"))
 register_emitter(NoiseLoop, _emit_noise)
 
 HELPERS.setdefault("mix64", f'''

@@ -9,6 +9,7 @@ from __future__ import annotations
 from . import schedule as S
 from .emit_cpu import Writer, register_emitter
 from .printer import reshaped
+from .step_helpers import as_helper
 
 
 def _as_rows(w, name):
@@ -78,5 +79,5 @@ def _row_softmax(step: S.RowSoftmax, w: Writer):
     w.dedent()
 
 
-for _type, _fn in {S.SoftmaxCE: _softmax_ce, S.RowSoftmax: _row_softmax}.items():
-    register_emitter(_type, _fn)
+register_emitter(S.SoftmaxCE, as_helper(_softmax_ce, lambda s: (s.loss, s.logits, s.targets, s.probs), "softmax_ce"))
+register_emitter(S.RowSoftmax, as_helper(_row_softmax, lambda s: (s.out, s.x), "row_softmax"))

@@ -1,6 +1,8 @@
 """The CPU fusion of conv → ReLU → max-pool and its gradient (codegen/fuse_conv.py): applied
 where it may be, left out where a map it drops is read elsewhere, and in both cases equal to
 the NumPy reference (float64, 1e-10) — with many tied window maxima (the first one wins)."""
+import re
+
 import numpy as np
 import pytest
 
@@ -59,7 +61,9 @@ def test_block_read_elsewhere_stays_unfused():
     """The conv map also feeds another branch: nothing is fused, the maps are written as before
     (that path is the unfused code every other conv test runs)."""
     grad_step = _grad_step_source(block_model(extra_reader=True)[0])
-    assert FUSED not in grad_step and "d_conv[" in grad_step
+    assert FUSED not in grad_step
+    # the ReLU gradient map d_conv is written, and the filter gradient's helper reads it
+    assert re.search(r"\bconv_\w+\([^)]*\bd_conv\b", grad_step), grad_step
 
 
 def test_ties_are_common_in_the_fused_test():
