@@ -123,9 +123,11 @@ def test_every_live_map_of_a_model_compile_is_numbas(monkeypatch, isolated_cache
     trainer = gn.Trainer(get_model("cnn"), backend="cpu", background_compile=False)
     backend = trainer.backend
     sigs = signatures(backend, ("epoch", trainer.data.train, trainer._batches(), True))
-    fn, sig = next((fn, sig) for fn, sig in sigs if fn == "evaluate")
+    fn, sig = next((fn, sig) for fn, sig in sigs if fn == "train_epoch")
     getattr(backend.module, fn).compile(sig)
-    assert len(calls) > 10 and max(calls) > 100   # the convolutions' hundreds of blocks
+    # train_epoch and its helpers (the convolutions' among them: codegen/step_helpers.py), each
+    # function's live map computed pass after pass
+    assert len(calls) > 100 and max(calls) > 40
 
 
 def test_installed_it_is_what_numbas_passes_call():
