@@ -144,14 +144,17 @@ class _Child:
                      "cache": cache.__file__})
 
     def send(self, job: dict) -> None:
+        """Give the child its job from a thread: the job holds the module's source, tens of KB,
+        more than a pipe buffers, and the child reads it only after its own start-up (Numba's
+        import, ~0.5 s) — which this process would otherwise wait out before compiling its share."""
         self.functions = [fn for fn, _ in job["signatures"]]
-        self._write(job)
+        threading.Thread(target=self._write, args=(job,), name="graphnn-compile-job", daemon=True).start()
 
     def _write(self, obj) -> None:
         try:
             pickle.dump(obj, self.proc.stdin)
             self.proc.stdin.flush()
-        except OSError:   # it died: result() reports what it said
+        except (OSError, ValueError):   # it died (result() reports what it said), or was closed
             pass
 
     def result(self) -> dict:

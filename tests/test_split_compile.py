@@ -147,3 +147,23 @@ def test_what_a_helper_process_leaves_in_the_cache_this_process_loads(isolated_c
     compiled = gn.Trainer(model, backend="cpu", background_compile=False).fit(epochs=1, progress=False)
     reference = gn.Trainer(model, backend="numpy").fit(epochs=1, progress=False)
     np.testing.assert_allclose(compiled.losses, reference.losses, rtol=1e-10)
+
+
+def test_a_child_is_given_its_job_without_this_process_waiting_for_it_to_read(monkeypatch):
+    """The job holds the module's source (more than a pipe buffers) and a child reads it only after
+    its start-up: `send` returns at once, so this process compiles its share meanwhile."""
+    from codegen import worker
+
+    writing, release, written = threading.Event(), threading.Event(), threading.Event()
+
+    def blocked_write(self, obj):   # a pipe nobody reads yet
+        writing.set()
+        release.wait(3)
+        written.set()
+
+    monkeypatch.setattr(worker._Child, "_write", blocked_write)
+    child = worker._Child.__new__(worker._Child)   # no process: only send's own behaviour
+    child.send({"signatures": [("evaluate", ())], "source": "x" * 200_000})
+    assert writing.wait(5) and not written.is_set()   # send returned while the write still blocks
+    assert child.functions == ["evaluate"]
+    release.set()
