@@ -73,15 +73,17 @@ def compile_ready(backend, sigs, cancelled, report=None, pool=None, compile_here
 
 def _compile_beside(pool, backend, here, sent, report) -> dict:
     """Compile ``here`` in this process while the pool's children compile ``sent`` ({function:
-    seconds}): no child's start-up on the longest path (``here`` is ``train_epoch``, the
-    largest). A child still at work once this process is done is overtaken — this process
-    compiles its functions too and the child is stopped — so that a small model, whose
-    ``evaluate`` compiles here sooner than a child has started, waits for no child."""
+    seconds}), the first child helping with ``here``'s helpers first (codegen/split_compile.py):
+    no child's start-up on the longest path (``here`` is ``train_epoch``, the largest). A
+    child that has not begun its own functions once this process is done is overtaken — this
+    process compiles them and the child is stopped — so that a small model, whose
+    ``evaluate`` compiles here sooner than a child has started, waits for no child; one at
+    work on them is waited for (what it has left takes less than all of it would here)."""
     timings, overtaken = {}, threading.Event()
 
     def meanwhile():
         _compile(backend, here, timings)
-        if pool.working():
+        if pool.helping():
             _compile(backend, sent, timings)
             overtaken.set()   # the pool stops its children
 

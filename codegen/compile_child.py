@@ -5,7 +5,8 @@ lowering, sympy or graphnn: only the cache module, by path too, and Numba). It i
 warms up Numba while the parent lowers, reads its job, loads the generated module through
 the cache (the same verified file and module name as the parent), compiles each
 ``(function, signature)``, prints ``compiled <function> <seconds>`` per function and exits.
-Numba writes its cache files atomically. It dies with its parent (Linux: PR_SET_PDEATHSIG)
+Numba writes its cache files atomically. Before its own functions it may compile the helpers of
+the parent's (``helps``: codegen/split_compile.py). It dies with its parent (Linux: PR_SET_PDEATHSIG)
 and exits when the pipe from its parent closes.
 """
 import importlib.util
@@ -31,6 +32,7 @@ def main(head: dict, stream) -> None:
     if job.get("helps"):
         _help(module, job["helps"], cache)
     for fn, sig in job["signatures"]:
+        print(f"compiling {fn}", flush=True)   # the parent waits for a child at its own functions
         start = time.perf_counter()
         try:
             getattr(module, fn).compile(sig)

@@ -115,6 +115,12 @@ class CompilerPool:
         """Whether a child given a job by `run` is still at it (for ``meanwhile`` to ask)."""
         return any(c.proc.poll() is None for c in self._busy)
 
+    def helping(self) -> bool:
+        """Whether a child still at work has not yet begun its own functions: it is starting, or
+        compiling the helpers of this process's functions (``helps``) — which this process then
+        holds, so it had better compile the child's functions itself than wait."""
+        return any(c.proc.poll() is None and not c.on_its_own() for c in self._busy)
+
     def close(self) -> None:
         for child in self.children:
             child.close()
@@ -149,6 +155,15 @@ class _Child:
         import, ~0.5 s) — which this process would otherwise wait out before compiling its share."""
         self.functions = [fn for fn, _ in job["signatures"]]
         threading.Thread(target=self._write, args=(job,), name="graphnn-compile-job", daemon=True).start()
+
+    def on_its_own(self) -> bool:
+        """Whether the child has said it is compiling its own functions (``compiling …``). Read at
+        offset 0 without moving the file's position, which the child's writes share."""
+        try:
+            said = os.pread(self.out.fileno(), 1 << 16, 0)
+        except (OSError, ValueError):
+            return False
+        return said.startswith(b"compiling ") or b"\ncompiling " in said
 
     def _write(self, obj) -> None:
         try:

@@ -73,11 +73,14 @@ class _Dispatcher:
 class _Pool:
     """A compiler pool whose child is still at work (or done) when this process has compiled its share."""
 
-    def __init__(self, child_done: bool):
-        self.child_done, self.stopped, self.helps = child_done, False, None
+    def __init__(self, child_done: bool, on_its_own: bool = False):
+        self.child_done, self.on_its_own, self.stopped, self.helps = child_done, on_its_own, False, None
 
     def working(self):
         return not self.child_done
+
+    def helping(self):   # at work, and not yet at its own functions
+        return not self.child_done and not self.on_its_own
 
     def run(self, source, key, sent, cancelled, report=None, meanwhile=None, helps=()):
         self.helps = list(helps)
@@ -114,6 +117,33 @@ def test_a_child_done_first_is_not_overtaken():
     assert compiled == ["train_epoch"] and not pool.stopped
     assert timings["evaluate"] == 0.5 and "train_epoch" in timings
     assert pool.helps == [("train_epoch", ())]   # the child compiles train_epoch's helpers from the end
+
+
+def test_a_child_at_its_own_functions_is_waited_for_not_overtaken():
+    """It has begun evaluate (after helping with train_epoch's helpers): what it has left takes
+    less than all of evaluate would here."""
+    from codegen.background import _compile_beside
+
+    compiled, pool = [], _Pool(child_done=False, on_its_own=True)
+    timings = _compile_beside(pool, _backend(compiled), [("train_epoch", ())], [("evaluate", ())], None)
+    assert compiled == ["train_epoch"] and not pool.stopped
+    assert timings["evaluate"] == 0.5
+
+
+def test_a_child_says_when_it_is_at_its_own_functions_read_without_moving_its_output():
+    import tempfile
+
+    from codegen.worker import _Child
+
+    child = _Child.__new__(_Child)   # no process: only what its output says
+    child.out = tempfile.TemporaryFile()
+    child.out.write(b"helped 3 0.512 train_epoch\n")
+    child.out.flush()   # (the child writes to the file itself, unbuffered by this process)
+    assert not child.on_its_own()
+    child.out.write(b"compiling evaluate\n")
+    child.out.flush()
+    at = child.out.tell()
+    assert child.on_its_own() and child.out.tell() == at   # the child's next line goes after it
 
 
 def test_a_numba_error_in_this_process_names_the_generated_function():
