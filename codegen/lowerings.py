@@ -79,9 +79,16 @@ def keep_restricted_steps(expr, subs):
         uses = expr.count(v)
         for kind, n in _restricted_steps(e):
             spelled[kind] += uses * n
-    if spelled and spelled - restricted_steps(folded):   # a kind with fewer steps left
+    if (spelled and spelled - restricted_steps(folded)) or _made_complex(folded, expr, subs):
         return expr.xreplace({v: Kept(e, k) for k, (v, e) in enumerate(subs.items())})
     return folded
+
+
+def _made_complex(folded, expr, subs) -> bool:
+    """Whether building the expression brought in the imaginary unit: sympy writes the root of
+    an operand it knows is negative as i·√|…| (√(−|x|) → i·√|x|), where the reference computes
+    NaN — and Numba would type the element complex."""
+    return folded.has(sympy.I) and not expr.has(sympy.I) and not any(e.has(sympy.I) for e in subs.values())
 
 
 def _expand(node, ctx):
