@@ -257,8 +257,7 @@ def _exec(name: str, source: str, filename: str) -> types.ModuleType:
 
 def _guard_numba_cache(module: types.ModuleType) -> None:
     """A Numba cache file that fails to load is dropped (recompile); one that cannot be saved is skipped."""
-    from codegen.cache_index_lock import lock_index   # absolute: a compile child loads this file by path
-    from codegen.linking import CalleeNotCached
+    from codegen.linking import CalleeNotCached   # absolute: a compile child loads this file by path
 
     for obj in list(vars(module).values()):
         cache = getattr(obj, "_cache", None)
@@ -286,7 +285,6 @@ def _guard_numba_cache(module: types.ModuleType) -> None:
                 notice(f"cannot save compiled code ({e.strerror or e}): it stays in memory for this run")
 
         cache.load_overload, cache.save_overload = guarded_load, guarded_save
-        lock_index(getattr(cache, "_cache_file", None))
         cache._graphnn_guarded = True
 
 

@@ -1,7 +1,7 @@
 """Numba's cache index of a generated function read and written under a file lock.
 
-`lock_index` is applied by codegen/cache.py to every function of a generated module (its
-docstring says why). The lock is advisory (``flock``) and per function: ``<index>.lock`` beside
+`lock_index` is applied by codegen/linking.py's `njit` to every function it decorates (the
+generated modules' and the stored kernels', compiled once per install): its docstring says why. The lock is advisory (``flock``) and per function: ``<index>.lock`` beside
 Numba's ``.nbi`` file, in the cache folder codegen/cache.py has checked is this user's own.
 """
 from __future__ import annotations
@@ -23,8 +23,8 @@ def lock_index(cache_file) -> None:
     and both data files get the same name — an index entry can then name the other
     signature's code. Under the lock (exclusive to save or flush, shared to load) the second
     save reads the first one's index."""
-    if cache_file is None or not hasattr(cache_file, "_index_path"):
-        return
+    if cache_file is None or not hasattr(cache_file, "_index_path") or getattr(cache_file, "_graphnn_locked", False):
+        return   # (twice would deadlock: two descriptors of one file exclude each other)
     path = cache_file._index_path + ".lock"
     for method, exclusive in (("save", True), ("flush", True), ("load", False)):
         unlocked = getattr(cache_file, method)
@@ -34,6 +34,7 @@ def lock_index(cache_file) -> None:
                 return _unlocked(*args, **kw)
 
         setattr(cache_file, method, locked)
+    cache_file._graphnn_locked = True
 
 
 @contextmanager

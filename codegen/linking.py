@@ -199,9 +199,20 @@ def _callee(modname, qualname, argtypes):
 
 def njit(*args, **kwargs):
     """``numba.njit``, after `install` (and codegen/liveness.py's): the decorator of the
-    generated and stored kernel modules."""
+    generated and stored kernel modules. Each function's Numba cache index is read and written
+    under a file lock (codegen/cache_index_lock.py)."""
     install()
     liveness.install()
     import numba
 
-    return numba.njit(*args, **kwargs)
+    made = numba.njit(*args, **kwargs)
+    if len(args) == 1 and callable(args[0]):   # @njit on the function itself
+        return _locked(made)
+    return lambda fn: _locked(made(fn))   # @njit(**options)
+
+
+def _locked(dispatcher):
+    from .cache_index_lock import lock_index
+
+    lock_index(getattr(getattr(dispatcher, "_cache", None), "_cache_file", None))
+    return dispatcher

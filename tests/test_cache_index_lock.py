@@ -10,15 +10,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 MODULE = textwrap.dedent("""
-    from numba import njit
+    from codegen.linking import njit   # the generated and stored kernel modules' decorator
 
     @njit(cache=True)
     def plus_one(x):
         return x + 1
 """)
 
-# Imports the module as a generated module is (its functions' caches guarded by codegen/cache.py);
-# with "race" it widens Numba's window between reading the index and writing it back: each
+# Imports the module; with "race" it widens Numba's window between reading the index and writing it back: each
 # process, having read it, waits (up to 3 s) until the other has read it too.
 PROCESS = textwrap.dedent("""
     import glob, importlib.util, os, sys, time
@@ -33,12 +32,10 @@ PROCESS = textwrap.dedent("""
                 time.sleep(0.01)
             return save_index(self, overloads)
         caching.IndexDataCacheFile._save_index = slow
-    from codegen import cache
     spec = importlib.util.spec_from_file_location("locked_module", os.path.join(folder, "locked_module.py"))
     module = importlib.util.module_from_spec(spec)
     sys.modules["locked_module"] = module
     spec.loader.exec_module(module)
-    cache._guard_numba_cache(module)
     f = module.plus_one
     if mode == "race":
         f.compile((types.float64 if kind == "float" else types.int64,))
@@ -68,3 +65,17 @@ def test_two_processes_saving_two_signatures_at_once_keep_both(tmp_path):
     assert (hits, misses) == ("2", "0"), out
     assert (at_float, at_int) == ("2.5", "2"), out
     assert list(tmp_path.glob("__pycache__/locked_module.plus_one-*.nbi.lock"))
+
+
+def test_every_function_the_kernel_modules_decorate_reads_its_index_under_the_lock():
+    """The stored kernels (compiled once per install, by whichever process first needs one) and
+    a generated module's functions alike: codegen/linking.py's njit applies the lock."""
+    import graphnn as gn
+    from codegen import generic_kernels, scalar_math
+    from codegen.backend import CpuBackend
+    from graphnn.models import get_model
+
+    model = get_model("xor")
+    module = CpuBackend(model, gn.Trainer(model, backend="numpy").optimizer, "float64").module
+    for fn in (generic_kernels.copy_2d, scalar_math.tanh_f64, module.train_epoch, module.evaluate):
+        assert fn._cache._cache_file._graphnn_locked, fn
