@@ -9,12 +9,13 @@ import threading
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
 from numba.core import event
 
 import graphnn as gn
 from codegen import split_compile
-from codegen.cache import load_from_cache
 from codegen.split_compile import compile_from_the_end, helper_calls
+from fuzz_graphs import build, graphs
 from graphnn.models import available, get_model
 
 
@@ -23,13 +24,15 @@ def _gradient_models():
                   if (m := build()).task != "perceptron" and m.params and m.data is not None)
 
 
-def _train_epoch(model, dtype="float64"):
+def _train_epoch(model, dtype="float64", feeds=None, batches=None):
     from codegen.backend import CpuBackend
     from codegen.background import signatures
 
     trainer = gn.Trainer(model, backend="numpy", dtype=dtype)
     backend = CpuBackend(model, trainer.optimizer, dtype)
-    calls = signatures(backend, ("epoch", trainer.data.train, trainer._batches(), True))
+    if feeds is None:
+        feeds, batches = trainer.data.train, trainer._batches()
+    calls = signatures(backend, ("epoch", feeds, batches, True))
     sig = next(sig for fn, sig in calls if fn == "train_epoch")
     return backend, backend.module.train_epoch, sig
 
@@ -56,9 +59,9 @@ class _Compiles(event.Listener):
         pass
 
 
-@pytest.mark.parametrize("name", _gradient_models())
-def test_typing_alone_finds_every_helper_train_epoch_calls_and_compiles_none(name, isolated_cache):
-    backend, train_epoch, sig = _train_epoch(get_model(name))
+def _found_alone(backend, train_epoch, sig, what):
+    """helper_calls compiles nothing (but what Numba's pipeline inlines) and finds exactly the
+    helpers train_epoch's text calls."""
     compiles = _Compiles(backend.module)
     with event.install_listener("numba:compile", compiles):
         found = helper_calls(train_epoch, sig)
@@ -66,7 +69,23 @@ def test_typing_alone_finds_every_helper_train_epoch_calls_and_compiles_none(nam
     # typing alone meets as a call
     assert [n for n in compiles.names if getattr(backend.module, n).targetoptions.get("inline") != "always"] == []
     assert len(found) == len(set(found))
-    assert {d.py_func.__name__ for d, _ in found} == _called_helpers(backend.source, backend.module), name
+    assert {d.py_func.__name__ for d, _ in found} == _called_helpers(backend.source, backend.module), what
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name", _gradient_models())
+def test_typing_alone_finds_every_helper_train_epoch_calls_and_compiles_none(name, dtype, isolated_cache):
+    _found_alone(*_train_epoch(get_model(name), dtype), f"{name} {dtype}")
+
+
+@settings(max_examples=6, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+@given(recipe=graphs(max_terms=3, max_steps=4))
+def test_typing_alone_finds_the_helpers_of_a_drawn_graphs_train_epoch(recipe):
+    g = build(recipe)
+    n = len(g.feeds["x"])
+    order = np.arange(n)[::-1]
+    batches = [b for b in (order[:(n + 1) // 2], order[(n + 1) // 2:]) if len(b)]
+    _found_alone(*_train_epoch(g.model, "float64", g.feeds, batches), repr(recipe))
 
 
 @pytest.mark.parametrize("name", ["lstm", "attention", "gan"])
