@@ -1,8 +1,9 @@
-"""Numba's cache index of a generated function read and written under a file lock.
+"""Numba's cache index of each function read and written under a file lock.
 
-`lock_index` is applied by codegen/linking.py's `njit` to every function it decorates (the
-generated modules' and the stored kernels', compiled once per install): its docstring says why. The lock is advisory (``flock``) and per function: ``<index>.lock`` beside
-Numba's ``.nbi`` file, in the cache folder codegen/cache.py has checked is this user's own.
+`lock_index` is applied by codegen/linking.py's `njit` to every function it decorates: the
+generated modules' and the stored kernels' (compiled once per install); its docstring says
+why. The lock is advisory (``flock``) and per function: ``<index>.lock`` beside Numba's
+``.nbi`` file, opened without following a link.
 """
 from __future__ import annotations
 

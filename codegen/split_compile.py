@@ -25,10 +25,12 @@ seventeenth session".
 from __future__ import annotations
 
 import dis
+import functools
 
 __all__ = ["helper_calls", "compile_from_the_end"]
 
 
+@functools.lru_cache(maxsize=None)   # typing meets each helper's calls many times
 def _returns_none(py_func) -> bool:
     """Whether every ``return`` of ``py_func`` returns None (a helper writes its outputs)."""
     code = list(dis.get_instructions(py_func))

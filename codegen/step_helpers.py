@@ -28,7 +28,6 @@ def as_helper(emit, arrays, prefix: str):
         if getattr(step, "comment", ""):
             w(f"# {step.comment}")
         inner = Writer(w.dtype)
-        inner.depth = 1
         inner.ranks, inner.strided, inner.specialise = w.ranks, w.strided, w.specialise
         emit(dataclasses.replace(step, comment=""), inner)
         names = list(dict.fromkeys(a for a in arrays(step) if a))
