@@ -20,7 +20,9 @@ from graphnn.training.backends import epoch_by_steps
 
 from .cache import load_generated_module
 from .finite import check_result, guarded_epoch, name_nonfinite, step_is_finite
-from .emit_cpu import emit_module, train_epoch_args, update_args
+from .emit_cpu import emit_module
+from .emit_epoch import train_epoch_args
+from .emit_update import update_args
 from .lower import CodegenError
 from .plan import lower
 from .plan_cache import load_plan, save_plan

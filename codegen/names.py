@@ -32,7 +32,7 @@ INTERNAL_NAMES = {"JIT", "JIT_INNER", "GeneratedCompiler", "forward", "loss", "e
 INTERNAL_PREFIXES = re.compile(r"^(?:matmul|copy|add|fill|swap01|cell|loops|nest|tanh|exp|state|layer_norm|sparse_ce|"
                                r"scatter_add)_(?!\d+$)")   # not matmul_2: the uniqueness suffix
 #: the step helpers' names (codegen/step_helpers.py): a step kind, a digest, the dtype's tag
-STEP_HELPER = re.compile(r"^(?:conv|pool|bias_grad|softmax_ce|row_softmax)_[0-9a-f]{10}(?:_f32)?$")
+STEP_HELPER = re.compile(r"^(?:conv|pool|bias_grad|softmax_ce|row_softmax|segment)_[0-9a-f]{10}(?:_f32)?$")
 #: endings the emitters give a buffer's name for their own locals and buffers ('h' → h_all,
 #: h_data, h_ij; E → E_acc; lr → lr_per_step): 'h' and 'h_ij' cannot both be graph names
 DERIVED_SUFFIXES = ("_all", "_data", "_acc", "_s_acc", "_i", "_ij", "_ijk", "_ijkl", "_s", "_per_step", "_view", "_v",

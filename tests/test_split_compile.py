@@ -45,18 +45,23 @@ def _called_helpers(source, module, function="train_epoch") -> set:
 
 
 class _Compiles(event.Listener):
-    """The generated functions Numba compiles (not loads), in order."""
+    """The generated functions Numba compiles (not loads), in order; ``outer``: those whose
+    compile starts while only one other is in progress (the callees a function's own typing
+    compiles, not their callees')."""
 
     def __init__(self, module):
-        self.module, self.names = module.__name__, []
+        self.module, self.names, self.outer, self.depth = module.__name__, [], [], 0
 
     def on_start(self, ev):
         py_func = ev.data["dispatcher"].py_func
         if py_func.__module__ == self.module:
             self.names.append(py_func.__name__)
+            if self.depth == 1:
+                self.outer.append(py_func.__name__)
+        self.depth += 1
 
     def on_end(self, ev):
-        pass
+        self.depth -= 1
 
 
 def _found_alone(backend, train_epoch, sig, what):
@@ -88,7 +93,7 @@ def test_typing_alone_finds_the_helpers_of_a_drawn_graphs_train_epoch(recipe):
     _found_alone(*_train_epoch(g.model, "float64", g.feeds, batches), repr(recipe))
 
 
-@pytest.mark.parametrize("name", ["lstm", "attention", "gan"])
+@pytest.mark.parametrize("name", ["lstm", "attention", "gan", "transformer"])
 def test_the_order_and_types_found_are_those_of_the_real_compile(name, isolated_cache):
     backend, train_epoch, sig = _train_epoch(get_model(name))
     found = helper_calls(train_epoch, sig)
@@ -96,8 +101,11 @@ def test_the_order_and_types_found_are_those_of_the_real_compile(name, isolated_
     compiles = _Compiles(backend.module)
     with event.install_listener("numba:compile", compiles):
         train_epoch.compile(sig)
-    direct = {d.py_func.__name__ for d, _ in found}
-    assert [n for n in compiles.names if n in direct] == [d.py_func.__name__ for d, _ in found]
+    # in the order typing meets the calls, but those a segment's compile compiled first (its
+    # own callees, which train_epoch also calls: codegen/outline.py)
+    names = [d.py_func.__name__ for d, _ in found]
+    assert compiles.outer == [n for n in names if n in compiles.outer]
+    assert set(names) - set(compiles.outer) <= set(compiles.names)
     for dispatcher, args in found:
         assert tuple(args) in dispatcher.overloads, dispatcher.py_func.__name__
 
