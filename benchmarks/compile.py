@@ -43,6 +43,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 USER_MLP = "user-mlp-2-16-16-1"
+USER_DEEP_MLP = "user-mlp-2-8x32-1"
 COLUMNS = ["model", "lines", "numba start-up", "cold compile", "ahead of time", "first batch", "cached start",
            "switch", "epoch cpu", "epoch numpy"]
 
@@ -52,17 +53,20 @@ def models() -> list:
     from graphnn.models import available, get_model
 
     names = [n for n in available() if get_model(n).task not in ("perceptron", "hopfield")]
-    return names + [USER_MLP]
+    return names + [USER_MLP, USER_DEEP_MLP]
 
 
 def build(name):
     from graphnn.models import get_model
 
-    return user_mlp() if name == USER_MLP else get_model(name)
+    if name in (USER_MLP, USER_DEEP_MLP):
+        return user_mlp(name)
+    return get_model(name)
 
 
-def user_mlp():
-    """A user's 2-16-16-1 tanh MLP with a sigmoid output on two moons (the issue's example)."""
+def user_mlp(name=USER_MLP):
+    """A user's 2-16-16-1 tanh MLP with a sigmoid output on two moons (the issue's example), or
+    (USER_DEEP_MLP) one of eight equal hidden layers of 32: equal layers print alike."""
     import graphnn as gn
     from graphnn.data import Dataset
     from graphnn.model import Model
@@ -74,12 +78,14 @@ def user_mlp():
     X += rng.normal(0, 0.1, X.shape)
     x, t = gn.input("x", (None, 2)), gn.input("t", (None, 1))
     h = x
-    for i, (a, b) in enumerate([(2, 16), (16, 16)], 1):
+    sizes = [2, 16, 16] if name == USER_MLP else [2] + [32] * 8
+    for i, (a, b) in enumerate(zip(sizes, sizes[1:]), 1):
         h = gn.tanh(gn.linear(h, gn.parameter(f"W{i}", rng.normal(0, a ** -0.5, (a, b))),
                               gn.parameter(f"b{i}", np.zeros(b))))
-    y = gn.sigmoid(gn.linear(h, gn.parameter("W3", rng.normal(0, 0.25, (16, 1))), gn.parameter("b3", np.zeros(1))))
+    w_out = gn.parameter(f"W{len(sizes)}", rng.normal(0, 0.25, (sizes[-1], 1)))
+    y = gn.sigmoid(gn.linear(h, w_out, gn.parameter(f"b{len(sizes)}", np.zeros(1))))
     loss = gn.losses.mse(y, t)
-    return Model(USER_MLP, loss, y, (x, t), Dataset({"x": X, "t": upper[:, None].astype(float)}),
+    return Model(name, loss, y, (x, t), Dataset({"x": X, "t": upper[:, None].astype(float)}),
                  task="classification", defaults={"lr": 0.5, "batch_size": 32, "epochs": 50})
 
 

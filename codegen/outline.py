@@ -24,9 +24,11 @@ changes; the schedule is not printed twice):
   (`ast.unparse`): equal copies print equal text, whose digest names the function
   ``segment_<digest>``; the call keeps the steps' comments, with the caller's names.
 
-Only programs of `OUTLINE_MIN_STEPS` steps or more are searched, and only repeats are
-outlined: outlining the rest too (for the two compiler processes to share) cost the mid-sized
-models more in functions' fixed costs than it saved. The calling function still carves every
+Only programs of `OUTLINE_MIN_STEPS` steps or more are searched, and only copies of
+`MIN_SEGMENT_LINES` lines or more (with the views they print) are outlined: a function has a
+fixed cost, which the GAN's and the contrastive model's three-step copies and a deep MLP's
+equal layers did not pay back; outlining the rest too (for the two compiler processes to
+share) cost the mid-sized models more than it saved. The calling function still carves every
 buffer, at offsets LLVM sees as constants; offsets as a segment's arguments instead cost the
 transformer's epoch 8 %. Measured: docs/codegen.md, "Cut in the eighteenth session".
 """
@@ -44,7 +46,7 @@ from .printer import HELPERS, INDENT, INTRINSICS
 __all__ = ["Fragment", "outline", "outline_body", "should_outline", "OUTLINE_MIN_STEPS"]
 
 OUTLINE_MIN_STEPS = 40    # a program of fewer steps is printed inline
-MIN_SEGMENT_LINES = 8     # a shorter copy (with its views) stays inline: a call costs about as much
+MIN_SEGMENT_LINES = 48    # a smaller copy (with its views) stays inline: a function costs more than it saves
 MIN_REPEAT = 3            # fragments in a repeated run worth sharing
 
 

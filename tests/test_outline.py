@@ -64,8 +64,8 @@ def test_the_transformers_equal_blocks_are_one_function_each_called_once_per_blo
     model = get_model("transformer")
     cpu = _same_epoch(model, *_epoch_of(model, 12, 8))   # the short last batch: rows of the buffers
     calls = _segment_calls(cpu.source, "train_epoch")
-    # forward, backward and the weight gradients of a block: each printed once, called per block
-    assert len(set(calls)) >= 3 and all(calls.count(name) == 2 for name in set(calls)), calls
+    # a block's forward and backward passes: each printed once, called per block
+    assert len(set(calls)) >= 2 and all(calls.count(name) == 2 for name in set(calls)), calls
     assert len(_segment_calls(cpu.source, "evaluate")) >= 2
     for name in set(calls):
         assert cpu.source.count(f"\ndef {name}(") == 1
