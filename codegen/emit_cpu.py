@@ -275,6 +275,7 @@ def program_lines(prog: S.Program, dtype: str, helpers: set | None = None, *, sp
                             "register one with codegen.emit_cpu.register_emitter")
         starts.append((len(w.lines), isinstance(step, S.View)))
         fn(step, w)
+    outlined = outlined and not CENSUS.is_counting   # the census's printing is thrown away
     body = outline_body(w.lines, starts, prog.returns, dtype, w.printer.helpers) if outlined else w.lines
     head = []
     batched = next((a for a in prog.args if a.role == "input" and a.batched), None)

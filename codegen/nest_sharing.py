@@ -87,6 +87,11 @@ class NestCensus(threading.local):
         finally:
             self.counts = None
 
+    @property
+    def is_counting(self) -> bool:
+        """Whether this printing only counts (its text is thrown away)."""
+        return self.counts is not None
+
     @contextmanager
     def sharing(self):
         try:

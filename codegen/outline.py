@@ -124,11 +124,17 @@ _BUILTINS = frozenset(dir(builtins))
 
 
 def _analysed(fragment: Fragment) -> Fragment:
-    flow = _Flow()
-    flow.visit(ast.parse(fragment.text))
-    fragment.uses = [n for n in flow.uses if not _is_global(n)]
-    fragment.defs = set(flow.defs)
+    fragment.uses, defs = _flow(fragment.text)
+    fragment.uses, fragment.defs = list(fragment.uses), set(defs)
     return fragment
+
+
+@functools.lru_cache(maxsize=65536)   # a module is printed twice, and its programs share statements
+def _flow(text: str) -> tuple:
+    """(the names ``text`` reads before writing them, but globals; the names it writes)."""
+    flow = _Flow()
+    flow.visit(ast.parse(text))
+    return tuple(n for n in flow.uses if not _is_global(n)), tuple(flow.defs)
 
 
 def should_outline(prog) -> bool:
@@ -139,7 +145,7 @@ def should_outline(prog) -> bool:
 def outline(fragments: list, live_out: set, dtype: str, helpers: set) -> list | None:
     """The body's lines (at column 0) with runs of ``fragments`` printed as segment calls, the
     segments added to HELPERS and ``helpers``; None where the body is printed as it is (a name
-    written twice). ``live_out``: names read after the body."""
+    written twice, or no copy worth a segment). ``live_out``: names read after the body."""
     fragments = [_analysed(f) for f in fragments if f.lines]
     written = [n for f in fragments for n in f.defs if n not in RESERVED]
     if len(written) != len(set(written)):   # not one assignment per name: leave it as printed
@@ -154,13 +160,16 @@ def outline(fragments: list, live_out: set, dtype: str, helpers: set) -> list | 
     work = [f for f in fragments if not f.view]
     for f in work:
         f.size = len(f.lines) + sum(len(v.lines) for v in _views_for(f.uses, views, set()))
+    runs = [(run, shared and sum(f.size for f in run) >= MIN_SEGMENT_LINES) for run, shared in _runs(work, views)]
+    if not any(outlined for _, outlined in runs):
+        return None
     out, printed = [], set()
-    for run, shared in _runs(work, views):
-        if not shared or sum(f.size for f in run) < MIN_SEGMENT_LINES:
+    for run, outlined in runs:
+        if outlined:
+            out += _segment_call(run, views, dtype, helpers)
+        else:
             for f in run:
                 out += [line for v in _views_for(f.uses, views, printed) for line in v.lines] + f.lines
-        else:
-            out += _segment_call(run, views, dtype, helpers)
     return out
 
 
@@ -237,25 +246,26 @@ def _uses_of(fragments: list) -> list:
     return list(uses)
 
 
-class _Renamed(ast.NodeTransformer):
-    def __init__(self, names: dict):
-        self.names = names
-
-    def visit_Name(self, node):
-        return ast.copy_location(ast.Name(self.names.get(node.id, node.id), node.ctx), node)
-
-
 def _canonical(fragments: list) -> tuple:
     """(the fragments' statements as one function body, its parameters renamed a0, a1, … and
     its locals v0, …, without comments; the names its parameters take, in order)."""
-    tree = ast.parse("\n".join(f.text for f in fragments))
+    text, params = _canonical_text("\n".join(f.text for f in fragments))
+    return text, list(params)
+
+
+@functools.lru_cache(maxsize=65536)
+def _canonical_text(source: str) -> tuple:
+    tree = ast.parse(source)
     flow = _Flow()
     flow.visit(tree)
     params = [n for n in flow.uses if not _is_global(n)]
     names = {n: f"a{k}" for k, n in enumerate(params)}
     locals_ = [n for n in flow.defs if n not in names and n not in RESERVED]
     names.update({n: f"v{k}" for k, n in enumerate(locals_)})
-    return ast.unparse(_Renamed(names).visit(tree)), params
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            node.id = names.get(node.id, node.id)
+    return ast.unparse(tree), tuple(params)
 
 
 def _digest(text: str) -> str:

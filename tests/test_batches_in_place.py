@@ -53,7 +53,7 @@ def _epoch(build, batches_of):
         np.testing.assert_allclose(cpu.params[p], ref.params[p], rtol=0, atol=1e-10)
     for k in feeds:
         assert np.array_equal(feeds[k], before[k]), f"the fed {k!r} was written"
-    names = {a.name for a in codegen.emit_cpu.batched_inputs(cpu.schedule)}
+    names = {a.name for a in codegen.workspace.batched_inputs(cpu.schedule)}
     return {name: buf for name, buf in cpu._temps(len(batches[0])).items() if name in names}
 
 
