@@ -73,6 +73,22 @@ def test_the_transformers_equal_blocks_are_one_function_each_called_once_per_blo
     assert "# block2_attn_head_A = softmax(block2_attn_head_S)" in _function(cpu.source, "train_epoch")
 
 
+def test_graphnn_codegen_prints_the_segments_and_float32_trains_as_the_reference(capsys):
+    from graphnn.cli import main
+
+    assert main(["codegen", "transformer", "--dtype", "float32"]) == 0
+    source = capsys.readouterr().out
+    calls = _segment_calls(source, "train_epoch")
+    assert calls and all(name.endswith("_f32") and f"\ndef {name}(" in source for name in calls)
+    model = get_model("transformer")
+    feeds, batches = _epoch_of(model, 12, 8)
+    cpu = codegen.CpuBackend(model, make_optimizer("adam", lr=1e-2), "float32")
+    ref = NumpyBackend(model, make_optimizer("adam", lr=1e-2), "float32")
+    assert cpu.train_epoch(feeds, batches) == pytest.approx(ref.train_epoch(feeds, batches), rel=1e-4)
+    for p in model.params:
+        np.testing.assert_allclose(cpu.params[p], ref.params[p], rtol=1e-3, atol=1e-5, err_msg=p.name)
+
+
 def test_a_small_model_is_printed_as_before():
     source = codegen.CpuBackend(get_model("digits-mlp"), make_optimizer("sgd", lr=0.1), "float64").source
     assert "segment_" not in source
