@@ -241,8 +241,11 @@ def emit_program(prog: S.Program, dtype: str, helpers: set | None = None, *, spe
     from the workspace and the flat vectors (codegen/workspace.py)."""
     carving = None if inner else carving
     carves = carving.lines([a.name for a in prog.args if carving.carves(a)], "B") if carving else []
-    lines = program_lines(prog, dtype, helpers, specialise=specialise, carves=carves,
-                          outlined=not (inner or specialise) and should_outline(prog))
+    lines = None
+    if not (inner or specialise) and should_outline(prog):   # each segment carves what it reads
+        lines = program_lines(prog, dtype, helpers, outline_views=carves)
+    if lines is None:
+        lines = program_lines(prog, dtype, helpers, specialise=specialise, carves=carves)
     ret = [f"{INDENT}return {prog.returns}"] if prog.returns is not None else []
     doc = [f'{INDENT}"""{prog.doc}"""'] if prog.doc else []
     args = ", ".join(carving.args(prog) if carving else [a.name for a in prog.args])
@@ -250,12 +253,13 @@ def emit_program(prog: S.Program, dtype: str, helpers: set | None = None, *, spe
 
 
 def program_lines(prog: S.Program, dtype: str, helpers: set | None = None, *, specialise=False,
-                  finish=None, carves=(), outlined=False, views=()) -> list:
+                  finish=None, carves=(), outline_views=None) -> list | None:
     """The statements of a `Program`'s function body (one indent), without its return;
     ``finish(steps, writer) -> steps`` last changes the steps after the rewrites (train_epoch's
-    folded SGD); ``carves``: lines that carve buffers from the workspace, first after ``B``;
-    ``outlined``: a long body as calls of segment functions (codegen/outline.py); ``views``:
-    lines defining views the statements read (train_epoch's batch rows), printed first."""
+    folded SGD); ``carves``: lines that carve buffers from the workspace, first after ``B``.
+    ``outline_views``: print runs of steps alike as segment calls (codegen/outline.py), these
+    lines (views the statements read: carves, batch rows) where they are read — or return
+    None where no run became a segment."""
     w = Writer(dtype)
     w.specialise = specialise
     w.ranks.update({a.name: len(a.shape) for a in prog.args})
@@ -265,9 +269,6 @@ def program_lines(prog: S.Program, dtype: str, helpers: set | None = None, *, sp
     if finish is not None:
         steps = finish(steps, w)
     starts = []
-    for line in views:   # outlined, each is printed where it is read (in a segment: its rows)
-        starts.append((len(w.lines), True))
-        w(line)
     for step in steps:
         fn = EMITTERS.get(type(step))
         if fn is None:
@@ -275,8 +276,13 @@ def program_lines(prog: S.Program, dtype: str, helpers: set | None = None, *, sp
                             "register one with codegen.emit_cpu.register_emitter")
         starts.append((len(w.lines), isinstance(step, S.View)))
         fn(step, w)
-    outlined = outlined and not CENSUS.is_counting   # the census's printing is thrown away
-    body = outline_body(w.lines, starts, prog.returns, dtype, w.printer.helpers) if outlined else w.lines
+    body = w.lines
+    if outline_views is not None:
+        carves, body = (), [INDENT + line for line in outline_views] + body   # the census's: thrown away
+        if not CENSUS.is_counting:
+            body = outline_body(w.lines, starts, prog.returns, dtype, w.printer.helpers, outline_views)
+            if body is None:
+                return None
     head = []
     batched = next((a for a in prog.args if a.role == "input" and a.batched), None)
     carves = [INDENT + line for line in carves]

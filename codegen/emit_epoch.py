@@ -45,9 +45,8 @@ def _step_input(prog):
     return next((a.name for a in prog.args if a.role == "input" and a.node is STEP), None)
 
 
-def _gather_batch(w, sched, whole, unique, print_rows=True) -> list:
-    """The batch's inputs, and the leading ``nb`` rows of the other batch buffers (or, not
-    ``print_rows``, the lines viewing them, for the outlined statements: `program_lines`).
+def _gather_batch(w, sched, whole, unique):
+    """The batch's inputs.
 
     A batch whose rows are consecutive rows of the data, in order (full-batch training, an
     unshuffled epoch), is read where it lies — ``rows_at(x_data, first, nb)``, no copy; any
@@ -80,11 +79,12 @@ def _gather_batch(w, sched, whole, unique, print_rows=True) -> list:
         for a in inputs:
             w(f"{a.name} = rows({whole[a.name]}, nb)")
         w.dedent()
-    gathered = {a.name for a in inputs}
-    views = [f"{name} = rows({all_rows}, nb)" for name, all_rows in whole.items() if name not in gathered]
-    for line in views if print_rows else ():
-        w(line)
-    return [] if print_rows else views
+
+
+def _batch_rows(sched, whole) -> list:
+    """The lines viewing the leading ``nb`` rows of the batch buffers but the gathered inputs."""
+    gathered = {a.name for a in batched_inputs(sched)}
+    return [f"{name} = rows({all_rows}, nb)" for name, all_rows in whole.items() if name not in gathered]
 
 
 def emit_train_epoch(sched, helpers: set | None = None, carving: Carving | None = None) -> str:
@@ -110,10 +110,39 @@ def emit_train_epoch(sched, helpers: set | None = None, carving: Carving | None 
         return name
 
     whole = {a.name: unique(f"{a.name}_all") for a in prog.args if a.batched and a.role in ("input", "temp")}
-    k, step_in, outlined = unique("k_batch"), _step_input(prog), should_outline(prog)
+    k, step_in = unique("k_batch"), _step_input(prog)
     carving = carving or Carving.of(sched)
-    for line in _epoch_carves(sched, carving, whole):
-        w(line)
+    carves, folded = _epoch_carves(sched, carving, whole), []
+
+    def fold(steps, writer):   # plain SGD applied by the weight-gradient products (fuse_update.py)
+        plan = fold_sgd(sched, steps, writer)
+        folded.append(plan)
+        return steps if plan is None else plan.steps
+
+    body, moved = _epoch_body(sched, helpers, carves, _batch_rows(sched, whole), fold)
+    for line in carves:
+        if line not in moved:
+            w(line)
+    _batch_loop_head(w, sched, k, step_in, unique)
+    _gather_batch(w, sched, whole, unique)
+    for line in _batch_rows(sched, whole):
+        if line not in moved:
+            w(line)
+    w("# -- grad_step's statements --")
+    w.dedent()
+    tail = _batch_end(sched, prog, folded[-1])
+    doc = (f'{INDENT}"""One epoch: batches order[start:start + batch_size], gathered into the batch buffers; '
+           f'returns the summed loss."""')
+    if helpers is not None:
+        helpers |= w.printer.helpers
+    params = train_epoch_args(sched, carving)
+    return "\n".join([jit_decorator(), f"def train_epoch({', '.join(params)}):", doc,
+                      *w.lines, *[INDENT + line if line else "" for line in body], *tail.lines]) + "\n"
+
+
+def _batch_loop_head(w, sched, k, step_in, unique):
+    """The summed loss, and the batch loop's first lines: the batch's size ``nb``, its number
+    ``k``, its hyperparameters and training step; ``w`` is left inside the loop."""
     w("total = 0.0")
     if step_in:
         first = unique("first_step")
@@ -127,26 +156,19 @@ def emit_train_epoch(sched, helpers: set | None = None, carving: Carving | None 
         w(f"{step_in}[0] = {first} + {k}")
     for h in sched.update.hyper:
         w(f"{h} = {h}_per_step[{k}]")
-    views = _gather_batch(w, sched, whole, unique, print_rows=not outlined)
-    w("# -- grad_step's statements --")
-    folded = []
 
-    def fold(steps, writer):   # plain SGD applied by the weight-gradient products (fuse_update.py)
-        plan = fold_sgd(sched, steps, writer)
-        folded.append(plan)
-        return steps if plan is None else plan.steps
 
-    body = program_lines(prog, sched.dtype, helpers, finish=fold, outlined=outlined, views=views)
-    lines = [INDENT + line if line else "" for line in body]
-    w.dedent()
-    tail = _batch_end(sched, prog, folded[0])
-    doc = (f'{INDENT}"""One epoch: batches order[start:start + batch_size], gathered into the batch buffers; '
-           f'returns the summed loss."""')
-    if helpers is not None:
-        helpers |= w.printer.helpers
-    params = train_epoch_args(sched, carving)
-    return "\n".join([jit_decorator(), f"def train_epoch({', '.join(params)}):", doc,
-                      *w.lines, *lines, *tail.lines]) + "\n"
+def _epoch_body(sched, helpers, carves, rows, fold) -> tuple:
+    """(grad_step's statements for the batch loop, the carve and row lines they print themselves):
+    in a long program, runs alike as segment calls, each printing the carves and rows it reads
+    (codegen/outline.py); else as printed, the carves before the loop and the rows per batch."""
+    prog, gathered = sched.grad_step, {f"{a.name}_all" for a in batched_inputs(sched)}
+    if should_outline(prog):
+        movable = [line for line in carves if line.split(" = ")[0] not in gathered] + rows
+        body = program_lines(prog, sched.dtype, helpers, finish=fold, outline_views=movable)
+        if body is not None:
+            return body, set(movable)
+    return program_lines(prog, sched.dtype, helpers, finish=fold), set()
 
 
 def _epoch_carves(sched, carving, whole) -> list:

@@ -15,22 +15,23 @@ changes; the schedule is not printed twice):
 - a fragment whose def a later fragment (or what follows the body) reads stays in the calling
   function — a scalar (a loss, a count) has no way out of a segment — except a `View` step,
   which computes nothing: it is printed again wherever its name is needed, never on its own
-  (in ``train_epoch``, the batch's rows of each buffer, ``rows(h_all, nb)``, are such views);
+  (the caller's ``carve`` of each buffer from the workspace and, in ``train_epoch``, the
+  batch's rows of it, ``rows(h_all, nb)``, are such views too);
 - a fragment's signature is its text with the views it reads, its names renamed in order of
   use; runs of equal signatures are found longest first (`_longest_repeat`), and each copy
   becomes a call;
 - a segment's parameters are its uses, in order of first use, renamed ``a0, a1, …`` (its
-  locals ``v0, …``; the loops' own names i, j, f0 … stay), printed without comments
-  (`ast.unparse`): equal copies print equal text, whose digest names the function
+  locals ``v0, …``; the loops' own names i, j, f0 … stay), and each ``carve``'s offset (the
+  copies of a block differ only in where their buffers lie); printed without comments
+  (`ast.unparse`), equal copies print equal text, whose digest names the function
   ``segment_<digest>``; the call keeps the steps' comments, with the caller's names.
 
 Only programs of `OUTLINE_MIN_STEPS` steps or more are searched, and only copies of
 `MIN_SEGMENT_LINES` lines or more (with the views they print) are outlined: a function has a
 fixed cost, which the GAN's and the contrastive model's three-step copies and a deep MLP's
 equal layers did not pay back; outlining the rest too (for the two compiler processes to
-share) cost the mid-sized models more than it saved. The calling function still carves every
-buffer, at offsets LLVM sees as constants; offsets as a segment's arguments instead cost the
-transformer's epoch 8 %. Measured: docs/codegen.md, "Cut in the eighteenth session".
+share) cost the mid-sized models more than it saved. A body with no such copy is printed as
+it is. Measured: docs/codegen.md, "Cut in the eighteenth session".
 """
 from __future__ import annotations
 
@@ -248,14 +249,34 @@ def _uses_of(fragments: list) -> list:
 
 def _canonical(fragments: list) -> tuple:
     """(the fragments' statements as one function body, its parameters renamed a0, a1, … and
-    its locals v0, …, without comments; the names its parameters take, in order)."""
+    its locals v0, …, without comments; the texts its parameters take, in order: names, and
+    ``carve``'s offsets)."""
     text, params = _canonical_text("\n".join(f.text for f in fragments))
     return text, list(params)
 
 
+class _LiftedOffsets(ast.NodeTransformer):
+    """Each ``carve``'s offset (codegen/workspace.py) replaced by a name ``_offset<k>``: equal
+    blocks differ only in where their buffers lie, so the offsets are a segment's arguments."""
+
+    def __init__(self):
+        self.offsets: dict = {}   # name -> the offset's text in the caller
+
+    def visit_Call(self, node):
+        self.generic_visit(node)
+        if isinstance(node.func, ast.Name) and node.func.id == "carve" and len(node.args) == 3:
+            name = f"_offset{len(self.offsets)}"
+            text = ast.unparse(node.args[1])
+            # int(…): Numba types a constant argument as its value, one compile per offset
+            self.offsets[name] = f"int({text})" if isinstance(node.args[1], ast.Constant) else text
+            node.args[1] = ast.copy_location(ast.Name(name, ast.Load()), node.args[1])
+        return node
+
+
 @functools.lru_cache(maxsize=65536)
 def _canonical_text(source: str) -> tuple:
-    tree = ast.parse(source)
+    lifted = _LiftedOffsets()
+    tree = lifted.visit(ast.parse(source))
     flow = _Flow()
     flow.visit(tree)
     params = [n for n in flow.uses if not _is_global(n)]
@@ -265,7 +286,7 @@ def _canonical_text(source: str) -> tuple:
     for node in ast.walk(tree):
         if isinstance(node, ast.Name):
             node.id = names.get(node.id, node.id)
-    return ast.unparse(tree), tuple(params)
+    return ast.unparse(tree), tuple(lifted.offsets.get(n, n) for n in params)
 
 
 def _digest(text: str) -> str:
@@ -288,12 +309,14 @@ def _segment_call(run: list, views: dict, dtype: str, helpers: set) -> list:
     return comments + [f"{name}({', '.join(params)})"]
 
 
-def outline_body(lines: list, starts: list, returns, dtype: str, helpers: set) -> list:
-    """A printed function body (``lines`` at one indent) outlined (see `outline`), or as it is;
+def outline_body(lines: list, starts: list, returns, dtype: str, helpers: set, views=()) -> list | None:
+    """A printed function body (``lines`` at one indent) outlined (see `outline`), or None;
     ``starts``: [(the index of a step's first line, whether it is a `View` step)] per step;
-    ``returns``: the function's returned expression (read after the body), or None."""
+    ``returns``: the function's returned expression (read after the body), or None; ``views``:
+    lines (at column 0) defining views the statements read, printed where they are read."""
     ends = [s for s, _ in starts[1:]] + [len(lines)]
-    fragments = [Fragment([line[len(INDENT):] for line in lines[s:e]], view) for (s, view), e in zip(starts, ends)]
+    fragments = [Fragment([line], True) for line in views]
+    fragments += [Fragment([line[len(INDENT):] for line in lines[s:e]], view) for (s, view), e in zip(starts, ends)]
     live_out = {str(s) for s in getattr(returns, "free_symbols", ())}
     out = outline(fragments, live_out, dtype, helpers)
-    return lines if out is None else [INDENT + line if line else "" for line in out]
+    return None if out is None else [INDENT + line if line else "" for line in out]

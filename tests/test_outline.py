@@ -69,6 +69,8 @@ def test_the_transformers_equal_blocks_are_one_function_each_called_once_per_blo
     assert len(_segment_calls(cpu.source, "evaluate")) >= 2
     for name in set(calls):
         assert cpu.source.count(f"\ndef {name}(") == 1
+        # one compile for both blocks: the offsets are int64, not each block's literal value
+        assert len(getattr(cpu.module, name).overloads) == 1, name
     # the caller keeps the steps' comments, with its own names
     assert "# block2_attn_head_A = softmax(block2_attn_head_S)" in _function(cpu.source, "train_epoch")
 
@@ -154,6 +156,19 @@ def test_a_scalar_read_later_stays_in_the_caller_and_views_go_where_they_are_rea
     text = outline.HELPERS[name]
     assert "v0 = view(a0, (-1, 4))" in text and "gemm(v0, a1, a2)" in text
     ast.parse(text)
+
+
+def test_copies_that_differ_only_in_where_their_buffers_lie_share_one_segment(monkeypatch):
+    monkeypatch.setattr(outline, "MIN_SEGMENT_LINES", 0)
+    views = ["h = carve(work, 64 * B, (B, 4))", "W = carve(flat, 0, (4, 4))",
+             "h2 = carve(work, 128 * B, (B, 4))", "W2 = carve(flat, 16, (4, 4))"]
+    frags = [_fragment(v, view=True) for v in views]
+    frags += [_fragment(f"gemm({a}, {b}, {a})") for a, b in [("h", "W")] * 3 + [("h2", "W2")] * 3]
+    helpers: set = set()
+    lines = outline.outline(frags, set(), "float64", helpers)
+    (name,) = helpers
+    assert lines == [f"{name}(work, 64 * B, B, flat, int(0))", f"{name}(work, 128 * B, B, flat, int(16))"]
+    assert "v0 = carve(a0, a1, (a2, 4))" in outline.HELPERS[name]
 
 
 def test_a_name_written_twice_leaves_the_body_as_printed():
