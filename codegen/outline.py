@@ -66,39 +66,38 @@ class Fragment:
         return "\n".join(self.lines)
 
 
-class _Flow(ast.NodeVisitor):
-    """Names read before written (in order) and names written, in evaluation order."""
+class _Flow:
+    """Names read before written (in order) and names written, in evaluation order: a value
+    before its targets, an augmented target read first, a loop's range before its index. (A
+    walk of its own: `ast.NodeVisitor`'s dispatch was most of the printing of a deep model.)"""
 
     def __init__(self):
         self.uses: dict = {}
         self.defs: dict = {}   # in order of first write
 
-    def _read(self, name):
-        if name not in self.defs:
-            self.uses.setdefault(name, None)
-
-    def visit_Name(self, node):
-        if isinstance(node.ctx, ast.Load):
-            self._read(node.id)
+    def visit(self, node):
+        kind = type(node)
+        if kind is ast.Name:
+            if type(node.ctx) is ast.Load:
+                if node.id not in self.defs:
+                    self.uses.setdefault(node.id, None)
+            else:
+                self.defs.setdefault(node.id, None)
+        elif kind is ast.Assign:
+            self.visit(node.value)
+            for target in node.targets:
+                self.visit(target)
+        elif kind is ast.AugAssign:
+            if type(node.target) is ast.Name and node.target.id not in self.defs:
+                self.uses.setdefault(node.target.id, None)
+            self.visit(node.value)
+            self.visit(node.target)
+        elif kind is ast.For:
+            for part in (node.iter, node.target, *node.body, *node.orelse):
+                self.visit(part)
         else:
-            self.defs.setdefault(node.id, None)
-
-    def visit_Assign(self, node):
-        self.visit(node.value)
-        for target in node.targets:
-            self.visit(target)
-
-    def visit_AugAssign(self, node):
-        if isinstance(node.target, ast.Name):
-            self._read(node.target.id)
-        self.visit(node.value)
-        self.visit(node.target)
-
-    def visit_For(self, node):
-        self.visit(node.iter)
-        self.visit(node.target)
-        for statement in node.body + node.orelse:
-            self.visit(statement)
+            for child in ast.iter_child_nodes(node):
+                self.visit(child)
 
 
 @functools.cache
@@ -255,28 +254,26 @@ def _canonical(fragments: list) -> tuple:
     return text, list(params)
 
 
-class _LiftedOffsets(ast.NodeTransformer):
-    """Each ``carve``'s offset (codegen/workspace.py) replaced by a name ``_offset<k>``: equal
-    blocks differ only in where their buffers lie, so the offsets are a segment's arguments."""
-
-    def __init__(self):
-        self.offsets: dict = {}   # name -> the offset's text in the caller
-
-    def visit_Call(self, node):
-        self.generic_visit(node)
-        if isinstance(node.func, ast.Name) and node.func.id == "carve" and len(node.args) == 3:
-            name = f"_offset{len(self.offsets)}"
-            text = ast.unparse(node.args[1])
-            # int(…): Numba types a constant argument as its value, one compile per offset
-            self.offsets[name] = f"int({text})" if isinstance(node.args[1], ast.Constant) else text
-            node.args[1] = ast.copy_location(ast.Name(name, ast.Load()), node.args[1])
-        return node
+def _lift_offsets(tree) -> dict:
+    """Each ``carve``'s offset (codegen/workspace.py: ``h = carve(work, offset, shape)``, a
+    statement of its own) in ``tree`` replaced by a name
+    ``_offset<k>``, in place: equal blocks differ only in where their buffers lie, so the
+    offsets are a segment's arguments. Returns {name: the offset's text in the caller}."""
+    offsets = {}
+    calls = [s.value for s in tree.body if type(s) is ast.Assign and type(s.value) is ast.Call   # carves are
+             and type(s.value.func) is ast.Name and s.value.func.id == "carve" and len(s.value.args) == 3]  # statements
+    for call in calls:
+        name, text = f"_offset{len(offsets)}", ast.unparse(call.args[1])
+        # int(…): Numba types a constant argument as its value, one compile per offset
+        offsets[name] = f"int({text})" if isinstance(call.args[1], ast.Constant) else text
+        call.args[1] = ast.copy_location(ast.Name(name, ast.Load()), call.args[1])
+    return offsets
 
 
 @functools.lru_cache(maxsize=65536)
 def _canonical_text(source: str) -> tuple:
-    lifted = _LiftedOffsets()
-    tree = lifted.visit(ast.parse(source))
+    tree = ast.parse(source)
+    offsets = _lift_offsets(tree)
     flow = _Flow()
     flow.visit(tree)
     params = [n for n in flow.uses if not _is_global(n)]
@@ -286,7 +283,7 @@ def _canonical_text(source: str) -> tuple:
     for node in ast.walk(tree):
         if isinstance(node, ast.Name):
             node.id = names.get(node.id, node.id)
-    return ast.unparse(tree), tuple(lifted.offsets.get(n, n) for n in params)
+    return ast.unparse(tree), tuple(offsets.get(n, n) for n in params)
 
 
 def _digest(text: str) -> str:
