@@ -277,12 +277,12 @@ def program_lines(prog: S.Program, dtype: str, helpers: set | None = None, *, sp
         starts.append((len(w.lines), isinstance(step, S.View)))
         fn(step, w)
     body = w.lines
-    if outline_views is not None:
-        carves, body = (), [INDENT + line for line in outline_views] + body   # the census's: thrown away
-        if not CENSUS.is_counting:
-            body = outline_body(w.lines, starts, prog.returns, dtype, w.printer.helpers, outline_views)
-            if body is None:
-                return None
+    if outline_views is not None and CENSUS.is_counting:   # the census's printing is thrown away
+        body = [INDENT + line for line in outline_views] + body
+    elif outline_views is not None:
+        body = outline_body(w.lines, starts, prog.returns, dtype, w.printer.helpers, outline_views)
+        if body is None:
+            return None
     head = []
     batched = next((a for a in prog.args if a.role == "input" and a.batched), None)
     carves = [INDENT + line for line in carves]

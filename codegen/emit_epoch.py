@@ -119,7 +119,9 @@ def emit_train_epoch(sched, helpers: set | None = None, carving: Carving | None 
         folded.append(plan)
         return steps if plan is None else plan.steps
 
-    body, moved = _epoch_body(sched, helpers, carves, _batch_rows(sched, whole), fold)
+    gathered = {whole[a.name] for a in batched_inputs(sched)}   # the gather fills them: carved first
+    movable = [line for line in carves if line.split(" = ")[0] not in gathered] + _batch_rows(sched, whole)
+    body, moved = _epoch_body(sched, helpers, movable, fold)
     for line in carves:
         if line not in moved:
             w(line)
@@ -158,13 +160,12 @@ def _batch_loop_head(w, sched, k, step_in, unique):
         w(f"{h} = {h}_per_step[{k}]")
 
 
-def _epoch_body(sched, helpers, carves, rows, fold) -> tuple:
-    """(grad_step's statements for the batch loop, the carve and row lines they print themselves):
-    in a long program, runs alike as segment calls, each printing the carves and rows it reads
-    (codegen/outline.py); else as printed, the carves before the loop and the rows per batch."""
-    prog, gathered = sched.grad_step, {f"{a.name}_all" for a in batched_inputs(sched)}
+def _epoch_body(sched, helpers, movable, fold) -> tuple:
+    """(grad_step's statements for the batch loop, the lines of ``movable`` — carves and batch
+    rows — they print themselves): in a long program, runs alike as segment calls, each printing
+    the carves and rows it reads (codegen/outline.py); else as printed, and none."""
+    prog = sched.grad_step
     if should_outline(prog):
-        movable = [line for line in carves if line.split(" = ")[0] not in gathered] + rows
         body = program_lines(prog, sched.dtype, helpers, finish=fold, outline_views=movable)
         if body is not None:
             return body, set(movable)

@@ -124,8 +124,8 @@ _BUILTINS = frozenset(dir(builtins))
 
 
 def _analysed(fragment: Fragment) -> Fragment:
-    fragment.uses, defs = _flow(fragment.text)
-    fragment.uses, fragment.defs = list(fragment.uses), set(defs)
+    uses, defs = _flow(fragment.text)
+    fragment.uses, fragment.defs = list(uses), set(defs)
     return fragment
 
 
